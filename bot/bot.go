@@ -1,0 +1,377 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+// Config wires a Bot.
+type Config struct {
+	AppToken  string
+	BotToken  string
+	APIURL    string // Slack Web API base, with trailing slash
+	Service   *pairing.Service
+	Directory *pairing.Directory
+	DB        *store.DB
+	Log       *slog.Logger
+	// HTTP posts to response_urls; nil means a client with a 10 s timeout.
+	HTTP *http.Client
+	// Region is the default region, shown in help.
+	Region string
+}
+
+// Bot serves /link over Socket Mode.
+type Bot struct {
+	cfg    Config
+	api    *slack.Client
+	sm     *socketmode.Client
+	log    *slog.Logger
+	teamID string
+	work   sync.WaitGroup
+}
+
+// New returns a Bot; Run connects it.
+func New(cfg Config) *Bot {
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	opts := []slack.Option{slack.OptionAppLevelToken(cfg.AppToken), slack.OptionHTTPClient(cfg.HTTP)}
+	if cfg.APIURL != "" {
+		opts = append(opts, slack.OptionAPIURL(cfg.APIURL))
+	}
+	api := slack.New(cfg.BotToken, opts...)
+	b := &Bot{cfg: cfg, api: api, log: cfg.Log}
+	b.sm = socketmode.New(api, socketmode.OptionLog(slogAdapter{cfg.Log}))
+	return b
+}
+
+// slogAdapter routes slack-go's internal logger into slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Output(_ int, s string) error {
+	a.l.Debug(strings.TrimSpace(s), "component", "socketmode")
+	return nil
+}
+
+// ErrAuth means Slack rejected a token.
+var ErrAuth = errors.New("slack rejected the token")
+
+// Run checks the bot token, connects over Socket Mode and serves until ctx
+// ends; then it waits for in-flight work to finish.
+func (b *Bot) Run(ctx context.Context) error {
+	auth, err := b.api.AuthTestContext(ctx)
+	if err != nil {
+		return fmt.Errorf("slack auth.test with SLACK_BOT_TOKEN: %w (%v)", ErrAuth, err)
+	}
+	b.teamID = auth.TeamID
+	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
+
+	runErr := make(chan error, 1)
+	sockCtx, stopSocket := context.WithCancel(ctx)
+	defer stopSocket()
+	go func() { runErr <- b.sm.RunContext(sockCtx) }()
+
+	defer b.work.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-runErr:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("socket mode: %w", err)
+		case evt := <-b.sm.Events:
+			if err := b.dispatch(ctx, evt); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// dispatch handles one Socket Mode event. It never does network I/O before
+// the ack and never blocks: slow work runs in goroutines, so pings and
+// other envelopes are never held up.
+func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
+	switch evt.Type {
+	case socketmode.EventTypeConnecting:
+		b.log.Info("slack socket connecting")
+	case socketmode.EventTypeConnected:
+		b.log.Info("slack socket connected")
+	case socketmode.EventTypeHello:
+		n := 0
+		if evt.Request != nil {
+			n = evt.Request.NumConnections
+		}
+		// Slack spreads commands over up to 10 connections per app: a second
+		// process on the same token steals commands from this one.
+		level := slog.LevelInfo
+		if n > 1 {
+			level = slog.LevelWarn
+		}
+		b.log.Log(ctx, level, "slack socket ready", "num_connections", n)
+	case socketmode.EventTypeConnectionError:
+		b.log.Warn("slack socket connection failed; retrying")
+	case socketmode.EventTypeInvalidAuth:
+		return fmt.Errorf("socket mode with SLACK_APP_TOKEN: %w", ErrAuth)
+	case socketmode.EventTypeDisconnect:
+		b.log.Info("slack asked to reconnect")
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		if !ok || evt.Request == nil {
+			return nil
+		}
+		b.command(ctx, evt.Request.EnvelopeID, cmd)
+	case socketmode.EventTypeInteractive:
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		b.ack(ctx, evt.Request, nil)
+		if ok {
+			b.goWork(ctx, func(ctx context.Context) { b.interaction(ctx, cb) })
+		}
+	default:
+		b.ack(ctx, evt.Request, nil)
+	}
+	return nil
+}
+
+func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
+	if req == nil || req.EnvelopeID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := b.sm.AckCtx(ctx, req.EnvelopeID, payload); err != nil {
+		b.log.Error("ack failed", "envelope", req.EnvelopeID, "err", err)
+	}
+}
+
+// goWork runs f after the ack; Run waits for it on shutdown.
+func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
+	b.work.Add(1)
+	go func() {
+		defer b.work.Done()
+		f(context.WithoutCancel(ctx))
+	}()
+}
+
+// command answers a /link at once (parsing and normalising are pure CPU)
+// and requests the code after the ack.
+func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCommand) {
+	received := b.cfg.Service.Now()
+	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
+	reply, req := b.prepare(cmd, received)
+	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.webhook())
+	if req == nil {
+		log.Info("command answered", "outcome", reply.Text)
+		return
+	}
+	b.goWork(ctx, func(ctx context.Context) {
+		p, err := b.cfg.Service.Start(ctx, *req)
+		b.respond(ctx, log, req.ResponseURL, req.URLIssued, b.result(p, err, req.Instance.Name, envelopeID))
+	})
+}
+
+// prepare decides the immediate reply to a command and, when a code must
+// be requested, the request.
+func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) (Message, *pairing.Request) {
+	if b.teamID != "" && cmd.TeamID != b.teamID {
+		return ForeignTeamView(), nil
+	}
+	parsed, err := ParseCommand(cmd.Text)
+	var uerr *UsageError
+	if errors.As(err, &uerr) {
+		return UsageView(uerr), nil
+	}
+	if parsed.Kind == CommandHelp {
+		return HelpView(b.cfg.Directory.Names(), b.cfg.Region), nil
+	}
+	in, err := b.cfg.Directory.Resolve(parsed.Instance)
+	if err != nil {
+		return UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), nil
+	}
+	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
+	var perr *pairing.PhoneError
+	if errors.As(err, &perr) {
+		return PhoneView(perr), nil
+	}
+	return RequestingView(phone.International, in.Name), &pairing.Request{
+		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
+		ResponseURL: cmd.ResponseURL, URLIssued: now,
+	}
+}
+
+// result turns the outcome of Start or Renew into what the agent sees.
+func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Message {
+	now := b.cfg.Service.Now()
+	phone := pairing.PhoneFromDigits(p.Phone).International
+	var (
+		lerr *pairing.LimitError
+		serr *pairing.StatusError
+		aerr *pairing.APIError
+		terr *pairing.TooSoonError
+	)
+	switch {
+	case err == nil:
+		return b.pairingView(p, now)
+	case errors.As(err, &lerr):
+		return LimitView(lerr, phone, instance, now)
+	case errors.As(err, &serr):
+		return StatusView(serr, instance, p.ID, now)
+	case errors.As(err, &aerr):
+		return WawpErrorView(err, instance)
+	case errors.As(err, &terr):
+		return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
+	case errors.Is(err, pairing.ErrEnded), errors.Is(err, store.ErrNotFound), errors.Is(err, pairing.ErrNotYours):
+		return EndedView()
+	}
+	b.log.Error("request failed", "request", requestID, "err", err)
+	return InternalErrorView(requestID)
+}
+
+// pairingView renders a stored pairing as it stands at now.
+func (b *Bot) pairingView(p store.Pairing, now time.Time) Message {
+	phone := pairing.PhoneFromDigits(p.Phone).International
+	limit := b.cfg.Service.PhoneLimit()
+	nextAt, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
+	if err != nil {
+		nextAt = now.Add(limit.Period)
+	}
+	switch {
+	case p.Live(now) && p.Code != "":
+		return CodeView(CodeModel{
+			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
+			RequestedBy: p.RequestedBy, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.RequestedAt),
+			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
+		})
+	case p.State == store.StateLinked:
+		return LinkedView(phone, p.InstanceName, p.ExpiresAt)
+	case p.State == store.StateWrongPhone:
+		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
+	case p.State == store.StateCancelled:
+		return CancelledView(phone)
+	case p.State == store.StateWarmingUp:
+		return TooSoonView(p.InstanceName, p.ID, p.RetryAt, now)
+	case p.State == store.StateLive || p.State == store.StateExpired:
+		return ExpiredView(phone, p.ID, now, nextAt)
+	}
+	return EndedView()
+}
+
+// interaction handles a button click, after the ack.
+func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
+	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+		return
+	}
+	action := cb.ActionCallback.BlockActions[0]
+	now := b.cfg.Service.Now()
+	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
+	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
+		b.respond(ctx, log, cb.ResponseURL, now, ForeignTeamView())
+		return
+	}
+	var (
+		p   store.Pairing
+		err error
+	)
+	switch action.ActionID {
+	case ActionRefresh:
+		p, err = b.cfg.DB.Pairing(action.Value)
+		if err == nil && p.RequestedBy != cb.User.ID {
+			err = pairing.ErrNotYours
+		}
+	case ActionNewCode, ActionTryAgain:
+		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now, b.cfg.Directory)
+	case ActionCancel:
+		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID)
+		if err == nil {
+			b.respond(ctx, log, cb.ResponseURL, now, CancelledView(pairing.PhoneFromDigits(p.Phone).International))
+			return
+		}
+	default:
+		log.Warn("unknown action")
+		return
+	}
+	if err == nil && p.Live(now) && action.ActionID == ActionRefresh {
+		// The click's response_url is fresh: later edits go through it.
+		p, err = b.cfg.DB.UpdatePairing(p.ID, now, func(p *store.Pairing) error {
+			p.ResponseURL, p.URLIssued = cb.ResponseURL, now
+			return nil
+		})
+	}
+	log.Info("button handled", "err", err)
+	b.respond(ctx, log, cb.ResponseURL, now, b.result(p, err, p.InstanceName, cb.TriggerID))
+}
+
+// maxPostTries bounds retries of one response_url post after a 429 or 5xx.
+const maxPostTries = 3
+
+// respond replaces the ephemeral message behind url with m, within the
+// url's budget (counted in the store). A 429 or 5xx is retried after a
+// pause without spending budget twice; other failures are logged, never
+// shown (the url itself is a credential and is never logged).
+func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, m Message) bool {
+	for try := 1; ; try++ {
+		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), 0); err != nil {
+			log.Warn("response_url not used", "reason", err)
+			return false
+		}
+		err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, m.webhook())
+		if err == nil {
+			return true
+		}
+		var (
+			rl   *slack.RateLimitedError
+			code slack.StatusCodeError
+			wait time.Duration
+		)
+		switch {
+		case errors.As(err, &rl):
+			wait = rl.RetryAfter
+		case errors.As(err, &code) && code.Code >= 500:
+			wait = time.Second
+		}
+		if wait == 0 || try >= maxPostTries {
+			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)
+			return false
+		}
+		// Slack did not take this use: give it back before trying again.
+		if err := b.cfg.DB.RefundResponseURL(url); err != nil {
+			log.Error("refund response_url use", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// postFailure describes a webhook error without the URL it went to.
+func postFailure(err error) string {
+	var code slack.StatusCodeError
+	var rl *slack.RateLimitedError
+	switch {
+	case errors.As(err, &rl):
+		return fmt.Sprintf("rate limited, retry after %s", rl.RetryAfter)
+	case errors.As(err, &code):
+		return fmt.Sprintf("HTTP %d", code.Code)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "timed out"
+	}
+	return "network error"
+}

@@ -1,0 +1,101 @@
+// Package bot is linkbot's Slack side: the Socket Mode loop, the /link
+// command, button clicks and the Block Kit views. It is the only package
+// that imports slack-go, and the only place errors become sentences.
+package bot
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// CommandKind says what /link was asked to do.
+type CommandKind int
+
+const (
+	CommandHelp CommandKind = iota
+	CommandLink
+)
+
+// Command is a parsed /link.
+type Command struct {
+	Kind     CommandKind
+	Instance string
+	Phone    string
+}
+
+// UsageProblem says what is wrong with a /link text.
+type UsageProblem string
+
+const (
+	UsageTooLong     UsageProblem = "too_long"
+	UsageNoPhone     UsageProblem = "no_phone"
+	UsageBadInstance UsageProblem = "bad_instance"
+	UsageControl     UsageProblem = "control_characters"
+)
+
+// UsageError is a /link text that cannot be parsed.
+type UsageError struct {
+	Problem UsageProblem
+	Input   string
+}
+
+func (e *UsageError) Error() string { return fmt.Sprintf("usage: %s in %q", e.Problem, e.Input) }
+
+// maxCommandText bounds the text; real commands are under 60 characters.
+const maxCommandText = 200
+
+// slackLink matches Slack's link markup, e.g. <tel:+201112223333|+20 111 222 3333>.
+var slackLink = regexp.MustCompile(`<([^<>|]*)(?:\|([^<>]*))?>`)
+
+var instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`)
+
+// ParseCommand parses /link's text: the first word is the instance (alias
+// or 12-character ID), the rest is the phone, which may contain spaces.
+// Slack may wrap a number as <tel:…|…>; it is unwrapped first.
+func ParseCommand(text string) (Command, error) {
+	if !utf8.ValidString(text) {
+		return Command{}, &UsageError{Problem: UsageControl, Input: text}
+	}
+	if utf8.RuneCountInString(text) > maxCommandText {
+		return Command{}, &UsageError{Problem: UsageTooLong, Input: text}
+	}
+	text = slackLink.ReplaceAllStringFunc(text, func(m string) string {
+		sub := slackLink.FindStringSubmatch(m)
+		if sub[2] != "" {
+			return sub[2]
+		}
+		return strings.TrimPrefix(sub[1], "tel:")
+	})
+	for _, r := range text {
+		if unicode.IsControl(r) && r != '\t' && r != '\n' {
+			return Command{}, &UsageError{Problem: UsageControl, Input: text}
+		}
+	}
+	fields := strings.Fields(text)
+	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
+		return Command{Kind: CommandHelp}, nil
+	}
+	if !instanceName.MatchString(fields[0]) {
+		return Command{}, &UsageError{Problem: UsageBadInstance, Input: fields[0]}
+	}
+	if len(fields) == 1 {
+		return Command{}, &UsageError{Problem: UsageNoPhone, Input: fields[0]}
+	}
+	return Command{Kind: CommandLink, Instance: fields[0], Phone: strings.Join(fields[1:], " ")}, nil
+}
+
+// escape makes user text safe inside mrkdwn: no <!channel>, no links, no
+// mentions (Slack's three control characters).
+func escape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// quote shows user input verbatim in mrkdwn: escaped, and in code style so
+// formatting characters stay literal.
+func quote(s string) string {
+	s = strings.ReplaceAll(s, "`", "'")
+	return "`" + escape(s) + "`"
+}

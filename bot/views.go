@@ -1,0 +1,377 @@
+package bot
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+// Message is what the bot shows: Block Kit plus the fallback text that
+// notifications and screen readers use. The fallback never holds a code.
+type Message struct {
+	Text   string
+	Blocks []slack.Block
+}
+
+func (m Message) webhook() *slack.WebhookMessage {
+	return &slack.WebhookMessage{
+		Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks},
+		ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true,
+	}
+}
+
+// Action IDs of the buttons; the value of each is the pairing ID.
+const (
+	ActionRefresh  = "refresh"
+	ActionNewCode  = "new_code"
+	ActionCancel   = "cancel"
+	ActionTryAgain = "try_again"
+)
+
+func mrkdwn(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, s, false, false)
+}
+func plain(s string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, s, true, false)
+}
+
+func section(id, text string) slack.Block {
+	return slack.NewSectionBlock(mrkdwn(text), nil, nil, slack.SectionBlockOptionBlockID(id))
+}
+
+func contextBlock(id string, texts ...string) slack.Block {
+	els := make([]slack.MixedElement, len(texts))
+	for i, t := range texts {
+		els[i] = mrkdwn(t)
+	}
+	return slack.NewContextBlock(id, els...)
+}
+
+func button(actionID, value, text, style string) *slack.ButtonBlockElement {
+	b := slack.NewButtonBlockElement(actionID, value, plain(text))
+	if style != "" {
+		b.Style = slack.Style(style)
+	}
+	return b
+}
+
+func actions(buttons ...*slack.ButtonBlockElement) slack.Block {
+	els := make([]slack.BlockElement, len(buttons))
+	for i, b := range buttons {
+		els[i] = b
+	}
+	return slack.NewActionBlock("actions", els...)
+}
+
+// notice is a one-section message: the common shape of every refusal.
+func notice(fallback, text string, extra ...slack.Block) Message {
+	return Message{Text: fallback, Blocks: append([]slack.Block{section("notice", text)}, extra...)}
+}
+
+// slackTime renders t in the reader's time zone with Slack's date token;
+// the fallback (shown by old clients) is UTC.
+func slackTime(t time.Time, token string) string {
+	layout := "15:04 UTC"
+	if token == "{time_secs}" {
+		layout = "15:04:05 UTC"
+	}
+	return fmt.Sprintf("<!date^%d^%s|%s>", t.Unix(), token, t.UTC().Format(layout))
+}
+
+func inAbout(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%d s", int(math.Ceil(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(math.Ceil(d.Minutes())))
+	default:
+		return fmt.Sprintf("%.1f h", d.Hours())
+	}
+}
+
+func windowText(d time.Duration) string {
+	if d%time.Hour == 0 {
+		if d == time.Hour {
+			return "hour"
+		}
+		return fmt.Sprintf("%d hours", int(d.Hours()))
+	}
+	return fmt.Sprintf("%d min", int(d.Minutes()))
+}
+
+// formatCode shows a code as XXXX-XXXX, the way WhatsApp's input groups it.
+func formatCode(code string) string {
+	if len(code) == 8 {
+		return code[:4] + "-" + code[4:]
+	}
+	return code
+}
+
+// HelpView answers /link help and an empty /link.
+func HelpView(aliases []string, region string) Message {
+	sort.Strings(aliases)
+	text := "*Link a WhatsApp number to a Wawp instance with a pairing code*\n" +
+		"`/link <instance> <phone>`, for example `/link A1B2C3D4E5F6 +20 111 222 3333`\n" +
+		"• *instance*: a 12-character Wawp instance ID"
+	if len(aliases) > 0 {
+		text += " or one of: " + escape(strings.Join(aliases, ", "))
+	}
+	text += "\n• *phone*: with country code (`+20…` or `0020…`)"
+	if region != "" {
+		text += fmt.Sprintf(", or in national format for %s", escape(region))
+	}
+	text += "\nThe code is shown only to you. Read it to the person holding the phone; never paste it in a channel."
+	return Message{Text: "How to use /link", Blocks: []slack.Block{section("help", text)}}
+}
+
+// RequestingView is the instant acknowledgement of a /link.
+func RequestingView(phone, instance string) Message {
+	t := fmt.Sprintf("⏳ Requesting a pairing code for %s on %s…", escape(phone), escape(instance))
+	return notice(t, t)
+}
+
+// UsageView explains a /link text that could not be parsed.
+func UsageView(err *UsageError) Message {
+	var t string
+	switch err.Problem {
+	case UsageTooLong:
+		t = fmt.Sprintf("❓ That is too long for a command (at most %d characters). Type `/link <instance> <phone>`.", maxCommandText)
+	case UsageNoPhone:
+		t = fmt.Sprintf("❓ Which phone? Type `/link %s <phone>`, for example `/link %s +20 111 222 3333`.", escape(err.Input), escape(err.Input))
+	case UsageBadInstance:
+		t = fmt.Sprintf("❓ %s is not an instance name. Type `/link <instance> <phone>`; `/link help` lists the instances.", quote(err.Input))
+	default:
+		t = "❓ The command contains characters that cannot be part of an instance or a phone number. Type `/link <instance> <phone>`."
+	}
+	return notice("That /link command could not be understood", t)
+}
+
+// UnknownInstanceView says the instance name matches nothing.
+func UnknownInstanceView(name string, aliases []string) Message {
+	sort.Strings(aliases)
+	t := fmt.Sprintf("❓ There is no instance called %s. Use a 12-character Wawp instance ID", quote(name))
+	if len(aliases) > 0 {
+		t += " or one of: " + escape(strings.Join(aliases, ", "))
+	}
+	return notice("Unknown instance", t+".")
+}
+
+var phoneProblems = map[pairing.PhoneProblem]string{
+	pairing.PhoneEmpty:          "has no digits",
+	pairing.PhoneLetters:        "contains letters",
+	pairing.PhoneBadCharacters:  "contains characters other than digits, spaces, dashes, dots and parentheses",
+	pairing.PhoneNoCountryCode:  "has no country code",
+	pairing.PhoneBadCountryCode: "starts with a country code that does not exist",
+	pairing.PhoneTooShort:       "is too short",
+	pairing.PhoneTooLong:        "is too long",
+	pairing.PhoneInvalid:        "is not a valid number",
+}
+
+// PhoneView explains a phone number that could not be used.
+func PhoneView(err *pairing.PhoneError) Message {
+	where := ""
+	example := "+20 111 222 3333"
+	if err.Region != "" && err.Problem != pairing.PhoneNoCountryCode {
+		where = " for " + escape(err.Region)
+		example = pairing.RegionExample(err.Region)
+	}
+	t := fmt.Sprintf("❓ %s %s%s.", quote(err.Input), phoneProblems[err.Problem], where)
+	if err.Understood != "" && err.Understood != err.Input {
+		t += fmt.Sprintf(" It was read as %s.", quote(err.Understood))
+	}
+	t += fmt.Sprintf(" Include the country code, e.g. `%s`.", example)
+	return notice("That phone number cannot be used", t)
+}
+
+// ForeignTeamView refuses commands from other organisations' users in
+// Slack Connect channels: codes are for the workspace that installed the bot.
+func ForeignTeamView() Message {
+	t := "🚫 This bot serves only the workspace that installed it. Ask someone from that workspace to request the code."
+	return notice("Not available to your workspace", t)
+}
+
+// CodeModel is what the code message shows.
+type CodeModel struct {
+	PairingID   string
+	Code        string // 8 characters, no dash
+	Phone       string // international format
+	Instance    string
+	InstanceID  string
+	RequestedBy string
+	Now         time.Time
+	ExpiresAt   time.Time
+	Lifetime    time.Duration
+	Attempt     int
+	PhoneLimit  store.Window
+	// NewCodeAt is when the phone's limit next allows a code; zero or past means now.
+	NewCodeAt time.Time
+}
+
+// progress draws the time left as a ten-step bar.
+func progress(left, total time.Duration) string {
+	n := 0
+	if total > 0 && left > 0 {
+		n = int(math.Ceil(10 * float64(left) / float64(total)))
+	}
+	n = min(n, 10)
+	return strings.Repeat("▓", n) + strings.Repeat("░", 10-n)
+}
+
+func timeLeft(left time.Duration) string {
+	switch {
+	case left <= 0:
+		return "expiring now"
+	case left < time.Minute:
+		return "under a minute left"
+	}
+	return fmt.Sprintf("about %d min left", int(math.Round(left.Minutes())))
+}
+
+// CodeView shows a live pairing code: the code in a header (the largest
+// text Slack has), the steps, the absolute expiry and the buttons.
+func CodeView(m CodeModel) Message {
+	left := m.ExpiresAt.Sub(m.Now)
+	where := fmt.Sprintf("*%s*", escape(m.Instance))
+	if m.InstanceID != "" && m.InstanceID != m.Instance {
+		where += fmt.Sprintf(" (`%s`)", escape(m.InstanceID))
+	}
+	buttons := []*slack.ButtonBlockElement{button(ActionRefresh, m.PairingID, "Refresh", "")}
+	limitNote := fmt.Sprintf("Code %d of %d for this number in %s", m.Attempt, m.PhoneLimit.Max, windowText(m.PhoneLimit.Period))
+	if !m.NewCodeAt.After(m.Now) {
+		buttons = append(buttons, button(ActionNewCode, m.PairingID, "New code", ""))
+	} else {
+		limitNote += " · next code allowed at " + slackTime(m.NewCodeAt, "{time}")
+	}
+	buttons = append(buttons, button(ActionCancel, m.PairingID, "Cancel", "danger"))
+	return Message{
+		Text: fmt.Sprintf("Pairing code ready for %s on %s (shown only to you in Slack)", escape(m.Phone), escape(m.Instance)),
+		Blocks: []slack.Block{
+			slack.NewHeaderBlock(plain(formatCode(m.Code)), slack.HeaderBlockOptionBlockID("code")),
+			section("intro", fmt.Sprintf("Enter this code on the phone *%s* to link it to %s.", escape(m.Phone), where)),
+			section("steps", "1. Open WhatsApp on that phone\n2. *Settings → Linked devices → Link a device*\n3. Tap *Link with phone number instead*\n4. Type the code"),
+			contextBlock("countdown", fmt.Sprintf("⏱ Expires at %s (your time) · %s  %s", slackTime(m.ExpiresAt, "{time_secs}"), timeLeft(left), progress(left, m.Lifetime))),
+			actions(buttons...),
+			contextBlock("meta", fmt.Sprintf("%s · requested by <@%s> · only you can see this", limitNote, escape(m.RequestedBy))),
+		},
+	}
+}
+
+// LimitView explains a refusal by one of the limits; Wawp was not called.
+func LimitView(err *pairing.LimitError, phone, instance string, now time.Time) Message {
+	when := fmt.Sprintf("%s (in %s)", slackTime(err.RetryAt, "{time}"), inAbout(err.RetryAt.Sub(now)))
+	var t string
+	switch err.Limit {
+	case store.LimitPhone:
+		t = fmt.Sprintf("🚫 %s already had %d codes in the last %s. WhatsApp blocks pairing for hours after a few more, so the next code is allowed at %s.",
+			escape(phone), err.Count, windowText(err.Window.Period), when)
+	case store.LimitUser:
+		t = fmt.Sprintf("🚫 You requested %d codes in the last %s, the most one person may. The next one is allowed at %s. If you need more, ask the bot's admin.",
+			err.Count, windowText(err.Window.Period), when)
+	default:
+		holder := "someone"
+		if err.Holder.RequestedBy != "" {
+			holder = "<@" + escape(err.Holder.RequestedBy) + ">"
+		}
+		t = fmt.Sprintf("⏳ %s already has a live code, requested by %s for %s, valid until %s. A new code would cancel it on that phone: wait for it to be used or to expire, or ask them to cancel it.",
+			escape(instance), holder, escape(pairing.MaskPhone(pairing.PhoneFromDigits(err.Holder.Phone).International)), when)
+	}
+	return notice("No code requested: a limit was reached", t)
+}
+
+// StatusView explains why the instance cannot pair right now.
+func StatusView(err *pairing.StatusError, instance, pairingID string, now time.Time) Message {
+	in := escape(instance)
+	switch err.Status {
+	case pairing.StatusStarting:
+		t := fmt.Sprintf("⏳ %s is still starting up. Try again in %s.", in, inAbout(err.RetryAt.Sub(now)))
+		return notice("The instance is starting up", t, actions(button(ActionTryAgain, pairingID, "Try again", "primary")))
+	case pairing.StatusWorking:
+		t := fmt.Sprintf("✋ %s is already linked and working", in)
+		if err.Me != "" {
+			t += " (to " + escape(pairing.PhoneFromDigits(err.Me).International) + ")"
+		}
+		return notice("The instance is already linked", t+"; requesting a code would take it over. Log it out in Wawp first, then run /link again.")
+	case pairing.StatusStopped:
+		return notice("The instance is stopped", fmt.Sprintf("⏹ %s is stopped. Start it in the Wawp dashboard, wait until it shows a QR code, then run /link again.", in))
+	case pairing.StatusFailed:
+		return notice("The instance has failed", fmt.Sprintf("⚠️ %s is in a failed state. Restart it in the Wawp dashboard, then run /link again.", in))
+	}
+	return notice("The instance is not ready", fmt.Sprintf("⏳ %s reports status %s and is not waiting for a phone yet. Try again in a minute; if it persists, check it in the Wawp dashboard.", in, quote(string(err.Status))))
+}
+
+// WawpErrorView explains a failed Wawp call without internals.
+func WawpErrorView(err error, instance string) Message {
+	in := escape(instance)
+	var t string
+	switch {
+	case errors.Is(err, pairing.ErrUnauthorized):
+		t = "🔑 Wawp rejected the bot's access token. Ask the bot's admin to check `WAWP_ACCESS_TOKEN`."
+	case errors.Is(err, pairing.ErrNoInstance):
+		t = fmt.Sprintf("❓ Wawp has no instance %s. Check the ID in the Wawp dashboard (or ask the admin to fix the alias).", in)
+	case errors.Is(err, pairing.ErrBadRequest):
+		t = "⚠️ Wawp did not accept the request. Check the number and try again; if it happens again, tell the bot's admin."
+	case errors.Is(err, pairing.ErrRateLimited):
+		t = "⏳ Wawp is rate-limiting the bot. Wait a minute, then try again."
+	case errors.Is(err, pairing.ErrUpstream):
+		t = fmt.Sprintf("⚠️ Wawp could not reach WhatsApp for %s. Wait a minute, then try again.", in)
+	case errors.Is(err, pairing.ErrServer):
+		t = "⚠️ Wawp had an internal error. Wait a minute, then try again; if it keeps failing, check Wawp's status."
+	case errors.Is(err, pairing.ErrTimeout):
+		t = "⌛ Wawp did not answer in time. Wait a minute before trying again: the request may still have reached WhatsApp."
+	case errors.Is(err, pairing.ErrUnreachable):
+		t = "📡 The bot cannot reach Wawp right now. Try again in a minute; if it persists, tell the bot's admin."
+	default:
+		t = "⚠️ Wawp answered with something the bot could not read. Wait a minute, then try again; if it keeps happening, tell the bot's admin."
+	}
+	return notice("No code: Wawp reported a problem", t)
+}
+
+// InternalErrorView is for failures of the bot itself.
+func InternalErrorView(requestID string) Message {
+	return notice("Something went wrong", fmt.Sprintf("⚠️ Something went wrong inside the bot. Try again; if it keeps failing, give the admin this reference: `%s`.", escape(requestID)))
+}
+
+// LinkedView is the final state after the phone entered the code.
+func LinkedView(phone, instance string, at time.Time) Message {
+	t := fmt.Sprintf("✅ Linked — %s is now connected to %s (%s).", escape(phone), escape(instance), slackTime(at, "{time_secs}"))
+	return notice("Linked", t)
+}
+
+// WrongPhoneView says loudly that another number was linked.
+func WrongPhoneView(linked, wanted, instance string) Message {
+	t := fmt.Sprintf("⚠️ *Linked the WRONG phone* — %s is now %s, not %s. Log it out in Wawp.", escape(instance), escape(linked), escape(wanted))
+	return notice("Linked the wrong phone", t)
+}
+
+// ExpiredView replaces an unused code; New code obeys the phone's limit.
+func ExpiredView(phone, pairingID string, now, newCodeAt time.Time) Message {
+	t := fmt.Sprintf("⌛ Expired — the code for %s was not entered in time.", escape(phone))
+	if newCodeAt.After(now) {
+		return notice("Pairing code expired", t+fmt.Sprintf(" A new code is allowed at %s.", slackTime(newCodeAt, "{time}")))
+	}
+	return notice("Pairing code expired", t+" Request a new one when the phone is ready.", actions(button(ActionNewCode, pairingID, "New code", "primary")))
+}
+
+// CancelledView replaces a cancelled code.
+func CancelledView(phone string) Message {
+	return notice("Pairing cancelled", fmt.Sprintf("🛑 Cancelled — the code for %s was withdrawn. Run /link again when the phone is ready.", escape(phone)))
+}
+
+// TooSoonView refuses a "Try again" during the warm-up wait.
+func TooSoonView(instance, pairingID string, retryAt, now time.Time) Message {
+	t := fmt.Sprintf("⏳ %s needs a little longer to start. Try again in %s.", escape(instance), inAbout(retryAt.Sub(now)))
+	return notice("Still starting up", t, actions(button(ActionTryAgain, pairingID, "Try again", "primary")))
+}
+
+// EndedView answers a click on a message whose pairing is over.
+func EndedView() Message {
+	return notice("This pairing is over", "This pairing has already ended. Run `/link <instance> <phone>` for a new one.")
+}

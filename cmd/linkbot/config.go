@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+// config is everything run needs, from the environment and LINKBOT_CONFIG.
+type config struct {
+	AppToken      string
+	BotToken      string
+	WawpToken     string
+	SlackAPIURL   string
+	WawpBaseURL   string
+	DBPath        string
+	ConfigPath    string
+	DefaultRegion string
+	HTTPAddr      string
+	LogFormat     string
+	Instances     []pairing.Instance
+	PhoneLimit    store.Window
+	UserLimit     store.Window
+	CodeLifetime  time.Duration
+}
+
+// configError lists every problem with the configuration at once, so an
+// admin fixes them in one go; main exits 2 on it.
+type configError struct{ problems []string }
+
+func (e *configError) Error() string {
+	return "configuration is invalid:\n  - " + strings.Join(e.problems, "\n  - ")
+}
+
+// fileConfig is the YAML file's shape.
+type fileConfig struct {
+	DefaultRegion string `yaml:"default_region"`
+	CodeLifetime  string `yaml:"code_lifetime"`
+	Limits        struct {
+		Phone windowConfig `yaml:"phone"`
+		User  windowConfig `yaml:"user"`
+	} `yaml:"limits"`
+	Instances []struct {
+		Alias  string `yaml:"alias"`
+		ID     string `yaml:"id"`
+		Region string `yaml:"region"`
+	} `yaml:"instances"`
+}
+
+type windowConfig struct {
+	Max    int    `yaml:"max"`
+	Window string `yaml:"window"`
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	var problems []string
+	c := config{
+		AppToken:      getenv("SLACK_APP_TOKEN"),
+		BotToken:      getenv("SLACK_BOT_TOKEN"),
+		WawpToken:     getenv("WAWP_ACCESS_TOKEN"),
+		SlackAPIURL:   getenv("SLACK_API_URL"),
+		WawpBaseURL:   getenv("WAWP_BASE_URL"),
+		DBPath:        getenv("LINKBOT_DB"),
+		ConfigPath:    getenv("LINKBOT_CONFIG"),
+		DefaultRegion: strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION"))),
+		HTTPAddr:      getenv("LINKBOT_HTTP_ADDR"),
+		LogFormat:     getenv("LINKBOT_LOG_FORMAT"),
+		PhoneLimit:    pairing.DefaultPhoneLimit,
+		UserLimit:     pairing.DefaultUserLimit,
+		CodeLifetime:  pairing.DefaultCodeLifetime,
+	}
+	switch {
+	case c.AppToken == "":
+		problems = append(problems, "SLACK_APP_TOKEN is not set (the app-level token xapp-… with connections:write)")
+	case !strings.HasPrefix(c.AppToken, "xapp-"):
+		problems = append(problems, "SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+	}
+	switch {
+	case c.BotToken == "":
+		problems = append(problems, "SLACK_BOT_TOKEN is not set (the bot token xoxb-…)")
+	case !strings.HasPrefix(c.BotToken, "xoxb-"):
+		problems = append(problems, "SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+	}
+	if c.WawpToken == "" {
+		problems = append(problems, "WAWP_ACCESS_TOKEN is not set")
+	}
+	if c.SlackAPIURL == "" {
+		c.SlackAPIURL = "https://slack.com/api/"
+	} else if u, err := url.Parse(c.SlackAPIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, "SLACK_API_URL must be an http(s) URL")
+	} else if !strings.HasSuffix(c.SlackAPIURL, "/") {
+		c.SlackAPIURL += "/"
+	}
+	if c.WawpBaseURL == "" {
+		c.WawpBaseURL = pairing.DefaultBaseURL
+	} else if u, err := url.Parse(c.WawpBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		problems = append(problems, "WAWP_BASE_URL must be an http(s) URL")
+	}
+	if c.DBPath == "" {
+		c.DBPath = "linkbot.db"
+	}
+	switch c.LogFormat {
+	case "":
+		c.LogFormat = "json"
+	case "json", "text":
+	default:
+		problems = append(problems, fmt.Sprintf("LINKBOT_LOG_FORMAT must be json or text, not %q", c.LogFormat))
+	}
+	if c.ConfigPath != "" {
+		problems = append(problems, c.loadFile()...)
+	}
+	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
+		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
+	}
+	if len(problems) > 0 {
+		return config{}, &configError{problems: problems}
+	}
+	return c, nil
+}
+
+// loadFile reads LINKBOT_CONFIG; values already set by the environment win.
+func (c *config) loadFile() []string {
+	raw, err := os.ReadFile(c.ConfigPath)
+	if err != nil {
+		return []string{fmt.Sprintf("LINKBOT_CONFIG: %v", errors.Unwrap(err))}
+	}
+	var f fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && err.Error() != "EOF" {
+		return []string{fmt.Sprintf("LINKBOT_CONFIG %s: %v", c.ConfigPath, strings.TrimPrefix(err.Error(), "yaml: "))}
+	}
+	var problems []string
+	bad := func(format string, args ...any) {
+		problems = append(problems, fmt.Sprintf("LINKBOT_CONFIG %s: ", c.ConfigPath)+fmt.Sprintf(format, args...))
+	}
+	if c.DefaultRegion == "" {
+		c.DefaultRegion = strings.ToUpper(f.DefaultRegion)
+	}
+	if f.CodeLifetime != "" {
+		d, err := time.ParseDuration(f.CodeLifetime)
+		if err != nil || d < 30*time.Second || d > 10*time.Minute {
+			bad("code_lifetime %q must be a duration between 30s and 10m", f.CodeLifetime)
+		} else {
+			c.CodeLifetime = d
+		}
+	}
+	for name, w := range map[string]struct {
+		cfg windowConfig
+		dst *store.Window
+	}{"phone": {f.Limits.Phone, &c.PhoneLimit}, "user": {f.Limits.User, &c.UserLimit}} {
+		if w.cfg.Max < 0 {
+			bad("limits.%s.max must be positive", name)
+		} else if w.cfg.Max > 0 {
+			w.dst.Max = w.cfg.Max
+		}
+		if w.cfg.Window != "" {
+			d, err := time.ParseDuration(w.cfg.Window)
+			if err != nil || d < time.Minute || d > 7*24*time.Hour {
+				bad("limits.%s.window %q must be a duration between 1m and 168h", name, w.cfg.Window)
+			} else {
+				w.dst.Period = d
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for i, in := range f.Instances {
+		if !pairing.IsInstanceID(in.ID) {
+			bad("instances[%d] (%s): id %q must be the 12-character Wawp instance ID", i, in.Alias, in.ID)
+		}
+		alias := strings.TrimSpace(in.Alias)
+		if alias == "" {
+			alias = in.ID
+		}
+		if seen[strings.ToLower(alias)] {
+			bad("instances[%d]: alias %q is used twice", i, alias)
+		}
+		seen[strings.ToLower(alias)] = true
+		region := strings.ToUpper(in.Region)
+		if region != "" && !pairing.ValidRegion(region) {
+			bad("instances[%d] (%s): region %q is not an ISO region code", i, alias, in.Region)
+		}
+		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
+	}
+	return problems
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/linkbot/linkbot/bot"
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `linkbot — link a WhatsApp number to a Wawp instance from Slack
+
+Usage:
+  linkbot            run the bot (configured by environment variables, see README)
+  linkbot version    print the version
+  linkbot help       show this text
+`
+
+// run is the whole program; main only calls it, so tests run the real
+// thing with their own getenv, arguments and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	sub := ""
+	if len(args) > 1 {
+		sub = args[1]
+	}
+	switch sub {
+	case "", "run":
+	case "version", "--version":
+		fmt.Fprintln(stdout, "linkbot", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return &configError{problems: []string{fmt.Sprintf("unknown command %q", sub)}}
+	}
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.LogFormat, stderr)
+	return serve(ctx, cfg, log)
+}
+
+func newLogger(format string, w io.Writer) *slog.Logger {
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, nil))
+	}
+	return slog.New(slog.NewJSONHandler(w, nil))
+}
+
+// serve runs the bot until ctx ends.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	db, err := store.Open(cfg.DBPath, store.Options{})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("%w: only one linkbot may use a database file (and a Slack app token) at a time", err)
+		}
+		return err
+	}
+	defer db.Close()
+
+	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, &http.Client{Timeout: 20 * time.Second})
+	svc := pairing.NewService(wawp, db, pairing.Config{
+		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, Log: log,
+	})
+	log.Info("linkbot starting", "version", version, "db", cfg.DBPath, "instances", len(cfg.Instances),
+		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
+	b := bot.New(bot.Config{
+		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
+		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
+		Log: log, Region: cfg.DefaultRegion,
+	})
+	if err := b.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("linkbot stopped")
+	return nil
+}

@@ -1,0 +1,314 @@
+// Package fakewawp is an in-process Wawp API for tests and the demo. It
+// speaks Wawp's HTTP+JSON over a real socket and enforces what the real one
+// (and WhatsApp behind it) does: the access token, instance existence, JSON
+// bodies, session statuses, the 422 warm-up, slow answers, and WhatsApp's
+// hidden per-phone pairing lock-out.
+package fakewawp
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Call is one request the fake received.
+type Call struct {
+	Endpoint string
+	Instance string
+	Phone    string
+	Status   int
+	At       time.Time
+}
+
+// Failure is an answer to inject instead of the real one.
+type Failure struct {
+	Status      int
+	ContentType string
+	Body        string
+	// Hang makes the fake never answer (until the client gives up).
+	Hang bool
+}
+
+type instance struct {
+	status     string
+	me         string
+	code       string // live code, without dash
+	codePhone  string
+	warmUntil  time.Time
+	failures   map[string][]Failure
+	alwaysFail map[string]*Failure
+}
+
+// Server is a fake Wawp.
+type Server struct {
+	URL   string
+	Token string
+
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	now       func() time.Time
+	delay     time.Duration
+	instances map[string]*instance
+	calls     []Call
+	requests  map[string][]time.Time // phone → request-code times
+	locked    map[string]time.Time   // phone → locked until
+	// LockoutAfter requests for one phone within LockoutWindow lock it out,
+	// as WhatsApp does after 3–5 codes.
+	lockoutAfter  int
+	lockoutWindow time.Duration
+}
+
+// New starts a fake Wawp that accepts token.
+func New(token string) *Server {
+	s := &Server{
+		Token: token, now: time.Now, instances: map[string]*instance{},
+		requests: map[string][]time.Time{}, locked: map[string]time.Time{},
+		lockoutAfter: 4, lockoutWindow: time.Hour,
+	}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.CloseClientConnections(); s.srv.Close() }
+
+// SetClock makes the fake use now instead of the wall clock.
+func (s *Server) SetClock(now func() time.Time) { s.mu.Lock(); s.now = now; s.mu.Unlock() }
+
+// SetDelay makes every answer wait d (respecting the client's deadline).
+func (s *Server) SetDelay(d time.Duration) { s.mu.Lock(); s.delay = d; s.mu.Unlock() }
+
+// SetLockout changes WhatsApp's hidden limit: more than after requests for
+// one phone within window lock it out.
+func (s *Server) SetLockout(after int, window time.Duration) {
+	s.mu.Lock()
+	s.lockoutAfter, s.lockoutWindow = after, window
+	s.mu.Unlock()
+}
+
+// AddInstance creates an instance with a status (SCAN_QR_CODE when empty).
+func (s *Server) AddInstance(id, status string) {
+	if status == "" {
+		status = "SCAN_QR_CODE"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.instances[id] = &instance{status: status, failures: map[string][]Failure{}, alwaysFail: map[string]*Failure{}}
+}
+
+// SetStatus changes an instance's status; me is the linked phone's digits.
+func (s *Server) SetStatus(id, status, me string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.instances[id]; in != nil {
+		in.status, in.me = status, me
+		if status != "SCAN_QR_CODE" {
+			in.code = ""
+		}
+	}
+}
+
+// WarmUp puts an instance in STARTING for d, answering request-code with 422,
+// then in SCAN_QR_CODE.
+func (s *Server) WarmUp(id string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.instances[id]; in != nil {
+		in.warmUntil = s.now().Add(d)
+	}
+}
+
+// FailNext makes the next call to endpoint on instance answer f (queued).
+func (s *Server) FailNext(id, endpoint string, f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.instances[id]; in != nil {
+		in.failures[endpoint] = append(in.failures[endpoint], f)
+	}
+}
+
+// FailAlways makes every call to endpoint on instance answer f; nil stops it.
+func (s *Server) FailAlways(id, endpoint string, f *Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.instances[id]; in != nil {
+		in.alwaysFail[endpoint] = f
+	}
+}
+
+// Code returns the instance's live pairing code (without dash), if any.
+func (s *Server) Code(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.instances[id]; in != nil {
+		return in.code
+	}
+	return ""
+}
+
+// EnterCode simulates the phone owner typing code into WhatsApp: if it is
+// the instance's live code the session becomes WORKING with that phone.
+func (s *Server) EnterCode(id, code string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in := s.instances[id]
+	if in == nil {
+		return fmt.Errorf("no instance %s", id)
+	}
+	code = strings.ToUpper(strings.ReplaceAll(code, "-", ""))
+	if in.code == "" || in.code != code {
+		return fmt.Errorf("wrong or expired code")
+	}
+	in.status, in.me, in.code = "WORKING", in.codePhone, ""
+	return nil
+}
+
+// Calls returns the calls received for endpoint ("" for all).
+func (s *Server) Calls(endpoint string) []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Call
+	for _, c := range s.calls {
+		if endpoint == "" || c.Endpoint == endpoint {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// LockedOut reports whether WhatsApp would now refuse pairing for phone.
+func (s *Server) LockedOut(phone string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now().Before(s.locked[phone])
+}
+
+// Endpoints.
+const (
+	SessionInfo = "/v2/session/info"
+	RequestCode = "/v2/auth/request-code"
+)
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	delay := s.delay
+	s.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	status, ctype, body, hang := s.answer(r)
+	if hang {
+		<-r.Context().Done()
+		return
+	}
+	if ctype == "" {
+		ctype = "application/json"
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.WriteHeader(status)
+	io.WriteString(w, body)
+}
+
+func jsonBody(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func (s *Server) answer(r *http.Request) (status int, ctype, body string, hang bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	call := Call{Endpoint: r.URL.Path, Instance: r.URL.Query().Get("instance_id"), At: now}
+	defer func() {
+		call.Status = status
+		s.calls = append(s.calls, call)
+	}()
+	if r.URL.Path != SessionInfo && r.URL.Path != RequestCode {
+		return http.StatusNotFound, "text/html", "<html><body><h1>Cannot POST " + r.URL.Path + "</h1></body></html>", false
+	}
+	if r.Method != http.MethodPost && !(r.Method == http.MethodGet && r.URL.Path == SessionInfo) {
+		return http.StatusMethodNotAllowed, "text/plain", "method not allowed", false
+	}
+	if r.URL.Query().Get("access_token") != s.Token {
+		return http.StatusUnauthorized, "", jsonBody(map[string]any{"statusCode": 401, "message": "Invalid or missing access token", "error": "Unauthorized"}), false
+	}
+	in := s.instances[call.Instance]
+	if in == nil {
+		return http.StatusNotFound, "", jsonBody(map[string]string{"code": "invalid_session", "message": "Session does not exist"}), false
+	}
+	if q := in.failures[r.URL.Path]; len(q) > 0 {
+		f := q[0]
+		in.failures[r.URL.Path] = q[1:]
+		return f.Status, f.ContentType, f.Body, f.Hang
+	}
+	if f := in.alwaysFail[r.URL.Path]; f != nil {
+		return f.Status, f.ContentType, f.Body, f.Hang
+	}
+	warming := now.Before(in.warmUntil)
+	if r.URL.Path == SessionInfo {
+		st := in.status
+		if warming {
+			st = "STARTING"
+		}
+		info := map[string]any{"name": call.Instance, "status": st}
+		if in.me != "" && st == "WORKING" {
+			info["me"] = map[string]string{"id": in.me + "@c.us", "pushName": "Field phone"}
+		}
+		return http.StatusOK, "", jsonBody(info), false
+	}
+	// request-code
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		return http.StatusBadRequest, "", jsonBody(map[string]any{"statusCode": 400, "message": "Content-Type must be application/json", "error": "Bad Request"}), false
+	}
+	var req struct {
+		Phone string `json:"phone_number"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Phone == "" || strings.Trim(req.Phone, "0123456789") != "" || len(req.Phone) < 8 || len(req.Phone) > 15 {
+		return http.StatusBadRequest, "", jsonBody(map[string]any{"statusCode": 400, "message": []string{"phone_number must be digits with country code"}, "error": "Bad Request"}), false
+	}
+	call.Phone = req.Phone
+	if warming || in.status != "SCAN_QR_CODE" {
+		return http.StatusUnprocessableEntity, "", jsonBody(map[string]any{"statusCode": 422, "message": "Session status is not as expected", "error": "Unprocessable Entity"}), false
+	}
+	// WhatsApp counts the request whatever happens next.
+	times := append(s.requests[req.Phone], now)
+	s.requests[req.Phone] = times
+	recent := 0
+	for _, t := range times {
+		if now.Sub(t) < s.lockoutWindow {
+			recent++
+		}
+	}
+	if recent > s.lockoutAfter {
+		s.locked[req.Phone] = now.Add(3 * time.Hour)
+	}
+	if now.Before(s.locked[req.Phone]) {
+		// WhatsApp's lock-out surfaces as a 200 with an error body.
+		return http.StatusOK, "", jsonBody(map[string]string{"code": "rate-overlimit", "message": "Pairing temporarily blocked for this number"}), false
+	}
+	in.code, in.codePhone = newCode(), req.Phone
+	return http.StatusOK, "", jsonBody(map[string]string{"code": in.code[:4] + "-" + in.code[4:]}), false
+}
+
+const codeAlphabet = "ABCDEFGHJKLMNPQRSTVWXYZ123456789"
+
+func newCode() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	for i := range b {
+		b[i] = codeAlphabet[int(b[i])%len(codeAlphabet)]
+	}
+	return string(b)
+}

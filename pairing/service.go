@@ -1,0 +1,376 @@
+package pairing
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/linkbot/linkbot/store"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultCodeLifetime = 150 * time.Second // WhatsApp closes the login socket after ~160 s
+	DefaultWarmup       = 10 * time.Second  // Wawp's advice after a 422 or STARTING
+	DefaultCallTimeout  = 10 * time.Second
+)
+
+// DefaultPhoneLimit keeps a phone well under WhatsApp's hidden lock-out,
+// which triggers after 3–5 codes in a short window.
+var DefaultPhoneLimit = store.Window{Max: 3, Period: 15 * time.Minute}
+
+// DefaultUserLimit stops one agent (or a stuck script) from burning through
+// many phones' allowances.
+var DefaultUserLimit = store.Window{Max: 20, Period: time.Hour}
+
+// Instance is a Wawp instance as the bot knows it.
+type Instance struct {
+	ID     string // 12 characters
+	Name   string // alias, or the ID when it has none
+	Region string // region for national numbers; empty means the default
+}
+
+// ErrUnknownInstance means the name is neither a configured alias nor a
+// 12-character instance ID.
+var ErrUnknownInstance = errors.New("unknown instance")
+
+// Directory resolves what an agent typed to an instance.
+type Directory struct {
+	byName        map[string]Instance
+	defaultRegion string
+}
+
+// NewDirectory indexes instances by alias (case-insensitive) and by ID.
+func NewDirectory(instances []Instance, defaultRegion string) *Directory {
+	d := &Directory{byName: map[string]Instance{}, defaultRegion: strings.ToUpper(defaultRegion)}
+	for _, in := range instances {
+		d.byName[strings.ToLower(in.Name)] = in
+		d.byName[strings.ToLower(in.ID)] = in
+	}
+	return d
+}
+
+// IsInstanceID reports whether s has the shape of a Wawp instance ID.
+func IsInstanceID(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+// Resolve returns the instance named name, with its region filled in.
+func (d *Directory) Resolve(name string) (Instance, error) {
+	in, ok := d.byName[strings.ToLower(name)]
+	if !ok {
+		if !IsInstanceID(name) {
+			return Instance{}, fmt.Errorf("%q: %w", name, ErrUnknownInstance)
+		}
+		in = Instance{ID: name, Name: name}
+	}
+	if in.Region == "" {
+		in.Region = d.defaultRegion
+	}
+	return in, nil
+}
+
+// Names lists the configured aliases, for help messages.
+func (d *Directory) Names() []string {
+	var out []string
+	for k, in := range d.byName {
+		if k == strings.ToLower(in.Name) && in.Name != in.ID {
+			out = append(out, in.Name)
+		}
+	}
+	return out
+}
+
+// LimitError says a limit refused a request; Wawp was not called.
+type LimitError struct {
+	Limit   store.Limit
+	Count   int
+	Window  store.Window
+	RetryAt time.Time
+	Holder  store.Pairing // for store.LimitInstance: who holds it, until when
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s limit reached (%d in %s), next at %s", e.Limit, e.Count, e.Window.Period, e.RetryAt.UTC().Format(time.RFC3339))
+}
+
+// StatusError says the instance's session is not waiting for a pairing
+// (only SCAN_QR_CODE is). RetryAt is set when it is warming up.
+type StatusError struct {
+	Status  Status
+	Me      string // linked phone digits, for WORKING
+	RetryAt time.Time
+}
+
+func (e *StatusError) Error() string { return fmt.Sprintf("session status %s", e.Status) }
+
+// ErrTooSoon means a "Try again" came before the warm-up wait was over.
+type TooSoonError struct{ RetryAt time.Time }
+
+func (e *TooSoonError) Error() string {
+	return "retry before " + e.RetryAt.UTC().Format(time.RFC3339)
+}
+
+// ErrNotYours means someone other than the requester pressed a button.
+var ErrNotYours = errors.New("pairing belongs to another user")
+
+// ErrEnded means the pairing already reached a final state.
+var ErrEnded = errors.New("pairing already ended")
+
+// Config configures a Service.
+type Config struct {
+	PhoneLimit   store.Window
+	UserLimit    store.Window
+	CodeLifetime time.Duration
+	Warmup       time.Duration
+	CallTimeout  time.Duration
+	Now          func() time.Time
+	Log          *slog.Logger
+}
+
+// Service runs pairings: limits, Wawp calls, state and audit.
+type Service struct {
+	wawp *Client
+	db   *store.DB
+	cfg  Config
+}
+
+// NewService returns a Service; zero Config fields take the defaults.
+func NewService(wawp *Client, db *store.DB, cfg Config) *Service {
+	if cfg.PhoneLimit.Max == 0 {
+		cfg.PhoneLimit = DefaultPhoneLimit
+	}
+	if cfg.UserLimit.Max == 0 {
+		cfg.UserLimit = DefaultUserLimit
+	}
+	if cfg.CodeLifetime == 0 {
+		cfg.CodeLifetime = DefaultCodeLifetime
+	}
+	if cfg.Warmup == 0 {
+		cfg.Warmup = DefaultWarmup
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Service{wawp: wawp, db: db, cfg: cfg}
+}
+
+// Now is the service's clock.
+func (s *Service) Now() time.Time { return s.cfg.Now() }
+
+// PhoneLimit is the per-phone window in force.
+func (s *Service) PhoneLimit() store.Window { return s.cfg.PhoneLimit }
+
+// Request is one ask for a pairing code.
+type Request struct {
+	Instance    Instance
+	Phone       Phone
+	User        string
+	Team        string
+	Channel     string
+	ResponseURL string
+	URLIssued   time.Time
+	// Replaces is the pairing a "New code" or "Try again" click renews.
+	Replaces string
+}
+
+// Start runs a request: limits, session precheck, request-code. It returns
+// the stored pairing (State live with Code set on success) and, on failure,
+// a *LimitError, *StatusError or *APIError. Limit refusals store nothing but
+// the audit event; every other outcome has a pairing record for the buttons.
+func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error) {
+	now := s.cfg.Now()
+	p := store.Pairing{
+		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
+		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued,
+	}
+	log := s.cfg.Log.With("pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
+	d, err := s.db.Reserve(store.Reservation{
+		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
+		Replaces: req.Replaces, Now: now, Hold: 2*s.cfg.CallTimeout + 5*time.Second,
+	})
+	if err != nil {
+		return store.Pairing{}, err
+	}
+	if d.Refused != store.LimitNone {
+		lerr := &LimitError{Limit: d.Refused, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder}
+		switch d.Refused {
+		case store.LimitPhone:
+			lerr.Window = s.cfg.PhoneLimit
+		case store.LimitUser:
+			lerr.Window = s.cfg.UserLimit
+		}
+		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
+		s.audit(now, "refused", p, req.Phone, "limit:"+string(d.Refused))
+		return store.Pairing{}, lerr
+	}
+	p, err = s.db.Pairing(p.ID)
+	if err != nil {
+		return store.Pairing{}, err
+	}
+	s.audit(now, "requested", p, req.Phone, "")
+
+	session, err := s.sessionInfo(ctx, p.Instance)
+	if err == nil && session.Status != StatusScanQR {
+		err = &StatusError{Status: session.Status, Me: session.Me}
+	}
+	if err != nil {
+		return s.fail(p, req.Phone, log, err, false)
+	}
+
+	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	code, err := s.wawp.RequestCode(callCtx, p.Instance, p.Phone)
+	cancel()
+	if err != nil {
+		var aerr *APIError
+		// WhatsApp may have counted a request that reached Wawp, unless Wawp
+		// turned it away before pairing (bad token, no instance, not ready).
+		counted := errors.As(err, &aerr) && aerr.Sent &&
+			!errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrNoInstance) &&
+			!errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrNotReady)
+		return s.fail(p, req.Phone, log, err, counted)
+	}
+	issued := s.cfg.Now()
+	p, err = s.db.UpdatePairing(p.ID, issued, func(p *store.Pairing) error {
+		p.State, p.Code, p.ExpiresAt = store.StateLive, code, issued.Add(s.cfg.CodeLifetime)
+		return nil
+	})
+	if err != nil {
+		return store.Pairing{}, err
+	}
+	if err := s.db.FinishAttempt(p, "code_issued", true); err != nil {
+		log.Error("recording attempt outcome", "err", err)
+	}
+	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
+	s.audit(issued, "code_issued", p, req.Phone, "")
+	return p, nil
+}
+
+func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	return s.wawp.SessionInfo(ctx, instance)
+}
+
+// fail ends a reserved request that produced no code.
+func (s *Service) fail(p store.Pairing, phone Phone, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
+	now := s.cfg.Now()
+	state, outcome := store.StateFailed, "error"
+	var serr *StatusError
+	switch {
+	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
+		state, outcome = store.StateWarmingUp, "warming_up"
+		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
+		cause = serr
+	case serr != nil:
+		state, outcome = store.StateRefused, "status:"+string(serr.Status)
+	}
+	if err := s.db.FinishAttempt(p, outcome, counted); err != nil {
+		log.Error("recording attempt outcome", "err", err)
+	}
+	updated, err := s.db.UpdatePairing(p.ID, now, func(p *store.Pairing) error {
+		p.State = state
+		if serr != nil {
+			p.RetryAt = serr.RetryAt
+			p.LinkedPhone = serr.Me
+		}
+		return nil
+	})
+	if err != nil {
+		log.Error("ending pairing", "err", err)
+		updated = p
+	}
+	log.Warn("no code", "outcome", outcome, "counted", counted, "err", cause)
+	s.audit(now, "error", p, phone, outcome)
+	return updated, cause
+}
+
+// Renew asks again for the request behind pairing id ("New code", or "Try
+// again" after a warm-up), through the same limits. The click's fresh
+// response_url replaces the old one.
+func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time, dir *Directory) (store.Pairing, error) {
+	old, err := s.db.Pairing(id)
+	if err != nil {
+		return store.Pairing{}, err
+	}
+	if old.RequestedBy != user {
+		return old, ErrNotYours
+	}
+	if old.State == store.StateWarmingUp && s.cfg.Now().Before(old.RetryAt) {
+		return old, &TooSoonError{RetryAt: old.RetryAt}
+	}
+	in, err := dir.Resolve(old.Instance)
+	if err != nil {
+		in = Instance{ID: old.Instance}
+	}
+	in.Name = old.InstanceName
+	return s.Start(ctx, Request{
+		Instance: in, Phone: PhoneFromDigits(old.Phone), User: user, Team: old.Team, Channel: old.Channel,
+		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: id,
+	})
+}
+
+// Cancel ends a live pairing at the requester's wish; the code is wiped.
+func (s *Service) Cancel(id, user string) (store.Pairing, error) {
+	now := s.cfg.Now()
+	p, err := s.db.UpdatePairing(id, now, func(p *store.Pairing) error {
+		if p.RequestedBy != user {
+			return ErrNotYours
+		}
+		if !p.Live(now) {
+			return ErrEnded
+		}
+		p.State = store.StateCancelled
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	s.audit(now, "cancelled", p, PhoneFromDigits(p.Phone), "")
+	return p, nil
+}
+
+func (s *Service) audit(at time.Time, kind string, p store.Pairing, phone Phone, outcome string) {
+	err := s.db.AppendAudit(store.Event{
+		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
+		Instance: p.InstanceName, Phone: phone.Masked(), PhoneKey: PhoneKey(phone.Digits),
+		Pairing: p.ID, Outcome: outcome,
+	})
+	if err != nil {
+		s.cfg.Log.Error("audit", "err", err)
+	}
+}
+
+// PhoneKey identifies a phone in the audit log without storing its digits.
+func PhoneKey(digits string) string {
+	sum := sha256.Sum256([]byte("linkbot-phone:" + digits))
+	return hex.EncodeToString(sum[:8])
+}
+
+func newID() string {
+	b := make([]byte, 10)
+	rand.Read(b)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}

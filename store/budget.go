@@ -1,0 +1,91 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Slack accepts at most ResponseURLUses posts to one response_url, within
+// ResponseURLLifetime of the interaction that issued it.
+const (
+	ResponseURLUses     = 5
+	ResponseURLLifetime = 30 * time.Minute
+)
+
+// ErrBudgetSpent means a response_url has no use left that the caller may
+// take (or has expired). The message can no longer be edited through it.
+var ErrBudgetSpent = errors.New("response_url budget spent")
+
+type urlBudget struct {
+	Issued time.Time `json:"issued"`
+	Used   int       `json:"used"`
+}
+
+// UseResponseURL takes one use of url's budget, counted in the file so a
+// restart cannot reset it. keep is how many uses must remain afterwards for
+// later, more important posts (the final state keeps the last one).
+func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketResponseURLs)
+		budget := urlBudget{Issued: issued}
+		if raw := b.Get([]byte(url)); raw != nil {
+			if err := json.Unmarshal(raw, &budget); err != nil {
+				return err
+			}
+		}
+		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) || ResponseURLUses-budget.Used-1 < keep {
+			return ErrBudgetSpent
+		}
+		budget.Used++
+		return putJSON(b, []byte(url), budget)
+	})
+	if err != nil && !errors.Is(err, ErrBudgetSpent) {
+		return fmt.Errorf("use response_url: %w", err)
+	}
+	return err
+}
+
+// RefundResponseURL gives back a use that Slack did not count (it answered
+// 429 or never got the request).
+func (db *DB) RefundResponseURL(url string) error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketResponseURLs)
+		raw := b.Get([]byte(url))
+		if raw == nil {
+			return nil
+		}
+		var budget urlBudget
+		if err := json.Unmarshal(raw, &budget); err != nil {
+			return err
+		}
+		if budget.Used > 0 {
+			budget.Used--
+		}
+		return putJSON(b, []byte(url), budget)
+	})
+}
+
+// ResponseURLUsesLeft reports how many posts url still allows at now.
+func (db *DB) ResponseURLUsesLeft(url string, now time.Time) (int, error) {
+	left := ResponseURLUses
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketResponseURLs).Get([]byte(url))
+		if raw == nil {
+			return nil
+		}
+		var budget urlBudget
+		if err := json.Unmarshal(raw, &budget); err != nil {
+			return err
+		}
+		left = ResponseURLUses - budget.Used
+		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) {
+			left = 0
+		}
+		return nil
+	})
+	return left, err
+}

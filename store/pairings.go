@@ -1,0 +1,338 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Pairing states. A pairing is live while it is Requesting or Live and has
+// not passed ExpiresAt; every other state is final.
+const (
+	StateRequesting = "requesting"  // a code request is on its way to Wawp
+	StateLive       = "live"        // a code is shown and may be entered
+	StateWarmingUp  = "warming_up"  // Wawp's engine was starting; retry allowed at RetryAt
+	StateLinked     = "linked"      // WhatsApp reported the session working with the right phone
+	StateWrongPhone = "wrong_phone" // the session came up with another number
+	StateExpired    = "expired"     // the code was not entered in time
+	StateCancelled  = "cancelled"   // the requester cancelled
+	StateSuperseded = "superseded"  // a newer code for the same request replaced it
+	StateFailed     = "failed"      // Wawp or the instance failed
+	StateRefused    = "refused"     // the request never reached Wawp's request-code
+)
+
+// Pairing is one request for a pairing code and everything needed to keep
+// its ephemeral Slack message current. Slack forgets ephemeral messages on
+// reload, so this record, keyed by ID, is the only state there is.
+type Pairing struct {
+	ID           string    `json:"id"`
+	Instance     string    `json:"instance"`      // 12-character Wawp instance ID
+	InstanceName string    `json:"instance_name"` // alias as configured, or the ID
+	Phone        string    `json:"phone"`         // digits, country code first
+	RequestedBy  string    `json:"requested_by"`
+	Team         string    `json:"team"`
+	Channel      string    `json:"channel"`
+	ResponseURL  string    `json:"response_url"`
+	URLIssued    time.Time `json:"url_issued"`
+	Code         string    `json:"code,omitempty"` // wiped when the pairing ends
+	RequestedAt  time.Time `json:"requested_at"`
+	ExpiresAt    time.Time `json:"expires_at"`
+	RetryAt      time.Time `json:"retry_at,omitempty"`
+	State        string    `json:"state"`
+	Attempt      int       `json:"attempt"`         // n-th code for this phone in the window
+	LinkedPhone  string    `json:"linked_phone,omitempty"`
+	LastView     string    `json:"last_view,omitempty"` // fingerprint of the last text shown
+}
+
+// Live reports whether the pairing still holds its instance at now.
+func (p Pairing) Live(now time.Time) bool {
+	return (p.State == StateRequesting || p.State == StateLive) && now.Before(p.ExpiresAt)
+}
+
+// Window is a sliding-window limit: at most Max events per Period.
+type Window struct {
+	Max    int
+	Period time.Duration
+}
+
+// Reservation asks to record a code request and create its pairing, if the
+// limits allow it.
+type Reservation struct {
+	Pairing    Pairing // State, RequestedAt and ExpiresAt are set by Reserve
+	PhoneLimit Window
+	UserLimit  Window
+	// Replaces is the pairing a "New code" click supersedes: it may hold the
+	// instance, since the requester is replacing their own code.
+	Replaces string
+	Now      time.Time
+	// Hold is how long the instance stays locked while the request is in
+	// flight, so a crash cannot lock an instance forever.
+	Hold time.Duration
+}
+
+// Limit names which limit refused a reservation.
+type Limit string
+
+const (
+	LimitNone     Limit = ""
+	LimitPhone    Limit = "phone"
+	LimitUser     Limit = "user"
+	LimitInstance Limit = "instance"
+)
+
+// Decision is the outcome of Reserve.
+type Decision struct {
+	Refused Limit
+	// RetryAt is when the refused request would next be allowed.
+	RetryAt time.Time
+	// Count is the number of requests in the refusing window (phone or
+	// user), or for a granted request the number for the phone including it.
+	Count int
+	// Holder is the live pairing that holds the instance (LimitInstance).
+	Holder Pairing
+}
+
+type attempt struct {
+	User     string `json:"user"`
+	Team     string `json:"team"`
+	Instance string `json:"instance"`
+	Pairing  string `json:"pairing"`
+	Outcome  string `json:"outcome"`
+}
+
+// Reserve checks the per-phone, per-user and per-instance limits and, when
+// all allow it, records the attempt and stores the pairing as Requesting, all
+// in one transaction: two agents racing for one phone can never both pass.
+//
+// It runs in bbolt's Batch to share one fsync among concurrent callers. Batch
+// may run the function more than once; that is safe because the function
+// reads everything it decides from the transaction and only returns an error
+// for storage failures.
+func (db *DB) Reserve(r Reservation) (Decision, error) {
+	var d Decision
+	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+		d = Decision{}
+		p := r.Pairing
+		live := tx.Bucket(bucketLive)
+		pairings := tx.Bucket(bucketPairings)
+		if id := live.Get([]byte(p.Instance)); id != nil && string(id) != r.Replaces {
+			var holder Pairing
+			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &holder) == nil && holder.Live(r.Now) {
+				holder.Code = ""
+				d = Decision{Refused: LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
+				return nil
+			}
+		}
+		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, r.PhoneLimit.Period)
+		if r.PhoneLimit.Max > 0 && len(phoneTimes) >= r.PhoneLimit.Max {
+			d = Decision{Refused: LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
+			return nil
+		}
+		userTimes := windowTimes(tx.Bucket(bucketUserAttempts), p.RequestedBy, r.Now, r.UserLimit.Period)
+		if r.UserLimit.Max > 0 && len(userTimes) >= r.UserLimit.Max {
+			d = Decision{Refused: LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
+			return nil
+		}
+		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: "requested"}
+		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
+		if err != nil {
+			return err
+		}
+		if _, err := putAttempt(tx.Bucket(bucketUserAttempts), p.RequestedBy, at, a); err != nil {
+			return err
+		}
+		p.State = StateRequesting
+		p.RequestedAt = at
+		p.ExpiresAt = r.Now.Add(r.Hold)
+		p.Attempt = len(phoneTimes) + 1
+		if r.Replaces != "" {
+			if err := endPairing(tx, r.Replaces, StateSuperseded); err != nil {
+				return err
+			}
+		}
+		if err := putJSON(pairings, []byte(p.ID), p); err != nil {
+			return err
+		}
+		if err := live.Put([]byte(p.Instance), []byte(p.ID)); err != nil {
+			return err
+		}
+		d.Count = p.Attempt
+		return nil
+	})
+	if err != nil {
+		return Decision{}, fmt.Errorf("reserve code request: %w", err)
+	}
+	return d, nil
+}
+
+// windowTimes returns the times of key's attempts in (now-period, now], oldest first.
+func windowTimes(b *bolt.Bucket, key string, now time.Time, period time.Duration) []time.Time {
+	prefix := append([]byte(key), 0)
+	var times []time.Time
+	c := b.Cursor()
+	for k, _ := c.Seek(timeKey(key, now.Add(-period).Add(1))); k != nil && bytes.HasPrefix(k, prefix) && len(k) == len(prefix)+8; k, _ = c.Next() {
+		times = append(times, keyTime(k))
+	}
+	return times
+}
+
+// putAttempt stores a at the first free nanosecond at or after t (two
+// requests can share a clock reading) and returns the time used.
+func putAttempt(b *bolt.Bucket, key string, t time.Time, a attempt) (time.Time, error) {
+	for b.Get(timeKey(key, t)) != nil {
+		t = t.Add(1)
+	}
+	return t, putJSON(b, timeKey(key, t), a)
+}
+
+// FinishAttempt records how a reserved request ended. counted=false removes
+// the attempt from both windows: use it only when the request certainly never
+// reached WhatsApp (refused by Wawp before pairing, or never sent).
+func (db *DB) FinishAttempt(p Pairing, outcome string, counted bool) error {
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, e := range []struct {
+			bucket []byte
+			key    string
+		}{{bucketPhoneAttempts, p.Phone}, {bucketUserAttempts, p.RequestedBy}} {
+			b := tx.Bucket(e.bucket)
+			k := timeKey(e.key, p.RequestedAt)
+			raw := b.Get(k)
+			if raw == nil {
+				continue
+			}
+			if !counted {
+				if err := b.Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			var a attempt
+			if err := json.Unmarshal(raw, &a); err != nil {
+				return err
+			}
+			a.Outcome = outcome
+			if err := putJSON(b, k, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("finish attempt: %w", err)
+	}
+	return nil
+}
+
+// AttemptCount is the number of recorded code requests for phone in the
+// period ending at now.
+func (db *DB) AttemptCount(phone string, now time.Time, period time.Duration) (int, error) {
+	var n int
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		n = len(windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, period))
+		return nil
+	})
+	return n, err
+}
+
+// NextAllowed returns when phone may next get a code under limit (now if it
+// may already) and how many requests are in the window.
+func (db *DB) NextAllowed(phone string, now time.Time, limit Window) (time.Time, int, error) {
+	var (
+		at time.Time
+		n  int
+	)
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		times := windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, limit.Period)
+		n = len(times)
+		at = now
+		if limit.Max > 0 && n >= limit.Max {
+			at = times[n-limit.Max].Add(limit.Period)
+		}
+		return nil
+	})
+	return at, n, err
+}
+
+// Pairing returns the pairing with id.
+func (db *DB) Pairing(id string) (Pairing, error) {
+	var p Pairing
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketPairings).Get([]byte(id))
+		if raw == nil {
+			return ErrNotFound
+		}
+		return json.Unmarshal(raw, &p)
+	})
+	if err != nil {
+		return Pairing{}, fmt.Errorf("pairing %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// UpdatePairing applies change to the stored pairing and saves it. When the
+// pairing is no longer live afterwards, its code is wiped and its instance
+// released: a code must not outlive its pairing anywhere, the store included.
+func (db *DB) UpdatePairing(id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
+	var p Pairing
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		pairings := tx.Bucket(bucketPairings)
+		raw := pairings.Get([]byte(id))
+		if raw == nil {
+			return ErrNotFound
+		}
+		p = Pairing{}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		if err := change(&p); err != nil {
+			return err
+		}
+		if !p.Live(now) {
+			p.Code = ""
+			live := tx.Bucket(bucketLive)
+			if string(live.Get([]byte(p.Instance))) == p.ID {
+				if err := live.Delete([]byte(p.Instance)); err != nil {
+					return err
+				}
+			}
+		}
+		return putJSON(pairings, []byte(id), p)
+	})
+	if err != nil {
+		return Pairing{}, fmt.Errorf("update pairing %q: %w", id, err)
+	}
+	return p, nil
+}
+
+func endPairing(tx *bolt.Tx, id, state string) error {
+	pairings := tx.Bucket(bucketPairings)
+	raw := pairings.Get([]byte(id))
+	if raw == nil {
+		return nil
+	}
+	var p Pairing
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return err
+	}
+	p.State, p.Code = state, ""
+	return putJSON(pairings, []byte(id), p)
+}
+
+// LivePairings returns every pairing that holds an instance at now.
+func (db *DB) LivePairings(now time.Time) ([]Pairing, error) {
+	var out []Pairing
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		pairings := tx.Bucket(bucketPairings)
+		return tx.Bucket(bucketLive).ForEach(func(_, id []byte) error {
+			var p Pairing
+			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &p) == nil && (p.State == StateRequesting || p.State == StateLive) {
+				out = append(out, p)
+			}
+			return nil
+		})
+	})
+	return out, err
+}

@@ -1,0 +1,114 @@
+// Package store keeps linkbot's state in a single bbolt file: pairing-code
+// attempts per phone and per user, pairing records, response_url budgets and
+// the audit log. It is the only package that imports bbolt.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+var (
+	bucketPhoneAttempts = []byte("attempts")
+	bucketUserAttempts  = []byte("attempts_by_user")
+	bucketPairings      = []byte("pairings")
+	bucketLive          = []byte("live_by_instance")
+	bucketResponseURLs  = []byte("response_urls")
+	bucketAudit         = []byte("audit")
+	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit}
+)
+
+// ErrLocked means another process holds the database file. bbolt takes an
+// exclusive flock on open; without a timeout a second bot would hang forever.
+var ErrLocked = errors.New("database file is in use by another process")
+
+// ErrNotFound is returned when a pairing does not exist (or was pruned).
+var ErrNotFound = errors.New("not found")
+
+// DB is the open database. It is safe for concurrent use.
+type DB struct {
+	bolt *bolt.DB
+	path string
+}
+
+// Options tune Open. The zero value is a durable database that waits up to
+// two seconds for the file lock.
+type Options struct {
+	LockTimeout time.Duration
+	// NoSync skips fsync after each commit. Only for tests that do not care
+	// about durability; production and the benchmarks keep it false.
+	NoSync bool
+	// ReadOnly opens the file for reading, sharing the lock with other readers.
+	ReadOnly bool
+}
+
+// Open opens (or creates, mode 0600) the bbolt file at path.
+func Open(path string, opts Options) (*DB, error) {
+	timeout := opts.LockTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opts.NoSync, ReadOnly: opts.ReadOnly})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w (waited %s; is another linkbot running?)", path, ErrLocked, timeout)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if !opts.ReadOnly {
+		// bbolt applies the mode only when it creates the file.
+		if err := os.Chmod(path, 0o600); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("chmod %s: %w", path, err)
+		}
+		err = b.Update(func(tx *bolt.Tx) error {
+			for _, name := range allBuckets {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Close()
+			return nil, fmt.Errorf("create buckets in %s: %w", path, err)
+		}
+	}
+	return &DB{bolt: b, path: path}, nil
+}
+
+// Close releases the file lock.
+func (db *DB) Close() error { return db.bolt.Close() }
+
+// Path is the file the database lives in.
+func (db *DB) Path() string { return db.path }
+
+// timeKey is key + 0x00 + big-endian unix nanos, so a cursor Seek finds the
+// first entry of a time window and entries of one key sort by time.
+func timeKey(key string, t time.Time) []byte {
+	b := make([]byte, 0, len(key)+9)
+	b = append(b, key...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, uint64(t.UnixNano()))
+}
+
+func keyTime(k []byte) time.Time {
+	if len(k) < 8 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[len(k)-8:])))
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
