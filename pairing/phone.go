@@ -26,25 +26,28 @@ type Phone struct {
 // Masked is the number for logs and the audit trail: "+20 111 ••• 3333".
 func (p Phone) Masked() string { return MaskPhone(p.International) }
 
-// MaskPhone hides the middle group of an internationally formatted number
-// (or the middle digits of a bare one) so logs identify a number without
-// spelling it out.
+// MaskPhone hides the middle digits of an internationally formatted
+// number so logs identify a number without spelling it out:
+// "+20 11 12223333" becomes "+20 111 ••• 3333".
 func MaskPhone(intl string) string {
-	groups := strings.Fields(intl)
-	if len(groups) >= 3 {
-		for i := 2; i < len(groups)-1; i++ {
-			groups[i] = strings.Repeat("•", len(groups[i]))
-		}
-		if len(groups) == 3 {
-			groups[1] = strings.Repeat("•", len(groups[1]))
-		}
-		return strings.Join(groups, " ")
+	cc, national, ok := strings.Cut(strings.TrimPrefix(intl, "+"), " ")
+	if !ok {
+		cc, national = "", cc
 	}
-	d := strings.TrimPrefix(intl, "+")
-	if len(d) <= 6 {
-		return "+" + strings.Repeat("•", len(d))
+	national = strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, national)
+	head, tail := 3, 4
+	if len(national) < 9 {
+		head, tail = 2, 2
 	}
-	return "+" + d[:3] + " ••• " + d[len(d)-4:]
+	if len(national) <= head+tail {
+		return "+" + strings.TrimSpace(cc+" "+strings.Repeat("•", len(national)))
+	}
+	return "+" + strings.TrimSpace(cc+" "+national[:head]+" ••• "+national[len(national)-tail:])
 }
 
 // PhoneProblem says what is wrong with a phone number.

@@ -31,6 +31,7 @@ type config struct {
 	PhoneLimit    store.Window
 	UserLimit     store.Window
 	CodeLifetime  time.Duration
+	WawpTimeout   time.Duration
 }
 
 // configError lists every problem with the configuration at once, so an
@@ -45,6 +46,7 @@ func (e *configError) Error() string {
 type fileConfig struct {
 	DefaultRegion string `yaml:"default_region"`
 	CodeLifetime  string `yaml:"code_lifetime"`
+	WawpTimeout   string `yaml:"wawp_timeout"`
 	Limits        struct {
 		Phone windowConfig `yaml:"phone"`
 		User  windowConfig `yaml:"user"`
@@ -77,6 +79,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		PhoneLimit:    pairing.DefaultPhoneLimit,
 		UserLimit:     pairing.DefaultUserLimit,
 		CodeLifetime:  pairing.DefaultCodeLifetime,
+		WawpTimeout:   pairing.DefaultCallTimeout,
 	}
 	switch {
 	case c.AppToken == "":
@@ -152,6 +155,14 @@ func (c *config) loadFile() []string {
 			bad("code_lifetime %q must be a duration between 30s and 10m", f.CodeLifetime)
 		} else {
 			c.CodeLifetime = d
+		}
+	}
+	if f.WawpTimeout != "" {
+		d, err := time.ParseDuration(f.WawpTimeout)
+		if err != nil || d < 100*time.Millisecond || d > time.Minute {
+			bad("wawp_timeout %q must be a duration between 100ms and 1m", f.WawpTimeout)
+		} else {
+			c.WawpTimeout = d
 		}
 	}
 	for name, w := range map[string]struct {

@@ -73,7 +73,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, &http.Client{Timeout: 20 * time.Second})
 	svc := pairing.NewService(wawp, db, pairing.Config{
-		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, Log: log,
+		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 	})
 	log.Info("linkbot starting", "version", version, "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())

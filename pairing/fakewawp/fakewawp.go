@@ -50,7 +50,9 @@ type Server struct {
 	URL   string
 	Token string
 
-	srv *httptest.Server
+	srv       *httptest.Server
+	closed    chan struct{}
+	closeOnce sync.Once
 
 	mu        sync.Mutex
 	now       func() time.Time
@@ -70,7 +72,7 @@ func New(token string) *Server {
 	s := &Server{
 		Token: token, now: time.Now, instances: map[string]*instance{},
 		requests: map[string][]time.Time{}, locked: map[string]time.Time{},
-		lockoutAfter: 4, lockoutWindow: time.Hour,
+		lockoutAfter: 4, lockoutWindow: time.Hour, closed: make(chan struct{}),
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
@@ -78,7 +80,11 @@ func New(token string) *Server {
 }
 
 // Close stops the server.
-func (s *Server) Close() { s.srv.CloseClientConnections(); s.srv.Close() }
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closed) })
+	s.srv.CloseClientConnections()
+	s.srv.Close()
+}
 
 // SetClock makes the fake use now instead of the wall clock.
 func (s *Server) SetClock(now func() time.Time) { s.mu.Lock(); s.now = now; s.mu.Unlock() }
@@ -208,9 +214,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	status, ctype, body, hang := s.answer(r)
+	// Reading the body first lets net/http notice a client that gives up.
+	reqBody, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	status, ctype, body, hang := s.answer(r, reqBody)
 	if hang {
-		<-r.Context().Done()
+		select {
+		case <-r.Context().Done():
+		case <-s.closed:
+		}
 		return
 	}
 	if ctype == "" {
@@ -226,7 +237,7 @@ func jsonBody(v any) string {
 	return string(b)
 }
 
-func (s *Server) answer(r *http.Request) (status int, ctype, body string, hang bool) {
+func (s *Server) answer(r *http.Request, reqBody []byte) (status int, ctype, body string, hang bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -275,7 +286,7 @@ func (s *Server) answer(r *http.Request) (status int, ctype, body string, hang b
 	var req struct {
 		Phone string `json:"phone_number"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || req.Phone == "" || strings.Trim(req.Phone, "0123456789") != "" || len(req.Phone) < 8 || len(req.Phone) > 15 {
+	if err := json.Unmarshal(reqBody, &req); err != nil || req.Phone == "" || strings.Trim(req.Phone, "0123456789") != "" || len(req.Phone) < 8 || len(req.Phone) > 15 {
 		return http.StatusBadRequest, "", jsonBody(map[string]any{"statusCode": 400, "message": []string{"phone_number must be digits with country code"}, "error": "Bad Request"}), false
 	}
 	call.Phone = req.Phone

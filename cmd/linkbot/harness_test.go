@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+)
+
+const (
+	wawpToken  = "wawp-secret-token-1234"
+	instanceEG = "A1B2C3D4E5F6"
+	waitLong   = 10 * time.Second
+)
+
+// syncBuffer collects the bot's log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness runs the real program against fake Slack and fake Wawp.
+type harness struct {
+	t      *testing.T
+	slack  *fakeslack.Server
+	wawp   *fakewawp.Server
+	env    map[string]string
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{
+		t:     t,
+		slack: fakeslack.New(func(v string) { t.Errorf("%s", v) }),
+		wawp:  fakewawp.New(wawpToken),
+		logs:  &syncBuffer{},
+	}
+	t.Cleanup(h.slack.Close)
+	t.Cleanup(h.wawp.Close)
+	h.wawp.AddInstance(instanceEG, "")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "linkbot.yml")
+	writeFile(t, cfgPath, "wawp_timeout: 500ms\ninstances:\n  - alias: support-eg\n    id: "+instanceEG+"\n    region: EG\n")
+	h.env = map[string]string{
+		"SLACK_APP_TOKEN":    fakeslack.AppToken,
+		"SLACK_BOT_TOKEN":    fakeslack.BotToken,
+		"WAWP_ACCESS_TOKEN":  wawpToken,
+		"SLACK_API_URL":      h.slack.APIURL(),
+		"WAWP_BASE_URL":      h.wawp.URL,
+		"LINKBOT_DB":         filepath.Join(dir, "linkbot.db"),
+		"LINKBOT_CONFIG":     cfgPath,
+		"LINKBOT_LOG_FORMAT": "text",
+	}
+	return h
+}
+
+// start runs the bot and waits until its socket is up.
+func (h *harness) start() {
+	h.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() {
+		h.done <- run(ctx, []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, h.logs)
+	}()
+	h.t.Cleanup(h.stop)
+	if !h.slack.WaitFor(waitLong, func() bool { n, _ := h.slack.Connections(); return n > 0 }) {
+		h.t.Fatalf("bot never connected; logs:\n%s", h.logs.String())
+	}
+}
+
+// stop cancels the bot and waits for run to return.
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			h.t.Errorf("run returned %v", err)
+		}
+	case <-time.After(waitLong):
+		h.t.Errorf("run did not return after cancel")
+	}
+	h.cancel = nil
+	if !h.slack.WaitFor(waitLong, func() bool { n, _ := h.slack.Connections(); return n == 0 }) {
+		h.t.Errorf("socket still open after stop")
+	}
+}
+
+// command sends /link text as user and returns the envelope.
+func (h *harness) command(user, text string) *fakeslack.Envelope {
+	h.t.Helper()
+	env, err := h.slack.SendCommand(fakeslack.Command{User: user, Text: text})
+	if err != nil {
+		h.t.Fatalf("send command: %v", err)
+	}
+	return env
+}
+
+// waitText waits until message id's latest text contains want and returns it.
+func (h *harness) waitText(id, want string) fakeslack.Version {
+	h.t.Helper()
+	var v fakeslack.Version
+	ok := h.slack.WaitFor(waitLong, func() bool {
+		v = h.slack.Message(id).Latest()
+		return strings.Contains(shown(v), want)
+	})
+	if !ok {
+		h.t.Fatalf("message %s never showed %q; latest: %s %s\nlogs:\n%s", id, want, v.Text, v.Blocks, h.logs.String())
+	}
+	return v
+}
+
+// waitFinal waits until message id has n versions and returns the last.
+func (h *harness) waitVersions(id string, n int) fakeslack.Version {
+	h.t.Helper()
+	ok := h.slack.WaitFor(waitLong, func() bool { return len(h.slack.Message(id).Versions) >= n })
+	m := h.slack.Message(id)
+	if !ok {
+		h.t.Fatalf("message %s has %d versions, want %d: %+v\nlogs:\n%s", id, len(m.Versions), n, m.Versions, h.logs.String())
+	}
+	return m.Latest()
+}
+
+// shown is everything a person sees in a message version: the fallback
+// text and every text in its blocks, decoded from JSON.
+func shown(v fakeslack.Version) string {
+	var blocks []struct {
+		Text *struct {
+			Text string `json:"text"`
+		} `json:"text"`
+		Elements []struct {
+			Text json.RawMessage `json:"text"`
+		} `json:"elements"`
+	}
+	json.Unmarshal(v.Blocks, &blocks)
+	parts := []string{v.Text}
+	for _, b := range blocks {
+		if b.Text != nil {
+			parts = append(parts, b.Text.Text)
+		}
+		for _, e := range b.Elements {
+			var s string
+			if json.Unmarshal(e.Text, &s) != nil {
+				var t struct{ Text string }
+				json.Unmarshal(e.Text, &t)
+				s = t.Text
+			}
+			parts = append(parts, s)
+		}
+	}
+	return strings.Join(parts, "\n")
+}
