@@ -232,7 +232,7 @@ func timeLeft(left time.Duration) string {
 	case left < time.Minute:
 		return "under a minute left"
 	}
-	return fmt.Sprintf("about %d min left", int(math.Round(left.Minutes())))
+	return fmt.Sprintf("about %d min left", int(left.Minutes()))
 }
 
 // CodeView shows a live pairing code: the code in a header (the largest

@@ -156,7 +156,7 @@ func TestPhoneLimit(t *testing.T) {
 	}
 	h.start()
 	for i, id := range ids {
-		env := h.command("U1", id+" +44 7911 123456")
+		env := h.command("U1", id+" +44 7400 123456")
 		if i < 3 {
 			h.waitText(env.MessageID, fmt.Sprintf("Code %d of 3", i+1))
 			continue
@@ -169,7 +169,7 @@ func TestPhoneLimit(t *testing.T) {
 	if got := len(h.wawp.Calls(fakewawp.RequestCode)); got != 3 {
 		t.Errorf("request-code calls = %d, want 3 (the 4th must not reach Wawp)", got)
 	}
-	if h.wawp.LockedOut("447911123456") {
+	if h.wawp.LockedOut("447400123456") {
 		t.Error("WhatsApp locked the phone out")
 	}
 }
@@ -183,7 +183,7 @@ func TestConcurrentRequestsForOnePhone(t *testing.T) {
 	h.start()
 	var envs []*fakeslack.Envelope
 	for i, id := range ids {
-		envs = append(envs, h.command(fmt.Sprintf("U%d", i), id+" +44 7911 123456"))
+		envs = append(envs, h.command(fmt.Sprintf("U%d", i), id+" +44 7400 123456"))
 	}
 	var codes, refused int
 	for _, env := range envs {
@@ -366,5 +366,19 @@ func TestConfigErrorsListedTogether(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, cerr.problems); diff != "" {
 		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+}
+
+func TestSlack429OnResponseURLIsRetried(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.slack.RateLimitNext(time.Second)
+	env := h.command("U1", "support-eg +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	if got := h.slack.ResponseURLUses(env.ResponseURL); got != 1 {
+		t.Errorf("response_url uses = %d, want 1 (the 429 is not a use)", got)
+	}
+	if got := len(h.wawp.Calls(fakewawp.RequestCode)); got != 1 {
+		t.Errorf("request-code calls = %d, want 1: a Slack retry must not ask Wawp again", got)
 	}
 }

@@ -1,0 +1,79 @@
+package bot
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		text    string
+		want    Command
+		problem UsageProblem
+	}{
+		{"", Command{Kind: CommandHelp}, ""},
+		{"  help ", Command{Kind: CommandHelp}, ""},
+		{"HELP", Command{Kind: CommandHelp}, ""},
+		{"A1B2C3D4E5F6 +20 111 222 3333", Command{CommandLink, "A1B2C3D4E5F6", "+20 111 222 3333"}, ""},
+		{"support-eg 0111-222-3333", Command{CommandLink, "support-eg", "0111-222-3333"}, ""},
+		{"support-eg <tel:+201112223333|+20 111 222 3333>", Command{CommandLink, "support-eg", "+20 111 222 3333"}, ""},
+		{"support-eg <tel:+201112223333>", Command{CommandLink, "support-eg", "+201112223333"}, ""},
+		{"support-eg\t+20  111", Command{CommandLink, "support-eg", "+20 111"}, ""},
+		{"support-eg", Command{}, UsageNoPhone},
+		{"<!channel> 123", Command{}, UsageBadInstance},
+		{"*bold* 123", Command{}, UsageBadInstance},
+		{"support-eg 1\x00", Command{}, UsageControl},
+		{strings.Repeat("a", 201), Command{}, UsageTooLong},
+		{"bad\xff 1", Command{}, UsageControl},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			got, err := ParseCommand(tt.text)
+			if tt.problem != "" {
+				var uerr *UsageError
+				if !errors.As(err, &uerr) || uerr.Problem != tt.problem {
+					t.Fatalf("ParseCommand(%q) = %+v, %v; want %s", tt.text, got, err, tt.problem)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ParseCommand(%q) (-want +got):\n%s", tt.text, diff)
+			}
+		})
+	}
+}
+
+func TestEscape(t *testing.T) {
+	if got, want := quote("<!channel> & `x`"), "`&lt;!channel&gt; &amp; 'x'`"; got != want {
+		t.Errorf("quote = %q, want %q", got, want)
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	for _, s := range []string{"", "help", "support-eg +20 111", "x <tel:+1|+1>", "<!here>", "a\x00b", "<<<|>>>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		c, err := ParseCommand(text)
+		if err != nil {
+			var uerr *UsageError
+			if !errors.As(err, &uerr) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if c.Kind == CommandLink && (c.Instance == "" || strings.TrimSpace(c.Phone) == "" || !instanceName.MatchString(c.Instance)) {
+			t.Fatalf("ParseCommand(%q) = %+v", text, c)
+		}
+		// What is echoed back can never hold live mrkdwn control sequences.
+		if e := escape(c.Phone); strings.ContainsAny(e, "<>") {
+			t.Fatalf("escape left markup in %q", e)
+		}
+	})
+}

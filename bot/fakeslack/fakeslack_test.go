@@ -1,0 +1,128 @@
+package fakeslack
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// dial opens a raw Socket Mode connection the way slack-go does.
+func dial(t *testing.T, s *Server) *websocket.Conn {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.APIURL()+"apps.connections.open", nil)
+	req.Header.Set("Authorization", "Bearer "+AppToken)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.URL, "http")+"/socket", http.Header{"Origin": {"https://api.slack.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	var hello map[string]any
+	if err := ws.ReadJSON(&hello); err != nil || hello["type"] != "hello" {
+		t.Fatalf("first message %v, %v; want hello", hello, err)
+	}
+	go func() { // keep reading so pings are answered
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	return ws
+}
+
+func TestUnackedEnvelopeIsAViolation(t *testing.T) {
+	var got []string
+	s := New(nil)
+	defer s.Close()
+	dial(t, s)
+	if !s.WaitConnected(time.Second) {
+		t.Fatal("not connected")
+	}
+	if _, err := s.SendCommand(Command{User: "U1", Text: "help"}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.WaitFor(AckDeadline+2*time.Second, func() bool { got = s.Violations(); return len(got) > 0 }) {
+		t.Fatal("no violation for an envelope never acked")
+	}
+	if !strings.Contains(got[0], "not acked within 3s") {
+		t.Errorf("violation = %q", got[0])
+	}
+}
+
+func TestResponseURLRules(t *testing.T) {
+	s := New(nil)
+	defer s.Close()
+	dial(t, s)
+	s.WaitConnected(time.Second)
+	env, err := s.SendCommand(Command{User: "U1", Text: "help"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(body string) int {
+		resp, err := http.Post(env.ResponseURL, "application/json", bytes.NewBufferString(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	ok := `{"text":"hi","replace_original":true,"blocks":[{"type":"section","text":{"type":"mrkdwn","text":"hi"}}]}`
+	for i := range ResponseURLUses {
+		if st := post(ok); st != 200 {
+			t.Fatalf("use %d: HTTP %d", i+1, st)
+		}
+	}
+	if st := post(ok); st != 404 {
+		t.Errorf("6th use: HTTP %d, want 404", st)
+	}
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "used 6 times") {
+		t.Errorf("violations = %q", v)
+	}
+	if m := s.Message(env.MessageID); len(m.Versions) != ResponseURLUses {
+		t.Errorf("message has %d versions, want %d", len(m.Versions), ResponseURLUses)
+	}
+}
+
+func TestValidateMessage(t *testing.T) {
+	long := strings.Repeat("x", MaxHeaderText+1)
+	tests := map[string]struct {
+		text, blocks string
+	}{
+		"no fallback":      {"", `[]`},
+		"long header":      {"t", `[{"type":"header","text":{"type":"plain_text","text":"` + long + `"}}]`},
+		"mrkdwn header":    {"t", `[{"type":"header","text":{"type":"mrkdwn","text":"x"}}]`},
+		"duplicate action": {"t", `[{"type":"actions","elements":[{"type":"button","text":{"type":"plain_text","text":"a"},"action_id":"x"},{"type":"button","text":{"type":"plain_text","text":"b"},"action_id":"x"}]}]`},
+		"long button":      {"t", `[{"type":"actions","elements":[{"type":"button","text":{"type":"plain_text","text":"` + long + `"},"action_id":"x"}]}]`},
+		"empty section":    {"t", `[{"type":"section"}]`},
+		"51 blocks":        {"t", "[" + strings.Repeat(`{"type":"divider"},`, 50) + `{"type":"divider"}]`},
+	}
+	for name, tt := range tests {
+		if err := ValidateMessage(tt.text, []byte(tt.blocks)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestRateLimitNext(t *testing.T) {
+	s := New(nil)
+	defer s.Close()
+	dial(t, s)
+	s.WaitConnected(time.Second)
+	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	s.RateLimitNext(2 * time.Second)
+	resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "2" {
+		t.Errorf("got HTTP %d Retry-After %q, want 429 and 2", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 0 {
+		t.Error("a 429 counted as a use")
+	}
+}

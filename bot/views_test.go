@@ -1,0 +1,127 @@
+package bot
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+const testCode = "7KQ2M9XD"
+
+// allViews renders every view from fixed models, keyed by golden file name.
+func allViews() map[string]Message {
+	now := time.Date(2026, 11, 25, 14, 30, 0, 0, time.UTC)
+	limit := store.Window{Max: 3, Period: 15 * time.Minute}
+	code := CodeModel{
+		PairingID: "p4x7k2m9q3w8z5y6", Code: testCode, Phone: "+20 11 12223333", Instance: "support-eg",
+		InstanceID: "A1B2C3D4E5F6", RequestedBy: "U123", Now: now, ExpiresAt: now.Add(150 * time.Second),
+		Lifetime: 150 * time.Second, Attempt: 1, PhoneLimit: limit,
+	}
+	lastMinute := code
+	lastMinute.Now = now.Add(100 * time.Second)
+	limited := code
+	limited.Attempt, limited.NewCodeAt = 3, now.Add(12*time.Minute)
+	holder := store.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
+	return map[string]Message{
+		"help":              HelpView([]string{"support-eg", "field-ng"}, "EG"),
+		"requesting":        RequestingView("+20 11 12223333", "support-eg"),
+		"usage_no_phone":    UsageView(&UsageError{Problem: UsageNoPhone, Input: "support-eg"}),
+		"usage_instance":    UsageView(&UsageError{Problem: UsageBadInstance, Input: "<!channel>"}),
+		"unknown_instance":  UnknownInstanceView("nosuch", []string{"support-eg"}),
+		"phone_invalid":     PhoneView(&pairing.PhoneError{Input: "0111 222 333", Region: "EG", Understood: "+20 111222333", Problem: pairing.PhoneInvalid}),
+		"phone_letters":     PhoneView(&pairing.PhoneError{Input: "+20 CALL <!here>", Problem: pairing.PhoneLetters}),
+		"foreign_team":      ForeignTeamView(),
+		"code_fresh":        CodeView(code),
+		"code_last_minute":  CodeView(lastMinute),
+		"code_limit":        CodeView(limited),
+		"limit_phone":       LimitView(&pairing.LimitError{Limit: store.LimitPhone, Count: 3, Window: limit, RetryAt: now.Add(15 * time.Minute)}, "+20 11 12223333", "support-eg", now),
+		"limit_user":        LimitView(&pairing.LimitError{Limit: store.LimitUser, Count: 20, Window: store.Window{Max: 20, Period: time.Hour}, RetryAt: now.Add(5 * time.Minute)}, "+20 11 12223333", "support-eg", now),
+		"limit_instance":    LimitView(&pairing.LimitError{Limit: store.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}, "+20 11 12223333", "support-eg", now),
+		"status_starting":   StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: now.Add(10 * time.Second)}, "support-eg", "p4x7k2m9q3w8z5y6", now),
+		"status_working":    StatusView(&pairing.StatusError{Status: pairing.StatusWorking, Me: "201009998888"}, "support-eg", "p1", now),
+		"status_stopped":    StatusView(&pairing.StatusError{Status: pairing.StatusStopped}, "support-eg", "p1", now),
+		"status_failed":     StatusView(&pairing.StatusError{Status: pairing.StatusFailed}, "support-eg", "p1", now),
+		"wawp_timeout":      WawpErrorView(&pairing.APIError{Kind: pairing.ErrTimeout}, "support-eg"),
+		"wawp_unauthorized": WawpErrorView(&pairing.APIError{Kind: pairing.ErrUnauthorized}, "support-eg"),
+		"internal_error":    InternalErrorView("E123"),
+		"linked":            LinkedView("+20 11 12223333", "support-eg", now),
+		"wrong_phone":       WrongPhoneView("+20 10 09998888", "+20 11 12223333", "support-eg"),
+		"expired":           ExpiredView("+20 11 12223333", "p4x7k2m9q3w8z5y6", now, now),
+		"expired_limited":   ExpiredView("+20 11 12223333", "p4x7k2m9q3w8z5y6", now, now.Add(10*time.Minute)),
+		"cancelled":         CancelledView("+20 11 12223333"),
+		"too_soon":          TooSoonView("support-eg", "p4x7k2m9q3w8z5y6", now.Add(4*time.Second), now),
+		"ended":             EndedView(),
+	}
+}
+
+func TestViewsGolden(t *testing.T) {
+	for name, m := range allViews() {
+		t.Run(name, func(t *testing.T) {
+			got, err := json.MarshalIndent(m.webhook(), "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", "views", name+".json")
+			if *update {
+				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./bot -update to create it)", err)
+			}
+			if diff := cmp.Diff(strings.TrimSpace(string(want)), string(got)); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", path, diff)
+			}
+		})
+	}
+}
+
+// TestViewsWithinSlackLimits checks every view the way Slack would, and that
+// the code appears only in the header of the code message.
+func TestViewsWithinSlackLimits(t *testing.T) {
+	for name, m := range allViews() {
+		t.Run(name, func(t *testing.T) {
+			blocks, err := json.Marshal(m.Blocks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fakeslack.ValidateMessage(m.Text, blocks); err != nil {
+				t.Errorf("Slack would refuse it: %v", err)
+			}
+			if strings.Contains(m.Text, testCode[:4]) {
+				t.Errorf("fallback text %q holds the code", m.Text)
+			}
+			if n := strings.Count(string(blocks), testCode[:4]+"-"+testCode[4:]); strings.HasPrefix(name, "code_") && n != 1 {
+				t.Errorf("code appears %d times, want once (in the header)", n)
+			}
+		})
+	}
+}
+
+func TestLongInputStaysWithinLimits(t *testing.T) {
+	long := strings.Repeat("9", maxCommandText)
+	for _, m := range []Message{
+		PhoneView(&pairing.PhoneError{Input: long, Region: "EG", Understood: long, Problem: pairing.PhoneTooLong}),
+		UnknownInstanceView(strings.Repeat("x", 40), []string{strings.Repeat("y", 40)}),
+		UsageView(&UsageError{Problem: UsageNoPhone, Input: strings.Repeat("<", 40)}),
+	} {
+		blocks, _ := json.Marshal(m.Blocks)
+		if err := fakeslack.ValidateMessage(m.Text, blocks); err != nil {
+			t.Errorf("%v", err)
+		}
+	}
+}

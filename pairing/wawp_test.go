@@ -1,0 +1,118 @@
+package pairing
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+)
+
+const token = "tok-secret-123"
+
+func TestDecodeCode(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		want   string
+		kind   error
+	}{
+		{"dashed", 200, `{"code":"ABCD-1234"}`, "ABCD1234", nil},
+		{"no dash lower case", 201, `{"code":"abcd1234"}`, "ABCD1234", nil},
+		{"200 with error code", 200, `{"code":"invalid_session","message":"no"}`, "", ErrBadResponse},
+		{"200 without code", 200, `{"success":false}`, "", ErrBadResponse},
+		{"200 with NestJS error", 200, `{"statusCode":422,"message":"Session status is not as expected"}`, "", ErrNotReady},
+		{"200 not JSON", 200, `OK`, "", ErrBadResponse},
+		{"400 NestJS array", 400, `{"statusCode":400,"message":["phone_number must be a string"],"error":"Bad Request"}`, "", ErrBadRequest},
+		{"401 XML", 401, `<error><message>Unauthorized</message></error>`, "", ErrUnauthorized},
+		{"404 code shape", 404, `{"code":"invalid_session","message":"Session does not exist"}`, "", ErrNoInstance},
+		{"422", 422, `{"statusCode":422,"message":"Session status is not as expected","error":"Unprocessable Entity"}`, "", ErrNotReady},
+		{"429", 429, ``, "", ErrRateLimited},
+		{"500 HTML", 500, `<html><body><h1>500</h1></body></html>`, "", ErrServer},
+		{"502 plain", 502, `Bad Gateway`, "", ErrUpstream},
+		{"code too long", 200, `{"code":"ABCD-12345"}`, "", ErrBadResponse},
+		{"code as number", 200, `{"code":12345678}`, "12345678", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeCode(tt.status, []byte(tt.body), token)
+			if tt.kind == nil {
+				if err != nil || got != tt.want {
+					t.Fatalf("decodeCode = %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			if !errors.Is(err, tt.kind) {
+				t.Fatalf("decodeCode err = %v, want %v", err, tt.kind)
+			}
+			if got != "" {
+				t.Errorf("decodeCode returned code %q with an error", got)
+			}
+		})
+	}
+}
+
+func TestDecodeSession(t *testing.T) {
+	s, err := decodeSession(200, []byte(`{"name":"x","status":"working","me":{"id":"201012345678:3@s.whatsapp.net"}}`), token)
+	if err != nil || s.Status != StatusWorking || s.Me != "201012345678" {
+		t.Errorf("decodeSession = %+v, %v", s, err)
+	}
+	if _, err := decodeSession(200, []byte(`{"code":"invalid_session"}`), token); !errors.Is(err, ErrBadResponse) {
+		t.Errorf("status-less 200: err = %v, want ErrBadResponse", err)
+	}
+}
+
+func TestTokenNeverInErrors(t *testing.T) {
+	w := fakewawp.New(token)
+	defer w.Close()
+	w.AddInstance("INST00000001", "")
+	w.FailNext("INST00000001", fakewawp.RequestCode, fakewawp.Failure{Status: 500, ContentType: "text/plain", Body: "failed for access_token=" + token})
+	w.FailNext("INST00000001", fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+	c := NewClient(w.URL, token, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err1 := c.RequestCode(ctx, "INST00000001", "201112223333")
+	_, err2 := c.RequestCode(ctx, "INST00000001", "201112223333")
+	dead := NewClient("http://127.0.0.1:1", token, nil)
+	_, err3 := dead.SessionInfo(context.Background(), "INST00000001")
+	for i, err := range []error{err1, err2, err3} {
+		if err == nil || strings.Contains(err.Error(), token) {
+			t.Errorf("error %d = %v: missing or leaks the token", i, err)
+		}
+	}
+	if !errors.Is(err2, ErrTimeout) {
+		t.Errorf("hang: err = %v, want ErrTimeout", err2)
+	}
+	var aerr *APIError
+	if !errors.As(err3, &aerr) || aerr.Sent || !errors.Is(err3, ErrUnreachable) {
+		t.Errorf("refused connection: err = %#v, want unsent ErrUnreachable", err3)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"code":"ABCD-1234"}`, `{"status":"WORKING","me":{"id":"1@c.us"}}`, `{"statusCode":422,"message":["a","b"]}`, `<html>`, ``, `null`, `[]`, `{"code":{"x":1}}`} {
+		f.Add(200, []byte(s))
+		f.Add(500, []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		code, err := decodeCode(status, body, token)
+		if err == nil && !pairingCode.MatchString(code) {
+			t.Fatalf("decodeCode accepted %q", code)
+		}
+		if err != nil {
+			var aerr *APIError
+			if !errors.As(err, &aerr) || aerr.Kind == nil {
+				t.Fatalf("untyped error %v", err)
+			}
+		}
+		if _, err := decodeSession(status, body, token); err != nil {
+			var aerr *APIError
+			if !errors.As(err, &aerr) {
+				t.Fatalf("untyped error %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,194 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "test.db"), Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func reservation(id, instance, phone, user string, now time.Time) Reservation {
+	return Reservation{
+		Pairing:    Pairing{ID: id, Instance: instance, Phone: phone, RequestedBy: user},
+		PhoneLimit: Window{Max: 3, Period: 15 * time.Minute},
+		UserLimit:  Window{Max: 5, Period: time.Hour},
+		Now:        now, Hold: 30 * time.Second,
+	}
+}
+
+// end marks a pairing final so its instance is free again.
+func end(t *testing.T, db *DB, id string, now time.Time) {
+	t.Helper()
+	if _, err := db.UpdatePairing(id, now, func(p *Pairing) error { p.State = StateExpired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReserveWindows(t *testing.T) {
+	db := openTest(t)
+	for i := range 3 {
+		now := t0.Add(time.Duration(i) * time.Minute)
+		d, err := db.Reserve(reservation(fmt.Sprint("p", i), "I1", "201112223333", "U1", now))
+		if err != nil || d.Refused != LimitNone || d.Count != i+1 {
+			t.Fatalf("request %d: %+v, %v", i, d, err)
+		}
+		end(t, db, fmt.Sprint("p", i), now)
+	}
+	d, _ := db.Reserve(reservation("p3", "I1", "201112223333", "U1", t0.Add(5*time.Minute)))
+	if d.Refused != LimitPhone || !d.RetryAt.Equal(t0.Add(15*time.Minute)) || d.Count != 3 {
+		t.Errorf("4th request: %+v, want phone refusal until 14:15", d)
+	}
+	// The window slides: at 14:15 the first request leaves it.
+	d, _ = db.Reserve(reservation("p4", "I1", "201112223333", "U1", t0.Add(15*time.Minute)))
+	if d.Refused != LimitNone {
+		t.Errorf("after the window: %+v, want granted", d)
+	}
+	// Another user for another phone is unaffected; the same user soon hits theirs.
+	end(t, db, "p4", t0.Add(15*time.Minute))
+	r := reservation("p5", "I1", "447400123456", "U1", t0.Add(16*time.Minute))
+	r.UserLimit.Max = 4
+	d, _ = db.Reserve(r)
+	if d.Refused != LimitUser {
+		t.Errorf("6th request by U1 in an hour: %+v, want user refusal", d)
+	}
+}
+
+func TestReserveInstanceHeld(t *testing.T) {
+	db := openTest(t)
+	if d, _ := db.Reserve(reservation("a", "I1", "201112223333", "U1", t0)); d.Refused != LimitNone {
+		t.Fatal(d)
+	}
+	d, _ := db.Reserve(reservation("b", "I1", "201009998888", "U2", t0.Add(time.Second)))
+	if d.Refused != LimitInstance || d.Holder.RequestedBy != "U1" || d.Holder.Code != "" {
+		t.Errorf("second request on a held instance: %+v", d)
+	}
+	// A hold that outlived its lease (a crash mid-request) frees the instance.
+	if d, _ := db.Reserve(reservation("c", "I1", "201009998888", "U2", t0.Add(time.Minute))); d.Refused != LimitNone {
+		t.Errorf("after the hold expired: %+v", d)
+	}
+	// The holder's own New code replaces it.
+	r := reservation("d", "I1", "201009998888", "U2", t0.Add(61*time.Second))
+	r.Replaces = "c"
+	if d, _ := db.Reserve(r); d.Refused != LimitNone {
+		t.Errorf("replacing own pairing: %+v", d)
+	}
+	if p, _ := db.Pairing("c"); p.State != StateSuperseded {
+		t.Errorf("replaced pairing state = %s", p.State)
+	}
+}
+
+func TestReserveRaceNeverExceedsLimit(t *testing.T) {
+	db := openTest(t)
+	var wg sync.WaitGroup
+	granted := make(chan string, 50)
+	for i := range 50 {
+		wg.Go(func() {
+			d, err := db.Reserve(reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), "201112223333", fmt.Sprint("U", i), t0))
+			if err != nil {
+				t.Error(err)
+			}
+			if d.Refused == LimitNone {
+				granted <- fmt.Sprint("p", i)
+			}
+		})
+	}
+	wg.Wait()
+	close(granted)
+	if n := len(granted); n != 3 {
+		t.Errorf("%d of 50 racing requests granted, want exactly 3", n)
+	}
+	if n, _ := db.AttemptCount("201112223333", t0, 15*time.Minute); n != 3 {
+		t.Errorf("attempts recorded = %d, want 3", n)
+	}
+}
+
+func TestFinishAttemptUncounted(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
+	p, _ := db.Pairing("a")
+	if err := db.FinishAttempt(p, "status:WORKING", false); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := db.AttemptCount("201112223333", t0, time.Hour); n != 0 {
+		t.Errorf("uncounted attempt still counts: %d", n)
+	}
+}
+
+func TestCodeWipedWhenPairingEnds(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
+	db.UpdatePairing("a", t0, func(p *Pairing) error { p.State, p.Code, p.ExpiresAt = StateLive, "ABCD1234", t0.Add(time.Minute); return nil })
+	p, _ := db.UpdatePairing("a", t0, func(p *Pairing) error { p.State = StateCancelled; return nil })
+	if p.Code != "" {
+		t.Errorf("code kept after the pairing ended: %+v", p)
+	}
+	if live, _ := db.LivePairings(t0); len(live) != 0 {
+		t.Errorf("ended pairing still live: %+v", live)
+	}
+}
+
+func TestResponseURLBudget(t *testing.T) {
+	db := openTest(t)
+	const u = "https://hooks.slack.test/r/1"
+	for i := range 4 {
+		if err := db.UseResponseURL(u, t0, t0, 1); err != nil {
+			t.Fatalf("use %d: %v", i+1, err)
+		}
+	}
+	if err := db.UseResponseURL(u, t0, t0, 1); !errors.Is(err, ErrBudgetSpent) {
+		t.Errorf("5th use while keeping one: %v, want ErrBudgetSpent", err)
+	}
+	if err := db.UseResponseURL(u, t0, t0, 0); err != nil {
+		t.Errorf("final use: %v", err)
+	}
+	if err := db.UseResponseURL(u, t0, t0, 0); !errors.Is(err, ErrBudgetSpent) {
+		t.Errorf("6th use: %v, want ErrBudgetSpent", err)
+	}
+	db.RefundResponseURL(u)
+	if left, _ := db.ResponseURLUsesLeft(u, t0); left != 1 {
+		t.Errorf("after refund: %d left, want 1", left)
+	}
+	if err := db.UseResponseURL("https://hooks.slack.test/r/2", t0, t0.Add(31*time.Minute), 0); !errors.Is(err, ErrBudgetSpent) {
+		t.Errorf("use after 30 min: %v, want ErrBudgetSpent", err)
+	}
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	db, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := Open(path, Options{LockTimeout: 100 * time.Millisecond}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second open: %v, want ErrLocked", err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+func TestAuditNeverStoresCode(t *testing.T) {
+	db := openTest(t)
+	db.AppendAudit(Event{Time: t0, Kind: "code_issued", User: "U1", Phone: "+20 111 ••• 3333"})
+	db.AppendAudit(Event{Time: t0.Add(time.Second), Kind: "linked", User: "U1"})
+	got, err := db.AuditEvents(time.Time{}, nil)
+	if err != nil || len(got) != 2 || got[0].Kind != "code_issued" || got[1].Kind != "linked" {
+		t.Errorf("AuditEvents = %+v, %v", got, err)
+	}
+}
