@@ -210,6 +210,8 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 	d, err := s.db.Reserve(store.Reservation{
 		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
 		Replaces: req.Replaces, Now: now, Hold: 2*s.cfg.CallTimeout + 5*time.Second,
+		Granted: s.event(now, "requested", p, ""),
+		Refused: s.event(now, "refused", p, ""),
 	})
 	if err != nil {
 		return store.Pairing{}, err
@@ -223,21 +225,16 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 			lerr.Window = s.cfg.UserLimit
 		}
 		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
-		s.audit(now, "refused", p, req.Phone, "limit:"+string(d.Refused))
 		return store.Pairing{}, lerr
 	}
-	p, err = s.db.Pairing(p.ID)
-	if err != nil {
-		return store.Pairing{}, err
-	}
-	s.audit(now, "requested", p, req.Phone, "")
+	p = d.Pairing
 
 	session, err := s.sessionInfo(ctx, p.Instance)
 	if err == nil && session.Status != StatusScanQR {
 		err = &StatusError{Status: session.Status, Me: session.Me}
 	}
 	if err != nil {
-		return s.fail(p, req.Phone, log, err, false)
+		return s.fail(p, log, err, false)
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
@@ -250,21 +247,21 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		counted := errors.As(err, &aerr) && aerr.Sent &&
 			!errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrNoInstance) &&
 			!errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrNotReady)
-		return s.fail(p, req.Phone, log, err, counted)
+		return s.fail(p, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	p, err = s.db.UpdatePairing(p.ID, issued, func(p *store.Pairing) error {
-		p.State, p.Code, p.ExpiresAt = store.StateLive, code, issued.Add(s.cfg.CodeLifetime)
-		return nil
+	p, err = s.db.Settle(store.Settlement{
+		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true,
+		Change: func(p *store.Pairing) error {
+			p.State, p.Code, p.ExpiresAt = store.StateLive, code, issued.Add(s.cfg.CodeLifetime)
+			return nil
+		},
+		Audit: s.event(issued, "code_issued", p, ""),
 	})
 	if err != nil {
 		return store.Pairing{}, err
 	}
-	if err := s.db.FinishAttempt(p, "code_issued", true); err != nil {
-		log.Error("recording attempt outcome", "err", err)
-	}
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
-	s.audit(issued, "code_issued", p, req.Phone, "")
 	return p, nil
 }
 
@@ -275,7 +272,7 @@ func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, er
 }
 
 // fail ends a reserved request that produced no code.
-func (s *Service) fail(p store.Pairing, phone Phone, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
+func (s *Service) fail(p store.Pairing, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
 	now := s.cfg.Now()
 	state, outcome := store.StateFailed, "error"
 	var serr *StatusError
@@ -287,23 +284,22 @@ func (s *Service) fail(p store.Pairing, phone Phone, log *slog.Logger, cause err
 	case serr != nil:
 		state, outcome = store.StateRefused, "status:"+string(serr.Status)
 	}
-	if err := s.db.FinishAttempt(p, outcome, counted); err != nil {
-		log.Error("recording attempt outcome", "err", err)
-	}
-	updated, err := s.db.UpdatePairing(p.ID, now, func(p *store.Pairing) error {
-		p.State = state
-		if serr != nil {
-			p.RetryAt = serr.RetryAt
-			p.LinkedPhone = serr.Me
-		}
-		return nil
+	updated, err := s.db.Settle(store.Settlement{
+		ID: p.ID, Now: now, Outcome: outcome, Counted: counted,
+		Change: func(p *store.Pairing) error {
+			p.State = state
+			if serr != nil {
+				p.RetryAt, p.LinkedPhone = serr.RetryAt, serr.Me
+			}
+			return nil
+		},
+		Audit: s.event(now, "error", p, outcome),
 	})
 	if err != nil {
 		log.Error("ending pairing", "err", err)
 		updated = p
 	}
 	log.Warn("no code", "outcome", outcome, "counted", counted, "err", cause)
-	s.audit(now, "error", p, phone, outcome)
 	return updated, cause
 }
 
@@ -348,18 +344,18 @@ func (s *Service) Cancel(id, user string) (store.Pairing, error) {
 	if err != nil {
 		return p, err
 	}
-	s.audit(now, "cancelled", p, PhoneFromDigits(p.Phone), "")
+	if err := s.db.AppendAudit(s.event(now, "cancelled", p, "")); err != nil {
+		s.cfg.Log.Error("audit", "err", err)
+	}
 	return p, nil
 }
 
-func (s *Service) audit(at time.Time, kind string, p store.Pairing, phone Phone, outcome string) {
-	err := s.db.AppendAudit(store.Event{
+// event is the audit record of p: masked phone, never the code.
+func (s *Service) event(at time.Time, kind string, p store.Pairing, outcome string) store.Event {
+	return store.Event{
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
-		Instance: p.InstanceName, Phone: phone.Masked(), PhoneKey: PhoneKey(phone.Digits),
+		Instance: p.InstanceName, Phone: MaskPhone(PhoneFromDigits(p.Phone).International), PhoneKey: PhoneKey(p.Phone),
 		Pairing: p.ID, Outcome: outcome,
-	})
-	if err != nil {
-		s.cfg.Log.Error("audit", "err", err)
 	}
 }
 

@@ -26,19 +26,25 @@ type Event struct {
 
 // AppendAudit appends e to the audit log.
 func (db *DB) AppendAudit(e Event) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketAudit)
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		k := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(e.Time.UnixNano())), seq)
-		return putJSON(b, k, e)
-	})
+	err := db.bolt.Update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	return nil
+}
+
+// appendAudit writes e inside tx; an event without Kind is skipped.
+func appendAudit(tx *bolt.Tx, e Event) error {
+	if e.Kind == "" {
+		return nil
+	}
+	b := tx.Bucket(bucketAudit)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	k := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(e.Time.UnixNano())), seq)
+	return putJSON(b, k, e)
 }
 
 // AuditEvents returns the events at or after since that match keep, oldest first.

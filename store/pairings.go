@@ -42,7 +42,7 @@ type Pairing struct {
 	ExpiresAt    time.Time `json:"expires_at"`
 	RetryAt      time.Time `json:"retry_at,omitempty"`
 	State        string    `json:"state"`
-	Attempt      int       `json:"attempt"`         // n-th code for this phone in the window
+	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
 	LinkedPhone  string    `json:"linked_phone,omitempty"`
 	LastView     string    `json:"last_view,omitempty"` // fingerprint of the last text shown
 }
@@ -71,6 +71,9 @@ type Reservation struct {
 	// Hold is how long the instance stays locked while the request is in
 	// flight, so a crash cannot lock an instance forever.
 	Hold time.Duration
+	// Granted and Refused are appended to the audit log in the same
+	// transaction, whichever applies (Outcome is filled in on refusal).
+	Granted, Refused Event
 }
 
 // Limit names which limit refused a reservation.
@@ -93,6 +96,8 @@ type Decision struct {
 	Count int
 	// Holder is the live pairing that holds the instance (LimitInstance).
 	Holder Pairing
+	// Pairing is the stored pairing, when granted.
+	Pairing Pairing
 }
 
 type attempt struct {
@@ -123,18 +128,18 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &holder) == nil && holder.Live(r.Now) {
 				holder.Code = ""
 				d = Decision{Refused: LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
-				return nil
+				return refuse(tx, r, d)
 			}
 		}
 		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, r.PhoneLimit.Period)
 		if r.PhoneLimit.Max > 0 && len(phoneTimes) >= r.PhoneLimit.Max {
 			d = Decision{Refused: LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
-			return nil
+			return refuse(tx, r, d)
 		}
 		userTimes := windowTimes(tx.Bucket(bucketUserAttempts), p.RequestedBy, r.Now, r.UserLimit.Period)
 		if r.UserLimit.Max > 0 && len(userTimes) >= r.UserLimit.Max {
 			d = Decision{Refused: LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
-			return nil
+			return refuse(tx, r, d)
 		}
 		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: "requested"}
 		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
@@ -159,13 +164,22 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 		if err := live.Put([]byte(p.Instance), []byte(p.ID)); err != nil {
 			return err
 		}
-		d.Count = p.Attempt
-		return nil
+		d.Count, d.Pairing = p.Attempt, p
+		return appendAudit(tx, r.Granted)
 	})
 	if err != nil {
 		return Decision{}, fmt.Errorf("reserve code request: %w", err)
 	}
 	return d, nil
+}
+
+func refuse(tx *bolt.Tx, r Reservation, d Decision) error {
+	if r.Refused.Kind == "" {
+		return nil
+	}
+	e := r.Refused
+	e.Outcome = "limit:" + string(d.Refused)
+	return appendAudit(tx, e)
 }
 
 // windowTimes returns the times of key's attempts in (now-period, now], oldest first.
@@ -188,40 +202,64 @@ func putAttempt(b *bolt.Bucket, key string, t time.Time, a attempt) (time.Time, 
 	return t, putJSON(b, timeKey(key, t), a)
 }
 
-// FinishAttempt records how a reserved request ended. counted=false removes
-// the attempt from both windows: use it only when the request certainly never
-// reached WhatsApp (refused by Wawp before pairing, or never sent).
-func (db *DB) FinishAttempt(p Pairing, outcome string, counted bool) error {
+// Settlement is how a reserved request ended: the pairing change, whether
+// the attempt keeps counting, and the audit event, written in one transaction.
+type Settlement struct {
+	ID     string
+	Now    time.Time
+	Change func(*Pairing) error
+	// Outcome is recorded on the attempt. Counted=false removes the attempt
+	// from both windows: only when the request certainly never reached
+	// WhatsApp (refused by Wawp before pairing, or never sent).
+	Outcome string
+	Counted bool
+	Audit   Event // skipped when Kind is empty
+}
+
+// Settle applies s and returns the updated pairing.
+func (db *DB) Settle(s Settlement) (Pairing, error) {
+	var p Pairing
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, e := range []struct {
-			bucket []byte
-			key    string
-		}{{bucketPhoneAttempts, p.Phone}, {bucketUserAttempts, p.RequestedBy}} {
-			b := tx.Bucket(e.bucket)
-			k := timeKey(e.key, p.RequestedAt)
-			raw := b.Get(k)
-			if raw == nil {
-				continue
-			}
-			if !counted {
-				if err := b.Delete(k); err != nil {
-					return err
-				}
-				continue
-			}
-			var a attempt
-			if err := json.Unmarshal(raw, &a); err != nil {
-				return err
-			}
-			a.Outcome = outcome
-			if err := putJSON(b, k, a); err != nil {
-				return err
-			}
+		var err error
+		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
+			return err
 		}
-		return nil
+		if err := settleAttempt(tx, p, s.Outcome, s.Counted); err != nil {
+			return err
+		}
+		return appendAudit(tx, s.Audit)
 	})
 	if err != nil {
-		return fmt.Errorf("finish attempt: %w", err)
+		return Pairing{}, fmt.Errorf("settle pairing %q: %w", s.ID, err)
+	}
+	return p, nil
+}
+
+func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {
+	for _, e := range []struct {
+		bucket []byte
+		key    string
+	}{{bucketPhoneAttempts, p.Phone}, {bucketUserAttempts, p.RequestedBy}} {
+		b := tx.Bucket(e.bucket)
+		k := timeKey(e.key, p.RequestedAt)
+		raw := b.Get(k)
+		if raw == nil {
+			continue
+		}
+		if !counted {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+			continue
+		}
+		var a attempt
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return err
+		}
+		a.Outcome = outcome
+		if err := putJSON(b, k, a); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -278,33 +316,39 @@ func (db *DB) Pairing(id string) (Pairing, error) {
 func (db *DB) UpdatePairing(id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
 	var p Pairing
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
-		pairings := tx.Bucket(bucketPairings)
-		raw := pairings.Get([]byte(id))
-		if raw == nil {
-			return ErrNotFound
-		}
-		p = Pairing{}
-		if err := json.Unmarshal(raw, &p); err != nil {
-			return err
-		}
-		if err := change(&p); err != nil {
-			return err
-		}
-		if !p.Live(now) {
-			p.Code = ""
-			live := tx.Bucket(bucketLive)
-			if string(live.Get([]byte(p.Instance))) == p.ID {
-				if err := live.Delete([]byte(p.Instance)); err != nil {
-					return err
-				}
-			}
-		}
-		return putJSON(pairings, []byte(id), p)
+		var err error
+		p, err = updatePairing(tx, id, now, change)
+		return err
 	})
 	if err != nil {
 		return Pairing{}, fmt.Errorf("update pairing %q: %w", id, err)
 	}
 	return p, nil
+}
+
+func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
+	pairings := tx.Bucket(bucketPairings)
+	raw := pairings.Get([]byte(id))
+	if raw == nil {
+		return Pairing{}, ErrNotFound
+	}
+	var p Pairing
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return Pairing{}, err
+	}
+	if err := change(&p); err != nil {
+		return p, err
+	}
+	if !p.Live(now) {
+		p.Code = ""
+		live := tx.Bucket(bucketLive)
+		if string(live.Get([]byte(p.Instance))) == p.ID {
+			if err := live.Delete([]byte(p.Instance)); err != nil {
+				return p, err
+			}
+		}
+	}
+	return p, putJSON(pairings, []byte(id), p)
 }
 
 func endPairing(tx *bolt.Tx, id, state string) error {

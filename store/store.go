@@ -80,6 +80,9 @@ func Open(path string, opts Options) (*DB, error) {
 			return nil, fmt.Errorf("create buckets in %s: %w", path, err)
 		}
 	}
+	// Batch coalesces concurrent check-and-records into one fsync; a short
+	// delay keeps a lone request fast.
+	b.MaxBatchDelay = time.Millisecond
 	return &DB{bolt: b, path: path}, nil
 }
 

@@ -120,8 +120,7 @@ func TestReserveRaceNeverExceedsLimit(t *testing.T) {
 func TestFinishAttemptUncounted(t *testing.T) {
 	db := openTest(t)
 	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
-	p, _ := db.Pairing("a")
-	if err := db.FinishAttempt(p, "status:WORKING", false); err != nil {
+	if _, err := db.Settle(Settlement{ID: "a", Now: t0, Change: func(*Pairing) error { return nil }, Outcome: "status:WORKING"}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := db.AttemptCount("201112223333", t0, time.Hour); n != 0 {
@@ -132,7 +131,10 @@ func TestFinishAttemptUncounted(t *testing.T) {
 func TestCodeWipedWhenPairingEnds(t *testing.T) {
 	db := openTest(t)
 	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
-	db.UpdatePairing("a", t0, func(p *Pairing) error { p.State, p.Code, p.ExpiresAt = StateLive, "ABCD1234", t0.Add(time.Minute); return nil })
+	db.UpdatePairing("a", t0, func(p *Pairing) error {
+		p.State, p.Code, p.ExpiresAt = StateLive, "ABCD1234", t0.Add(time.Minute)
+		return nil
+	})
 	p, _ := db.UpdatePairing("a", t0, func(p *Pairing) error { p.State = StateCancelled; return nil })
 	if p.Code != "" {
 		t.Errorf("code kept after the pairing ended: %+v", p)

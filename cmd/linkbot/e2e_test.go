@@ -17,7 +17,7 @@ import (
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)

@@ -40,7 +40,7 @@ func (s *syncBuffer) String() string {
 
 // harness runs the real program against fake Slack and fake Wawp.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	slack  *fakeslack.Server
 	wawp   *fakewawp.Server
 	env    map[string]string
@@ -49,7 +49,7 @@ type harness struct {
 	done   chan error
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{
 		t:     t,

@@ -71,7 +71,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer db.Close()
 
-	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, &http.Client{Timeout: 20 * time.Second})
+	// Keep connections to Wawp and Slack warm: the default of two idle
+	// connections per host forces a new TLS handshake under any load.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 64
+	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, &http.Client{Timeout: 20 * time.Second, Transport: transport})
 	svc := pairing.NewService(wawp, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 	})
@@ -80,7 +84,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
 		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
-		Log: log, Region: cfg.DefaultRegion,
+		Log: log, Region: cfg.DefaultRegion, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if err := b.Run(ctx); err != nil {
 		return err

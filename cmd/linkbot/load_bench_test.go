@@ -1,0 +1,126 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+)
+
+// wawpLatency is how long fake Wawp takes to answer each call.
+const wawpLatency = 50 * time.Millisecond
+
+// loadRun sends n /link commands (one instance, phone and user each) at
+// the given rate (0 = all at once) and waits until every code is shown.
+func loadRun(b *testing.B, n int, rate float64) (acks, overhead []time.Duration) {
+	h := newHarness(b)
+	h.env["LINKBOT_LOG_FORMAT"] = "json"
+	h.wawp.SetDelay(wawpLatency)
+	for i := range n {
+		h.wawp.AddInstance(fmt.Sprintf("LOAD%08d", i), "")
+	}
+	h.start()
+	envs := make([]*fakeslack.Envelope, n)
+	start := time.Now()
+	for i := range n {
+		if rate > 0 {
+			// Pace by schedule, not by sleeping a fixed gap, so slow sends do not drift.
+			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			<-time.After(time.Until(due))
+		}
+		env, err := h.slack.SendCommand(fakeslack.Command{User: fmt.Sprintf("U%05d", i), Text: fmt.Sprintf("LOAD%08d +20101%07d", i, i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		envs[i] = env
+	}
+	delivered := func() int {
+		c := 0
+		for _, env := range envs {
+			if len(h.slack.Message(env.MessageID).Versions) >= 2 {
+				c++
+			}
+		}
+		return c
+	}
+	if !h.slack.WaitFor(60*time.Second, func() bool { return delivered() == n }) {
+		b.Fatalf("only %d of %d codes delivered", delivered(), n)
+	}
+
+	for _, env := range envs {
+		e := h.slack.Envelope(env.ID)
+		acks = append(acks, e.AckedAt.Sub(e.SentAt))
+		m := h.slack.Message(env.MessageID)
+		if !strings.Contains(shown(m.Latest()), "Enter this code") {
+			b.Fatalf("message %s: %s", env.MessageID, shown(m.Latest()))
+		}
+		// Two Wawp calls per command: session info, then request-code.
+		overhead = append(overhead, m.Versions[1].At.Sub(e.AckedAt)-2*wawpLatency)
+	}
+	calls := h.wawp.Calls(fakewawp.RequestCode)
+	phones := map[string]int{}
+	for _, c := range calls {
+		phones[c.Phone]++
+	}
+	if len(calls) != n || len(phones) != n {
+		b.Errorf("request-code calls = %d for %d phones, want %d each once", len(calls), len(phones), n)
+	}
+	h.stop()
+	return acks, overhead
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// peakRSS is the process's high-water resident set (fakes included).
+func peakRSS() float64 {
+	raw, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkLinkSteady: 1,000 /link at 200 per second against fake Wawp
+// answering in 50 ms, durable bbolt. Run with -benchtime=1x.
+func BenchmarkLinkSteady(b *testing.B) {
+	var acks, overhead []time.Duration
+	for b.Loop() {
+		a, o := loadRun(b, 1000, 200)
+		acks, overhead = append(acks, a...), append(overhead, o...)
+	}
+	b.ReportMetric(ms(percentile(acks, 0.50)), "ack-p50-ms")
+	b.ReportMetric(ms(percentile(acks, 0.99)), "ack-p99-ms")
+	b.ReportMetric(ms(percentile(overhead, 0.50)), "overhead-p50-ms")
+	b.ReportMetric(ms(percentile(overhead, 0.99)), "overhead-p99-ms")
+	b.ReportMetric(peakRSS(), "peak-RSS-MB")
+}
+
+// BenchmarkLinkBurst: 1,000 /link at once for 1,000 phones. Every ack
+// must beat Slack's 3 s (fake Slack fails the run otherwise), every code
+// must arrive, and each phone must have exactly one request.
+func BenchmarkLinkBurst(b *testing.B) {
+	var acks, overhead []time.Duration
+	for b.Loop() {
+		a, o := loadRun(b, 1000, 0)
+		acks, overhead = append(acks, a...), append(overhead, o...)
+	}
+	b.ReportMetric(ms(percentile(acks, 0.99)), "ack-p99-ms")
+	b.ReportMetric(ms(percentile(acks, 1)), "ack-max-ms")
+	b.ReportMetric(ms(percentile(overhead, 1)), "last-code-after-ack-ms")
+	b.ReportMetric(peakRSS(), "peak-RSS-MB")
+}
