@@ -13,8 +13,6 @@ import (
 // dial opens a raw Socket Mode connection the way slack-go does.
 func dial(t *testing.T, s *Server) *websocket.Conn {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.APIURL()+"apps.connections.open", nil)
-	req.Header.Set("Authorization", "Bearer "+AppToken)
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.URL, "http")+"/socket", http.Header{"Origin": {"https://api.slack.com"}})
 	if err != nil {
 		t.Fatal(err)
