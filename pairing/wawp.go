@@ -210,14 +210,8 @@ func decodeCode(status int, body []byte, token string) (string, error) {
 	}
 	code := jsonString(b.Code)
 	if !pairingCode.MatchString(code) {
-		// Some failures come as 200 with an error body; "code" then holds an
-		// error name such as "invalid_session", or is missing.
-		e := statusError(endpoint, status, body, token)
-		e.Kind = ErrBadResponse
-		if b.StatusCode >= 400 {
-			e = statusError(endpoint, b.StatusCode, body, token)
-		}
-		return "", e
+		// "code" then holds an error name such as "invalid_session", or is missing.
+		return "", errorIn2xx(endpoint, status, b, body, token)
 	}
 	return strings.ToUpper(strings.ReplaceAll(code, "-", "")), nil
 }
@@ -233,12 +227,7 @@ func decodeSession(status int, body []byte, token string) (Session, error) {
 	}
 	st := jsonString(b.Status)
 	if st == "" {
-		e := statusError(endpoint, status, body, token)
-		e.Kind = ErrBadResponse
-		if b.StatusCode >= 400 {
-			e = statusError(endpoint, b.StatusCode, body, token)
-		}
-		return Session{}, e
+		return Session{}, errorIn2xx(endpoint, status, b, body, token)
 	}
 	s := Session{Name: b.Name, Status: Status(strings.ToUpper(st))}
 	if b.Me != nil {
@@ -247,6 +236,18 @@ func decodeSession(status int, body []byte, token string) (Session, error) {
 		s.Me = strings.TrimPrefix(id, "+")
 	}
 	return s, nil
+}
+
+// errorIn2xx is the error for a 2xx answer without the expected field:
+// some Wawp failures arrive as HTTP 200 with an error body, sometimes
+// carrying the real status as NestJS's statusCode.
+func errorIn2xx(endpoint string, status int, b wawpBody, body []byte, token string) *APIError {
+	if b.StatusCode >= 400 {
+		return statusError(endpoint, b.StatusCode, body, token)
+	}
+	e := statusError(endpoint, status, body, token)
+	e.Kind = ErrBadResponse
+	return e
 }
 
 // statusError maps an HTTP status to a typed error, keeping whatever code
