@@ -83,10 +83,11 @@ func (b *Bot) Run(ctx context.Context) error {
 
 	runErr := make(chan error, 1)
 	sockCtx, stopSocket := context.WithCancel(ctx)
-	defer stopSocket()
 	go func() { runErr <- b.sm.RunContext(sockCtx) }()
-
+	// On the way out: close the socket first, so Slack routes new commands
+	// elsewhere or reports them, then let in-flight work finish.
 	defer b.work.Wait()
+	defer stopSocket()
 	for {
 		select {
 		case <-ctx.Done():
