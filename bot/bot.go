@@ -30,6 +30,11 @@ type Config struct {
 	HTTP *http.Client
 	// Region is the default region, shown in help.
 	Region string
+	// TickInterval is how often live pairings are polled and their
+	// messages brought up to date (whole seconds; cron's @every truncates).
+	TickInterval time.Duration
+	// ShutdownGrace bounds how long Run waits for in-flight work on exit.
+	ShutdownGrace time.Duration
 }
 
 // Bot serves /link over Socket Mode.
@@ -40,6 +45,9 @@ type Bot struct {
 	log    *slog.Logger
 	teamID string
 	work   sync.WaitGroup
+
+	editing   sync.Map      // pairing ID → an edit is in flight
+	editSlots chan struct{} // bounds concurrent edits
 }
 
 // New returns a Bot; Run connects it.
@@ -50,12 +58,18 @@ func New(cfg Config) *Bot {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.TickInterval < time.Second {
+		cfg.TickInterval = 5 * time.Second
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
 	opts := []slack.Option{slack.OptionAppLevelToken(cfg.AppToken), slack.OptionHTTPClient(cfg.HTTP)}
 	if cfg.APIURL != "" {
 		opts = append(opts, slack.OptionAPIURL(cfg.APIURL))
 	}
 	api := slack.New(cfg.BotToken, opts...)
-	b := &Bot{cfg: cfg, api: api, log: cfg.Log}
+	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight)}
 	b.sm = socketmode.New(api, socketmode.OptionLog(slogAdapter{cfg.Log}))
 	return b
 }
@@ -84,10 +98,17 @@ func (b *Bot) Run(ctx context.Context) error {
 	runErr := make(chan error, 1)
 	sockCtx, stopSocket := context.WithCancel(ctx)
 	go func() { runErr <- b.sm.RunContext(sockCtx) }()
-	// On the way out: close the socket first, so Slack routes new commands
-	// elsewhere or reports them, then let in-flight work finish.
-	defer b.work.Wait()
+	c, err := b.startCron(ctx)
+	if err != nil {
+		stopSocket()
+		return err
+	}
+	// On the way out: stop the cron (a running tick ends with ctx), close
+	// the socket so Slack stops sending commands here, then give in-flight
+	// requests and edits a bounded time to finish.
+	defer b.drain()
 	defer stopSocket()
+	defer func() { <-c.Stop().Done() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,6 +182,17 @@ func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
 	}
 }
 
+// drain waits for in-flight work, at most ShutdownGrace.
+func (b *Bot) drain() {
+	done := make(chan struct{})
+	go func() { b.work.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(b.cfg.ShutdownGrace):
+		b.log.Warn("shutdown: in-flight work did not finish in time", "grace", b.cfg.ShutdownGrace)
+	}
+}
+
 // goWork runs f after the ack; Run waits for it on shutdown.
 func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 	b.work.Add(1)
@@ -183,7 +215,11 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 	}
 	b.goWork(ctx, func(ctx context.Context) {
 		p, err := b.cfg.Service.Start(ctx, *req)
-		b.respond(ctx, log, req.ResponseURL, req.URLIssued, b.result(p, err, req.Instance.Name, envelopeID))
+		if err != nil {
+			b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, envelopeID))
+			return
+		}
+		b.show(ctx, p, true)
 	})
 }
 
@@ -227,8 +263,6 @@ func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Mes
 		terr *pairing.TooSoonError
 	)
 	switch {
-	case err == nil:
-		return b.pairingView(p, now)
 	case errors.As(err, &lerr):
 		return LimitView(lerr, phone, instance, now)
 	case errors.As(err, &serr):
@@ -244,35 +278,6 @@ func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Mes
 	return InternalErrorView(requestID)
 }
 
-// pairingView renders a stored pairing as it stands at now.
-func (b *Bot) pairingView(p store.Pairing, now time.Time) Message {
-	phone := pairing.PhoneFromDigits(p.Phone).International
-	limit := b.cfg.Service.PhoneLimit()
-	nextAt, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
-	if err != nil {
-		nextAt = now.Add(limit.Period)
-	}
-	switch {
-	case p.Live(now) && p.Code != "":
-		return CodeView(CodeModel{
-			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
-			RequestedBy: p.RequestedBy, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.RequestedAt),
-			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
-		})
-	case p.State == store.StateLinked:
-		return LinkedView(phone, p.InstanceName, p.ExpiresAt)
-	case p.State == store.StateWrongPhone:
-		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
-	case p.State == store.StateCancelled:
-		return CancelledView(phone)
-	case p.State == store.StateWarmingUp:
-		return TooSoonView(p.InstanceName, p.ID, p.RetryAt, now)
-	case p.State == store.StateLive || p.State == store.StateExpired:
-		return ExpiredView(phone, p.ID, now, nextAt)
-	}
-	return EndedView()
-}
-
 // interaction handles a button click, after the ack.
 func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
@@ -282,7 +287,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	now := b.cfg.Service.Now()
 	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
 	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
-		b.respond(ctx, log, cb.ResponseURL, now, ForeignTeamView())
+		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
 		return
 	}
 	var (
@@ -299,41 +304,60 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now, b.cfg.Directory)
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID)
-		if err == nil {
-			b.respond(ctx, log, cb.ResponseURL, now, CancelledView(pairing.PhoneFromDigits(p.Phone).International))
-			return
-		}
 	default:
 		log.Warn("unknown action")
 		return
 	}
-	if err == nil && p.Live(now) && action.ActionID == ActionRefresh {
-		// The click's response_url is fresh: later edits go through it.
+	log.Info("button handled", "err", err)
+	if err != nil {
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+		return
+	}
+	if p.ResponseURL != cb.ResponseURL {
+		// The click brought a fresh response_url with a fresh budget: the
+		// message's later edits go through it.
 		p, err = b.cfg.DB.UpdatePairing(p.ID, now, func(p *store.Pairing) error {
 			p.ResponseURL, p.URLIssued = cb.ResponseURL, now
 			return nil
 		})
+		if err != nil {
+			b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+			return
+		}
 	}
-	log.Info("button handled", "err", err)
-	b.respond(ctx, log, cb.ResponseURL, now, b.result(p, err, p.InstanceName, cb.TriggerID))
+	b.show(ctx, p, true)
 }
+
+// postOutcome is how a response_url post ended.
+type postOutcome int
+
+const (
+	posted      postOutcome = iota
+	budgetSpent             // no use left that this post may take
+	urlGone                 // Slack answered 404/410: the message cannot be edited any more
+	postFailed              // network trouble or repeated 429/5xx: try again later
+)
 
 // maxPostTries bounds retries of one response_url post after a 429 or 5xx.
 const maxPostTries = 3
 
+// maxRetryWait caps how long one post waits for Slack's Retry-After.
+const maxRetryWait = 10 * time.Second
+
 // respond replaces the ephemeral message behind url with m, within the
-// url's budget (counted in the store). A 429 or 5xx is retried after a
-// pause without spending budget twice; other failures are logged, never
-// shown (the url itself is a credential and is never logged).
-func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, m Message) bool {
+// url's budget (counted in the store; keep uses stay for later posts). A
+// 429 or 5xx is retried after a pause in this goroutine only, without
+// spending budget twice. Failures are logged, never shown, and the url
+// itself is never logged (it is a credential for the message).
+func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
 	for try := 1; ; try++ {
-		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), 0); err != nil {
+		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), keep); err != nil {
 			log.Warn("response_url not used", "reason", err)
-			return false
+			return budgetSpent
 		}
 		err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, m.webhook())
 		if err == nil {
-			return true
+			return posted
 		}
 		var (
 			rl   *slack.RateLimitedError
@@ -342,21 +366,24 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 		)
 		switch {
 		case errors.As(err, &rl):
-			wait = rl.RetryAfter
+			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
 		case errors.As(err, &code) && code.Code >= 500:
 			wait = time.Second
+		case errors.As(err, &code) && (code.Code == http.StatusNotFound || code.Code == http.StatusGone):
+			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
+			return urlGone
+		}
+		// Slack did not take this use (or we cannot know it did): give it back.
+		if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
+			log.Error("refund response_url use", "err", rerr)
 		}
 		if wait == 0 || try >= maxPostTries {
 			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)
-			return false
-		}
-		// Slack did not take this use: give it back before trying again.
-		if err := b.cfg.DB.RefundResponseURL(url); err != nil {
-			log.Error("refund response_url use", "err", err)
+			return postFailed
 		}
 		select {
 		case <-ctx.Done():
-			return false
+			return postFailed
 		case <-time.After(wait):
 		}
 	}

@@ -211,7 +211,7 @@ type CodeModel struct {
 	Lifetime    time.Duration
 	Attempt     int
 	PhoneLimit  store.Window
-	// NewCodeAt is when the phone's limit next allows a code; zero or past means now.
+	// NewCodeAt is when the phone's limit next allows a code; zero means now.
 	NewCodeAt time.Time
 }
 
@@ -245,7 +245,7 @@ func CodeView(m CodeModel) Message {
 	}
 	buttons := []*slack.ButtonBlockElement{button(ActionRefresh, m.PairingID, "Refresh", "")}
 	limitNote := fmt.Sprintf("Code %d of %d for this number in %s", m.Attempt, m.PhoneLimit.Max, windowText(m.PhoneLimit.Period))
-	if !m.NewCodeAt.After(m.Now) {
+	if m.NewCodeAt.IsZero() {
 		buttons = append(buttons, button(ActionNewCode, m.PairingID, "New code", ""))
 	} else {
 		limitNote += " · next code allowed at " + slackTime(m.NewCodeAt, "{time}")
@@ -374,4 +374,14 @@ func TooSoonView(instance, pairingID string, retryAt, now time.Time) Message {
 // EndedView answers a click on a message whose pairing is over.
 func EndedView() Message {
 	return notice("This pairing is over", "This pairing has already ended. Run `/link <instance> <phone>` for a new one.")
+}
+
+// FailedView ends a pairing whose instance failed or vanished mid-way.
+func FailedView(phone, instance, reason string) Message {
+	what := "failed"
+	if reason == "instance_gone" {
+		what = "no longer exists in Wawp"
+	}
+	t := fmt.Sprintf("⚠️ %s %s while waiting for %s, so the code no longer works. Check the instance in the Wawp dashboard, then run /link again.", escape(instance), what, escape(phone))
+	return notice("Pairing failed", t)
 }

@@ -251,9 +251,9 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 	}
 	issued := s.cfg.Now()
 	p, err = s.db.Settle(store.Settlement{
-		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true,
+		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Watch: true,
 		Change: func(p *store.Pairing) error {
-			p.State, p.Code, p.ExpiresAt = store.StateLive, code, issued.Add(s.cfg.CodeLifetime)
+			p.State, p.Code, p.IssuedAt, p.ExpiresAt = store.StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
 		},
 		Audit: s.event(issued, "code_issued", p, ""),

@@ -29,7 +29,11 @@ type urlBudget struct {
 // restart cannot reset it. keep is how many uses must remain afterwards for
 // later, more important posts (the final state keeps the last one).
 func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	var spent bool
+	// Batch: concurrent edits share one fsync. The function only reports
+	// through spent, so running it twice (as Batch may) is harmless.
+	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+		spent = false
 		b := tx.Bucket(bucketResponseURLs)
 		budget := urlBudget{Issued: issued}
 		if raw := b.Get([]byte(url)); raw != nil {
@@ -38,21 +42,25 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 			}
 		}
 		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) || ResponseURLUses-budget.Used-1 < keep {
-			return ErrBudgetSpent
+			spent = true
+			return nil
 		}
 		budget.Used++
 		return putJSON(b, []byte(url), budget)
 	})
-	if err != nil && !errors.Is(err, ErrBudgetSpent) {
+	if err != nil {
 		return fmt.Errorf("use response_url: %w", err)
 	}
-	return err
+	if spent {
+		return ErrBudgetSpent
+	}
+	return nil
 }
 
 // RefundResponseURL gives back a use that Slack did not count (it answered
 // 429 or never got the request).
 func (db *DB) RefundResponseURL(url string) error {
-	return db.bolt.Update(func(tx *bolt.Tx) error {
+	return db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponseURLs)
 		raw := b.Get([]byte(url))
 		if raw == nil {

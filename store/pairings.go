@@ -39,12 +39,24 @@ type Pairing struct {
 	URLIssued    time.Time `json:"url_issued"`
 	Code         string    `json:"code,omitempty"` // wiped when the pairing ends
 	RequestedAt  time.Time `json:"requested_at"`
+	IssuedAt     time.Time `json:"issued_at,omitempty"` // when the code arrived
 	ExpiresAt    time.Time `json:"expires_at"`
 	RetryAt      time.Time `json:"retry_at,omitempty"`
 	State        string    `json:"state"`
 	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
 	LinkedPhone  string    `json:"linked_phone,omitempty"`
-	LastView     string    `json:"last_view,omitempty"` // fingerprint of the last text shown
+	EndedAt      time.Time `json:"ended_at,omitempty"`
+	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
+	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
+}
+
+// Final reports whether the pairing has reached a state it never leaves.
+func (p Pairing) Final() bool {
+	switch p.State {
+	case StateRequesting, StateLive, StateWarmingUp:
+		return false
+	}
+	return true
 }
 
 // Live reports whether the pairing still holds its instance at now.
@@ -214,6 +226,8 @@ type Settlement struct {
 	Outcome string
 	Counted bool
 	Audit   Event // skipped when Kind is empty
+	// Watch adds the pairing to the set whose messages the countdown keeps current.
+	Watch bool
 }
 
 // Settle applies s and returns the updated pairing.
@@ -226,6 +240,11 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 		}
 		if err := settleAttempt(tx, p, s.Outcome, s.Counted); err != nil {
 			return err
+		}
+		if s.Watch {
+			if err := tx.Bucket(bucketWatched).Put([]byte(s.ID), nil); err != nil {
+				return err
+			}
 		}
 		return appendAudit(tx, s.Audit)
 	})
@@ -340,6 +359,9 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) 
 		return p, err
 	}
 	if !p.Live(now) {
+		if p.Final() && p.EndedAt.IsZero() {
+			p.EndedAt = now
+		}
 		p.Code = ""
 		live := tx.Bucket(bucketLive)
 		if string(live.Get([]byte(p.Instance))) == p.ID {
@@ -362,21 +384,57 @@ func endPairing(tx *bolt.Tx, id, state string) error {
 		return err
 	}
 	p.State, p.Code = state, ""
+	// Its message now shows the pairing that replaced it: never edit it again.
+	if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
+		return err
+	}
 	return putJSON(pairings, []byte(id), p)
 }
 
-// LivePairings returns every pairing that holds an instance at now.
-func (db *DB) LivePairings(now time.Time) ([]Pairing, error) {
+// WatchedPairings returns the pairings whose messages are still kept
+// current: live ones, and ended ones whose final state is not shown yet.
+func (db *DB) WatchedPairings() ([]Pairing, error) {
 	var out []Pairing
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		pairings := tx.Bucket(bucketPairings)
-		return tx.Bucket(bucketLive).ForEach(func(_, id []byte) error {
+		return tx.Bucket(bucketWatched).ForEach(func(id, _ []byte) error {
 			var p Pairing
-			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &p) == nil && (p.State == StateRequesting || p.State == StateLive) {
+			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &p) == nil {
 				out = append(out, p)
 			}
 			return nil
 		})
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("watched pairings: %w", err)
+	}
+	return out, nil
+}
+
+// RecordView remembers which view the message shows now (key), so it is
+// edited only when that changes; unwatch ends editing for good. Runs in
+// Batch: concurrent edits share one fsync, and the function is idempotent.
+func (db *DB) RecordView(id, key string, unwatch bool) error {
+	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+		if unwatch {
+			if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		pairings := tx.Bucket(bucketPairings)
+		raw := pairings.Get([]byte(id))
+		if raw == nil {
+			return nil
+		}
+		var p Pairing
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return err
+		}
+		p.LastView = key
+		return putJSON(pairings, []byte(id), p)
+	})
+	if err != nil {
+		return fmt.Errorf("record view of %q: %w", id, err)
+	}
+	return nil
 }

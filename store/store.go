@@ -21,7 +21,8 @@ var (
 	bucketLive          = []byte("live_by_instance")
 	bucketResponseURLs  = []byte("response_urls")
 	bucketAudit         = []byte("audit")
-	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit}
+	bucketWatched       = []byte("watched")
+	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched}
 )
 
 // ErrLocked means another process holds the database file. bbolt takes an

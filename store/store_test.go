@@ -139,8 +139,8 @@ func TestCodeWipedWhenPairingEnds(t *testing.T) {
 	if p.Code != "" {
 		t.Errorf("code kept after the pairing ended: %+v", p)
 	}
-	if live, _ := db.LivePairings(t0); len(live) != 0 {
-		t.Errorf("ended pairing still live: %+v", live)
+	if d, _ := db.Reserve(reservation("b", "I1", "201009998888", "U2", t0)); d.Refused != LimitNone {
+		t.Errorf("ended pairing still holds its instance: %+v", d)
 	}
 }
 
@@ -192,5 +192,45 @@ func TestAuditNeverStoresCode(t *testing.T) {
 	got, err := db.AuditEvents(time.Time{}, nil)
 	if err != nil || len(got) != 2 || got[0].Kind != "code_issued" || got[1].Kind != "linked" {
 		t.Errorf("AuditEvents = %+v, %v", got, err)
+	}
+}
+
+func TestPruneKeepsFileBounded(t *testing.T) {
+	db := openTest(t)
+	var sizes []int64
+	now := t0
+	for cycle := range 6 {
+		for i := range 200 {
+			r := reservation(fmt.Sprintf("c%d-%d", cycle, i), fmt.Sprintf("I%d", i), fmt.Sprintf("2010%08d", i), fmt.Sprintf("U%d", i), now)
+			if d, err := db.Reserve(r); err != nil || d.Refused != LimitNone {
+				t.Fatalf("cycle %d: %+v %v", cycle, d, err)
+			}
+			db.UseResponseURL(fmt.Sprintf("https://r/%d-%d", cycle, i), now, now, 0)
+			end(t, db, r.Pairing.ID, now)
+		}
+		now = now.Add(2 * time.Hour)
+		st, err := db.Prune(now, now.Add(-time.Hour), now.Add(-time.Hour))
+		if err != nil || st.Pairings != 200 || st.Attempts != 400 || st.ResponseURLs != 200 {
+			t.Fatalf("cycle %d: pruned %+v, %v; want 200 pairings, 400 attempts, 200 urls", cycle, st, err)
+		}
+		sizes = append(sizes, db.FileSize())
+	}
+	if last, early := sizes[len(sizes)-1], sizes[2]; last > early*3/2 {
+		t.Errorf("file grows although pruned: sizes %v", sizes)
+	}
+}
+
+func TestPruneKeepsWatchedAndLive(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("live", "I1", "201112223333", "U1", t0))
+	db.Reserve(reservation("watched", "I2", "201009998888", "U1", t0))
+	db.Settle(Settlement{ID: "watched", Now: t0, Change: func(p *Pairing) error { p.State = StateExpired; return nil }, Watch: true})
+	if _, err := db.Prune(t0.Add(48*time.Hour), t0, t0.Add(24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"watched"} {
+		if _, err := db.Pairing(id); err != nil {
+			t.Errorf("pruned %s: %v", id, err)
+		}
 	}
 }

@@ -32,6 +32,7 @@ type config struct {
 	UserLimit     store.Window
 	CodeLifetime  time.Duration
 	WawpTimeout   time.Duration
+	TickInterval  time.Duration
 }
 
 // configError lists every problem with the configuration at once, so an
@@ -47,6 +48,7 @@ type fileConfig struct {
 	DefaultRegion string `yaml:"default_region"`
 	CodeLifetime  string `yaml:"code_lifetime"`
 	WawpTimeout   string `yaml:"wawp_timeout"`
+	TickInterval  string `yaml:"tick_interval"`
 	Limits        struct {
 		Phone windowConfig `yaml:"phone"`
 		User  windowConfig `yaml:"user"`
@@ -80,6 +82,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		UserLimit:     pairing.DefaultUserLimit,
 		CodeLifetime:  pairing.DefaultCodeLifetime,
 		WawpTimeout:   pairing.DefaultCallTimeout,
+		TickInterval:  5 * time.Second,
 	}
 	switch {
 	case c.AppToken == "":
@@ -151,8 +154,8 @@ func (c *config) loadFile() []string {
 	}
 	if f.CodeLifetime != "" {
 		d, err := time.ParseDuration(f.CodeLifetime)
-		if err != nil || d < 30*time.Second || d > 10*time.Minute {
-			bad("code_lifetime %q must be a duration between 30s and 10m", f.CodeLifetime)
+		if err != nil || d < 5*time.Second || d > 10*time.Minute {
+			bad("code_lifetime %q must be a duration between 5s and 10m", f.CodeLifetime)
 		} else {
 			c.CodeLifetime = d
 		}
@@ -163,6 +166,14 @@ func (c *config) loadFile() []string {
 			bad("wawp_timeout %q must be a duration between 100ms and 1m", f.WawpTimeout)
 		} else {
 			c.WawpTimeout = d
+		}
+	}
+	if f.TickInterval != "" {
+		d, err := time.ParseDuration(f.TickInterval)
+		if err != nil || d < time.Second || d > time.Minute || d%time.Second != 0 {
+			bad("tick_interval %q must be whole seconds between 1s and 1m", f.TickInterval)
+		} else {
+			c.TickInterval = d
 		}
 	}
 	for name, w := range map[string]struct {

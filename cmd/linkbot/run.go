@@ -84,7 +84,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
 		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
-		Log: log, Region: cfg.DefaultRegion, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if err := b.Run(ctx); err != nil {
 		return err

@@ -1,0 +1,184 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+// A response_url takes 5 posts. The code message takes the first; the last
+// is kept for the final state (linked, expired, cancelled); that leaves
+// three countdown edits. The countdown therefore moves in coarse steps,
+// and every rendering inside one step is identical, so the ticker edits
+// only when a step changes. The absolute expiry (a Slack date token) keeps
+// the message right between edits.
+const countdownSteps = 3
+
+// countdownStep returns which step p's countdown is in at now (0 = as
+// issued, 1..3 = after each edit) and the moment that step is drawn for:
+// two-thirds left, one-third left, and the last 20 seconds.
+func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
+	lifetime := p.ExpiresAt.Sub(p.IssuedAt)
+	left := p.ExpiresAt.Sub(now)
+	thresholds := [countdownSteps]time.Duration{lifetime * 2 / 3, lifetime / 3, min(20*time.Second, lifetime/6)}
+	step, drawn := 0, p.IssuedAt
+	for i, t := range thresholds {
+		if left <= t {
+			step, drawn = i+1, p.ExpiresAt.Add(-t)
+		}
+	}
+	return step, drawn
+}
+
+// viewKey names what p's message should show at now; the message is edited
+// only when it changes. It is cheap: the ticker computes it for every
+// watched pairing on every tick.
+func viewKey(p store.Pairing, now time.Time) string {
+	switch {
+	case p.Live(now) && p.Code != "":
+		step, _ := countdownStep(p, now)
+		return fmt.Sprintf("live:%d", step)
+	case p.State == store.StateLive:
+		return "expired" // past its expiry, about to be marked so
+	case p.State == store.StateFailed:
+		return "failed:" + p.Reason
+	}
+	return p.State
+}
+
+// render is the message for p at now; its key is viewKey(p, now).
+func (b *Bot) render(p store.Pairing, now time.Time) Message {
+	phone := pairing.PhoneFromDigits(p.Phone).International
+	limit := b.cfg.Service.PhoneLimit()
+	nextAt, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
+	if err != nil {
+		nextAt = now.Add(limit.Period)
+	}
+	switch {
+	case p.Live(now) && p.Code != "":
+		_, drawn := countdownStep(p, now)
+		if !nextAt.After(now) {
+			nextAt = time.Time{} // allowed now
+		}
+		return CodeView(CodeModel{
+			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
+			RequestedBy: p.RequestedBy, Now: drawn, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
+			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
+		})
+	case p.State == store.StateLinked:
+		return LinkedView(phone, p.InstanceName, p.EndedAt)
+	case p.State == store.StateWrongPhone:
+		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
+	case p.State == store.StateCancelled:
+		return CancelledView(phone)
+	case p.State == store.StateFailed:
+		return FailedView(phone, p.InstanceName, p.Reason)
+	case p.State == store.StateWarmingUp:
+		return TooSoonView(p.InstanceName, p.ID, p.RetryAt, now)
+	case p.State == store.StateLive || p.State == store.StateExpired:
+		return ExpiredView(phone, p.ID, now, nextAt)
+	}
+	return EndedView()
+}
+
+// show brings p's message up to date through its response_url: only when
+// the view changed (or force, for a click that expects an answer), and
+// within the url's budget, keeping the last use for the final state.
+func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
+	now := b.cfg.Service.Now()
+	key := viewKey(p, now)
+	final := p.Final()
+	if key == p.LastView && !force {
+		return
+	}
+	log := b.log.With("pairing", p.ID, "view", key)
+	keep := 1
+	if final {
+		keep = 0
+	}
+	var err error
+	switch b.respond(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now)) {
+	case posted, budgetSpent:
+		// Without budget this step is skipped for good; a final state
+		// without budget can never be shown, so editing ends.
+		err = b.cfg.DB.RecordView(p.ID, key, final)
+	case urlGone:
+		err = b.cfg.DB.RecordView(p.ID, p.LastView, true)
+	case postFailed:
+		// Left as it was: the next tick tries again.
+	}
+	if err != nil {
+		log.Error("recording view", "err", err)
+	}
+}
+
+// maxEditsInFlight bounds concurrent response_url edits started by ticks.
+const maxEditsInFlight = 32
+
+// Tick moves every watched pairing on (one Wawp call per instance) and
+// starts the edits whose view changed. It does not wait for them: a slow
+// or rate-limited message never holds up the others, and a pairing whose
+// edit is still in flight is skipped until it lands.
+func (b *Bot) Tick(ctx context.Context) {
+	pairings, err := b.cfg.Service.Advance(ctx)
+	if err != nil {
+		b.log.Error("tick", "err", err)
+		return
+	}
+	now := b.cfg.Service.Now()
+	for _, p := range pairings {
+		if viewKey(p, now) == p.LastView {
+			continue
+		}
+		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {
+			continue
+		}
+		b.goWork(ctx, func(ctx context.Context) {
+			defer b.editing.Delete(p.ID)
+			select {
+			case b.editSlots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-b.editSlots }()
+			b.show(ctx, p, false)
+		})
+	}
+}
+
+// cronLogger sends robfig/cron's messages to slog.
+type cronLogger struct{ b *Bot }
+
+func (l cronLogger) Info(msg string, kv ...any) { l.b.log.Debug("cron: "+msg, kv...) }
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.b.log.Error("cron: "+msg, append(kv, "err", err)...)
+}
+
+// startCron schedules the countdown tick and the pruning, in UTC. The chain
+// order matters: SkipIfStillRunning outside Recover, so a panicking job
+// still releases its "running" mark and runs again next time.
+func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
+	l := cronLogger{b}
+	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(l),
+		cron.WithChain(cron.SkipIfStillRunning(l), cron.Recover(l)))
+	if _, err := c.AddFunc(fmt.Sprintf("@every %s", b.cfg.TickInterval), func() { b.Tick(ctx) }); err != nil {
+		return nil, fmt.Errorf("schedule countdown: %w", err)
+	}
+	if _, err := c.AddFunc("@every 10m", func() {
+		st, err := b.cfg.Service.Prune()
+		if err != nil {
+			b.log.Error("prune", "err", err)
+			return
+		}
+		b.log.Info("pruned", "attempts", st.Attempts, "pairings", st.Pairings, "response_urls", st.ResponseURLs)
+	}); err != nil {
+		return nil, fmt.Errorf("schedule pruning: %w", err)
+	}
+	c.Start()
+	return c, nil
+}

@@ -1,0 +1,138 @@
+package pairing
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/linkbot/linkbot/store"
+)
+
+// pollConcurrency bounds the session-info calls one Advance makes at once.
+const pollConcurrency = 16
+
+// Advance moves every watched pairing on: it asks Wawp once per instance
+// that has a live pairing, then ends pairings whose phone linked (the
+// right one or not), whose instance failed or vanished, or whose code
+// expired. It returns every watched pairing as it now stands.
+//
+// Wawp faults (timeouts, 5xx, garbage, STARTING blips) change nothing: a
+// pairing only ever ends on a clear answer or on its own expiry, so a
+// flaky Wawp can neither cut a pairing short nor fake a "linked".
+func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
+	watched, err := s.db.WatchedPairings()
+	if err != nil {
+		return nil, err
+	}
+	instances := map[string]bool{}
+	for _, p := range watched {
+		if p.State == store.StateLive {
+			instances[p.Instance] = true
+		}
+	}
+	sessions := s.pollSessions(ctx, instances)
+	now := s.cfg.Now()
+	for i, p := range watched {
+		if p.State != store.StateLive {
+			continue
+		}
+		st := sessions[p.Instance]
+		next, kind, reason := decide(p, st, now)
+		if next == "" {
+			continue
+		}
+		ended, err := s.db.Settle(store.Settlement{
+			ID: p.ID, Now: now, Outcome: kind, Counted: true,
+			Change: func(q *store.Pairing) error {
+				if q.State != store.StateLive {
+					return errAlreadyEnded
+				}
+				q.State, q.Reason = next, reason
+				if next == store.StateLinked || next == store.StateWrongPhone {
+					q.LinkedPhone = st.session.Me
+				}
+				return nil
+			},
+			Audit: s.event(now, kind, p, reason),
+		})
+		if errors.Is(err, errAlreadyEnded) {
+			// Cancelled or renewed meanwhile: show what is stored.
+			ended, err = s.db.Pairing(p.ID)
+		}
+		if err != nil {
+			s.cfg.Log.Error("ending pairing", "pairing", p.ID, "err", err)
+			continue
+		}
+		s.cfg.Log.Info("pairing ended", "pairing", p.ID, "instance", p.InstanceName, "phone", MaskPhone(PhoneFromDigits(p.Phone).International), "user", p.RequestedBy, "state", next)
+		watched[i] = ended
+	}
+	return watched, nil
+}
+
+var errAlreadyEnded = errors.New("pairing already ended")
+
+type sessionResult struct {
+	session Session
+	err     error
+}
+
+// decide returns the state p moves to (empty: it stays live), the audit
+// kind and a reason.
+func decide(p store.Pairing, st sessionResult, now time.Time) (state, kind, reason string) {
+	if st.err == nil {
+		switch st.session.Status {
+		case StatusWorking:
+			switch st.session.Me {
+			case p.Phone:
+				return store.StateLinked, "linked", ""
+			case "":
+				// Working but not saying with whom: wait for a clear answer.
+			default:
+				return store.StateWrongPhone, "wrong_phone", "linked " + MaskPhone(PhoneFromDigits(st.session.Me).International)
+			}
+		case StatusFailed:
+			return store.StateFailed, "error", "instance_failed"
+		}
+	} else if errors.Is(st.err, ErrNoInstance) {
+		return store.StateFailed, "error", "instance_gone"
+	}
+	if !now.Before(p.ExpiresAt) {
+		return store.StateExpired, "expired", ""
+	}
+	return "", "", ""
+}
+
+// pollSessions asks Wawp for each instance's session, a bounded number at
+// a time, each call with its own timeout.
+func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) map[string]sessionResult {
+	out := make(map[string]sessionResult, len(instances))
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, pollConcurrency)
+	)
+	for id := range instances {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			session, err := s.sessionInfo(ctx, id)
+			if err != nil {
+				s.cfg.Log.Warn("polling session", "instance", id, "err", err)
+			}
+			mu.Lock()
+			out[id] = sessionResult{session: session, err: err}
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Prune drops what no limit or message needs any more: attempts older than
+// the longest limit window, and pairings that ended over a day ago.
+func (s *Service) Prune() (store.PruneStats, error) {
+	now := s.cfg.Now()
+	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period)
+	return s.db.Prune(now, now.Add(-window), now.Add(-24*time.Hour))
+}

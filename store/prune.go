@@ -1,0 +1,93 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// PruneStats counts what Prune removed.
+type PruneStats struct {
+	Attempts     int
+	Pairings     int
+	ResponseURLs int
+}
+
+// Prune deletes attempts older than attemptsBefore, ended pairings (no
+// longer watched or holding an instance) that ended before pairingsBefore,
+// and response_url budgets past Slack's 30 minutes. The audit log is kept.
+//
+// bbolt files never shrink: freed pages go to the freelist and are reused
+// by later writes, so with regular pruning the file reaches a plateau set
+// by the busiest window instead of growing with the bot's age.
+func (db *DB) Prune(now, attemptsBefore, pairingsBefore time.Time) (PruneStats, error) {
+	var st PruneStats
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
+			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(attemptsBefore) })
+			if err != nil {
+				return err
+			}
+			st.Attempts += n
+		}
+		watched, live := tx.Bucket(bucketWatched), tx.Bucket(bucketLive)
+		held := map[string]bool{}
+		live.ForEach(func(_, id []byte) error { held[string(id)] = true; return nil })
+		n, err := deleteWhere(tx.Bucket(bucketPairings), func(k, v []byte) bool {
+			if watched.Get(k) != nil || held[string(k)] {
+				return false
+			}
+			var p Pairing
+			if json.Unmarshal(v, &p) != nil {
+				return true
+			}
+			ended := p.EndedAt
+			if ended.IsZero() {
+				ended = p.ExpiresAt
+			}
+			return !p.Live(now) && ended.Before(pairingsBefore)
+		})
+		if err != nil {
+			return err
+		}
+		st.Pairings = n
+		n, err = deleteWhere(tx.Bucket(bucketResponseURLs), func(_, v []byte) bool {
+			var b urlBudget
+			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > ResponseURLLifetime
+		})
+		st.ResponseURLs = n
+		return err
+	})
+	if err != nil {
+		return PruneStats{}, fmt.Errorf("prune: %w", err)
+	}
+	return st, nil
+}
+
+func deleteWhere(b *bolt.Bucket, match func(k, v []byte) bool) (int, error) {
+	var doomed [][]byte
+	err := b.ForEach(func(k, v []byte) error {
+		if match(k, v) {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range doomed {
+		if err := b.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(doomed), nil
+}
+
+// FileSize is the database file's size in bytes.
+func (db *DB) FileSize() int64 {
+	var n int64
+	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	return n
+}
