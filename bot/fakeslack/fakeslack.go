@@ -691,3 +691,16 @@ func (s *Server) ResponseURLUses(url string) int {
 	}
 	return 0
 }
+
+// OpenMessage creates an ephemeral message for user and a response_url for
+// it, as if a command had been delivered and acked with text; for tests
+// that drive the bot's edits without a socket.
+func (s *Server) OpenMessage(user, text string) (msgID, url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	msgID = fmt.Sprintf("M%05d", s.seq)
+	s.messages[msgID] = &Message{ID: msgID, User: user, Channel: "C0SUPPORT", Versions: []Version{{Text: text, At: time.Now(), Via: "ack"}}}
+	s.msgOrder = append(s.msgOrder, msgID)
+	return msgID, s.newResponseURL(msgID)
+}

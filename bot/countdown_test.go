@@ -1,0 +1,241 @@
+package bot
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/store"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time         { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Set(t time.Time)        { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *clock) Since(t0 time.Time) int { return int(c.Now().Sub(t0) / time.Second) }
+
+type countdownRig struct {
+	t     *testing.T
+	clock *clock
+	slack *fakeslack.Server
+	wawp  *fakewawp.Server
+	bot   *Bot
+	svc   *pairing.Service
+	db    *store.DB
+}
+
+const rigInstance = "INST00000001"
+
+func newCountdownRig(t *testing.T, t0 time.Time) *countdownRig {
+	r := &countdownRig{t: t, clock: &clock{t: t0}}
+	r.slack = fakeslack.New(func(v string) { t.Errorf("%s", v) })
+	t.Cleanup(r.slack.Close)
+	r.slack.SetClock(r.clock.Now)
+	r.wawp = fakewawp.New("tok")
+	t.Cleanup(r.wawp.Close)
+	r.wawp.SetClock(r.clock.Now)
+	r.wawp.AddInstance(rigInstance, "")
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r.db = db
+	r.svc = pairing.NewService(pairing.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
+	r.bot = New(Config{Service: r.svc, DB: db, Directory: pairing.NewDirectory(nil, "")})
+	return r
+}
+
+// start requests a code as a /link would and shows it; it returns the message ID.
+func (r *countdownRig) start() string {
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p, err := r.svc.Start(context.Background(), pairing.Request{
+		Instance: pairing.Instance{ID: rigInstance, Name: "support"}, Phone: pairing.PhoneFromDigits("201112223333"),
+		User: "U1", ResponseURL: url, URLIssued: r.clock.Now(),
+	})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, true)
+	return msgID
+}
+
+// tick runs one countdown tick at the current time and waits for its edits.
+func (r *countdownRig) tick() {
+	r.bot.Tick(context.Background())
+	r.bot.work.Wait()
+}
+
+// edits returns, for each response_url post to msgID, the second (since
+// t0) at which it was made and a short label of what it showed.
+func (r *countdownRig) run(t0 time.Time, msgID string, until int, at map[int]func()) []string {
+	var got []string
+	seen := len(r.slack.Message(msgID).Versions) // the ack and the code
+	for s := 0; s <= until; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		if f := at[s]; f != nil {
+			f()
+		}
+		r.tick()
+		m := r.slack.Message(msgID)
+		for _, v := range m.Versions[seen:] {
+			got = append(got, label(s, v))
+		}
+		seen = len(m.Versions)
+	}
+	return got
+}
+
+func label(s int, v fakeslack.Version) string {
+	b := string(v.Blocks)
+	switch {
+	case strings.Contains(b, `"header"`):
+		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓▓▓░░░", "▓▓▓▓░░░░░░", "▓▓░░░░░░░░"} {
+			if strings.Contains(b, bar) {
+				return strconv(s) + " code " + bar
+			}
+		}
+		return strconv(s) + " code ?"
+	case strings.Contains(b, "Expired"):
+		return strconv(s) + " expired"
+	case strings.Contains(b, "WRONG phone"):
+		return strconv(s) + " wrong phone"
+	case strings.Contains(b, "Linked"):
+		return strconv(s) + " linked"
+	}
+	return strconv(s) + " " + v.Text
+}
+
+func strconv(s int) string { return (time.Duration(s) * time.Second).String() }
+
+func TestCountdownSchedule(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		at   map[int]func(r *countdownRig)
+		want []string
+	}{
+		{
+			name: "expires unused",
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+		},
+		{
+			name: "phone enters the code",
+			at:   map[int]func(r *countdownRig){60: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m0s linked"},
+		},
+		{
+			name: "wrong phone linked",
+			at:   map[int]func(r *countdownRig){15: func(r *countdownRig) { r.wawp.SetStatus(rigInstance, "WORKING", "201009998888") }},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "15s wrong phone"},
+		},
+		{
+			name: "Wawp times out, then the phone links",
+			at: map[int]func(r *countdownRig){
+				10: func(r *countdownRig) {
+					r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, &fakewawp.Failure{Status: 504, ContentType: "text/html", Body: "<html>timeout</html>"})
+				},
+				40: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) },
+				55: func(r *countdownRig) { r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, nil) },
+			},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "55s linked"},
+		},
+		{
+			name: "STARTING blip never ends the pairing",
+			at: map[int]func(r *countdownRig){
+				20: func(r *countdownRig) { r.wawp.WarmUp(rigInstance, 10*time.Second) },
+			},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			at := map[int]func(){}
+			for s, f := range tt.at {
+				at[s] = func() { f(r) }
+			}
+			got := append([]string{label(0, r.slack.Message(msgID).Versions[1])}, r.run(t0, msgID, 180, at)...)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("edits (-want +got):\n%s", diff)
+			}
+			last := r.slack.Message(msgID).Latest()
+			if code := r.wawp.Code(rigInstance); strings.Contains(string(last.Blocks), `"header"`) || (code != "" && strings.Contains(string(last.Blocks), code[:4])) {
+				t.Errorf("final message still shows the code: %s", last.Blocks)
+			}
+			if live, _ := r.db.WatchedPairings(); len(live) != 0 {
+				t.Errorf("still watching %d pairings after the final state", len(live))
+			}
+		})
+	}
+}
+
+// The budget is shared with whatever else used the url: with only two uses
+// left, the countdown edits nothing and the final state still arrives.
+func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	p, _ := r.db.WatchedPairings()
+	for range 3 {
+		if err := r.db.UseResponseURL(p[0].ResponseURL, t0, t0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := r.run(t0, msgID, 180, nil)
+	if diff := cmp.Diff([]string{"2m30s expired"}, got); diff != "" {
+		t.Errorf("edits (-want +got):\n%s", diff)
+	}
+}
+
+// A 429 on an edit is retried (after Retry-After) without spending the
+// budget twice; a 404 ends editing for that message.
+func TestCountdownSlackFaults(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	r.slack.RateLimitNext(time.Second)
+	r.slack.FailNextResponse(http.StatusInternalServerError)
+	got := r.run(t0, msgID, 180, nil)
+	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("edits (-want +got):\n%s", diff)
+	}
+
+	r2 := newCountdownRig(t, t0)
+	msgID = r2.start()
+	r2.slack.FailNextResponse(http.StatusNotFound)
+	if got := r2.run(t0, msgID, 180, nil); len(got) != 0 {
+		t.Errorf("edits after the url was gone: %v", got)
+	}
+	if live, _ := r2.db.WatchedPairings(); len(live) != 0 {
+		t.Errorf("still watching a message whose url is gone")
+	}
+}
+
+func TestCountdownStep(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	p := store.Pairing{IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second)}
+	for _, tt := range []struct {
+		at, step int
+		drawn    int
+	}{{0, 0, 0}, {49, 0, 0}, {50, 1, 50}, {99, 1, 50}, {100, 2, 100}, {130, 3, 130}, {149, 3, 130}} {
+		step, drawn := countdownStep(p, t0.Add(time.Duration(tt.at)*time.Second))
+		if step != tt.step || drawn != t0.Add(time.Duration(tt.drawn)*time.Second) {
+			t.Errorf("at %ds: step %d drawn %s, want %d and +%ds", tt.at, step, drawn.Sub(t0), tt.step, tt.drawn)
+		}
+	}
+}
