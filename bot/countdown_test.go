@@ -27,7 +27,7 @@ func (c *clock) Set(t time.Time)        { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *clock) Since(t0 time.Time) int { return int(c.Now().Sub(t0) / time.Second) }
 
 type countdownRig struct {
-	t     *testing.T
+	t     testing.TB
 	clock *clock
 	slack *fakeslack.Server
 	wawp  *fakewawp.Server
@@ -38,7 +38,7 @@ type countdownRig struct {
 
 const rigInstance = "INST00000001"
 
-func newCountdownRig(t *testing.T, t0 time.Time) *countdownRig {
+func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
 	r := &countdownRig{t: t, clock: &clock{t: t0}}
 	r.slack = fakeslack.New(func(v string) { t.Errorf("%s", v) })
 	t.Cleanup(r.slack.Close)
@@ -104,21 +104,21 @@ func label(s int, v fakeslack.Version) string {
 	case strings.Contains(b, `"header"`):
 		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓▓▓░░░", "▓▓▓▓░░░░░░", "▓▓░░░░░░░░"} {
 			if strings.Contains(b, bar) {
-				return strconv(s) + " code " + bar
+				return secs(s) + " code " + bar
 			}
 		}
-		return strconv(s) + " code ?"
+		return secs(s) + " code ?"
 	case strings.Contains(b, "Expired"):
-		return strconv(s) + " expired"
+		return secs(s) + " expired"
 	case strings.Contains(b, "WRONG phone"):
-		return strconv(s) + " wrong phone"
+		return secs(s) + " wrong phone"
 	case strings.Contains(b, "Linked"):
-		return strconv(s) + " linked"
+		return secs(s) + " linked"
 	}
-	return strconv(s) + " " + v.Text
+	return secs(s) + " " + v.Text
 }
 
-func strconv(s int) string { return (time.Duration(s) * time.Second).String() }
+func secs(s int) string { return (time.Duration(s) * time.Second).String() }
 
 func TestCountdownSchedule(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)

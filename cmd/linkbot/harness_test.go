@@ -47,6 +47,16 @@ type harness struct {
 	logs   *syncBuffer
 	cancel context.CancelFunc
 	done   chan error
+
+	configPath string
+}
+
+// baseConfig is the config file every end-to-end test starts from.
+const baseConfig = "wawp_timeout: 500ms\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + instanceEG + "\n    region: EG\n"
+
+// setConfig rewrites the config file as baseConfig plus extra YAML.
+func (h *harness) setConfig(extra string) {
+	writeFile(h.t, h.configPath, baseConfig+extra)
 }
 
 func newHarness(t testing.TB) *harness {
@@ -62,7 +72,8 @@ func newHarness(t testing.TB) *harness {
 	h.wawp.AddInstance(instanceEG, "")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "linkbot.yml")
-	writeFile(t, cfgPath, "wawp_timeout: 500ms\ninstances:\n  - alias: support-eg\n    id: "+instanceEG+"\n    region: EG\n")
+	h.configPath = cfgPath
+	h.setConfig("")
 	h.env = map[string]string{
 		"SLACK_APP_TOKEN":    fakeslack.AppToken,
 		"SLACK_BOT_TOKEN":    fakeslack.BotToken,

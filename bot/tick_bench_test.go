@@ -1,0 +1,69 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/store"
+)
+
+// BenchmarkTick10k: one countdown tick over 10,000 live pairings on 100
+// instances, fake Wawp answering each call in 20 ms, durable file. The
+// pairings are seeded with store.Restore: the bot itself allows one live
+// code per instance, so 100 per instance only exists in a seeded store.
+func BenchmarkTick10k(b *testing.B) {
+	const pairings, instances = 10_000, 100
+	t0 := time.Now()
+	r := newCountdownRig(b, t0)
+	r.wawp.SetDelay(20 * time.Millisecond)
+	var ps []store.Pairing
+	for i := range pairings {
+		inst := fmt.Sprintf("INST%08d", i%instances)
+		if i < instances {
+			r.wawp.AddInstance(inst, "")
+		}
+		ps = append(ps, store.Pairing{
+			ID: fmt.Sprintf("p%05d", i), Instance: inst, InstanceName: inst, Phone: fmt.Sprintf("20101%07d", i),
+			RequestedBy: "U1", State: store.StateLive, Code: "ABCD1234", IssuedAt: t0, RequestedAt: t0,
+			ExpiresAt: t0.Add(time.Hour), LastView: "live:0", ResponseURL: "http://127.0.0.1:1/unused",
+		})
+	}
+	if err := r.db.Restore(ps); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	calls := len(r.wawp.Calls(fakewawp.SessionInfo))
+	cpu := cpuTime()
+	b.ResetTimer()
+	for b.Loop() {
+		r.bot.Tick(ctx)
+		r.bot.work.Wait()
+	}
+	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/float64(time.Millisecond), "cpu-ms/tick")
+	b.ReportMetric(float64(len(r.wawp.Calls(fakewawp.SessionInfo))-calls)/float64(b.N), "wawp-calls/tick")
+	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func peakRSSMB() float64 {
+	raw, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
