@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +36,26 @@ type Config struct {
 	TickInterval time.Duration
 	// ShutdownGrace bounds how long Run waits for in-flight work on exit.
 	ShutdownGrace time.Duration
+	// Access holds the access rules: "" for the default, else by instance ID.
+	Access map[string]Access
+	// Observer is told about commands, acks and edits (metrics); may be nil.
+	Observer Observer
 }
+
+// Observer receives the bot's events for metrics.
+type Observer interface {
+	Command(outcome string)
+	Ack(d time.Duration)
+	ResponseURLUse()
+	Connected(connected bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Command(string)    {}
+func (nopObserver) Ack(time.Duration) {}
+func (nopObserver) ResponseURLUse()   {}
+func (nopObserver) Connected(bool)    {}
 
 // Bot serves /link over Socket Mode.
 type Bot struct {
@@ -48,6 +68,8 @@ type Bot struct {
 
 	editing   sync.Map      // pairing ID → an edit is in flight
 	editSlots chan struct{} // bounds concurrent edits
+	groups    groupMembers
+	obs       Observer
 }
 
 // New returns a Bot; Run connects it.
@@ -69,7 +91,10 @@ func New(cfg Config) *Bot {
 		opts = append(opts, slack.OptionAPIURL(cfg.APIURL))
 	}
 	api := slack.New(cfg.BotToken, opts...)
-	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight)}
+	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight), obs: cfg.Observer}
+	if b.obs == nil {
+		b.obs = nopObserver{}
+	}
 	b.sm = socketmode.New(api, socketmode.OptionLog(slogAdapter{cfg.Log}))
 	return b
 }
@@ -94,6 +119,18 @@ func (b *Bot) Run(ctx context.Context) error {
 	}
 	b.teamID = auth.TeamID
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
+	open := true
+	for _, a := range b.cfg.Access {
+		open = open && a.Open()
+	}
+	if open {
+		b.log.Info("no access rules configured: every member of the workspace may request codes", "team", auth.Team)
+	}
+	// Group members are needed for access checks, which run before the
+	// ack and so cannot ask Slack: load them before taking commands.
+	groupsCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	b.refreshGroups(groupsCtx)
+	cancel()
 
 	runErr := make(chan error, 1)
 	sockCtx, stopSocket := context.WithCancel(ctx)
@@ -132,6 +169,7 @@ func (b *Bot) Run(ctx context.Context) error {
 func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
+		b.obs.Connected(false)
 		b.log.Info("slack socket connecting")
 	case socketmode.EventTypeConnected:
 		b.log.Info("slack socket connected")
@@ -147,11 +185,13 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 			level = slog.LevelWarn
 		}
 		b.log.Log(ctx, level, "slack socket ready", "num_connections", n)
+		b.obs.Connected(true)
 	case socketmode.EventTypeConnectionError:
 		b.log.Warn("slack socket connection failed; retrying")
 	case socketmode.EventTypeInvalidAuth:
 		return fmt.Errorf("socket mode with SLACK_APP_TOKEN: %w", ErrAuth)
 	case socketmode.EventTypeDisconnect:
+		b.obs.Connected(false)
 		b.log.Info("slack asked to reconnect")
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
@@ -205,51 +245,143 @@ func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 // command answers a /link at once (parsing and normalising are pure CPU)
 // and requests the code after the ack.
 func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCommand) {
+	start := time.Now()
 	received := b.cfg.Service.Now()
 	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
-	reply, req := b.prepare(cmd, received)
-	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.webhook())
-	if req == nil {
-		log.Info("command answered", "outcome", reply.Text)
+	reply := b.prepare(cmd, received)
+	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.webhook())
+	b.obs.Ack(time.Since(start))
+	if reply.outcome != "" {
+		b.obs.Command(reply.outcome)
+		log.Info("command answered", "outcome", reply.outcome)
+	}
+	if reply.after == nil {
 		return
 	}
 	b.goWork(ctx, func(ctx context.Context) {
-		p, err := b.cfg.Service.Start(ctx, *req)
-		if err != nil {
-			b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, envelopeID))
-			return
-		}
-		b.show(ctx, p, true)
+		reply.after(ctx, pairing.WithRequestID(ctx, envelopeID), log)
 	})
 }
 
-// prepare decides the immediate reply to a command and, when a code must
-// be requested, the request.
-func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) (Message, *pairing.Request) {
+// reply is the immediate answer to a command and the work that follows it.
+type reply struct {
+	msg     Message
+	outcome string // for metrics and the log, when the command ends with the ack
+	after   func(ctx, reqCtx context.Context, log *slog.Logger)
+}
+
+// prepare decides the immediate reply to a command (pure CPU: no network,
+// no disk) and what to do after the ack.
+func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	if b.teamID != "" && cmd.TeamID != b.teamID {
-		return ForeignTeamView(), nil
+		return reply{msg: ForeignTeamView(), outcome: "foreign_team", after: b.auditRefusal(cmd, now, "", "foreign_team")}
 	}
 	parsed, err := ParseCommand(cmd.Text)
 	var uerr *UsageError
 	if errors.As(err, &uerr) {
-		return UsageView(uerr), nil
+		return reply{msg: UsageView(uerr), outcome: "usage"}
 	}
-	if parsed.Kind == CommandHelp {
-		return HelpView(b.cfg.Directory.Names(), b.cfg.Region), nil
+	switch parsed.Kind {
+	case CommandHelp:
+		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: "help"}
+	case CommandHistory:
+		return b.history(cmd, parsed.Subject, now)
 	}
 	in, err := b.cfg.Directory.Resolve(parsed.Instance)
 	if err != nil {
-		return UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), nil
+		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: "unknown_instance"}
+	}
+	if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
+		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in.Name, "access")}
 	}
 	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
 	var perr *pairing.PhoneError
 	if errors.As(err, &perr) {
-		return PhoneView(perr), nil
+		return reply{msg: PhoneView(perr), outcome: "bad_phone"}
 	}
-	return RequestingView(phone.International, in.Name), &pairing.Request{
+	req := pairing.Request{
 		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
 		ResponseURL: cmd.ResponseURL, URLIssued: now,
 	}
+	return reply{msg: RequestingView(phone.International, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
+		p, err := b.cfg.Service.Start(reqCtx, req)
+		b.obs.Command(outcomeOf(err))
+		if err != nil {
+			b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
+			return
+		}
+		b.show(ctx, p, true)
+	}}
+}
+
+// outcomeOf names how a code request ended, for metrics.
+func outcomeOf(err error) string {
+	var (
+		lerr *pairing.LimitError
+		serr *pairing.StatusError
+		aerr *pairing.APIError
+	)
+	switch {
+	case err == nil:
+		return "code_issued"
+	case errors.As(err, &lerr):
+		return "limit_" + string(lerr.Limit)
+	case errors.As(err, &serr):
+		return "status_" + strings.ToLower(string(serr.Status))
+	case errors.As(err, &aerr):
+		return "wawp_error"
+	}
+	return "internal_error"
+}
+
+// auditRefusal records a refusal decided before the ack (writing is disk
+// I/O, so it happens after).
+func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, instance, why string) func(context.Context, context.Context, *slog.Logger) {
+	return func(_, _ context.Context, log *slog.Logger) {
+		err := b.cfg.DB.AppendAudit(store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: instance, Outcome: why})
+		if err != nil {
+			log.Error("audit", "err", err)
+		}
+	}
+}
+
+// historyLimit is how many events /link history shows.
+const historyLimit = 10
+
+// history answers /link history <phone|instance> for allowed users.
+func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
+	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
+		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, "", "access")}
+	}
+	var match func(store.Event) bool
+	shown := subject
+	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
+		match = func(e store.Event) bool { return e.Instance == in.Name || e.Instance == in.ID }
+		shown = in.Name
+	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
+		key := pairing.PhoneKey(phone.Digits)
+		match = func(e store.Event) bool { return e.PhoneKey == key }
+		shown = phone.Masked()
+	} else {
+		var perr *pairing.PhoneError
+		if errors.As(err, &perr) && !pairing.IsInstanceID(subject) && strings.ContainsAny(subject, "0123456789") {
+			return reply{msg: PhoneView(perr), outcome: "bad_phone"}
+		}
+		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: "unknown_instance"}
+	}
+	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: "history", after: func(ctx, _ context.Context, log *slog.Logger) {
+		events, err := b.cfg.DB.AuditEvents(time.Time{}, match)
+		if err != nil {
+			log.Error("reading audit", "err", err)
+			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
+			return
+		}
+		if len(events) > historyLimit {
+			events = events[len(events)-historyLimit:]
+		}
+		slices.Reverse(events)
+		b.respond(ctx, log, cmd.ResponseURL, now, 0, HistoryView(shown, events))
+	}}
 }
 
 // result turns the outcome of Start or Renew into what the agent sees.
@@ -357,6 +489,7 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 		}
 		err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, m.webhook())
 		if err == nil {
+			b.obs.ResponseURLUse()
 			return posted
 		}
 		var (

@@ -17,6 +17,7 @@ type CommandKind int
 const (
 	CommandHelp CommandKind = iota
 	CommandLink
+	CommandHistory // /link history <phone|instance>
 )
 
 // Command is a parsed /link.
@@ -24,6 +25,7 @@ type Command struct {
 	Kind     CommandKind
 	Instance string
 	Phone    string
+	Subject  string // for history: a phone or an instance
 }
 
 // UsageProblem says what is wrong with a /link text.
@@ -34,6 +36,7 @@ const (
 	UsageNoPhone     UsageProblem = "no_phone"
 	UsageBadInstance UsageProblem = "bad_instance"
 	UsageControl     UsageProblem = "control_characters"
+	UsageNoSubject   UsageProblem = "no_subject"
 )
 
 // UsageError is a /link text that cannot be parsed.
@@ -77,6 +80,12 @@ func ParseCommand(text string) (Command, error) {
 	fields := strings.Fields(text)
 	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
 		return Command{Kind: CommandHelp}, nil
+	}
+	if strings.EqualFold(fields[0], "history") {
+		if len(fields) == 1 {
+			return Command{}, &UsageError{Problem: UsageNoSubject, Input: fields[0]}
+		}
+		return Command{Kind: CommandHistory, Subject: strings.Join(fields[1:], " ")}, nil
 	}
 	if !instanceName.MatchString(fields[0]) {
 		return Command{}, &UsageError{Problem: UsageBadInstance, Input: fields[0]}

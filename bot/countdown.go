@@ -179,6 +179,9 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("schedule pruning: %w", err)
 	}
+	if _, err := c.AddFunc("@every 5m", func() { b.refreshGroups(ctx) }); err != nil {
+		return nil, fmt.Errorf("schedule user group refresh: %w", err)
+	}
 	c.Start()
 	return c, nil
 }

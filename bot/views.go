@@ -128,6 +128,7 @@ func HelpView(aliases []string, region string) Message {
 	if region != "" {
 		text += fmt.Sprintf(", or in national format for %s", escape(region))
 	}
+	text += "\n`/link history <phone|instance>` shows the last 10 events for it."
 	text += "\nThe code is shown only to you. Read it to the person holding the phone; never paste it in a channel."
 	return Message{Text: "How to use /link", Blocks: []slack.Block{section("help", text)}}
 }
@@ -146,6 +147,8 @@ func UsageView(err *UsageError) Message {
 		t = fmt.Sprintf("❓ That is too long for a command (at most %d characters). Type `/link <instance> <phone>`.", maxCommandText)
 	case UsageNoPhone:
 		t = fmt.Sprintf("❓ Which phone? Type `/link %s <phone>`, for example `/link %s +20 111 222 3333`.", escape(err.Input), escape(err.Input))
+	case UsageNoSubject:
+		t = "❓ History of what? Type `/link history <phone>` or `/link history <instance>`."
 	case UsageBadInstance:
 		t = fmt.Sprintf("❓ %s is not an instance name. Type `/link <instance> <phone>`; `/link help` lists the instances.", quote(err.Input))
 	default:
@@ -384,4 +387,32 @@ func FailedView(phone, instance, reason string) Message {
 	}
 	t := fmt.Sprintf("⚠️ %s %s while waiting for %s, so the code no longer works. Check the instance in the Wawp dashboard, then run /link again.", escape(instance), what, escape(phone))
 	return notice("Pairing failed", t)
+}
+
+// AccessDeniedView refuses a user the rules do not allow.
+func AccessDeniedView(instance, ask string) Message {
+	t := fmt.Sprintf("🔒 You are not on the list of people who may request pairing codes for %s.", escape(instance))
+	if ask != "" {
+		t += " Ask " + ask + " for access." // from the config file: mrkdwn on purpose
+	} else {
+		t += " Ask the bot's admin for access."
+	}
+	return notice("Not allowed", t)
+}
+
+// HistoryView lists audit events, newest first. Events never hold codes,
+// and phones in them are masked.
+func HistoryView(subject string, events []store.Event) Message {
+	if len(events) == 0 {
+		return notice("No history", fmt.Sprintf("📜 No events for %s.", quote(subject)))
+	}
+	lines := []string{fmt.Sprintf("📜 *Last %d events for %s*", len(events), quote(subject))}
+	for _, e := range events {
+		line := fmt.Sprintf("%s · *%s* · <@%s> · %s · %s", slackTime(e.Time, "{date_short} {time}"), escape(e.Kind), escape(e.User), escape(e.Instance), escape(e.Phone))
+		if e.Outcome != "" {
+			line += " · " + escape(e.Outcome)
+		}
+		lines = append(lines, line)
+	}
+	return notice("History for "+subject, strings.Join(lines, "\n"))
 }

@@ -141,6 +141,9 @@ type Config struct {
 	CallTimeout  time.Duration
 	Now          func() time.Time
 	Log          *slog.Logger
+	// Accounts holds a client per instance whose Wawp account (access
+	// token) differs from the default client's.
+	Accounts map[string]*Client
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -206,7 +209,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued,
 	}
-	log := s.cfg.Log.With("pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
+	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
 	d, err := s.db.Reserve(store.Reservation{
 		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
 		Replaces: req.Replaces, Now: now, Hold: 2*s.cfg.CallTimeout + 5*time.Second,
@@ -238,7 +241,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	code, err := s.wawp.RequestCode(callCtx, p.Instance, p.Phone)
+	code, err := s.client(p.Instance).RequestCode(callCtx, p.Instance, p.Phone)
 	cancel()
 	if err != nil {
 		var aerr *APIError
@@ -268,7 +271,15 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	return s.wawp.SessionInfo(ctx, instance)
+	return s.client(instance).SessionInfo(ctx, instance)
+}
+
+// client is the Wawp client for instance's account.
+func (s *Service) client(instance string) *Client {
+	if c, ok := s.cfg.Accounts[instance]; ok {
+		return c
+	}
+	return s.wawp
 }
 
 // fail ends a reserved request that produced no code.
@@ -369,4 +380,18 @@ func newID() string {
 	b := make([]byte, 10)
 	rand.Read(b)
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+type requestIDKey struct{}
+
+// WithRequestID tags ctx with the Slack request (envelope) ID, so every log
+// line about one command carries it.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID is the request ID ctx was tagged with, if any.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
 }

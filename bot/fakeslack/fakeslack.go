@@ -123,6 +123,7 @@ type Server struct {
 	onViolation  func(string)
 	ackLatencies []time.Duration
 	seq          int
+	userGroups   map[string][]string
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -141,6 +142,7 @@ func New(onViolation func(string)) *Server {
 	mux.HandleFunc("/api/auth.test", s.authTest)
 	mux.HandleFunc("/api/chat.postEphemeral", s.chatPost)
 	mux.HandleFunc("/api/chat.postMessage", s.chatPost)
+	mux.HandleFunc("/api/usergroups.users.list", s.userGroupMembers)
 	mux.HandleFunc("/socket", s.socket)
 	mux.HandleFunc("/response/", s.response)
 	s.srv = httptest.NewServer(mux)
@@ -703,4 +705,30 @@ func (s *Server) OpenMessage(user, text string) (msgID, url string) {
 	s.messages[msgID] = &Message{ID: msgID, User: user, Channel: "C0SUPPORT", Versions: []Version{{Text: text, At: time.Now(), Via: "ack"}}}
 	s.msgOrder = append(s.msgOrder, msgID)
 	return msgID, s.newResponseURL(msgID)
+}
+
+// SetUserGroup makes usergroups.users.list answer users for group.
+func (s *Server) SetUserGroup(group string, users ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.userGroups == nil {
+		s.userGroups = map[string][]string{}
+	}
+	s.userGroups[group] = users
+}
+
+func (s *Server) userGroupMembers(w http.ResponseWriter, r *http.Request) {
+	if bearer(r) != BotToken {
+		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	r.ParseForm()
+	s.mu.Lock()
+	users, ok := s.userGroups[r.Form.Get("usergroup")]
+	s.mu.Unlock()
+	if !ok {
+		writeJSON(w, map[string]any{"ok": false, "error": "no_such_subteam"})
+		return
+	}
+	writeJSON(w, map[string]any{"ok": true, "users": users})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
@@ -28,11 +30,16 @@ type config struct {
 	HTTPAddr      string
 	LogFormat     string
 	Instances     []pairing.Instance
-	PhoneLimit    store.Window
-	UserLimit     store.Window
-	CodeLifetime  time.Duration
-	WawpTimeout   time.Duration
-	TickInterval  time.Duration
+	// Tokens maps instance IDs to their own Wawp access token, for
+	// instances on another Wawp account than WAWP_ACCESS_TOKEN's.
+	Tokens map[string]string
+	// Access holds the access rules: "" for the default, else by instance ID.
+	Access       map[string]bot.Access
+	PhoneLimit   store.Window
+	UserLimit    store.Window
+	CodeLifetime time.Duration
+	WawpTimeout  time.Duration
+	TickInterval time.Duration
 }
 
 // configError lists every problem with the configuration at once, so an
@@ -53,11 +60,23 @@ type fileConfig struct {
 		Phone windowConfig `yaml:"phone"`
 		User  windowConfig `yaml:"user"`
 	} `yaml:"limits"`
+	Access    accessConfig `yaml:"access"`
 	Instances []struct {
-		Alias  string `yaml:"alias"`
-		ID     string `yaml:"id"`
-		Region string `yaml:"region"`
+		Alias    string        `yaml:"alias"`
+		ID       string        `yaml:"id"`
+		Region   string        `yaml:"region"`
+		TokenEnv string        `yaml:"token_env"`
+		Access   *accessConfig `yaml:"access"`
 	} `yaml:"instances"`
+}
+
+// accessConfig says who may request codes: any listed user, any member of
+// a listed user group, or anyone in a listed channel.
+type accessConfig struct {
+	Users      []string `yaml:"users"`
+	UserGroups []string `yaml:"usergroups"`
+	Channels   []string `yaml:"channels"`
+	Ask        string   `yaml:"ask"`
 }
 
 type windowConfig struct {
@@ -65,25 +84,32 @@ type windowConfig struct {
 	Window string `yaml:"window"`
 }
 
+// defaultConfig is the configuration before the environment and the file.
+func defaultConfig() config {
+	return config{
+		PhoneLimit:   pairing.DefaultPhoneLimit,
+		UserLimit:    pairing.DefaultUserLimit,
+		CodeLifetime: pairing.DefaultCodeLifetime,
+		WawpTimeout:  pairing.DefaultCallTimeout,
+		TickInterval: 5 * time.Second,
+		Tokens:       map[string]string{},
+		Access:       map[string]bot.Access{},
+	}
+}
+
 func loadConfig(getenv func(string) string) (config, error) {
 	var problems []string
-	c := config{
-		AppToken:      getenv("SLACK_APP_TOKEN"),
-		BotToken:      getenv("SLACK_BOT_TOKEN"),
-		WawpToken:     getenv("WAWP_ACCESS_TOKEN"),
-		SlackAPIURL:   getenv("SLACK_API_URL"),
-		WawpBaseURL:   getenv("WAWP_BASE_URL"),
-		DBPath:        getenv("LINKBOT_DB"),
-		ConfigPath:    getenv("LINKBOT_CONFIG"),
-		DefaultRegion: strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION"))),
-		HTTPAddr:      getenv("LINKBOT_HTTP_ADDR"),
-		LogFormat:     getenv("LINKBOT_LOG_FORMAT"),
-		PhoneLimit:    pairing.DefaultPhoneLimit,
-		UserLimit:     pairing.DefaultUserLimit,
-		CodeLifetime:  pairing.DefaultCodeLifetime,
-		WawpTimeout:   pairing.DefaultCallTimeout,
-		TickInterval:  5 * time.Second,
-	}
+	c := defaultConfig()
+	c.AppToken = getenv("SLACK_APP_TOKEN")
+	c.BotToken = getenv("SLACK_BOT_TOKEN")
+	c.WawpToken = getenv("WAWP_ACCESS_TOKEN")
+	c.SlackAPIURL = getenv("SLACK_API_URL")
+	c.WawpBaseURL = getenv("WAWP_BASE_URL")
+	c.DBPath = getenv("LINKBOT_DB")
+	c.ConfigPath = getenv("LINKBOT_CONFIG")
+	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
+	c.HTTPAddr = getenv("LINKBOT_HTTP_ADDR")
+	c.LogFormat = getenv("LINKBOT_LOG_FORMAT")
 	switch {
 	case c.AppToken == "":
 		problems = append(problems, "SLACK_APP_TOKEN is not set (the app-level token xapp-… with connections:write)")
@@ -122,7 +148,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		problems = append(problems, fmt.Sprintf("LINKBOT_LOG_FORMAT must be json or text, not %q", c.LogFormat))
 	}
 	if c.ConfigPath != "" {
-		problems = append(problems, c.loadFile()...)
+		problems = append(problems, c.loadFile(getenv)...)
 	}
 	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
 		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
@@ -134,7 +160,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 }
 
 // loadFile reads LINKBOT_CONFIG; values already set by the environment win.
-func (c *config) loadFile() []string {
+func (c *config) loadFile(getenv func(string) string) []string {
 	raw, err := os.ReadFile(c.ConfigPath)
 	if err != nil {
 		return []string{fmt.Sprintf("LINKBOT_CONFIG: %v", errors.Unwrap(err))}
@@ -211,7 +237,88 @@ func (c *config) loadFile() []string {
 		if region != "" && !pairing.ValidRegion(region) {
 			bad("instances[%d] (%s): region %q is not an ISO region code", i, alias, in.Region)
 		}
+		if in.TokenEnv != "" {
+			if tok := getenv(in.TokenEnv); tok == "" {
+				bad("instances[%d] (%s): token_env %s is not set in the environment", i, alias, in.TokenEnv)
+			} else {
+				c.Tokens[in.ID] = tok
+			}
+		}
+		if in.Access != nil {
+			a, errs := in.Access.rules(fmt.Sprintf("instances[%d] (%s).access", i, alias))
+			problems = append(problems, prefix(c.ConfigPath, errs)...)
+			c.Access[in.ID] = a
+		}
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
+	a, errs := f.Access.rules("access")
+	problems = append(problems, prefix(c.ConfigPath, errs)...)
+	c.Access[""] = a
 	return problems
+}
+
+func prefix(path string, problems []string) []string {
+	for i, p := range problems {
+		problems[i] = fmt.Sprintf("LINKBOT_CONFIG %s: %s", path, p)
+	}
+	return problems
+}
+
+// rules checks the Slack IDs' shapes (U…/W… users, S… groups, C…/G…
+// channels): a name where an ID belongs would silently match nobody.
+func (a accessConfig) rules(where string) (bot.Access, []string) {
+	var problems []string
+	check := func(kind string, ids []string, prefixes string) {
+		for _, id := range ids {
+			if len(id) < 2 || !strings.ContainsRune(prefixes, rune(id[0])) || strings.ToUpper(id) != id {
+				problems = append(problems, fmt.Sprintf("%s.%s: %q is not a Slack ID (expected one starting with %s)", where, kind, id, strings.Join(strings.Split(prefixes, ""), " or ")))
+			}
+		}
+	}
+	check("users", a.Users, "UW")
+	check("usergroups", a.UserGroups, "S")
+	check("channels", a.Channels, "CG")
+	return bot.Access{Users: a.Users, UserGroups: a.UserGroups, Channels: a.Channels, Ask: a.Ask}, problems
+}
+
+// checkConfig validates a config file without connecting anywhere and
+// prints what it configures.
+func checkConfig(path string, getenv func(string) string, stdout io.Writer) error {
+	c := defaultConfig()
+	c.ConfigPath = path
+	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
+	if problems := c.loadFile(getenv); len(problems) > 0 {
+		return &configError{problems: problems}
+	}
+	fmt.Fprintf(stdout, "%s is valid.\n", path)
+	fmt.Fprintf(stdout, "default region: %s\n", or(c.DefaultRegion, "none (numbers need a country code)"))
+	fmt.Fprintf(stdout, "limits: %d codes per phone per %s, %d per user per %s\n", c.PhoneLimit.Max, c.PhoneLimit.Period, c.UserLimit.Max, c.UserLimit.Period)
+	fmt.Fprintf(stdout, "code lifetime %s, tick every %s, Wawp timeout %s\n", c.CodeLifetime, c.TickInterval, c.WawpTimeout)
+	fmt.Fprintf(stdout, "access: %s\n", describeAccess(c.Access[""]))
+	for _, in := range c.Instances {
+		account := "WAWP_ACCESS_TOKEN"
+		if _, ok := c.Tokens[in.ID]; ok {
+			account = "own token"
+		}
+		line := fmt.Sprintf("instance %s = %s, region %s, %s", in.Name, in.ID, or(in.Region, or(c.DefaultRegion, "none")), account)
+		if a, ok := c.Access[in.ID]; ok {
+			line += ", access: " + describeAccess(a)
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	return nil
+}
+
+func describeAccess(a bot.Access) string {
+	if a.Open() {
+		return "every member of the workspace"
+	}
+	return fmt.Sprintf("%d users, %d user groups, %d channels", len(a.Users), len(a.UserGroups), len(a.Channels))
+}
+
+func or(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
 }

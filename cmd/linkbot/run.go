@@ -21,6 +21,8 @@ const usage = `linkbot — link a WhatsApp number to a Wawp instance from Slack
 
 Usage:
   linkbot            run the bot (configured by environment variables, see README)
+  linkbot check-config [FILE]
+                     validate a config file (default $LINKBOT_CONFIG) without connecting
   linkbot version    print the version
   linkbot help       show this text
 `
@@ -34,6 +36,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch sub {
 	case "", "run":
+	case "check-config":
+		path := getenv("LINKBOT_CONFIG")
+		if len(args) > 2 {
+			path = args[2]
+		}
+		if path == "" {
+			return &configError{problems: []string{"check-config: name the file, or set LINKBOT_CONFIG"}}
+		}
+		return checkConfig(path, getenv, stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "linkbot", version)
 		return nil
@@ -75,16 +86,22 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// connections per host forces a new TLS handshake under any load.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
-	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, &http.Client{Timeout: 20 * time.Second, Transport: transport})
+	wawpHTTP := &http.Client{Timeout: 20 * time.Second, Transport: transport}
+	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP)
+	accounts := map[string]*pairing.Client{}
+	for id, token := range cfg.Tokens {
+		accounts[id] = pairing.NewClient(cfg.WawpBaseURL, token, wawpHTTP)
+	}
 	svc := pairing.NewService(wawp, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
+		Accounts: accounts,
 	})
 	log.Info("linkbot starting", "version", version, "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
 		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
-		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if err := b.Run(ctx); err != nil {
 		return err

@@ -43,6 +43,7 @@ type instance struct {
 	warmUntil  time.Time
 	failures   map[string][]Failure
 	alwaysFail map[string]*Failure
+	token      string // the instance's own account token, if not the server's
 }
 
 // Server is a fake Wawp.
@@ -108,6 +109,15 @@ func (s *Server) AddInstance(id, status string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.instances[id] = &instance{status: status, failures: map[string][]Failure{}, alwaysFail: map[string]*Failure{}}
+}
+
+// SetToken puts an instance on another Wawp account: only token opens it.
+func (s *Server) SetToken(id, token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.instances[id]; in != nil {
+		in.token = token
+	}
 }
 
 // SetStatus changes an instance's status; me is the linked phone's digits.
@@ -252,10 +262,14 @@ func (s *Server) answer(r *http.Request, reqBody []byte) (status int, ctype, bod
 	if r.Method != http.MethodPost && !(r.Method == http.MethodGet && r.URL.Path == SessionInfo) {
 		return http.StatusMethodNotAllowed, "text/plain", "method not allowed", false
 	}
-	if r.URL.Query().Get("access_token") != s.Token {
+	in := s.instances[call.Instance]
+	want := s.Token
+	if in != nil && in.token != "" {
+		want = in.token
+	}
+	if r.URL.Query().Get("access_token") != want {
 		return http.StatusUnauthorized, "", jsonBody(map[string]any{"statusCode": 401, "message": "Invalid or missing access token", "error": "Unauthorized"}), false
 	}
-	in := s.instances[call.Instance]
 	if in == nil {
 		return http.StatusNotFound, "", jsonBody(map[string]string{"code": "invalid_session", "message": "Session does not exist"}), false
 	}
