@@ -274,7 +274,7 @@ type reply struct {
 // no disk) and what to do after the ack.
 func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	if b.teamID != "" && cmd.TeamID != b.teamID {
-		return reply{msg: ForeignTeamView(), outcome: "foreign_team", after: b.auditRefusal(cmd, now, "", "foreign_team")}
+		return reply{msg: ForeignTeamView(), outcome: "foreign_team", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "foreign_team")}
 	}
 	parsed, err := ParseCommand(cmd.Text)
 	var uerr *UsageError
@@ -292,7 +292,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: "unknown_instance"}
 	}
 	if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in.Name, "access")}
+		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, parsed.Phone, "access")}
 	}
 	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
 	var perr *pairing.PhoneError
@@ -335,11 +335,14 @@ func outcomeOf(err error) string {
 }
 
 // auditRefusal records a refusal decided before the ack (writing is disk
-// I/O, so it happens after).
-func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, instance, why string) func(context.Context, context.Context, *slog.Logger) {
+// I/O, so it happens after). The phone, if it parses, is stored masked.
+func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone, why string) func(context.Context, context.Context, *slog.Logger) {
 	return func(_, _ context.Context, log *slog.Logger) {
-		err := b.cfg.DB.AppendAudit(store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: instance, Outcome: why})
-		if err != nil {
+		e := store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, Outcome: why}
+		if p, err := pairing.NormalizePhone(phone, in.Region); err == nil {
+			e.Phone, e.PhoneKey = p.Masked(), pairing.PhoneKey(p.Digits)
+		}
+		if err := b.cfg.DB.AppendAudit(e); err != nil {
 			log.Error("audit", "err", err)
 		}
 	}
@@ -351,7 +354,7 @@ const historyLimit = 10
 // history answers /link history <phone|instance> for allowed users.
 func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
 	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, "", "access")}
+		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "access")}
 	}
 	var match func(store.Event) bool
 	shown := subject

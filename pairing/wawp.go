@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -87,11 +88,24 @@ func (e *APIError) Error() string {
 // Is makes errors.Is(err, ErrNotReady) and the like work.
 func (e *APIError) Is(target error) bool { return e.Kind == target }
 
+// Observer receives every Wawp call's outcome (for metrics). Status is the
+// HTTP status, or "timeout" / "unreachable" when no answer came.
+type Observer interface {
+	WawpCall(endpoint, status string, d time.Duration)
+}
+
 // Client calls Wawp's API for one access token.
 type Client struct {
 	baseURL string
 	token   string
 	http    *http.Client
+	obs     Observer
+}
+
+// Observe makes c report every call to o; call it before the client is used.
+func (c *Client) Observe(o Observer) *Client {
+	c.obs = o
+	return c
 }
 
 // NewClient returns a client for baseURL (DefaultBaseURL when empty). The
@@ -142,10 +156,14 @@ func (c *Client) post(ctx context.Context, path, instance string, fields map[str
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, transportError(path, err, c.token)
+		terr := transportError(path, err, c.token)
+		c.observe(path, terr.Kind, 0, start)
+		return 0, nil, terr
 	}
+	c.observe(path, nil, resp.StatusCode, start)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxWawpResponseBody))
 	if err != nil {
@@ -154,6 +172,20 @@ func (c *Client) post(ctx context.Context, path, instance string, fields map[str
 		return 0, nil, e
 	}
 	return resp.StatusCode, b, nil
+}
+
+func (c *Client) observe(path string, kind error, status int, start time.Time) {
+	if c.obs == nil {
+		return
+	}
+	label := strconv.Itoa(status)
+	switch kind {
+	case ErrTimeout:
+		label = "timeout"
+	case ErrUnreachable:
+		label = "unreachable"
+	}
+	c.obs.WawpCall(path, label, time.Since(start))
 }
 
 // transportError describes a call that got no (complete) answer. A

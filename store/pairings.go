@@ -461,3 +461,10 @@ func (db *DB) Restore(ps []Pairing) error {
 	}
 	return nil
 }
+
+// WatchedCount is how many pairings' messages are being kept current.
+func (db *DB) WatchedCount() int {
+	var n int
+	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
+	return n
+}

@@ -23,6 +23,8 @@ Usage:
   linkbot            run the bot (configured by environment variables, see README)
   linkbot check-config [FILE]
                      validate a config file (default $LINKBOT_CONFIG) without connecting
+  linkbot audit [--since 24h] [--phone P] [--instance I] [--json]
+                     print audit events from LINKBOT_DB (or the running bot's listener)
   linkbot version    print the version
   linkbot help       show this text
 `
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &configError{problems: []string{"check-config: name the file, or set LINKBOT_CONFIG"}}
 		}
 		return checkConfig(path, getenv, stdout)
+	case "audit":
+		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "linkbot", version)
 		return nil
@@ -87,10 +91,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
 	wawpHTTP := &http.Client{Timeout: 20 * time.Second, Transport: transport}
-	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP)
+	m := newMetrics(db)
+	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
 	accounts := map[string]*pairing.Client{}
 	for id, token := range cfg.Tokens {
-		accounts[id] = pairing.NewClient(cfg.WawpBaseURL, token, wawpHTTP)
+		accounts[id] = pairing.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
 	}
 	svc := pairing.NewService(wawp, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
@@ -101,8 +106,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
 		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
-		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
+	if cfg.HTTPAddr != "" {
+		stop, err := listen(ctx, cfg.HTTPAddr, m, db, cfg.DefaultRegion, log)
+		if err != nil {
+			return fmt.Errorf("LINKBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		}
+		defer stop()
+	}
 	if err := b.Run(ctx); err != nil {
 		return err
 	}

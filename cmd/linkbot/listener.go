@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
+)
+
+// metrics are linkbot's Prometheus series; it implements bot.Observer and
+// pairing.Observer.
+type metrics struct {
+	reg        *prometheus.Registry
+	commands   *prometheus.CounterVec
+	wawpCalls  *prometheus.CounterVec
+	wawpTime   *prometheus.HistogramVec
+	ack        prometheus.Histogram
+	urlUses    prometheus.Counter
+	reconnects prometheus.Counter
+	connected  atomic.Bool
+	everUp     atomic.Bool
+}
+
+func newMetrics(db *store.DB) *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linkbot_commands_total", Help: "Slash commands by outcome (code_issued, limit_phone, bad_phone, access_denied, …).",
+		}, []string{"outcome"}),
+		wawpCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linkbot_wawp_calls_total", Help: "Wawp API calls by endpoint and HTTP status (or timeout/unreachable).",
+		}, []string{"endpoint", "status"}),
+		wawpTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "linkbot_wawp_call_seconds", Help: "Wawp API call latency.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
+		}, []string{"endpoint"}),
+		ack: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "linkbot_ack_seconds", Help: "Time from receiving a slash command to acking it (Slack allows 3 s).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 3},
+		}),
+		urlUses:    prometheus.NewCounter(prometheus.CounterOpts{Name: "linkbot_response_url_uses_total", Help: "Posts through Slack response_urls (each URL allows 5)."}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "linkbot_socket_reconnects_total", Help: "Socket Mode reconnections after the first connection."}),
+	}
+	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linkbot_live_pairings", Help: "Pairings whose messages are being kept current."},
+		func() float64 { return float64(db.WatchedCount()) })
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linkbot_socket_connected", Help: "1 while the Socket Mode connection is up."},
+		func() float64 {
+			if m.connected.Load() {
+				return 1
+			}
+			return 0
+		})
+	m.reg.MustRegister(m.commands, m.wawpCalls, m.wawpTime, m.ack, m.urlUses, m.reconnects, live, up,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) Command(outcome string) { m.commands.WithLabelValues(outcome).Inc() }
+func (m *metrics) Ack(d time.Duration)    { m.ack.Observe(d.Seconds()) }
+func (m *metrics) ResponseURLUse()        { m.urlUses.Inc() }
+func (m *metrics) Connected(up bool) {
+	if up && !m.connected.Load() && m.everUp.Swap(true) {
+		m.reconnects.Inc()
+	}
+	m.connected.Store(up)
+}
+func (m *metrics) WawpCall(endpoint, status string, d time.Duration) {
+	m.wawpCalls.WithLabelValues(endpoint, status).Inc()
+	m.wawpTime.WithLabelValues(endpoint).Observe(d.Seconds())
+}
+
+// listen serves /healthz, /readyz, /metrics and /audit on addr until ctx
+// ends. /audit lets `linkbot audit` read events while the bot holds the
+// database file; bind addr to localhost or a private interface.
+func listen(ctx context.Context, addr string, m *metrics, db *store.DB, defaultRegion string, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !m.connected.Load() {
+			http.Error(w, "slack socket not connected", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/audit", func(w http.ResponseWriter, r *http.Request) {
+		f, err := parseAuditQuery(r.URL.Query().Get("since"), r.URL.Query().Get("phone"), r.URL.Query().Get("instance"), defaultRegion, time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		events, err := db.AuditEvents(f.since, f.match)
+		if err != nil {
+			http.Error(w, "reading audit log failed", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(events)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http listener", "err", err)
+		}
+	}()
+	log.Info("http listener up", "addr", ln.Addr().String(), "paths", "/healthz /readyz /metrics /audit")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}, nil
+}
+
+// auditFilter selects audit events.
+type auditFilter struct {
+	since time.Time
+	match func(store.Event) bool
+}
+
+// parseAuditQuery turns "24h", a phone and an instance name into a filter.
+func parseAuditQuery(since, phone, instance, region string, now time.Time) (auditFilter, error) {
+	f := auditFilter{}
+	if since != "" {
+		d, err := time.ParseDuration(since)
+		if err != nil || d <= 0 {
+			return f, errors.New("--since must be a duration such as 24h or 30m")
+		}
+		f.since = now.Add(-d)
+	}
+	var key string
+	if phone != "" {
+		p, err := pairing.NormalizePhone(phone, region)
+		if err != nil {
+			return f, errors.New("--phone is not a valid phone number (include the country code)")
+		}
+		key = pairing.PhoneKey(p.Digits)
+	}
+	f.match = func(e store.Event) bool {
+		return (key == "" || e.PhoneKey == key) && (instance == "" || strings.EqualFold(e.Instance, instance))
+	}
+	return f, nil
+}
