@@ -390,7 +390,6 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 // result turns the outcome of Start or Renew into what the agent sees.
 func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Message {
 	now := b.cfg.Service.Now()
-	phone := pairing.PhoneFromDigits(p.Phone).International
 	var (
 		lerr *pairing.LimitError
 		serr *pairing.StatusError
@@ -399,7 +398,7 @@ func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Mes
 	)
 	switch {
 	case errors.As(err, &lerr):
-		return LimitView(lerr, phone, instance, now)
+		return LimitView(lerr, instance, now)
 	case errors.As(err, &serr):
 		return StatusView(serr, instance, p.ID, now)
 	case errors.As(err, &aerr):

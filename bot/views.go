@@ -268,7 +268,8 @@ func CodeView(m CodeModel) Message {
 }
 
 // LimitView explains a refusal by one of the limits; Wawp was not called.
-func LimitView(err *pairing.LimitError, phone, instance string, now time.Time) Message {
+func LimitView(err *pairing.LimitError, instance string, now time.Time) Message {
+	phone := err.Phone.International
 	when := fmt.Sprintf("%s (in %s)", slackTime(err.RetryAt, "{time}"), inAbout(err.RetryAt.Sub(now)))
 	var t string
 	switch err.Limit {

@@ -99,6 +99,7 @@ func (d *Directory) Names() []string {
 // LimitError says a limit refused a request; Wawp was not called.
 type LimitError struct {
 	Limit   store.Limit
+	Phone   Phone // the number that was asked for
 	Count   int
 	Window  store.Window
 	RetryAt time.Time
@@ -220,7 +221,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		return store.Pairing{}, err
 	}
 	if d.Refused != store.LimitNone {
-		lerr := &LimitError{Limit: d.Refused, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder}
+		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder}
 		switch d.Refused {
 		case store.LimitPhone:
 			lerr.Window = s.cfg.PhoneLimit

@@ -161,7 +161,7 @@ func TestPhoneLimit(t *testing.T) {
 			h.waitText(env.MessageID, fmt.Sprintf("Code %d of 3", i+1))
 			continue
 		}
-		v := h.waitText(env.MessageID, "already had 3 codes in the last 15 min")
+		v := h.waitText(env.MessageID, "+44 7400 123456 already had 3 codes in the last 15 min")
 		if !strings.Contains(shown(v), "<!date^") {
 			t.Errorf("refusal does not say when the next code is allowed: %s", shown(v))
 		}

@@ -21,6 +21,8 @@ const usage = `linkbot — link a WhatsApp number to a Wawp instance from Slack
 
 Usage:
   linkbot            run the bot (configured by environment variables, see README)
+  linkbot demo [--json] [--verbose]
+                     play a scripted session against built-in fake Slack and Wawp (no account needed)
   linkbot check-config [FILE]
                      validate a config file (default $LINKBOT_CONFIG) without connecting
   linkbot audit [--since 24h] [--phone P] [--instance I] [--json]
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &configError{problems: []string{"check-config: name the file, or set LINKBOT_CONFIG"}}
 		}
 		return checkConfig(path, getenv, stdout)
+	case "demo":
+		return demo(ctx, args[2:], stdout, stderr)
 	case "audit":
 		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestDemo runs `linkbot demo` as a newcomer would and checks its transcript.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"linkbot", "demo"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"⏳ Requesting a pairing code for +20 11 12223333 on support-eg…",
+		"Enter this code on the phone *+20 11 12223333*",
+		"▓▓▓▓▓▓▓░░░", // first countdown edit
+		"▓▓▓▓░░░░░░", // second countdown edit
+		"✅ Linked — +20 11 12223333 is now connected to support-eg",
+		"Code 3 of 3 for this number in 15 min · next code allowed at",
+		"🛑 Cancelled",
+		"🚫 +20 10 01234567 already had 3 codes in the last 15 min.",
+		"Wawp received 4 code requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("transcript lacks %q", want)
+		}
+	}
+	// The first code, its two countdown edits (a third if the link lands
+	// late), and the second phone's three codes.
+	if n := strings.Count(got, "┃ "); n < 6 || n > 7 {
+		t.Errorf("transcript shows %d code headers, want 6 or 7", n)
+	}
+}
+
+func TestDemoJSON(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"linkbot", "demo", "--json"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("demo --json: %v", err)
+	}
+	if !strings.Contains(out.String(), `"type": "header"`) || !strings.Contains(out.String(), `"action_id": "new_code"`) {
+		t.Errorf("demo --json prints no Block Kit JSON:\n%.2000s", out.String())
+	}
+}
