@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -233,11 +234,17 @@ func (b *Bot) drain() {
 	}
 }
 
-// goWork runs f after the ack; Run waits for it on shutdown.
+// goWork runs f after the ack; Run waits for it on shutdown. A panic in
+// f is logged and contained: one bad request must not take the bot down.
 func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 	b.work.Add(1)
 	go func() {
 		defer b.work.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				b.log.Error("panic in request handling", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			}
+		}()
 		f(context.WithoutCancel(ctx))
 	}()
 }
@@ -248,8 +255,8 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 	start := time.Now()
 	received := b.cfg.Service.Now()
 	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
-	reply := b.prepare(cmd, received)
-	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.webhook())
+	reply := b.safePrepare(cmd, received, log)
+	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.ackPayload())
 	b.obs.Ack(time.Since(start))
 	if reply.outcome != "" {
 		b.obs.Command(reply.outcome)
@@ -261,6 +268,18 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 	b.goWork(ctx, func(ctx context.Context) {
 		reply.after(ctx, pairing.WithRequestID(ctx, envelopeID), log)
 	})
+}
+
+// safePrepare is prepare that survives its own bugs: a panic becomes an
+// "internal error" answer instead of a crashed process and a Slack timeout.
+func (b *Bot) safePrepare(cmd slack.SlashCommand, now time.Time, log *slog.Logger) (r reply) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("panic preparing a command", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r = reply{msg: InternalErrorView(cmd.TriggerID), outcome: "internal_error"}
+		}
+	}()
+	return b.prepare(cmd, now)
 }
 
 // reply is the immediate answer to a command and the work that follows it.
@@ -435,7 +454,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			err = pairing.ErrNotYours
 		}
 	case ActionNewCode, ActionTryAgain:
-		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now, b.cfg.Directory)
+		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID)
 	default:

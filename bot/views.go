@@ -21,6 +21,17 @@ type Message struct {
 	Blocks []slack.Block
 }
 
+// ackPayload is m as a slash command's immediate answer: an ephemeral
+// message (the ack payload becomes the reply; there is nothing to replace).
+func (m Message) ackPayload() any {
+	return struct {
+		ResponseType string        `json:"response_type"`
+		Text         string        `json:"text"`
+		Blocks       []slack.Block `json:"blocks,omitempty"`
+	}{slack.ResponseTypeEphemeral, m.Text, m.Blocks}
+}
+
+// webhook is m as a response_url post that replaces the message it belongs to.
 func (m Message) webhook() *slack.WebhookMessage {
 	return &slack.WebhookMessage{
 		Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks},

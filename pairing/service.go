@@ -318,7 +318,7 @@ func (s *Service) fail(p store.Pairing, log *slog.Logger, cause error, counted b
 // Renew asks again for the request behind pairing id ("New code", or "Try
 // again" after a warm-up), through the same limits. The click's fresh
 // response_url replaces the old one.
-func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time, dir *Directory) (store.Pairing, error) {
+func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time) (store.Pairing, error) {
 	old, err := s.db.Pairing(id)
 	if err != nil {
 		return store.Pairing{}, err
@@ -329,13 +329,9 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 	if old.State == store.StateWarmingUp && s.cfg.Now().Before(old.RetryAt) {
 		return old, &TooSoonError{RetryAt: old.RetryAt}
 	}
-	in, err := dir.Resolve(old.Instance)
-	if err != nil {
-		in = Instance{ID: old.Instance}
-	}
-	in.Name = old.InstanceName
 	return s.Start(ctx, Request{
-		Instance: in, Phone: PhoneFromDigits(old.Phone), User: user, Team: old.Team, Channel: old.Channel,
+		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
+		User: user, Team: old.Team, Channel: old.Channel,
 		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: id,
 	})
 }

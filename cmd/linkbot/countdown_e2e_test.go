@@ -6,11 +6,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 	"github.com/linkbot/linkbot/store"
 )
 
-// auditKinds reads the audit log after the bot stopped.
+// auditKinds lists the kinds of the audit events (read after the bot stopped).
+func (h *harness) auditKinds() []string {
+	var kinds []string
+	for _, e := range h.auditEvents() {
+		kinds = append(kinds, e.Kind)
+	}
+	return kinds
+}
+
+// auditEvents reads the audit log after the bot stopped.
 func (h *harness) auditEvents() []store.Event {
 	h.t.Helper()
 	db, err := store.Open(h.env["LINKBOT_DB"], store.Options{ReadOnly: true, LockTimeout: time.Second})
@@ -73,6 +84,11 @@ func TestCodeExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitText(env.MessageID, "Code 2 of 3")
+	h.stop()
+	want := []string{"requested", "code_issued", "expired", "requested", "code_issued"}
+	if diff := cmp.Diff(want, h.auditKinds()); diff != "" {
+		t.Errorf("audit (-want +got):\n%s", diff)
+	}
 }
 
 func TestWrongPhoneSaidLoudly(t *testing.T) {
@@ -82,6 +98,11 @@ func TestWrongPhoneSaidLoudly(t *testing.T) {
 	h.waitText(env.MessageID, "Enter this code")
 	h.wawp.SetStatus(instanceEG, "WORKING", "201009998888")
 	h.waitText(env.MessageID, "Linked the WRONG phone* — support-eg is now +20 10 09998888, not +20 11 12223333")
+	h.stop()
+	events := h.auditEvents()
+	if last := events[len(events)-1]; last.Kind != "wrong_phone" || last.Outcome != "linked +20 100 ••• 8888" {
+		t.Errorf("last audit event = %+v, want wrong_phone naming the masked number", last)
+	}
 }
 
 func TestWawpTimesOutThenRecovers(t *testing.T) {

@@ -118,6 +118,13 @@ func TestLinkRefusalsAndWawpErrors(t *testing.T) {
 					t.Errorf("agent sees or log holds %q:\n%s", leak, shown(v))
 				}
 			}
+			// Every failure is audited as an error or a refusal, with its outcome.
+			h.stop()
+			kinds := h.auditKinds()
+			if len(kinds) != 2 || kinds[0] != "requested" || kinds[1] != "error" {
+				t.Errorf("audit kinds = %v, want [requested error]", kinds)
+			}
+			h.start()
 			// Whether the attempt counted shows in the next code's "Code N of 3".
 			h.wawp.SetStatus(instanceEG, "SCAN_QR_CODE", "")
 			h.wawp.WarmUp(instanceEG, 0)
