@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -136,8 +137,7 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 		live := tx.Bucket(bucketLive)
 		pairings := tx.Bucket(bucketPairings)
 		if id := live.Get([]byte(p.Instance)); id != nil && string(id) != r.Replaces {
-			var holder Pairing
-			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &holder) == nil && holder.Live(r.Now) {
+			if holder, err := loadPairing(pairings, id); err == nil && holder.Live(r.Now) {
 				holder.Code = ""
 				d = Decision{Refused: LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
 				return refuse(tx, r, d)
@@ -166,7 +166,7 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 		p.ExpiresAt = r.Now.Add(r.Hold)
 		p.Attempt = len(phoneTimes) + 1
 		if r.Replaces != "" {
-			if err := endPairing(tx, r.Replaces, StateSuperseded); err != nil {
+			if err := endPairing(tx, r.Replaces, StateSuperseded, r.Now); err != nil {
 				return err
 			}
 		}
@@ -317,11 +317,9 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit Window) (time.Time,
 func (db *DB) Pairing(id string) (Pairing, error) {
 	var p Pairing
 	err := db.bolt.View(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketPairings).Get([]byte(id))
-		if raw == nil {
-			return ErrNotFound
-		}
-		return json.Unmarshal(raw, &p)
+		var err error
+		p, err = loadPairing(tx.Bucket(bucketPairings), []byte(id))
+		return err
 	})
 	if err != nil {
 		return Pairing{}, fmt.Errorf("pairing %q: %w", id, err)
@@ -347,12 +345,8 @@ func (db *DB) UpdatePairing(id string, now time.Time, change func(*Pairing) erro
 
 func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
 	pairings := tx.Bucket(bucketPairings)
-	raw := pairings.Get([]byte(id))
-	if raw == nil {
-		return Pairing{}, ErrNotFound
-	}
-	var p Pairing
-	if err := json.Unmarshal(raw, &p); err != nil {
+	p, err := loadPairing(pairings, []byte(id))
+	if err != nil {
 		return Pairing{}, err
 	}
 	if err := change(&p); err != nil {
@@ -373,22 +367,28 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) 
 	return p, putJSON(pairings, []byte(id), p)
 }
 
-func endPairing(tx *bolt.Tx, id, state string) error {
-	pairings := tx.Bucket(bucketPairings)
-	raw := pairings.Get([]byte(id))
-	if raw == nil {
+// endPairing gives a replaced pairing its final state and stops editing its
+// message, which now shows the pairing that replaced it.
+func endPairing(tx *bolt.Tx, id, state string, now time.Time) error {
+	_, err := updatePairing(tx, id, now, func(p *Pairing) error { p.State = state; return nil })
+	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketWatched).Delete([]byte(id))
+}
+
+// loadPairing reads pairing id from the pairings bucket.
+func loadPairing(pairings *bolt.Bucket, id []byte) (Pairing, error) {
+	raw := pairings.Get(id)
+	if raw == nil {
+		return Pairing{}, ErrNotFound
+	}
 	var p Pairing
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return err
-	}
-	p.State, p.Code = state, ""
-	// Its message now shows the pairing that replaced it: never edit it again.
-	if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
-		return err
-	}
-	return putJSON(pairings, []byte(id), p)
+	err := json.Unmarshal(raw, &p)
+	return p, err
 }
 
 // WatchedPairings returns the pairings whose messages are still kept
@@ -398,8 +398,7 @@ func (db *DB) WatchedPairings() ([]Pairing, error) {
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		pairings := tx.Bucket(bucketPairings)
 		return tx.Bucket(bucketWatched).ForEach(func(id, _ []byte) error {
-			var p Pairing
-			if raw := pairings.Get(id); raw != nil && json.Unmarshal(raw, &p) == nil {
+			if p, err := loadPairing(pairings, id); err == nil {
 				out = append(out, p)
 			}
 			return nil
@@ -422,12 +421,11 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 			}
 		}
 		pairings := tx.Bucket(bucketPairings)
-		raw := pairings.Get([]byte(id))
-		if raw == nil {
+		p, err := loadPairing(pairings, []byte(id))
+		if errors.Is(err, ErrNotFound) {
 			return nil
 		}
-		var p Pairing
-		if err := json.Unmarshal(raw, &p); err != nil {
+		if err != nil {
 			return err
 		}
 		p.LastView = key
