@@ -120,7 +120,7 @@ type StatusError struct {
 
 func (e *StatusError) Error() string { return fmt.Sprintf("session status %s", e.Status) }
 
-// ErrTooSoon means a "Try again" came before the warm-up wait was over.
+// TooSoonError means a "Try again" came before the warm-up wait was over.
 type TooSoonError struct{ RetryAt time.Time }
 
 func (e *TooSoonError) Error() string {
