@@ -116,7 +116,11 @@ var ErrAuth = errors.New("slack rejected the token")
 func (b *Bot) Run(ctx context.Context) error {
 	auth, err := b.api.AuthTestContext(ctx)
 	if err != nil {
-		return fmt.Errorf("slack auth.test with SLACK_BOT_TOKEN: %w (%v)", ErrAuth, err)
+		switch err.Error() {
+		case "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired":
+			return fmt.Errorf("SLACK_BOT_TOKEN: %w (%v)", ErrAuth, err)
+		}
+		return fmt.Errorf("checking SLACK_BOT_TOKEN with Slack's auth.test: %w", err)
 	}
 	b.teamID = auth.TeamID
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)

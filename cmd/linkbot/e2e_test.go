@@ -389,3 +389,20 @@ func TestSlack429OnResponseURLIsRetried(t *testing.T) {
 		t.Errorf("request-code calls = %d, want 1: a Slack retry must not ask Wawp again", got)
 	}
 }
+
+func TestBadSlackTokensFailClearly(t *testing.T) {
+	h := newHarness(t)
+	h.env["SLACK_BOT_TOKEN"] = "xoxb-revoked"
+	err := run(context.Background(), []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "SLACK_BOT_TOKEN: slack rejected the token (invalid_auth)") {
+		t.Errorf("bad bot token: err = %v", err)
+	}
+	h.env["SLACK_BOT_TOKEN"] = fakeslack.BotToken
+	h.env["SLACK_APP_TOKEN"] = "xapp-revoked"
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	err = run(ctx, []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "invalid_auth") {
+		t.Errorf("bad app token: err = %v", err)
+	}
+}
