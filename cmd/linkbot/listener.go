@@ -29,6 +29,7 @@ type metrics struct {
 	ack        prometheus.Histogram
 	urlUses    prometheus.Counter
 	reconnects prometheus.Counter
+	refusals   *prometheus.CounterVec
 	connected  atomic.Bool
 	everUp     atomic.Bool
 }
@@ -51,6 +52,9 @@ func newMetrics(db *store.DB) *metrics {
 		}),
 		urlUses:    prometheus.NewCounter(prometheus.CounterOpts{Name: "linkbot_response_url_uses_total", Help: "Posts through Slack response_urls (each URL allows 5)."}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "linkbot_socket_reconnects_total", Help: "Socket Mode reconnections after the first connection."}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "linkbot_limit_refusals_total", Help: "Code requests refused by a limit (phone, user, instance) before reaching Wawp.",
+		}, []string{"limit"}),
 	}
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linkbot_live_pairings", Help: "Pairings whose messages are being kept current."},
 		func() float64 { return float64(db.WatchedCount()) })
@@ -61,14 +65,19 @@ func newMetrics(db *store.DB) *metrics {
 			}
 			return 0
 		})
-	m.reg.MustRegister(m.commands, m.wawpCalls, m.wawpTime, m.ack, m.urlUses, m.reconnects, live, up,
+	m.reg.MustRegister(m.commands, m.wawpCalls, m.wawpTime, m.ack, m.urlUses, m.reconnects, m.refusals, live, up,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-func (m *metrics) Command(outcome string) { m.commands.WithLabelValues(outcome).Inc() }
-func (m *metrics) Ack(d time.Duration)    { m.ack.Observe(d.Seconds()) }
-func (m *metrics) ResponseURLUse()        { m.urlUses.Inc() }
+func (m *metrics) Command(outcome string) {
+	m.commands.WithLabelValues(outcome).Inc()
+	if limit, ok := strings.CutPrefix(outcome, "limit_"); ok {
+		m.refusals.WithLabelValues(limit).Inc()
+	}
+}
+func (m *metrics) Ack(d time.Duration) { m.ack.Observe(d.Seconds()) }
+func (m *metrics) ResponseURLUse()     { m.urlUses.Inc() }
 func (m *metrics) Connected(up bool) {
 	if up && !m.connected.Load() && m.everUp.Swap(true) {
 		m.reconnects.Inc()

@@ -109,6 +109,7 @@ func TestOperations(t *testing.T) {
 	wants := []string{
 		`linkbot_commands_total{outcome="code_issued"} 3`,
 		`linkbot_commands_total{outcome="limit_phone"} 1`,
+		`linkbot_limit_refusals_total{limit="phone"} 1`,
 		`linkbot_commands_total{outcome="access_denied"} 1`,
 		`linkbot_wawp_calls_total{endpoint="/v2/auth/request-code",status="200"} 3`,
 		`linkbot_wawp_call_seconds_count{endpoint="/v2/session/info"}`,
