@@ -360,7 +360,10 @@ func (s *Server) ack(id string, payload json.RawMessage) {
 			ResponseType string          `json:"response_type"`
 		}
 		json.Unmarshal(payload, &m)
-		if msgErr = ValidateMessage(m.Text, m.Blocks); msgErr == nil {
+		if msgErr = ValidateMessage(m.Text, m.Blocks); msgErr == nil && m.ResponseType == "in_channel" {
+			msgErr = fmt.Errorf("reply is in_channel (visible to everyone)")
+		}
+		if msgErr == nil {
 			s.messages[env.MessageID].Versions = append(s.messages[env.MessageID].Versions, Version{Text: m.Text, Blocks: m.Blocks, ResponseType: m.ResponseType, At: now, Via: "ack"})
 		}
 	}
@@ -622,6 +625,12 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 		s.violate("response_url message: %v", err)
 		http.Error(w, "invalid_blocks", http.StatusBadRequest)
 		return
+	}
+	if m.ResponseType == "in_channel" {
+		// linkbot's messages carry credentials: only their requester may see them.
+		s.mu.Unlock()
+		s.violate("response_url message posted in_channel (visible to everyone)")
+		s.mu.Lock()
 	}
 	v := Version{Text: m.Text, Blocks: m.Blocks, ResponseType: m.ResponseType, At: time.Now(), Via: "response_url"}
 	orig := s.messages[u.messageID]

@@ -124,3 +124,19 @@ func TestRateLimitNext(t *testing.T) {
 		t.Error("a 429 counted as a use")
 	}
 }
+
+func TestInChannelIsAViolation(t *testing.T) {
+	s := New(nil)
+	defer s.Close()
+	dial(t, s)
+	s.WaitConnected(time.Second)
+	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","response_type":"in_channel"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "in_channel") {
+		t.Errorf("violations = %q, want one for in_channel", v)
+	}
+}
