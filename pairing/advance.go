@@ -130,9 +130,14 @@ func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) m
 }
 
 // Prune drops what no limit or message needs any more: attempts older than
-// the longest limit window, and pairings that ended over a day ago.
+// the longest limit window, pairings that ended over a day ago, and audit
+// events older than the retention period (kept forever when it is zero).
 func (s *Service) Prune() (store.PruneStats, error) {
 	now := s.cfg.Now()
 	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period)
-	return s.db.Prune(now, now.Add(-window), now.Add(-24*time.Hour))
+	before := store.PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
+	if s.cfg.AuditRetention > 0 {
+		before.AuditEvents = now.Add(-s.cfg.AuditRetention)
+	}
+	return s.db.Prune(now, before)
 }

@@ -145,6 +145,8 @@ type Config struct {
 	// Accounts holds a client per instance whose Wawp account (access
 	// token) differs from the default client's.
 	Accounts map[string]*Client
+	// AuditRetention is how long audit events are kept; zero keeps them.
+	AuditRetention time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -13,20 +15,30 @@ type PruneStats struct {
 	Attempts     int
 	Pairings     int
 	ResponseURLs int
+	AuditEvents  int
 }
 
-// Prune deletes attempts older than attemptsBefore, ended pairings (no
-// longer watched or holding an instance) that ended before pairingsBefore,
-// and response_url budgets past Slack's 30 minutes. The audit log is kept.
+// PruneBefore says what Prune may delete: entries older than each time.
+// A zero AuditBefore keeps the whole audit log.
+type PruneBefore struct {
+	Attempts    time.Time
+	Pairings    time.Time
+	AuditEvents time.Time
+}
+
+// Prune deletes attempts older than before.Attempts, ended pairings (no
+// longer watched or holding an instance) that ended before before.Pairings,
+// response_url budgets past Slack's 30 minutes, and audit events older than
+// before.AuditEvents (the retention period).
 //
 // bbolt files never shrink: freed pages go to the freelist and are reused
 // by later writes, so with regular pruning the file reaches a plateau set
 // by the busiest window instead of growing with the bot's age.
-func (db *DB) Prune(now, attemptsBefore, pairingsBefore time.Time) (PruneStats, error) {
+func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 	var st PruneStats
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
-			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(attemptsBefore) })
+			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(before.Attempts) })
 			if err != nil {
 				return err
 			}
@@ -47,7 +59,7 @@ func (db *DB) Prune(now, attemptsBefore, pairingsBefore time.Time) (PruneStats, 
 			if ended.IsZero() {
 				ended = p.ExpiresAt
 			}
-			return !p.Live(now) && ended.Before(pairingsBefore)
+			return !p.Live(now) && ended.Before(before.Pairings)
 		})
 		if err != nil {
 			return err
@@ -58,6 +70,12 @@ func (db *DB) Prune(now, attemptsBefore, pairingsBefore time.Time) (PruneStats, 
 			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > ResponseURLLifetime
 		})
 		st.ResponseURLs = n
+		if err != nil || before.AuditEvents.IsZero() {
+			return err
+		}
+		// Audit keys start with the event's big-endian unix nanos.
+		cutoff := binary.BigEndian.AppendUint64(nil, uint64(before.AuditEvents.UnixNano()))
+		st.AuditEvents, err = deleteWhere(tx.Bucket(bucketAudit), func(k, _ []byte) bool { return bytes.Compare(k[:8], cutoff) < 0 })
 		return err
 	})
 	if err != nil {

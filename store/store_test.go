@@ -209,7 +209,7 @@ func TestPruneKeepsFileBounded(t *testing.T) {
 			end(t, db, r.Pairing.ID, now)
 		}
 		now = now.Add(2 * time.Hour)
-		st, err := db.Prune(now, now.Add(-time.Hour), now.Add(-time.Hour))
+		st, err := db.Prune(now, PruneBefore{Attempts: now.Add(-time.Hour), Pairings: now.Add(-time.Hour)})
 		if err != nil || st.Pairings != 200 || st.Attempts != 400 || st.ResponseURLs != 200 {
 			t.Fatalf("cycle %d: pruned %+v, %v; want 200 pairings, 400 attempts, 200 urls", cycle, st, err)
 		}
@@ -225,12 +225,31 @@ func TestPruneKeepsWatchedAndLive(t *testing.T) {
 	db.Reserve(reservation("live", "I1", "201112223333", "U1", t0))
 	db.Reserve(reservation("watched", "I2", "201009998888", "U1", t0))
 	db.Settle(Settlement{ID: "watched", Now: t0, Change: func(p *Pairing) error { p.State = StateExpired; return nil }, Watch: true})
-	if _, err := db.Prune(t0.Add(48*time.Hour), t0, t0.Add(24*time.Hour)); err != nil {
+	if _, err := db.Prune(t0.Add(48*time.Hour), PruneBefore{Attempts: t0, Pairings: t0.Add(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"watched"} {
 		if _, err := db.Pairing(id); err != nil {
 			t.Errorf("pruned %s: %v", id, err)
 		}
+	}
+}
+
+func TestPruneAuditRetention(t *testing.T) {
+	db := openTest(t)
+	for i := range 5 {
+		db.AppendAudit(Event{Time: t0.Add(time.Duration(i) * 24 * time.Hour), Kind: "requested", User: "U1"})
+	}
+	st, err := db.Prune(t0.Add(10*24*time.Hour), PruneBefore{AuditEvents: t0.Add(3 * 24 * time.Hour)})
+	if err != nil || st.AuditEvents != 3 {
+		t.Fatalf("pruned %+v, %v; want 3 audit events", st, err)
+	}
+	left, _ := db.AuditEvents(time.Time{}, nil)
+	if len(left) != 2 || !left[0].Time.Equal(t0.Add(3*24*time.Hour)) {
+		t.Errorf("left %+v", left)
+	}
+	// No retention keeps everything.
+	if st, _ := db.Prune(t0.Add(100*24*time.Hour), PruneBefore{}); st.AuditEvents != 0 {
+		t.Errorf("pruned audit without a retention: %+v", st)
 	}
 }

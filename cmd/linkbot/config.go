@@ -40,6 +40,8 @@ type config struct {
 	CodeLifetime time.Duration
 	WawpTimeout  time.Duration
 	TickInterval time.Duration
+	// AuditRetention is how long audit events are kept (0: forever).
+	AuditRetention time.Duration
 }
 
 // configError lists every problem with the configuration at once, so an
@@ -52,11 +54,12 @@ func (e *configError) Error() string {
 
 // fileConfig is the YAML file's shape.
 type fileConfig struct {
-	DefaultRegion string `yaml:"default_region"`
-	CodeLifetime  string `yaml:"code_lifetime"`
-	WawpTimeout   string `yaml:"wawp_timeout"`
-	TickInterval  string `yaml:"tick_interval"`
-	Limits        struct {
+	DefaultRegion  string `yaml:"default_region"`
+	CodeLifetime   string `yaml:"code_lifetime"`
+	WawpTimeout    string `yaml:"wawp_timeout"`
+	TickInterval   string `yaml:"tick_interval"`
+	AuditRetention string `yaml:"audit_retention"`
+	Limits         struct {
 		Phone windowConfig `yaml:"phone"`
 		User  windowConfig `yaml:"user"`
 	} `yaml:"limits"`
@@ -87,13 +90,14 @@ type windowConfig struct {
 // defaultConfig is the configuration before the environment and the file.
 func defaultConfig() config {
 	return config{
-		PhoneLimit:   pairing.DefaultPhoneLimit,
-		UserLimit:    pairing.DefaultUserLimit,
-		CodeLifetime: pairing.DefaultCodeLifetime,
-		WawpTimeout:  pairing.DefaultCallTimeout,
-		TickInterval: 5 * time.Second,
-		Tokens:       map[string]string{},
-		Access:       map[string]bot.Access{},
+		PhoneLimit:     pairing.DefaultPhoneLimit,
+		UserLimit:      pairing.DefaultUserLimit,
+		CodeLifetime:   pairing.DefaultCodeLifetime,
+		WawpTimeout:    pairing.DefaultCallTimeout,
+		TickInterval:   5 * time.Second,
+		AuditRetention: 365 * 24 * time.Hour,
+		Tokens:         map[string]string{},
+		Access:         map[string]bot.Access{},
 	}
 }
 
@@ -202,6 +206,17 @@ func (c *config) loadFile(getenv func(string) string) []string {
 			c.TickInterval = d
 		}
 	}
+	if f.AuditRetention != "" {
+		d, err := time.ParseDuration(f.AuditRetention)
+		switch {
+		case f.AuditRetention == "0" || f.AuditRetention == "forever":
+			c.AuditRetention = 0
+		case err != nil || d < 24*time.Hour:
+			bad("audit_retention %q must be a duration of at least 24h, or forever", f.AuditRetention)
+		default:
+			c.AuditRetention = d
+		}
+	}
 	for name, w := range map[string]struct {
 		cfg windowConfig
 		dst *store.Window
@@ -294,6 +309,11 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	fmt.Fprintf(stdout, "default region: %s\n", or(c.DefaultRegion, "none (numbers need a country code)"))
 	fmt.Fprintf(stdout, "limits: %d codes per phone per %s, %d per user per %s\n", c.PhoneLimit.Max, c.PhoneLimit.Period, c.UserLimit.Max, c.UserLimit.Period)
 	fmt.Fprintf(stdout, "code lifetime %s, tick every %s, Wawp timeout %s\n", c.CodeLifetime, c.TickInterval, c.WawpTimeout)
+	retention := "forever"
+	if c.AuditRetention > 0 {
+		retention = c.AuditRetention.String()
+	}
+	fmt.Fprintf(stdout, "audit events kept: %s\n", retention)
 	fmt.Fprintf(stdout, "access: %s\n", describeAccess(c.Access[""]))
 	for _, in := range c.Instances {
 		account := "WAWP_ACCESS_TOKEN"

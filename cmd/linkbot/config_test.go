@@ -62,6 +62,7 @@ func TestConfigFileProblems(t *testing.T) {
 		{"bad window", "limits:\n  user: {window: 5s}\n", `limits.user.window "5s" must be a duration between 1m and 168h`},
 		{"name for an ID", "access:\n  users: [alice]\n", `access.users: "alice" is not a Slack ID`},
 		{"missing token env", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, token_env: NOPE}\n", "token_env NOPE is not set"},
+		{"short retention", "audit_retention: 1h\n", `audit_retention "1h" must be a duration of at least 24h, or forever`},
 		{"missing file", "", "no such file or directory"},
 	}
 	for _, tt := range tests {
@@ -96,6 +97,7 @@ func TestCheckConfig(t *testing.T) {
 default region: EG
 limits: 3 codes per phone per 15m0s, 20 per user per 1h0m0s
 code lifetime 2m30s, tick every 5s, Wawp timeout 10s
+audit events kept: 8760h0m0s
 access: every member of the workspace
 instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 users, 0 user groups, 0 channels
 `

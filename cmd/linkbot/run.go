@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	svc := pairing.NewService(wawp, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
-		Accounts: accounts,
+		Accounts: accounts, AuditRetention: cfg.AuditRetention,
 	})
 	log.Info("linkbot starting", "version", version, "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
