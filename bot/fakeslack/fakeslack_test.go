@@ -51,15 +51,24 @@ func TestUnackedEnvelopeIsAViolation(t *testing.T) {
 	}
 }
 
-func TestResponseURLRules(t *testing.T) {
+// withCommand starts a fake with a connected client and one delivered command.
+func withCommand(t *testing.T) (*Server, *Envelope) {
+	t.Helper()
 	s := New(nil)
-	defer s.Close()
+	t.Cleanup(s.Close)
 	dial(t, s)
-	s.WaitConnected(time.Second)
+	if !s.WaitConnected(time.Second) {
+		t.Fatal("not connected")
+	}
 	env, err := s.SendCommand(Command{User: "U1", Text: "help"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return s, env
+}
+
+func TestResponseURLRules(t *testing.T) {
+	s, env := withCommand(t)
 	post := func(body string) int {
 		resp, err := http.Post(env.ResponseURL, "application/json", bytes.NewBufferString(body))
 		if err != nil {
@@ -106,11 +115,7 @@ func TestValidateMessage(t *testing.T) {
 }
 
 func TestRateLimitNext(t *testing.T) {
-	s := New(nil)
-	defer s.Close()
-	dial(t, s)
-	s.WaitConnected(time.Second)
-	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	s, env := withCommand(t)
 	s.RateLimitNext(2 * time.Second)
 	resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x"}`))
 	if err != nil {
@@ -126,11 +131,7 @@ func TestRateLimitNext(t *testing.T) {
 }
 
 func TestInChannelIsAViolation(t *testing.T) {
-	s := New(nil)
-	defer s.Close()
-	dial(t, s)
-	s.WaitConnected(time.Second)
-	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	s, env := withCommand(t)
 	resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","response_type":"in_channel"}`))
 	if err != nil {
 		t.Fatal(err)

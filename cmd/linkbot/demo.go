@@ -180,8 +180,9 @@ var (
 	mention   = regexp.MustCompile(`<@([A-Z0-9]+)>`)
 )
 
-// renderText draws Block Kit as plain text, roughly as Slack shows it.
-func renderText(blocks json.RawMessage) string {
+// blockLines lists a message's blocks as text lines, roughly as Slack lays
+// them out: the header marked "┃", buttons in brackets, markup untouched.
+func blockLines(blocks json.RawMessage) []string {
 	var list []struct {
 		Type string `json:"type"`
 		Text *struct {
@@ -204,7 +205,7 @@ func renderText(blocks json.RawMessage) string {
 			var parts []string
 			for _, e := range b.Elements {
 				var s string
-				if json.Unmarshal(e.Text, &s) != nil {
+				if json.Unmarshal(e.Text, &s) != nil { // a text object, not a string
 					var obj struct{ Text string }
 					json.Unmarshal(e.Text, &obj)
 					s = obj.Text
@@ -217,7 +218,13 @@ func renderText(blocks json.RawMessage) string {
 			lines = append(lines, strings.Join(parts, "  "))
 		}
 	}
-	text := strings.Join(lines, "\n")
+	return lines
+}
+
+// renderText draws Block Kit as plain text as a reader sees it: dates in
+// their fallback form, mentions as @ID, entities decoded.
+func renderText(blocks json.RawMessage) string {
+	text := strings.Join(blockLines(blocks), "\n")
 	text = dateToken.ReplaceAllString(text, "$1")
 	text = mention.ReplaceAllString(text, "@$1")
 	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(text)

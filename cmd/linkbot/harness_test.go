@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -156,32 +155,8 @@ func (h *harness) waitVersions(id string, n int) fakeslack.Version {
 	return m.Latest()
 }
 
-// shown is everything a person sees in a message version: the fallback
-// text and every text in its blocks, decoded from JSON.
+// shown is everything a person sees in a message version, markup kept:
+// the fallback text and the text of every block.
 func shown(v fakeslack.Version) string {
-	var blocks []struct {
-		Text *struct {
-			Text string `json:"text"`
-		} `json:"text"`
-		Elements []struct {
-			Text json.RawMessage `json:"text"`
-		} `json:"elements"`
-	}
-	json.Unmarshal(v.Blocks, &blocks)
-	parts := []string{v.Text}
-	for _, b := range blocks {
-		if b.Text != nil {
-			parts = append(parts, b.Text.Text)
-		}
-		for _, e := range b.Elements {
-			var s string
-			if json.Unmarshal(e.Text, &s) != nil {
-				var t struct{ Text string }
-				json.Unmarshal(e.Text, &t)
-				s = t.Text
-			}
-			parts = append(parts, s)
-		}
-	}
-	return strings.Join(parts, "\n")
+	return strings.Join(append([]string{v.Text}, blockLines(v.Blocks)...), "\n")
 }
