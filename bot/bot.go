@@ -71,6 +71,7 @@ type Bot struct {
 	editSlots chan struct{} // bounds concurrent edits
 	groups    groupMembers
 	obs       Observer
+	locks     [pairingLocks]sync.Mutex
 }
 
 // New returns a Bot; Run connects it.

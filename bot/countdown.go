@@ -3,6 +3,8 @@ package bot
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -89,7 +91,17 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 // show brings p's message up to date through its response_url: only when
 // the view changed (or force, for a click that expects an answer), and
 // within the url's budget, keeping the last use for the final state.
+//
+// Edits of one pairing are serialised, and each starts from the stored
+// pairing: a click (Cancel, say) and a countdown edit racing for the same
+// message cannot land out of order and leave a code on a cancelled message.
 func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
+	mu := b.pairingLock(p.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if fresh, err := b.cfg.DB.Pairing(p.ID); err == nil {
+		p = fresh
+	}
 	now := b.cfg.Service.Now()
 	key := viewKey(p, now)
 	final := p.Final()
@@ -115,6 +127,16 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	if err != nil {
 		log.Error("recording view", "err", err)
 	}
+}
+
+// pairingLocks serialise the edits of each pairing's message; a fixed set
+// of stripes keeps memory bounded however many pairings there have been.
+const pairingLocks = 256
+
+func (b *Bot) pairingLock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &b.locks[h.Sum32()%pairingLocks]
 }
 
 // maxEditsInFlight bounds concurrent response_url edits started by ticks.

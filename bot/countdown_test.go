@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/slack-go/slack"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
@@ -237,5 +238,33 @@ func TestCountdownStep(t *testing.T) {
 		if step != tt.step || drawn != t0.Add(time.Duration(tt.drawn)*time.Second) {
 			t.Errorf("at %ds: step %d drawn %s, want %d and +%ds", tt.at, step, drawn.Sub(t0), tt.step, tt.drawn)
 		}
+	}
+}
+
+// A Cancel racing a countdown edit that is stuck behind a 429 must still
+// end with the cancelled message: the code never reappears.
+func TestCancelRacingAnEdit(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	watched, _ := r.db.WatchedPairings()
+	id := watched[0].ID
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.slack.RateLimitNext(time.Second)
+	r.bot.Tick(context.Background())
+	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
+		t.Fatal("the countdown edit never reached Slack")
+	}
+	// The edit now waits out its 429 while the agent clicks Cancel.
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = "U1"
+	cb.ResponseURL = r.slack.NewResponseURL(msgID)
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionCancel, Value: id}}
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+	last := r.slack.Message(msgID).Latest()
+	if !strings.Contains(string(last.Blocks), "Cancelled") || strings.Contains(string(last.Blocks), `"header"`) {
+		t.Errorf("after cancel the message shows: %s", last.Blocks)
 	}
 }

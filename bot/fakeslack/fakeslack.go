@@ -124,6 +124,7 @@ type Server struct {
 	ackLatencies []time.Duration
 	seq          int
 	userGroups   map[string][]string
+	rateLimited  int
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -561,6 +562,13 @@ func (s *Server) RateLimitNext(retryAfter time.Duration) {
 	s.mu.Unlock()
 }
 
+// RateLimited counts the 429s the fake has answered.
+func (s *Server) RateLimited() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rateLimited
+}
+
 // FailNextResponse makes the next response_url post answer status (e.g. 500).
 func (s *Server) FailNextResponse(status int) {
 	s.mu.Lock()
@@ -581,6 +589,8 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	if len(s.rateLimit) > 0 {
 		ra := s.rateLimit[0]
 		s.rateLimit = s.rateLimit[1:]
+		s.rateLimited++
+		s.notifyLocked()
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", fmt.Sprint(int(ra.Seconds())))
 		http.Error(w, "rate_limited", http.StatusTooManyRequests)
@@ -740,4 +750,12 @@ func (s *Server) userGroupMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"ok": true, "users": users})
+}
+
+// NewResponseURL issues another response_url for message msgID, as a click
+// on one of its buttons would.
+func (s *Server) NewResponseURL(msgID string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newResponseURL(msgID)
 }
