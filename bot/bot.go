@@ -467,6 +467,10 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	log.Info("button handled", "err", err)
+	if errors.Is(err, pairing.ErrEnded) {
+		// Cancel after the end: show how it ended instead.
+		p, err = b.cfg.DB.Pairing(action.Value)
+	}
 	if err != nil {
 		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
 		return

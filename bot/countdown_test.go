@@ -241,6 +241,33 @@ func TestCountdownStep(t *testing.T) {
 	}
 }
 
+// click presses a button of msgID's message as U1, the way Slack delivers it.
+func (r *countdownRig) click(msgID, action, pairingID string) {
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = "U1"
+	cb.ResponseURL = r.slack.NewResponseURL(msgID)
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+}
+
+// A Cancel pressed on a stale copy of the message, after the phone linked,
+// shows how the pairing ended rather than a generic notice.
+func TestCancelAfterTheEndShowsTheEnd(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	watched, _ := r.db.WatchedPairings()
+	r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance))
+	r.clock.Set(t0.Add(5 * time.Second))
+	r.tick()
+	r.click(msgID, ActionCancel, watched[0].ID)
+	if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Linked —") {
+		t.Errorf("cancel after the link shows: %s", last.Blocks)
+	}
+}
+
 // A Cancel racing a countdown edit that is stuck behind a 429 must still
 // end with the cancelled message: the code never reappears.
 func TestCancelRacingAnEdit(t *testing.T) {
@@ -256,13 +283,7 @@ func TestCancelRacingAnEdit(t *testing.T) {
 		t.Fatal("the countdown edit never reached Slack")
 	}
 	// The edit now waits out its 429 while the agent clicks Cancel.
-	var cb slack.InteractionCallback
-	cb.Type = slack.InteractionTypeBlockActions
-	cb.User.ID = "U1"
-	cb.ResponseURL = r.slack.NewResponseURL(msgID)
-	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionCancel, Value: id}}
-	r.bot.interaction(context.Background(), cb)
-	r.bot.work.Wait()
+	r.click(msgID, ActionCancel, id)
 	last := r.slack.Message(msgID).Latest()
 	if !strings.Contains(string(last.Blocks), "Cancelled") || strings.Contains(string(last.Blocks), `"header"`) {
 		t.Errorf("after cancel the message shows: %s", last.Blocks)
