@@ -289,3 +289,50 @@ func TestCancelRacingAnEdit(t *testing.T) {
 		t.Errorf("after cancel the message shows: %s", last.Blocks)
 	}
 }
+
+// "New code" that Wawp turns away before WhatsApp sees it leaves the first
+// code working: the bot keeps tracking it (and reports its link), and a
+// later "Try again" replaces it.
+func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	t.Run("the old code links", func(t *testing.T) {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		first, _ := r.db.WatchedPairings()
+		code := r.wawp.Code(rigInstance)
+		r.wawp.WarmUp(rigInstance, 10*time.Second)
+		r.click(msgID, ActionNewCode, first[0].ID)
+		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "still starting up") {
+			t.Fatalf("new code during warm-up shows: %s", last.Blocks)
+		}
+		r.wawp.WarmUp(rigInstance, 0)
+		if err := r.wawp.EnterCode(rigInstance, code); err != nil {
+			t.Fatalf("the first code no longer works at Wawp: %v", err)
+		}
+		r.clock.Set(t0.Add(5 * time.Second))
+		r.tick()
+		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Linked —") {
+			t.Errorf("the first code's link was not reported: %s", last.Blocks)
+		}
+	})
+	t.Run("try again replaces it", func(t *testing.T) {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		first, _ := r.db.WatchedPairings()
+		r.wawp.WarmUp(rigInstance, 10*time.Second)
+		r.click(msgID, ActionNewCode, first[0].ID)
+		m := r.slack.Message(msgID)
+		var warming string
+		for _, line := range strings.Split(string(m.Latest().Blocks), `"value":"`)[1:] {
+			warming = line[:strings.Index(line, `"`)]
+		}
+		r.clock.Set(t0.Add(11 * time.Second))
+		r.click(msgID, ActionTryAgain, warming)
+		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Code 2 of 3") {
+			t.Fatalf("try again shows: %s", last.Blocks)
+		}
+		if p, _ := r.db.Pairing(first[0].ID); p.State != store.StateSuperseded {
+			t.Errorf("first pairing is %s, want superseded", p.State)
+		}
+	})
+}

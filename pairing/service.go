@@ -210,7 +210,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 	p := store.Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces,
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
 	d, err := s.db.Reserve(store.Reservation{
@@ -240,7 +240,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		err = &StatusError{Status: session.Status, Me: session.Me}
 	}
 	if err != nil {
-		return s.fail(p, log, err, false)
+		return s.fail(p, req, log, err, false)
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
@@ -253,11 +253,11 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		counted := errors.As(err, &aerr) && aerr.Sent &&
 			!errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrNoInstance) &&
 			!errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrNotReady)
-		return s.fail(p, log, err, counted)
+		return s.fail(p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
 	p, err = s.db.Settle(store.Settlement{
-		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Watch: true,
+		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Watch: true, Replaced: req.Replaces,
 		Change: func(p *store.Pairing) error {
 			p.State, p.Code, p.IssuedAt, p.ExpiresAt = store.StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
@@ -286,7 +286,7 @@ func (s *Service) client(instance string) *Client {
 }
 
 // fail ends a reserved request that produced no code.
-func (s *Service) fail(p store.Pairing, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
+func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
 	now := s.cfg.Now()
 	state, outcome := store.StateFailed, "error"
 	var serr *StatusError
@@ -300,6 +300,7 @@ func (s *Service) fail(p store.Pairing, log *slog.Logger, cause error, counted b
 	}
 	updated, err := s.db.Settle(store.Settlement{
 		ID: p.ID, Now: now, Outcome: outcome, Counted: counted,
+		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *store.Pairing) error {
 			p.State = state
 			if serr != nil {
@@ -328,13 +329,22 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 	if old.RequestedBy != user {
 		return old, ErrNotYours
 	}
-	if old.State == store.StateWarmingUp && s.cfg.Now().Before(old.RetryAt) {
+	now := s.cfg.Now()
+	if old.State == store.StateWarmingUp && now.Before(old.RetryAt) {
 		return old, &TooSoonError{RetryAt: old.RetryAt}
+	}
+	// A "New code" that never reached WhatsApp left the code it meant to
+	// replace working; trying again replaces that one.
+	replaces := id
+	if old.Renews != "" {
+		if earlier, err := s.db.Pairing(old.Renews); err == nil && earlier.Live(now) {
+			replaces = earlier.ID
+		}
 	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: user, Team: old.Team, Channel: old.Channel,
-		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: id,
+		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces,
 	})
 }
 

@@ -47,6 +47,7 @@ type Pairing struct {
 	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
 	LinkedPhone  string    `json:"linked_phone,omitempty"`
 	EndedAt      time.Time `json:"ended_at,omitempty"`
+	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
 	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
 }
@@ -77,8 +78,9 @@ type Reservation struct {
 	Pairing    Pairing // State, RequestedAt and ExpiresAt are set by Reserve
 	PhoneLimit Window
 	UserLimit  Window
-	// Replaces is the pairing a "New code" click supersedes: it may hold the
-	// instance, since the requester is replacing their own code.
+	// Replaces is the pairing a "New code" click renews: it may hold the
+	// instance, since the requester is replacing their own code. It stays
+	// live until the Settlement says whether WhatsApp saw the new request.
 	Replaces string
 	Now      time.Time
 	// Hold is how long the instance stays locked while the request is in
@@ -165,11 +167,6 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 		p.RequestedAt = at
 		p.ExpiresAt = r.Now.Add(r.Hold)
 		p.Attempt = len(phoneTimes) + 1
-		if r.Replaces != "" {
-			if err := endPairing(tx, r.Replaces, StateSuperseded, r.Now); err != nil {
-				return err
-			}
-		}
 		if err := putJSON(pairings, []byte(p.ID), p); err != nil {
 			return err
 		}
@@ -228,6 +225,13 @@ type Settlement struct {
 	Audit   Event // skipped when Kind is empty
 	// Watch adds the pairing to the set whose messages the countdown keeps current.
 	Watch bool
+	// Replaced is the pairing this request renewed ("New code"), if any.
+	// When Counted, WhatsApp saw the new request, which voids the old code:
+	// the old pairing ends as superseded. Otherwise its code still works,
+	// so it takes its instance back, and its message (ReplacedURL, the
+	// click's fresh response_url) goes on tracking it.
+	Replaced    string
+	ReplacedURL string
 }
 
 // Settle applies s and returns the updated pairing.
@@ -246,12 +250,40 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 				return err
 			}
 		}
+		if s.Replaced != "" {
+			if err := settleReplaced(tx, s, p); err != nil {
+				return err
+			}
+		}
 		return appendAudit(tx, s.Audit)
 	})
 	if err != nil {
 		return Pairing{}, fmt.Errorf("settle pairing %q: %w", s.ID, err)
 	}
 	return p, nil
+}
+
+// settleReplaced ends or reinstates the pairing a renewal replaced.
+func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
+	if s.Counted {
+		return endPairing(tx, s.Replaced, StateSuperseded, s.Now)
+	}
+	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
+	if errors.Is(err, ErrNotFound) || (err == nil && !old.Live(s.Now)) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	live := tx.Bucket(bucketLive)
+	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
+		return nil // someone else's pairing holds it now
+	}
+	old.ResponseURL, old.URLIssued = s.ReplacedURL, s.Now
+	if err := putJSON(tx.Bucket(bucketPairings), []byte(old.ID), old); err != nil {
+		return err
+	}
+	return live.Put([]byte(old.Instance), []byte(old.ID))
 }
 
 func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {

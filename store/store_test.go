@@ -87,6 +87,8 @@ func TestReserveInstanceHeld(t *testing.T) {
 	if d, _ := db.Reserve(r); d.Refused != LimitNone {
 		t.Errorf("replacing own pairing: %+v", d)
 	}
+	// WhatsApp saw the new request: the old code is void.
+	db.Settle(Settlement{ID: "d", Now: t0.Add(61 * time.Second), Change: func(p *Pairing) error { p.State = StateLive; return nil }, Counted: true, Replaced: "c"})
 	if p, _ := db.Pairing("c"); p.State != StateSuperseded {
 		t.Errorf("replaced pairing state = %s", p.State)
 	}
