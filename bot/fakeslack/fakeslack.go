@@ -125,6 +125,7 @@ type Server struct {
 	seq          int
 	userGroups   map[string][]string
 	rateLimited  int
+	outage       bool
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -239,6 +240,13 @@ func (s *Server) connectionsOpen(w http.ResponseWriter, r *http.Request) {
 	}
 	if bearer(r) != AppToken {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	s.mu.Lock()
+	outage := s.outage
+	s.mu.Unlock()
+	if outage {
+		http.Error(w, "service unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	writeJSON(w, map[string]any{"ok": true, "url": "ws" + strings.TrimPrefix(s.URL, "http") + "/socket?ticket=" + newID("")})
@@ -544,6 +552,13 @@ func (s *Server) Disconnect(reason string) {
 			}
 		}()
 	}
+}
+
+// SetOutage makes new Socket Mode connections fail (HTTP 503) while on.
+func (s *Server) SetOutage(on bool) {
+	s.mu.Lock()
+	s.outage = on
+	s.mu.Unlock()
 }
 
 // DropConnections closes every socket without a word, like a network fault.

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -178,4 +179,35 @@ func TestOperations(t *testing.T) {
 	if !strings.Contains(logs, `"request":"E`) {
 		t.Errorf("log lines carry no request ID")
 	}
+}
+
+// TestReadinessFollowsTheSocket: /readyz fails while Slack is unreachable
+// and recovers, counted as a reconnect, when it comes back.
+func TestReadinessFollowsTheSocket(t *testing.T) {
+	h := newHarness(t)
+	addr := freeAddr(t)
+	h.env["LINKBOT_HTTP_ADDR"] = addr
+	h.start()
+	base := "http://" + addr
+	ready := func() bool { st, _ := get(t, base+"/readyz"); return st == 200 }
+	if !eventually(waitLong, ready) {
+		t.Fatal("never ready")
+	}
+	h.slack.SetOutage(true)
+	h.slack.DropConnections()
+	if !eventually(waitLong, func() bool { return !ready() }) {
+		t.Fatal("/readyz still ok while Slack is unreachable")
+	}
+	if st, _ := get(t, base+"/healthz"); st != 200 {
+		t.Errorf("/healthz = %d during a Slack outage; the process is up", st)
+	}
+	h.slack.SetOutage(false)
+	if !eventually(30*time.Second, ready) {
+		t.Fatal("/readyz did not recover after the outage")
+	}
+	if _, m := get(t, base+"/metrics"); !strings.Contains(m, "linkbot_socket_reconnects_total 1") {
+		t.Errorf("reconnect not counted")
+	}
+	env := h.command("U1", "support-eg +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
 }
