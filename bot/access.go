@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"sync"
-	"time"
 )
 
 // Access says who may request codes for an instance: any listed user, any
@@ -28,7 +27,6 @@ func (a Access) Open() bool {
 type groupMembers struct {
 	mu      sync.RWMutex
 	members map[string][]string // group ID → user IDs
-	fetched time.Time
 }
 
 func (g *groupMembers) has(group, user string) bool {
@@ -65,7 +63,6 @@ func (b *Bot) refreshGroups(ctx context.Context) {
 	for g, users := range fresh {
 		b.groups.members[g] = users
 	}
-	b.groups.fetched = time.Now()
 	b.groups.mu.Unlock()
 }
 

@@ -46,7 +46,7 @@ func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
 			ID: p.ID, Now: now, Outcome: kind, Counted: true,
 			Change: func(q *store.Pairing) error {
 				if q.State != store.StateLive {
-					return errAlreadyEnded
+					return ErrEnded
 				}
 				q.State, q.Reason = next, reason
 				if next == store.StateLinked || next == store.StateWrongPhone {
@@ -56,7 +56,7 @@ func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
 			},
 			Audit: s.event(now, kind, p, reason),
 		})
-		if errors.Is(err, errAlreadyEnded) {
+		if errors.Is(err, ErrEnded) {
 			// Cancelled or renewed meanwhile: show what is stored.
 			ended, err = s.db.Pairing(p.ID)
 		}
@@ -69,8 +69,6 @@ func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
 	}
 	return watched, nil
 }
-
-var errAlreadyEnded = errors.New("pairing already ended")
 
 type sessionResult struct {
 	session Session

@@ -36,7 +36,6 @@ var ErrNotFound = errors.New("not found")
 // DB is the open database. It is safe for concurrent use.
 type DB struct {
 	bolt *bolt.DB
-	path string
 }
 
 // Options tune Open. The zero value is a durable database that waits up to
@@ -85,14 +84,11 @@ func Open(path string, opts Options) (*DB, error) {
 	// Batch coalesces concurrent check-and-records into one fsync; a short
 	// delay keeps a lone request fast.
 	b.MaxBatchDelay = time.Millisecond
-	return &DB{bolt: b, path: path}, nil
+	return &DB{bolt: b}, nil
 }
 
 // Close releases the file lock.
 func (db *DB) Close() error { return db.bolt.Close() }
-
-// Path is the file the database lives in.
-func (db *DB) Path() string { return db.path }
 
 // timeKey is key + 0x00 + big-endian unix nanos, so a cursor Seek finds the
 // first entry of a time window and entries of one key sort by time.
