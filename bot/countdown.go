@@ -57,13 +57,19 @@ func viewKey(p store.Pairing, now time.Time) string {
 func (b *Bot) render(p store.Pairing, now time.Time) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
-	nextAt, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
-	if err != nil {
-		nextAt = now.Add(limit.Period)
+	// nextCode is when the phone's limit next allows a code; only the code
+	// and expired views show it, so only they read the store for it.
+	nextCode := func() time.Time {
+		at, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
+		if err != nil {
+			return now.Add(limit.Period)
+		}
+		return at
 	}
 	switch {
 	case p.Live(now) && p.Code != "":
 		_, drawn := countdownStep(p, now)
+		nextAt := nextCode()
 		if !nextAt.After(now) {
 			nextAt = time.Time{} // allowed now
 		}
@@ -83,7 +89,7 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 	case p.State == store.StateWarmingUp:
 		return TooSoonView(p.InstanceName, p.ID, p.RetryAt, now)
 	case p.State == store.StateLive || p.State == store.StateExpired:
-		return ExpiredView(phone, p.ID, now, nextAt)
+		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
 }
