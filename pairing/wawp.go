@@ -233,12 +233,9 @@ var pairingCode = regexp.MustCompile(`^[A-Za-z0-9]{4}-?[A-Za-z0-9]{4}$`)
 
 func decodeCode(status int, body []byte, token string) (string, error) {
 	const endpoint = pathRequestCode
-	if status < 200 || status > 299 {
-		return "", statusError(endpoint, status, body, token)
-	}
-	var b wawpBody
-	if err := json.Unmarshal(body, &b); err != nil {
-		return "", &APIError{Endpoint: endpoint, Status: status, Kind: ErrBadResponse, Message: snippet(body, token), Sent: true}
+	b, err := decodeBody(endpoint, status, body, token)
+	if err != nil {
+		return "", err
 	}
 	code := jsonString(b.Code)
 	if !pairingCode.MatchString(code) {
@@ -250,12 +247,9 @@ func decodeCode(status int, body []byte, token string) (string, error) {
 
 func decodeSession(status int, body []byte, token string) (Session, error) {
 	const endpoint = pathSessionInfo
-	if status < 200 || status > 299 {
-		return Session{}, statusError(endpoint, status, body, token)
-	}
-	var b wawpBody
-	if err := json.Unmarshal(body, &b); err != nil {
-		return Session{}, &APIError{Endpoint: endpoint, Status: status, Kind: ErrBadResponse, Message: snippet(body, token), Sent: true}
+	b, err := decodeBody(endpoint, status, body, token)
+	if err != nil {
+		return Session{}, err
 	}
 	st := jsonString(b.Status)
 	if st == "" {
@@ -268,6 +262,19 @@ func decodeSession(status int, body []byte, token string) (Session, error) {
 		s.Me = strings.TrimPrefix(id, "+")
 	}
 	return s, nil
+}
+
+// decodeBody reads a 2xx JSON answer; any other status, or a body that is
+// not JSON, becomes a typed error.
+func decodeBody(endpoint string, status int, body []byte, token string) (wawpBody, error) {
+	var b wawpBody
+	if status < 200 || status > 299 {
+		return b, statusError(endpoint, status, body, token)
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		return b, &APIError{Endpoint: endpoint, Status: status, Kind: ErrBadResponse, Message: snippet(body, token), Sent: true}
+	}
+	return b, nil
 }
 
 // errorIn2xx is the error for a 2xx answer without the expected field:
