@@ -173,11 +173,11 @@ func (c *config) loadFile(getenv func(string) string) []string {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && err.Error() != "EOF" {
-		return []string{fmt.Sprintf("LINKBOT_CONFIG %s: %v", c.ConfigPath, strings.TrimPrefix(err.Error(), "yaml: "))}
+		return prefix(c.ConfigPath, []string{strings.TrimPrefix(err.Error(), "yaml: ")})
 	}
 	var problems []string
 	bad := func(format string, args ...any) {
-		problems = append(problems, fmt.Sprintf("LINKBOT_CONFIG %s: ", c.ConfigPath)+fmt.Sprintf(format, args...))
+		problems = append(problems, fmt.Sprintf(format, args...))
 	}
 	if c.DefaultRegion == "" {
 		c.DefaultRegion = strings.ToUpper(f.DefaultRegion)
@@ -261,17 +261,18 @@ func (c *config) loadFile(getenv func(string) string) []string {
 		}
 		if in.Access != nil {
 			a, errs := in.Access.rules(fmt.Sprintf("instances[%d] (%s).access", i, alias))
-			problems = append(problems, prefix(c.ConfigPath, errs)...)
+			problems = append(problems, errs...)
 			c.Access[in.ID] = a
 		}
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
 	a, errs := f.Access.rules("access")
-	problems = append(problems, prefix(c.ConfigPath, errs)...)
+	problems = append(problems, errs...)
 	c.Access[""] = a
-	return problems
+	return prefix(c.ConfigPath, problems)
 }
 
+// prefix names the file in front of each of its problems.
 func prefix(path string, problems []string) []string {
 	for i, p := range problems {
 		problems[i] = fmt.Sprintf("LINKBOT_CONFIG %s: %s", path, p)
