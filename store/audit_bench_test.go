@@ -1,8 +1,6 @@
 package store
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -21,11 +19,6 @@ const (
 )
 
 func seedPhone(i int) string { return fmt.Sprintf("2010%08d", i%seedPhones) }
-
-func legacyKeyForBench(digits string) string {
-	sum := sha256.Sum256([]byte("linkbot-phone:" + digits))
-	return hex.EncodeToString(sum[:8])
-}
 
 // seedAudit fills a NoSync database with n audit events spread evenly over
 // the 30 days before seedEnd, over 5,000 phones and 20 instances, written
@@ -48,7 +41,7 @@ func seedAudit(b *testing.B, n int) *DB {
 				e := Event{
 					Time: start.Add(time.Duration(i+1) * step), Kind: "code_issued", User: fmt.Sprintf("U%04d", i%300), Team: "T0LINKBOT",
 					Channel: "C0SUPPORT", Instance: fmt.Sprintf("inst-%02d", i%seedInstances), Phone: "+20 10 ••• " + digits[len(digits)-4:],
-					PhoneKey: legacyKeyForBench(digits), Pairing: fmt.Sprintf("p%016d", i), Outcome: "",
+					Digits: digits, Pairing: fmt.Sprintf("p%016d", i), Outcome: "",
 				}
 				if err := appendAudit(tx, e); err != nil {
 					return err
@@ -64,51 +57,33 @@ func seedAudit(b *testing.B, n int) *DB {
 }
 
 // BenchmarkAuditQueries measures the audit log's readers over 500,000
-// events (30 days): /link history for one phone (its last 10 events),
-// `linkbot audit --phone` and `--instance` over the default 24 h, and
-// `linkbot audit --since 720h` over the whole log.
+// events (30 days) as the bot and `linkbot audit` call them: /link history
+// for one phone (its last 10 events), `linkbot audit --phone` and
+// `--instance` over the default 24 h with the default limit of 1,000, and
+// `linkbot audit --since 720h` over the whole log (the newest 1,000).
 //
-//	go test -run XXX -bench AuditQueries -benchtime 5x ./store
+//	go test -run XXX -bench AuditQueries -benchtime 100x ./store
 func BenchmarkAuditQueries(b *testing.B) {
 	db := seedAudit(b, 500_000)
-	phone := seedPhone(42)
-	key := legacyKeyForBench(phone)
 	dayAgo := seedEnd.Add(-24 * time.Hour)
-	b.Run("history", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			events, err := db.AuditEvents(time.Time{}, func(e Event) bool { return e.PhoneKey == key })
-			if err != nil || len(events) < 10 {
-				b.Fatalf("%d events, %v", len(events), err)
+	tests := []struct {
+		name string
+		q    AuditQuery
+	}{
+		{"history", AuditQuery{Phone: seedPhone(42), Limit: 10}},
+		{"audit_phone_24h", AuditQuery{Phone: seedPhone(42), Since: dayAgo, Limit: 1000}},
+		{"audit_instance_24h", AuditQuery{Instances: []string{"inst-07"}, Since: dayAgo, Limit: 1000}},
+		{"audit_since_720h", AuditQuery{Since: seedEnd.Add(-seedSpan), Limit: 1000}},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				events, _, err := db.Audit(tt.q)
+				if err != nil || len(events) == 0 {
+					b.Fatalf("%d events, %v", len(events), err)
+				}
 			}
-			_ = events[len(events)-10:]
-		}
-	})
-	b.Run("audit_phone_24h", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			events, err := db.AuditEvents(dayAgo, func(e Event) bool { return e.PhoneKey == key })
-			if err != nil || len(events) == 0 {
-				b.Fatalf("%d events, %v", len(events), err)
-			}
-		}
-	})
-	b.Run("audit_instance_24h", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			events, err := db.AuditEvents(dayAgo, func(e Event) bool { return e.Instance == "inst-07" })
-			if err != nil || len(events) == 0 {
-				b.Fatalf("%d events, %v", len(events), err)
-			}
-		}
-	})
-	b.Run("audit_since_720h", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			events, err := db.AuditEvents(seedEnd.Add(-seedSpan), nil)
-			if err != nil || len(events) == 0 {
-				b.Fatalf("%d events, %v", len(events), err)
-			}
-		}
-	})
+		})
+	}
 }
