@@ -88,6 +88,15 @@ func legacyPhoneKey(digits string) string {
 // transactions of auditIndexChunk events so a large log does not build one
 // huge transaction. It runs in Open, before anything else writes.
 func prepareAudit(b *bolt.DB) error {
+	ready := false
+	b.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		ready = meta.Get(metaPhoneKeySecret) != nil && meta.Get(metaAuditIndexed) != nil
+		return nil
+	})
+	if ready {
+		return nil // the usual start: no write, no fsync
+	}
 	err := b.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta.Get(metaPhoneKeySecret) != nil {
@@ -143,7 +152,7 @@ func prepareAudit(b *bolt.DB) error {
 }
 
 // auditIndexChunk is how many old events one upgrade transaction indexes.
-const auditIndexChunk = 20_000
+var auditIndexChunk = 20_000
 
 // indexEntry is one key in an index bucket.
 type indexEntry struct {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -297,6 +298,45 @@ func TestPruneKeepsAuditIndexesConsistent(t *testing.T) {
 	for _, e := range got {
 		if e.Time.Before(cutoff) {
 			t.Errorf("pruned event still found by phone: %+v", e)
+		}
+	}
+}
+
+// TestUpgradeIndexesOldEventsInChunks: a log written before the indexes is
+// indexed on the first read-write open, a chunk per transaction, and every
+// event is found afterwards.
+func TestUpgradeIndexesOldEventsInChunks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewind the file to the old layout: events without index entries, with
+	// the unkeyed phone key, and no "indexed" mark.
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		for i := range 50 {
+			e := Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: "requested", User: "U1", Instance: "support-eg", PhoneKey: legacyPhoneKey("201112223333")}
+			if err := putJSON(tx.Bucket(bucketAudit), binary.BigEndian.AppendUint64(timeBytes(e.Time), uint64(i)), e); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Delete(metaAuditIndexed)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	defer func(n int) { auditIndexChunk = n }(auditIndexChunk)
+	auditIndexChunk = 7
+	db, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkAuditIndexes(t, db)
+	for _, q := range []AuditQuery{{Phone: "201112223333"}, {Instances: []string{"SUPPORT-EG"}}} {
+		if got, _, err := db.Audit(q); len(got) != 50 || err != nil {
+			t.Errorf("Audit(%+v) found %d events, %v; want 50", q, len(got), err)
 		}
 	}
 }
