@@ -362,9 +362,9 @@ func outcomeOf(err error) string {
 // I/O, so it happens after). The phone, if it parses, is stored masked.
 func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone, why string) func(context.Context, context.Context, *slog.Logger) {
 	return func(_, _ context.Context, log *slog.Logger) {
-		e := store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, Outcome: why}
+		e := store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, InstanceID: in.ID, Outcome: why}
 		if p, err := pairing.NormalizePhone(phone, in.Region); err == nil {
-			e.Phone, e.PhoneKey = p.Masked(), pairing.PhoneKey(p.Digits)
+			e.Phone, e.Digits = p.Masked(), p.Digits
 		}
 		if err := b.cfg.DB.AppendAudit(e); err != nil {
 			log.Error("audit", "err", err)
@@ -372,22 +372,29 @@ func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Ins
 	}
 }
 
-// historyLimit is how many events /link history shows.
+// historyLimit is how many events /link history shows: the newest ones,
+// whatever their age. The audit log is indexed by phone and instance, so
+// reading them costs what is shown, not the size of the log.
 const historyLimit = 10
 
-// history answers /link history <phone|instance> for allowed users.
+// history answers /link history <phone|instance> with the events of the
+// instances the asker may use: an instance they may not use is refused,
+// and a phone's history leaves out other instances' events.
 func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
 	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
 		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "access")}
 	}
-	var match func(store.Event) bool
+	q := store.AuditQuery{Limit: historyLimit}
 	shown := subject
 	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
-		match = func(e store.Event) bool { return e.Instance == in.Name || e.Instance == in.ID }
+		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
+			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, "", "access")}
+		}
+		q.Instances = []string{in.ID, in.Name}
 		shown = in.Name
 	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
-		key := pairing.PhoneKey(phone.Digits)
-		match = func(e store.Event) bool { return e.PhoneKey == key }
+		q.Phone = phone.Digits
+		q.Keep = func(e store.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
 		shown = phone.Masked()
 	} else {
 		var perr *pairing.PhoneError
@@ -397,18 +404,45 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: "unknown_instance"}
 	}
 	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: "history", after: func(ctx, _ context.Context, log *slog.Logger) {
-		events, err := b.cfg.DB.AuditEvents(time.Time{}, match)
+		events, _, err := b.cfg.DB.Audit(q)
 		if err != nil {
 			log.Error("reading audit", "err", err)
 			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
 			return
 		}
-		if len(events) > historyLimit {
-			events = events[len(events)-historyLimit:]
-		}
 		slices.Reverse(events)
 		b.respond(ctx, log, cmd.ResponseURL, now, 0, HistoryView(shown, events))
 	}}
+}
+
+// eventInstanceID is the instance an audit event belongs to, for access
+// checks: the ID it records, or, for events written before IDs were
+// recorded, the instance its alias names today; "" (the default rules)
+// when neither is known.
+func (b *Bot) eventInstanceID(e store.Event) string {
+	if e.InstanceID != "" {
+		return e.InstanceID
+	}
+	if in, err := b.cfg.Directory.Resolve(e.Instance); err == nil {
+		return in.ID
+	}
+	return ""
+}
+
+// refuseClick answers a New code or Try again click by a user the access
+// rules no longer allow for the pairing's instance (checked against the
+// channel the pairing was requested in): a message posted before the rules
+// changed must not keep handing out codes. The refusal is audited.
+func (b *Bot) refuseClick(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, p store.Pairing, now time.Time) {
+	log.Info("button refused by the access rules", "instance", p.InstanceName)
+	e := store.Event{
+		Time: now, Kind: "refused", User: cb.User.ID, Team: cb.Team.ID, Channel: p.Channel, Instance: p.InstanceName, InstanceID: p.Instance,
+		Phone: pairing.PhoneFromDigits(p.Phone).Masked(), Digits: p.Phone, Pairing: p.ID, Outcome: "access",
+	}
+	if err := b.cfg.DB.AppendAudit(e); err != nil {
+		log.Error("audit", "err", err)
+	}
+	b.respond(ctx, log, cb.ResponseURL, now, 0, AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask))
 }
 
 // result turns the outcome of Start or Renew into what the agent sees.
@@ -459,6 +493,10 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			err = pairing.ErrNotYours
 		}
 	case ActionNewCode, ActionTryAgain:
+		if old, lerr := b.cfg.DB.Pairing(action.Value); lerr == nil && old.RequestedBy == cb.User.ID && !b.allowed(old.Instance, cb.User.ID, old.Channel) {
+			b.refuseClick(ctx, log, cb, old, now)
+			return
+		}
 		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID)

@@ -3,9 +3,7 @@ package pairing
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base32"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -374,15 +372,10 @@ func (s *Service) Cancel(id, user string) (store.Pairing, error) {
 func (s *Service) event(at time.Time, kind string, p store.Pairing, outcome string) store.Event {
 	return store.Event{
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
-		Instance: p.InstanceName, Phone: MaskPhone(PhoneFromDigits(p.Phone).International), PhoneKey: PhoneKey(p.Phone),
+		Instance: p.InstanceName, InstanceID: p.Instance, Phone: MaskPhone(PhoneFromDigits(p.Phone).International),
+		Digits:  p.Phone, // the store keeps only a keyed hash of it
 		Pairing: p.ID, Outcome: outcome,
 	}
-}
-
-// PhoneKey identifies a phone in the audit log without storing its digits.
-func PhoneKey(digits string) string {
-	sum := sha256.Sum256([]byte("linkbot-phone:" + digits))
-	return hex.EncodeToString(sum[:8])
 }
 
 func newID() string {

@@ -1,8 +1,6 @@
 package store
 
 import (
-	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -73,9 +71,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		if err != nil || before.AuditEvents.IsZero() {
 			return err
 		}
-		// Audit keys start with the event's big-endian unix nanos.
-		cutoff := binary.BigEndian.AppendUint64(nil, uint64(before.AuditEvents.UnixNano()))
-		st.AuditEvents, err = deleteWhere(tx.Bucket(bucketAudit), func(k, _ []byte) bool { return bytes.Compare(k[:8], cutoff) < 0 })
+		st.AuditEvents, err = pruneAudit(tx, before.AuditEvents)
 		return err
 	})
 	if err != nil {

@@ -23,7 +23,8 @@ var (
 	bucketResponseURLs  = []byte("response_urls")
 	bucketAudit         = []byte("audit")
 	bucketWatched       = []byte("watched")
-	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched}
+	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched,
+		bucketMeta, bucketAuditByPhone, bucketAuditByInstance}
 )
 
 // ErrLocked means another process holds the database file. bbolt takes an
@@ -79,6 +80,10 @@ func Open(path string, opts Options) (*DB, error) {
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("create buckets in %s: %w", path, err)
+		}
+		if err := prepareAudit(b); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 	}
 	// Batch coalesces concurrent check-and-records into one fsync; a short

@@ -6,49 +6,42 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
+	"os"
+	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
 
 // auditCommand prints audit events: `linkbot audit [--since 24h] [--phone …]
-// [--instance …] [--json]`. It reads the database file directly; while the
-// bot runs (and holds the file) it asks the bot's HTTP listener instead.
+// [--instance …] [--limit 1000] [--json]`. It reads the database file
+// directly; while the bot runs (and holds the file) it asks the bot over
+// the unix socket beside the file, which only the file's owner may open.
 func auditCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	since := fs.String("since", "24h", "how far back, e.g. 24h, 30m, 720h")
-	phone := fs.String("phone", "", "only events for this phone (with country code, or national in LINKBOT_DEFAULT_REGION)")
-	instance := fs.String("instance", "", "only events for this instance (alias or ID)")
+	since := fs.Duration("since", defaultAuditSince, "how far back, e.g. 24h, 30m, 720h")
+	phone := fs.String("phone", "", "only this phone's events: with country code, or national in the config file's default_region (or LINKBOT_DEFAULT_REGION)")
+	instance := fs.String("instance", "", "only this instance's events: its alias or 12-character ID")
+	limit := fs.Int("limit", defaultAuditLimit, fmt.Sprintf("at most this many events, the newest (1–%d)", maxAuditLimit))
 	asJSON := fs.Bool("json", false, "one JSON object per line")
 	if err := fs.Parse(args); err != nil {
 		return &configError{problems: []string{err.Error()}}
 	}
-	region := getenv("LINKBOT_DEFAULT_REGION")
-	f, err := parseAuditQuery(*since, *phone, *instance, region, time.Now())
+	dir, region, err := auditDirectory(getenv)
+	if err != nil {
+		return err
+	}
+	req, err := newAuditRequest(*since, *phone, *instance, *limit, dir, region, time.Now())
 	if err != nil {
 		return &configError{problems: []string{err.Error()}}
 	}
 	path := or(getenv("LINKBOT_DB"), "linkbot.db")
-	var events []store.Event
-	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: time.Second})
-	switch {
-	case err == nil:
-		events, err = db.AuditEvents(f.since, f.match)
-		db.Close()
-		if err != nil {
-			return err
-		}
-	case errors.Is(err, store.ErrLocked) && getenv("LINKBOT_HTTP_ADDR") != "":
-		events, err = fetchAudit(getenv("LINKBOT_HTTP_ADDR"), *since, *phone, *instance)
-		if err != nil {
-			return err
-		}
-	case errors.Is(err, store.ErrLocked):
-		return fmt.Errorf("%w; set LINKBOT_HTTP_ADDR to the running bot's listener to read through it", err)
-	default:
+	events, more, err := readAudit(path, req)
+	if err != nil {
 		return err
 	}
 	for _, e := range events {
@@ -58,26 +51,109 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 		}
 		fmt.Fprintf(stdout, "%s  %-12s %-12s %-14s %-18s %s\n", e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, e.User, or(e.Instance, "-"), or(e.Phone, "-"), e.Outcome)
 	}
-	if !*asJSON {
-		fmt.Fprintf(stdout, "%d events since %s\n", len(events), f.since.UTC().Format(time.RFC3339))
+	note := stdout
+	if *asJSON {
+		note = stderr
+	} else {
+		fmt.Fprintf(stdout, "%d events since %s\n", len(events), req.Since.UTC().Format(time.RFC3339))
+	}
+	if more {
+		fmt.Fprintf(note, "Only the newest %d are shown; older events in the window were left out (raise --limit or shorten --since).\n", len(events))
 	}
 	return nil
 }
 
-func fetchAudit(addr, since, phone, instance string) ([]store.Event, error) {
-	q := url.Values{"since": {since}, "phone": {phone}, "instance": {instance}}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/audit?" + q.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("reading the audit log from the running bot at %s: %w", addr, err)
+// readAudit answers req from the file, or through the running bot when it
+// holds the file's lock. Both read the same query with the same bounds.
+func readAudit(path string, req auditRequest) ([]store.Event, bool, error) {
+	// The running bot holds the lock for its whole life, so a short wait
+	// is enough to tell it is there.
+	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond})
+	switch {
+	case err == nil:
+		defer db.Close()
+		return db.Audit(req.query())
+	case errors.Is(err, store.ErrLocked):
+		events, more, serr := askRunningBot(auditSocketPath(path), req)
+		if serr != nil {
+			return nil, false, fmt.Errorf("%s is held by the running bot, and reading through it failed: %w", path, serr)
+		}
+		return events, more, nil
+	default:
+		return nil, false, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
-		return nil, fmt.Errorf("the running bot answered HTTP %d: %s", resp.StatusCode, msg)
+}
+
+// auditDirectory reads what `linkbot audit` needs from the configuration:
+// the instances (so --instance takes an alias or an ID) and the default
+// region (LINKBOT_DEFAULT_REGION, else the file's default_region) for
+// national numbers in --phone. It needs no tokens, so unlike the bot it
+// does not insist on the variables named by token_env.
+func auditDirectory(getenv func(string) string) (dir *pairing.Directory, region string, err error) {
+	region = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
+	var instances []pairing.Instance
+	if path := getenv("LINKBOT_CONFIG"); path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return nil, "", &configError{problems: []string{fmt.Sprintf("LINKBOT_CONFIG: %v", err)}}
+		}
+		var f fileConfig
+		if err := yaml.Unmarshal(raw, &f); err != nil {
+			return nil, "", &configError{problems: []string{fmt.Sprintf("LINKBOT_CONFIG %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}}
+		}
+		if region == "" {
+			region = strings.ToUpper(strings.TrimSpace(f.DefaultRegion))
+		}
+		for _, in := range f.Instances {
+			instances = append(instances, pairing.Instance{ID: in.ID, Name: or(strings.TrimSpace(in.Alias), in.ID), Region: strings.ToUpper(in.Region)})
+		}
 	}
-	var events []store.Event
-	if err := json.NewDecoder(resp.Body).Decode(&events); err != nil {
-		return nil, fmt.Errorf("reading the audit log from the running bot: %w", err)
+	return pairing.NewDirectory(instances, region), region, nil
+}
+
+// newAuditRequest turns the flags into a query: --instance resolved to its
+// alias and ID (events record the alias; newer ones also the ID), --phone
+// normalised with the instance's region, else the default region.
+func newAuditRequest(since time.Duration, phone, instance string, limit int, dir *pairing.Directory, region string, now time.Time) (auditRequest, error) {
+	if since <= 0 {
+		return auditRequest{}, errors.New("--since must be a positive duration such as 24h or 30m")
 	}
-	return events, nil
+	if limit < 1 || limit > maxAuditLimit {
+		return auditRequest{}, fmt.Errorf("--limit must be between 1 and %d", maxAuditLimit)
+	}
+	req := auditRequest{Since: now.Add(-since), Limit: limit}
+	in := pairing.Instance{Region: region}
+	if instance != "" {
+		var err error
+		if in, err = dir.Resolve(instance); err != nil {
+			known := "none configured"
+			if names := dir.Names(); len(names) > 0 {
+				known = strings.Join(names, ", ")
+			}
+			return auditRequest{}, fmt.Errorf("--instance %q is neither a configured alias (%s) nor a 12-character instance ID", instance, known)
+		}
+		req.Instances = []string{in.ID}
+		if in.Name != in.ID {
+			req.Instances = append(req.Instances, in.Name)
+		}
+	}
+	if phone != "" {
+		p, err := pairing.NormalizePhone(phone, in.Region)
+		var perr *pairing.PhoneError
+		switch {
+		case errors.As(err, &perr) && perr.Problem == pairing.PhoneNoCountryCode:
+			return auditRequest{}, fmt.Errorf("--phone %q has no country code: include it (+20…), or set default_region in LINKBOT_CONFIG or LINKBOT_DEFAULT_REGION", phone)
+		case err != nil:
+			return auditRequest{}, fmt.Errorf("--phone %q is not a valid phone number%s", phone, inRegion(in.Region))
+		}
+		req.Phone = p.Digits
+	}
+	return req, nil
+}
+
+func inRegion(region string) string {
+	if region == "" {
+		return " (include the country code)"
+	}
+	return " for " + region + " (or include the country code)"
 }

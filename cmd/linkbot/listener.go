@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -15,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -89,10 +87,11 @@ func (m *metrics) WawpCall(endpoint, status string, d time.Duration) {
 	m.wawpTime.WithLabelValues(endpoint).Observe(d.Seconds())
 }
 
-// listen serves /healthz, /readyz, /metrics and /audit on addr until ctx
-// ends. /audit lets `linkbot audit` read events while the bot holds the
-// database file; bind addr to localhost or a private interface.
-func listen(ctx context.Context, addr string, m *metrics, db *store.DB, defaultRegion string, log *slog.Logger) (func(), error) {
+// listen serves /healthz, /readyz and /metrics on addr until ctx ends. It
+// never serves the audit log: that goes only over the unix socket beside
+// the database (auditsock.go), so the listener can be published for
+// Prometheus without exposing who linked which phone.
+func listen(ctx context.Context, addr string, m *metrics, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -107,60 +106,16 @@ func listen(ctx context.Context, addr string, m *metrics, db *store.DB, defaultR
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/audit", func(w http.ResponseWriter, r *http.Request) {
-		f, err := parseAuditQuery(r.URL.Query().Get("since"), r.URL.Query().Get("phone"), r.URL.Query().Get("instance"), defaultRegion, time.Now())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		events, err := db.AuditEvents(f.since, f.match)
-		if err != nil {
-			http.Error(w, "reading audit log failed", http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(events)
-	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http listener", "err", err)
 		}
 	}()
-	log.Info("http listener up", "addr", ln.Addr().String(), "paths", "/healthz /readyz /metrics /audit")
+	log.Info("http listener up", "addr", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
 	return func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 	}, nil
-}
-
-// auditFilter selects audit events.
-type auditFilter struct {
-	since time.Time
-	match func(store.Event) bool
-}
-
-// parseAuditQuery turns "24h", a phone and an instance name into a filter.
-func parseAuditQuery(since, phone, instance, region string, now time.Time) (auditFilter, error) {
-	f := auditFilter{}
-	if since != "" {
-		d, err := time.ParseDuration(since)
-		if err != nil || d <= 0 {
-			return f, errors.New("--since must be a duration such as 24h or 30m")
-		}
-		f.since = now.Add(-d)
-	}
-	var key string
-	if phone != "" {
-		p, err := pairing.NormalizePhone(phone, region)
-		if err != nil {
-			return f, errors.New("--phone is not a valid phone number (include the country code)")
-		}
-		key = pairing.PhoneKey(p.Digits)
-	}
-	f.match = func(e store.Event) bool {
-		return (key == "" || e.PhoneKey == key) && (instance == "" || strings.EqualFold(e.Instance, instance))
-	}
-	return f, nil
 }

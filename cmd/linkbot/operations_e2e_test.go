@@ -68,9 +68,9 @@ func golden(t *testing.T, name, got string) {
 }
 
 // TestOperations runs a realistic session with JSON logs and the HTTP
-// listener on, then checks health, metrics, the audit trail (over HTTP
-// while running, from the file after), /link history, and that the logs
-// hold no code, token or full phone number.
+// listener on, then checks health, metrics, the audit trail (through the
+// bot's socket while running, from the file after), /link history, and
+// that the logs hold no code, token or full phone number.
 func TestOperations(t *testing.T) {
 	h := newHarness(t)
 	addr := freeAddr(t)
@@ -138,7 +138,7 @@ func TestOperations(t *testing.T) {
 		}
 	}
 
-	// While the bot holds the file, `linkbot audit` reads through the listener.
+	// While the bot holds the file, `linkbot audit` reads through its socket.
 	var out bytes.Buffer
 	getenv := func(k string) string { return h.env[k] }
 	// The access refusal is audited just after its ack: wait for it.
@@ -159,7 +159,7 @@ func TestOperations(t *testing.T) {
 		t.Fatalf("audit from the file: %v", err)
 	}
 	if mask(after.String()) != mask(out.String()) {
-		t.Errorf("audit from the file differs from the listener's:\n%s\n---\n%s", after.String(), out.String())
+		t.Errorf("audit from the file differs from the socket's:\n%s\n---\n%s", after.String(), out.String())
 	}
 	out.Reset()
 	run(context.Background(), []string{"linkbot", "audit", "--json", "--instance", "support-eg"}, getenv, &out, io.Discard)

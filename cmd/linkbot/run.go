@@ -25,8 +25,8 @@ Usage:
                      play a scripted session against built-in fake Slack and Wawp (no account needed)
   linkbot check-config [FILE]
                      validate a config file (default $LINKBOT_CONFIG) without connecting
-  linkbot audit [--since 24h] [--phone P] [--instance I] [--json]
-                     print audit events from LINKBOT_DB (or the running bot's listener)
+  linkbot audit [--since 24h] [--phone P] [--instance I] [--limit 1000] [--json]
+                     print audit events from LINKBOT_DB (through the running bot's socket while it runs)
   linkbot version    print the version
   linkbot help       show this text
 `
@@ -89,6 +89,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
+	if stop, err := serveAuditSocket(ctx, auditSocketPath(cfg.DBPath), db, log); err != nil {
+		log.Warn("audit socket unavailable: linkbot audit cannot read the log while the bot runs", "err", err)
+	} else {
+		defer stop()
+	}
 
 	// Keep connections to Wawp and Slack warm: the default of two idle
 	// connections per host forces a new TLS handshake under any load.
@@ -113,7 +118,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
-		stop, err := listen(ctx, cfg.HTTPAddr, m, db, cfg.DefaultRegion, log)
+		stop, err := listen(ctx, cfg.HTTPAddr, m, log)
 		if err != nil {
 			return fmt.Errorf("LINKBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 		}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/linkbot/linkbot/store"
+)
+
+// The audit log is read over a unix socket beside the database file, never
+// over the metrics listener: issue 7 found GET /audit answering anyone who
+// reached :8080. The socket has the file's protection — mode 0600, owned
+// by the user the bot runs as, who owns the database — so whoever can open
+// it could read the file anyway, and `linkbot audit` keeps working while
+// the bot holds the file's lock.
+
+// auditSocketPath is where the running bot serves the audit log.
+func auditSocketPath(dbPath string) string { return dbPath + ".sock" }
+
+// Bounds of one audit read, the same from the file and over the socket.
+const (
+	defaultAuditSince = 24 * time.Hour
+	defaultAuditLimit = 1000
+	maxAuditLimit     = 100_000
+)
+
+// auditRequest is an audit query as `linkbot audit` resolves it (phone
+// normalised, instance resolved to its alias and ID) and as it travels to
+// the running bot.
+type auditRequest struct {
+	Since     time.Time
+	Phone     string   // digits, country code first
+	Instances []string // alias and ID of one instance
+	Limit     int
+}
+
+func (r auditRequest) query() store.AuditQuery {
+	return store.AuditQuery{Since: r.Since, Phone: r.Phone, Instances: r.Instances, Limit: r.Limit}
+}
+
+func (r auditRequest) values() url.Values {
+	v := url.Values{"limit": {strconv.Itoa(r.Limit)}, "instance": r.Instances}
+	if !r.Since.IsZero() {
+		v.Set("since", strconv.FormatInt(r.Since.UnixNano(), 10))
+	}
+	if r.Phone != "" {
+		v.Set("phone", r.Phone)
+	}
+	return v
+}
+
+// parseAuditRequest reads a request sent over the socket, with the bounds
+// `linkbot audit` itself keeps: the socket gives nothing the file would not.
+func parseAuditRequest(v url.Values) (auditRequest, error) {
+	var r auditRequest
+	if s := v.Get("since"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return r, errors.New("since must be unix nanoseconds")
+		}
+		r.Since = time.Unix(0, n)
+	}
+	r.Phone = v.Get("phone")
+	if len(r.Phone) > 20 || !allDigits(r.Phone) {
+		return r, errors.New("phone must be digits, country code first")
+	}
+	r.Instances = v["instance"]
+	if len(r.Instances) > 2 {
+		return r, errors.New("at most one instance (its alias and ID)")
+	}
+	for _, in := range r.Instances {
+		if in == "" || len(in) > 100 {
+			return r, errors.New("instance must be an alias or ID")
+		}
+	}
+	r.Limit = defaultAuditLimit
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxAuditLimit {
+			return r, fmt.Errorf("limit must be between 1 and %d", maxAuditLimit)
+		}
+		r.Limit = n
+	}
+	return r, nil
+}
+
+func allDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// auditAnswer is the socket's answer: the events, oldest first, and
+// whether the limit left older ones out.
+type auditAnswer struct {
+	Events []store.Event `json:"events"`
+	More   bool          `json:"more"`
+}
+
+// auditHandler serves GET /audit and nothing else.
+func auditHandler(db *store.DB, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /audit", func(w http.ResponseWriter, r *http.Request) {
+		req, err := parseAuditRequest(r.URL.Query())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		events, more, err := db.Audit(req.query())
+		if err != nil {
+			log.Error("audit socket", "err", err)
+			http.Error(w, "reading the audit log failed", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(auditAnswer{Events: events, More: more})
+	})
+	return mux
+}
+
+// serveAuditSocket serves the audit log on a unix socket at path until
+// stop is called. The socket is created in a private (0700) directory,
+// set to 0600 and only then renamed into place, so nobody else can connect
+// in between; the rename also replaces, atomically, a socket left by a
+// crash (this process holds the database's lock, so no other bot can be
+// using it). Anything at path that is not a socket is left alone and the
+// bot runs without the socket. stop closes it and removes it.
+func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.Logger) (stop func(), err error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("%s exists and is not a socket; move it away", path)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(path), ".linkbot-audit-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	private := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", private)
+	if err != nil {
+		return nil, err
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false) // it is removed by path below
+	if err := os.Chmod(private, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := os.Rename(private, path); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	ours, err := os.Lstat(path)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: auditHandler(db, log), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("audit socket", "err", err)
+		}
+	}()
+	log.Info("audit socket up", "path", path)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		if fi, err := os.Lstat(path); err == nil && os.SameFile(fi, ours) {
+			os.Remove(path)
+		}
+	}, nil
+}
+
+// askRunningBot sends req to the bot serving the socket at path.
+func askRunningBot(path string, req auditRequest) ([]store.Event, bool, error) {
+	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+	resp, err := client.Get("http://linkbot/audit?" + req.values().Encode())
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return nil, false, fmt.Errorf("%s: permission denied: only the user the bot runs as (or root) may read its audit log", path)
+	case err != nil:
+		return nil, false, fmt.Errorf("no bot answers on %s (is it an older linkbot, or could it not create the socket? its log says): %w", path, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 500))
+		return nil, false, fmt.Errorf("the running bot refused the audit query: %s", msg)
+	}
+	var a auditAnswer
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		return nil, false, fmt.Errorf("reading the audit log from the running bot: %w", err)
+	}
+	return a.Events, a.More, nil
+}

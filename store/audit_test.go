@@ -1,0 +1,342 @@
+package store
+
+import (
+	"compress/gzip"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+)
+
+// storedPhoneKeys returns the phone_key of every stored audit event, as
+// written in the file.
+func storedPhoneKeys(t *testing.T, db *DB) []string {
+	t.Helper()
+	var keys []string
+	db.bolt.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
+			if strings.Contains(string(v), "201112223333") {
+				t.Errorf("stored event holds the phone's digits: %s", v)
+			}
+			var raw map[string]any
+			json.Unmarshal(v, &raw)
+			k, _ := raw["phone_key"].(string)
+			keys = append(keys, k)
+			return nil
+		})
+	})
+	return keys
+}
+
+// TestPhoneKeyIsKeyedPerDatabase: the phone key is an HMAC with a secret
+// kept in the database, so it cannot be recomputed from the digits (the
+// unkeyed sha256 let one event's key and mask give the number away in 223
+// guesses); two databases give one phone different keys; the key is never
+// handed to readers; and a reopened database still finds the phone.
+func TestPhoneKeyIsKeyedPerDatabase(t *testing.T) {
+	dir := t.TempDir()
+	var keys []string
+	for _, name := range []string{"a.db", "b.db"} {
+		db, err := Open(filepath.Join(dir, name), Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.AppendAudit(Event{Time: t0, Kind: "requested", User: "U1", Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: "201112223333"}); err != nil {
+			t.Fatal(err)
+		}
+		stored := storedPhoneKeys(t, db)
+		if len(stored) != 1 || stored[0] == "" {
+			t.Fatalf("stored keys %q, want one", stored)
+		}
+		keys = append(keys, stored[0])
+		got, _, err := db.Audit(AuditQuery{Phone: "201112223333"})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Audit by phone = %+v, %v", got, err)
+		}
+		if got[0].PhoneKey != "" || got[0].Digits != "" {
+			t.Errorf("Audit handed out the phone key or digits: %+v", got[0])
+		}
+		db.Close()
+		// The secret is created once and kept: after a reopen the phone is still found.
+		db, err = Open(filepath.Join(dir, name), Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := db.Audit(AuditQuery{Phone: "201112223333"}); len(got) != 1 {
+			t.Errorf("after reopening, Audit by phone found %d events, want 1", len(got))
+		}
+		db.Close()
+	}
+	if keys[0] == keys[1] {
+		t.Errorf("two databases gave one phone the same key %s: it does not depend on a per-database secret", keys[0])
+	}
+	if legacy := legacyPhoneKey("201112223333"); slices.Contains(keys, legacy) {
+		t.Errorf("key %s is the unkeyed sha256 anyone can recompute", legacy)
+	}
+}
+
+// openFixture copies testdata/audit_v0.db.gz, a database written by the
+// version before indexes and keyed phones (unkeyed sha256 phone keys, no
+// meta bucket), and returns its path.
+func openFixture(t *testing.T) string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "audit_v0.db.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "v0.db")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func kindsOf(events []Event) []string {
+	var out []string
+	for _, e := range events {
+		out = append(out, e.User+":"+e.Kind)
+	}
+	return out
+}
+
+// TestAuditFindsOldFormEvents: events written before the upgrade carry the
+// old unkeyed phone key and no index entries. Read-only (the upgrade has
+// not run) and after the upgrade, a phone's and an instance's events are
+// found, old and new alike.
+func TestAuditFindsOldFormEvents(t *testing.T) {
+	path := openFixture(t)
+	oldPhone := []string{"U1:requested", "U1:code_issued", "U1:linked", "U2:requested", "U2:code_issued"}
+	oldEG := []string{"U1:requested", "U1:code_issued", "U1:linked", "U1:requested"}
+
+	ro, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := ro.Audit(AuditQuery{Phone: "201112223333"})
+	if diff := cmp.Diff(oldPhone, kindsOf(got)); diff != "" || err != nil {
+		t.Errorf("read-only, by phone (-want +got):\n%s%v", diff, err)
+	}
+	got, _, _ = ro.Audit(AuditQuery{Instances: []string{"support-eg"}})
+	if diff := cmp.Diff(oldEG, kindsOf(got)); diff != "" {
+		t.Errorf("read-only, by instance (-want +got):\n%s", diff)
+	}
+	ro.Close()
+
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	at := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	db.AppendAudit(Event{Time: at, Kind: "requested", User: "U3", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6", Digits: "201112223333"})
+	got, _, err = db.Audit(AuditQuery{Phone: "201112223333"})
+	if diff := cmp.Diff(append(oldPhone, "U3:requested"), kindsOf(got)); diff != "" || err != nil {
+		t.Errorf("upgraded, by phone (-want +got):\n%s%v", diff, err)
+	}
+	got, _, _ = db.Audit(AuditQuery{Instances: []string{"support-eg"}})
+	if diff := cmp.Diff(append(oldEG, "U3:requested"), kindsOf(got)); diff != "" {
+		t.Errorf("upgraded, by instance (-want +got):\n%s", diff)
+	}
+	got, _, _ = db.Audit(AuditQuery{Instances: []string{"A1B2C3D4E5F6"}})
+	if diff := cmp.Diff([]string{"U3:requested"}, kindsOf(got)); diff != "" {
+		t.Errorf("upgraded, by instance ID (-want +got):\n%s", diff)
+	}
+	checkAuditIndexes(t, db)
+}
+
+// seedQueryEvents appends 60 events: 3 phones, 2 instances (one also known
+// by its ID), one a minute.
+func seedQueryEvents(t *testing.T, db *DB) []Event {
+	t.Helper()
+	var all []Event
+	for i := range 60 {
+		e := Event{
+			Time: t0.Add(time.Duration(i) * time.Minute), Kind: "requested", User: fmt.Sprintf("U%d", i%4),
+			Instance: []string{"support-eg", "Field-NG"}[i%2], Pairing: fmt.Sprint("p", i),
+			Digits: fmt.Sprintf("20111222333%d", i%3),
+		}
+		if i%2 == 0 && i >= 30 {
+			e.InstanceID = "A1B2C3D4E5F6"
+		}
+		if i%10 == 9 {
+			e.Digits = "" // a refusal before the phone was understood
+		}
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+		e.Digits = ""
+		all = append(all, e)
+	}
+	return all
+}
+
+// TestAuditQuery checks every way of narrowing the log against a plain
+// filter over all events.
+func TestAuditQuery(t *testing.T) {
+	db := openTest(t)
+	all := seedQueryEvents(t, db)
+	phoneOf := func(i int) string {
+		if i%10 == 9 {
+			return ""
+		}
+		return fmt.Sprintf("20111222333%d", i%3)
+	}
+	tests := []struct {
+		name     string
+		q        AuditQuery
+		want     func(i int, e Event) bool
+		wantMore bool
+	}{
+		{"all", AuditQuery{}, func(int, Event) bool { return true }, false},
+		{"since", AuditQuery{Since: t0.Add(50 * time.Minute)}, func(i int, _ Event) bool { return i >= 50 }, false},
+		{"window", AuditQuery{Since: t0.Add(10 * time.Minute), Until: t0.Add(20 * time.Minute)}, func(i int, _ Event) bool { return i >= 10 && i < 20 }, false},
+		{"limit keeps the newest", AuditQuery{Limit: 5}, func(i int, _ Event) bool { return i >= 55 }, true},
+		{"limit not reached", AuditQuery{Since: t0.Add(55 * time.Minute), Limit: 5}, func(i int, _ Event) bool { return i >= 55 }, false},
+		{"phone", AuditQuery{Phone: "201112223331"}, func(i int, _ Event) bool { return phoneOf(i) == "201112223331" }, false},
+		{"phone, last 3", AuditQuery{Phone: "201112223331", Limit: 3}, func(i int, _ Event) bool { return phoneOf(i) == "201112223331" && i > 50 }, true},
+		{"phone in a window", AuditQuery{Phone: "201112223330", Since: t0.Add(20 * time.Minute), Until: t0.Add(40 * time.Minute)}, func(i int, _ Event) bool { return phoneOf(i) == "201112223330" && i >= 20 && i < 40 }, false},
+		{"unknown phone", AuditQuery{Phone: "201009998888"}, func(int, Event) bool { return false }, false},
+		{"instance by name, any case", AuditQuery{Instances: []string{"field-ng"}}, func(i int, _ Event) bool { return i%2 == 1 }, false},
+		{"instance by ID", AuditQuery{Instances: []string{"A1B2C3D4E5F6"}}, func(i int, _ Event) bool { return i%2 == 0 && i >= 30 }, false},
+		{"instance by name and ID, no duplicates", AuditQuery{Instances: []string{"support-eg", "a1b2c3d4e5f6"}}, func(i int, _ Event) bool { return i%2 == 0 }, false},
+		{"phone and instance", AuditQuery{Phone: "201112223332", Instances: []string{"support-eg"}}, func(i int, _ Event) bool { return phoneOf(i) == "201112223332" && i%2 == 0 }, false},
+		{"keep, limit", AuditQuery{Keep: func(e Event) bool { return e.User == "U1" }, Limit: 2}, func(i int, _ Event) bool { return i%4 == 1 && i >= 53 }, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var want []Event
+			for i, e := range all {
+				if tt.want(i, e) {
+					want = append(want, e)
+				}
+			}
+			got, more, err := db.Audit(tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("events (-want +got):\n%s", diff)
+			}
+			if more != tt.wantMore {
+				t.Errorf("more = %v, want %v", more, tt.wantMore)
+			}
+		})
+	}
+}
+
+// checkAuditIndexes fails unless the index buckets hold exactly one entry
+// per (event, phone key) and (event, instance name or ID) pair.
+func checkAuditIndexes(t *testing.T, db *DB) {
+	t.Helper()
+	want := map[string][]string{}
+	got := map[string][]string{}
+	db.bolt.View(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
+			var e Event
+			json.Unmarshal(v, &e)
+			for _, ix := range indexEntries(e, k) {
+				want[string(ix.bucket)] = append(want[string(ix.bucket)], string(ix.key))
+			}
+			return nil
+		})
+		for _, b := range [][]byte{bucketAuditByPhone, bucketAuditByInstance} {
+			tx.Bucket(b).ForEach(func(k, _ []byte) error {
+				got[string(b)] = append(got[string(b)], string(k))
+				return nil
+			})
+			slices.Sort(want[string(b)])
+		}
+		return nil
+	})
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("audit indexes out of step with the events (-want +got):\n%s", diff)
+	}
+}
+
+// TestPruneKeepsAuditIndexesConsistent: pruning old events removes their
+// index entries too, so an index never points at a pruned event and a
+// query by phone or instance finds exactly what is left.
+func TestPruneKeepsAuditIndexesConsistent(t *testing.T) {
+	db := openTest(t)
+	all := seedQueryEvents(t, db)
+	checkAuditIndexes(t, db)
+	cutoff := t0.Add(25 * time.Minute)
+	st, err := db.Prune(t0.Add(time.Hour), PruneBefore{AuditEvents: cutoff})
+	if err != nil || st.AuditEvents != 25 {
+		t.Fatalf("pruned %+v, %v; want 25 audit events", st, err)
+	}
+	checkAuditIndexes(t, db)
+	var want []Event
+	for i, e := range all {
+		if i >= 25 && i%2 == 1 {
+			want = append(want, e)
+		}
+	}
+	got, _, _ := db.Audit(AuditQuery{Instances: []string{"field-ng"}})
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after pruning, by instance (-want +got):\n%s", diff)
+	}
+	got, _, _ = db.Audit(AuditQuery{Phone: "201112223330"})
+	for _, e := range got {
+		if e.Time.Before(cutoff) {
+			t.Errorf("pruned event still found by phone: %+v", e)
+		}
+	}
+}
+
+// TestUpgradeIndexesOldEventsInChunks: a log written before the indexes is
+// indexed on the first read-write open, a chunk per transaction, and every
+// event is found afterwards.
+func TestUpgradeIndexesOldEventsInChunks(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewind the file to the old layout: events without index entries, with
+	// the unkeyed phone key, and no "indexed" mark.
+	err = db.bolt.Update(func(tx *bolt.Tx) error {
+		for i := range 50 {
+			e := Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: "requested", User: "U1", Instance: "support-eg", PhoneKey: legacyPhoneKey("201112223333")}
+			if err := putJSON(tx.Bucket(bucketAudit), binary.BigEndian.AppendUint64(timeBytes(e.Time), uint64(i)), e); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Delete(metaAuditIndexed)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	defer func(n int) { auditIndexChunk = n }(auditIndexChunk)
+	auditIndexChunk = 7
+	db, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	checkAuditIndexes(t, db)
+	for _, q := range []AuditQuery{{Phone: "201112223333"}, {Instances: []string{"SUPPORT-EG"}}} {
+		if got, _, err := db.Audit(q); len(got) != 50 || err != nil {
+			t.Errorf("Audit(%+v) found %d events, %v; want 50", q, len(got), err)
+		}
+	}
+}
