@@ -508,9 +508,12 @@ const maxRetryWait = 10 * time.Second
 
 // respond replaces the ephemeral message behind url with m, within the
 // url's budget (counted in the store; keep uses stay for later posts). A
-// 429 or 5xx is retried after a pause in this goroutine only, without
-// spending budget twice. Failures are logged, never shown, and the url
-// itself is never logged (it is a credential for the message).
+// 429 or 5xx is retried after a pause in this goroutine only. Only a 429
+// gives its use back: after a 5xx, a timeout or a broken connection Slack
+// may have counted the post, and a use given back then would let the
+// final state become a 6th post, which Slack refuses. Failures are
+// logged, never shown, and the url itself is never logged (it is a
+// credential for the message).
 func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
 	for try := 1; ; try++ {
 		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), keep); err != nil {
@@ -530,15 +533,15 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 		switch {
 		case errors.As(err, &rl):
 			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
+			// Slack refused the post before counting it: the use is ours again.
+			if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
+				log.Error("refund response_url use", "err", rerr)
+			}
 		case errors.As(err, &code) && code.Code >= 500:
 			wait = time.Second
 		case errors.As(err, &code) && (code.Code == http.StatusNotFound || code.Code == http.StatusGone):
 			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
 			return urlGone
-		}
-		// Slack did not take this use (or we cannot know it did): give it back.
-		if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
-			log.Error("refund response_url use", "err", rerr)
 		}
 		if wait == 0 || try >= maxPostTries {
 			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)

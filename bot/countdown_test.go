@@ -203,7 +203,9 @@ func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
 }
 
 // A 429 on an edit is retried (after Retry-After) without spending the
-// budget twice; a 404 ends editing for that message.
+// budget twice; a 500 is retried too, but Slack may have counted it, so it
+// costs a use: the countdown skips its last step and the final state keeps
+// its use. A 404 ends editing for that message.
 func TestCountdownSlackFaults(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
@@ -211,7 +213,7 @@ func TestCountdownSlackFaults(t *testing.T) {
 	r.slack.RateLimitNext(time.Second)
 	r.slack.FailNextResponse(http.StatusInternalServerError)
 	got := r.run(t0, msgID, 180, nil)
-	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"}
+	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
@@ -224,6 +226,27 @@ func TestCountdownSlackFaults(t *testing.T) {
 	}
 	if live, _ := r2.db.WatchedPairings(); len(live) != 0 {
 		t.Errorf("still watching a message whose url is gone")
+	}
+}
+
+// An edit whose answer is lost (the client timed out, but Slack took the
+// post) keeps its use: giving it back would make the final state Slack's
+// 6th post, which fails, and the code would never leave the message.
+func TestLostAnswerKeepsItsUse(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.bot.cfg.HTTP = &http.Client{Timeout: 200 * time.Millisecond}
+	msgID := r.start()
+	r.slack.SlowNextResponse(2 * time.Second) // the first countdown edit
+	got := r.run(t0, msgID, 180, nil)
+	// The lost edit showed; the bot, not knowing, posts that step again
+	// and then skips the last step to keep the final state's use.
+	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "55s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("edits (-want +got):\n%s", diff)
+	}
+	if p, _ := r.db.WatchedPairings(); len(p) != 0 {
+		t.Errorf("still watching %d pairings", len(p))
 	}
 }
 

@@ -119,6 +119,7 @@ type Server struct {
 	violations   []string
 	rateLimit    []time.Duration // Retry-After for the next response_url posts
 	failStatus   []int           // statuses for the next response_url posts
+	slowNext     []time.Duration // answer delays for the next response_url posts
 	changed      chan struct{}
 	onViolation  func(string)
 	ackLatencies []time.Duration
@@ -584,10 +585,22 @@ func (s *Server) RateLimited() int {
 	return s.rateLimited
 }
 
-// FailNextResponse makes the next response_url post answer status (e.g. 500).
+// FailNextResponse makes the next response_url post answer status (e.g.
+// 500) without changing the message. A 5xx still counts as a use: Slack
+// may have counted the post before failing, and the fake takes the
+// strictest reading.
 func (s *Server) FailNextResponse(status int) {
 	s.mu.Lock()
 	s.failStatus = append(s.failStatus, status)
+	s.mu.Unlock()
+}
+
+// SlowNextResponse makes the next response_url post take effect (the use is
+// counted and the message changed) but answer only after d, so a client
+// with a shorter timeout never learns that Slack took it.
+func (s *Server) SlowNextResponse(d time.Duration) {
+	s.mu.Lock()
+	s.slowNext = append(s.slowNext, d)
 	s.mu.Unlock()
 }
 
@@ -614,7 +627,14 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	if len(s.failStatus) > 0 {
 		st := s.failStatus[0]
 		s.failStatus = s.failStatus[1:]
+		if st >= 500 {
+			u.uses++
+		}
+		over := u.uses > ResponseURLUses
 		s.mu.Unlock()
+		if over {
+			s.violate("response_url used %d times (limit %d)", u.uses, ResponseURLUses)
+		}
 		http.Error(w, "internal_error", st)
 		return
 	}
@@ -671,8 +691,19 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 		s.messages[nm.ID] = nm
 		s.msgOrder = append(s.msgOrder, nm.ID)
 	}
+	var slow time.Duration
+	if len(s.slowNext) > 0 {
+		slow, s.slowNext = s.slowNext[0], s.slowNext[1:]
+	}
 	s.notifyLocked()
 	s.mu.Unlock()
+	if slow > 0 {
+		select {
+		case <-time.After(slow):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	w.Write([]byte("ok"))
 }
 

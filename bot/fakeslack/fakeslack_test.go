@@ -141,3 +141,35 @@ func TestInChannelIsAViolation(t *testing.T) {
 		t.Errorf("violations = %q, want one for in_channel", v)
 	}
 }
+
+// A 5xx may have been counted by Slack: the fake counts it (the strictest
+// reading) but leaves the message as it was.
+func TestServerErrorCountsAUse(t *testing.T) {
+	s, env := withCommand(t)
+	s.FailNextResponse(http.StatusInternalServerError)
+	resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || s.ResponseURLUses(env.ResponseURL) != 1 {
+		t.Errorf("got HTTP %d and %d uses, want 500 and 1", resp.StatusCode, s.ResponseURLUses(env.ResponseURL))
+	}
+	if n := len(s.Message(env.MessageID).Versions); n != 0 {
+		t.Errorf("message has %d versions after a 500, want none", n)
+	}
+}
+
+// A slow answer: the post takes effect at once, the answer comes later.
+func TestSlowNextResponse(t *testing.T) {
+	s, env := withCommand(t)
+	s.SlowNextResponse(5 * time.Second)
+	client := &http.Client{Timeout: 100 * time.Millisecond}
+	_, err := client.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`))
+	if err == nil {
+		t.Fatal("answered within 100 ms, want a timeout")
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 1 || s.Message(env.MessageID).Latest().Text != "x" {
+		t.Errorf("the slow post did not take effect: %d uses, latest %+v", s.ResponseURLUses(env.ResponseURL), s.Message(env.MessageID).Latest())
+	}
+}
