@@ -498,6 +498,7 @@ const (
 	budgetSpent             // no use left that this post may take
 	urlGone                 // Slack answered 404/410: the message cannot be edited any more
 	postFailed              // network trouble or repeated 429/5xx: try again later
+	postDropped             // what the message should show changed before a retry
 )
 
 // maxPostTries bounds retries of one response_url post after a 429 or 5xx.
@@ -515,7 +516,23 @@ const maxRetryWait = 10 * time.Second
 // logged, never shown, and the url itself is never logged (it is a
 // credential for the message).
 func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
+	return b.post(ctx, log, url, issued, keep, m, nil)
+}
+
+// post is respond for a message that follows stored state: before every
+// retry, again (when set) says what the message should show now, or false
+// when that changed, and the retry is dropped. A pause for Retry-After can
+// outlast the state it was rendered from (a New code click lands in it),
+// and a retry must never post a view that is no longer true.
+func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool)) postOutcome {
 	for try := 1; ; try++ {
+		if try > 1 && again != nil {
+			var ok bool
+			if m, ok = again(); !ok {
+				log.Info("response_url retry dropped: the message has moved on")
+				return postDropped
+			}
+		}
 		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), keep); err != nil {
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent

@@ -119,16 +119,31 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	if final {
 		keep = 0
 	}
+	// Before a retry, re-read the pairing: if what it should show changed
+	// (or a click gave it another response_url), whoever changed it shows
+	// the new state, and this post is dropped.
+	again := func() (Message, bool) {
+		fresh, err := b.cfg.DB.Pairing(p.ID)
+		if err != nil {
+			return Message{}, false
+		}
+		now := b.cfg.Service.Now()
+		if fresh.ResponseURL != p.ResponseURL || viewKey(fresh, now) != key {
+			return Message{}, false
+		}
+		return b.render(fresh, now), true
+	}
 	var err error
-	switch b.respond(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now)) {
+	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now), again) {
 	case posted, budgetSpent:
 		// Without budget this step is skipped for good; a final state
 		// without budget can never be shown, so editing ends.
 		err = b.cfg.DB.RecordView(p.ID, key, final)
 	case urlGone:
 		err = b.cfg.DB.RecordView(p.ID, p.LastView, true)
-	case postFailed:
-		// Left as it was: the next tick tries again.
+	case postFailed, postDropped:
+		// Left as it was: the next tick (or the writer that changed the
+		// pairing) shows what is due.
 	}
 	if err != nil {
 		log.Error("recording view", "err", err)

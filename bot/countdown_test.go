@@ -359,3 +359,32 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 		}
 	})
 }
+
+// shows reports whether a message version shows code (as XXXX-XXXX).
+func shows(v fakeslack.Version, code string) bool {
+	return code != "" && strings.Contains(string(v.Blocks), formatCode(code))
+}
+
+// A New code click while a countdown edit waits out a 429: the retry is
+// re-rendered from the stored pairing, and dropped since that pairing was
+// replaced; the dead first code never covers the new one.
+func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	first := r.wawp.Code(rigInstance)
+	watched, _ := r.db.WatchedPairings()
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.slack.RateLimitNext(time.Second)
+	r.bot.Tick(context.Background())
+	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
+		t.Fatal("the countdown edit never reached Slack")
+	}
+	// The edit now waits out its 429 while the agent clicks New code.
+	r.click(msgID, ActionNewCode, watched[0].ID)
+	second := r.wawp.Code(rigInstance)
+	last := r.slack.Message(msgID).Latest()
+	if shows(last, first) || !shows(last, second) {
+		t.Errorf("after New code the message shows %s, want the new code %s (the first was %s)", last.Blocks, second, first)
+	}
+}
