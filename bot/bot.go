@@ -71,7 +71,7 @@ type Bot struct {
 	editSlots chan struct{} // bounds concurrent edits
 	groups    groupMembers
 	obs       Observer
-	locks     [pairingLocks]sync.Mutex
+	locks     messageLocks // one writer per Slack message
 }
 
 // New returns a Bot; Run connects it.
@@ -448,6 +448,17 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
 		return
 	}
+	// Answers go to the message the click came from, in turn with its
+	// other writers (a countdown edit of the same message may be in flight).
+	message := action.Value
+	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
+		message = clicked.MessageID()
+	}
+	answer := func(p store.Pairing, err error) {
+		unlock := b.locks.lock(message)
+		defer unlock()
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+	}
 	var (
 		p   store.Pairing
 		err error
@@ -472,7 +483,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		p, err = b.cfg.DB.Pairing(action.Value)
 	}
 	if err != nil {
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+		answer(p, err)
 		return
 	}
 	if p.ResponseURL != cb.ResponseURL {
@@ -483,7 +494,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			return nil
 		})
 		if err != nil {
-			b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+			answer(p, err)
 			return
 		}
 	}

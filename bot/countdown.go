@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -98,15 +97,23 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 // the view changed (or force, for a click that expects an answer), and
 // within the url's budget, keeping the last use for the final state.
 //
-// Edits of one pairing are serialised, and each starts from the stored
-// pairing: a click (Cancel, say) and a countdown edit racing for the same
-// message cannot land out of order and leave a code on a cancelled message.
+// A message has one writer at a time. A pairing and its renewal share one
+// message (the renewal's response_url replaces the message that held the
+// button), so posts are serialised per message, not per pairing, and each
+// starts from the stored pairing: a click (Cancel, New code) and a
+// countdown edit racing for one message cannot land out of order. A
+// superseded pairing never posts: its renewal owns the message now.
 func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
-	mu := b.pairingLock(p.ID)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
 	if fresh, err := b.cfg.DB.Pairing(p.ID); err == nil {
 		p = fresh
+	}
+	if p.State == store.StateSuperseded {
+		if err := b.cfg.DB.RecordView(p.ID, p.LastView, true); err != nil {
+			b.log.Error("recording view", "pairing", p.ID, "err", err)
+		}
+		return
 	}
 	now := b.cfg.Service.Now()
 	key := viewKey(p, now)
@@ -150,14 +157,52 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	}
 }
 
-// pairingLocks serialise the edits of each pairing's message; a fixed set
-// of stripes keeps memory bounded however many pairings there have been.
-const pairingLocks = 256
+// messageLocks serialise the posts to each Slack message. A lock exists
+// only while someone holds or waits for it, so memory stays bounded however
+// many messages there have been, and one message waiting out a 429 never
+// holds up another.
+type messageLocks struct {
+	mu sync.Mutex
+	m  map[string]*messageLock
+}
 
-func (b *Bot) pairingLock(id string) *sync.Mutex {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return &b.locks[h.Sum32()%pairingLocks]
+type messageLock struct {
+	sync.Mutex
+	refs int // holders and waiters
+}
+
+// lock takes message id's lock and returns its release.
+func (l *messageLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*messageLock{}
+	}
+	e := l.m[id]
+	if e == nil {
+		e = &messageLock{}
+		l.m[id] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// queued is how many writers hold or wait for message id's lock.
+func (l *messageLocks) queued(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.m[id]; e != nil {
+		return e.refs
+	}
+	return 0
 }
 
 // maxEditsInFlight bounds concurrent response_url edits started by ticks.

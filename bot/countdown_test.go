@@ -264,15 +264,21 @@ func TestCountdownStep(t *testing.T) {
 	}
 }
 
-// click presses a button of msgID's message as U1, the way Slack delivers it.
+// click presses a button of msgID's message as U1, the way Slack delivers
+// it, and waits for every edit in flight.
 func (r *countdownRig) click(msgID, action, pairingID string) {
+	r.press(msgID, action, pairingID)
+	r.bot.work.Wait()
+}
+
+// press is click without waiting for edits other than the click's own.
+func (r *countdownRig) press(msgID, action, pairingID string) {
 	var cb slack.InteractionCallback
 	cb.Type = slack.InteractionTypeBlockActions
 	cb.User.ID = "U1"
 	cb.ResponseURL = r.slack.NewResponseURL(msgID)
 	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
 	r.bot.interaction(context.Background(), cb)
-	r.bot.work.Wait()
 }
 
 // A Cancel pressed on a stale copy of the message, after the phone linked,
@@ -387,4 +393,97 @@ func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 	if shows(last, first) || !shows(last, second) {
 		t.Errorf("after New code the message shows %s, want the new code %s (the first was %s)", last.Blocks, second, first)
 	}
+}
+
+// A tick edit decided for the first pairing that runs only after a New
+// code click showed the second one posts nothing: the first pairing was
+// superseded, and a superseded pairing never writes over its successor
+// (the two share one message).
+func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	watched, _ := r.db.WatchedPairings()
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	// Hold every edit slot: the tick decides to edit, and its edit waits.
+	for range maxEditsInFlight {
+		r.bot.editSlots <- struct{}{}
+	}
+	r.bot.Tick(context.Background())
+	r.press(msgID, ActionNewCode, watched[0].ID)
+	second := r.wawp.Code(rigInstance)
+	versions := len(r.slack.Message(msgID).Versions)
+	for range maxEditsInFlight {
+		<-r.bot.editSlots
+	}
+	r.bot.work.Wait()
+	m := r.slack.Message(msgID)
+	if last := m.Latest(); !shows(last, second) {
+		t.Errorf("after New code the message shows %s %s, want the new code", last.Text, last.Blocks)
+	}
+	if n := len(m.Versions) - versions; n != 0 {
+		t.Errorf("the superseded pairing posted %d more versions", n)
+	}
+	if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateSuperseded {
+		t.Errorf("first pairing is %s, want superseded", p.State)
+	}
+	if w, _ := r.db.WatchedPairings(); len(w) != 1 || w[0].ID == watched[0].ID {
+		t.Errorf("watched %+v, want only the new pairing", w)
+	}
+}
+
+// A countdown edit still on its way to Slack when New code is clicked
+// lands before the new code is shown, never after it: a pairing and its
+// renewal share one message, and a message has one writer at a time.
+func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	watched, _ := r.db.WatchedPairings()
+	first := r.wawp.Code(rigInstance)
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	release := r.slack.HoldNextResponse()
+	r.bot.Tick(context.Background())
+	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.HeldResponses() == 1 }) {
+		t.Fatal("the countdown edit never reached Slack")
+	}
+	clicked := make(chan struct{})
+	go func() {
+		defer close(clicked)
+		r.press(msgID, ActionNewCode, watched[0].ID)
+	}()
+	// The click's post must wait for the edit in flight: either it queues
+	// behind it, or (the bug) it reaches Slack first.
+	waiting := func() bool {
+		return r.bot.locks.queued(watched[0].ID) == 2 || shows(r.slack.Message(msgID).Latest(), r.wawp.Code(rigInstance)) && r.wawp.Code(rigInstance) != first
+	}
+	if !poll(5*time.Second, waiting) {
+		t.Fatal("the New code click neither posted nor waited")
+	}
+	release()
+	select {
+	case <-clicked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the click never finished")
+	}
+	r.bot.work.Wait()
+	if last := r.slack.Message(msgID).Latest(); shows(last, first) || !shows(last, r.wawp.Code(rigInstance)) {
+		t.Errorf("after New code the message shows %s, want the new code (the first was %s)", last.Blocks, first)
+	}
+}
+
+// poll checks cond every millisecond until it holds or timeout passes, for
+// conditions nothing signals (the bot's own locks, the store).
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			return cond()
+		case <-tick.C:
+		}
+	}
+	return true
 }

@@ -199,6 +199,9 @@ type Request struct {
 	URLIssued   time.Time
 	// Replaces is the pairing a "New code" or "Try again" click renews.
 	Replaces string
+	// Message is the Slack message the pairing is shown in, when it is not
+	// a message of its own: a renewal is shown where its button was.
+	Message string
 }
 
 // Start runs a request: limits, session precheck, request-code. It returns
@@ -210,7 +213,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 	p := store.Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
 	d, err := s.db.Reserve(store.Reservation{
@@ -344,7 +347,7 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: user, Team: old.Team, Channel: old.Channel,
-		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces,
+		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces, Message: old.MessageID(),
 	})
 }
 

@@ -48,8 +48,19 @@ type Pairing struct {
 	LinkedPhone  string    `json:"linked_phone,omitempty"`
 	EndedAt      time.Time `json:"ended_at,omitempty"`
 	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
+	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
 	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
+}
+
+// MessageID names the Slack message the pairing is shown in. A /link
+// starts a message of its own; a renewal (New code, Try again) is shown in
+// the message whose button asked for it, so it inherits that message.
+func (p Pairing) MessageID() string {
+	if p.Message != "" {
+		return p.Message
+	}
+	return p.ID
 }
 
 // Final reports whether the pairing has reached a state it never leaves.

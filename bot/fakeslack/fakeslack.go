@@ -120,6 +120,8 @@ type Server struct {
 	rateLimit    []time.Duration // Retry-After for the next response_url posts
 	failStatus   []int           // statuses for the next response_url posts
 	slowNext     []time.Duration // answer delays for the next response_url posts
+	holds        []chan struct{} // the next response_url posts wait for these before arriving
+	held         int             // posts waiting on a hold now
 	changed      chan struct{}
 	onViolation  func(string)
 	ackLatencies []time.Duration
@@ -604,10 +606,45 @@ func (s *Server) SlowNextResponse(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// HoldNextResponse keeps the next response_url post on its way, as a slow
+// network would, until release is called; only then does Slack see it.
+func (s *Server) HoldNextResponse() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.holds = append(s.holds, ch)
+	s.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// HeldResponses is the number of response_url posts waiting on a hold.
+func (s *Server) HeldResponses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
 func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, "/response/")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	s.mu.Lock()
+	if len(s.holds) > 0 {
+		hold := s.holds[0]
+		s.holds = s.holds[1:]
+		s.held++
+		s.notifyLocked()
+		s.mu.Unlock()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+		s.mu.Lock()
+		s.held--
+		if r.Context().Err() != nil {
+			s.mu.Unlock()
+			return
+		}
+	}
 	u := s.urls[id]
 	if u == nil {
 		s.mu.Unlock()

@@ -173,3 +173,29 @@ func TestSlowNextResponse(t *testing.T) {
 		t.Errorf("the slow post did not take effect: %d uses, latest %+v", s.ResponseURLUses(env.ResponseURL), s.Message(env.MessageID).Latest())
 	}
 }
+
+// A held post reaches Slack only when released.
+func TestHoldNextResponse(t *testing.T) {
+	s, env := withCommand(t)
+	release := s.HoldNextResponse()
+	done := make(chan int)
+	go func() {
+		resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`))
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	if !s.WaitFor(time.Second, func() bool { return s.HeldResponses() == 1 }) {
+		t.Fatal("the post never arrived")
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Message(env.MessageID).Versions) != 0 {
+		t.Error("a held post took effect")
+	}
+	release()
+	if st := <-done; st != 200 || s.Message(env.MessageID).Latest().Text != "x" {
+		t.Errorf("after release: HTTP %d, latest %+v", st, s.Message(env.MessageID).Latest())
+	}
+}
