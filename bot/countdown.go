@@ -119,6 +119,13 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	key := viewKey(p, now)
 	final := p.Final()
 	if key == p.LastView && !force {
+		if final {
+			// Already showing its final view (a click just past the expiry
+			// drew "expired" before the tick ended the pairing): done.
+			if err := b.cfg.DB.RecordView(p.ID, key, true); err != nil {
+				b.log.Error("recording view", "pairing", p.ID, "err", err)
+			}
+		}
 		return
 	}
 	log := b.log.With("pairing", p.ID, "view", key)
@@ -220,7 +227,9 @@ func (b *Bot) Tick(ctx context.Context) {
 	}
 	now := b.cfg.Service.Now()
 	for _, p := range pairings {
-		if viewKey(p, now) == p.LastView {
+		// A final pairing is still watched only until show stops watching
+		// it, even when its view is already on the message.
+		if viewKey(p, now) == p.LastView && !p.Final() {
 			continue
 		}
 		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {

@@ -487,3 +487,36 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// A click on a code just past its expiry, before a tick marked it expired,
+// shows the expired view; the tick that then ends the pairing must still
+// stop watching it, although the view it would show is already there.
+func TestClickJustPastExpiryStopsWatching(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, action := range []string{ActionRefresh, ActionCancel} {
+		t.Run(action, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			watched, _ := r.db.WatchedPairings()
+			r.clock.Set(t0.Add(151 * time.Second))
+			r.click(msgID, action, watched[0].ID)
+			if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Expired") {
+				t.Fatalf("click past expiry shows %s", last.Blocks)
+			}
+			versions := len(r.slack.Message(msgID).Versions)
+			for s := 155; s <= 165; s += 5 {
+				r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+				r.tick()
+			}
+			if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+				t.Errorf("still watching %d pairings after they expired", len(w))
+			}
+			if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateExpired {
+				t.Errorf("state %s, want expired", p.State)
+			}
+			if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
+				t.Errorf("%d more posts of the view already shown", n)
+			}
+		})
+	}
+}
