@@ -41,6 +41,8 @@ func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
 // watched pairing on every tick.
 func viewKey(p store.Pairing, now time.Time) string {
 	switch {
+	case p.State == store.StateRequesting:
+		return "" // nothing to show until it settles (or its lease runs out)
 	case p.Live(now) && p.Code != "":
 		step, _ := countdownStep(p, now)
 		return fmt.Sprintf("live:%d", step)
@@ -56,8 +58,8 @@ func viewKey(p store.Pairing, now time.Time) string {
 func (b *Bot) render(p store.Pairing, now time.Time) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
-	// nextCode is when the phone's limit next allows a code; only the code
-	// and expired views show it, so only they read the store for it.
+	// nextCode is when the phone's limit next allows a code; only the code,
+	// expired and interrupted views show it, so only they read the store for it.
 	nextCode := func() time.Time {
 		at, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
 		if err != nil {
@@ -84,13 +86,33 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 	case p.State == store.StateCancelled:
 		return CancelledView(phone)
 	case p.State == store.StateFailed:
+		if err := pairing.ReasonError(p.Reason); err != nil {
+			return WawpErrorView(err, p.InstanceName)
+		}
+		if p.Reason == pairing.ReasonInternal {
+			return InternalErrorView(p.ID)
+		}
 		return FailedView(phone, p.InstanceName, p.Reason)
+	case p.State == store.StateRefused:
+		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
 	case p.State == store.StateWarmingUp:
-		return TooSoonView(p.InstanceName, p.ID, p.RetryAt, now)
+		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
+	case p.State == store.StateInterrupted:
+		return InterruptedView(InterruptedModel{
+			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
+		})
 	case p.State == store.StateLive || p.State == store.StateExpired:
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // show brings p's message up to date through its response_url: only when
@@ -117,6 +139,9 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	}
 	now := b.cfg.Service.Now()
 	key := viewKey(p, now)
+	if key == "" {
+		return // a request in flight: it shows its own outcome
+	}
 	final := p.Final()
 	if key == p.LastView && !force {
 		if final {

@@ -520,3 +520,118 @@ func TestClickJustPastExpiryStopsWatching(t *testing.T) {
 		})
 	}
 }
+
+// command runs /link text as U1 the way the bot does after the ack, and
+// returns the message's ID.
+func (r *countdownRig) command(text string) string {
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code…")
+	cmd := slack.SlashCommand{UserID: "U1", ChannelID: "C0SUPPORT", Command: "/link", Text: text, ResponseURL: url, TriggerID: "T1"}
+	reply := r.bot.prepare(cmd, r.clock.Now())
+	if reply.after == nil {
+		r.t.Fatalf("/link %s was answered in the ack: %s", text, reply.msg.Text)
+	}
+	ctx := context.Background()
+	reply.after(ctx, ctx, r.bot.log)
+	return msgID
+}
+
+// seedDeadRequest stores what a process killed mid-request leaves in its
+// file: a reserved pairing whose request never settled.
+func (r *countdownRig) seedDeadRequest(id string) (msgID string) {
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code for +20 11 12223333 on support…")
+	now := r.clock.Now()
+	d, err := r.db.Reserve(store.Reservation{
+		Pairing: store.Pairing{
+			ID: id, Instance: rigInstance, InstanceName: "support", Phone: "201112223333", RequestedBy: "U1",
+			Channel: "C0SUPPORT", ResponseURL: url, URLIssued: now,
+		},
+		PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: now, Hold: r.svc.RequestLease(),
+	})
+	if err != nil || d.Refused != store.LimitNone {
+		r.t.Fatalf("reserve: %+v %v", d, err)
+	}
+	return msgID
+}
+
+// A request cut off by a crash (kill -9, power loss) is watched from the
+// moment it was reserved: when its lease runs out unsettled it ends as
+// interrupted, its message says so (it counted; run /link again), the
+// instance is free, and nothing is watched any more.
+func TestCrashMidRequestEndsInterrupted(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.seedDeadRequest("dead")
+	// Within the lease the request may still settle: its message is left alone.
+	r.clock.Set(t0.Add(10 * time.Second))
+	r.tick()
+	if n := len(r.slack.Message(msgID).Versions); n != 1 {
+		t.Fatalf("message edited %d times within the lease", n-1)
+	}
+	r.clock.Set(t0.Add(r.svc.RequestLease()))
+	r.tick()
+	got := shownText(r.slack.Message(msgID).Latest())
+	for _, want := range []string{"Interrupted", "+20 11 12223333", "support", "counts", "1 of 3", "/link support +20 11 12223333"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("interrupted message lacks %q:\n%s", want, got)
+		}
+	}
+	if p, _ := r.db.Pairing("dead"); p.State != store.StateInterrupted {
+		t.Errorf("state %s, want interrupted", p.State)
+	}
+	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+		t.Errorf("still watching %d pairings", len(w))
+	}
+	events, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "interrupted" })
+	if len(events) != 1 || events[0].Pairing != "dead" || events[0].Phone != "+20 111 ••• 3333" {
+		t.Errorf("audit interrupted events = %+v", events)
+	}
+	// The instance is free, and the interrupted request counted.
+	next := r.start()
+	if got := shownText(r.slack.Message(next).Latest()); !strings.Contains(got, "Code 2 of 3") {
+		t.Errorf("next code shows %s", got)
+	}
+}
+
+// shownText is a message version's fallback and blocks, for substring checks.
+func shownText(v fakeslack.Version) string { return v.Text + "\n" + string(v.Blocks) }
+
+// The answer to a /link that ends without a code (a refusal, a warm-up, a
+// Wawp error) is rendered from the stored pairing; when its post is lost,
+// the next tick posts it again, so the message never stays at "Requesting…".
+func TestLostAnswerIsPostedAgain(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		setup func(*countdownRig)
+		want  string
+	}{
+		{"already linked", func(r *countdownRig) { r.wawp.SetStatus(rigInstance, "WORKING", "201009998888") },
+			"is already linked and working (to +20 10 09998888)"},
+		{"warming up", func(r *countdownRig) { r.wawp.WarmUp(rigInstance, time.Minute) },
+			"is still starting up. Try again in 5 s"},
+		{"Wawp error", func(r *countdownRig) {
+			r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Status: 500, Body: `{"message":"boom"}`})
+		}, "Wawp had an internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			r.bot.cfg.HTTP = &http.Client{Timeout: 200 * time.Millisecond}
+			tt.setup(r)
+			release := r.slack.HoldNextResponse() // the answer never reaches Slack
+			defer release()
+			msgID := r.command(rigInstance + " +201112223333")
+			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, "Requesting") {
+				t.Fatalf("the lost answer arrived: %s", got)
+			}
+			r.clock.Set(t0.Add(5 * time.Second))
+			r.tick()
+			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, tt.want) {
+				t.Errorf("after the next tick the message shows\n%s\nwant %q", got, tt.want)
+			}
+			if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+				t.Errorf("still watching %d pairings after the answer was shown", len(w))
+			}
+		})
+	}
+}
