@@ -635,3 +635,35 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 		})
 	}
 }
+
+// A shutdown waits for a code request as long as one can take (its lease);
+// a request still stuck after the grace is ended as interrupted, and its
+// message says so before the bot exits.
+func TestShutdownInterruptsAStuckRequest(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	if r.bot.cfg.ShutdownGrace < r.svc.RequestLease() {
+		t.Errorf("default shutdown grace %s is shorter than a request's lease %s", r.bot.cfg.ShutdownGrace, r.svc.RequestLease())
+	}
+	r.bot.cfg.ShutdownGrace = 50 * time.Millisecond
+	r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code…")
+	cmd := slack.SlashCommand{UserID: "U1", ChannelID: "C0SUPPORT", Command: "/link", Text: rigInstance + " +201112223333", ResponseURL: url}
+	reply := r.bot.prepare(cmd, t0)
+	r.bot.goWork(context.Background(), func(ctx context.Context) { reply.after(ctx, ctx, r.bot.log) })
+	if !poll(5*time.Second, func() bool { return len(r.wawp.Calls(fakewawp.RequestCode)) == 1 }) {
+		t.Fatal("request-code was never called")
+	}
+	r.bot.drain()
+	got := shownText(r.slack.Message(msgID).Latest())
+	if !strings.Contains(got, "Interrupted") || !strings.Contains(got, "1 of 3") {
+		t.Errorf("after shutdown the message shows\n%s\nwant it interrupted", got)
+	}
+	r.bot.work.Wait()
+	if n := len(r.slack.Message(msgID).Versions); n != 2 {
+		t.Errorf("message has %d versions, want 2 (requesting, interrupted)", n)
+	}
+	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+		t.Errorf("still watching %+v", w)
+	}
+}
