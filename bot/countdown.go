@@ -93,6 +93,8 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 			return InternalErrorView(p.ID)
 		}
 		return FailedView(phone, p.InstanceName, p.Reason)
+	case p.RefusedBy() != store.LimitNone:
+		return LimitView(b.limitError(p), p.InstanceName, now)
 	case p.State == store.StateRefused:
 		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
 	case p.State == store.StateWarmingUp:
@@ -105,6 +107,23 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
+}
+
+// limitError is the refusal of request p by a limit, as Start reported it.
+func (b *Bot) limitError(p store.Pairing) *pairing.LimitError {
+	e := &pairing.LimitError{Limit: p.RefusedBy(), Phone: pairing.PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt}
+	switch e.Limit {
+	case store.LimitPhone:
+		e.Window = b.cfg.Service.PhoneLimit()
+	case store.LimitUser:
+		e.Window = b.cfg.Service.UserLimit()
+	case store.LimitInstance:
+		if holder, err := b.cfg.DB.Pairing(p.HeldBy); err == nil {
+			holder.Code = ""
+			e.Holder = holder
+		}
+	}
+	return e
 }
 
 // later is the later of two times.

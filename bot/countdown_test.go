@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -592,8 +594,30 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 	}
 }
 
-// shownText is a message version's fallback and blocks, for substring checks.
-func shownText(v fakeslack.Version) string { return v.Text + "\n" + string(v.Blocks) }
+// shownText is a message version's fallback and the text of its blocks,
+// for substring checks.
+func shownText(v fakeslack.Version) string {
+	var blocks []struct {
+		Text     *struct{ Text string } `json:"text"`
+		Elements []struct{ Text any }  `json:"elements"`
+	}
+	json.Unmarshal(v.Blocks, &blocks)
+	lines := []string{v.Text}
+	for _, b := range blocks {
+		if b.Text != nil {
+			lines = append(lines, b.Text.Text)
+		}
+		for _, e := range b.Elements {
+			switch t := e.Text.(type) {
+			case string:
+				lines = append(lines, t)
+			case map[string]any:
+				lines = append(lines, fmt.Sprint(t["text"]))
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
 
 // The answer to a /link that ends without a code (a refusal, a warm-up, a
 // Wawp error) is rendered from the stored pairing; when its post is lost,
@@ -612,6 +636,26 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 		{"Wawp error", func(r *countdownRig) {
 			r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Status: 500, Body: `{"message":"boom"}`})
 		}, "Wawp had an internal error"},
+		{"phone limit", func(r *countdownRig) {
+			for i := range 3 { // three codes for the phone on other instances
+				d, err := r.db.Reserve(store.Reservation{
+					Pairing:    store.Pairing{ID: fmt.Sprint("earlier", i), Instance: fmt.Sprint("OTHER", i), Phone: "201112223333", RequestedBy: "U2"},
+					PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0.Add(-time.Duration(3-i) * time.Minute), Hold: time.Second,
+				})
+				if err != nil || d.Refused != store.LimitNone {
+					r.t.Fatal(d, err)
+				}
+			}
+		}, "already had 3 codes in the last 15 min. WhatsApp blocks pairing for hours after a few more, so the next code is allowed at <!date^1795615920^{time}|14:12 UTC> (in 12 min)"},
+		{"instance held", func(r *countdownRig) {
+			d, err := r.db.Reserve(store.Reservation{
+				Pairing:    store.Pairing{ID: "holder", Instance: rigInstance, Phone: "201009998888", RequestedBy: "U2"},
+				PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0, Hold: time.Minute,
+			})
+			if err != nil || d.Refused != store.LimitNone {
+				r.t.Fatal(d, err)
+			}
+		}, "already has a live code, requested by <@U2> for +20 100 ••• 8888"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -629,8 +673,11 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, tt.want) {
 				t.Errorf("after the next tick the message shows\n%s\nwant %q", got, tt.want)
 			}
-			if w, _ := r.db.WatchedPairings(); len(w) != 0 {
-				t.Errorf("still watching %d pairings after the answer was shown", len(w))
+			watched, _ := r.db.WatchedPairings()
+			for _, w := range watched {
+				if w.RequestedBy == "U1" {
+					t.Errorf("still watching %+v after its answer was shown", w)
+				}
 			}
 		})
 	}

@@ -201,6 +201,9 @@ func (s *Service) RequestLease() time.Duration { return 2*s.cfg.CallTimeout + 5*
 // PhoneLimit is the per-phone window in force.
 func (s *Service) PhoneLimit() store.Window { return s.cfg.PhoneLimit }
 
+// UserLimit is the per-user window in force.
+func (s *Service) UserLimit() store.Window { return s.cfg.UserLimit }
+
 // Request is one ask for a pairing code.
 type Request struct {
 	Instance    Instance
@@ -219,8 +222,9 @@ type Request struct {
 
 // Start runs a request: limits, session precheck, request-code. It returns
 // the stored pairing (State live with Code set on success) and, on failure,
-// a *LimitError, *StatusError or *APIError. Limit refusals store nothing but
-// the audit event; every other outcome has a pairing record for the buttons.
+// a *LimitError, *StatusError or *APIError. Every outcome has a pairing
+// record, watched until its message shows it, except a renewal's limit
+// refusal, which stores nothing but the audit event (it only answers a click).
 func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error) {
 	now := s.cfg.Now()
 	p := store.Pairing{
@@ -247,7 +251,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 			lerr.Window = s.cfg.UserLimit
 		}
 		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
-		return store.Pairing{}, lerr
+		return d.Pairing, lerr
 	}
 	p = d.Pairing
 	s.inFlight.Store(p.ID, true)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -54,6 +55,7 @@ type Pairing struct {
 	EndedAt      time.Time `json:"ended_at,omitempty"`
 	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
 	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
+	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
 	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
 }
@@ -67,6 +69,21 @@ func (p Pairing) MessageID() string {
 	}
 	return p.ID
 }
+
+// RefusedBy is the limit that refused the request (LimitNone if none did).
+func (p Pairing) RefusedBy() Limit {
+	if p.State != StateRefused {
+		return LimitNone
+	}
+	limit, _ := strings.CutPrefix(p.Reason, limitReason)
+	if limit == p.Reason {
+		return LimitNone
+	}
+	return Limit(limit)
+}
+
+// limitReason prefixes the Reason of a request a limit refused.
+const limitReason = "limit:"
 
 // Final reports whether the pairing has reached a state it never leaves.
 func (p Pairing) Final() bool {
@@ -127,7 +144,9 @@ type Decision struct {
 	Count int
 	// Holder is the live pairing that holds the instance (LimitInstance).
 	Holder Pairing
-	// Pairing is the stored pairing, when granted.
+	// Pairing is the stored pairing: Requesting when granted; Refused when
+	// a limit refused a request of its own (not a renewal), kept so its
+	// message can be drawn again if the post of the refusal is lost.
 	Pairing Pairing
 }
 
@@ -161,18 +180,18 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 			if holder, err := loadPairing(pairings, id); err == nil && holder.Live(r.Now) {
 				holder.Code = ""
 				d = Decision{Refused: LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
-				return refuse(tx, r, d)
+				return refuse(tx, r, &d)
 			}
 		}
 		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, r.PhoneLimit.Period)
 		if r.PhoneLimit.Max > 0 && len(phoneTimes) >= r.PhoneLimit.Max {
 			d = Decision{Refused: LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
-			return refuse(tx, r, d)
+			return refuse(tx, r, &d)
 		}
 		userTimes := windowTimes(tx.Bucket(bucketUserAttempts), p.RequestedBy, r.Now, r.UserLimit.Period)
 		if r.UserLimit.Max > 0 && len(userTimes) >= r.UserLimit.Max {
 			d = Decision{Refused: LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
-			return refuse(tx, r, d)
+			return refuse(tx, r, &d)
 		}
 		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: "requested"}
 		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
@@ -204,12 +223,28 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 	return d, nil
 }
 
-func refuse(tx *bolt.Tx, r Reservation, d Decision) error {
+// refuse records a refusal: its audit event and, for a request of its own
+// (a /link, not a renewal, whose answer only replaces a click's message),
+// the refused request as a final pairing, watched until its message shows
+// the refusal: a post that Slack never got is posted again.
+func refuse(tx *bolt.Tx, r Reservation, d *Decision) error {
+	if r.Replaces == "" {
+		p := r.Pairing
+		p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, limitReason+string(d.Refused), d.RetryAt, d.Count
+		p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = r.Now, r.Now, r.Now, d.Holder.ID
+		if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketWatched).Put([]byte(p.ID), nil); err != nil {
+			return err
+		}
+		d.Pairing = p
+	}
 	if r.Refused.Kind == "" {
 		return nil
 	}
 	e := r.Refused
-	e.Outcome = "limit:" + string(d.Refused)
+	e.Outcome = limitReason + string(d.Refused)
 	return appendAudit(tx, e)
 }
 

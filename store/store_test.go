@@ -373,3 +373,30 @@ func TestOpenWatchesUnsettledRequests(t *testing.T) {
 		t.Errorf("watched %+v after reopening, want the unsettled request", w)
 	}
 }
+
+// A /link refused by a limit is kept as a final, watched pairing, so its
+// message can be drawn again; a renewal's refusal (it only answers a click
+// on a message that still shows a working code) stores nothing.
+func TestRefusalKeptUntilShown(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("holder", "I1", "201112223333", "U1", t0))
+	d, err := db.Reserve(reservation("refused", "I1", "201009998888", "U2", t0.Add(time.Second)))
+	if err != nil || d.Refused != LimitInstance {
+		t.Fatal(d, err)
+	}
+	p, err := db.Pairing("refused")
+	if err != nil || p.State != StateRefused || p.RefusedBy() != LimitInstance || p.HeldBy != "holder" || !p.RetryAt.Equal(t0.Add(30*time.Second)) || d.Pairing.ID != "refused" {
+		t.Errorf("refused pairing = %+v, %v", p, err)
+	}
+	if w, _ := db.WatchedPairings(); len(w) != 2 {
+		t.Errorf("watching %d pairings, want the holder and the refusal", len(w))
+	}
+	r := reservation("renewal", "I1", "201009998888", "U2", t0.Add(2*time.Second))
+	r.Replaces = "refused"
+	if d, _ := db.Reserve(r); d.Refused != LimitInstance || d.Pairing.ID != "" {
+		t.Errorf("renewal refusal: %+v", d)
+	}
+	if _, err := db.Pairing("renewal"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a renewal's refusal was stored: %v", err)
+	}
+}
