@@ -599,7 +599,7 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 func shownText(v fakeslack.Version) string {
 	var blocks []struct {
 		Text     *struct{ Text string } `json:"text"`
-		Elements []struct{ Text any }  `json:"elements"`
+		Elements []struct{ Text any }   `json:"elements"`
 	}
 	json.Unmarshal(v.Blocks, &blocks)
 	lines := []string{v.Text}

@@ -23,8 +23,10 @@ func TestShutdownWaitsForASlowRequest(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	writeFile(t, h.configPath, withWawpTimeout("6s"))
-	h.wawp.SetDelay(5 * time.Second) // the session check answers after 5 s…
-	h.wawp.FailNext(instanceEG, fakewawp.RequestCode, fakewawp.Failure{Hang: true}) // …request-code never: 11 s
+	// The session check answers after 5 s, request-code never: the request
+	// takes 11 s (5 s + the 6 s timeout).
+	h.wawp.SetDelay(5 * time.Second)
+	h.wawp.FailNext(instanceEG, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
 	h.start()
 	env := h.command("U1", "support-eg +201112223333")
 	h.waitText(env.MessageID, "Requesting")
