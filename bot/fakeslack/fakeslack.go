@@ -121,6 +121,7 @@ type Server struct {
 	failStatus   []int           // statuses for the next response_url posts
 	slowNext     []time.Duration // answer delays for the next response_url posts
 	holds        []chan struct{} // the next response_url posts wait for these before arriving
+	drops        int             // the next response_url posts lose their connection before arriving
 	held         int             // posts waiting on a hold now
 	changed      chan struct{}
 	onViolation  func(string)
@@ -617,6 +618,15 @@ func (s *Server) HoldNextResponse() (release func()) {
 	return func() { once.Do(func() { close(ch) }) }
 }
 
+// DropNextResponse makes the next response_url post lose its connection
+// before Slack takes it: the client gets a network error, and the message
+// and the url's uses stay as they were.
+func (s *Server) DropNextResponse() {
+	s.mu.Lock()
+	s.drops++
+	s.mu.Unlock()
+}
+
 // HeldResponses is the number of response_url posts waiting on a hold.
 func (s *Server) HeldResponses() int {
 	s.mu.Lock()
@@ -628,6 +638,14 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, "/response/")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	s.mu.Lock()
+	if s.drops > 0 {
+		s.drops--
+		s.mu.Unlock()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
+	}
 	if len(s.holds) > 0 {
 		hold := s.holds[0]
 		s.holds = s.holds[1:]

@@ -199,3 +199,15 @@ func TestHoldNextResponse(t *testing.T) {
 		t.Errorf("after release: HTTP %d, latest %+v", st, s.Message(env.MessageID).Latest())
 	}
 }
+
+// A dropped post never reaches Slack: a network error, nothing changed.
+func TestDropNextResponse(t *testing.T) {
+	s, env := withCommand(t)
+	s.DropNextResponse()
+	if _, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`)); err == nil {
+		t.Error("a dropped post got an answer")
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Message(env.MessageID).Versions) != 0 {
+		t.Error("a dropped post took effect")
+	}
+}
