@@ -35,7 +35,10 @@ type Config struct {
 	// TickInterval is how often live pairings are polled and their
 	// messages brought up to date (whole seconds; cron's @every truncates).
 	TickInterval time.Duration
-	// ShutdownGrace bounds how long Run waits for in-flight work on exit.
+	// ShutdownGrace bounds how long Run waits for in-flight work on exit;
+	// zero means long enough for the longest code request (its lease) and
+	// the post of its answer, and at least 10 s. Requests still in flight
+	// after it end as interrupted.
 	ShutdownGrace time.Duration
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access map[string]Access
@@ -67,11 +70,15 @@ type Bot struct {
 	teamID string
 	work   sync.WaitGroup
 
+	// workCtx ends when shutdown stops waiting for in-flight work.
+	workCtx  context.Context
+	stopWork context.CancelFunc
+
 	editing   sync.Map      // pairing ID → an edit is in flight
 	editSlots chan struct{} // bounds concurrent edits
 	groups    groupMembers
 	obs       Observer
-	locks     [pairingLocks]sync.Mutex
+	locks     messageLocks // one writer per Slack message
 }
 
 // New returns a Bot; Run connects it.
@@ -87,6 +94,9 @@ func New(cfg Config) *Bot {
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 10 * time.Second
+		if cfg.Service != nil {
+			cfg.ShutdownGrace = max(cfg.ShutdownGrace, cfg.Service.RequestLease()+answerMargin)
+		}
 	}
 	opts := []slack.Option{slack.OptionAppLevelToken(cfg.AppToken), slack.OptionHTTPClient(cfg.HTTP)}
 	if cfg.APIURL != "" {
@@ -94,6 +104,7 @@ func New(cfg Config) *Bot {
 	}
 	api := slack.New(cfg.BotToken, opts...)
 	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight), obs: cfg.Observer}
+	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}
 	}
@@ -228,19 +239,60 @@ func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
 	}
 }
 
-// drain waits for in-flight work, at most ShutdownGrace.
+// answerMargin is the time the shutdown grace allows, beyond a request's
+// lease, for posting its answer.
+const answerMargin = 5 * time.Second
+
+// shutdownCutoff bounds each last step of a shutdown that cut work short.
+const shutdownCutoff = 5 * time.Second
+
+// drain waits for in-flight work on shutdown, at most ShutdownGrace, which
+// by default covers the longest code request (two Wawp calls of up to
+// wawp_timeout each) and its answer: a request in flight ends as it would
+// have, with its code or its refusal shown. If work is still running after
+// that, the requests in flight end as interrupted (they count: request-code
+// may have reached WhatsApp), the rest is cancelled, and the interrupted
+// requests' messages say so; a post that does not make it is posted by the
+// next start, which still watches them.
 func (b *Bot) drain() {
+	if b.waitWork(b.cfg.ShutdownGrace) {
+		return
+	}
+	ended := b.cfg.Service.Interrupt()
+	b.log.Warn("shutdown: in-flight work did not finish in time; cutting it short", "grace", b.cfg.ShutdownGrace, "interrupted_requests", len(ended))
+	b.stopWork()
+	b.waitWork(shutdownCutoff)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownCutoff)
+	defer cancel()
+	shown := make(chan struct{})
+	go func() {
+		defer close(shown)
+		for _, p := range ended {
+			b.show(ctx, p, false)
+		}
+	}()
+	select {
+	case <-shown:
+	case <-ctx.Done():
+	}
+}
+
+// waitWork waits up to d for in-flight work and reports whether it all finished.
+func (b *Bot) waitWork(d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { b.work.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(b.cfg.ShutdownGrace):
-		b.log.Warn("shutdown: in-flight work did not finish in time", "grace", b.cfg.ShutdownGrace)
+		return true
+	case <-time.After(d):
+		return false
 	}
 }
 
-// goWork runs f after the ack; Run waits for it on shutdown. A panic in
-// f is logged and contained: one bad request must not take the bot down.
+// goWork runs f after the ack; Run waits for it on shutdown. f's context
+// outlives the serving context (a request in flight finishes during
+// shutdown) until drain stops waiting. A panic in f is logged and
+// contained: one bad request must not take the bot down.
 func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 	b.work.Add(1)
 	go func() {
@@ -250,7 +302,10 @@ func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 				b.log.Error("panic in request handling", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			}
 		}()
-		f(context.WithoutCancel(ctx))
+		ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		defer context.AfterFunc(b.workCtx, cancel)()
+		f(ctx)
 	}()
 }
 
@@ -330,11 +385,14 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	return reply{msg: RequestingView(phone.International, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
 		p, err := b.cfg.Service.Start(reqCtx, req)
 		b.obs.Command(outcomeOf(err))
-		if err != nil {
-			b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
+		if p.ID != "" && p.State != store.StateRequesting {
+			// Every request past the limits has a stored pairing, watched
+			// until its message shows how it ended; shown from the store, an
+			// answer whose post is lost is posted again by the next tick.
+			b.show(ctx, p, false)
 			return
 		}
-		b.show(ctx, p, true)
+		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
 	}}
 }
 
@@ -354,6 +412,8 @@ func outcomeOf(err error) string {
 		return "status_" + strings.ToLower(string(serr.Status))
 	case errors.As(err, &aerr):
 		return "wawp_error"
+	case errors.Is(err, pairing.ErrInterrupted):
+		return "interrupted"
 	}
 	return "internal_error"
 }
@@ -482,6 +542,17 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
 		return
 	}
+	// Answers go to the message the click came from, in turn with its
+	// other writers (a countdown edit of the same message may be in flight).
+	message := action.Value
+	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
+		message = clicked.MessageID()
+	}
+	answer := func(p store.Pairing, err error) {
+		unlock := b.locks.lock(message)
+		defer unlock()
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+	}
 	var (
 		p   store.Pairing
 		err error
@@ -505,12 +576,17 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	log.Info("button handled", "err", err)
+	if err != nil && p.ID != "" && p.ID != action.Value && p.State != store.StateRequesting {
+		// A renewal that ended without a code: its stored view is the answer.
+		b.show(ctx, p, true)
+		return
+	}
 	if errors.Is(err, pairing.ErrEnded) {
 		// Cancel after the end: show how it ended instead.
 		p, err = b.cfg.DB.Pairing(action.Value)
 	}
 	if err != nil {
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+		answer(p, err)
 		return
 	}
 	if p.ResponseURL != cb.ResponseURL {
@@ -521,7 +597,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			return nil
 		})
 		if err != nil {
-			b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+			answer(p, err)
 			return
 		}
 	}
@@ -536,6 +612,7 @@ const (
 	budgetSpent             // no use left that this post may take
 	urlGone                 // Slack answered 404/410: the message cannot be edited any more
 	postFailed              // network trouble or repeated 429/5xx: try again later
+	postDropped             // what the message should show changed before a retry
 )
 
 // maxPostTries bounds retries of one response_url post after a 429 or 5xx.
@@ -546,11 +623,33 @@ const maxRetryWait = 10 * time.Second
 
 // respond replaces the ephemeral message behind url with m, within the
 // url's budget (counted in the store; keep uses stay for later posts). A
-// 429 or 5xx is retried after a pause in this goroutine only, without
-// spending budget twice. Failures are logged, never shown, and the url
-// itself is never logged (it is a credential for the message).
+// 429 or 5xx is retried after a pause in this goroutine only. Only a 429
+// gives its use back: after a 5xx, a timeout or a broken connection Slack
+// may have counted the post, and a use given back then would let the
+// final state become a 6th post, which Slack refuses. Failures are
+// logged, never shown, and the url itself is never logged (it is a
+// credential for the message).
 func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
+	return b.post(ctx, log, url, issued, keep, m, nil)
+}
+
+// post is respond for a message that follows stored state: before every
+// retry, again (when set) says what the message should show now, or false
+// when that changed, and the retry is dropped. A pause for Retry-After can
+// outlast the state it was rendered from (a New code click lands in it),
+// and a retry must never post a view that is no longer true.
+func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool)) postOutcome {
 	for try := 1; ; try++ {
+		if ctx.Err() != nil {
+			return postFailed // shutting down: keep the use for the next start
+		}
+		if try > 1 && again != nil {
+			var ok bool
+			if m, ok = again(); !ok {
+				log.Info("response_url retry dropped: the message has moved on")
+				return postDropped
+			}
+		}
 		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), keep); err != nil {
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
@@ -568,15 +667,15 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 		switch {
 		case errors.As(err, &rl):
 			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
+			// Slack refused the post before counting it: the use is ours again.
+			if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
+				log.Error("refund response_url use", "err", rerr)
+			}
 		case errors.As(err, &code) && code.Code >= 500:
 			wait = time.Second
 		case errors.As(err, &code) && (code.Code == http.StatusNotFound || code.Code == http.StatusGone):
 			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
 			return urlGone
-		}
-		// Slack did not take this use (or we cannot know it did): give it back.
-		if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
-			log.Error("refund response_url use", "err", rerr)
 		}
 		if wait == 0 || try >= maxPostTries {
 			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)

@@ -3,7 +3,6 @@ package bot
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"sync"
 	"time"
 
@@ -42,6 +41,8 @@ func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
 // watched pairing on every tick.
 func viewKey(p store.Pairing, now time.Time) string {
 	switch {
+	case p.State == store.StateRequesting:
+		return "" // nothing to show until it settles (or its lease runs out)
 	case p.Live(now) && p.Code != "":
 		step, _ := countdownStep(p, now)
 		return fmt.Sprintf("live:%d", step)
@@ -57,8 +58,8 @@ func viewKey(p store.Pairing, now time.Time) string {
 func (b *Bot) render(p store.Pairing, now time.Time) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
-	// nextCode is when the phone's limit next allows a code; only the code
-	// and expired views show it, so only they read the store for it.
+	// nextCode is when the phone's limit next allows a code; only the code,
+	// expired and interrupted views show it, so only they read the store for it.
 	nextCode := func() time.Time {
 		at, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
 		if err != nil {
@@ -85,33 +86,90 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 	case p.State == store.StateCancelled:
 		return CancelledView(phone)
 	case p.State == store.StateFailed:
+		if err := pairing.ReasonError(p.Reason); err != nil {
+			return WawpErrorView(err, p.InstanceName)
+		}
+		if p.Reason == pairing.ReasonInternal {
+			return InternalErrorView(p.ID)
+		}
 		return FailedView(phone, p.InstanceName, p.Reason)
+	case p.RefusedBy() != store.LimitNone:
+		return LimitView(b.limitError(p), p.InstanceName, now)
+	case p.State == store.StateRefused:
+		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
 	case p.State == store.StateWarmingUp:
-		return TooSoonView(p.InstanceName, p.ID, p.RetryAt, now)
+		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
+	case p.State == store.StateInterrupted:
+		return InterruptedView(InterruptedModel{
+			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
+		})
 	case p.State == store.StateLive || p.State == store.StateExpired:
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
 }
 
+// limitError is the refusal of request p by a limit, as Start reported it.
+func (b *Bot) limitError(p store.Pairing) *pairing.LimitError {
+	e := &pairing.LimitError{Limit: p.RefusedBy(), Phone: pairing.PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt}
+	switch e.Limit {
+	case store.LimitPhone:
+		e.Window = b.cfg.Service.PhoneLimit()
+	case store.LimitUser:
+		e.Window = b.cfg.Service.UserLimit()
+	case store.LimitInstance:
+		if holder, err := b.cfg.DB.Pairing(p.HeldBy); err == nil {
+			holder.Code = ""
+			e.Holder = holder
+		}
+	}
+	return e
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // show brings p's message up to date through its response_url: only when
 // the view changed (or force, for a click that expects an answer), and
 // within the url's budget, keeping the last use for the final state.
 //
-// Edits of one pairing are serialised, and each starts from the stored
-// pairing: a click (Cancel, say) and a countdown edit racing for the same
-// message cannot land out of order and leave a code on a cancelled message.
+// A message has one writer at a time. A pairing and its renewal share one
+// message (the renewal's response_url replaces the message that held the
+// button), so posts are serialised per message, not per pairing, and each
+// starts from the stored pairing: a click (Cancel, New code) and a
+// countdown edit racing for one message cannot land out of order. A
+// superseded pairing never posts: its renewal owns the message now.
 func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
-	mu := b.pairingLock(p.ID)
-	mu.Lock()
-	defer mu.Unlock()
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
 	if fresh, err := b.cfg.DB.Pairing(p.ID); err == nil {
 		p = fresh
 	}
+	if p.State == store.StateSuperseded {
+		if err := b.cfg.DB.RecordView(p.ID, p.LastView, true); err != nil {
+			b.log.Error("recording view", "pairing", p.ID, "err", err)
+		}
+		return
+	}
 	now := b.cfg.Service.Now()
 	key := viewKey(p, now)
+	if key == "" {
+		return // a request in flight: it shows its own outcome
+	}
 	final := p.Final()
 	if key == p.LastView && !force {
+		if final {
+			// Already showing its final view (a click just past the expiry
+			// drew "expired" before the tick ended the pairing): done.
+			if err := b.cfg.DB.RecordView(p.ID, key, true); err != nil {
+				b.log.Error("recording view", "pairing", p.ID, "err", err)
+			}
+		}
 		return
 	}
 	log := b.log.With("pairing", p.ID, "view", key)
@@ -119,30 +177,83 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	if final {
 		keep = 0
 	}
+	// Before a retry, re-read the pairing: if what it should show changed
+	// (or a click gave it another response_url), whoever changed it shows
+	// the new state, and this post is dropped.
+	again := func() (Message, bool) {
+		fresh, err := b.cfg.DB.Pairing(p.ID)
+		if err != nil {
+			return Message{}, false
+		}
+		now := b.cfg.Service.Now()
+		if fresh.ResponseURL != p.ResponseURL || viewKey(fresh, now) != key {
+			return Message{}, false
+		}
+		return b.render(fresh, now), true
+	}
 	var err error
-	switch b.respond(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now)) {
+	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now), again) {
 	case posted, budgetSpent:
 		// Without budget this step is skipped for good; a final state
 		// without budget can never be shown, so editing ends.
 		err = b.cfg.DB.RecordView(p.ID, key, final)
 	case urlGone:
 		err = b.cfg.DB.RecordView(p.ID, p.LastView, true)
-	case postFailed:
-		// Left as it was: the next tick tries again.
+	case postFailed, postDropped:
+		// Left as it was: the next tick (or the writer that changed the
+		// pairing) shows what is due.
 	}
 	if err != nil {
 		log.Error("recording view", "err", err)
 	}
 }
 
-// pairingLocks serialise the edits of each pairing's message; a fixed set
-// of stripes keeps memory bounded however many pairings there have been.
-const pairingLocks = 256
+// messageLocks serialise the posts to each Slack message. A lock exists
+// only while someone holds or waits for it, so memory stays bounded however
+// many messages there have been, and one message waiting out a 429 never
+// holds up another.
+type messageLocks struct {
+	mu sync.Mutex
+	m  map[string]*messageLock
+}
 
-func (b *Bot) pairingLock(id string) *sync.Mutex {
-	h := fnv.New32a()
-	h.Write([]byte(id))
-	return &b.locks[h.Sum32()%pairingLocks]
+type messageLock struct {
+	sync.Mutex
+	refs int // holders and waiters
+}
+
+// lock takes message id's lock and returns its release.
+func (l *messageLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*messageLock{}
+	}
+	e := l.m[id]
+	if e == nil {
+		e = &messageLock{}
+		l.m[id] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// queued is how many writers hold or wait for message id's lock.
+func (l *messageLocks) queued(id string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.m[id]; e != nil {
+		return e.refs
+	}
+	return 0
 }
 
 // maxEditsInFlight bounds concurrent response_url edits started by ticks.
@@ -160,7 +271,9 @@ func (b *Bot) Tick(ctx context.Context) {
 	}
 	now := b.cfg.Service.Now()
 	for _, p := range pairings {
-		if viewKey(p, now) == p.LastView {
+		// A final pairing is still watched only until show stops watching
+		// it, even when its view is already on the message.
+		if viewKey(p, now) == p.LastView && !p.Final() {
 			continue
 		}
 		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {

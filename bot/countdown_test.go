@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -203,7 +205,9 @@ func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
 }
 
 // A 429 on an edit is retried (after Retry-After) without spending the
-// budget twice; a 404 ends editing for that message.
+// budget twice; a 500 is retried too, but Slack may have counted it, so it
+// costs a use: the countdown skips its last step and the final state keeps
+// its use. A 404 ends editing for that message.
 func TestCountdownSlackFaults(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
@@ -211,7 +215,7 @@ func TestCountdownSlackFaults(t *testing.T) {
 	r.slack.RateLimitNext(time.Second)
 	r.slack.FailNextResponse(http.StatusInternalServerError)
 	got := r.run(t0, msgID, 180, nil)
-	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"}
+	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
@@ -224,6 +228,27 @@ func TestCountdownSlackFaults(t *testing.T) {
 	}
 	if live, _ := r2.db.WatchedPairings(); len(live) != 0 {
 		t.Errorf("still watching a message whose url is gone")
+	}
+}
+
+// An edit whose answer is lost (the client timed out, but Slack took the
+// post) keeps its use: giving it back would make the final state Slack's
+// 6th post, which fails, and the code would never leave the message.
+func TestLostAnswerKeepsItsUse(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	r.bot.cfg.HTTP = &http.Client{Timeout: time.Second}
+	r.slack.SlowNextResponse(3 * time.Second) // the first countdown edit
+	got := r.run(t0, msgID, 180, nil)
+	// The lost edit showed; the bot, not knowing, posts that step again
+	// and then skips the last step to keep the final state's use.
+	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "55s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("edits (-want +got):\n%s", diff)
+	}
+	if p, _ := r.db.WatchedPairings(); len(p) != 0 {
+		t.Errorf("still watching %d pairings", len(p))
 	}
 }
 
@@ -241,15 +266,21 @@ func TestCountdownStep(t *testing.T) {
 	}
 }
 
-// click presses a button of msgID's message as U1, the way Slack delivers it.
+// click presses a button of msgID's message as U1, the way Slack delivers
+// it, and waits for every edit in flight.
 func (r *countdownRig) click(msgID, action, pairingID string) {
+	r.press(msgID, action, pairingID)
+	r.bot.work.Wait()
+}
+
+// press is click without waiting for edits other than the click's own.
+func (r *countdownRig) press(msgID, action, pairingID string) {
 	var cb slack.InteractionCallback
 	cb.Type = slack.InteractionTypeBlockActions
 	cb.User.ID = "U1"
 	cb.ResponseURL = r.slack.NewResponseURL(msgID)
 	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
 	r.bot.interaction(context.Background(), cb)
-	r.bot.work.Wait()
 }
 
 // A Cancel pressed on a stale copy of the message, after the phone linked,
@@ -335,4 +366,349 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 			t.Errorf("first pairing is %s, want superseded", p.State)
 		}
 	})
+}
+
+// shows reports whether a message version shows code (as XXXX-XXXX).
+func shows(v fakeslack.Version, code string) bool {
+	return code != "" && strings.Contains(string(v.Blocks), formatCode(code))
+}
+
+// A New code click while a countdown edit waits out a 429: the retry is
+// re-rendered from the stored pairing, and dropped since that pairing was
+// replaced; the dead first code never covers the new one.
+func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	first := r.wawp.Code(rigInstance)
+	watched, _ := r.db.WatchedPairings()
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.slack.RateLimitNext(time.Second)
+	r.bot.Tick(context.Background())
+	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
+		t.Fatal("the countdown edit never reached Slack")
+	}
+	// The edit now waits out its 429 while the agent clicks New code.
+	r.click(msgID, ActionNewCode, watched[0].ID)
+	second := r.wawp.Code(rigInstance)
+	last := r.slack.Message(msgID).Latest()
+	if shows(last, first) || !shows(last, second) {
+		t.Errorf("after New code the message shows %s, want the new code %s (the first was %s)", last.Blocks, second, first)
+	}
+}
+
+// A tick edit decided for the first pairing that runs only after a New
+// code click showed the second one posts nothing: the first pairing was
+// superseded, and a superseded pairing never writes over its successor
+// (the two share one message).
+func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	watched, _ := r.db.WatchedPairings()
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	// Hold every edit slot: the tick decides to edit, and its edit waits.
+	for range maxEditsInFlight {
+		r.bot.editSlots <- struct{}{}
+	}
+	r.bot.Tick(context.Background())
+	r.press(msgID, ActionNewCode, watched[0].ID)
+	second := r.wawp.Code(rigInstance)
+	versions := len(r.slack.Message(msgID).Versions)
+	for range maxEditsInFlight {
+		<-r.bot.editSlots
+	}
+	r.bot.work.Wait()
+	m := r.slack.Message(msgID)
+	if last := m.Latest(); !shows(last, second) {
+		t.Errorf("after New code the message shows %s %s, want the new code", last.Text, last.Blocks)
+	}
+	if n := len(m.Versions) - versions; n != 0 {
+		t.Errorf("the superseded pairing posted %d more versions", n)
+	}
+	if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateSuperseded {
+		t.Errorf("first pairing is %s, want superseded", p.State)
+	}
+	if w, _ := r.db.WatchedPairings(); len(w) != 1 || w[0].ID == watched[0].ID {
+		t.Errorf("watched %+v, want only the new pairing", w)
+	}
+}
+
+// A countdown edit still on its way to Slack when New code is clicked
+// lands before the new code is shown, never after it: a pairing and its
+// renewal share one message, and a message has one writer at a time.
+func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	watched, _ := r.db.WatchedPairings()
+	first := r.wawp.Code(rigInstance)
+	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	release := r.slack.HoldNextResponse()
+	r.bot.Tick(context.Background())
+	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.HeldResponses() == 1 }) {
+		t.Fatal("the countdown edit never reached Slack")
+	}
+	clicked := make(chan struct{})
+	go func() {
+		defer close(clicked)
+		r.press(msgID, ActionNewCode, watched[0].ID)
+	}()
+	// The click's post must wait for the edit in flight: either it queues
+	// behind it, or (the bug) it reaches Slack first.
+	waiting := func() bool {
+		return r.bot.locks.queued(watched[0].ID) == 2 || shows(r.slack.Message(msgID).Latest(), r.wawp.Code(rigInstance)) && r.wawp.Code(rigInstance) != first
+	}
+	if !poll(5*time.Second, waiting) {
+		t.Fatal("the New code click neither posted nor waited")
+	}
+	release()
+	select {
+	case <-clicked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the click never finished")
+	}
+	r.bot.work.Wait()
+	if last := r.slack.Message(msgID).Latest(); shows(last, first) || !shows(last, r.wawp.Code(rigInstance)) {
+		t.Errorf("after New code the message shows %s, want the new code (the first was %s)", last.Blocks, first)
+	}
+}
+
+// poll checks cond every millisecond until it holds or timeout passes, for
+// conditions nothing signals (the bot's own locks, the store).
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.After(timeout)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			return cond()
+		case <-tick.C:
+		}
+	}
+	return true
+}
+
+// A click on a code just past its expiry, before a tick marked it expired,
+// shows the expired view; the tick that then ends the pairing must still
+// stop watching it, although the view it would show is already there.
+func TestClickJustPastExpiryStopsWatching(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, action := range []string{ActionRefresh, ActionCancel} {
+		t.Run(action, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			watched, _ := r.db.WatchedPairings()
+			r.clock.Set(t0.Add(151 * time.Second))
+			r.click(msgID, action, watched[0].ID)
+			if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Expired") {
+				t.Fatalf("click past expiry shows %s", last.Blocks)
+			}
+			versions := len(r.slack.Message(msgID).Versions)
+			for s := 155; s <= 165; s += 5 {
+				r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+				r.tick()
+			}
+			if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+				t.Errorf("still watching %d pairings after they expired", len(w))
+			}
+			if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateExpired {
+				t.Errorf("state %s, want expired", p.State)
+			}
+			if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
+				t.Errorf("%d more posts of the view already shown", n)
+			}
+		})
+	}
+}
+
+// command runs /link text as U1 the way the bot does after the ack, and
+// returns the message's ID.
+func (r *countdownRig) command(text string) string {
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code…")
+	cmd := slack.SlashCommand{UserID: "U1", ChannelID: "C0SUPPORT", Command: "/link", Text: text, ResponseURL: url, TriggerID: "T1"}
+	reply := r.bot.prepare(cmd, r.clock.Now())
+	if reply.after == nil {
+		r.t.Fatalf("/link %s was answered in the ack: %s", text, reply.msg.Text)
+	}
+	ctx := context.Background()
+	reply.after(ctx, ctx, r.bot.log)
+	return msgID
+}
+
+// seedDeadRequest stores what a process killed mid-request leaves in its
+// file: a reserved pairing whose request never settled.
+func (r *countdownRig) seedDeadRequest(id string) (msgID string) {
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code for +20 11 12223333 on support…")
+	now := r.clock.Now()
+	d, err := r.db.Reserve(store.Reservation{
+		Pairing: store.Pairing{
+			ID: id, Instance: rigInstance, InstanceName: "support", Phone: "201112223333", RequestedBy: "U1",
+			Channel: "C0SUPPORT", ResponseURL: url, URLIssued: now,
+		},
+		PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: now, Hold: r.svc.RequestLease(),
+	})
+	if err != nil || d.Refused != store.LimitNone {
+		r.t.Fatalf("reserve: %+v %v", d, err)
+	}
+	return msgID
+}
+
+// A request cut off by a crash (kill -9, power loss) is watched from the
+// moment it was reserved: when its lease runs out unsettled it ends as
+// interrupted, its message says so (it counted; run /link again), the
+// instance is free, and nothing is watched any more.
+func TestCrashMidRequestEndsInterrupted(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.seedDeadRequest("dead")
+	// Within the lease the request may still settle: its message is left alone.
+	r.clock.Set(t0.Add(10 * time.Second))
+	r.tick()
+	if n := len(r.slack.Message(msgID).Versions); n != 1 {
+		t.Fatalf("message edited %d times within the lease", n-1)
+	}
+	r.clock.Set(t0.Add(r.svc.RequestLease()))
+	r.tick()
+	got := shownText(r.slack.Message(msgID).Latest())
+	for _, want := range []string{"Interrupted", "+20 11 12223333", "support", "counts", "1 of 3", "/link support +20 11 12223333"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("interrupted message lacks %q:\n%s", want, got)
+		}
+	}
+	if p, _ := r.db.Pairing("dead"); p.State != store.StateInterrupted {
+		t.Errorf("state %s, want interrupted", p.State)
+	}
+	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+		t.Errorf("still watching %d pairings", len(w))
+	}
+	events, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "interrupted" })
+	if len(events) != 1 || events[0].Pairing != "dead" || events[0].Phone != "+20 111 ••• 3333" {
+		t.Errorf("audit interrupted events = %+v", events)
+	}
+	// The instance is free, and the interrupted request counted.
+	next := r.start()
+	if got := shownText(r.slack.Message(next).Latest()); !strings.Contains(got, "Code 2 of 3") {
+		t.Errorf("next code shows %s", got)
+	}
+}
+
+// shownText is a message version's fallback and the text of its blocks,
+// for substring checks.
+func shownText(v fakeslack.Version) string {
+	var blocks []struct {
+		Text     *struct{ Text string } `json:"text"`
+		Elements []struct{ Text any }   `json:"elements"`
+	}
+	json.Unmarshal(v.Blocks, &blocks)
+	lines := []string{v.Text}
+	for _, b := range blocks {
+		if b.Text != nil {
+			lines = append(lines, b.Text.Text)
+		}
+		for _, e := range b.Elements {
+			switch t := e.Text.(type) {
+			case string:
+				lines = append(lines, t)
+			case map[string]any:
+				lines = append(lines, fmt.Sprint(t["text"]))
+			}
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// The answer to a /link that ends without a code (a refusal, a warm-up, a
+// Wawp error) is rendered from the stored pairing; when its post is lost,
+// the next tick posts it again, so the message never stays at "Requesting…".
+func TestLostAnswerIsPostedAgain(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		setup func(*countdownRig)
+		want  string
+	}{
+		{"already linked", func(r *countdownRig) { r.wawp.SetStatus(rigInstance, "WORKING", "201009998888") },
+			"is already linked and working (to +20 10 09998888)"},
+		{"warming up", func(r *countdownRig) { r.wawp.WarmUp(rigInstance, time.Minute) },
+			"is still starting up. Try again in 5 s"},
+		{"Wawp error", func(r *countdownRig) {
+			r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Status: 500, Body: `{"message":"boom"}`})
+		}, "Wawp had an internal error"},
+		{"phone limit", func(r *countdownRig) {
+			for i := range 3 { // three codes for the phone on other instances
+				d, err := r.db.Reserve(store.Reservation{
+					Pairing:    store.Pairing{ID: fmt.Sprint("earlier", i), Instance: fmt.Sprint("OTHER", i), Phone: "201112223333", RequestedBy: "U2"},
+					PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0.Add(-time.Duration(3-i) * time.Minute), Hold: time.Second,
+				})
+				if err != nil || d.Refused != store.LimitNone {
+					r.t.Fatal(d, err)
+				}
+			}
+		}, "already had 3 codes in the last 15 min. WhatsApp blocks pairing for hours after a few more, so the next code is allowed at <!date^1795615920^{time}|14:12 UTC> (in 12 min)"},
+		{"instance held", func(r *countdownRig) {
+			d, err := r.db.Reserve(store.Reservation{
+				Pairing:    store.Pairing{ID: "holder", Instance: rigInstance, Phone: "201009998888", RequestedBy: "U2"},
+				PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0, Hold: time.Minute,
+			})
+			if err != nil || d.Refused != store.LimitNone {
+				r.t.Fatal(d, err)
+			}
+		}, "already has a live code, requested by <@U2> for +20 100 ••• 8888"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			tt.setup(r)
+			r.slack.DropNextResponse() // the answer never reaches Slack
+			msgID := r.command(rigInstance + " +201112223333")
+			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, "Requesting") {
+				t.Fatalf("the lost answer arrived: %s", got)
+			}
+			r.clock.Set(t0.Add(5 * time.Second))
+			r.tick()
+			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, tt.want) {
+				t.Errorf("after the next tick the message shows\n%s\nwant %q", got, tt.want)
+			}
+			watched, _ := r.db.WatchedPairings()
+			for _, w := range watched {
+				if w.RequestedBy == "U1" {
+					t.Errorf("still watching %+v after its answer was shown", w)
+				}
+			}
+		})
+	}
+}
+
+// A shutdown waits for a code request as long as one can take (its lease);
+// a request still stuck after the grace is ended as interrupted, and its
+// message says so before the bot exits.
+func TestShutdownInterruptsAStuckRequest(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	if r.bot.cfg.ShutdownGrace < r.svc.RequestLease() {
+		t.Errorf("default shutdown grace %s is shorter than a request's lease %s", r.bot.cfg.ShutdownGrace, r.svc.RequestLease())
+	}
+	r.bot.cfg.ShutdownGrace = 50 * time.Millisecond
+	r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code…")
+	cmd := slack.SlashCommand{UserID: "U1", ChannelID: "C0SUPPORT", Command: "/link", Text: rigInstance + " +201112223333", ResponseURL: url}
+	reply := r.bot.prepare(cmd, t0)
+	r.bot.goWork(context.Background(), func(ctx context.Context) { reply.after(ctx, ctx, r.bot.log) })
+	if !poll(5*time.Second, func() bool { return len(r.wawp.Calls(fakewawp.RequestCode)) == 1 }) {
+		t.Fatal("request-code was never called")
+	}
+	r.bot.drain()
+	got := shownText(r.slack.Message(msgID).Latest())
+	if !strings.Contains(got, "Interrupted") || !strings.Contains(got, "1 of 3") {
+		t.Errorf("after shutdown the message shows\n%s\nwant it interrupted", got)
+	}
+	r.bot.work.Wait()
+	if n := len(r.slack.Message(msgID).Versions); n != 2 {
+		t.Errorf("message has %d versions, want 2 (requesting, interrupted)", n)
+	}
+	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+		t.Errorf("still watching %+v", w)
+	}
 }

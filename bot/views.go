@@ -380,6 +380,32 @@ func CancelledView(phone string) Message {
 	return notice("Pairing cancelled", fmt.Sprintf("🛑 Cancelled — the code for %s was withdrawn. Run /link again when the phone is ready.", escape(phone)))
 }
 
+// InterruptedModel is what the message of an interrupted request shows.
+type InterruptedModel struct {
+	Phone      string // international format
+	Instance   string
+	Attempt    int // n-th code for this phone in the window, this one included
+	PhoneLimit store.Window
+	Now        time.Time
+	NewCodeAt  time.Time // when the phone's limit next allows a code
+}
+
+// InterruptedView ends a request that never settled: the bot stopped while
+// Wawp had it. It says what happened, that it counted (request-code may
+// have reached WhatsApp), and the command to run again.
+func InterruptedView(m InterruptedModel) Message {
+	again := fmt.Sprintf("`/link %s %s`", escape(m.Instance), escape(m.Phone))
+	t := fmt.Sprintf("⚠️ *Interrupted* — the bot stopped (a restart or a crash) while it was asking Wawp for a code for %s on %s, so no code can be shown. "+
+		"The request may have reached WhatsApp, so it counts toward this number's limit: code %d of %d in %s.",
+		escape(m.Phone), escape(m.Instance), m.Attempt, m.PhoneLimit.Max, windowText(m.PhoneLimit.Period))
+	if m.NewCodeAt.After(m.Now) {
+		t += fmt.Sprintf(" The next code is allowed at %s (in %s); then run %s again.", slackTime(m.NewCodeAt, "{time}"), inAbout(m.NewCodeAt.Sub(m.Now)), again)
+	} else {
+		t += fmt.Sprintf(" Run %s again when the phone is ready.", again)
+	}
+	return notice("Code request interrupted", t)
+}
+
 // TooSoonView refuses a "Try again" during the warm-up wait.
 func TooSoonView(instance, pairingID string, retryAt, now time.Time) Message {
 	t := fmt.Sprintf("⏳ %s needs a little longer to start. Try again in %s.", escape(instance), inAbout(retryAt.Sub(now)))

@@ -15,7 +15,9 @@ const pollConcurrency = 16
 // Advance moves every watched pairing on: it asks Wawp once per instance
 // that has a live pairing, then ends pairings whose phone linked (the
 // right one or not), whose instance failed or vanished, or whose code
-// expired. It returns every watched pairing as it now stands.
+// expired, and requests whose lease ran out unsettled (the process that
+// made them stopped mid-request): those end as interrupted. It returns
+// every watched pairing as it now stands.
 //
 // Wawp faults (timeouts, 5xx, garbage, STARTING blips) change nothing: a
 // pairing only ever ends on a clear answer or on its own expiry, so a
@@ -34,6 +36,12 @@ func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
 	sessions := s.pollSessions(ctx, instances)
 	now := s.cfg.Now()
 	for i, p := range watched {
+		if p.State == store.StateRequesting && !now.Before(p.ExpiresAt) {
+			if q, _ := s.interrupt(p.ID, true); q.ID != "" {
+				watched[i] = q
+			}
+			continue
+		}
 		if p.State != store.StateLive {
 			continue
 		}

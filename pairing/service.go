@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/linkbot/linkbot/store"
@@ -131,6 +132,10 @@ var ErrNotYours = errors.New("pairing belongs to another user")
 // ErrEnded means the pairing already reached a final state.
 var ErrEnded = errors.New("pairing already ended")
 
+// ErrInterrupted means the request was ended as interrupted before its
+// answer was stored: its lease ran out, or a shutdown could not wait for it.
+var ErrInterrupted = errors.New("code request interrupted")
+
 // Config configures a Service.
 type Config struct {
 	PhoneLimit   store.Window
@@ -152,6 +157,8 @@ type Service struct {
 	wawp *Client
 	db   *store.DB
 	cfg  Config
+
+	inFlight sync.Map // IDs of the requests between Reserve and their settlement
 }
 
 // NewService returns a Service; zero Config fields take the defaults.
@@ -183,8 +190,17 @@ func NewService(wawp *Client, db *store.DB, cfg Config) *Service {
 // Now is the service's clock.
 func (s *Service) Now() time.Time { return s.cfg.Now() }
 
+// RequestLease is how long a code request may take: the session check and
+// request-code, each up to the call timeout, plus a margin. The instance is
+// held that long (so a crash cannot lock it forever), and a request still
+// unsettled after it is over for good: it ends as interrupted.
+func (s *Service) RequestLease() time.Duration { return 2*s.cfg.CallTimeout + 5*time.Second }
+
 // PhoneLimit is the per-phone window in force.
 func (s *Service) PhoneLimit() store.Window { return s.cfg.PhoneLimit }
+
+// UserLimit is the per-user window in force.
+func (s *Service) UserLimit() store.Window { return s.cfg.UserLimit }
 
 // Request is one ask for a pairing code.
 type Request struct {
@@ -197,23 +213,27 @@ type Request struct {
 	URLIssued   time.Time
 	// Replaces is the pairing a "New code" or "Try again" click renews.
 	Replaces string
+	// Message is the Slack message the pairing is shown in, when it is not
+	// a message of its own: a renewal is shown where its button was.
+	Message string
 }
 
 // Start runs a request: limits, session precheck, request-code. It returns
 // the stored pairing (State live with Code set on success) and, on failure,
-// a *LimitError, *StatusError or *APIError. Limit refusals store nothing but
-// the audit event; every other outcome has a pairing record for the buttons.
+// a *LimitError, *StatusError or *APIError. Every outcome has a pairing
+// record, watched until its message shows it, except a renewal's limit
+// refusal, which stores nothing but the audit event (it only answers a click).
 func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error) {
 	now := s.cfg.Now()
 	p := store.Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
 	d, err := s.db.Reserve(store.Reservation{
 		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
-		Replaces: req.Replaces, Now: now, Hold: 2*s.cfg.CallTimeout + 5*time.Second,
+		Replaces: req.Replaces, Now: now, Hold: s.RequestLease(),
 		Granted: s.event(now, "requested", p, ""),
 		Refused: s.event(now, "refused", p, ""),
 	})
@@ -229,9 +249,11 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 			lerr.Window = s.cfg.UserLimit
 		}
 		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
-		return store.Pairing{}, lerr
+		return d.Pairing, lerr
 	}
 	p = d.Pairing
+	s.inFlight.Store(p.ID, true)
+	defer s.inFlight.Delete(p.ID)
 
 	session, err := s.sessionInfo(ctx, p.Instance)
 	if err == nil && session.Status != StatusScanQR {
@@ -255,13 +277,22 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 	}
 	issued := s.cfg.Now()
 	p, err = s.db.Settle(store.Settlement{
-		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Watch: true, Replaced: req.Replaces,
+		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Replaced: req.Replaces,
 		Change: func(p *store.Pairing) error {
+			if p.State != store.StateRequesting {
+				return ErrInterrupted
+			}
 			p.State, p.Code, p.IssuedAt, p.ExpiresAt = store.StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
 		},
 		Audit: s.event(issued, "code_issued", p, ""),
 	})
+	if errors.Is(err, ErrInterrupted) {
+		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
+		// the code came too late to be shown.
+		log.Warn("code arrived after the request was ended as interrupted")
+		return s.stored(p), ErrInterrupted
+	}
 	if err != nil {
 		return store.Pairing{}, err
 	}
@@ -286,21 +317,25 @@ func (s *Service) client(instance string) *Client {
 // fail ends a reserved request that produced no code.
 func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
 	now := s.cfg.Now()
-	state, outcome := store.StateFailed, "error"
+	state, outcome, reason := store.StateFailed, "error", failureReason(cause)
 	var serr *StatusError
 	switch {
 	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
-		state, outcome = store.StateWarmingUp, "warming_up"
+		state, outcome, reason = store.StateWarmingUp, "warming_up", ""
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, outcome = store.StateRefused, "status:"+string(serr.Status)
+		state, outcome = store.StateRefused, reasonStatus+string(serr.Status)
+		reason = outcome
 	}
 	updated, err := s.db.Settle(store.Settlement{
 		ID: p.ID, Now: now, Outcome: outcome, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *store.Pairing) error {
-			p.State = state
+			if p.State != store.StateRequesting {
+				return ErrInterrupted
+			}
+			p.State, p.Reason = state, reason
 			if serr != nil {
 				p.RetryAt, p.LinkedPhone = serr.RetryAt, serr.Me
 			}
@@ -308,12 +343,61 @@ func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause err
 		},
 		Audit: s.event(now, "error", p, outcome),
 	})
+	if errors.Is(err, ErrInterrupted) {
+		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
+		return s.stored(p), ErrInterrupted
+	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)
 		updated = p
 	}
 	log.Warn("no code", "outcome", outcome, "counted", counted, "err", cause)
 	return updated, cause
+}
+
+// stored is pairing p as the store has it now (p itself if it cannot be read).
+func (s *Service) stored(p store.Pairing) store.Pairing {
+	if fresh, err := s.db.Pairing(p.ID); err == nil {
+		return fresh
+	}
+	return p
+}
+
+// Interrupt ends every request still in flight as interrupted, for a
+// shutdown that cannot wait for them any longer, and returns those it
+// ended. Each still counts (request-code may have reached WhatsApp); their
+// messages are the caller's to update.
+func (s *Service) Interrupt() []store.Pairing {
+	var ended []store.Pairing
+	s.inFlight.Range(func(id, _ any) bool {
+		if p, ok := s.interrupt(id.(string), false); ok {
+			ended = append(ended, p)
+		}
+		return true
+	})
+	return ended
+}
+
+// interrupt ends request id as interrupted: at once, or (lapsed) only if
+// its lease ran out. It returns the pairing as stored (no ID if it could
+// not be read) and whether it ended it.
+func (s *Service) interrupt(id string, lapsed bool) (store.Pairing, bool) {
+	now := s.cfg.Now()
+	p, err := s.db.Pairing(id)
+	if err != nil {
+		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		return p, false
+	}
+	p, ended, err := s.db.Interrupt(store.Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, "interrupted", p, "")})
+	if err != nil {
+		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		return p, false
+	}
+	if ended {
+		s.cfg.Log.Warn("code request interrupted", "pairing", id, "instance", p.InstanceName,
+			"phone", MaskPhone(PhoneFromDigits(p.Phone).International), "user", p.RequestedBy, "lease_ran_out", lapsed)
+	}
+	return p, ended
 }
 
 // Renew asks again for the request behind pairing id ("New code", or "Try
@@ -342,7 +426,7 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: user, Team: old.Team, Channel: old.Channel,
-		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces,
+		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces, Message: old.MessageID(),
 	})
 }
 

@@ -57,8 +57,9 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 	return nil
 }
 
-// RefundResponseURL gives back a use that Slack did not count (it answered
-// 429 or never got the request).
+// RefundResponseURL gives back a use that Slack certainly did not count:
+// it answered 429. After a 5xx, a timeout or a dropped connection the post
+// may have counted, so its use is not given back.
 func (db *DB) RefundResponseURL(url string) error {
 	return db.bolt.Batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponseURLs)

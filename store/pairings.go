@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // Pairing states. A pairing is live while it is Requesting or Live and has
-// not passed ExpiresAt; every other state is final.
+// not passed ExpiresAt; every other state is final. A Requesting pairing's
+// ExpiresAt is its lease (the Hold): past it, the request is interrupted.
 const (
 	StateRequesting = "requesting"  // a code request is on its way to Wawp
 	StateLive       = "live"        // a code is shown and may be entered
@@ -23,6 +25,10 @@ const (
 	StateSuperseded = "superseded"  // a newer code for the same request replaced it
 	StateFailed     = "failed"      // Wawp or the instance failed
 	StateRefused    = "refused"     // the request never reached Wawp's request-code
+	// StateInterrupted: the request never settled (the process stopped
+	// mid-request) and its lease ran out. It counts: request-code may have
+	// reached WhatsApp.
+	StateInterrupted = "interrupted"
 )
 
 // Pairing is one request for a pairing code and everything needed to keep
@@ -48,14 +54,41 @@ type Pairing struct {
 	LinkedPhone  string    `json:"linked_phone,omitempty"`
 	EndedAt      time.Time `json:"ended_at,omitempty"`
 	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
+	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
+	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
 	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
 }
 
+// MessageID names the Slack message the pairing is shown in. A /link
+// starts a message of its own; a renewal (New code, Try again) is shown in
+// the message whose button asked for it, so it inherits that message.
+func (p Pairing) MessageID() string {
+	if p.Message != "" {
+		return p.Message
+	}
+	return p.ID
+}
+
+// RefusedBy is the limit that refused the request (LimitNone if none did).
+func (p Pairing) RefusedBy() Limit {
+	if p.State != StateRefused {
+		return LimitNone
+	}
+	limit, _ := strings.CutPrefix(p.Reason, limitReason)
+	if limit == p.Reason {
+		return LimitNone
+	}
+	return Limit(limit)
+}
+
+// limitReason prefixes the Reason of a request a limit refused.
+const limitReason = "limit:"
+
 // Final reports whether the pairing has reached a state it never leaves.
 func (p Pairing) Final() bool {
 	switch p.State {
-	case StateRequesting, StateLive, StateWarmingUp:
+	case StateRequesting, StateLive:
 		return false
 	}
 	return true
@@ -111,7 +144,9 @@ type Decision struct {
 	Count int
 	// Holder is the live pairing that holds the instance (LimitInstance).
 	Holder Pairing
-	// Pairing is the stored pairing, when granted.
+	// Pairing is the stored pairing: Requesting when granted; Refused when
+	// a limit refused a request of its own (not a renewal), kept so its
+	// message can be drawn again if the post of the refusal is lost.
 	Pairing Pairing
 }
 
@@ -126,6 +161,9 @@ type attempt struct {
 // Reserve checks the per-phone, per-user and per-instance limits and, when
 // all allow it, records the attempt and stores the pairing as Requesting, all
 // in one transaction: two agents racing for one phone can never both pass.
+// The pairing is watched from this moment, so a request that never settles
+// (the process stopped mid-request) is still found and ended when its lease
+// runs out: its message never stays at "Requesting…".
 //
 // It runs in bbolt's Batch to share one fsync among concurrent callers. Batch
 // may run the function more than once; that is safe because the function
@@ -142,18 +180,18 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 			if holder, err := loadPairing(pairings, id); err == nil && holder.Live(r.Now) {
 				holder.Code = ""
 				d = Decision{Refused: LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
-				return refuse(tx, r, d)
+				return refuse(tx, r, &d)
 			}
 		}
 		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, r.PhoneLimit.Period)
 		if r.PhoneLimit.Max > 0 && len(phoneTimes) >= r.PhoneLimit.Max {
 			d = Decision{Refused: LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
-			return refuse(tx, r, d)
+			return refuse(tx, r, &d)
 		}
 		userTimes := windowTimes(tx.Bucket(bucketUserAttempts), p.RequestedBy, r.Now, r.UserLimit.Period)
 		if r.UserLimit.Max > 0 && len(userTimes) >= r.UserLimit.Max {
 			d = Decision{Refused: LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
-			return refuse(tx, r, d)
+			return refuse(tx, r, &d)
 		}
 		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: "requested"}
 		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
@@ -173,6 +211,9 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 		if err := live.Put([]byte(p.Instance), []byte(p.ID)); err != nil {
 			return err
 		}
+		if err := tx.Bucket(bucketWatched).Put([]byte(p.ID), nil); err != nil {
+			return err
+		}
 		d.Count, d.Pairing = p.Attempt, p
 		return appendAudit(tx, r.Granted)
 	})
@@ -182,12 +223,28 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 	return d, nil
 }
 
-func refuse(tx *bolt.Tx, r Reservation, d Decision) error {
+// refuse records a refusal: its audit event and, for a request of its own
+// (a /link, not a renewal, whose answer only replaces a click's message),
+// the refused request as a final pairing, watched until its message shows
+// the refusal: a post that Slack never got is posted again.
+func refuse(tx *bolt.Tx, r Reservation, d *Decision) error {
+	if r.Replaces == "" {
+		p := r.Pairing
+		p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, limitReason+string(d.Refused), d.RetryAt, d.Count
+		p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = r.Now, r.Now, r.Now, d.Holder.ID
+		if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketWatched).Put([]byte(p.ID), nil); err != nil {
+			return err
+		}
+		d.Pairing = p
+	}
 	if r.Refused.Kind == "" {
 		return nil
 	}
 	e := r.Refused
-	e.Outcome = "limit:" + string(d.Refused)
+	e.Outcome = limitReason + string(d.Refused)
 	return appendAudit(tx, e)
 }
 
@@ -223,13 +280,12 @@ type Settlement struct {
 	Outcome string
 	Counted bool
 	Audit   Event // skipped when Kind is empty
-	// Watch adds the pairing to the set whose messages the countdown keeps current.
-	Watch bool
 	// Replaced is the pairing this request renewed ("New code"), if any.
 	// When Counted, WhatsApp saw the new request, which voids the old code:
 	// the old pairing ends as superseded. Otherwise its code still works,
 	// so it takes its instance back, and its message (ReplacedURL, the
-	// click's fresh response_url) goes on tracking it.
+	// click's fresh response_url) goes on tracking it; the renewal's view
+	// is then only the click's answer, and is not watched.
 	Replaced    string
 	ReplacedURL string
 }
@@ -245,11 +301,6 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 		if err := settleAttempt(tx, p, s.Outcome, s.Counted); err != nil {
 			return err
 		}
-		if s.Watch {
-			if err := tx.Bucket(bucketWatched).Put([]byte(s.ID), nil); err != nil {
-				return err
-			}
-		}
 		if s.Replaced != "" {
 			if err := settleReplaced(tx, s, p); err != nil {
 				return err
@@ -263,27 +314,85 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 	return p, nil
 }
 
-// settleReplaced ends or reinstates the pairing a renewal replaced.
+// settleReplaced ends or reinstates the pairing a renewal replaced. The
+// two share one message, and only one of them goes on being watched for
+// it: the renewal, or a reinstated old pairing whose code still works.
 func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
 	if s.Counted {
 		return endPairing(tx, s.Replaced, StateSuperseded, s.Now)
 	}
+	watched := tx.Bucket(bucketWatched)
 	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
 	if errors.Is(err, ErrNotFound) || (err == nil && !old.Live(s.Now)) {
-		return nil
+		return watched.Delete([]byte(s.Replaced)) // the renewal's view replaces its last one
 	}
 	if err != nil {
 		return err
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
-		return nil // someone else's pairing holds it now
+		return watched.Delete([]byte(s.Replaced)) // someone else's pairing holds it now
 	}
 	old.ResponseURL, old.URLIssued = s.ReplacedURL, s.Now
 	if err := putJSON(tx.Bucket(bucketPairings), []byte(old.ID), old); err != nil {
 		return err
 	}
+	if err := watched.Delete([]byte(renewal.ID)); err != nil {
+		return err
+	}
 	return live.Put([]byte(old.Instance), []byte(old.ID))
+}
+
+// Interruption ends a request that never settled.
+type Interruption struct {
+	ID  string
+	Now time.Time
+	// Lapsed ends it only if its lease (the Hold given to Reserve) ran out
+	// by Now: the process that asked Wawp is gone (a crash, a kill, a
+	// shutdown that could not wait). Without it the request ends at once
+	// (a shutdown cutting short a request it cannot wait for).
+	Lapsed bool
+	Audit  Event // skipped when Kind is empty
+}
+
+// Interrupt ends a request that is still Requesting as interrupted, in one
+// transaction: the attempt keeps counting (request-code may have reached
+// WhatsApp), a code it was renewing is void (superseded), the instance is
+// released, the event is audited. The pairing stays watched until its
+// message says what happened. It returns the pairing as stored and whether
+// this call ended it (false when it settled first or its lease still runs).
+func (db *DB) Interrupt(in Interruption) (Pairing, bool, error) {
+	var (
+		p     Pairing
+		ended bool
+	)
+	err := db.bolt.Update(func(tx *bolt.Tx) error {
+		var err error
+		if p, err = loadPairing(tx.Bucket(bucketPairings), []byte(in.ID)); err != nil {
+			return err
+		}
+		if p.State != StateRequesting || (in.Lapsed && in.Now.Before(p.ExpiresAt)) {
+			return nil
+		}
+		p, err = updatePairing(tx, in.ID, in.Now, func(p *Pairing) error { p.State = StateInterrupted; return nil })
+		if err != nil {
+			return err
+		}
+		if err := settleAttempt(tx, p, StateInterrupted, true); err != nil {
+			return err
+		}
+		if p.Renews != "" {
+			if err := settleReplaced(tx, Settlement{Replaced: p.Renews, Now: in.Now, Counted: true}, p); err != nil {
+				return err
+			}
+		}
+		ended = true
+		return appendAudit(tx, in.Audit)
+	})
+	if err != nil {
+		return Pairing{}, false, fmt.Errorf("interrupt pairing %q: %w", in.ID, err)
+	}
+	return p, ended, nil
 }
 
 func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {
@@ -470,15 +579,15 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 }
 
 // Restore writes pairings as they are, bypassing every limit, and watches
-// the live ones. It is for restoring a backup and for seeding load tests;
-// the bot itself only creates pairings through Reserve.
+// the live and requesting ones. It is for restoring a backup and for
+// seeding load tests; the bot itself only creates pairings through Reserve.
 func (db *DB) Restore(ps []Pairing) error {
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, p := range ps {
 			if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
 				return err
 			}
-			if p.State == StateLive {
+			if !p.Final() {
 				if err := tx.Bucket(bucketWatched).Put([]byte(p.ID), nil); err != nil {
 					return err
 				}

@@ -26,6 +26,7 @@ type PruneBefore struct {
 
 // Prune deletes attempts older than before.Attempts, ended pairings (no
 // longer watched or holding an instance) that ended before before.Pairings,
+// instance slots held by pairings that are no longer live,
 // response_url budgets past Slack's 30 minutes, and audit events older than
 // before.AuditEvents (the retention period).
 //
@@ -42,10 +43,22 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 			}
 			st.Attempts += n
 		}
-		watched, live := tx.Bucket(bucketWatched), tx.Bucket(bucketLive)
+		watched, live, pairings := tx.Bucket(bucketWatched), tx.Bucket(bucketLive), tx.Bucket(bucketPairings)
+		// A live slot holds its instance only while its pairing is live; one
+		// left by a request that never settled is freed here, so neither the
+		// slot nor the pairing outlives the request.
+		if _, err := deleteWhere(live, func(_, id []byte) bool {
+			p, err := loadPairing(pairings, id)
+			return err != nil || !p.Live(now)
+		}); err != nil {
+			return err
+		}
+		if _, err := deleteWhere(watched, func(id, _ []byte) bool { return pairings.Get(id) == nil }); err != nil {
+			return err
+		}
 		held := map[string]bool{}
 		live.ForEach(func(_, id []byte) error { held[string(id)] = true; return nil })
-		n, err := deleteWhere(tx.Bucket(bucketPairings), func(k, v []byte) bool {
+		n, err := deleteWhere(pairings, func(k, v []byte) bool {
 			if watched.Get(k) != nil || held[string(k)] {
 				return false
 			}

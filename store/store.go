@@ -75,7 +75,7 @@ func Open(path string, opts Options) (*DB, error) {
 					return err
 				}
 			}
-			return nil
+			return watchUnsettled(tx)
 		})
 		if err != nil {
 			b.Close()
@@ -117,4 +117,28 @@ func putJSON(b *bolt.Bucket, key []byte, v any) error {
 		return err
 	}
 	return b.Put(key, raw)
+}
+
+// watchUnsettled watches every request that has not settled. Versions
+// before watching began at reserve time left such requests unwatched after
+// a crash, and their messages at "Requesting…"; now the countdown ends them.
+func watchUnsettled(tx *bolt.Tx) error {
+	watched := tx.Bucket(bucketWatched)
+	var ids [][]byte
+	err := tx.Bucket(bucketPairings).ForEach(func(k, v []byte) error {
+		var p Pairing
+		if json.Unmarshal(v, &p) == nil && p.State == StateRequesting && watched.Get(k) == nil {
+			ids = append(ids, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := watched.Put(id, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }

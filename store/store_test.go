@@ -31,10 +31,14 @@ func reservation(id, instance, phone, user string, now time.Time) Reservation {
 	}
 }
 
-// end marks a pairing final so its instance is free again.
+// end marks a pairing final, and its final view shown, so its instance is
+// free again and nothing watches it.
 func end(t *testing.T, db *DB, id string, now time.Time) {
 	t.Helper()
 	if _, err := db.UpdatePairing(id, now, func(p *Pairing) error { p.State = StateExpired; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordView(id, StateExpired, true); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -226,7 +230,7 @@ func TestPruneKeepsWatchedAndLive(t *testing.T) {
 	db := openTest(t)
 	db.Reserve(reservation("live", "I1", "201112223333", "U1", t0))
 	db.Reserve(reservation("watched", "I2", "201009998888", "U1", t0))
-	db.Settle(Settlement{ID: "watched", Now: t0, Change: func(p *Pairing) error { p.State = StateExpired; return nil }, Watch: true})
+	db.Settle(Settlement{ID: "watched", Now: t0, Change: func(p *Pairing) error { p.State = StateExpired; return nil }})
 	if _, err := db.Prune(t0.Add(48*time.Hour), PruneBefore{Attempts: t0, Pairings: t0.Add(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +257,146 @@ func TestPruneAuditRetention(t *testing.T) {
 	// No retention keeps everything.
 	if st, _ := db.Prune(t0.Add(100*24*time.Hour), PruneBefore{}); st.AuditEvents != 0 {
 		t.Errorf("pruned audit without a retention: %+v", st)
+	}
+}
+
+// Every reserved pairing is watched from the moment it is reserved: if the
+// process dies before the request settles, the countdown still finds it.
+func TestReserveWatches(t *testing.T) {
+	db := openTest(t)
+	if d, err := db.Reserve(reservation("a", "I1", "201112223333", "U1", t0)); err != nil || d.Refused != LimitNone {
+		t.Fatal(d, err)
+	}
+	w, err := db.WatchedPairings()
+	if err != nil || len(w) != 1 || w[0].ID != "a" || w[0].State != StateRequesting {
+		t.Errorf("watched = %+v, %v; want the requesting pairing", w, err)
+	}
+}
+
+// A request whose lease runs out unsettled ends as interrupted: it still
+// counts (request-code may have reached WhatsApp), its instance is free,
+// the event is audited, and it stays watched until its message says so.
+// Before the lease runs out, or once settled, nothing changes.
+func TestInterruptWhenLeaseRunsOut(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0)) // lease: 30 s
+	ev := Event{Time: t0.Add(30 * time.Second), Kind: "interrupted", User: "U1", Pairing: "a"}
+	p, ended, err := db.Interrupt(Interruption{ID: "a", Now: t0.Add(29 * time.Second), Lapsed: true, Audit: ev})
+	if err != nil || ended || p.State != StateRequesting {
+		t.Fatalf("within the lease: %+v ended=%v %v; want it untouched", p, ended, err)
+	}
+	p, ended, err = db.Interrupt(Interruption{ID: "a", Now: t0.Add(30 * time.Second), Lapsed: true, Audit: ev})
+	if err != nil || !ended || p.State != StateInterrupted || !p.EndedAt.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("lease run out: %+v ended=%v %v; want interrupted", p, ended, err)
+	}
+	if n, _ := db.AttemptCount("201112223333", t0.Add(time.Minute), 15*time.Minute); n != 1 {
+		t.Errorf("interrupted attempt counts %d, want 1", n)
+	}
+	if d, _ := db.Reserve(reservation("b", "I1", "201009998888", "U2", t0.Add(31*time.Second))); d.Refused != LimitNone {
+		t.Errorf("instance still held after the interruption: %+v", d)
+	}
+	if w, _ := db.WatchedPairings(); len(w) != 2 {
+		t.Errorf("watched %d pairings, want the interrupted one (not yet shown) and the new one", len(w))
+	}
+	events, _ := db.AuditEvents(time.Time{}, func(e Event) bool { return e.Kind == "interrupted" })
+	if len(events) != 1 || events[0].Pairing != "a" {
+		t.Errorf("interrupted events = %+v", events)
+	}
+	// Settled requests are never interrupted.
+	db.Settle(Settlement{ID: "b", Now: t0.Add(32 * time.Second), Counted: true, Change: func(p *Pairing) error {
+		p.State, p.ExpiresAt = StateLive, t0.Add(3*time.Minute)
+		return nil
+	}})
+	if p, ended, _ := db.Interrupt(Interruption{ID: "b", Now: t0.Add(2 * time.Minute), Audit: ev}); ended || p.State != StateLive {
+		t.Errorf("a settled pairing was interrupted: %+v", p)
+	}
+}
+
+// A New code whose request is interrupted voids the code it replaced:
+// WhatsApp may have seen the new request.
+func TestInterruptedRenewalSupersedes(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
+	db.Settle(Settlement{ID: "a", Now: t0, Counted: true, Change: func(p *Pairing) error {
+		p.State, p.Code, p.ExpiresAt = StateLive, "ABCD1234", t0.Add(150*time.Second)
+		return nil
+	}})
+	r := reservation("b", "I1", "201112223333", "U1", t0.Add(10*time.Second))
+	r.Replaces, r.Pairing.Renews, r.Pairing.Message = "a", "a", "a"
+	if d, _ := db.Reserve(r); d.Refused != LimitNone {
+		t.Fatal(d)
+	}
+	if _, ended, err := db.Interrupt(Interruption{ID: "b", Now: t0.Add(40 * time.Second), Lapsed: true}); !ended || err != nil {
+		t.Fatal(ended, err)
+	}
+	if a, _ := db.Pairing("a"); a.State != StateSuperseded || a.Code != "" {
+		t.Errorf("replaced pairing: %+v, want superseded without its code", a)
+	}
+	if w, _ := db.WatchedPairings(); len(w) != 1 || w[0].ID != "b" {
+		t.Errorf("watched %+v, want only the interrupted renewal", w)
+	}
+}
+
+// A live slot pointing at a pairing that is no longer live (a request from
+// before watching began at reserve time, never settled) is freed by
+// pruning, and the pairing itself is then pruned like any ended one.
+func TestPruneFreesDeadLiveSlots(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
+	db.RecordView("a", "", true) // as an old database has it: not watched
+	st, err := db.Prune(t0.Add(48*time.Hour), PruneBefore{Attempts: t0, Pairings: t0.Add(24 * time.Hour)})
+	if err != nil || st.Pairings != 1 {
+		t.Errorf("pruned %+v, %v; want the dead request", st, err)
+	}
+	if _, err := db.Pairing("a"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("dead request kept: %v", err)
+	}
+}
+
+// Opening a database watches requests left unwatched by an older version,
+// so their messages reach a final state too.
+func TestOpenWatchesUnsettledRequests(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
+	db.RecordView("a", "", true)
+	db.Close()
+	db, err = Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if w, _ := db.WatchedPairings(); len(w) != 1 || w[0].ID != "a" {
+		t.Errorf("watched %+v after reopening, want the unsettled request", w)
+	}
+}
+
+// A /link refused by a limit is kept as a final, watched pairing, so its
+// message can be drawn again; a renewal's refusal (it only answers a click
+// on a message that still shows a working code) stores nothing.
+func TestRefusalKeptUntilShown(t *testing.T) {
+	db := openTest(t)
+	db.Reserve(reservation("holder", "I1", "201112223333", "U1", t0))
+	d, err := db.Reserve(reservation("refused", "I1", "201009998888", "U2", t0.Add(time.Second)))
+	if err != nil || d.Refused != LimitInstance {
+		t.Fatal(d, err)
+	}
+	p, err := db.Pairing("refused")
+	if err != nil || p.State != StateRefused || p.RefusedBy() != LimitInstance || p.HeldBy != "holder" || !p.RetryAt.Equal(t0.Add(30*time.Second)) || d.Pairing.ID != "refused" {
+		t.Errorf("refused pairing = %+v, %v", p, err)
+	}
+	if w, _ := db.WatchedPairings(); len(w) != 2 {
+		t.Errorf("watching %d pairings, want the holder and the refusal", len(w))
+	}
+	r := reservation("renewal", "I1", "201009998888", "U2", t0.Add(2*time.Second))
+	r.Replaces = "refused"
+	if d, _ := db.Reserve(r); d.Refused != LimitInstance || d.Pairing.ID != "" {
+		t.Errorf("renewal refusal: %+v", d)
+	}
+	if _, err := db.Pairing("renewal"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a renewal's refusal was stored: %v", err)
 	}
 }

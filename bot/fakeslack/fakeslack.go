@@ -119,6 +119,10 @@ type Server struct {
 	violations   []string
 	rateLimit    []time.Duration // Retry-After for the next response_url posts
 	failStatus   []int           // statuses for the next response_url posts
+	slowNext     []time.Duration // answer delays for the next response_url posts
+	holds        []chan struct{} // the next response_url posts wait for these before arriving
+	drops        int             // the next response_url posts lose their connection before arriving
+	held         int             // posts waiting on a hold now
 	changed      chan struct{}
 	onViolation  func(string)
 	ackLatencies []time.Duration
@@ -584,17 +588,81 @@ func (s *Server) RateLimited() int {
 	return s.rateLimited
 }
 
-// FailNextResponse makes the next response_url post answer status (e.g. 500).
+// FailNextResponse makes the next response_url post answer status (e.g.
+// 500) without changing the message. A 5xx still counts as a use: Slack
+// may have counted the post before failing, and the fake takes the
+// strictest reading.
 func (s *Server) FailNextResponse(status int) {
 	s.mu.Lock()
 	s.failStatus = append(s.failStatus, status)
 	s.mu.Unlock()
 }
 
+// SlowNextResponse makes the next response_url post take effect (the use is
+// counted and the message changed) but answer only after d, so a client
+// with a shorter timeout never learns that Slack took it.
+func (s *Server) SlowNextResponse(d time.Duration) {
+	s.mu.Lock()
+	s.slowNext = append(s.slowNext, d)
+	s.mu.Unlock()
+}
+
+// HoldNextResponse keeps the next response_url post on its way, as a slow
+// network would, until release is called; only then does Slack see it.
+func (s *Server) HoldNextResponse() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.holds = append(s.holds, ch)
+	s.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(ch) }) }
+}
+
+// DropNextResponse makes the next response_url post lose its connection
+// before Slack takes it: the client gets a network error, and the message
+// and the url's uses stay as they were.
+func (s *Server) DropNextResponse() {
+	s.mu.Lock()
+	s.drops++
+	s.mu.Unlock()
+}
+
+// HeldResponses is the number of response_url posts waiting on a hold.
+func (s *Server) HeldResponses() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
 func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	id := strings.TrimPrefix(r.URL.Path, "/response/")
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	s.mu.Lock()
+	if s.drops > 0 {
+		s.drops--
+		s.mu.Unlock()
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
+	}
+	if len(s.holds) > 0 {
+		hold := s.holds[0]
+		s.holds = s.holds[1:]
+		s.held++
+		s.notifyLocked()
+		s.mu.Unlock()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+		}
+		s.mu.Lock()
+		s.held--
+		if r.Context().Err() != nil {
+			s.mu.Unlock()
+			return
+		}
+	}
 	u := s.urls[id]
 	if u == nil {
 		s.mu.Unlock()
@@ -614,7 +682,14 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 	if len(s.failStatus) > 0 {
 		st := s.failStatus[0]
 		s.failStatus = s.failStatus[1:]
+		if st >= 500 {
+			u.uses++
+		}
+		over := u.uses > ResponseURLUses
 		s.mu.Unlock()
+		if over {
+			s.violate("response_url used %d times (limit %d)", u.uses, ResponseURLUses)
+		}
 		http.Error(w, "internal_error", st)
 		return
 	}
@@ -671,8 +746,19 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 		s.messages[nm.ID] = nm
 		s.msgOrder = append(s.msgOrder, nm.ID)
 	}
+	var slow time.Duration
+	if len(s.slowNext) > 0 {
+		slow, s.slowNext = s.slowNext[0], s.slowNext[1:]
+	}
 	s.notifyLocked()
 	s.mu.Unlock()
+	if slow > 0 {
+		select {
+		case <-time.After(slow):
+		case <-r.Context().Done():
+			return
+		}
+	}
 	w.Write([]byte("ok"))
 }
 

@@ -141,3 +141,73 @@ func TestInChannelIsAViolation(t *testing.T) {
 		t.Errorf("violations = %q, want one for in_channel", v)
 	}
 }
+
+// A 5xx may have been counted by Slack: the fake counts it (the strictest
+// reading) but leaves the message as it was.
+func TestServerErrorCountsAUse(t *testing.T) {
+	s, env := withCommand(t)
+	s.FailNextResponse(http.StatusInternalServerError)
+	resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 500 || s.ResponseURLUses(env.ResponseURL) != 1 {
+		t.Errorf("got HTTP %d and %d uses, want 500 and 1", resp.StatusCode, s.ResponseURLUses(env.ResponseURL))
+	}
+	if n := len(s.Message(env.MessageID).Versions); n != 0 {
+		t.Errorf("message has %d versions after a 500, want none", n)
+	}
+}
+
+// A slow answer: the post takes effect at once, the answer comes later.
+func TestSlowNextResponse(t *testing.T) {
+	s, env := withCommand(t)
+	s.SlowNextResponse(5 * time.Second)
+	client := &http.Client{Timeout: 100 * time.Millisecond}
+	_, err := client.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`))
+	if err == nil {
+		t.Fatal("answered within 100 ms, want a timeout")
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 1 || s.Message(env.MessageID).Latest().Text != "x" {
+		t.Errorf("the slow post did not take effect: %d uses, latest %+v", s.ResponseURLUses(env.ResponseURL), s.Message(env.MessageID).Latest())
+	}
+}
+
+// A held post reaches Slack only when released.
+func TestHoldNextResponse(t *testing.T) {
+	s, env := withCommand(t)
+	release := s.HoldNextResponse()
+	done := make(chan int)
+	go func() {
+		resp, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`))
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	if !s.WaitFor(time.Second, func() bool { return s.HeldResponses() == 1 }) {
+		t.Fatal("the post never arrived")
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Message(env.MessageID).Versions) != 0 {
+		t.Error("a held post took effect")
+	}
+	release()
+	if st := <-done; st != 200 || s.Message(env.MessageID).Latest().Text != "x" {
+		t.Errorf("after release: HTTP %d, latest %+v", st, s.Message(env.MessageID).Latest())
+	}
+}
+
+// A dropped post never reaches Slack: a network error, nothing changed.
+func TestDropNextResponse(t *testing.T) {
+	s, env := withCommand(t)
+	s.DropNextResponse()
+	if _, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`)); err == nil {
+		t.Error("a dropped post got an answer")
+	}
+	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Message(env.MessageID).Versions) != 0 {
+		t.Error("a dropped post took effect")
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+)
+
+// withWawpTimeout is the config file with another wawp_timeout.
+func withWawpTimeout(d string) string {
+	return strings.Replace(baseConfig, "wawp_timeout: 500ms", "wawp_timeout: "+d, 1)
+}
+
+// SIGTERM while Wawp is slow: a request can take twice wawp_timeout (the
+// session check, then request-code), longer than a fixed 10 s grace. The
+// shutdown waits for it, so the agent gets the request's real outcome
+// instead of a message stuck at "Requesting…".
+func TestShutdownWaitsForASlowRequest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	writeFile(t, h.configPath, withWawpTimeout("6s"))
+	// The session check answers after 5 s, request-code never: the request
+	// takes 11 s (5 s + the 6 s timeout).
+	h.wawp.SetDelay(5 * time.Second)
+	h.wawp.FailNext(instanceEG, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+	h.start()
+	env := h.command("U1", "support-eg +201112223333")
+	h.waitText(env.MessageID, "Requesting")
+	h.cancel() // SIGTERM
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	h.cancel = nil
+	if got := shown(h.slack.Message(env.MessageID).Latest()); !strings.Contains(got, "Wawp did not answer in time") {
+		t.Errorf("after shutdown the message shows\n%s\nwant Wawp's timeout\nlogs:\n%s", got, h.logs.String())
+	}
+}
+
+// kill -9 mid-request: the database file holds a request that never
+// settled (here: a copy of the file taken while Wawp had the request, and
+// Slack never saw the dead process's answer). The restarted bot ends it as
+// interrupted when its lease runs out, says so in the message, and the
+// instance is free again; the interrupted request counted.
+func TestRestartAfterCrashMidRequest(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	writeFile(t, h.configPath, withWawpTimeout("1s"))
+	h.wawp.FailNext(instanceEG, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+	h.slack.FailNextResponse(404) // the dead process's answer never shows
+	h.start()
+	env := h.command("U1", "support-eg +201112223333")
+	if !eventually(waitLong, func() bool { return len(h.wawp.Calls(fakewawp.RequestCode)) == 1 }) {
+		t.Fatal("request-code was never called")
+	}
+	crashImage, err := os.ReadFile(h.env["LINKBOT_DB"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.stop()
+	if got := shown(h.slack.Message(env.MessageID).Latest()); !strings.Contains(got, "Requesting") {
+		t.Fatalf("the dead process's answer showed: %s", got)
+	}
+	writeFile(t, h.env["LINKBOT_DB"], string(crashImage))
+	h.start()
+	v := h.waitText(env.MessageID, "Interrupted")
+	for _, want := range []string{"counts toward this number's limit: code 1 of 3", "`/link support-eg +20 11 12223333`"} {
+		if !strings.Contains(shown(v), want) {
+			t.Errorf("interrupted message lacks %q:\n%s", want, shown(v))
+		}
+	}
+	env2 := h.command("U1", "support-eg +201112223333")
+	h.waitText(env2.MessageID, "Code 2 of 3")
+	h.stop()
+	if kinds := h.auditKinds(); !slices.Contains(kinds, "interrupted") {
+		t.Errorf("audit %v has no interrupted event", kinds)
+	}
+}
