@@ -18,18 +18,17 @@ import (
 // bot runs (and holds the file) it asks the bot's HTTP listener instead.
 func auditCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	since := fs.String("since", "24h", "how far back, e.g. 24h, 30m, 720h")
 	phone := fs.String("phone", "", "only events for this phone (with country code, or national in LINKBOT_DEFAULT_REGION)")
 	instance := fs.String("instance", "", "only events for this instance (alias or ID)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return &configError{problems: []string{err.Error()}}
+	if help, err := parseFlags(fs, args, "linkbot audit [--since 24h] [--phone P] [--instance I] [--json]", stdout); help || err != nil {
+		return err
 	}
 	region := getenv("LINKBOT_DEFAULT_REGION")
 	f, err := parseAuditQuery(*since, *phone, *instance, region, time.Now())
 	if err != nil {
-		return &configError{problems: []string{err.Error()}}
+		return &usageError{err.Error()}
 	}
 	path := or(getenv("LINKBOT_DB"), "linkbot.db")
 	var events []store.Event

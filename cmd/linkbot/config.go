@@ -45,7 +45,7 @@ type config struct {
 }
 
 // configError lists every problem with the configuration at once, so an
-// admin fixes them in one go; main exits 2 on it.
+// admin fixes them in one go; main exits exitConfig (78) on it.
 type configError struct{ problems []string }
 
 func (e *configError) Error() string {

@@ -77,7 +77,7 @@ func TestConfigFileProblems(t *testing.T) {
 			if !errors.As(err, &cerr) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want a configError containing %q", err, tt.want)
 			}
-			// run exits 2 (configError) before connecting anywhere.
+			// run exits 78 (configError) before connecting anywhere.
 			err = run(context.Background(), []string{"linkbot"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
 			if !errors.As(err, &cerr) {
 				t.Errorf("run: %v, want a configError", err)
@@ -108,6 +108,6 @@ instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 user
 	err := run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{})
 	var cerr *configError
 	if !errors.As(err, &cerr) {
-		t.Errorf("invalid file: err = %v, want configError (exit 2)", err)
+		t.Errorf("invalid file: err = %v, want configError (exit 78)", err)
 	}
 }

@@ -25,11 +25,10 @@ const demoInstance = "A1B2C3D4E5F6"
 // It needs no account and no network.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print each message as Block Kit JSON")
 	verbose := fs.Bool("verbose", false, "also print the bot's log")
-	if err := fs.Parse(args); err != nil {
-		return &configError{problems: []string{err.Error()}}
+	if help, err := parseFlags(fs, args, "linkbot demo [--json] [--verbose]", stdout); help || err != nil {
+		return err
 	}
 	var violations []string
 	slack := fakeslack.New(func(v string) { violations = append(violations, v) })

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,8 +43,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "", "run":
 	case "check-config":
 		path := getenv("LINKBOT_CONFIG")
-		if len(args) > 2 {
+		switch len(args) {
+		case 2:
+		case 3:
 			path = args[2]
+		default:
+			return &usageError{fmt.Sprintf("check-config takes one file, not %d arguments (usage: linkbot check-config [FILE])", len(args)-2)}
 		}
 		if path == "" {
 			return &configError{problems: []string{"check-config: name the file, or set LINKBOT_CONFIG"}}
@@ -60,8 +65,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return &configError{problems: []string{fmt.Sprintf("unknown command %q", sub)}}
+		return &usageError{fmt.Sprintf("unknown command %q (commands: run, demo, check-config, audit, version, help; see linkbot help)", sub)}
 	}
 
 	cfg, err := loadConfig(getenv)
@@ -70,6 +74,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	return serve(ctx, cfg, log)
+}
+
+// usageError is a mistyped command line (an unknown subcommand, a bad
+// flag): main says so in one line and exits exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// parseFlags parses a subcommand's flags. A mistake is a usageError that
+// shows the synopsis; -h prints the flags to stdout and reports help.
+func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writer) (help bool, err error) {
+	fs.SetOutput(io.Discard) // the error is reported once, by main
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stdout, "Usage: %s\n", synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return true, nil
+	case err != nil:
+		return false, &usageError{fmt.Sprintf("%s: %v (usage: %s)", fs.Name(), err, synopsis)}
+	case fs.NArg() > 0:
+		return false, &usageError{fmt.Sprintf("%s: unexpected argument %q (usage: %s)", fs.Name(), fs.Arg(0), synopsis)}
+	}
+	return false, nil
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
