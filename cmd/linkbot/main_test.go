@@ -84,6 +84,7 @@ func TestExitStatus(t *testing.T) {
 		{"missing tokens", nil, nil, 78, []string{"linkbot: configuration is invalid", "SLACK_APP_TOKEN is not set"}, nil, 0},
 		{"bad setting", with(map[string]string{"LINKBOT_LOG_FORMAT": "xml"}), nil, 78, []string{"LINKBOT_LOG_FORMAT"}, nil, 0},
 		{"check-config with two files", nil, []string{"check-config", "a.yml", "b.yml"}, 64, []string{"one file"}, []string{"configuration"}, 1},
+		{"damaged database", with(map[string]string{"LINKBOT_DB": damaged}), nil, 1, []string{damaged, "backup"}, []string{"panic", "goroutine"}, 0},
 		{"unknown command", nil, []string{"frob"}, 64, []string{`unknown command "frob"`}, []string{"configuration"}, 1},
 		{"bad flag", nil, []string{"demo", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration"}, 1},
 	}
