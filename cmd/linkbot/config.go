@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,6 +146,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.DBPath == "" {
 		c.DBPath = "linkbot.db"
 	}
+	if c.HTTPAddr != "" {
+		if err := checkListenAddr(c.HTTPAddr); err != nil {
+			problems = append(problems, fmt.Sprintf("LINKBOT_HTTP_ADDR %q %v", c.HTTPAddr, err))
+		}
+	}
 	switch c.LogFormat {
 	case "":
 		c.LogFormat = "json"
@@ -161,6 +168,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, &configError{problems: problems}
 	}
 	return c, nil
+}
+
+// checkListenAddr accepts host:port with a numeric port (net.Listen would
+// also look up service names such as "http", which distroless images
+// cannot: they have no /etc/services). An empty host means every interface.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("must be host:port, e.g. 127.0.0.1:8080")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("has port %q; want a number from 0 to 65535, e.g. 127.0.0.1:8080", port)
+	}
+	return nil
 }
 
 // loadFile reads LINKBOT_CONFIG; values already set by the environment win.

@@ -111,3 +111,47 @@ instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 user
 		t.Errorf("invalid file: err = %v, want configError (exit 78)", err)
 	}
 }
+
+// TestHTTPAddrChecked: a bad LINKBOT_HTTP_ADDR is a configuration problem
+// listed with the others before anything starts, not a listen error after
+// the database is open.
+func TestHTTPAddrChecked(t *testing.T) {
+	tests := []struct {
+		addr string
+		ok   bool
+	}{
+		{"127.0.0.1:8080", true},
+		{":8080", true},
+		{"[::1]:9090", true},
+		{"localhost:0", true},
+		{"8080", false},
+		{"127.0.0.1", false},
+		{"localhost:http-alt", false},
+		{":99999", false},
+		{"127.0.0.1:-1", false},
+		{"[::1:8080", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			env := baseEnv("")
+			env["LINKBOT_HTTP_ADDR"] = tt.addr
+			env["LINKBOT_LOG_FORMAT"] = "xml" // a second problem: both are listed
+			_, err := loadConfig(func(k string) string { return env[k] })
+			var cerr *configError
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want configError", err)
+			}
+			var got []string
+			for _, p := range cerr.problems {
+				got = append(got, strings.SplitN(p, " ", 2)[0])
+			}
+			want := []string{"LINKBOT_LOG_FORMAT"}
+			if !tt.ok {
+				want = []string{"LINKBOT_HTTP_ADDR", "LINKBOT_LOG_FORMAT"}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s\n%v", diff, cerr.problems)
+			}
+		})
+	}
+}
