@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/linkbot/linkbot/bot"
 )
 
 // Exit statuses, from sysexits.h. Go itself exits 2 on a panic or a fatal
@@ -18,7 +20,7 @@ import (
 const (
 	exitFailure = 1
 	exitUsage   = 64 // EX_USAGE: a mistyped command line
-	exitConfig  = 78 // EX_CONFIG: restarting will not fix it
+	exitConfig  = 78 // EX_CONFIG: a bad setting or a token Slack rejects; restarting will not fix it
 )
 
 func main() {
@@ -41,7 +43,7 @@ func exitStatus(err error, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &uerr):
 		return exitUsage
-	case errors.As(err, &cerr):
+	case errors.As(err, &cerr), errors.Is(err, bot.ErrAuth):
 		return exitConfig
 	}
 	return exitFailure
