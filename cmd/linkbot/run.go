@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/linkbot/linkbot/bot"
@@ -15,8 +16,49 @@ import (
 	"github.com/linkbot/linkbot/store"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=…" (the
+// Dockerfile does); otherwise versionString reads the build information.
+var version = ""
+
+// versionString says what this binary was built from.
+func versionString() string {
+	info, _ := debug.ReadBuildInfo()
+	return describeVersion(version, info)
+}
+
+// describeVersion prefers the version given at link time, then the module
+// version the go command stamped (a release tag for `go install …@v1.2.0`;
+// since Go 1.24 a pseudo-version with the commit, and +dirty for local
+// changes, for a plain `go build` in a clone), then the VCS revision.
+func describeVersion(ldflag string, info *debug.BuildInfo) string {
+	const unknown = "built without version information: build in a git clone, or with -ldflags -X main.version=…"
+	if info == nil {
+		return or(ldflag, "devel") + " (" + unknown + ")"
+	}
+	v := ldflag
+	if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
+	}
+	if v == "" {
+		var rev, modified string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev == "" {
+			return "devel (" + info.GoVersion + "; " + unknown + ")"
+		}
+		v = "devel-" + rev[:min(12, len(rev))]
+		if modified == "true" {
+			v += "-dirty"
+		}
+	}
+	return v + " (" + info.GoVersion + ")"
+}
 
 const usage = `linkbot — link a WhatsApp number to a Wawp instance from Slack
 
@@ -59,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "linkbot", version)
+		fmt.Fprintln(stdout, "linkbot", versionString())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -133,7 +175,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention,
 	})
-	log.Info("linkbot starting", "version", version, "db", cfg.DBPath, "instances", len(cfg.Instances),
+	log.Info("linkbot starting", "version", versionString(), "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
