@@ -85,6 +85,7 @@ func TestExitStatus(t *testing.T) {
 		{"bad config file", with(map[string]string{"LINKBOT_CONFIG": filepath.Join(dir, "missing.yml")}), nil, 78, []string{"missing.yml: no such file or directory"}, nil, 0},
 		{"invalid file for check-config", nil, []string{"check-config", filepath.Join(dir, "missing.yml")}, 78, []string{"missing.yml: no such file or directory"}, nil, 0},
 		{"bad setting", with(map[string]string{"LINKBOT_LOG_FORMAT": "xml"}), nil, 78, []string{"LINKBOT_LOG_FORMAT"}, nil, 0},
+		{"check-config without a file", nil, []string{"check-config"}, 64, []string{"name the file"}, []string{"configuration"}, 1},
 		{"check-config with two files", nil, []string{"check-config", "a.yml", "b.yml"}, 64, []string{"one file"}, []string{"configuration"}, 1},
 		{"damaged database", with(map[string]string{"LINKBOT_DB": damaged}), nil, 1, []string{damaged, "backup"}, []string{"panic", "goroutine"}, 0},
 		{"unknown command", nil, []string{"frob"}, 64, []string{`unknown command "frob"`}, []string{"configuration"}, 1},

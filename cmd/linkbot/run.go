@@ -93,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return &usageError{fmt.Sprintf("check-config takes one file, not %d arguments (usage: linkbot check-config [FILE])", len(args)-2)}
 		}
 		if path == "" {
-			return &configError{problems: []string{"check-config: name the file, or set LINKBOT_CONFIG"}}
+			return &usageError{"check-config: name the file, or set LINKBOT_CONFIG (usage: linkbot check-config [FILE])"}
 		}
 		return checkConfig(path, getenv, stdout)
 	case "demo":
