@@ -18,7 +18,7 @@ import (
 
 // version is set at build time with -ldflags "-X main.version=…" (the
 // Dockerfile does); otherwise versionString reads the build information.
-var version = ""
+var version string
 
 // versionString says what this binary was built from.
 func versionString() string {
@@ -33,7 +33,10 @@ func versionString() string {
 func describeVersion(ldflag string, info *debug.BuildInfo) string {
 	const unknown = "built without version information: build in a git clone, or with -ldflags -X main.version=…"
 	if info == nil {
-		return or(ldflag, "devel") + " (" + unknown + ")"
+		if ldflag != "" {
+			return ldflag
+		}
+		return "devel (" + unknown + ")"
 	}
 	v := ldflag
 	if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {

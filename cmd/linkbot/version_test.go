@@ -48,6 +48,7 @@ func TestDescribeVersion(t *testing.T) {
 		{"go build -buildvcs=true, no pseudo-version", "", info("(devel)", settings("vcs.revision", rev, "vcs.modified", "false")), "devel-4dfd695a1b2c (go1.26.8)"},
 		{"modified checkout", "", info("(devel)", settings("vcs.revision", rev, "vcs.modified", "true")), "devel-4dfd695a1b2c-dirty (go1.26.8)"},
 		{"no VCS information", "", info("(devel)", nil), "devel (go1.26.8; built without version information: build in a git clone, or with -ldflags -X main.version=…)"},
+		{"no build information, release build", "v1.2.0", nil, "v1.2.0"},
 		{"no build information", "", nil, "devel (built without version information: build in a git clone, or with -ldflags -X main.version=…)"},
 	}
 	for _, tt := range tests {
