@@ -128,6 +128,9 @@ var ErrAuth = errors.New("slack rejected the token")
 func (b *Bot) Run(ctx context.Context) error {
 	auth, err := b.api.AuthTestContext(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop before it started: not a failure
+		}
 		switch err.Error() {
 		case "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired":
 			return fmt.Errorf("SLACK_BOT_TOKEN: %w (%v)", ErrAuth, err)
@@ -171,6 +174,10 @@ func (b *Bot) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			switch err.Error() { // apps.connections.open turned the app token away
+			case "invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired":
+				return fmt.Errorf("SLACK_APP_TOKEN: %w (%v)", ErrAuth, err)
+			}
 			return fmt.Errorf("socket mode: %w", err)
 		case evt := <-b.sm.Events:
 			if err := b.dispatch(ctx, evt); err != nil {
@@ -206,7 +213,7 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 	case socketmode.EventTypeConnectionError:
 		b.log.Warn("slack socket connection failed; retrying")
 	case socketmode.EventTypeInvalidAuth:
-		return fmt.Errorf("socket mode with SLACK_APP_TOKEN: %w", ErrAuth)
+		return fmt.Errorf("SLACK_APP_TOKEN: %w (apps.connections.open answered 404)", ErrAuth)
 	case socketmode.EventTypeDisconnect:
 		b.obs.Connected(false)
 		b.log.Info("slack asked to reconnect")

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -34,6 +36,10 @@ var ErrLocked = errors.New("database file is in use by another process")
 // ErrNotFound is returned when a pairing does not exist (or was pruned).
 var ErrNotFound = errors.New("not found")
 
+// ErrDamaged means the database file is truncated or overwritten: bbolt
+// cannot read it, and only a backup brings its contents back.
+var ErrDamaged = errors.New("database file is damaged")
+
 // DB is the open database. It is safe for concurrent use.
 type DB struct {
 	bolt *bolt.DB
@@ -50,15 +56,26 @@ type Options struct {
 	ReadOnly bool
 }
 
-// Open opens (or creates, mode 0600) the bbolt file at path.
+// Open opens (or creates, mode 0600) the bbolt file at path. A file bbolt
+// cannot read (truncated, overwritten) is refused with ErrDamaged.
 func Open(path string, opts Options) (*DB, error) {
 	timeout := opts.LockTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opts.NoSync, ReadOnly: opts.ReadOnly})
+	var b *bolt.DB
+	err := readingFile(path, func() (err error) {
+		b, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opts.NoSync, ReadOnly: opts.ReadOnly})
+		return err
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (waited %s; is another linkbot running?)", path, ErrLocked, timeout)
+	}
+	if err == nil {
+		err = readingFile(path, func() error { return sane(b, path) })
+		if err != nil {
+			b.Close()
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -69,13 +86,15 @@ func Open(path string, opts Options) (*DB, error) {
 			b.Close()
 			return nil, fmt.Errorf("chmod %s: %w", path, err)
 		}
-		err = b.Update(func(tx *bolt.Tx) error {
-			for _, name := range allBuckets {
-				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-					return err
+		err = readingFile(path, func() error {
+			return b.Update(func(tx *bolt.Tx) error {
+				for _, name := range allBuckets {
+					if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+						return err
+					}
 				}
-			}
-			return watchUnsettled(tx)
+				return watchUnsettled(tx)
+			})
 		})
 		if err != nil {
 			b.Close()
@@ -90,6 +109,57 @@ func Open(path string, opts Options) (*DB, error) {
 	// delay keeps a lone request fast.
 	b.MaxBatchDelay = time.Millisecond
 	return &DB{bolt: b}, nil
+}
+
+// readingFile runs f, which reads the file at path through bbolt, and
+// turns the ways bbolt reports a damaged file into ErrDamaged: its own
+// errors for unreadable meta pages, its panics on pages that make no sense,
+// and the fault (SIGBUS) of reading a page past the end of a truncated file
+// through the memory map, which would otherwise kill the process with no
+// way to recover. After a panic bbolt's half-opened file stays locked by
+// this process; it is about to exit with the error anyway.
+func readingFile(path string, f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = damaged(path, fmt.Sprint(r))
+		}
+	}()
+	err = f()
+	switch {
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch),
+		err != nil && strings.Contains(err.Error(), "file size too small"): // bbolt v1.5.0 does not wrap this one
+		return damaged(path, err.Error())
+	}
+	return err
+}
+
+// sane is a quick look for damage bbolt's Open does not notice: a file
+// shorter than the pages its meta page counts (truncated: reading the
+// missing pages would fault), and top-level buckets whose first and last
+// pages do not parse. It reads a handful of pages, not the whole file
+// (bbolt's tx.Check would, and a year of audit events is large).
+func sane(b *bolt.DB, path string) error {
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return b.View(func(tx *bolt.Tx) error {
+		if tx.Size() > info.Size() {
+			return damaged(path, fmt.Sprintf("the file is %d bytes but its pages need %d: it was truncated", info.Size(), tx.Size()))
+		}
+		return tx.ForEach(func(_ []byte, bk *bolt.Bucket) error {
+			c := bk.Cursor()
+			c.First()
+			c.Last()
+			return nil
+		})
+	})
+}
+
+func damaged(path, cause string) error {
+	return fmt.Errorf("%w (bbolt: %s): stop linkbot and restore %s from a backup, or move it aside to start over with "+
+		"empty limits, pairings and audit log", ErrDamaged, cause, path)
 }
 
 // Close releases the file lock.

@@ -22,14 +22,13 @@ import (
 // the unix socket beside the file, which only the file's owner may open.
 func auditCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	since := fs.Duration("since", defaultAuditSince, "how far back, e.g. 24h, 30m, 720h")
 	phone := fs.String("phone", "", "only this phone's events: with country code, or national in the config file's default_region (or LINKBOT_DEFAULT_REGION)")
 	instance := fs.String("instance", "", "only this instance's events: its alias or 12-character ID")
 	limit := fs.Int("limit", defaultAuditLimit, fmt.Sprintf("at most this many events, the newest (1–%d)", maxAuditLimit))
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	if err := fs.Parse(args); err != nil {
-		return &configError{problems: []string{err.Error()}}
+	if help, err := parseFlags(fs, args, "linkbot audit [--since 24h] [--phone P] [--instance I] [--limit N] [--json]", stdout); help || err != nil {
+		return err
 	}
 	dir, region, err := auditDirectory(getenv)
 	if err != nil {
@@ -37,7 +36,7 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	}
 	req, err := newAuditRequest(*since, *phone, *instance, *limit, dir, region, time.Now())
 	if err != nil {
-		return &configError{problems: []string{err.Error()}}
+		return &usageError{err.Error()}
 	}
 	path := or(getenv("LINKBOT_DB"), "linkbot.db")
 	events, more, err := readAudit(path, req)

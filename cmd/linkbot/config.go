@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
@@ -45,7 +45,7 @@ type config struct {
 }
 
 // configError lists every problem with the configuration at once, so an
-// admin fixes them in one go; main exits 2 on it.
+// admin fixes them in one go; main exits exitConfig (78) on it.
 type configError struct{ problems []string }
 
 func (e *configError) Error() string {
@@ -144,6 +144,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if c.DBPath == "" {
 		c.DBPath = "linkbot.db"
 	}
+	if c.HTTPAddr != "" {
+		if err := checkListenAddr(c.HTTPAddr); err != nil {
+			problems = append(problems, fmt.Sprintf("LINKBOT_HTTP_ADDR %q %v", c.HTTPAddr, err))
+		}
+	}
 	switch c.LogFormat {
 	case "":
 		c.LogFormat = "json"
@@ -152,7 +157,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		problems = append(problems, fmt.Sprintf("LINKBOT_LOG_FORMAT must be json or text, not %q", c.LogFormat))
 	}
 	if c.ConfigPath != "" {
-		problems = append(problems, c.loadFile(getenv)...)
+		fileProblems, unsetEnv := c.loadFile(getenv)
+		problems = append(append(problems, fileProblems...), unsetEnv...)
 	}
 	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
 		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
@@ -163,138 +169,138 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
-// loadFile reads LINKBOT_CONFIG; values already set by the environment win.
-func (c *config) loadFile(getenv func(string) string) []string {
+// checkListenAddr accepts host:port with a numeric port (net.Listen would
+// also look up service names such as "http", which distroless images
+// cannot: they have no /etc/services). An empty host means every interface.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("must be host:port, e.g. 127.0.0.1:8080")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("has port %q; want a number from 0 to 65535, e.g. 127.0.0.1:8080", port)
+	}
+	return nil
+}
+
+// loadFile reads the config file at c.ConfigPath; values already set by the
+// environment win. It returns every problem at once, each as FILE:LINE: …,
+// and apart from them the token_env variables that are not set (a problem
+// for the bot, only a note for check-config, which may run where the
+// tokens are not).
+func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []string) {
+	fc := &fileCheck{path: c.ConfigPath, lines: map[string]int{}}
 	raw, err := os.ReadFile(c.ConfigPath)
 	if err != nil {
-		return []string{fmt.Sprintf("LINKBOT_CONFIG: %v", errors.Unwrap(err))}
+		var perr *fs.PathError
+		if errors.As(err, &perr) {
+			err = perr.Err // the path is already in front
+		}
+		fc.problems = append(fc.problems, fileProblem{0, err.Error()})
+		return fc.list(), nil
 	}
 	var f fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && err.Error() != "EOF" {
-		return prefix(c.ConfigPath, []string{strings.TrimPrefix(err.Error(), "yaml: ")})
-	}
-	var problems []string
-	bad := func(format string, args ...any) {
-		problems = append(problems, fmt.Sprintf(format, args...))
+	if !fc.parse(raw, &f) {
+		return fc.list(), nil
 	}
 	if c.DefaultRegion == "" {
 		c.DefaultRegion = strings.ToUpper(f.DefaultRegion)
 	}
-	if f.CodeLifetime != "" {
-		d, err := time.ParseDuration(f.CodeLifetime)
-		if err != nil || d < 5*time.Second || d > 10*time.Minute {
-			bad("code_lifetime %q must be a duration between 5s and 10m", f.CodeLifetime)
-		} else {
-			c.CodeLifetime = d
-		}
+	fc.duration("code_lifetime", f.CodeLifetime, durationRule{lo: 5 * time.Second, hi: 10 * time.Minute}, &c.CodeLifetime)
+	fc.duration("wawp_timeout", f.WawpTimeout, durationRule{lo: 100 * time.Millisecond, hi: time.Minute}, &c.WawpTimeout)
+	fc.duration("tick_interval", f.TickInterval, durationRule{lo: time.Second, hi: time.Minute, wholeSeconds: true}, &c.TickInterval)
+	if f.AuditRetention == "0" || f.AuditRetention == "forever" {
+		c.AuditRetention = 0
+	} else {
+		fc.duration("audit_retention", f.AuditRetention, durationRule{lo: 24 * time.Hour, orElse: "forever"}, &c.AuditRetention)
 	}
-	if f.WawpTimeout != "" {
-		d, err := time.ParseDuration(f.WawpTimeout)
-		if err != nil || d < 100*time.Millisecond || d > time.Minute {
-			bad("wawp_timeout %q must be a duration between 100ms and 1m", f.WawpTimeout)
-		} else {
-			c.WawpTimeout = d
-		}
-	}
-	if f.TickInterval != "" {
-		d, err := time.ParseDuration(f.TickInterval)
-		if err != nil || d < time.Second || d > time.Minute || d%time.Second != 0 {
-			bad("tick_interval %q must be whole seconds between 1s and 1m", f.TickInterval)
-		} else {
-			c.TickInterval = d
-		}
-	}
-	if f.AuditRetention != "" {
-		d, err := time.ParseDuration(f.AuditRetention)
-		switch {
-		case f.AuditRetention == "0" || f.AuditRetention == "forever":
-			c.AuditRetention = 0
-		case err != nil || d < 24*time.Hour:
-			bad("audit_retention %q must be a duration of at least 24h, or forever", f.AuditRetention)
-		default:
-			c.AuditRetention = d
-		}
-	}
-	for name, w := range map[string]struct {
-		cfg windowConfig
-		dst *store.Window
-	}{"phone": {f.Limits.Phone, &c.PhoneLimit}, "user": {f.Limits.User, &c.UserLimit}} {
+	for _, w := range []struct {
+		name string
+		cfg  windowConfig
+		dst  *store.Window
+	}{{"phone", f.Limits.Phone, &c.PhoneLimit}, {"user", f.Limits.User, &c.UserLimit}} {
+		path := "limits." + w.name
 		if w.cfg.Max < 0 {
-			bad("limits.%s.max must be positive", name)
+			fc.bad(path+".max", "%s.max must be positive", path)
 		} else if w.cfg.Max > 0 {
 			w.dst.Max = w.cfg.Max
 		}
-		if w.cfg.Window != "" {
-			d, err := time.ParseDuration(w.cfg.Window)
-			if err != nil || d < time.Minute || d > 7*24*time.Hour {
-				bad("limits.%s.window %q must be a duration between 1m and 168h", name, w.cfg.Window)
-			} else {
-				w.dst.Period = d
-			}
+		fc.duration(path+".window", w.cfg.Window, durationRule{lo: time.Minute, hi: 7 * 24 * time.Hour}, &w.dst.Period)
+	}
+	// Aliases and IDs share one namespace (the Directory resolves both,
+	// case-insensitively): a name given twice would silently send one
+	// instance's requests with the other's token and access rules.
+	type owner struct {
+		index int
+		what  string // "id" or "alias"
+	}
+	names := map[string]owner{}
+	describe := func(i int) string {
+		if a := strings.TrimSpace(f.Instances[i].Alias); a != "" {
+			return fmt.Sprintf("instances[%d] (%s)", i, a)
+		}
+		return fmt.Sprintf("instances[%d]", i)
+	}
+	for i, in := range f.Instances {
+		if other, dup := names[strings.ToLower(in.ID)]; dup {
+			fc.bad(fmt.Sprintf("instances[%d]", i), "%s: id %q is already %s; list each instance once", describe(i), in.ID, describe(other.index))
+		} else if in.ID != "" {
+			names[strings.ToLower(in.ID)] = owner{i, "id"}
 		}
 	}
-	seen := map[string]bool{}
 	for i, in := range f.Instances {
-		if !pairing.IsInstanceID(in.ID) {
-			bad("instances[%d] (%s): id %q must be the 12-character Wawp instance ID", i, in.Alias, in.ID)
-		}
+		where := fmt.Sprintf("instances[%d]", i)
 		alias := strings.TrimSpace(in.Alias)
 		if alias == "" {
 			alias = in.ID
+		} else if other, taken := names[strings.ToLower(alias)]; taken && other.index != i {
+			if other.what == "id" {
+				fc.bad(where, "%s: alias %q is the ID of %s", where, alias, describe(other.index))
+			} else {
+				fc.bad(where, "%s: alias %q is already instances[%d]'s", where, alias, other.index)
+			}
+		} else if !taken {
+			names[strings.ToLower(alias)] = owner{i, "alias"}
 		}
-		if seen[strings.ToLower(alias)] {
-			bad("instances[%d]: alias %q is used twice", i, alias)
+		if !pairing.IsInstanceID(in.ID) {
+			fc.bad(where+".id", "%s (%s): id %q must be the 12-character Wawp instance ID", where, alias, in.ID)
 		}
-		seen[strings.ToLower(alias)] = true
 		region := strings.ToUpper(in.Region)
 		if region != "" && !pairing.ValidRegion(region) {
-			bad("instances[%d] (%s): region %q is not an ISO region code", i, alias, in.Region)
+			fc.bad(where+".region", "%s (%s): region %q is not an ISO region code", where, alias, in.Region)
 		}
 		if in.TokenEnv != "" {
 			if tok := getenv(in.TokenEnv); tok == "" {
-				bad("instances[%d] (%s): token_env %s is not set in the environment", i, alias, in.TokenEnv)
+				unsetEnv = append(unsetEnv, fmt.Sprintf("%s:%d: %s (%s): token_env %s is not set in the environment",
+					c.ConfigPath, fc.lines[where+".token_env"], where, alias, in.TokenEnv))
 			} else {
 				c.Tokens[in.ID] = tok
 			}
 		}
 		if in.Access != nil {
-			a, errs := in.Access.rules(fmt.Sprintf("instances[%d] (%s).access", i, alias))
-			problems = append(problems, errs...)
-			c.Access[in.ID] = a
+			c.Access[in.ID] = in.Access.rules(fc, fmt.Sprintf("%s (%s).access", where, alias), where+".access")
 		}
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
-	a, errs := f.Access.rules("access")
-	problems = append(problems, errs...)
-	c.Access[""] = a
-	return prefix(c.ConfigPath, problems)
-}
-
-// prefix names the file in front of each of its problems.
-func prefix(path string, problems []string) []string {
-	for i, p := range problems {
-		problems[i] = fmt.Sprintf("LINKBOT_CONFIG %s: %s", path, p)
-	}
-	return problems
+	c.Access[""] = f.Access.rules(fc, "access", "access")
+	return fc.list(), unsetEnv
 }
 
 // rules checks the Slack IDs' shapes (U…/W… users, S… groups, C…/G…
-// channels): a name where an ID belongs would silently match nobody.
-func (a accessConfig) rules(where string) (bot.Access, []string) {
-	var problems []string
+// channels): a name where an ID belongs would silently match nobody. name
+// is how problems call the rules; path is where they are in the file.
+func (a accessConfig) rules(fc *fileCheck, name, path string) bot.Access {
 	check := func(kind string, ids []string, prefixes string) {
-		for _, id := range ids {
+		for i, id := range ids {
 			if len(id) < 2 || !strings.ContainsRune(prefixes, rune(id[0])) || strings.ToUpper(id) != id {
-				problems = append(problems, fmt.Sprintf("%s.%s: %q is not a Slack ID (expected one starting with %s)", where, kind, id, strings.Join(strings.Split(prefixes, ""), " or ")))
+				fc.bad(fmt.Sprintf("%s.%s[%d]", path, kind, i), "%s.%s: %q is not a Slack ID (expected one starting with %s)", name, kind, id, strings.Join(strings.Split(prefixes, ""), " or "))
 			}
 		}
 	}
 	check("users", a.Users, "UW")
 	check("usergroups", a.UserGroups, "S")
 	check("channels", a.Channels, "CG")
-	return bot.Access{Users: a.Users, UserGroups: a.UserGroups, Channels: a.Channels, Ask: a.Ask}, problems
+	return bot.Access{Users: a.Users, UserGroups: a.UserGroups, Channels: a.Channels, Ask: a.Ask}
 }
 
 // checkConfig validates a config file without connecting anywhere and
@@ -303,7 +309,8 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	c := defaultConfig()
 	c.ConfigPath = path
 	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
-	if problems := c.loadFile(getenv); len(problems) > 0 {
+	problems, unsetEnv := c.loadFile(getenv)
+	if len(problems) > 0 {
 		return &configError{problems: problems}
 	}
 	fmt.Fprintf(stdout, "%s is valid.\n", path)
@@ -326,6 +333,9 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 			line += ", access: " + describeAccess(a)
 		}
 		fmt.Fprintln(stdout, line)
+	}
+	for _, note := range unsetEnv {
+		fmt.Fprintf(stdout, "note: %s; the bot will not start without it\n", note)
 	}
 	return nil
 }

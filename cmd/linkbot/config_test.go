@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,21 +51,48 @@ instances:
 	}
 }
 
+// TestConfigFileProblems: every problem in the file is listed at once, as
+// FILE:LINE: what is wrong, in plain words (no Go type names), with the
+// nearest known key for a misspelt one.
 func TestConfigFileProblems(t *testing.T) {
-	tests := []struct{ name, file, want string }{
-		{"not YAML", "instances: [", "did not find expected node content"},
-		{"unknown key", "instancs: []\n", "line 1: field instancs not found"},
-		{"bad type", "limits:\n  phone: {max: lots}\n", "line 2: cannot unmarshal"},
-		{"bad id", "instances:\n  - alias: a\n    id: short\n", `instances[0] (a): id "short" must be the 12-character Wawp instance ID`},
-		{"duplicate alias", "instances:\n  - {alias: a, id: A1B2C3D4E5F6}\n  - {alias: a, id: B1B2C3D4E5F6}\n", `alias "a" is used twice`},
-		{"bad region", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, region: XX}\n", `region "XX" is not an ISO region code`},
-		{"bad duration", "code_lifetime: forever\n", `code_lifetime "forever" must be a duration between 5s and 10m`},
-		{"bad tick", "tick_interval: 500ms\n", "tick_interval \"500ms\" must be whole seconds"},
-		{"bad window", "limits:\n  user: {window: 5s}\n", `limits.user.window "5s" must be a duration between 1m and 168h`},
-		{"name for an ID", "access:\n  users: [alice]\n", `access.users: "alice" is not a Slack ID`},
-		{"missing token env", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, token_env: NOPE}\n", "token_env NOPE is not set"},
-		{"short retention", "audit_retention: 1h\n", `audit_retention "1h" must be a duration of at least 24h, or forever`},
-		{"missing file", "", "no such file or directory"},
+	const two = "instances:\n  - {alias: a, id: A1B2C3D4E5F6}\n"
+	tests := []struct {
+		name, file string
+		want       []string // FILE stands for the file's path
+	}{
+		{"not YAML", "instances: [", []string{"FILE:1: did not find expected node content"}},
+		{"tab", "limits:\n\tphone: {max: 2}\n", []string{"FILE:2: a tab indents this line; YAML indents with spaces only"}},
+		{"tab deeper", "limits:\n  phone:\n\t  max: 2\n", []string{"FILE:3: a tab indents this line; YAML indents with spaces only"}},
+		{"unknown key", "instancs: []\n", []string{`FILE:1: unknown key "instancs" (did you mean "instances"?)`}},
+		{"unknown nested key", "limits:\n  phone: {max: 2, windw: 30m}\n", []string{`FILE:2: unknown key "windw" in limits.phone (did you mean "window"?)`}},
+		{"unknown key in an instance", "instances:\n  - alias: a\n    id: A1B2C3D4E5F6\n    regoin: EG\n", []string{`FILE:4: unknown key "regoin" in instances[0] (did you mean "region"?)`}},
+		{"part of a key", "timeout: 5s\n", []string{`FILE:1: unknown key "timeout" (did you mean "wawp_timeout"?)`}},
+		{"unrelated key", "colour: red\n", []string{`FILE:1: unknown key "colour" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		{"key twice", "code_lifetime: 100s\ncode_lifetime: 120s\n", []string{"FILE:2: code_lifetime is set twice (first on line 1)"}},
+		{"not a mapping", "- a\n", []string{"FILE:1: want keys such as default_region: and instances:, not a list"}},
+		{"bad type", "limits:\n  phone: {max: lots}\n", []string{`FILE:2: limits.phone.max: want a whole number, not "lots"`}},
+		{"list expected", "access:\n  users: U1\n", []string{"FILE:2: access.users: want a list such as [A, B], not a single value"}},
+		{"value expected", "code_lifetime: [1, 2]\n", []string{"FILE:1: code_lifetime: want a single value, not a list"}},
+		{"every problem at once", "code_lifetim: 150s\ntick_interval: 500ms\nlimits:\n  phone: {max: lots}\ninstances:\n  - {alias: a, id: short}\n", []string{
+			`FILE:1: unknown key "code_lifetim" (did you mean "code_lifetime"?)`,
+			`FILE:2: tick_interval "500ms" must be whole seconds between 1s and 1m`,
+			`FILE:4: limits.phone.max: want a whole number, not "lots"`,
+			`FILE:6: instances[0] (a): id "short" must be the 12-character Wawp instance ID`,
+		}},
+		{"bad id", "instances:\n  - alias: a\n    id: short\n", []string{`FILE:3: instances[0] (a): id "short" must be the 12-character Wawp instance ID`}},
+		{"duplicate alias", two + "  - {alias: a, id: B1B2C3D4E5F6}\n", []string{`FILE:3: instances[1]: alias "a" is already instances[0]'s`}},
+		{"duplicate id", two + "  - {alias: b, id: A1B2C3D4E5F6}\n", []string{`FILE:3: instances[1] (b): id "A1B2C3D4E5F6" is already instances[0] (a); list each instance once`}},
+		{"duplicate id, other case", two + "  - {alias: b, id: a1b2c3d4e5f6}\n", []string{`FILE:3: instances[1] (b): id "a1b2c3d4e5f6" is already instances[0] (a); list each instance once`}},
+		{"alias is another's id", two + "  - {alias: A1B2C3D4E5F6, id: B1B2C3D4E5F6}\n", []string{`FILE:3: instances[1]: alias "A1B2C3D4E5F6" is the ID of instances[0] (a)`}},
+		{"id is another's alias", "instances:\n  - {alias: B1B2C3D4E5F6, id: A1B2C3D4E5F6}\n  - {alias: b, id: B1B2C3D4E5F6}\n", []string{`FILE:2: instances[0]: alias "B1B2C3D4E5F6" is the ID of instances[1] (b)`}},
+		{"bad region", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, region: XX}\n", []string{`FILE:2: instances[0] (a): region "XX" is not an ISO region code`}},
+		{"bad duration", "code_lifetime: forever\n", []string{`FILE:1: code_lifetime "forever" must be a duration between 5s and 10m`}},
+		{"bad window", "limits:\n  user: {window: 5s}\n", []string{`FILE:2: limits.user.window "5s" must be a duration between 1m and 168h`}},
+		{"negative max", "limits:\n  user: {max: -1}\n", []string{`FILE:2: limits.user.max must be positive`}},
+		{"name for an ID", "access:\n  users: [alice]\n", []string{`FILE:2: access.users: "alice" is not a Slack ID (expected one starting with U or W)`}},
+		{"missing token env", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, token_env: NOPE}\n", []string{"FILE:2: instances[0] (a): token_env NOPE is not set in the environment"}},
+		{"short retention", "audit_retention: 1h\n", []string{`FILE:1: audit_retention "1h" must be a duration of at least 24h, or forever`}},
+		{"missing file", "", []string{"FILE: no such file or directory"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,10 +103,14 @@ func TestConfigFileProblems(t *testing.T) {
 			env := baseEnv(path)
 			_, err := loadConfig(func(k string) string { return env[k] })
 			var cerr *configError
-			if !errors.As(err, &cerr) || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want a configError containing %q", err, tt.want)
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want a configError", err)
 			}
-			// run exits 2 (configError) before connecting anywhere.
+			got := strings.ReplaceAll(strings.Join(cerr.problems, "\n"), path, "FILE")
+			if diff := cmp.Diff(strings.Join(tt.want, "\n"), got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			// run exits 78 (configError) before connecting anywhere.
 			err = run(context.Background(), []string{"linkbot"}, func(k string) string { return env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
 			if !errors.As(err, &cerr) {
 				t.Errorf("run: %v, want a configError", err)
@@ -108,6 +141,76 @@ instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 user
 	err := run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{})
 	var cerr *configError
 	if !errors.As(err, &cerr) {
-		t.Errorf("invalid file: err = %v, want configError (exit 2)", err)
+		t.Errorf("invalid file: err = %v, want configError (exit 78)", err)
+	}
+}
+
+// TestHTTPAddrChecked: a bad LINKBOT_HTTP_ADDR is a configuration problem
+// listed with the others before anything starts, not a listen error after
+// the database is open.
+func TestHTTPAddrChecked(t *testing.T) {
+	tests := []struct {
+		addr string
+		ok   bool
+	}{
+		{"127.0.0.1:8080", true},
+		{":8080", true},
+		{"[::1]:9090", true},
+		{"localhost:0", true},
+		{"8080", false},
+		{"127.0.0.1", false},
+		{"localhost:http-alt", false},
+		{":99999", false},
+		{"127.0.0.1:-1", false},
+		{"[::1:8080", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.addr, func(t *testing.T) {
+			env := baseEnv("")
+			env["LINKBOT_HTTP_ADDR"] = tt.addr
+			env["LINKBOT_LOG_FORMAT"] = "xml" // a second problem: both are listed
+			_, err := loadConfig(func(k string) string { return env[k] })
+			var cerr *configError
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want configError", err)
+			}
+			var got []string
+			for _, p := range cerr.problems {
+				got = append(got, strings.SplitN(p, " ", 2)[0])
+			}
+			want := []string{"LINKBOT_LOG_FORMAT"}
+			if !tt.ok {
+				want = []string{"LINKBOT_HTTP_ADDR", "LINKBOT_LOG_FORMAT"}
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("problems (-want +got):\n%s\n%v", diff, cerr.problems)
+			}
+		})
+	}
+}
+
+// TestREADMEConfigExample: the config file README shows passes
+// check-config as shown, on a machine without the tokens; the token_env it
+// names is reported as a note, not a problem.
+func TestREADMEConfigExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "```yaml\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README.md has no ```yaml block")
+	}
+	path := filepath.Join(t.TempDir(), "linkbot.yml")
+	writeFile(t, path, block)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("check-config on README's example: %v", err)
+	}
+	for _, want := range []string{"instance support-eg = A1B2C3D4E5F6, region EG", "instance field-ng = B1B2C3D4E5F6, region NG", "token_env WAWP_TOKEN_NG is not set"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, out.String())
+		}
 	}
 }

@@ -11,25 +11,32 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
-const demoInstance = "A1B2C3D4E5F6"
+const (
+	demoInstance = "A1B2C3D4E5F6"
+	demoAgent    = "UAGENT"
+	// demoLifetime is short so the demo ends in seconds; the transcript
+	// says so, since a real code lasts pairing.DefaultCodeLifetime.
+	demoLifetime = 9 * time.Second
+)
 
 // demo runs the real bot against in-process fake Slack and fake Wawp and
 // plays a scripted session, printing every message the agent would see.
 // It needs no account and no network.
 func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print each message as Block Kit JSON")
 	verbose := fs.Bool("verbose", false, "also print the bot's log")
-	if err := fs.Parse(args); err != nil {
-		return &configError{problems: []string{err.Error()}}
+	if help, err := parseFlags(fs, args, "linkbot demo [--json] [--verbose]", stdout); help || err != nil {
+		return err
 	}
 	var violations []string
 	slack := fakeslack.New(func(v string) { violations = append(violations, v) })
@@ -44,7 +51,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "linkbot.yml")
-	cfgText := "default_region: EG\ncode_lifetime: 9s\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + demoInstance + "\n    region: EG\n"
+	cfgText := "default_region: EG\ncode_lifetime: " + demoLifetime.String() + "\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + demoInstance + "\n    region: EG\n"
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
 	}
@@ -69,8 +76,12 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		<-done
 	}()
 
-	p := &transcript{out: stdout, slack: slack, json: *asJSON}
+	p := &transcript{out: stdout, slack: slack, json: *asJSON, reader: reader{names: map[string]string{demoAgent: "agent"}, loc: time.Local}}
+	zone, _ := time.Now().Zone()
 	fmt.Fprintln(stdout, "linkbot demo: the real bot, with an in-process Slack and Wawp (no account, no network).")
+	fmt.Fprintf(stdout, "Messages are shown as Slack renders them for the agent; times are in your time zone (%s).\n", zone)
+	fmt.Fprintf(stdout, "Time is sped up: codes here last %.0f s instead of %.0f s, so the countdown reads \"under a minute left\" throughout.\n",
+		demoLifetime.Seconds(), pairing.DefaultCodeLifetime.Seconds())
 	if !slack.WaitConnected(10 * time.Second) {
 		return errors.New("demo: the bot did not connect to the fake Slack")
 	}
@@ -84,14 +95,14 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	step("An agent in #support types: /link support-eg 0111 222 3333")
-	env1, err := slack.SendCommand(fakeslack.Command{User: "UAGENT", Text: "support-eg 0111 222 3333"})
+	env1, err := slack.SendCommand(fakeslack.Command{User: demoAgent, Text: "support-eg 0111 222 3333"})
 	if err != nil {
 		return err
 	}
 	if err := wait(env1.MessageID, "Enter this code"); err != nil {
 		return err
 	}
-	step("The countdown moves on by itself (a cron tick edits the message in coarse steps):")
+	step("The countdown moves on by itself (sped up: a cron tick edits the message in coarse steps):")
 	if !slack.WaitFor(15*time.Second, func() bool { return len(slack.Message(env1.MessageID).Versions) >= 4 }) {
 		return errors.New("demo: the countdown did not move")
 	}
@@ -106,7 +117,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	step("Later, codes for another phone: /link support-eg 0100 123 4567, then New code twice, then Cancel.")
 	wawp.SetStatus(demoInstance, "SCAN_QR_CODE", "")
-	env2, err := slack.SendCommand(fakeslack.Command{User: "UAGENT", Text: "support-eg 0100 123 4567"})
+	env2, err := slack.SendCommand(fakeslack.Command{User: demoAgent, Text: "support-eg 0100 123 4567"})
 	if err != nil {
 		return err
 	}
@@ -114,7 +125,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	for n, action := range []string{"new_code", "new_code", "cancel"} {
-		if _, err := slack.Click(env2.MessageID, "UAGENT", action); err != nil {
+		if _, err := slack.Click(env2.MessageID, demoAgent, action); err != nil {
 			return err
 		}
 		want := fmt.Sprintf("Code %d of 3", n+2)
@@ -126,7 +137,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	step("A 4th request for that phone within 15 minutes is refused before it reaches Wawp:")
-	env3, err := slack.SendCommand(fakeslack.Command{User: "UAGENT", Text: "support-eg 0100 123 4567"})
+	env3, err := slack.SendCommand(fakeslack.Command{User: demoAgent, Text: "support-eg 0100 123 4567"})
 	if err != nil {
 		return err
 	}
@@ -141,11 +152,13 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// transcript prints each new state of each message once, in order.
+// transcript prints each new state of each message once, in order, as
+// its reader sees it.
 type transcript struct {
 	out     io.Writer
 	slack   *fakeslack.Server
 	json    bool
+	reader  reader
 	printed map[string]int
 }
 
@@ -159,7 +172,7 @@ func (t *transcript) flush() {
 			if v.Via == "ack" {
 				how = "answers at once"
 			}
-			fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", strings.ToLower(strings.TrimPrefix(m.User, "U")), how)
+			fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(m.User), how)
 			if t.json {
 				var pretty any
 				json.Unmarshal(v.Blocks, &pretty)
@@ -167,7 +180,7 @@ func (t *transcript) flush() {
 				fmt.Fprintf(t.out, "  %s\n", b)
 				continue
 			}
-			for _, line := range strings.Split(renderText(v.Blocks), "\n") {
+			for _, line := range strings.Split(t.reader.render(v.Blocks), "\n") {
 				fmt.Fprintf(t.out, "  %s\n", line)
 			}
 		}
@@ -175,19 +188,22 @@ func (t *transcript) flush() {
 	}
 }
 
-var (
-	dateToken = regexp.MustCompile(`<!date\^\d+\^[^|>]*\|([^>]*)>`)
-	mention   = regexp.MustCompile(`<@([A-Z0-9]+)>`)
-)
-
 // blockLines lists a message's blocks as text lines, roughly as Slack lays
 // them out: the header marked "┃", buttons in brackets, markup untouched.
 func blockLines(blocks json.RawMessage) []string {
-	var list []struct {
+	return blockTexts(blocks, func(text string, _ bool) string { return text })
+}
+
+// blockTexts lists a message's blocks as text lines, each text passed
+// through show with whether Slack reads it as mrkdwn.
+func blockTexts(blocks json.RawMessage, show func(text string, mrkdwn bool) string) []string {
+	type textObject struct {
 		Type string `json:"type"`
-		Text *struct {
-			Text string `json:"text"`
-		} `json:"text"`
+		Text string `json:"text"`
+	}
+	var list []struct {
+		Type     string      `json:"type"`
+		Text     *textObject `json:"text"`
 		Elements []struct {
 			Type string          `json:"type"`
 			Text json.RawMessage `json:"text"`
@@ -198,18 +214,20 @@ func blockLines(blocks json.RawMessage) []string {
 	for _, b := range list {
 		switch b.Type {
 		case "header":
-			lines = append(lines, "┃ "+b.Text.Text)
+			lines = append(lines, "┃ "+show(b.Text.Text, false))
 		case "section":
-			lines = append(lines, b.Text.Text)
+			lines = append(lines, show(b.Text.Text, b.Text.Type == "mrkdwn"))
 		case "context", "actions":
 			var parts []string
 			for _, e := range b.Elements {
 				var s string
+				mrkdwn := e.Type == "mrkdwn"
 				if json.Unmarshal(e.Text, &s) != nil { // a text object, not a string
-					var obj struct{ Text string }
+					var obj textObject
 					json.Unmarshal(e.Text, &obj)
-					s = obj.Text
+					s, mrkdwn = obj.Text, obj.Type == "mrkdwn"
 				}
+				s = show(s, mrkdwn)
 				if e.Type == "button" {
 					s = "[ " + s + " ]"
 				}
@@ -221,11 +239,125 @@ func blockLines(blocks json.RawMessage) []string {
 	return lines
 }
 
-// renderText draws Block Kit as plain text as a reader sees it: dates in
-// their fallback form, mentions as @ID, entities decoded.
-func renderText(blocks json.RawMessage) string {
-	text := strings.Join(blockLines(blocks), "\n")
-	text = dateToken.ReplaceAllString(text, "$1")
-	text = mention.ReplaceAllString(text, "@$1")
+// reader renders messages as one Slack user sees them: date tokens in
+// their time zone, mentions by name, mrkdwn as formatting rather than
+// marker characters (a terminal has no bold, so the markers just go).
+type reader struct {
+	names map[string]string // Slack user ID → display name
+	loc   *time.Location
+}
+
+// render draws Block Kit as plain text.
+func (r reader) render(blocks json.RawMessage) string {
+	return strings.Join(blockTexts(blocks, func(text string, mrkdwn bool) string {
+		if !mrkdwn {
+			return text
+		}
+		return r.mrkdwn(text)
+	}), "\n")
+}
+
+// name is how Slack shows user id to this reader.
+func (r reader) name(id string) string {
+	return or(r.names[id], id)
+}
+
+var (
+	// <!date^1700000000^{time}|fallback> or <!date^…^…^link|fallback>
+	dateToken = regexp.MustCompile(`<!date\^(\d+)\^([^|^>]*)(?:\^[^|>]*)?\|([^>]*)>`)
+	// <@U…>, <#C…|name>, <!here>, <https://…|label>
+	angleToken = regexp.MustCompile(`<([^<>]*)>`)
+)
+
+// dateFormats are the parts of a date token's format Slack fills in.
+var dateFormats = map[string]string{
+	"{time}": "15:04", "{time_secs}": "15:04:05", "{date_num}": "2006-01-02",
+	"{date_short}": "Jan 2, 2006", "{date}": "January 2, 2006", "{date_long}": "Monday, January 2, 2006",
+	"{date_short_pretty}": "Jan 2, 2006", "{date_pretty}": "January 2, 2006", "{date_long_pretty}": "Monday, January 2, 2006",
+}
+
+// mrkdwn renders one mrkdwn text: tokens in angle brackets first, then
+// *bold*, _italic_, ~strike~ and `code` markers, then HTML entities (the
+// sender escapes &, < and > so they cannot be read as markup).
+func (r reader) mrkdwn(text string) string {
+	text = dateToken.ReplaceAllStringFunc(text, func(tok string) string {
+		m := dateToken.FindStringSubmatch(tok)
+		unix, _ := strconv.ParseInt(m[1], 10, 64)
+		t := time.Unix(unix, 0).In(r.loc)
+		out, ok := m[2], false
+		for token, layout := range dateFormats {
+			if strings.Contains(out, token) {
+				out, ok = strings.ReplaceAll(out, token, t.Format(layout)), true
+			}
+		}
+		if !ok {
+			return m[3]
+		}
+		return out
+	})
+	text = angleToken.ReplaceAllStringFunc(text, func(tok string) string {
+		inner := tok[1 : len(tok)-1]
+		target, label, hasLabel := strings.Cut(inner, "|")
+		switch {
+		case strings.HasPrefix(target, "@"):
+			if hasLabel && r.names[target[1:]] == "" {
+				return "@" + label
+			}
+			return "@" + r.name(target[1:])
+		case strings.HasPrefix(target, "#"):
+			return "#" + or(label, target[1:])
+		case strings.HasPrefix(target, "!"):
+			return "@" + strings.TrimPrefix(or(label, target[1:]), "@")
+		case hasLabel:
+			return label
+		}
+		return target
+	})
+	// Inside `code` nothing else is formatting.
+	parts := strings.Split(text, "`")
+	if len(parts)%2 == 0 { // an unpaired backtick is just a character
+		parts[len(parts)-2] += "`" + parts[len(parts)-1]
+		parts = parts[:len(parts)-1]
+	}
+	for i := 0; i < len(parts); i += 2 {
+		for _, marker := range "*_~" {
+			parts[i] = stripMarkers(parts[i], byte(marker))
+		}
+	}
+	text = strings.Join(parts, "")
 	return strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&").Replace(text)
+}
+
+// stripMarkers removes pairs of marker (as in *bold*) that Slack reads as
+// formatting: the opening one not after a letter or digit and followed by
+// a non-space, the closing one after a non-space and not followed by a
+// letter or digit, both on one line.
+func stripMarkers(s string, marker byte) string {
+	word := func(i int) bool {
+		if i < 0 || i >= len(s) {
+			return false
+		}
+		c := s[i]
+		return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	space := func(i int) bool { return i < 0 || i >= len(s) || s[i] == ' ' || s[i] == '\n' }
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == marker && !word(i-1) && !space(i+1) {
+			end := -1
+			for j := i + 1; j < len(s) && s[j] != '\n'; j++ {
+				if s[j] == marker && !space(j-1) && !word(j+1) {
+					end = j
+					break
+				}
+			}
+			if end > 0 {
+				b.WriteString(s[i+1 : end])
+				i = end
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

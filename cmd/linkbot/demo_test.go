@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -18,7 +19,10 @@ func TestDemo(t *testing.T) {
 	got := out.String()
 	for _, want := range []string{
 		"⏳ Requesting a pairing code for +20 11 12223333 on support-eg…",
-		"Enter this code on the phone *+20 11 12223333*",
+		"Enter this code on the phone +20 11 12223333 to link it to support-eg (A1B2C3D4E5F6).",
+		"2. Settings → Linked devices → Link a device",
+		"requested by @agent · only you can see this",
+		"sped up",
 		"▓▓▓▓▓▓▓░░░", // first countdown edit
 		"▓▓▓▓░░░░░░", // second countdown edit
 		"✅ Linked — +20 11 12223333 is now connected to support-eg",
@@ -29,6 +33,16 @@ func TestDemo(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("transcript lacks %q", want)
+		}
+	}
+	// Slack shows a date token once, in the reader's zone; mentions by name;
+	// mrkdwn markers as formatting, not characters.
+	if !regexp.MustCompile(`⏱ Expires at \d\d:\d\d:\d\d \(your time\)`).MatchString(got) {
+		t.Errorf("transcript does not show the expiry as one local time")
+	}
+	for _, raw := range []string{"UTC (your time)", "<!date", "<@", "@UAGENT", "*", "`"} {
+		if strings.Contains(got, raw) {
+			t.Errorf("transcript shows %q as it is sent, not as Slack renders it", raw)
 		}
 	}
 	// The first code, its two countdown edits (a third if the link lands

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/linkbot/linkbot/bot"
@@ -14,8 +16,52 @@ import (
 	"github.com/linkbot/linkbot/store"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=…" (the
+// Dockerfile does); otherwise versionString reads the build information.
+var version string
+
+// versionString says what this binary was built from.
+func versionString() string {
+	info, _ := debug.ReadBuildInfo()
+	return describeVersion(version, info)
+}
+
+// describeVersion prefers the version given at link time, then the module
+// version the go command stamped (a release tag for `go install …@v1.2.0`;
+// since Go 1.24 a pseudo-version with the commit, and +dirty for local
+// changes, for a plain `go build` in a clone), then the VCS revision.
+func describeVersion(ldflag string, info *debug.BuildInfo) string {
+	const unknown = "built without version information: build in a git clone, or with -ldflags -X main.version=…"
+	if info == nil {
+		if ldflag != "" {
+			return ldflag
+		}
+		return "devel (" + unknown + ")"
+	}
+	v := ldflag
+	if v == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
+	}
+	if v == "" {
+		var rev, modified string
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev == "" {
+			return "devel (" + info.GoVersion + "; " + unknown + ")"
+		}
+		v = "devel-" + rev[:min(12, len(rev))]
+		if modified == "true" {
+			v += "-dirty"
+		}
+	}
+	return v + " (" + info.GoVersion + ")"
+}
 
 const usage = `linkbot — link a WhatsApp number to a Wawp instance from Slack
 
@@ -42,11 +88,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "", "run":
 	case "check-config":
 		path := getenv("LINKBOT_CONFIG")
-		if len(args) > 2 {
+		switch len(args) {
+		case 2:
+		case 3:
 			path = args[2]
+		default:
+			return &usageError{fmt.Sprintf("check-config takes one file, not %d arguments (usage: linkbot check-config [FILE])", len(args)-2)}
 		}
 		if path == "" {
-			return &configError{problems: []string{"check-config: name the file, or set LINKBOT_CONFIG"}}
+			return &usageError{"check-config: name the file, or set LINKBOT_CONFIG (usage: linkbot check-config [FILE])"}
 		}
 		return checkConfig(path, getenv, stdout)
 	case "demo":
@@ -54,14 +104,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "linkbot", version)
+		fmt.Fprintln(stdout, "linkbot", versionString())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprint(stderr, usage)
-		return &configError{problems: []string{fmt.Sprintf("unknown command %q", sub)}}
+		return &usageError{fmt.Sprintf("unknown command %q (commands: run, demo, check-config, audit, version, help; see linkbot help)", sub)}
 	}
 
 	cfg, err := loadConfig(getenv)
@@ -70,6 +119,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg.LogFormat, stderr)
 	return serve(ctx, cfg, log)
+}
+
+// usageError is a mistyped command line (an unknown subcommand, a bad
+// flag): main says so in one line and exits exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// parseFlags parses a subcommand's flags. A mistake is a usageError that
+// shows the synopsis; -h prints the flags to stdout and reports help.
+func parseFlags(fs *flag.FlagSet, args []string, synopsis string, stdout io.Writer) (help bool, err error) {
+	fs.SetOutput(io.Discard) // the error is reported once, by main
+	switch err := fs.Parse(args); {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintf(stdout, "Usage: %s\n", synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return true, nil
+	case err != nil:
+		return false, &usageError{fmt.Sprintf("%s: %v (usage: %s)", fs.Name(), err, synopsis)}
+	case fs.NArg() > 0:
+		return false, &usageError{fmt.Sprintf("%s: unexpected argument %q (usage: %s)", fs.Name(), fs.Arg(0), synopsis)}
+	}
+	return false, nil
 }
 
 func newLogger(format string, w io.Writer) *slog.Logger {
@@ -110,7 +183,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention,
 	})
-	log.Info("linkbot starting", "version", version, "db", cfg.DBPath, "instances", len(cfg.Instances),
+	log.Info("linkbot starting", "version", versionString(), "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
