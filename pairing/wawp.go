@@ -110,14 +110,21 @@ func (c *Client) Observe(o Observer) *Client {
 
 // NewClient returns a client for baseURL (DefaultBaseURL when empty). The
 // caller's context bounds each call; httpClient may be nil.
+//
+// The client never follows a redirect, whatever httpClient's CheckRedirect
+// says: the URL carries the access token, and on a 307/308 Go would re-send
+// it (and the body) to whatever host Location names, https→http included,
+// and request-code would reach Wawp twice. A 3xx is an unreadable answer.
 func NewClient(baseURL, token string, httpClient *http.Client) *Client {
 	if baseURL == "" {
 		baseURL = DefaultBaseURL
 	}
-	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 15 * time.Second}
+	hc := http.Client{Timeout: 15 * time.Second}
+	if httpClient != nil {
+		hc = *httpClient // a copy shares the Transport (and its connections)
 	}
-	return &Client{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: httpClient}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: &hc}
 }
 
 // SessionInfo asks Wawp for the status of instance's session.

@@ -3,7 +3,12 @@ package pairing
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,4 +120,61 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWawpRedirectNotFollowed: a 3xx from Wawp is an unreadable answer. On
+// 307/308 Go would re-send the request (its URL carries the token, its body
+// the phone) to whatever host Location names, https→http included, and
+// request-code would reach Wawp twice. The second host must never be hit,
+// whatever http.Client the caller hands in.
+func TestWawpRedirectNotFollowed(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("redirect followed: %s %s reached the second host", r.Method, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"code":"ABCD-1234","status":"SCAN_QR_CODE"}`)
+	}))
+	defer other.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			var hits atomic.Int32
+			redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				http.Redirect(w, r, other.URL+r.URL.RequestURI(), status)
+			})
+			overTLS := httptest.NewTLSServer(redirect) // https → http
+			defer overTLS.Close()
+			plain := httptest.NewServer(redirect)
+			defer plain.Close()
+			clients := []struct {
+				name string
+				url  string
+				http *http.Client
+			}{
+				{"caller's client", overTLS.URL, overTLS.Client()},
+				{"caller's client that follows redirects", overTLS.URL, withCheckRedirect(overTLS.Client())},
+				{"default client", plain.URL, nil},
+			}
+			for _, hc := range clients {
+				hits.Store(0)
+				c := NewClient(hc.url, token, hc.http)
+				code, err := c.RequestCode(context.Background(), "INST00000001", "201112223333")
+				var aerr *APIError
+				if code != "" || !errors.As(err, &aerr) || !errors.Is(err, ErrBadResponse) || aerr.Status != status {
+					t.Errorf("%s: RequestCode = %q, %v; want an unreadable-answer error with HTTP %d", hc.name, code, err, status)
+				}
+				if _, err := c.SessionInfo(context.Background(), "INST00000001"); !errors.Is(err, ErrBadResponse) {
+					t.Errorf("%s: SessionInfo err = %v, want ErrBadResponse", hc.name, err)
+				}
+				if n := hits.Load(); n != 2 {
+					t.Errorf("%s: Wawp was called %d times, want 2 (once per call)", hc.name, n)
+				}
+			}
+		})
+	}
+}
+
+// withCheckRedirect is a caller's client that explicitly follows redirects.
+func withCheckRedirect(hc *http.Client) *http.Client {
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return nil }
+	return hc
 }
