@@ -147,13 +147,18 @@ func (c *Client) RequestCode(ctx context.Context, instance, phone string) (strin
 	return decodeCode(status, body, c.token)
 }
 
+// post calls Wawp the way its request-code sample does
+// (/work/shared/seed-wawp-request-code.txt, "Request Samples"; DESIGN.md
+// "Wawp facts"): instance_id and access_token in the query string, the
+// call's own fields as a JSON object in the body. The token is sent once,
+// in the URL, which is why every error is redacted and no redirect is
+// followed.
 func (c *Client) post(ctx context.Context, path, instance string, fields map[string]string) (int, []byte, error) {
 	q := url.Values{"instance_id": {instance}, "access_token": {c.token}}
-	body := map[string]string{"instance_id": instance, "access_token": c.token}
-	for k, v := range fields {
-		body[k] = v
+	if fields == nil {
+		fields = map[string]string{}
 	}
-	raw, err := json.Marshal(body)
+	raw, err := json.Marshal(fields)
 	if err != nil {
 		return 0, nil, &APIError{Endpoint: path, Kind: ErrBadRequest, Message: err.Error()}
 	}

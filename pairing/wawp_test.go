@@ -2,16 +2,19 @@ package pairing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
@@ -177,4 +180,46 @@ func TestWawpRedirectNotFollowed(t *testing.T) {
 func withCheckRedirect(hc *http.Client) *http.Client {
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return nil }
 	return hc
+}
+
+// TestWawpRequestShape: the token is sent once. instance_id and
+// access_token travel in the query string, the call's own fields in a JSON
+// body, as Wawp's request-code sample does (/work/shared/seed-wawp-request-code.txt;
+// DESIGN.md "Wawp facts").
+func TestWawpRequestShape(t *testing.T) {
+	type seen struct {
+		Method, Path, ContentType string
+		Query                     url.Values
+		Body                      map[string]any
+		TokenCount                int
+	}
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		if err := json.Unmarshal(raw, &body); err != nil {
+			t.Errorf("%s: body %q is not a JSON object: %v", r.URL.Path, raw, err)
+		}
+		var dump strings.Builder
+		r.Header.Write(&dump)
+		all := r.URL.String() + "\n" + dump.String() + "\n" + string(raw)
+		got = append(got, seen{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.URL.Query(), body, strings.Count(all, token)})
+		io.WriteString(w, `{"code":"ABCD-1234","status":"SCAN_QR_CODE"}`)
+	}))
+	defer srv.Close()
+	c := NewClient(srv.URL, token, srv.Client())
+	if _, err := c.SessionInfo(context.Background(), "INST00000001"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestCode(context.Background(), "INST00000001", "201112223333"); err != nil {
+		t.Fatal(err)
+	}
+	query := url.Values{"instance_id": {"INST00000001"}, "access_token": {token}}
+	want := []seen{
+		{"POST", "/v2/session/info", "application/json", query, map[string]any{}, 1},
+		{"POST", "/v2/auth/request-code", "application/json", query, map[string]any{"phone_number": "201112223333"}, 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
 }
