@@ -325,12 +325,12 @@ func statusError(endpoint string, status int, body []byte, token string) *APIErr
 	}
 	var b wawpBody
 	if json.Unmarshal(body, &b) == nil {
-		e.Code = redact(shorten(jsonString(b.Code), 60), token)
+		e.Code = shorten(redact(jsonString(b.Code), token), 60)
 		msg := jsonString(b.Message)
 		if msg == "" {
 			msg = jsonString(b.Error)
 		}
-		e.Message = redact(shorten(msg, 200), token)
+		e.Message = shorten(redact(msg, token), 200)
 		return e
 	}
 	e.Message = snippet(body, token)
@@ -340,12 +340,16 @@ func statusError(endpoint string, status int, body []byte, token string) *APIErr
 var tags = regexp.MustCompile(`<[^>]*>`)
 
 // snippet is a short, single-line, tag-free excerpt of a body, for logs.
+// The token is redacted before anything is cut, so a cut cannot leave its
+// first characters behind.
 func snippet(body []byte, token string) string {
-	s := tags.ReplaceAllString(string(body), " ")
+	s := tags.ReplaceAllString(redact(string(body), token), " ")
 	s = strings.Join(strings.Fields(s), " ")
-	return redact(shorten(s, 200), token)
+	return shorten(redact(s, token), 200)
 }
 
+// shorten cuts s to n characters. Redact before shortening, never after:
+// a token cut in two is no longer found by redact.
 func shorten(s string, n int) string {
 	if r := []rune(s); len(r) > n {
 		return string(r[:n]) + "…"
