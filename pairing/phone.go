@@ -82,9 +82,11 @@ func (e *PhoneError) Error() string {
 const maxPhoneInput = 40
 
 // NormalizePhone turns what an agent typed into a Phone, following Wawp's
-// rules: spaces, dashes, dots and parentheses are dropped; a leading "+" or
-// "00" means the country code follows; otherwise the number is national in
-// region (its trunk "0" dropped). Letters are refused rather than mapped to
+// rules: spaces, dashes, dots and parentheses are dropped; a leading "+"
+// means the country code follows, and so does region's own international
+// prefix (libphonenumber knows each region's: 00, 009, 0011, 011, …), or
+// "00" when no region is known; otherwise the number is national in region
+// (its trunk "0" dropped). Letters are refused rather than mapped to
 // digits as libphonenumber would (vanity numbers are never what was meant).
 func NormalizePhone(input, region string) (Phone, error) {
 	region = strings.ToUpper(strings.TrimSpace(region))
@@ -106,6 +108,9 @@ func NormalizePhone(input, region string) (Phone, error) {
 		case r == '+' && b.Len() == 0 && i == strings.IndexRune(input, '+'):
 			b.WriteRune(r)
 		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')' || r == '\u00a0':
+		case r == '~' || r == '\u2053' || r == '\u223c' || r == '\uff5e':
+			// "wait for the dial tone" in an international prefix: Russia,
+			// Belarus, Kazakhstan dial out with 8~10, Ukraine with 0~0.
 		case unicode.IsLetter(r):
 			return fail(PhoneLetters, "")
 		default:
@@ -113,7 +118,12 @@ func NormalizePhone(input, region string) (Phone, error) {
 		}
 	}
 	s := b.String()
-	if strings.HasPrefix(s, "00") {
+	if strings.HasPrefix(s, "00") && !ValidRegion(region) {
+		// With a region, libphonenumber strips that region's own
+		// international prefix, which is not always 00 (Nigeria 009,
+		// Australia 0011, Kenya 000, USA 011): reading 00 as "+" there
+		// turns some numbers into other people's (issue 7). Without one,
+		// 00 is the prefix most of the world dials.
 		s = "+" + s[2:]
 	}
 	if strings.Trim(s, "+") == "" {
