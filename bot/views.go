@@ -145,8 +145,13 @@ func HelpView(aliases []string, region string) Message {
 }
 
 // RequestingView is the instant acknowledgement of a /link.
-func RequestingView(phone, instance string) Message {
-	t := fmt.Sprintf("⏳ Requesting a pairing code for %s on %s…", escape(phone), escape(instance))
+// An extension typed after the number is said to be left out (issue 7):
+// WhatsApp links a number, and the agent should know what was asked for.
+func RequestingView(phone pairing.Phone, instance string) Message {
+	t := fmt.Sprintf("⏳ Requesting a pairing code for %s on %s…", escape(phone.International), escape(instance))
+	if phone.Extension != "" {
+		t += fmt.Sprintf(" The extension %s is left out: WhatsApp links the number itself.", escape(phone.Extension))
+	}
 	return notice(t, t)
 }
 
@@ -181,7 +186,7 @@ func UnknownInstanceView(name string, aliases []string) Message {
 var phoneProblems = map[pairing.PhoneProblem]string{
 	pairing.PhoneEmpty:          "has no digits",
 	pairing.PhoneLetters:        "contains letters",
-	pairing.PhoneBadCharacters:  "contains characters other than digits, spaces, dashes, dots and parentheses",
+	pairing.PhoneBadCharacters:  "contains characters other than digits, spaces, dashes, dots, slashes and parentheses",
 	pairing.PhoneNoCountryCode:  "has no country code",
 	pairing.PhoneBadCountryCode: "starts with a country code that does not exist",
 	pairing.PhoneTooShort:       "is too short",

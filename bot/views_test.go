@@ -38,7 +38,9 @@ func allViews() map[string]Message {
 	holder := store.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
 	return map[string]Message{
 		"help":               HelpView([]string{"support-eg", "field-ng"}, "EG"),
-		"requesting":         RequestingView("+20 11 12223333", "support-eg"),
+		"requesting":         RequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg"),
+		"requesting_ext":     RequestingView(pairing.Phone{Digits: "14155552671", International: "+1 415-555-2671", Extension: "89"}, "support-us"),
+		"phone_characters":   PhoneView(&pairing.PhoneError{Input: "+20 111 * 222", Problem: pairing.PhoneBadCharacters}),
 		"usage_no_phone":     UsageView(&UsageError{Problem: UsageNoPhone, Input: "support-eg"}),
 		"usage_instance":     UsageView(&UsageError{Problem: UsageBadInstance, Input: "<!channel>"}),
 		"unknown_instance":   UnknownInstanceView("nosuch", []string{"support-eg"}),

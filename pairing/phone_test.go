@@ -4,8 +4,10 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nyaruka/phonenumbers"
 )
 
 func TestNormalizePhone(t *testing.T) {
@@ -15,52 +17,52 @@ func TestNormalizePhone(t *testing.T) {
 		problem       PhoneProblem
 	}{
 		// Egypt
-		{"+20 111 222 3333", "", Phone{"201112223333", "+20 11 12223333", "EG"}, ""},
-		{"01112223333", "EG", Phone{"201112223333", "+20 11 12223333", "EG"}, ""},
-		{"0111-222-3333", "eg", Phone{"201112223333", "+20 11 12223333", "EG"}, ""},
-		{"00201112223333", "", Phone{"201112223333", "+20 11 12223333", "EG"}, ""},
-		{"(0111) 222.3333", "EG", Phone{"201112223333", "+20 11 12223333", "EG"}, ""},
-		{"+201012345678", "GB", Phone{"201012345678", "+20 10 12345678", "EG"}, ""},
+		{"+20 111 222 3333", "", Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}, ""},
+		{"01112223333", "EG", Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}, ""},
+		{"0111-222-3333", "eg", Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}, ""},
+		{"00201112223333", "", Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}, ""},
+		{"(0111) 222.3333", "EG", Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}, ""},
+		{"+201012345678", "GB", Phone{Digits: "201012345678", International: "+20 10 12345678", Region: "EG"}, ""},
 		{"0111 222 33", "EG", Phone{}, PhoneInvalid},
 		// United Kingdom
-		{"+44 7400 123456", "", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"07400 123456", "GB", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"0044 (0)7400-123456", "", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"0044 7400 123456", "", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
+		{"+44 7400 123456", "", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"07400 123456", "GB", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"0044 (0)7400-123456", "", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"0044 7400 123456", "", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
 		// United States
-		{"+1 (415) 555-2671", "", Phone{"14155552671", "+1 415-555-2671", "US"}, ""},
-		{"415.555.2671", "US", Phone{"14155552671", "+1 415-555-2671", "US"}, ""},
+		{"+1 (415) 555-2671", "", Phone{Digits: "14155552671", International: "+1 415-555-2671", Region: "US"}, ""},
+		{"415.555.2671", "US", Phone{Digits: "14155552671", International: "+1 415-555-2671", Region: "US"}, ""},
 		{"+1 415 555 267", "", Phone{}, PhoneTooShort},
 		// Germany
-		{"+49 151 23456789", "", Phone{"4915123456789", "+49 1512 3456789", "DE"}, ""},
-		{"0151 23456789", "DE", Phone{"4915123456789", "+49 1512 3456789", "DE"}, ""},
+		{"+49 151 23456789", "", Phone{Digits: "4915123456789", International: "+49 1512 3456789", Region: "DE"}, ""},
+		{"0151 23456789", "DE", Phone{Digits: "4915123456789", International: "+49 1512 3456789", Region: "DE"}, ""},
 		// India
-		{"+91 98765 43210", "", Phone{"919876543210", "+91 98765 43210", "IN"}, ""},
-		{"098765 43210", "IN", Phone{"919876543210", "+91 98765 43210", "IN"}, ""},
+		{"+91 98765 43210", "", Phone{Digits: "919876543210", International: "+91 98765 43210", Region: "IN"}, ""},
+		{"098765 43210", "IN", Phone{Digits: "919876543210", International: "+91 98765 43210", Region: "IN"}, ""},
 		// Brazil
-		{"+55 11 96123-4567", "", Phone{"5511961234567", "+55 11 96123-4567", "BR"}, ""},
-		{"(11) 96123-4567", "BR", Phone{"5511961234567", "+55 11 96123-4567", "BR"}, ""},
+		{"+55 11 96123-4567", "", Phone{Digits: "5511961234567", International: "+55 11 96123-4567", Region: "BR"}, ""},
+		{"(11) 96123-4567", "BR", Phone{Digits: "5511961234567", International: "+55 11 96123-4567", Region: "BR"}, ""},
 		// Saudi Arabia
-		{"+966 50 123 4567", "", Phone{"966501234567", "+966 50 123 4567", "SA"}, ""},
-		{"050 123 4567", "SA", Phone{"966501234567", "+966 50 123 4567", "SA"}, ""},
+		{"+966 50 123 4567", "", Phone{Digits: "966501234567", International: "+966 50 123 4567", Region: "SA"}, ""},
+		{"050 123 4567", "SA", Phone{Digits: "966501234567", International: "+966 50 123 4567", Region: "SA"}, ""},
 		// Nigeria
-		{"+234 802 123 4567", "", Phone{"2348021234567", "+234 802 123 4567", "NG"}, ""},
-		{"0802 123 4567", "NG", Phone{"2348021234567", "+234 802 123 4567", "NG"}, ""},
+		{"+234 802 123 4567", "", Phone{Digits: "2348021234567", International: "+234 802 123 4567", Region: "NG"}, ""},
+		{"0802 123 4567", "NG", Phone{Digits: "2348021234567", International: "+234 802 123 4567", Region: "NG"}, ""},
 		// France
-		{"+33 6 12 34 56 78", "", Phone{"33612345678", "+33 6 12 34 56 78", "FR"}, ""},
-		{"06 12 34 56 78", "FR", Phone{"33612345678", "+33 6 12 34 56 78", "FR"}, ""},
+		{"+33 6 12 34 56 78", "", Phone{Digits: "33612345678", International: "+33 6 12 34 56 78", Region: "FR"}, ""},
+		{"06 12 34 56 78", "FR", Phone{Digits: "33612345678", International: "+33 6 12 34 56 78", Region: "FR"}, ""},
 		// Indonesia
-		{"+62 812-3456-7890", "", Phone{"6281234567890", "+62 812-3456-7890", "ID"}, ""},
+		{"+62 812-3456-7890", "", Phone{Digits: "6281234567890", International: "+62 812-3456-7890", Region: "ID"}, ""},
 		// International prefixes other than 00 (issue 7): libphonenumber
 		// strips the region's own; 00 means + only when no region is known.
-		{"009 1 718 555 1234", "NG", Phone{"17185551234", "+1 718-555-1234", "US"}, ""},
-		{"0011 44 7400 123456", "AU", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"0014 508 43 01 23", "AU", Phone{"508430123", "+508 43 01 23", "PM"}, ""},
-		{"000 44 7400 123456", "KE", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"001 44 7400 123456", "MN", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"001 44 7400 123456", "GY", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"011 44 7400 123456", "US", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
-		{"0044 7400 123456", "EG", Phone{"447400123456", "+44 7400 123456", "GB"}, ""},
+		{"009 1 718 555 1234", "NG", Phone{Digits: "17185551234", International: "+1 718-555-1234", Region: "US"}, ""},
+		{"0011 44 7400 123456", "AU", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"0014 508 43 01 23", "AU", Phone{Digits: "508430123", International: "+508 43 01 23", Region: "PM"}, ""},
+		{"000 44 7400 123456", "KE", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"001 44 7400 123456", "MN", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"001 44 7400 123456", "GY", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"011 44 7400 123456", "US", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
+		{"0044 7400 123456", "EG", Phone{Digits: "447400123456", International: "+44 7400 123456", Region: "GB"}, ""},
 		{"0044 7400 123456", "US", Phone{}, PhoneTooLong}, // 011 dials out of the US
 		// Problems
 		{"", "EG", Phone{}, PhoneEmpty},
@@ -135,4 +137,133 @@ func FuzzNormalizePhone(f *testing.F) {
 			t.Fatalf("re-normalising %q gave %+v, %v; want %+v", p.International, again, err, p)
 		}
 	})
+}
+
+// TestNormalizePhoneForms: numbers as they arrive pasted from phones, web
+// pages and other scripts (issue 7). libphonenumber reads these digits and
+// separators; letters stay refused (vanity numbers), but an extension is
+// left out and reported.
+func TestNormalizePhoneForms(t *testing.T) {
+	eg := Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}
+	us := Phone{Digits: "14155552671", International: "+1 415-555-2671", Region: "US"}
+	usExt := us
+	usExt.Extension = "89"
+	tests := []struct {
+		name, input, region string
+		want                Phone
+		problem             PhoneProblem
+	}{
+		// Digits in other scripts.
+		{"Arabic-Indic digits", "+٢٠ ١١١ ٢٢٢ ٣٣٣٣", "", eg, ""},
+		{"Arabic-Indic national", "٠١١١٢٢٢٣٣٣٣", "EG", eg, ""},
+		{"Persian digits", "۰۹۱۲ ۳۴۵ ۶۷۸۹", "IR", Phone{Digits: "989123456789", International: "+98 912 345 6789", Region: "IR"}, ""},
+		{"full-width", "＋２０ １１１ ２２２ ３３３３", "", eg, ""},
+		{"full-width punctuation", "（０１１１）２２２－３３３３", "EG", eg, ""},
+		{"Bengali digits", "০১৭১২-৩৪৫৬৭৮", "BD", Phone{Digits: "8801712345678", International: "+880 1712-345678", Region: "BD"}, ""},
+		{"Devanagari digits", "+९१ ९८७६५ ४३२१०", "", Phone{Digits: "919876543210", International: "+91 98765 43210", Region: "IN"}, ""},
+		// Dashes, slashes, spaces.
+		{"en dash", "0111–222–3333", "EG", eg, ""},
+		{"em dash", "+20—111—222—3333", "", eg, ""},
+		{"non-breaking hyphen", "0111‑222‑3333", "EG", eg, ""},
+		{"minus sign", "0111−222−3333", "EG", eg, ""},
+		{"katakana long mark", "03ー1234ー5678", "JP", Phone{Digits: "81312345678", International: "+81 3-1234-5678", Region: "JP"}, ""},
+		{"slash", "030/1234567", "DE", Phone{Digits: "49301234567", International: "+49 30 1234567", Region: "DE"}, ""},
+		{"thin spaces", "+20\u2009111\u2009222\u20093333", "", eg, ""},
+		{"narrow no-break spaces", "+20\u202f111\u202f222\u202f3333", "", eg, ""},
+		{"no-break spaces", "+20\u00a0111\u00a0222\u00a03333", "", eg, ""},
+		{"ideographic spaces", "+20\u3000111\u3000222\u30003333", "", eg, ""},
+		{"tab", "+20\t111 222 3333", "", eg, ""},
+		// Invisible format characters.
+		{"left-to-right marks", "\u200e+20 111 222 3333\u200e", "", eg, ""},
+		{"bidi embedding", "\u202a+20 111 222 3333\u202c", "", eg, ""},
+		{"bidi isolate", "\u2066+20 111 222 3333\u2069", "", eg, ""},
+		{"zero-width spaces", "+20\u200b111\u200b222\u200b3333", "", eg, ""},
+		{"word joiners", "+20\u2060111\u2060222\u20603333", "", eg, ""},
+		{"byte order mark", "\ufeff+201112223333", "", eg, ""},
+		{"soft hyphens", "0111\u00ad222\u00ad3333", "EG", eg, ""},
+		{"Arabic letter mark", "\u061c٠١١١٢٢٢٣٣٣٣", "EG", eg, ""},
+		// tel: URIs.
+		{"tel:", "tel:+201112223333", "", eg, ""},
+		{"TEL: spaced", "TEL: +20-111-222-3333", "", eg, ""},
+		{"tel: national", "tel:01112223333", "EG", eg, ""},
+		// Extensions are left out, and said so.
+		{"x", "+1 415 555 2671 x89", "", usExt, ""},
+		{"x no space", "(415) 555-2671x89", "US", usExt, ""},
+		{"ext.", "+1 (415) 555-2671 ext. 89", "", usExt, ""},
+		{"extension", "+1 415 555 2671 extension 89", "", usExt, ""},
+		{";ext=", "+1-415-555-2671;ext=89", "", usExt, ""},
+		{"tel: with ;ext=", "tel:+1-415-555-2671;ext=89", "", usExt, ""},
+		{"auto-dial commas", "+1 415 555 2671,,89", "", usExt, ""},
+		{"trailing dot", "+1 415 555 2671 ext. 89.", "", usExt, ""},
+		// Length counts characters, not bytes.
+		{"40 characters", "＋２０ １１１ ２２２ ３３３３" + strings.Repeat(" ", 20) + "－－－－", "", eg, ""},
+		{"41 characters", "+20 111 222 3333" + strings.Repeat("-", 25), "", Phone{}, PhoneTooLong},
+		{"invisible characters do not count", strings.Repeat("\u200e", 60) + "+20 111 222 3333", "", eg, ""},
+		// Still refused.
+		{"vanity", "1-800-FLOWERS", "US", Phone{}, PhoneLetters},
+		{"vanity with extension", "+1 415 555 HELP x89", "", Phone{}, PhoneLetters},
+		{"letters in the extension", "+1 415 555 2671 ext. 8a", "", Phone{}, PhoneLetters},
+		{"extension alone", "ext. 89", "US", Phone{}, PhoneLetters},
+		{"x inside the number", "+20 111x222 3333", "", Phone{}, PhoneLetters},
+		{"tel: alone", "tel:", "EG", Phone{}, PhoneEmpty},
+		{"invisible only", "\u200e\u200b", "EG", Phone{}, PhoneEmpty},
+		{"plus inside", "+20 111 +222 3333", "", Phone{}, PhoneBadCharacters},
+		{"star", "+20 111*222 3333", "", Phone{}, PhoneBadCharacters},
+		{"hash inside", "+20 111#222 3333", "", Phone{}, PhoneBadCharacters},
+		{"mention", "+20 111 <@U123>", "", Phone{}, PhoneBadCharacters},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := NormalizePhone(tt.input, tt.region)
+			var perr *PhoneError
+			if tt.problem != "" {
+				if !errors.As(err, &perr) || perr.Problem != tt.problem {
+					t.Fatalf("NormalizePhone(%q, %q) = %+v, %v; want problem %s", tt.input, tt.region, got, err, tt.problem)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("NormalizePhone(%q, %q): %v", tt.input, tt.region, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("NormalizePhone(%q, %q) (-want +got):\n%s", tt.input, tt.region, diff)
+			}
+		})
+	}
+}
+
+// TestDigitValue: every decimal digit of every script reads as its value.
+// digitValue relies on Unicode keeping each script's digits in runs from 0
+// to 9; this checks that for the Unicode version Go ships, and that the
+// digits libphonenumber maps itself read the same.
+func TestDigitValue(t *testing.T) {
+	for _, rg := range unicode.Nd.R16 {
+		checkDigitRun(t, rune(rg.Lo), rune(rg.Hi), rune(rg.Stride))
+	}
+	for _, rg := range unicode.Nd.R32 {
+		checkDigitRun(t, rune(rg.Lo), rune(rg.Hi), rune(rg.Stride))
+	}
+	for _, s := range []string{"٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹", "０１２３４５６７８９", "०१२३४५६७८९", "০১২৩৪৫৬৭৮৯", "๐๑๒๓๔๕๖๗๘๙"} {
+		if got := strings.Map(plainRune, s); got != "0123456789" {
+			t.Errorf("%s reads as %s", s, got)
+		}
+		if got := phonenumbers.NormalizeDigitsOnly(s); got != "0123456789" && got != s {
+			t.Errorf("libphonenumber reads %s as %s", s, got)
+		}
+	}
+}
+
+func checkDigitRun(t *testing.T, lo, hi, stride rune) {
+	t.Helper()
+	if stride != 1 || unicode.IsDigit(lo-1) {
+		t.Fatalf("digits %U–%U (stride %d) are not one run", lo, hi, stride)
+	}
+	if (hi-lo+1)%10 != 0 {
+		t.Errorf("digits %U–%U are not whole runs of ten", lo, hi)
+	}
+	for r := lo; r <= hi; r++ {
+		if got, want := digitValue(r), (r-lo)%10; got != want {
+			t.Errorf("digitValue(%U) = %d, want %d", r, got, want)
+		}
+	}
 }
