@@ -185,8 +185,14 @@ func NormalizePhone(input, region string) (Phone, error) {
 		}
 		return fail(PhoneInvalid, understood)
 	}
+	digits := strconv.Itoa(int(num.GetCountryCode())) + phonenumbers.GetNationalSignificantNumber(num)
+	if len(digits) > 15 {
+		// E.164 allows 15 digits; libphonenumber accepts some longer
+		// German numbers, which WhatsApp cannot have.
+		return fail(PhoneTooLong, understood)
+	}
 	return Phone{
-		Digits:        strconv.Itoa(int(num.GetCountryCode())) + phonenumbers.GetNationalSignificantNumber(num),
+		Digits:        digits,
 		International: understood,
 		Region:        phonenumbers.GetRegionCodeForNumber(num),
 		Extension:     ext,

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nyaruka/phonenumbers"
@@ -78,6 +79,9 @@ func TestNormalizePhone(t *testing.T) {
 		{"12", "EG", Phone{}, PhoneTooShort},
 		{"+20 1112223333444455556666", "", Phone{}, PhoneTooLong},
 		{strings.Repeat("1", 60), "EG", Phone{}, PhoneTooLong},
+		// libphonenumber accepts German numbers longer than E.164's 15 digits.
+		{"0201 00000000000", "DE", Phone{}, PhoneTooLong},
+		{"+49 201 00000000000", "", Phone{}, PhoneTooLong},
 		{"+2+01112223333", "", Phone{}, PhoneBadCharacters},
 	}
 	for _, tt := range tests {
@@ -116,27 +120,126 @@ func TestMaskPhone(t *testing.T) {
 }
 
 func FuzzNormalizePhone(f *testing.F) {
-	for _, s := range []string{"+20 111 222 3333", "01112223333", "00201112223333", "(0111) 222.3333", "+", "0", "1-800-FLOWERS", "+2+0"} {
+	for _, s := range []string{"+20 111 222 3333", "01112223333", "00201112223333", "(0111) 222.3333", "+", "0", "1-800-FLOWERS", "+2+0",
+		"٠١١١–٢٢٢–٣٣٣٣", "＋２０ １１１ ２２２ ３３３３", "\u200e+20\u2009111\u00a0222\u200b3333\u200e", "tel:+20-111-222-3333", "0111/222/3333 ext. 89"} {
 		f.Add(s, "EG")
 	}
+	for _, seed := range [][2]string{
+		{"009 1 718 555 1234", "NG"}, {"0011 44 7400 123456", "AU"}, {"000 44 7400 123456", "KE"}, {"001 976 8812 3456", "MN"},
+		{"0014 508 43 01 23", "AU"}, {"8~10 1 201 555 0123", "RU"}, {"+1 (415) 555-2671 x89", "US"}, {"(415) 555-2671;ext=89", "us"},
+		{"+7 495 123-45-67 ~ 12", ""}, {"0044 (0)7400-123456", ""}, {"++44 7400 123456", "GB"}, {"030 / 1234567", "DE"},
+		{"03ー1234ー5678", "JP"}, {"۰۹۱۲ ۳۴۵ ۶۷۸۹", "IR"}, {"+999 1234 5678", "EG"}, {"011 39 06 1234 5678", "US"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
 	f.Fuzz(func(t *testing.T, input, region string) {
-		p, err := NormalizePhone(input, region)
-		if err != nil {
-			var perr *PhoneError
-			if !errors.As(err, &perr) {
-				t.Fatalf("error %v is not a *PhoneError", err)
-			}
-			return
-		}
-		if p.Digits == "" || strings.Trim(p.Digits, "0123456789") != "" || len(p.Digits) > 15 {
-			t.Fatalf("Digits %q are not E.164 digits", p.Digits)
-		}
-		// A normalised number normalises to itself.
-		again, err := NormalizePhone(p.International, "")
-		if err != nil || again != p {
-			t.Fatalf("re-normalising %q gave %+v, %v; want %+v", p.International, again, err, p)
-		}
+		p := checkNormalized(t, input, region)
+		agreeWithLibphonenumber(t, input, region, p)
+		// What is left of the input in the characters a phone number is
+		// written with must be read exactly as libphonenumber reads it.
+		agreeWithLibphonenumber(t, phoneAlphabetOnly(input), region, checkNormalized(t, phoneAlphabetOnly(input), region))
 	})
+}
+
+// checkNormalized checks what NormalizePhone makes of input: a *PhoneError,
+// or E.164 digits that normalise to themselves.
+func checkNormalized(t *testing.T, input, region string) *Phone {
+	t.Helper()
+	p, err := NormalizePhone(input, region)
+	if err != nil {
+		var perr *PhoneError
+		if !errors.As(err, &perr) {
+			t.Fatalf("error %v is not a *PhoneError", err)
+		}
+		return nil
+	}
+	if p.Digits == "" || strings.Trim(p.Digits, "0123456789") != "" || len(p.Digits) > 15 {
+		t.Fatalf("Digits %q are not E.164 digits", p.Digits)
+	}
+	if strings.Trim(p.Extension, "0123456789") != "" {
+		t.Fatalf("Extension %q is not digits", p.Extension)
+	}
+	// A normalised number normalises to itself.
+	want := p
+	want.Extension = ""
+	again, err := NormalizePhone(p.International, "")
+	if err != nil || again != want {
+		t.Fatalf("re-normalising %q gave %+v, %v; want %+v", p.International, again, err, want)
+	}
+	return &p
+}
+
+// agreeWithLibphonenumber: if libphonenumber reads input as a valid number,
+// so does the bot, with the same digits (issue 7). The bot refuses more on
+// purpose, and says why: letters (vanity numbers; DESIGN.md), characters
+// no phone number is written with, more than maxPhoneInput characters, a
+// "+" followed by no country code (libphonenumber then drops the "+" and
+// reads the rest as a national number), and more digits than E.164 allows.
+func agreeWithLibphonenumber(t *testing.T, input, region string, got *Phone) {
+	t.Helper()
+	region = strings.ToUpper(strings.TrimSpace(region))
+	num, err := phonenumbers.Parse(input, region)
+	if err != nil || !phonenumbers.IsValidNumber(num) {
+		return
+	}
+	want := digitsOf(num)
+	if len(want) > 15 {
+		// More than E.164 allows (libphonenumber accepts some German
+		// numbers that long); Wawp wants E.164 digits.
+		if _, err := NormalizePhone(input, region); err == nil {
+			t.Fatalf("NormalizePhone(%q, %q) accepted +%s, longer than E.164 allows", input, region, want)
+		}
+		return
+	}
+	if got != nil {
+		if got.Digits != want {
+			t.Fatalf("NormalizePhone(%q, %q) = +%s; libphonenumber reads +%s", input, region, got.Digits, want)
+		}
+		return
+	}
+	_, err = NormalizePhone(input, region)
+	var perr *PhoneError
+	errors.As(err, &perr)
+	visible := utf8.RuneCountInString(strings.TrimSpace(strings.Map(plainRune, input)))
+	switch {
+	case perr.Problem == PhoneLetters && strings.IndexFunc(input, unicode.IsLetter) >= 0:
+	case perr.Problem == PhoneBadCharacters && strings.IndexFunc(input, notInPhoneAlphabet) >= 0:
+	case perr.Problem == PhoneTooLong && (visible > maxPhoneInput || utf8.RuneCountInString(input) > maxPhoneRunes):
+	case perr.Problem == PhoneBadCountryCode && strings.HasPrefix(perr.Understood, "+") && noCountryCode(perr.Understood):
+	default:
+		t.Fatalf("NormalizePhone(%q, %q) refused (%s); libphonenumber reads +%s", input, region, perr.Problem, want)
+	}
+}
+
+func noCountryCode(international string) bool {
+	_, err := phonenumbers.Parse(international, "")
+	return err == phonenumbers.ErrInvalidCountryCode
+}
+
+// notInPhoneAlphabet reports whether r is none of what a phone number is
+// written with: a digit of any script, "+", a space, dash or other
+// separator, an invisible format character.
+func notInPhoneAlphabet(r rune) bool {
+	p := plainRune(r)
+	return p != -1 && p != '+' && !(p >= '0' && p <= '9') && !isPhoneSeparator(p)
+}
+
+// phoneAlphabetOnly keeps the characters a phone number is written with,
+// and "+" only before the first digit.
+func phoneAlphabetOnly(s string) string {
+	var b strings.Builder
+	digits := false
+	for _, r := range s {
+		p := plainRune(r)
+		switch {
+		case notInPhoneAlphabet(r), p == '+' && digits:
+			continue
+		case p >= '0' && p <= '9':
+			digits = true
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // TestNormalizePhoneForms: numbers as they arrive pasted from phones, web
