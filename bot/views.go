@@ -135,10 +135,13 @@ func HelpView(aliases []string, region string) Message {
 	if len(aliases) > 0 {
 		text += " or one of: " + escape(strings.Join(aliases, ", "))
 	}
-	text += "\n• *phone*: with country code (`+20…` or `0020…`)"
+	// Not "0020…": a region reads numbers with its own international
+	// prefix (009 in Nigeria, 011 in the US), where 00 is not "+".
+	text += "\n• *phone*: with country code (`+20…`), or as dialled in the instance's region"
 	if region != "" {
-		text += fmt.Sprintf(", or in national format for %s", escape(region))
+		text += fmt.Sprintf(" (%s unless set otherwise)", escape(region))
 	}
+	text += ": national, or after that region's international prefix"
 	text += "\n`/link history <phone|instance>` shows the last 10 events for it."
 	text += "\nThe code is shown only to you. Read it to the person holding the phone; never paste it in a channel."
 	return Message{Text: "How to use /link", Blocks: []slack.Block{section("help", text)}}

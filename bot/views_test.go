@@ -132,3 +132,22 @@ func TestLongInputStaysWithinLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpViewPhoneForms: help must not suggest 00 for the country code: an
+// instance's region reads numbers with its own international prefix (009
+// in Nigeria, 011 in the US), where 0020… is not Egypt (issue 7).
+func TestHelpViewPhoneForms(t *testing.T) {
+	for _, region := range []string{"", "EG", "NG"} {
+		blocks, err := json.Marshal(HelpView([]string{"field-ng"}, region).Blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(blocks)
+		if strings.Contains(got, "0020") {
+			t.Errorf("help for region %q suggests 0020…: %s", region, got)
+		}
+		if !strings.Contains(got, "international prefix") {
+			t.Errorf("help for region %q does not say a region's own international prefix works: %s", region, got)
+		}
+	}
+}
