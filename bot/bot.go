@@ -389,7 +389,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
 		ResponseURL: cmd.ResponseURL, URLIssued: now,
 	}
-	return reply{msg: RequestingView(phone.International, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
+	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
 		p, err := b.cfg.Service.Start(reqCtx, req)
 		b.obs.Command(outcomeOf(err))
 		if p.ID != "" && p.State != store.StateRequesting {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -79,4 +81,51 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("escape left markup in %q", e)
 		}
 	})
+}
+
+// TestCommandPhoneEndToEnd: what agents paste reaches pairing.NormalizePhone
+// through ParseCommand (Slack's <tel:…|…> unwrapped first) and comes out as
+// the number meant (issue 7).
+func TestCommandPhoneEndToEnd(t *testing.T) {
+	eg := pairing.Phone{Digits: "201112223333", International: "+20 11 12223333", Region: "EG"}
+	us := pairing.Phone{Digits: "14155552671", International: "+1 415-555-2671", Region: "US"}
+	usExt := us
+	usExt.Extension = "89"
+	tests := []struct {
+		text, region string
+		want         pairing.Phone
+	}{
+		{"support-eg <tel:+201112223333|+20 111 222 3333>", "EG", eg},
+		{"support-eg <tel:+201112223333>", "EG", eg},
+		{"support-eg tel:+201112223333", "EG", eg},
+		{"support-eg <tel:+201112223333|tel:+201112223333>", "EG", eg},
+		{"support-us <tel:+14155552671;ext=89|+1 (415) 555‑2671 ext. 89>", "US", usExt},
+		{"support-us <tel:+1-415-555-2671;ext=89>", "US", usExt},
+		{"support-us <tel:4155552671|(415) 555-2671 x89>", "US", usExt},
+		{"support-us (415) 555-2671 x89", "US", usExt},
+		{"support-eg \u200e+٢٠ ١١١ ٢٢٢ ٣٣٣٣\u200e", "EG", eg},
+		{"support-eg ＋２０　１１１　２２２　３３３３", "", eg},
+		{"support-eg 0111–222–3333", "EG", eg},
+		{"support-eg +20\u2009111\u2009222\u20093333", "", eg},
+		{"support-eg +20\u00a0111\u00a0222\u00a03333", "", eg},
+		{"support-eg +20\u200b111\u200b222\u200b3333", "", eg},
+		{"support-eg 0111/222/3333", "EG", eg},
+		{"support-ng 009 1 415 555 2671", "NG", us},
+		{"support-ng 00 20 111 222 3333", "", eg},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			cmd, err := ParseCommand(tt.text)
+			if err != nil || cmd.Kind != CommandLink {
+				t.Fatalf("ParseCommand(%q) = %+v, %v", tt.text, cmd, err)
+			}
+			got, err := pairing.NormalizePhone(cmd.Phone, tt.region)
+			if err != nil {
+				t.Fatalf("NormalizePhone(%q, %q): %v", cmd.Phone, tt.region, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("%q (-want +got):\n%s", tt.text, diff)
+			}
+		})
+	}
 }

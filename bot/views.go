@@ -135,18 +135,26 @@ func HelpView(aliases []string, region string) Message {
 	if len(aliases) > 0 {
 		text += " or one of: " + escape(strings.Join(aliases, ", "))
 	}
-	text += "\n• *phone*: with country code (`+20…` or `0020…`)"
+	// Not "0020…": a region reads numbers with its own international
+	// prefix (009 in Nigeria, 011 in the US), where 00 is not "+".
+	text += "\n• *phone*: with country code (`+20…`), or as dialled in the instance's region"
 	if region != "" {
-		text += fmt.Sprintf(", or in national format for %s", escape(region))
+		text += fmt.Sprintf(" (%s unless set otherwise)", escape(region))
 	}
+	text += ": national, or after that region's international prefix"
 	text += "\n`/link history <phone|instance>` shows the last 10 events for it."
 	text += "\nThe code is shown only to you. Read it to the person holding the phone; never paste it in a channel."
 	return Message{Text: "How to use /link", Blocks: []slack.Block{section("help", text)}}
 }
 
 // RequestingView is the instant acknowledgement of a /link.
-func RequestingView(phone, instance string) Message {
-	t := fmt.Sprintf("⏳ Requesting a pairing code for %s on %s…", escape(phone), escape(instance))
+// An extension typed after the number is said to be left out (issue 7):
+// WhatsApp links a number, and the agent should know what was asked for.
+func RequestingView(phone pairing.Phone, instance string) Message {
+	t := fmt.Sprintf("⏳ Requesting a pairing code for %s on %s…", escape(phone.International), escape(instance))
+	if phone.Extension != "" {
+		t += fmt.Sprintf(" The extension %s is left out: WhatsApp links the number itself.", escape(phone.Extension))
+	}
 	return notice(t, t)
 }
 
@@ -181,7 +189,7 @@ func UnknownInstanceView(name string, aliases []string) Message {
 var phoneProblems = map[pairing.PhoneProblem]string{
 	pairing.PhoneEmpty:          "has no digits",
 	pairing.PhoneLetters:        "contains letters",
-	pairing.PhoneBadCharacters:  "contains characters other than digits, spaces, dashes, dots and parentheses",
+	pairing.PhoneBadCharacters:  "contains characters other than digits, spaces, dashes, dots, slashes and parentheses",
 	pairing.PhoneNoCountryCode:  "has no country code",
 	pairing.PhoneBadCountryCode: "starts with a country code that does not exist",
 	pairing.PhoneTooShort:       "is too short",

@@ -38,7 +38,9 @@ func allViews() map[string]Message {
 	holder := store.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
 	return map[string]Message{
 		"help":               HelpView([]string{"support-eg", "field-ng"}, "EG"),
-		"requesting":         RequestingView("+20 11 12223333", "support-eg"),
+		"requesting":         RequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg"),
+		"requesting_ext":     RequestingView(pairing.Phone{Digits: "14155552671", International: "+1 415-555-2671", Extension: "89"}, "support-us"),
+		"phone_characters":   PhoneView(&pairing.PhoneError{Input: "+20 111 * 222", Problem: pairing.PhoneBadCharacters}),
 		"usage_no_phone":     UsageView(&UsageError{Problem: UsageNoPhone, Input: "support-eg"}),
 		"usage_instance":     UsageView(&UsageError{Problem: UsageBadInstance, Input: "<!channel>"}),
 		"unknown_instance":   UnknownInstanceView("nosuch", []string{"support-eg"}),
@@ -131,6 +133,25 @@ func TestLongInputStaysWithinLimits(t *testing.T) {
 		blocks, _ := json.Marshal(m.Blocks)
 		if err := fakeslack.ValidateMessage(m.Text, blocks); err != nil {
 			t.Errorf("%v", err)
+		}
+	}
+}
+
+// TestHelpViewPhoneForms: help must not suggest 00 for the country code: an
+// instance's region reads numbers with its own international prefix (009
+// in Nigeria, 011 in the US), where 0020… is not Egypt (issue 7).
+func TestHelpViewPhoneForms(t *testing.T) {
+	for _, region := range []string{"", "EG", "NG"} {
+		blocks, err := json.Marshal(HelpView([]string{"field-ng"}, region).Blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(blocks)
+		if strings.Contains(got, "0020") {
+			t.Errorf("help for region %q suggests 0020…: %s", region, got)
+		}
+		if !strings.Contains(got, "international prefix") {
+			t.Errorf("help for region %q does not say a region's own international prefix works: %s", region, got)
 		}
 	}
 }

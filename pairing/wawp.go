@@ -110,14 +110,21 @@ func (c *Client) Observe(o Observer) *Client {
 
 // NewClient returns a client for baseURL (DefaultBaseURL when empty). The
 // caller's context bounds each call; httpClient may be nil.
+//
+// The client never follows a redirect, whatever httpClient's CheckRedirect
+// says: the URL carries the access token, and on a 307/308 Go would re-send
+// it (and the body) to whatever host Location names, https→http included,
+// and request-code would reach Wawp twice. A 3xx is an unreadable answer.
 func NewClient(baseURL, token string, httpClient *http.Client) *Client {
 	if baseURL == "" {
 		baseURL = DefaultBaseURL
 	}
-	if httpClient == nil {
-		httpClient = &http.Client{Timeout: 15 * time.Second}
+	hc := http.Client{Timeout: 15 * time.Second}
+	if httpClient != nil {
+		hc = *httpClient // a copy shares the Transport (and its connections)
 	}
-	return &Client{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: httpClient}
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: &hc}
 }
 
 // SessionInfo asks Wawp for the status of instance's session.
@@ -140,13 +147,18 @@ func (c *Client) RequestCode(ctx context.Context, instance, phone string) (strin
 	return decodeCode(status, body, c.token)
 }
 
+// post calls Wawp the way its request-code sample does
+// (/work/shared/seed-wawp-request-code.txt, "Request Samples"; DESIGN.md
+// "Wawp facts"): instance_id and access_token in the query string, the
+// call's own fields as a JSON object in the body. The token is sent once,
+// in the URL, which is why every error is redacted and no redirect is
+// followed.
 func (c *Client) post(ctx context.Context, path, instance string, fields map[string]string) (int, []byte, error) {
 	q := url.Values{"instance_id": {instance}, "access_token": {c.token}}
-	body := map[string]string{"instance_id": instance, "access_token": c.token}
-	for k, v := range fields {
-		body[k] = v
+	if fields == nil {
+		fields = map[string]string{}
 	}
-	raw, err := json.Marshal(body)
+	raw, err := json.Marshal(fields)
 	if err != nil {
 		return 0, nil, &APIError{Endpoint: path, Kind: ErrBadRequest, Message: err.Error()}
 	}
@@ -313,12 +325,12 @@ func statusError(endpoint string, status int, body []byte, token string) *APIErr
 	}
 	var b wawpBody
 	if json.Unmarshal(body, &b) == nil {
-		e.Code = redact(shorten(jsonString(b.Code), 60), token)
+		e.Code = shorten(redact(jsonString(b.Code), token), 60)
 		msg := jsonString(b.Message)
 		if msg == "" {
 			msg = jsonString(b.Error)
 		}
-		e.Message = redact(shorten(msg, 200), token)
+		e.Message = shorten(redact(msg, token), 200)
 		return e
 	}
 	e.Message = snippet(body, token)
@@ -328,12 +340,16 @@ func statusError(endpoint string, status int, body []byte, token string) *APIErr
 var tags = regexp.MustCompile(`<[^>]*>`)
 
 // snippet is a short, single-line, tag-free excerpt of a body, for logs.
+// The token is redacted before anything is cut, so a cut cannot leave its
+// first characters behind.
 func snippet(body []byte, token string) string {
-	s := tags.ReplaceAllString(string(body), " ")
+	s := tags.ReplaceAllString(redact(string(body), token), " ")
 	s = strings.Join(strings.Fields(s), " ")
-	return redact(shorten(s, 200), token)
+	return shorten(redact(s, token), 200)
 }
 
+// shorten cuts s to n characters. Redact before shortening, never after:
+// a token cut in two is no longer found by redact.
 func shorten(s string, n int) string {
 	if r := []rune(s); len(r) > n {
 		return string(r[:n]) + "…"

@@ -1,12 +1,23 @@
 package pairing
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
@@ -92,27 +103,203 @@ func TestTokenNeverInErrors(t *testing.T) {
 	}
 }
 
-func FuzzDecode(f *testing.F) {
-	for _, s := range []string{`{"code":"ABCD-1234"}`, `{"status":"WORKING","me":{"id":"1@c.us"}}`, `{"statusCode":422,"message":["a","b"]}`, `<html>`, ``, `null`, `[]`, `{"code":{"x":1}}`} {
-		f.Add(200, []byte(s))
-		f.Add(500, []byte(s))
+// TestErrorTextRedactsBeforeShortening: Wawp's error text is shortened for
+// the log; a body echoing the token across the cut must not leave the
+// token's first characters behind.
+func TestErrorTextRedactsBeforeShortening(t *testing.T) {
+	pad := func(n int) string { return strings.Repeat("x", n) }
+	tests := []struct {
+		name   string
+		status int
+		body   string
+	}{
+		{"JSON message", 500, `{"message":"` + pad(195) + token + `"}`},
+		{"JSON error", 400, `{"error":"` + pad(190) + token + `"}`},
+		{"JSON code", 404, `{"code":"` + pad(55) + token + `"}`},
+		{"plain text", 502, pad(193) + " " + token},
+		{"HTML", 500, "<p>" + pad(193) + "</p>" + token},
+		{"200 without a code", 200, `{"message":"` + pad(197) + token + `"}`},
 	}
-	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		code, err := decodeCode(status, body, token)
-		if err == nil && !pairingCode.MatchString(code) {
-			t.Fatalf("decodeCode accepted %q", code)
-		}
-		if err != nil {
-			var aerr *APIError
-			if !errors.As(err, &aerr) || aerr.Kind == nil {
-				t.Fatalf("untyped error %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decodeCode(tt.status, []byte(tt.body), token)
+			if err == nil {
+				t.Fatal("decodeCode accepted an error body")
+			}
+			assertNoToken(t, []byte(tt.body), token, err)
+		})
+	}
+}
+
+// assertNoToken fails if the token, or a piece of it cut short by "…",
+// appears in what err prints or in a log line carrying it (unless body had
+// that piece itself).
+func assertNoToken(t *testing.T, body []byte, tok string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	var logLine bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logLine, nil)).Error("wawp call failed", "err", err)
+	slog.New(slog.NewTextHandler(&logLine, nil)).Error("wawp call failed", "err", err)
+	for _, line := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err), logLine.String()} {
+		for _, form := range []string{tok, url.QueryEscape(tok)} {
+			if strings.Contains(line, form) {
+				t.Fatalf("the token %q appears in %q", form, line)
+			}
+			for k := 4; k < len(form); k++ {
+				if cut := form[:k] + "…"; strings.Contains(line, cut) && !bytes.Contains(body, []byte(cut)) {
+					t.Fatalf("the token's first %d characters appear in %q", k, line)
+				}
 			}
 		}
-		if _, err := decodeSession(status, body, token); err != nil {
-			var aerr *APIError
-			if !errors.As(err, &aerr) {
-				t.Fatalf("untyped error %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{`{"code":"ABCD-1234"}`, `{"status":"WORKING","me":{"id":"1@c.us"}}`, `{"statusCode":422,"message":["a","b"]}`, `<html>`, ``, `null`, `[]`, `{"code":{"x":1}}`,
+		`{"message":"` + strings.Repeat("x", 195) + `"}`, strings.Repeat("x", 196) + " ", `{"code":"` + strings.Repeat("x", 55) + `"}`} {
+		f.Add(200, []byte(s), uint16(len(s)))
+		f.Add(500, []byte(s), uint16(len(s)-2))
+	}
+	// Tokens as they are and with characters a URL escapes.
+	tokens := []string{token, "tok/secret+123=&x"}
+	f.Fuzz(func(t *testing.T, status int, body []byte, at uint16) {
+		for _, tok := range tokens {
+			for _, b := range [][]byte{body, echo(body, tok, at), echo(body, url.QueryEscape(tok), at)} {
+				code, err := decodeCode(status, b, tok)
+				if err == nil && !pairingCode.MatchString(code) {
+					t.Fatalf("decodeCode accepted %q", code)
+				}
+				if err != nil {
+					var aerr *APIError
+					if !errors.As(err, &aerr) || aerr.Kind == nil {
+						t.Fatalf("untyped error %v", err)
+					}
+				}
+				assertNoToken(t, b, tok, err)
+				_, err = decodeSession(status, b, tok)
+				if err != nil {
+					var aerr *APIError
+					if !errors.As(err, &aerr) {
+						t.Fatalf("untyped error %v", err)
+					}
+				}
+				assertNoToken(t, b, tok, err)
+				// A transport error: *url.Error prints the whole URL, and its
+				// cause may quote the URL or an answer too.
+				u := "https://api.wawp.net" + pathRequestCode + "?" + url.Values{"instance_id": {"INST00000001"}, "access_token": {tok}}.Encode()
+				for _, cause := range []error{errors.New(string(b)), &url.Error{Op: "Get", URL: u, Err: errors.New(string(b))}, context.DeadlineExceeded} {
+					terr := transportError(pathRequestCode, &url.Error{Op: "Post", URL: u, Err: cause}, tok)
+					assertNoToken(t, b, tok, terr)
+				}
 			}
 		}
 	})
+}
+
+// echo is body with s inserted at a position chosen by at, as an answer
+// quoting the token would have it.
+func echo(body []byte, s string, at uint16) []byte {
+	i := int(at) % (len(body) + 1)
+	return append(append(append([]byte{}, body[:i]...), s...), body[i:]...)
+}
+
+// TestWawpRedirectNotFollowed: a 3xx from Wawp is an unreadable answer. On
+// 307/308 Go would re-send the request (its URL carries the token, its body
+// the phone) to whatever host Location names, https→http included, and
+// request-code would reach Wawp twice. The second host must never be hit,
+// whatever http.Client the caller hands in.
+func TestWawpRedirectNotFollowed(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("redirect followed: %s %s reached the second host", r.Method, r.URL.Path)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"code":"ABCD-1234","status":"SCAN_QR_CODE"}`)
+	}))
+	defer other.Close()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(strconv.Itoa(status), func(t *testing.T) {
+			var hits atomic.Int32
+			redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				hits.Add(1)
+				http.Redirect(w, r, other.URL+r.URL.RequestURI(), status)
+			})
+			overTLS := httptest.NewTLSServer(redirect) // https → http
+			defer overTLS.Close()
+			plain := httptest.NewServer(redirect)
+			defer plain.Close()
+			clients := []struct {
+				name string
+				url  string
+				http *http.Client
+			}{
+				{"caller's client", overTLS.URL, overTLS.Client()},
+				{"caller's client that follows redirects", overTLS.URL, withCheckRedirect(overTLS.Client())},
+				{"default client", plain.URL, nil},
+			}
+			for _, hc := range clients {
+				hits.Store(0)
+				c := NewClient(hc.url, token, hc.http)
+				code, err := c.RequestCode(context.Background(), "INST00000001", "201112223333")
+				var aerr *APIError
+				if code != "" || !errors.As(err, &aerr) || !errors.Is(err, ErrBadResponse) || aerr.Status != status {
+					t.Errorf("%s: RequestCode = %q, %v; want an unreadable-answer error with HTTP %d", hc.name, code, err, status)
+				}
+				if _, err := c.SessionInfo(context.Background(), "INST00000001"); !errors.Is(err, ErrBadResponse) {
+					t.Errorf("%s: SessionInfo err = %v, want ErrBadResponse", hc.name, err)
+				}
+				if n := hits.Load(); n != 2 {
+					t.Errorf("%s: Wawp was called %d times, want 2 (once per call)", hc.name, n)
+				}
+			}
+		})
+	}
+}
+
+// withCheckRedirect is a caller's client that explicitly follows redirects.
+func withCheckRedirect(hc *http.Client) *http.Client {
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return nil }
+	return hc
+}
+
+// TestWawpRequestShape: the token is sent once. instance_id and
+// access_token travel in the query string, the call's own fields in a JSON
+// body, as Wawp's request-code sample does (/work/shared/seed-wawp-request-code.txt;
+// DESIGN.md "Wawp facts").
+func TestWawpRequestShape(t *testing.T) {
+	type seen struct {
+		Method, Path, ContentType string
+		Query                     url.Values
+		Body                      map[string]any
+		TokenCount                int
+	}
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		raw, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		if err := json.Unmarshal(raw, &body); err != nil {
+			t.Errorf("%s: body %q is not a JSON object: %v", r.URL.Path, raw, err)
+		}
+		var dump strings.Builder
+		r.Header.Write(&dump)
+		all := r.URL.String() + "\n" + dump.String() + "\n" + string(raw)
+		got = append(got, seen{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.URL.Query(), body, strings.Count(all, token)})
+		io.WriteString(w, `{"code":"ABCD-1234","status":"SCAN_QR_CODE"}`)
+	}))
+	defer srv.Close()
+	c := NewClient(srv.URL, token, srv.Client())
+	if _, err := c.SessionInfo(context.Background(), "INST00000001"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RequestCode(context.Background(), "INST00000001", "201112223333"); err != nil {
+		t.Fatal(err)
+	}
+	query := url.Values{"instance_id": {"INST00000001"}, "access_token": {token}}
+	want := []seen{
+		{"POST", "/v2/session/info", "application/json", query, map[string]any{}, 1},
+		{"POST", "/v2/auth/request-code", "application/json", query, map[string]any{"phone_number": "201112223333"}, 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("requests (-want +got):\n%s", diff)
+	}
 }
