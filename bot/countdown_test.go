@@ -17,6 +17,7 @@ import (
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -56,7 +57,7 @@ func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
 	}
 	t.Cleanup(func() { db.Close() })
 	r.db = db
-	r.svc = pairing.NewService(pairing.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
+	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
 	r.bot = New(Config{Service: r.svc, DB: db, Directory: pairing.NewDirectory(nil, "")})
 	return r
 }

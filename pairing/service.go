@@ -147,22 +147,23 @@ type Config struct {
 	Log          *slog.Logger
 	// Accounts holds a client per instance whose Wawp account (access
 	// token) differs from the default client's.
-	Accounts map[string]*Client
+	Accounts map[string]Wawp
 	// AuditRetention is how long audit events are kept; zero keeps them.
 	AuditRetention time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
 type Service struct {
-	wawp *Client
+	wawp Wawp
 	db   *store.DB
 	cfg  Config
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
 }
 
-// NewService returns a Service; zero Config fields take the defaults.
-func NewService(wawp *Client, db *store.DB, cfg Config) *Service {
+// NewService returns a Service that asks wawp (the default account's
+// client) for sessions and codes; zero Config fields take the defaults.
+func NewService(wawp Wawp, db *store.DB, cfg Config) *Service {
 	if cfg.PhoneLimit.Max == 0 {
 		cfg.PhoneLimit = DefaultPhoneLimit
 	}
@@ -307,7 +308,7 @@ func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, er
 }
 
 // client is the Wawp client for instance's account.
-func (s *Service) client(instance string) *Client {
+func (s *Service) client(instance string) Wawp {
 	if c, ok := s.cfg.Accounts[instance]; ok {
 		return c
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -137,7 +138,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.SlackAPIURL += "/"
 	}
 	if c.WawpBaseURL == "" {
-		c.WawpBaseURL = pairing.DefaultBaseURL
+		c.WawpBaseURL = wawp.DefaultBaseURL
 	} else if u, err := url.Parse(c.WawpBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, "WAWP_BASE_URL must be an http(s) URL")
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // metrics are linkbot's Prometheus series; it implements bot.Observer and
-// pairing.Observer.
+// wawp.Observer.
 type metrics struct {
 	reg        *prometheus.Registry
 	commands   *prometheus.CounterVec

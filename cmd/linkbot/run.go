@@ -13,6 +13,7 @@ import (
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -174,12 +175,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	transport.MaxIdleConnsPerHost = 64
 	wawpHTTP := &http.Client{Timeout: 20 * time.Second, Transport: transport}
 	m := newMetrics(db)
-	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
-	accounts := map[string]*pairing.Client{}
+	client := wawp.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
+	accounts := map[string]pairing.Wawp{}
 	for id, token := range cfg.Tokens {
-		accounts[id] = pairing.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
+		accounts[id] = wawp.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
 	}
-	svc := pairing.NewService(wawp, db, pairing.Config{
+	svc := pairing.NewService(client, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention,
 	})
