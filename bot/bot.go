@@ -392,7 +392,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
 		p, err := b.cfg.Service.Start(reqCtx, req)
 		b.obs.Command(outcomeOf(err))
-		if p.ID != "" && p.State != store.StateRequesting {
+		if p.ID != "" && p.State != pairing.StateRequesting {
 			// Every request past the limits has a stored pairing, watched
 			// until its message shows how it ended; shown from the store, an
 			// answer whose post is lost is posted again by the next tick.
@@ -429,7 +429,7 @@ func outcomeOf(err error) string {
 // I/O, so it happens after). The phone, if it parses, is stored masked.
 func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone, why string) func(context.Context, context.Context, *slog.Logger) {
 	return func(_, _ context.Context, log *slog.Logger) {
-		e := store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, InstanceID: in.ID, Outcome: why}
+		e := pairing.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, InstanceID: in.ID, Outcome: why}
 		if p, err := pairing.NormalizePhone(phone, in.Region); err == nil {
 			e.Phone, e.Digits = p.Masked(), p.Digits
 		}
@@ -451,7 +451,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
 		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "access")}
 	}
-	q := store.AuditQuery{Limit: historyLimit}
+	q := pairing.AuditQuery{Limit: historyLimit}
 	shown := subject
 	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
 		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
@@ -461,7 +461,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		shown = in.Name
 	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
 		q.Phone = phone.Digits
-		q.Keep = func(e store.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
+		q.Keep = func(e pairing.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
 		shown = phone.Masked()
 	} else {
 		var perr *pairing.PhoneError
@@ -486,7 +486,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 // checks: the ID it records, or, for events written before IDs were
 // recorded, the instance its alias names today; "" (the default rules)
 // when neither is known.
-func (b *Bot) eventInstanceID(e store.Event) string {
+func (b *Bot) eventInstanceID(e pairing.Event) string {
 	if e.InstanceID != "" {
 		return e.InstanceID
 	}
@@ -500,9 +500,9 @@ func (b *Bot) eventInstanceID(e store.Event) string {
 // rules no longer allow for the pairing's instance (checked against the
 // channel the pairing was requested in): a message posted before the rules
 // changed must not keep handing out codes. The refusal is audited.
-func (b *Bot) refuseClick(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, p store.Pairing, now time.Time) {
+func (b *Bot) refuseClick(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, p pairing.Pairing, now time.Time) {
 	log.Info("button refused by the access rules", "instance", p.InstanceName)
-	e := store.Event{
+	e := pairing.Event{
 		Time: now, Kind: "refused", User: cb.User.ID, Team: cb.Team.ID, Channel: p.Channel, Instance: p.InstanceName, InstanceID: p.Instance,
 		Phone: pairing.PhoneFromDigits(p.Phone).Masked(), Digits: p.Phone, Pairing: p.ID, Outcome: "access",
 	}
@@ -513,7 +513,7 @@ func (b *Bot) refuseClick(ctx context.Context, log *slog.Logger, cb slack.Intera
 }
 
 // result turns the outcome of Start or Renew into what the agent sees.
-func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Message {
+func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) Message {
 	now := b.cfg.Service.Now()
 	var (
 		lerr *pairing.LimitError
@@ -530,7 +530,7 @@ func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Mes
 		return WawpErrorView(err, instance)
 	case errors.As(err, &terr):
 		return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
-	case errors.Is(err, pairing.ErrEnded), errors.Is(err, store.ErrNotFound), errors.Is(err, pairing.ErrNotYours):
+	case errors.Is(err, pairing.ErrEnded), errors.Is(err, pairing.ErrNotFound), errors.Is(err, pairing.ErrNotYours):
 		return EndedView()
 	}
 	b.log.Error("request failed", "request", requestID, "err", err)
@@ -555,13 +555,13 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
 		message = clicked.MessageID()
 	}
-	answer := func(p store.Pairing, err error) {
+	answer := func(p pairing.Pairing, err error) {
 		unlock := b.locks.lock(message)
 		defer unlock()
 		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
 	}
 	var (
-		p   store.Pairing
+		p   pairing.Pairing
 		err error
 	)
 	switch action.ActionID {
@@ -583,7 +583,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	log.Info("button handled", "err", err)
-	if err != nil && p.ID != "" && p.ID != action.Value && p.State != store.StateRequesting {
+	if err != nil && p.ID != "" && p.ID != action.Value && p.State != pairing.StateRequesting {
 		// A renewal that ended without a code: its stored view is the answer.
 		b.show(ctx, p, true)
 		return
@@ -599,7 +599,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	if p.ResponseURL != cb.ResponseURL {
 		// The click brought a fresh response_url with a fresh budget: the
 		// message's later edits go through it.
-		p, err = b.cfg.DB.UpdatePairing(p.ID, now, func(p *store.Pairing) error {
+		p, err = b.cfg.DB.UpdatePairing(p.ID, now, func(p *pairing.Pairing) error {
 			p.ResponseURL, p.URLIssued = cb.ResponseURL, now
 			return nil
 		})

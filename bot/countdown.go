@@ -9,7 +9,6 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 // A response_url takes 5 posts. The code message takes the first; the last
@@ -23,7 +22,7 @@ const countdownSteps = 3
 // countdownStep returns which step p's countdown is in at now (0 = as
 // issued, 1..3 = after each edit) and the moment that step is drawn for:
 // two-thirds left, one-third left, and the last 20 seconds.
-func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
+func countdownStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 	lifetime := p.ExpiresAt.Sub(p.IssuedAt)
 	left := p.ExpiresAt.Sub(now)
 	thresholds := [countdownSteps]time.Duration{lifetime * 2 / 3, lifetime / 3, min(20*time.Second, lifetime/6)}
@@ -39,23 +38,23 @@ func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
 // viewKey names what p's message should show at now; the message is edited
 // only when it changes. It is cheap: the ticker computes it for every
 // watched pairing on every tick.
-func viewKey(p store.Pairing, now time.Time) string {
+func viewKey(p pairing.Pairing, now time.Time) string {
 	switch {
-	case p.State == store.StateRequesting:
+	case p.State == pairing.StateRequesting:
 		return "" // nothing to show until it settles (or its lease runs out)
 	case p.Live(now) && p.Code != "":
 		step, _ := countdownStep(p, now)
 		return fmt.Sprintf("live:%d", step)
-	case p.State == store.StateLive:
+	case p.State == pairing.StateLive:
 		return "expired" // past its expiry, about to be marked so
-	case p.State == store.StateFailed:
+	case p.State == pairing.StateFailed:
 		return "failed:" + p.Reason
 	}
-	return p.State
+	return string(p.State)
 }
 
 // render is the message for p at now; its key is viewKey(p, now).
-func (b *Bot) render(p store.Pairing, now time.Time) Message {
+func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
 	// nextCode is when the phone's limit next allows a code; only the code,
@@ -79,13 +78,13 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 			RequestedBy: p.RequestedBy, Now: drawn, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
 			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
 		})
-	case p.State == store.StateLinked:
+	case p.State == pairing.StateLinked:
 		return LinkedView(phone, p.InstanceName, p.EndedAt)
-	case p.State == store.StateWrongPhone:
+	case p.State == pairing.StateWrongPhone:
 		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
-	case p.State == store.StateCancelled:
+	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
-	case p.State == store.StateFailed:
+	case p.State == pairing.StateFailed:
 		if err := pairing.ReasonError(p.Reason); err != nil {
 			return WawpErrorView(err, p.InstanceName)
 		}
@@ -93,31 +92,31 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 			return InternalErrorView(p.ID)
 		}
 		return FailedView(phone, p.InstanceName, p.Reason)
-	case p.RefusedBy() != store.LimitNone:
+	case p.RefusedBy() != pairing.LimitNone:
 		return LimitView(b.limitError(p), p.InstanceName, now)
-	case p.State == store.StateRefused:
+	case p.State == pairing.StateRefused:
 		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
-	case p.State == store.StateWarmingUp:
+	case p.State == pairing.StateWarmingUp:
 		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
-	case p.State == store.StateInterrupted:
+	case p.State == pairing.StateInterrupted:
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
 		})
-	case p.State == store.StateLive || p.State == store.StateExpired:
+	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
 }
 
 // limitError is the refusal of request p by a limit, as Start reported it.
-func (b *Bot) limitError(p store.Pairing) *pairing.LimitError {
+func (b *Bot) limitError(p pairing.Pairing) *pairing.LimitError {
 	e := &pairing.LimitError{Limit: p.RefusedBy(), Phone: pairing.PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt}
 	switch e.Limit {
-	case store.LimitPhone:
+	case pairing.LimitPhone:
 		e.Window = b.cfg.Service.PhoneLimit()
-	case store.LimitUser:
+	case pairing.LimitUser:
 		e.Window = b.cfg.Service.UserLimit()
-	case store.LimitInstance:
+	case pairing.LimitInstance:
 		if holder, err := b.cfg.DB.Pairing(p.HeldBy); err == nil {
 			holder.Code = ""
 			e.Holder = holder
@@ -144,13 +143,13 @@ func later(a, b time.Time) time.Time {
 // starts from the stored pairing: a click (Cancel, New code) and a
 // countdown edit racing for one message cannot land out of order. A
 // superseded pairing never posts: its renewal owns the message now.
-func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
+func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	unlock := b.locks.lock(p.MessageID())
 	defer unlock()
 	if fresh, err := b.cfg.DB.Pairing(p.ID); err == nil {
 		p = fresh
 	}
-	if p.State == store.StateSuperseded {
+	if p.State == pairing.StateSuperseded {
 		if err := b.cfg.DB.RecordView(p.ID, p.LastView, true); err != nil {
 			b.log.Error("recording view", "pairing", p.ID, "err", err)
 		}

@@ -255,7 +255,7 @@ func TestLostAnswerKeepsItsUse(t *testing.T) {
 
 func TestCountdownStep(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
-	p := store.Pairing{IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second)}
+	p := pairing.Pairing{IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second)}
 	for _, tt := range []struct {
 		at, step int
 		drawn    int
@@ -363,7 +363,7 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Code 2 of 3") {
 			t.Fatalf("try again shows: %s", last.Blocks)
 		}
-		if p, _ := r.db.Pairing(first[0].ID); p.State != store.StateSuperseded {
+		if p, _ := r.db.Pairing(first[0].ID); p.State != pairing.StateSuperseded {
 			t.Errorf("first pairing is %s, want superseded", p.State)
 		}
 	})
@@ -427,7 +427,7 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	if n := len(m.Versions) - versions; n != 0 {
 		t.Errorf("the superseded pairing posted %d more versions", n)
 	}
-	if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateSuperseded {
+	if p, _ := r.db.Pairing(watched[0].ID); p.State != pairing.StateSuperseded {
 		t.Errorf("first pairing is %s, want superseded", p.State)
 	}
 	if w, _ := r.db.WatchedPairings(); len(w) != 1 || w[0].ID == watched[0].ID {
@@ -514,7 +514,7 @@ func TestClickJustPastExpiryStopsWatching(t *testing.T) {
 			if w, _ := r.db.WatchedPairings(); len(w) != 0 {
 				t.Errorf("still watching %d pairings after they expired", len(w))
 			}
-			if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateExpired {
+			if p, _ := r.db.Pairing(watched[0].ID); p.State != pairing.StateExpired {
 				t.Errorf("state %s, want expired", p.State)
 			}
 			if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
@@ -543,14 +543,14 @@ func (r *countdownRig) command(text string) string {
 func (r *countdownRig) seedDeadRequest(id string) (msgID string) {
 	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code for +20 11 12223333 on support…")
 	now := r.clock.Now()
-	d, err := r.db.Reserve(store.Reservation{
-		Pairing: store.Pairing{
+	d, err := r.db.Reserve(pairing.Reservation{
+		Pairing: pairing.Pairing{
 			ID: id, Instance: rigInstance, InstanceName: "support", Phone: "201112223333", RequestedBy: "U1",
 			Channel: "C0SUPPORT", ResponseURL: url, URLIssued: now,
 		},
 		PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: now, Hold: r.svc.RequestLease(),
 	})
-	if err != nil || d.Refused != store.LimitNone {
+	if err != nil || d.Refused != pairing.LimitNone {
 		r.t.Fatalf("reserve: %+v %v", d, err)
 	}
 	return msgID
@@ -578,13 +578,13 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 			t.Errorf("interrupted message lacks %q:\n%s", want, got)
 		}
 	}
-	if p, _ := r.db.Pairing("dead"); p.State != store.StateInterrupted {
+	if p, _ := r.db.Pairing("dead"); p.State != pairing.StateInterrupted {
 		t.Errorf("state %s, want interrupted", p.State)
 	}
 	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
 		t.Errorf("still watching %d pairings", len(w))
 	}
-	events, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "interrupted" })
+	events, _ := r.db.AuditEvents(time.Time{}, func(e pairing.Event) bool { return e.Kind == "interrupted" })
 	if len(events) != 1 || events[0].Pairing != "dead" || events[0].Phone != "+20 111 ••• 3333" {
 		t.Errorf("audit interrupted events = %+v", events)
 	}
@@ -639,21 +639,21 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 		}, "Wawp had an internal error"},
 		{"phone limit", func(r *countdownRig) {
 			for i := range 3 { // three codes for the phone on other instances
-				d, err := r.db.Reserve(store.Reservation{
-					Pairing:    store.Pairing{ID: fmt.Sprint("earlier", i), Instance: fmt.Sprint("OTHER", i), Phone: "201112223333", RequestedBy: "U2"},
+				d, err := r.db.Reserve(pairing.Reservation{
+					Pairing:    pairing.Pairing{ID: fmt.Sprint("earlier", i), Instance: fmt.Sprint("OTHER", i), Phone: "201112223333", RequestedBy: "U2"},
 					PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0.Add(-time.Duration(3-i) * time.Minute), Hold: time.Second,
 				})
-				if err != nil || d.Refused != store.LimitNone {
+				if err != nil || d.Refused != pairing.LimitNone {
 					r.t.Fatal(d, err)
 				}
 			}
 		}, "already had 3 codes in the last 15 min. WhatsApp blocks pairing for hours after a few more, so the next code is allowed at <!date^1795615920^{time}|14:12 UTC> (in 12 min)"},
 		{"instance held", func(r *countdownRig) {
-			d, err := r.db.Reserve(store.Reservation{
-				Pairing:    store.Pairing{ID: "holder", Instance: rigInstance, Phone: "201009998888", RequestedBy: "U2"},
+			d, err := r.db.Reserve(pairing.Reservation{
+				Pairing:    pairing.Pairing{ID: "holder", Instance: rigInstance, Phone: "201009998888", RequestedBy: "U2"},
 				PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0, Hold: time.Minute,
 			})
-			if err != nil || d.Refused != store.LimitNone {
+			if err != nil || d.Refused != pairing.LimitNone {
 				r.t.Fatal(d, err)
 			}
 		}, "already has a live code, requested by <@U2> for +20 100 ••• 8888"},

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
-	"github.com/linkbot/linkbot/store"
 )
 
 // BenchmarkTick10k: one countdown tick over 10,000 live pairings on 100
@@ -23,15 +23,15 @@ func BenchmarkTick10k(b *testing.B) {
 	t0 := time.Now()
 	r := newCountdownRig(b, t0)
 	r.wawp.SetDelay(20 * time.Millisecond)
-	var ps []store.Pairing
+	var ps []pairing.Pairing
 	for i := range pairings {
 		inst := fmt.Sprintf("INST%08d", i%instances)
 		if i < instances {
 			r.wawp.AddInstance(inst, "")
 		}
-		ps = append(ps, store.Pairing{
+		ps = append(ps, pairing.Pairing{
 			ID: fmt.Sprintf("p%05d", i), Instance: inst, InstanceName: inst, Phone: fmt.Sprintf("20101%07d", i),
-			RequestedBy: "U1", State: store.StateLive, Code: "ABCD1234", IssuedAt: t0, RequestedAt: t0,
+			RequestedBy: "U1", State: pairing.StateLive, Code: "ABCD1234", IssuedAt: t0, RequestedAt: t0,
 			ExpiresAt: t0.Add(time.Hour), LastView: "live:0", ResponseURL: "http://127.0.0.1:1/unused",
 		})
 	}

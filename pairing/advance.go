@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/linkbot/linkbot/store"
 )
 
 // pollConcurrency bounds the session-info calls one Advance makes at once.
@@ -22,27 +20,27 @@ const pollConcurrency = 16
 // Wawp faults (timeouts, 5xx, garbage, STARTING blips) change nothing: a
 // pairing only ever ends on a clear answer or on its own expiry, so a
 // flaky Wawp can neither cut a pairing short nor fake a "linked".
-func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
+func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 	watched, err := s.db.WatchedPairings()
 	if err != nil {
 		return nil, err
 	}
 	instances := map[string]bool{}
 	for _, p := range watched {
-		if p.State == store.StateLive {
+		if p.State == StateLive {
 			instances[p.Instance] = true
 		}
 	}
 	sessions := s.pollSessions(ctx, instances)
 	now := s.cfg.Now()
 	for i, p := range watched {
-		if p.State == store.StateRequesting && !now.Before(p.ExpiresAt) {
+		if p.State == StateRequesting && !now.Before(p.ExpiresAt) {
 			if q, _ := s.interrupt(p.ID, true); q.ID != "" {
 				watched[i] = q
 			}
 			continue
 		}
-		if p.State != store.StateLive {
+		if p.State != StateLive {
 			continue
 		}
 		st := sessions[p.Instance]
@@ -50,14 +48,14 @@ func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
 		if next == "" {
 			continue
 		}
-		ended, err := s.db.Settle(store.Settlement{
-			ID: p.ID, Now: now, Outcome: kind, Counted: true,
-			Change: func(q *store.Pairing) error {
-				if q.State != store.StateLive {
+		ended, err := s.db.Settle(Settlement{
+			ID: p.ID, Now: now, Outcome: string(kind), Counted: true,
+			Change: func(q *Pairing) error {
+				if q.State != StateLive {
 					return ErrEnded
 				}
 				q.State, q.Reason = next, reason
-				if next == store.StateLinked || next == store.StateWrongPhone {
+				if next == StateLinked || next == StateWrongPhone {
 					q.LinkedPhone = st.session.Me
 				}
 				return nil
@@ -85,26 +83,26 @@ type sessionResult struct {
 
 // decide returns the state p moves to (empty: it stays live), the audit
 // kind and a reason.
-func decide(p store.Pairing, st sessionResult, now time.Time) (state, kind, reason string) {
+func decide(p Pairing, st sessionResult, now time.Time) (state State, kind EventKind, reason string) {
 	if st.err == nil {
 		switch st.session.Status {
 		case StatusWorking:
 			switch st.session.Me {
 			case p.Phone:
-				return store.StateLinked, "linked", ""
+				return StateLinked, EventLinked, ""
 			case "":
 				// Working but not saying with whom: wait for a clear answer.
 			default:
-				return store.StateWrongPhone, "wrong_phone", "linked " + MaskPhone(PhoneFromDigits(st.session.Me).International)
+				return StateWrongPhone, EventWrongPhone, "linked " + MaskPhone(PhoneFromDigits(st.session.Me).International)
 			}
 		case StatusFailed:
-			return store.StateFailed, "error", "instance_failed"
+			return StateFailed, EventError, "instance_failed"
 		}
 	} else if errors.Is(st.err, ErrNoInstance) {
-		return store.StateFailed, "error", "instance_gone"
+		return StateFailed, EventError, "instance_gone"
 	}
 	if !now.Before(p.ExpiresAt) {
-		return store.StateExpired, "expired", ""
+		return StateExpired, EventExpired, ""
 	}
 	return "", "", ""
 }
@@ -138,10 +136,10 @@ func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) m
 // Prune drops what no limit or message needs any more: attempts older than
 // the longest limit window, pairings that ended over a day ago, and audit
 // events older than the retention period (kept forever when it is zero).
-func (s *Service) Prune() (store.PruneStats, error) {
+func (s *Service) Prune() (PruneStats, error) {
 	now := s.cfg.Now()
 	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period)
-	before := store.PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
+	before := PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
 	if s.cfg.AuditRetention > 0 {
 		before.AuditEvents = now.Add(-s.cfg.AuditRetention)
 	}

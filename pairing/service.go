@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/linkbot/linkbot/store"
 )
 
 // Defaults for Config fields left zero.
@@ -23,11 +21,11 @@ const (
 
 // DefaultPhoneLimit keeps a phone well under WhatsApp's hidden lock-out,
 // which triggers after 3–5 codes in a short window.
-var DefaultPhoneLimit = store.Window{Max: 3, Period: 15 * time.Minute}
+var DefaultPhoneLimit = Window{Max: 3, Period: 15 * time.Minute}
 
 // DefaultUserLimit stops one agent (or a stuck script) from burning through
 // many phones' allowances.
-var DefaultUserLimit = store.Window{Max: 20, Period: time.Hour}
+var DefaultUserLimit = Window{Max: 20, Period: time.Hour}
 
 // Instance is a Wawp instance as the bot knows it.
 type Instance struct {
@@ -97,12 +95,12 @@ func (d *Directory) Names() []string {
 
 // LimitError says a limit refused a request; Wawp was not called.
 type LimitError struct {
-	Limit   store.Limit
+	Limit   Limit
 	Phone   Phone // the number that was asked for
 	Count   int
-	Window  store.Window
+	Window  Window
 	RetryAt time.Time
-	Holder  store.Pairing // for store.LimitInstance: who holds it, until when
+	Holder  Pairing // for LimitInstance: who holds it, until when
 }
 
 func (e *LimitError) Error() string {
@@ -138,8 +136,8 @@ var ErrInterrupted = errors.New("code request interrupted")
 
 // Config configures a Service.
 type Config struct {
-	PhoneLimit   store.Window
-	UserLimit    store.Window
+	PhoneLimit   Window
+	UserLimit    Window
 	CodeLifetime time.Duration
 	Warmup       time.Duration
 	CallTimeout  time.Duration
@@ -155,7 +153,7 @@ type Config struct {
 // Service runs pairings: limits, Wawp calls, state and audit.
 type Service struct {
 	wawp Wawp
-	db   *store.DB
+	db   Storage
 	cfg  Config
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
@@ -163,7 +161,7 @@ type Service struct {
 
 // NewService returns a Service that asks wawp (the default account's
 // client) for sessions and codes; zero Config fields take the defaults.
-func NewService(wawp Wawp, db *store.DB, cfg Config) *Service {
+func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	if cfg.PhoneLimit.Max == 0 {
 		cfg.PhoneLimit = DefaultPhoneLimit
 	}
@@ -198,10 +196,10 @@ func (s *Service) Now() time.Time { return s.cfg.Now() }
 func (s *Service) RequestLease() time.Duration { return 2*s.cfg.CallTimeout + 5*time.Second }
 
 // PhoneLimit is the per-phone window in force.
-func (s *Service) PhoneLimit() store.Window { return s.cfg.PhoneLimit }
+func (s *Service) PhoneLimit() Window { return s.cfg.PhoneLimit }
 
 // UserLimit is the per-user window in force.
-func (s *Service) UserLimit() store.Window { return s.cfg.UserLimit }
+func (s *Service) UserLimit() Window { return s.cfg.UserLimit }
 
 // Request is one ask for a pairing code.
 type Request struct {
@@ -224,29 +222,29 @@ type Request struct {
 // a *LimitError, *StatusError or *APIError. Every outcome has a pairing
 // record, watched until its message shows it, except a renewal's limit
 // refusal, which stores nothing but the audit event (it only answers a click).
-func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error) {
+func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	now := s.cfg.Now()
-	p := store.Pairing{
+	p := Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
-	d, err := s.db.Reserve(store.Reservation{
+	d, err := s.db.Reserve(Reservation{
 		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
 		Replaces: req.Replaces, Now: now, Hold: s.RequestLease(),
-		Granted: s.event(now, "requested", p, ""),
-		Refused: s.event(now, "refused", p, ""),
+		Granted: s.event(now, EventRequested, p, ""),
+		Refused: s.event(now, EventRefused, p, ""),
 	})
 	if err != nil {
-		return store.Pairing{}, err
+		return Pairing{}, err
 	}
-	if d.Refused != store.LimitNone {
+	if d.Refused != LimitNone {
 		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder}
 		switch d.Refused {
-		case store.LimitPhone:
+		case LimitPhone:
 			lerr.Window = s.cfg.PhoneLimit
-		case store.LimitUser:
+		case LimitUser:
 			lerr.Window = s.cfg.UserLimit
 		}
 		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
@@ -277,16 +275,16 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		return s.fail(p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	p, err = s.db.Settle(store.Settlement{
+	p, err = s.db.Settle(Settlement{
 		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Replaced: req.Replaces,
-		Change: func(p *store.Pairing) error {
-			if p.State != store.StateRequesting {
+		Change: func(p *Pairing) error {
+			if p.State != StateRequesting {
 				return ErrInterrupted
 			}
-			p.State, p.Code, p.IssuedAt, p.ExpiresAt = store.StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
+			p.State, p.Code, p.IssuedAt, p.ExpiresAt = StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
 		},
-		Audit: s.event(issued, "code_issued", p, ""),
+		Audit: s.event(issued, EventCodeIssued, p, ""),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
@@ -295,7 +293,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		return s.stored(p), ErrInterrupted
 	}
 	if err != nil {
-		return store.Pairing{}, err
+		return Pairing{}, err
 	}
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
 	return p, nil
@@ -316,24 +314,24 @@ func (s *Service) client(instance string) Wawp {
 }
 
 // fail ends a reserved request that produced no code.
-func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
+func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
 	now := s.cfg.Now()
-	state, outcome, reason := store.StateFailed, "error", failureReason(cause)
+	state, outcome, reason := StateFailed, "error", failureReason(cause)
 	var serr *StatusError
 	switch {
 	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
-		state, outcome, reason = store.StateWarmingUp, "warming_up", ""
+		state, outcome, reason = StateWarmingUp, "warming_up", ""
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, outcome = store.StateRefused, reasonStatus+string(serr.Status)
+		state, outcome = StateRefused, reasonStatus+string(serr.Status)
 		reason = outcome
 	}
-	updated, err := s.db.Settle(store.Settlement{
+	updated, err := s.db.Settle(Settlement{
 		ID: p.ID, Now: now, Outcome: outcome, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
-		Change: func(p *store.Pairing) error {
-			if p.State != store.StateRequesting {
+		Change: func(p *Pairing) error {
+			if p.State != StateRequesting {
 				return ErrInterrupted
 			}
 			p.State, p.Reason = state, reason
@@ -342,7 +340,7 @@ func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause err
 			}
 			return nil
 		},
-		Audit: s.event(now, "error", p, outcome),
+		Audit: s.event(now, EventError, p, outcome),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
@@ -357,7 +355,7 @@ func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause err
 }
 
 // stored is pairing p as the store has it now (p itself if it cannot be read).
-func (s *Service) stored(p store.Pairing) store.Pairing {
+func (s *Service) stored(p Pairing) Pairing {
 	if fresh, err := s.db.Pairing(p.ID); err == nil {
 		return fresh
 	}
@@ -368,8 +366,8 @@ func (s *Service) stored(p store.Pairing) store.Pairing {
 // shutdown that cannot wait for them any longer, and returns those it
 // ended. Each still counts (request-code may have reached WhatsApp); their
 // messages are the caller's to update.
-func (s *Service) Interrupt() []store.Pairing {
-	var ended []store.Pairing
+func (s *Service) Interrupt() []Pairing {
+	var ended []Pairing
 	s.inFlight.Range(func(id, _ any) bool {
 		if p, ok := s.interrupt(id.(string), false); ok {
 			ended = append(ended, p)
@@ -382,14 +380,14 @@ func (s *Service) Interrupt() []store.Pairing {
 // interrupt ends request id as interrupted: at once, or (lapsed) only if
 // its lease ran out. It returns the pairing as stored (no ID if it could
 // not be read) and whether it ended it.
-func (s *Service) interrupt(id string, lapsed bool) (store.Pairing, bool) {
+func (s *Service) interrupt(id string, lapsed bool) (Pairing, bool) {
 	now := s.cfg.Now()
 	p, err := s.db.Pairing(id)
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
-	p, ended, err := s.db.Interrupt(store.Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, "interrupted", p, "")})
+	p, ended, err := s.db.Interrupt(Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, "")})
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
@@ -404,16 +402,16 @@ func (s *Service) interrupt(id string, lapsed bool) (store.Pairing, bool) {
 // Renew asks again for the request behind pairing id ("New code", or "Try
 // again" after a warm-up), through the same limits. The click's fresh
 // response_url replaces the old one.
-func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time) (store.Pairing, error) {
+func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time) (Pairing, error) {
 	old, err := s.db.Pairing(id)
 	if err != nil {
-		return store.Pairing{}, err
+		return Pairing{}, err
 	}
 	if old.RequestedBy != user {
 		return old, ErrNotYours
 	}
 	now := s.cfg.Now()
-	if old.State == store.StateWarmingUp && now.Before(old.RetryAt) {
+	if old.State == StateWarmingUp && now.Before(old.RetryAt) {
 		return old, &TooSoonError{RetryAt: old.RetryAt}
 	}
 	// A "New code" that never reached WhatsApp left the code it meant to
@@ -432,30 +430,30 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 }
 
 // Cancel ends a live pairing at the requester's wish; the code is wiped.
-func (s *Service) Cancel(id, user string) (store.Pairing, error) {
+func (s *Service) Cancel(id, user string) (Pairing, error) {
 	now := s.cfg.Now()
-	p, err := s.db.UpdatePairing(id, now, func(p *store.Pairing) error {
+	p, err := s.db.UpdatePairing(id, now, func(p *Pairing) error {
 		if p.RequestedBy != user {
 			return ErrNotYours
 		}
 		if !p.Live(now) {
 			return ErrEnded
 		}
-		p.State = store.StateCancelled
+		p.State = StateCancelled
 		return nil
 	})
 	if err != nil {
 		return p, err
 	}
-	if err := s.db.AppendAudit(s.event(now, "cancelled", p, "")); err != nil {
+	if err := s.db.AppendAudit(s.event(now, EventCancelled, p, "")); err != nil {
 		s.cfg.Log.Error("audit", "err", err)
 	}
 	return p, nil
 }
 
 // event is the audit record of p: masked phone, never the code.
-func (s *Service) event(at time.Time, kind string, p store.Pairing, outcome string) store.Event {
-	return store.Event{
+func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome string) Event {
+	return Event{
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
 		Instance: p.InstanceName, InstanceID: p.Instance, Phone: MaskPhone(PhoneFromDigits(p.Phone).International),
 		Digits:  p.Phone, // the store keeps only a keyed hash of it

@@ -15,6 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // storedPhoneKeys returns the phone_key of every stored audit event, as
@@ -50,7 +52,7 @@ func TestPhoneKeyIsKeyedPerDatabase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.AppendAudit(Event{Time: t0, Kind: "requested", User: "U1", Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: "201112223333"}); err != nil {
+		if err := db.AppendAudit(pairing.Event{Time: t0, Kind: "requested", User: "U1", Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: "201112223333"}); err != nil {
 			t.Fatal(err)
 		}
 		stored := storedPhoneKeys(t, db)
@@ -58,7 +60,7 @@ func TestPhoneKeyIsKeyedPerDatabase(t *testing.T) {
 			t.Fatalf("stored keys %q, want one", stored)
 		}
 		keys = append(keys, stored[0])
-		got, _, err := db.Audit(AuditQuery{Phone: "201112223333"})
+		got, _, err := db.Audit(pairing.AuditQuery{Phone: "201112223333"})
 		if err != nil || len(got) != 1 {
 			t.Fatalf("Audit by phone = %+v, %v", got, err)
 		}
@@ -71,7 +73,7 @@ func TestPhoneKeyIsKeyedPerDatabase(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, _, _ := db.Audit(AuditQuery{Phone: "201112223333"}); len(got) != 1 {
+		if got, _, _ := db.Audit(pairing.AuditQuery{Phone: "201112223333"}); len(got) != 1 {
 			t.Errorf("after reopening, Audit by phone found %d events, want 1", len(got))
 		}
 		db.Close()
@@ -109,10 +111,10 @@ func openFixture(t *testing.T) string {
 	return path
 }
 
-func kindsOf(events []Event) []string {
+func kindsOf(events []pairing.Event) []string {
 	var out []string
 	for _, e := range events {
-		out = append(out, e.User+":"+e.Kind)
+		out = append(out, e.User+":"+string(e.Kind))
 	}
 	return out
 }
@@ -130,11 +132,11 @@ func TestAuditFindsOldFormEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := ro.Audit(AuditQuery{Phone: "201112223333"})
+	got, _, err := ro.Audit(pairing.AuditQuery{Phone: "201112223333"})
 	if diff := cmp.Diff(oldPhone, kindsOf(got)); diff != "" || err != nil {
 		t.Errorf("read-only, by phone (-want +got):\n%s%v", diff, err)
 	}
-	got, _, _ = ro.Audit(AuditQuery{Instances: []string{"support-eg"}})
+	got, _, _ = ro.Audit(pairing.AuditQuery{Instances: []string{"support-eg"}})
 	if diff := cmp.Diff(oldEG, kindsOf(got)); diff != "" {
 		t.Errorf("read-only, by instance (-want +got):\n%s", diff)
 	}
@@ -146,16 +148,16 @@ func TestAuditFindsOldFormEvents(t *testing.T) {
 	}
 	defer db.Close()
 	at := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-	db.AppendAudit(Event{Time: at, Kind: "requested", User: "U3", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6", Digits: "201112223333"})
-	got, _, err = db.Audit(AuditQuery{Phone: "201112223333"})
+	db.AppendAudit(pairing.Event{Time: at, Kind: "requested", User: "U3", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6", Digits: "201112223333"})
+	got, _, err = db.Audit(pairing.AuditQuery{Phone: "201112223333"})
 	if diff := cmp.Diff(append(oldPhone, "U3:requested"), kindsOf(got)); diff != "" || err != nil {
 		t.Errorf("upgraded, by phone (-want +got):\n%s%v", diff, err)
 	}
-	got, _, _ = db.Audit(AuditQuery{Instances: []string{"support-eg"}})
+	got, _, _ = db.Audit(pairing.AuditQuery{Instances: []string{"support-eg"}})
 	if diff := cmp.Diff(append(oldEG, "U3:requested"), kindsOf(got)); diff != "" {
 		t.Errorf("upgraded, by instance (-want +got):\n%s", diff)
 	}
-	got, _, _ = db.Audit(AuditQuery{Instances: []string{"A1B2C3D4E5F6"}})
+	got, _, _ = db.Audit(pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6"}})
 	if diff := cmp.Diff([]string{"U3:requested"}, kindsOf(got)); diff != "" {
 		t.Errorf("upgraded, by instance ID (-want +got):\n%s", diff)
 	}
@@ -164,11 +166,11 @@ func TestAuditFindsOldFormEvents(t *testing.T) {
 
 // seedQueryEvents appends 60 events: 3 phones, 2 instances (one also known
 // by its ID), one a minute.
-func seedQueryEvents(t *testing.T, db *DB) []Event {
+func seedQueryEvents(t *testing.T, db *DB) []pairing.Event {
 	t.Helper()
-	var all []Event
+	var all []pairing.Event
 	for i := range 60 {
-		e := Event{
+		e := pairing.Event{
 			Time: t0.Add(time.Duration(i) * time.Minute), Kind: "requested", User: fmt.Sprintf("U%d", i%4),
 			Instance: []string{"support-eg", "Field-NG"}[i%2], Pairing: fmt.Sprint("p", i),
 			Digits: fmt.Sprintf("20111222333%d", i%3),
@@ -201,28 +203,28 @@ func TestAuditQuery(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		q        AuditQuery
-		want     func(i int, e Event) bool
+		q        pairing.AuditQuery
+		want     func(i int, e pairing.Event) bool
 		wantMore bool
 	}{
-		{"all", AuditQuery{}, func(int, Event) bool { return true }, false},
-		{"since", AuditQuery{Since: t0.Add(50 * time.Minute)}, func(i int, _ Event) bool { return i >= 50 }, false},
-		{"window", AuditQuery{Since: t0.Add(10 * time.Minute), Until: t0.Add(20 * time.Minute)}, func(i int, _ Event) bool { return i >= 10 && i < 20 }, false},
-		{"limit keeps the newest", AuditQuery{Limit: 5}, func(i int, _ Event) bool { return i >= 55 }, true},
-		{"limit not reached", AuditQuery{Since: t0.Add(55 * time.Minute), Limit: 5}, func(i int, _ Event) bool { return i >= 55 }, false},
-		{"phone", AuditQuery{Phone: "201112223331"}, func(i int, _ Event) bool { return phoneOf(i) == "201112223331" }, false},
-		{"phone, last 3", AuditQuery{Phone: "201112223331", Limit: 3}, func(i int, _ Event) bool { return phoneOf(i) == "201112223331" && i > 50 }, true},
-		{"phone in a window", AuditQuery{Phone: "201112223330", Since: t0.Add(20 * time.Minute), Until: t0.Add(40 * time.Minute)}, func(i int, _ Event) bool { return phoneOf(i) == "201112223330" && i >= 20 && i < 40 }, false},
-		{"unknown phone", AuditQuery{Phone: "201009998888"}, func(int, Event) bool { return false }, false},
-		{"instance by name, any case", AuditQuery{Instances: []string{"field-ng"}}, func(i int, _ Event) bool { return i%2 == 1 }, false},
-		{"instance by ID", AuditQuery{Instances: []string{"A1B2C3D4E5F6"}}, func(i int, _ Event) bool { return i%2 == 0 && i >= 30 }, false},
-		{"instance by name and ID, no duplicates", AuditQuery{Instances: []string{"support-eg", "a1b2c3d4e5f6"}}, func(i int, _ Event) bool { return i%2 == 0 }, false},
-		{"phone and instance", AuditQuery{Phone: "201112223332", Instances: []string{"support-eg"}}, func(i int, _ Event) bool { return phoneOf(i) == "201112223332" && i%2 == 0 }, false},
-		{"keep, limit", AuditQuery{Keep: func(e Event) bool { return e.User == "U1" }, Limit: 2}, func(i int, _ Event) bool { return i%4 == 1 && i >= 53 }, true},
+		{"all", pairing.AuditQuery{}, func(int, pairing.Event) bool { return true }, false},
+		{"since", pairing.AuditQuery{Since: t0.Add(50 * time.Minute)}, func(i int, _ pairing.Event) bool { return i >= 50 }, false},
+		{"window", pairing.AuditQuery{Since: t0.Add(10 * time.Minute), Until: t0.Add(20 * time.Minute)}, func(i int, _ pairing.Event) bool { return i >= 10 && i < 20 }, false},
+		{"limit keeps the newest", pairing.AuditQuery{Limit: 5}, func(i int, _ pairing.Event) bool { return i >= 55 }, true},
+		{"limit not reached", pairing.AuditQuery{Since: t0.Add(55 * time.Minute), Limit: 5}, func(i int, _ pairing.Event) bool { return i >= 55 }, false},
+		{"phone", pairing.AuditQuery{Phone: "201112223331"}, func(i int, _ pairing.Event) bool { return phoneOf(i) == "201112223331" }, false},
+		{"phone, last 3", pairing.AuditQuery{Phone: "201112223331", Limit: 3}, func(i int, _ pairing.Event) bool { return phoneOf(i) == "201112223331" && i > 50 }, true},
+		{"phone in a window", pairing.AuditQuery{Phone: "201112223330", Since: t0.Add(20 * time.Minute), Until: t0.Add(40 * time.Minute)}, func(i int, _ pairing.Event) bool { return phoneOf(i) == "201112223330" && i >= 20 && i < 40 }, false},
+		{"unknown phone", pairing.AuditQuery{Phone: "201009998888"}, func(int, pairing.Event) bool { return false }, false},
+		{"instance by name, any case", pairing.AuditQuery{Instances: []string{"field-ng"}}, func(i int, _ pairing.Event) bool { return i%2 == 1 }, false},
+		{"instance by ID", pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6"}}, func(i int, _ pairing.Event) bool { return i%2 == 0 && i >= 30 }, false},
+		{"instance by name and ID, no duplicates", pairing.AuditQuery{Instances: []string{"support-eg", "a1b2c3d4e5f6"}}, func(i int, _ pairing.Event) bool { return i%2 == 0 }, false},
+		{"phone and instance", pairing.AuditQuery{Phone: "201112223332", Instances: []string{"support-eg"}}, func(i int, _ pairing.Event) bool { return phoneOf(i) == "201112223332" && i%2 == 0 }, false},
+		{"keep, limit", pairing.AuditQuery{Keep: func(e pairing.Event) bool { return e.User == "U1" }, Limit: 2}, func(i int, _ pairing.Event) bool { return i%4 == 1 && i >= 53 }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var want []Event
+			var want []pairing.Event
 			for i, e := range all {
 				if tt.want(i, e) {
 					want = append(want, e)
@@ -250,7 +252,7 @@ func checkAuditIndexes(t *testing.T, db *DB) {
 	got := map[string][]string{}
 	db.bolt.View(func(tx *bolt.Tx) error {
 		tx.Bucket(bucketAudit).ForEach(func(k, v []byte) error {
-			var e Event
+			var e pairing.Event
 			json.Unmarshal(v, &e)
 			for _, ix := range indexEntries(e, k) {
 				want[string(ix.bucket)] = append(want[string(ix.bucket)], string(ix.key))
@@ -279,22 +281,22 @@ func TestPruneKeepsAuditIndexesConsistent(t *testing.T) {
 	all := seedQueryEvents(t, db)
 	checkAuditIndexes(t, db)
 	cutoff := t0.Add(25 * time.Minute)
-	st, err := db.Prune(t0.Add(time.Hour), PruneBefore{AuditEvents: cutoff})
+	st, err := db.Prune(t0.Add(time.Hour), pairing.PruneBefore{AuditEvents: cutoff})
 	if err != nil || st.AuditEvents != 25 {
 		t.Fatalf("pruned %+v, %v; want 25 audit events", st, err)
 	}
 	checkAuditIndexes(t, db)
-	var want []Event
+	var want []pairing.Event
 	for i, e := range all {
 		if i >= 25 && i%2 == 1 {
 			want = append(want, e)
 		}
 	}
-	got, _, _ := db.Audit(AuditQuery{Instances: []string{"field-ng"}})
+	got, _, _ := db.Audit(pairing.AuditQuery{Instances: []string{"field-ng"}})
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("after pruning, by instance (-want +got):\n%s", diff)
 	}
-	got, _, _ = db.Audit(AuditQuery{Phone: "201112223330"})
+	got, _, _ = db.Audit(pairing.AuditQuery{Phone: "201112223330"})
 	for _, e := range got {
 		if e.Time.Before(cutoff) {
 			t.Errorf("pruned event still found by phone: %+v", e)
@@ -315,7 +317,7 @@ func TestUpgradeIndexesOldEventsInChunks(t *testing.T) {
 	// the unkeyed phone key, and no "indexed" mark.
 	err = db.bolt.Update(func(tx *bolt.Tx) error {
 		for i := range 50 {
-			e := Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: "requested", User: "U1", Instance: "support-eg", PhoneKey: legacyPhoneKey("201112223333")}
+			e := pairing.Event{Time: t0.Add(time.Duration(i) * time.Second), Kind: "requested", User: "U1", Instance: "support-eg", PhoneKey: legacyPhoneKey("201112223333")}
 			if err := putJSON(tx.Bucket(bucketAudit), binary.BigEndian.AppendUint64(timeBytes(e.Time), uint64(i)), e); err != nil {
 				return err
 			}
@@ -334,7 +336,7 @@ func TestUpgradeIndexesOldEventsInChunks(t *testing.T) {
 	}
 	defer db.Close()
 	checkAuditIndexes(t, db)
-	for _, q := range []AuditQuery{{Phone: "201112223333"}, {Instances: []string{"SUPPORT-EG"}}} {
+	for _, q := range []pairing.AuditQuery{{Phone: "201112223333"}, {Instances: []string{"SUPPORT-EG"}}} {
 		if got, _, err := db.Audit(q); len(got) != 50 || err != nil {
 			t.Errorf("Audit(%+v) found %d events, %v; want 50", q, len(got), err)
 		}

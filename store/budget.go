@@ -2,23 +2,13 @@ package store
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-)
 
-// Slack accepts at most ResponseURLUses posts to one response_url, within
-// ResponseURLLifetime of the interaction that issued it.
-const (
-	ResponseURLUses     = 5
-	ResponseURLLifetime = 30 * time.Minute
+	"github.com/linkbot/linkbot/pairing"
 )
-
-// ErrBudgetSpent means a response_url has no use left that the caller may
-// take (or has expired). The message can no longer be edited through it.
-var ErrBudgetSpent = errors.New("response_url budget spent")
 
 type urlBudget struct {
 	Issued time.Time `json:"issued"`
@@ -41,7 +31,7 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 				return err
 			}
 		}
-		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) || ResponseURLUses-budget.Used-1 < keep {
+		if !now.Before(budget.Issued.Add(pairing.ResponseURLLifetime)) || pairing.ResponseURLUses-budget.Used-1 < keep {
 			spent = true
 			return nil
 		}
@@ -52,7 +42,7 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 		return fmt.Errorf("use response_url: %w", err)
 	}
 	if spent {
-		return ErrBudgetSpent
+		return pairing.ErrBudgetSpent
 	}
 	return nil
 }
@@ -80,7 +70,7 @@ func (db *DB) RefundResponseURL(url string) error {
 
 // ResponseURLUsesLeft reports how many posts url still allows at now.
 func (db *DB) ResponseURLUsesLeft(url string, now time.Time) (int, error) {
-	left := ResponseURLUses
+	left := pairing.ResponseURLUses
 	err := db.bolt.View(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bucketResponseURLs).Get([]byte(url))
 		if raw == nil {
@@ -90,8 +80,8 @@ func (db *DB) ResponseURLUsesLeft(url string, now time.Time) (int, error) {
 		if err := json.Unmarshal(raw, &budget); err != nil {
 			return err
 		}
-		left = ResponseURLUses - budget.Used
-		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) {
+		left = pairing.ResponseURLUses - budget.Used
+		if !now.Before(budget.Issued.Add(pairing.ResponseURLLifetime)) {
 			left = 0
 		}
 		return nil

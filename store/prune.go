@@ -6,23 +6,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
-
-// PruneStats counts what Prune removed.
-type PruneStats struct {
-	Attempts     int
-	Pairings     int
-	ResponseURLs int
-	AuditEvents  int
-}
-
-// PruneBefore says what Prune may delete: entries older than each time.
-// A zero AuditBefore keeps the whole audit log.
-type PruneBefore struct {
-	Attempts    time.Time
-	Pairings    time.Time
-	AuditEvents time.Time
-}
 
 // Prune deletes attempts older than before.Attempts, ended pairings (no
 // longer watched or holding an instance) that ended before before.Pairings,
@@ -33,8 +19,8 @@ type PruneBefore struct {
 // bbolt files never shrink: freed pages go to the freelist and are reused
 // by later writes, so with regular pruning the file reaches a plateau set
 // by the busiest window instead of growing with the bot's age.
-func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
-	var st PruneStats
+func (db *DB) Prune(now time.Time, before pairing.PruneBefore) (pairing.PruneStats, error) {
+	var st pairing.PruneStats
 	err := db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
 			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(before.Attempts) })
@@ -62,7 +48,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 			if watched.Get(k) != nil || held[string(k)] {
 				return false
 			}
-			var p Pairing
+			var p pairing.Pairing
 			if json.Unmarshal(v, &p) != nil {
 				return true
 			}
@@ -78,7 +64,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		st.Pairings = n
 		n, err = deleteWhere(tx.Bucket(bucketResponseURLs), func(_, v []byte) bool {
 			var b urlBudget
-			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > ResponseURLLifetime
+			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > pairing.ResponseURLLifetime
 		})
 		st.ResponseURLs = n
 		if err != nil || before.AuditEvents.IsZero() {
@@ -88,7 +74,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		return err
 	})
 	if err != nil {
-		return PruneStats{}, fmt.Errorf("prune: %w", err)
+		return pairing.PruneStats{}, fmt.Errorf("prune: %w", err)
 	}
 	return st, nil
 }

@@ -1,6 +1,8 @@
 // Package store keeps linkbot's state in a single bbolt file: pairing-code
 // attempts per phone and per user, pairing records, response_url budgets and
-// the audit log. It is the only package that imports bbolt.
+// the audit log. It implements pairing.Storage (the model is package
+// pairing's; store imports pairing, never the reverse) and is the only
+// package that imports bbolt.
 package store
 
 import (
@@ -15,6 +17,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 var (
@@ -32,9 +36,6 @@ var (
 // ErrLocked means another process holds the database file. bbolt takes an
 // exclusive flock on open; without a timeout a second bot would hang forever.
 var ErrLocked = errors.New("database file is in use by another process")
-
-// ErrNotFound is returned when a pairing does not exist (or was pruned).
-var ErrNotFound = errors.New("not found")
 
 // ErrDamaged means the database file is truncated or overwritten: bbolt
 // cannot read it, and only a backup brings its contents back.
@@ -196,8 +197,8 @@ func watchUnsettled(tx *bolt.Tx) error {
 	watched := tx.Bucket(bucketWatched)
 	var ids [][]byte
 	err := tx.Bucket(bucketPairings).ForEach(func(k, v []byte) error {
-		var p Pairing
-		if json.Unmarshal(v, &p) == nil && p.State == StateRequesting && watched.Get(k) == nil {
+		var p pairing.Pairing
+		if json.Unmarshal(v, &p) == nil && p.State == pairing.StateRequesting && watched.Get(k) == nil {
 			ids = append(ids, append([]byte(nil), k...))
 		}
 		return nil
@@ -212,3 +213,6 @@ func watchUnsettled(tx *bolt.Tx) error {
 	}
 	return nil
 }
+
+// DB is the bbolt implementation of the service's storage.
+var _ pairing.Storage = (*DB)(nil)

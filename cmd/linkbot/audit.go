@@ -64,7 +64,7 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 
 // readAudit answers req from the file, or through the running bot when it
 // holds the file's lock. Both read the same query with the same bounds.
-func readAudit(path string, req auditRequest) ([]store.Event, bool, error) {
+func readAudit(path string, req auditRequest) ([]pairing.Event, bool, error) {
 	// The running bot holds the lock for its whole life, so a short wait
 	// is enough to tell it is there.
 	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond})

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -46,8 +47,8 @@ type auditRequest struct {
 	Limit     int
 }
 
-func (r auditRequest) query() store.AuditQuery {
-	return store.AuditQuery{Since: r.Since, Phone: r.Phone, Instances: r.Instances, Limit: r.Limit}
+func (r auditRequest) query() pairing.AuditQuery {
+	return pairing.AuditQuery{Since: r.Since, Phone: r.Phone, Instances: r.Instances, Limit: r.Limit}
 }
 
 func (r auditRequest) values() url.Values {
@@ -108,8 +109,8 @@ func allDigits(s string) bool {
 // auditAnswer is the socket's answer: the events, oldest first, and
 // whether the limit left older ones out.
 type auditAnswer struct {
-	Events []store.Event `json:"events"`
-	More   bool          `json:"more"`
+	Events []pairing.Event `json:"events"`
+	More   bool            `json:"more"`
 }
 
 // auditHandler serves GET /audit and nothing else.
@@ -188,7 +189,7 @@ func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.
 }
 
 // askRunningBot sends req to the bot serving the socket at path.
-func askRunningBot(path string, req auditRequest) ([]store.Event, bool, error) {
+func askRunningBot(path string, req auditRequest) ([]pairing.Event, bool, error) {
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", path)

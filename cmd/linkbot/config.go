@@ -15,7 +15,6 @@ import (
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/wawp"
-	"github.com/linkbot/linkbot/store"
 )
 
 // config is everything run needs, from the environment and LINKBOT_CONFIG.
@@ -36,8 +35,8 @@ type config struct {
 	Tokens map[string]string
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access       map[string]bot.Access
-	PhoneLimit   store.Window
-	UserLimit    store.Window
+	PhoneLimit   pairing.Window
+	UserLimit    pairing.Window
 	CodeLifetime time.Duration
 	WawpTimeout  time.Duration
 	TickInterval time.Duration
@@ -218,7 +217,7 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 	for _, w := range []struct {
 		name string
 		cfg  windowConfig
-		dst  *store.Window
+		dst  *pairing.Window
 	}{{"phone", f.Limits.Phone, &c.PhoneLimit}, {"user", f.Limits.User, &c.UserLimit}} {
 		path := "limits." + w.name
 		if w.cfg.Max < 0 {

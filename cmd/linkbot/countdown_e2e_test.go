@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 	"github.com/linkbot/linkbot/store"
 )
@@ -16,13 +17,13 @@ import (
 func (h *harness) auditKinds() []string {
 	var kinds []string
 	for _, e := range h.auditEvents() {
-		kinds = append(kinds, e.Kind)
+		kinds = append(kinds, string(e.Kind))
 	}
 	return kinds
 }
 
 // auditEvents reads the audit log after the bot stopped.
-func (h *harness) auditEvents() []store.Event {
+func (h *harness) auditEvents() []pairing.Event {
 	h.t.Helper()
 	db, err := store.Open(h.env["LINKBOT_DB"], store.Options{ReadOnly: true, LockTimeout: time.Second})
 	if err != nil {
@@ -56,7 +57,7 @@ func TestPhoneEntersCodeLinkedWithinOneTick(t *testing.T) {
 		t.Errorf("linked message still shows the code: %s", v.Blocks)
 	}
 	h.stop()
-	var linked *store.Event
+	var linked *pairing.Event
 	for _, e := range h.auditEvents() {
 		if strings.Contains(fmt.Sprint(e), code) {
 			t.Errorf("audit event holds the code: %+v", e)
