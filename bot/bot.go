@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 // Config wires a Bot.
@@ -26,7 +24,6 @@ type Config struct {
 	APIURL    string // Slack Web API base, with trailing slash
 	Service   *pairing.Service
 	Directory *pairing.Directory
-	DB        *store.DB
 	Log       *slog.Logger
 	// HTTP posts to response_urls; nil means a client with a 10 s timeout.
 	HTTP *http.Client
@@ -429,11 +426,10 @@ func outcomeOf(err error) string {
 // I/O, so it happens after). The phone, if it parses, is stored masked.
 func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone, why string) func(context.Context, context.Context, *slog.Logger) {
 	return func(_, _ context.Context, log *slog.Logger) {
-		e := pairing.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, InstanceID: in.ID, Outcome: why}
-		if p, err := pairing.NormalizePhone(phone, in.Region); err == nil {
-			e.Phone, e.Digits = p.Masked(), p.Digits
-		}
-		if err := b.cfg.DB.AppendAudit(e); err != nil {
+		err := b.cfg.Service.AuditRefusal(pairing.Refusal{
+			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
+		})
+		if err != nil {
 			log.Error("audit", "err", err)
 		}
 	}
@@ -451,7 +447,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
 		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "access")}
 	}
-	q := pairing.AuditQuery{Limit: historyLimit}
+	q := pairing.HistoryQuery{Limit: historyLimit}
 	shown := subject
 	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
 		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
@@ -461,7 +457,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		shown = in.Name
 	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
 		q.Phone = phone.Digits
-		q.Keep = func(e pairing.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
+		q.Allowed = func(instanceID string) bool { return b.allowed(instanceID, cmd.UserID, cmd.ChannelID) }
 		shown = phone.Masked()
 	} else {
 		var perr *pairing.PhoneError
@@ -471,48 +467,18 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: "unknown_instance"}
 	}
 	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: "history", after: func(ctx, _ context.Context, log *slog.Logger) {
-		events, _, err := b.cfg.DB.Audit(q)
+		events, err := b.cfg.Service.History(q)
 		if err != nil {
 			log.Error("reading audit", "err", err)
 			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
 			return
 		}
-		slices.Reverse(events)
 		b.respond(ctx, log, cmd.ResponseURL, now, 0, HistoryView(shown, events))
 	}}
 }
 
-// eventInstanceID is the instance an audit event belongs to, for access
-// checks: the ID it records, or, for events written before IDs were
-// recorded, the instance its alias names today; "" (the default rules)
-// when neither is known.
-func (b *Bot) eventInstanceID(e pairing.Event) string {
-	if e.InstanceID != "" {
-		return e.InstanceID
-	}
-	if in, err := b.cfg.Directory.Resolve(e.Instance); err == nil {
-		return in.ID
-	}
-	return ""
-}
-
-// refuseClick answers a New code or Try again click by a user the access
-// rules no longer allow for the pairing's instance (checked against the
-// channel the pairing was requested in): a message posted before the rules
-// changed must not keep handing out codes. The refusal is audited.
-func (b *Bot) refuseClick(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, p pairing.Pairing, now time.Time) {
-	log.Info("button refused by the access rules", "instance", p.InstanceName)
-	e := pairing.Event{
-		Time: now, Kind: "refused", User: cb.User.ID, Team: cb.Team.ID, Channel: p.Channel, Instance: p.InstanceName, InstanceID: p.Instance,
-		Phone: pairing.PhoneFromDigits(p.Phone).Masked(), Digits: p.Phone, Pairing: p.ID, Outcome: "access",
-	}
-	if err := b.cfg.DB.AppendAudit(e); err != nil {
-		log.Error("audit", "err", err)
-	}
-	b.respond(ctx, log, cb.ResponseURL, now, 0, AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask))
-}
-
-// result turns the outcome of Start or Renew into what the agent sees.
+// result turns the outcome of Start, Renew, Refresh or Cancel into what
+// the agent sees.
 func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) Message {
 	now := b.cfg.Service.Now()
 	var (
@@ -530,6 +496,8 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 		return WawpErrorView(err, instance)
 	case errors.As(err, &terr):
 		return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
+	case errors.Is(err, pairing.ErrNotAllowed):
+		return AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask)
 	case errors.Is(err, pairing.ErrEnded), errors.Is(err, pairing.ErrNotFound), errors.Is(err, pairing.ErrNotYours):
 		return EndedView()
 	}
@@ -552,7 +520,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	// Answers go to the message the click came from, in turn with its
 	// other writers (a countdown edit of the same message may be in flight).
 	message := action.Value
-	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
+	if clicked, err := b.cfg.Service.Pairing(action.Value); err == nil {
 		message = clicked.MessageID()
 	}
 	answer := func(p pairing.Pairing, err error) {
@@ -560,53 +528,43 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		defer unlock()
 		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
 	}
+	// Each click brings a fresh response_url with a fresh budget: the
+	// service makes it the one the message's later edits go through.
 	var (
 		p   pairing.Pairing
 		err error
 	)
 	switch action.ActionID {
 	case ActionRefresh:
-		p, err = b.cfg.DB.Pairing(action.Value)
-		if err == nil && p.RequestedBy != cb.User.ID {
-			err = pairing.ErrNotYours
-		}
+		p, err = b.cfg.Service.Refresh(action.Value, cb.User.ID, cb.ResponseURL, now)
 	case ActionNewCode, ActionTryAgain:
-		if old, lerr := b.cfg.DB.Pairing(action.Value); lerr == nil && old.RequestedBy == cb.User.ID && !b.allowed(old.Instance, cb.User.ID, old.Channel) {
-			b.refuseClick(ctx, log, cb, old, now)
-			return
-		}
-		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
+			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: cb.ResponseURL, URLIssued: now,
+			// Checked against the channel the pairing was requested in.
+			Allowed: func(instanceID, channel string) bool { return b.allowed(instanceID, cb.User.ID, channel) },
+		})
 	case ActionCancel:
-		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID)
+		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID, cb.ResponseURL, now)
 	default:
 		log.Warn("unknown action")
 		return
 	}
 	log.Info("button handled", "err", err)
+	if errors.Is(err, pairing.ErrNotAllowed) {
+		log.Info("button refused by the access rules", "instance", p.InstanceName)
+	}
 	if err != nil && p.ID != "" && p.ID != action.Value && p.State != pairing.StateRequesting {
 		// A renewal that ended without a code: its stored view is the answer.
 		b.show(ctx, p, true)
 		return
 	}
-	if errors.Is(err, pairing.ErrEnded) {
+	if errors.Is(err, pairing.ErrEnded) && p.ID != "" {
 		// Cancel after the end: show how it ended instead.
-		p, err = b.cfg.DB.Pairing(action.Value)
+		err = nil
 	}
 	if err != nil {
 		answer(p, err)
 		return
-	}
-	if p.ResponseURL != cb.ResponseURL {
-		// The click brought a fresh response_url with a fresh budget: the
-		// message's later edits go through it.
-		p, err = b.cfg.DB.UpdatePairing(p.ID, now, func(p *pairing.Pairing) error {
-			p.ResponseURL, p.URLIssued = cb.ResponseURL, now
-			return nil
-		})
-		if err != nil {
-			answer(p, err)
-			return
-		}
 	}
 	b.show(ctx, p, true)
 }
@@ -657,7 +615,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 				return postDropped
 			}
 		}
-		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), keep); err != nil {
+		if err := b.cfg.Service.UseResponseURL(url, issued, keep); err != nil {
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
 		}
@@ -675,7 +633,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 		case errors.As(err, &rl):
 			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
 			// Slack refused the post before counting it: the use is ours again.
-			if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
+			if rerr := b.cfg.Service.RefundResponseURL(url); rerr != nil {
 				log.Error("refund response_url use", "err", rerr)
 			}
 		case errors.As(err, &code) && code.Code >= 500:

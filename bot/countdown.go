@@ -59,13 +59,7 @@ func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
 	limit := b.cfg.Service.PhoneLimit()
 	// nextCode is when the phone's limit next allows a code; only the code,
 	// expired and interrupted views show it, so only they read the store for it.
-	nextCode := func() time.Time {
-		at, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
-		if err != nil {
-			return now.Add(limit.Period)
-		}
-		return at
-	}
+	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(p.Phone, now) }
 	switch {
 	case p.Live(now) && p.Code != "":
 		_, drawn := countdownStep(p, now)
@@ -93,7 +87,7 @@ func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
 		}
 		return FailedView(phone, p.InstanceName, p.Reason)
 	case p.RefusedBy() != pairing.LimitNone:
-		return LimitView(b.limitError(p), p.InstanceName, now)
+		return LimitView(b.cfg.Service.LimitError(p), p.InstanceName, now)
 	case p.State == pairing.StateRefused:
 		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
 	case p.State == pairing.StateWarmingUp:
@@ -106,23 +100,6 @@ func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
-}
-
-// limitError is the refusal of request p by a limit, as Start reported it.
-func (b *Bot) limitError(p pairing.Pairing) *pairing.LimitError {
-	e := &pairing.LimitError{Limit: p.RefusedBy(), Phone: pairing.PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt}
-	switch e.Limit {
-	case pairing.LimitPhone:
-		e.Window = b.cfg.Service.PhoneLimit()
-	case pairing.LimitUser:
-		e.Window = b.cfg.Service.UserLimit()
-	case pairing.LimitInstance:
-		if holder, err := b.cfg.DB.Pairing(p.HeldBy); err == nil {
-			holder.Code = ""
-			e.Holder = holder
-		}
-	}
-	return e
 }
 
 // later is the later of two times.
@@ -146,11 +123,11 @@ func later(a, b time.Time) time.Time {
 func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	unlock := b.locks.lock(p.MessageID())
 	defer unlock()
-	if fresh, err := b.cfg.DB.Pairing(p.ID); err == nil {
+	if fresh, err := b.cfg.Service.Pairing(p.ID); err == nil {
 		p = fresh
 	}
 	if p.State == pairing.StateSuperseded {
-		if err := b.cfg.DB.RecordView(p.ID, p.LastView, true); err != nil {
+		if err := b.cfg.Service.RecordView(p.ID, p.LastView, true); err != nil {
 			b.log.Error("recording view", "pairing", p.ID, "err", err)
 		}
 		return
@@ -165,7 +142,7 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 		if final {
 			// Already showing its final view (a click just past the expiry
 			// drew "expired" before the tick ended the pairing): done.
-			if err := b.cfg.DB.RecordView(p.ID, key, true); err != nil {
+			if err := b.cfg.Service.RecordView(p.ID, key, true); err != nil {
 				b.log.Error("recording view", "pairing", p.ID, "err", err)
 			}
 		}
@@ -180,7 +157,7 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	// (or a click gave it another response_url), whoever changed it shows
 	// the new state, and this post is dropped.
 	again := func() (Message, bool) {
-		fresh, err := b.cfg.DB.Pairing(p.ID)
+		fresh, err := b.cfg.Service.Pairing(p.ID)
 		if err != nil {
 			return Message{}, false
 		}
@@ -195,9 +172,9 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	case posted, budgetSpent:
 		// Without budget this step is skipped for good; a final state
 		// without budget can never be shown, so editing ends.
-		err = b.cfg.DB.RecordView(p.ID, key, final)
+		err = b.cfg.Service.RecordView(p.ID, key, final)
 	case urlGone:
-		err = b.cfg.DB.RecordView(p.ID, p.LastView, true)
+		err = b.cfg.Service.RecordView(p.ID, p.LastView, true)
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.

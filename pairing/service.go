@@ -130,6 +130,10 @@ var ErrNotYours = errors.New("pairing belongs to another user")
 // ErrEnded means the pairing already reached a final state.
 var ErrEnded = errors.New("pairing already ended")
 
+// ErrNotAllowed means the access rules no longer let the user request codes
+// for the pairing's instance.
+var ErrNotAllowed = errors.New("not allowed by the access rules")
+
 // ErrInterrupted means the request was ended as interrupted before its
 // answer was stored: its lease ran out, or a shutdown could not wait for it.
 var ErrInterrupted = errors.New("code request interrupted")
@@ -148,6 +152,9 @@ type Config struct {
 	Accounts map[string]Wawp
 	// AuditRetention is how long audit events are kept; zero keeps them.
 	AuditRetention time.Duration
+	// Directory names the configured instances: an audit event written
+	// before instance IDs were recorded is attributed through its alias.
+	Directory *Directory
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -182,6 +189,9 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Directory == nil {
+		cfg.Directory = NewDirectory(nil, "")
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -240,13 +250,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return Pairing{}, err
 	}
 	if d.Refused != LimitNone {
-		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder}
-		switch d.Refused {
-		case LimitPhone:
-			lerr.Window = s.cfg.PhoneLimit
-		case LimitUser:
-			lerr.Window = s.cfg.UserLimit
-		}
+		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder, Window: s.window(d.Refused)}
 		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
 		return d.Pairing, lerr
 	}
@@ -399,24 +403,48 @@ func (s *Service) interrupt(id string, lapsed bool) (Pairing, bool) {
 	return p, ended
 }
 
-// Renew asks again for the request behind pairing id ("New code", or "Try
-// again" after a warm-up), through the same limits. The click's fresh
-// response_url replaces the old one.
-func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time) (Pairing, error) {
-	old, err := s.db.Pairing(id)
+// Renewal is a "New code" or "Try again" click.
+type Renewal struct {
+	ID          string // the pairing whose button was clicked
+	User        string // who clicked
+	Team        string // the clicker's workspace
+	ResponseURL string // the click's, with a fresh budget of posts
+	URLIssued   time.Time
+	// Allowed says whether the access rules let User request codes for
+	// instanceID when asked in channel (where the pairing was requested);
+	// nil allows everyone.
+	Allowed func(instanceID, channel string) bool
+}
+
+// Renew asks again for the request behind pairing r.ID, through the same
+// limits. Only its requester may (ErrNotYours), and only while the access
+// rules still allow them: a message posted before the rules changed must
+// not keep handing out codes, so a click they no longer allow is audited
+// and refused with ErrNotAllowed. The click's fresh response_url replaces
+// the old one.
+func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
+	old, err := s.db.Pairing(r.ID)
 	if err != nil {
 		return Pairing{}, err
 	}
-	if old.RequestedBy != user {
+	if old.RequestedBy != r.User {
 		return old, ErrNotYours
 	}
 	now := s.cfg.Now()
+	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
+		e := s.event(now, EventRefused, old, "access")
+		e.Team = r.Team
+		if err := s.db.AppendAudit(e); err != nil {
+			s.cfg.Log.Error("audit", "err", err)
+		}
+		return old, ErrNotAllowed
+	}
 	if old.State == StateWarmingUp && now.Before(old.RetryAt) {
 		return old, &TooSoonError{RetryAt: old.RetryAt}
 	}
 	// A "New code" that never reached WhatsApp left the code it meant to
 	// replace working; trying again replaces that one.
-	replaces := id
+	replaces := r.ID
 	if old.Renews != "" {
 		if earlier, err := s.db.Pairing(old.Renews); err == nil && earlier.Live(now) {
 			replaces = earlier.ID
@@ -424,13 +452,16 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: user, Team: old.Team, Channel: old.Channel,
-		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces, Message: old.MessageID(),
+		User: r.User, Team: old.Team, Channel: old.Channel,
+		ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, Message: old.MessageID(),
 	})
 }
 
-// Cancel ends a live pairing at the requester's wish; the code is wiped.
-func (s *Service) Cancel(id, user string) (Pairing, error) {
+// Cancel ends a live pairing at its requester's wish (ErrNotYours for
+// anyone else); the code is wiped. The click's response_url becomes the
+// message's (see Refresh). A pairing that already ended is left as it is
+// and returned with ErrEnded, rebound, so its message can show how it ended.
+func (s *Service) Cancel(id, user, responseURL string, issued time.Time) (Pairing, error) {
 	now := s.cfg.Now()
 	p, err := s.db.UpdatePairing(id, now, func(p *Pairing) error {
 		if p.RequestedBy != user {
@@ -440,8 +471,21 @@ func (s *Service) Cancel(id, user string) (Pairing, error) {
 			return ErrEnded
 		}
 		p.State = StateCancelled
+		if p.ResponseURL != responseURL {
+			p.ResponseURL, p.URLIssued = responseURL, issued
+		}
 		return nil
 	})
+	if errors.Is(err, ErrEnded) {
+		if p, err = s.db.Pairing(id); err != nil {
+			return p, err
+		}
+		p, err = s.rebind(p, responseURL, issued)
+		if err != nil {
+			return p, err
+		}
+		return p, ErrEnded
+	}
 	if err != nil {
 		return p, err
 	}

@@ -180,15 +180,16 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	for id, token := range cfg.Tokens {
 		accounts[id] = wawp.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
 	}
+	dir := pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion)
 	svc := pairing.NewService(client, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
-		Accounts: accounts, AuditRetention: cfg.AuditRetention,
+		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir,
 	})
 	log.Info("linkbot starting", "version", versionString(), "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
-		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
+		Service: svc, Directory: dir,
 		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
