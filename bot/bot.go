@@ -45,7 +45,7 @@ type Config struct {
 
 // Observer receives the bot's events for metrics.
 type Observer interface {
-	Command(outcome string)
+	Command(outcome pairing.Outcome)
 	Ack(d time.Duration)
 	ResponseURLUse()
 	Connected(connected bool)
@@ -53,10 +53,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Command(string)    {}
-func (nopObserver) Ack(time.Duration) {}
-func (nopObserver) ResponseURLUse()   {}
-func (nopObserver) Connected(bool)    {}
+func (nopObserver) Command(pairing.Outcome) {}
+func (nopObserver) Ack(time.Duration)       {}
+func (nopObserver) ResponseURLUse()         {}
+func (nopObserver) Connected(bool)          {}
 
 // Bot serves /link over Socket Mode.
 type Bot struct {
@@ -340,7 +340,7 @@ func (b *Bot) safePrepare(cmd slack.SlashCommand, now time.Time, log *slog.Logge
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("panic preparing a command", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			r = reply{msg: InternalErrorView(cmd.TriggerID), outcome: "internal_error"}
+			r = reply{msg: InternalErrorView(cmd.TriggerID), outcome: pairing.OutcomeInternalError}
 		}
 	}()
 	return b.prepare(cmd, now)
@@ -349,7 +349,7 @@ func (b *Bot) safePrepare(cmd slack.SlashCommand, now time.Time, log *slog.Logge
 // reply is the immediate answer to a command and the work that follows it.
 type reply struct {
 	msg     Message
-	outcome string // for metrics and the log, when the command ends with the ack
+	outcome pairing.Outcome // for metrics and the log, when the command ends with the ack
 	after   func(ctx, reqCtx context.Context, log *slog.Logger)
 }
 
@@ -357,30 +357,30 @@ type reply struct {
 // no disk) and what to do after the ack.
 func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	if b.teamID != "" && cmd.TeamID != b.teamID {
-		return reply{msg: ForeignTeamView(), outcome: "foreign_team", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "foreign_team")}
+		return reply{msg: ForeignTeamView(), outcome: pairing.OutcomeForeignTeam, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeForeignTeam)}
 	}
 	parsed, err := ParseCommand(cmd.Text)
 	var uerr *UsageError
 	if errors.As(err, &uerr) {
-		return reply{msg: UsageView(uerr), outcome: "usage"}
+		return reply{msg: UsageView(uerr), outcome: pairing.OutcomeUsage}
 	}
 	switch parsed.Kind {
 	case CommandHelp:
-		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: "help"}
+		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: pairing.OutcomeHelp}
 	case CommandHistory:
 		return b.history(cmd, parsed.Subject, now)
 	}
 	in, err := b.cfg.Directory.Resolve(parsed.Instance)
 	if err != nil {
-		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: "unknown_instance"}
+		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: pairing.OutcomeUnknownInstance}
 	}
 	if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, parsed.Phone, "access")}
+		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, parsed.Phone, pairing.OutcomeAccessDenied)}
 	}
 	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
 	var perr *pairing.PhoneError
 	if errors.As(err, &perr) {
-		return reply{msg: PhoneView(perr), outcome: "bad_phone"}
+		return reply{msg: PhoneView(perr), outcome: pairing.OutcomeBadPhone}
 	}
 	req := pairing.Request{
 		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
@@ -388,7 +388,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	}
 	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
 		p, err := b.cfg.Service.Start(reqCtx, req)
-		b.obs.Command(outcomeOf(err))
+		b.obs.Command(pairing.OutcomeOf(err))
 		if p.ID != "" && p.State != pairing.StateRequesting {
 			// Every request past the limits has a stored pairing, watched
 			// until its message shows how it ended; shown from the store, an
@@ -400,31 +400,9 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	}}
 }
 
-// outcomeOf names how a code request ended, for metrics.
-func outcomeOf(err error) string {
-	var (
-		lerr *pairing.LimitError
-		serr *pairing.StatusError
-		aerr *pairing.APIError
-	)
-	switch {
-	case err == nil:
-		return "code_issued"
-	case errors.As(err, &lerr):
-		return "limit_" + string(lerr.Limit)
-	case errors.As(err, &serr):
-		return "status_" + strings.ToLower(string(serr.Status))
-	case errors.As(err, &aerr):
-		return "wawp_error"
-	case errors.Is(err, pairing.ErrInterrupted):
-		return "interrupted"
-	}
-	return "internal_error"
-}
-
 // auditRefusal records a refusal decided before the ack (writing is disk
 // I/O, so it happens after). The phone, if it parses, is stored masked.
-func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone, why string) func(context.Context, context.Context, *slog.Logger) {
+func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome) func(context.Context, context.Context, *slog.Logger) {
 	return func(_, _ context.Context, log *slog.Logger) {
 		err := b.cfg.Service.AuditRefusal(pairing.Refusal{
 			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
@@ -445,13 +423,13 @@ const historyLimit = 10
 // and a phone's history leaves out other instances' events.
 func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
 	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "access")}
+		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeAccessDenied)}
 	}
 	q := pairing.HistoryQuery{Limit: historyLimit}
 	shown := subject
 	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
 		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, "", "access")}
+			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, "", pairing.OutcomeAccessDenied)}
 		}
 		q.Instances = []string{in.ID, in.Name}
 		shown = in.Name
@@ -462,11 +440,11 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 	} else {
 		var perr *pairing.PhoneError
 		if errors.As(err, &perr) && !pairing.IsInstanceID(subject) && strings.ContainsAny(subject, "0123456789") {
-			return reply{msg: PhoneView(perr), outcome: "bad_phone"}
+			return reply{msg: PhoneView(perr), outcome: pairing.OutcomeBadPhone}
 		}
-		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: "unknown_instance"}
+		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: pairing.OutcomeUnknownInstance}
 	}
-	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: "history", after: func(ctx, _ context.Context, log *slog.Logger) {
+	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: pairing.OutcomeHistory, after: func(ctx, _ context.Context, log *slog.Logger) {
 		events, err := b.cfg.Service.History(q)
 		if err != nil {
 			log.Error("reading audit", "err", err)
@@ -481,24 +459,26 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 // the agent sees.
 func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) Message {
 	now := b.cfg.Service.Now()
-	var (
-		lerr *pairing.LimitError
-		serr *pairing.StatusError
-		aerr *pairing.APIError
-		terr *pairing.TooSoonError
-	)
-	switch {
-	case errors.As(err, &lerr):
-		return LimitView(lerr, instance, now)
-	case errors.As(err, &serr):
-		return StatusView(serr, instance, p.ID, now)
-	case errors.As(err, &aerr):
+	// The view follows the outcome the metrics count and the audit log
+	// records; the error carries what the view shows.
+	switch o := pairing.OutcomeOf(err); {
+	case o.Limit() != pairing.LimitNone:
+		if lerr, ok := errors.AsType[*pairing.LimitError](err); ok {
+			return LimitView(lerr, instance, now)
+		}
+	case o.IsStatus():
+		if serr, ok := errors.AsType[*pairing.StatusError](err); ok {
+			return StatusView(serr, instance, p.ID, now)
+		}
+	case o == pairing.OutcomeWawpError:
 		return WawpErrorView(err, instance)
-	case errors.As(err, &terr):
-		return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
-	case errors.Is(err, pairing.ErrNotAllowed):
+	case o == pairing.OutcomeTooSoon:
+		if terr, ok := errors.AsType[*pairing.TooSoonError](err); ok {
+			return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
+		}
+	case o == pairing.OutcomeAccessDenied:
 		return AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask)
-	case errors.Is(err, pairing.ErrEnded), errors.Is(err, pairing.ErrNotFound), errors.Is(err, pairing.ErrNotYours):
+	case o == pairing.OutcomeEnded:
 		return EndedView()
 	}
 	b.log.Error("request failed", "request", requestID, "err", err)

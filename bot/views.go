@@ -427,7 +427,7 @@ func EndedView() Message {
 // FailedView ends a pairing whose instance failed or vanished mid-way.
 func FailedView(phone, instance, reason string) Message {
 	what := "failed"
-	if reason == "instance_gone" {
+	if reason == string(pairing.OutcomeInstanceGone) {
 		what = "no longer exists in Wawp"
 	}
 	t := fmt.Sprintf("⚠️ %s %s while waiting for %s, so the code no longer works. Check the instance in the Wawp dashboard, then run /link again.", escape(instance), what, escape(phone))
@@ -455,7 +455,7 @@ func HistoryView(subject string, events []pairing.Event) Message {
 	for _, e := range events {
 		line := fmt.Sprintf("%s · *%s* · <@%s> · %s · %s", slackTime(e.Time, "{date_short} {time}"), escape(string(e.Kind)), escape(e.User), escape(e.Instance), escape(e.Phone))
 		if e.Outcome != "" {
-			line += " · " + escape(e.Outcome)
+			line += " · " + escape(string(e.Outcome))
 		}
 		lines = append(lines, line)
 	}

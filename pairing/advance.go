@@ -44,23 +44,23 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 			continue
 		}
 		st := sessions[p.Instance]
-		next, kind, reason := decide(p, st, now)
+		next, kind, outcome := decide(p, st, now)
 		if next == "" {
 			continue
 		}
 		ended, err := s.db.Settle(Settlement{
-			ID: p.ID, Now: now, Outcome: string(kind), Counted: true,
+			ID: p.ID, Now: now, Counted: true,
 			Change: func(q *Pairing) error {
 				if q.State != StateLive {
 					return ErrEnded
 				}
-				q.State, q.Reason = next, reason
+				q.State, q.Reason = next, string(outcome)
 				if next == StateLinked || next == StateWrongPhone {
 					q.LinkedPhone = st.session.Me
 				}
 				return nil
 			},
-			Audit: s.event(now, kind, p, reason),
+			Audit: s.event(now, kind, p, outcome),
 		})
 		if errors.Is(err, ErrEnded) {
 			// Cancelled or renewed meanwhile: show what is stored.
@@ -82,8 +82,8 @@ type sessionResult struct {
 }
 
 // decide returns the state p moves to (empty: it stays live), the audit
-// kind and a reason.
-func decide(p Pairing, st sessionResult, now time.Time) (state State, kind EventKind, reason string) {
+// kind and the outcome (also kept as the pairing's Reason).
+func decide(p Pairing, st sessionResult, now time.Time) (state State, kind EventKind, outcome Outcome) {
 	if st.err == nil {
 		switch st.session.Status {
 		case StatusWorking:
@@ -93,13 +93,13 @@ func decide(p Pairing, st sessionResult, now time.Time) (state State, kind Event
 			case "":
 				// Working but not saying with whom: wait for a clear answer.
 			default:
-				return StateWrongPhone, EventWrongPhone, "linked " + MaskPhone(PhoneFromDigits(st.session.Me).International)
+				return StateWrongPhone, EventWrongPhone, linkedOther(MaskPhone(PhoneFromDigits(st.session.Me).International))
 			}
 		case StatusFailed:
-			return StateFailed, EventError, "instance_failed"
+			return StateFailed, EventError, OutcomeInstanceFailed
 		}
 	} else if errors.Is(st.err, ErrNoInstance) {
-		return StateFailed, EventError, "instance_gone"
+		return StateFailed, EventError, OutcomeInstanceGone
 	}
 	if !now.Before(p.ExpiresAt) {
 		return StateExpired, EventExpired, ""

@@ -19,7 +19,7 @@ type Refusal struct {
 	// the phone's history finds it) when it reads as a number in the
 	// instance's region; otherwise it is left out.
 	Phone   string
-	Outcome string
+	Outcome Outcome // OutcomeAccessDenied or OutcomeForeignTeam
 }
 
 // AuditRefusal appends refusal r to the audit log.

@@ -2,7 +2,6 @@ package pairing
 
 import (
 	"errors"
-	"strings"
 	"time"
 )
 
@@ -75,19 +74,14 @@ func (p Pairing) MessageID() string {
 }
 
 // RefusedBy is the limit that refused the request (LimitNone if none did).
+// Its Reason is the limit's outcome (limit_phone; older versions wrote
+// limit:phone, which ParseOutcome reads too).
 func (p Pairing) RefusedBy() Limit {
 	if p.State != StateRefused {
 		return LimitNone
 	}
-	limit, _ := strings.CutPrefix(p.Reason, limitReason)
-	if limit == p.Reason {
-		return LimitNone
-	}
-	return Limit(limit)
+	return ParseOutcome(p.Reason).Limit()
 }
-
-// limitReason prefixes the Reason of a request a limit refused.
-const limitReason = "limit:"
 
 // Final reports whether the pairing has reached a state it never leaves.
 func (p Pairing) Final() bool {
@@ -138,7 +132,8 @@ type Reservation struct {
 	// flight, so a crash cannot lock an instance forever.
 	Hold time.Duration
 	// Granted and Refused are appended to the audit log in the same
-	// transaction, whichever applies (Outcome is filled in on refusal).
+	// transaction, whichever applies (on refusal, Outcome is the refusing
+	// limit's: Limit.Outcome).
 	Granted, Refused Event
 }
 
@@ -162,13 +157,10 @@ type Decision struct {
 // saying which limit refused it, when it may be asked again and who holds
 // the instance, so its message can be drawn again from the record alone.
 func (d Decision) RefusedPairing(p Pairing, now time.Time) Pairing {
-	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, limitReason+string(d.Refused), d.RetryAt, d.Count
+	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, string(d.Refused.Outcome()), d.RetryAt, d.Count
 	p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = now, now, now, d.Holder.ID
 	return p
 }
-
-// AuditOutcome is the audit outcome of a request the limit refused.
-func (l Limit) AuditOutcome() string { return limitReason + string(l) }
 
 // Settlement is how a reserved request ended: the pairing change, whether
 // the attempt keeps counting, and the audit event, written in one transaction.
@@ -176,10 +168,10 @@ type Settlement struct {
 	ID     string
 	Now    time.Time
 	Change func(*Pairing) error
-	// Outcome is recorded on the attempt. Counted=false removes the attempt
-	// from both windows: only when the request certainly never reached
-	// WhatsApp (refused by Wawp before pairing, or never sent).
-	Outcome string
+	// Counted=false removes the attempt from both windows: only when the
+	// request certainly never reached WhatsApp (refused by Wawp before
+	// pairing, or never sent). A counted attempt records the state the
+	// pairing settled in.
 	Counted bool
 	Audit   Event // skipped when Kind is empty
 	// Replaced is the pairing this request renewed ("New code"), if any.
@@ -233,9 +225,9 @@ type Event struct {
 	// PhoneKey finds a phone's events without storing its digits: a keyed
 	// hash of the digits, computed by the storage from Digits under a
 	// secret it keeps. Storage sets it and never returns it.
-	PhoneKey string `json:"phone_key,omitempty"`
-	Pairing  string `json:"pairing,omitempty"`
-	Outcome  string `json:"outcome,omitempty"`
+	PhoneKey string  `json:"phone_key,omitempty"`
+	Pairing  string  `json:"pairing,omitempty"`
+	Outcome  Outcome `json:"outcome,omitempty"` // see ParseOutcome for events older versions wrote
 	// InstanceID is the 12-character Wawp instance ID (events written
 	// before it was recorded have only Instance).
 	InstanceID string `json:"instance_id,omitempty"`

@@ -280,7 +280,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	}
 	issued := s.cfg.Now()
 	p, err = s.db.Settle(Settlement{
-		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Replaced: req.Replaces,
+		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
 			if p.State != StateRequesting {
 				return ErrInterrupted
@@ -320,19 +320,19 @@ func (s *Service) client(instance string) Wawp {
 // fail ends a reserved request that produced no code.
 func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
 	now := s.cfg.Now()
-	state, outcome, reason := StateFailed, "error", failureReason(cause)
+	state, reason := StateFailed, failureReason(cause)
 	var serr *StatusError
 	switch {
 	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
-		state, outcome, reason = StateWarmingUp, "warming_up", ""
+		state, reason = StateWarmingUp, ""
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, outcome = StateRefused, reasonStatus+string(serr.Status)
-		reason = outcome
+		state, reason = StateRefused, reasonStatus+string(serr.Status)
 	}
+	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(Settlement{
-		ID: p.ID, Now: now, Outcome: outcome, Counted: counted,
+		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *Pairing) error {
 			if p.State != StateRequesting {
@@ -432,7 +432,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	}
 	now := s.cfg.Now()
 	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
-		e := s.event(now, EventRefused, old, "access")
+		e := s.event(now, EventRefused, old, OutcomeAccessDenied)
 		e.Team = r.Team
 		if err := s.db.AppendAudit(e); err != nil {
 			s.cfg.Log.Error("audit", "err", err)
@@ -496,7 +496,7 @@ func (s *Service) Cancel(id, user, responseURL string, issued time.Time) (Pairin
 }
 
 // event is the audit record of p: masked phone, never the code.
-func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome string) Event {
+func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome) Event {
 	return Event{
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
 		Instance: p.InstanceName, InstanceID: p.Instance, Phone: MaskPhone(PhoneFromDigits(p.Phone).International),

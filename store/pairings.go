@@ -17,7 +17,9 @@ type attempt struct {
 	Team     string `json:"team"`
 	Instance string `json:"instance"`
 	Pairing  string `json:"pairing"`
-	Outcome  string `json:"outcome"`
+	// Outcome is the state the attempt's pairing settled in (requesting
+	// until it settles). Nothing reads it back: it explains the file.
+	Outcome string `json:"outcome"`
 }
 
 // Reserve checks the per-phone, per-user and per-instance limits and, when
@@ -55,7 +57,7 @@ func (db *DB) Reserve(r pairing.Reservation) (pairing.Decision, error) {
 			d = pairing.Decision{Refused: pairing.LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
 			return refuse(tx, r, &d)
 		}
-		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: "requested"}
+		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: string(pairing.StateRequesting)}
 		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
 		if err != nil {
 			return err
@@ -104,7 +106,7 @@ func refuse(tx *bolt.Tx, r pairing.Reservation, d *pairing.Decision) error {
 		return nil
 	}
 	e := r.Refused
-	e.Outcome = d.Refused.AuditOutcome()
+	e.Outcome = d.Refused.Outcome()
 	return appendAudit(tx, e)
 }
 
@@ -136,7 +138,7 @@ func (db *DB) Settle(s pairing.Settlement) (pairing.Pairing, error) {
 		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
 			return err
 		}
-		if err := settleAttempt(tx, p, s.Outcome, s.Counted); err != nil {
+		if err := settleAttempt(tx, p, s.Counted); err != nil {
 			return err
 		}
 		if s.Replaced != "" {
@@ -204,7 +206,7 @@ func (db *DB) Interrupt(in pairing.Interruption) (pairing.Pairing, bool, error) 
 		if err != nil {
 			return err
 		}
-		if err := settleAttempt(tx, p, string(pairing.StateInterrupted), true); err != nil {
+		if err := settleAttempt(tx, p, true); err != nil {
 			return err
 		}
 		if p.Renews != "" {
@@ -221,7 +223,9 @@ func (db *DB) Interrupt(in pairing.Interruption) (pairing.Pairing, bool, error) 
 	return p, ended, nil
 }
 
-func settleAttempt(tx *bolt.Tx, p pairing.Pairing, outcome string, counted bool) error {
+// settleAttempt records on p's attempt the state p settled in, or, when
+// the request did not count, removes the attempt from both windows.
+func settleAttempt(tx *bolt.Tx, p pairing.Pairing, counted bool) error {
 	for _, e := range []struct {
 		bucket []byte
 		key    string
@@ -242,7 +246,7 @@ func settleAttempt(tx *bolt.Tx, p pairing.Pairing, outcome string, counted bool)
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return err
 		}
-		a.Outcome = outcome
+		a.Outcome = string(p.State)
 		if err := putJSON(b, k, a); err != nil {
 			return err
 		}

@@ -344,7 +344,7 @@ func TestAccessAppliesToButtons(t *testing.T) {
 	h.stop()
 	var refused []string
 	for _, e := range h.auditEvents() {
-		if e.Kind == "refused" && e.Outcome == "access" && e.User == "U1" && e.Phone != "" {
+		if e.Kind == "refused" && e.Outcome == "access_denied" && e.User == "U1" && e.Phone != "" {
 			refused = append(refused, e.Instance)
 		}
 	}

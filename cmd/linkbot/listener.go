@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -68,10 +68,10 @@ func newMetrics(db *store.DB) *metrics {
 	return m
 }
 
-func (m *metrics) Command(outcome string) {
-	m.commands.WithLabelValues(outcome).Inc()
-	if limit, ok := strings.CutPrefix(outcome, "limit_"); ok {
-		m.refusals.WithLabelValues(limit).Inc()
+func (m *metrics) Command(outcome pairing.Outcome) {
+	m.commands.WithLabelValues(string(outcome)).Inc()
+	if limit := outcome.Limit(); limit != pairing.LimitNone {
+		m.refusals.WithLabelValues(string(limit)).Inc()
 	}
 }
 func (m *metrics) Ack(d time.Duration) { m.ack.Observe(d.Seconds()) }
