@@ -509,9 +509,16 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) 
 }
 
 // endPairing gives a replaced pairing its final state and stops editing its
-// message, which now shows the pairing that replaced it.
+// message, which now shows the pairing that replaced it. A pairing that
+// reached a final state meanwhile (it linked while New code was in flight)
+// keeps it: a final state is never left.
 func endPairing(tx *bolt.Tx, id, state string, now time.Time) error {
-	_, err := updatePairing(tx, id, now, func(p *Pairing) error { p.State = state; return nil })
+	_, err := updatePairing(tx, id, now, func(p *Pairing) error {
+		if !p.Final() {
+			p.State = state
+		}
+		return nil
+	})
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}

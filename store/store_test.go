@@ -400,3 +400,33 @@ func TestRefusalKeptUntilShown(t *testing.T) {
 		t.Errorf("a renewal's refusal was stored: %v", err)
 	}
 }
+
+// A final state is one a pairing never leaves: a renewal that settles as
+// counted ends the pairing it replaced as superseded only if that one has
+// not ended meanwhile. A pairing that linked while New code was in flight
+// stays linked.
+func TestSupersedeKeepsFinalState(t *testing.T) {
+	db := openTest(t)
+	now := t0
+	a := Pairing{ID: "a", Instance: "INST00000001", Phone: "201112223333", RequestedBy: "U1", State: StateLive, Code: "ABCD1234",
+		IssuedAt: now, ExpiresAt: now.Add(150 * time.Second)}
+	if err := db.Restore([]Pairing{a}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Reserve(Reservation{Pairing: Pairing{ID: "b", Instance: a.Instance, Phone: a.Phone, RequestedBy: "U1", Renews: "a"},
+		Replaces: "a", PhoneLimit: Window{Max: 3, Period: time.Hour}, UserLimit: Window{Max: 3, Period: time.Hour}, Now: now, Hold: time.Minute})
+	if err != nil || d.Refused != LimitNone {
+		t.Fatal(d, err)
+	}
+	// The phone enters A's code while B's request is on its way.
+	if _, err := db.UpdatePairing("a", now.Add(time.Second), func(p *Pairing) error { p.State = StateLinked; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Settle(Settlement{ID: "b", Now: now.Add(2 * time.Second), Counted: true, Replaced: "a",
+		Change: func(p *Pairing) error { p.State = StateLive; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Pairing("a"); got.State != StateLinked {
+		t.Errorf("pairing a linked, then was rewritten to %q", got.State)
+	}
+}
