@@ -275,12 +275,17 @@ func (r *countdownRig) click(msgID, action, pairingID string) {
 
 // press is click without waiting for edits other than the click's own.
 func (r *countdownRig) press(msgID, action, pairingID string) {
+	r.pressCtx(context.Background(), msgID, action, pairingID)
+}
+
+// pressCtx is press with the context the bot handles the click in.
+func (r *countdownRig) pressCtx(ctx context.Context, msgID, action, pairingID string) {
 	var cb slack.InteractionCallback
 	cb.Type = slack.InteractionTypeBlockActions
 	cb.User.ID = "U1"
 	cb.ResponseURL = r.slack.NewResponseURL(msgID)
 	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
-	r.bot.interaction(context.Background(), cb)
+	r.bot.interaction(ctx, cb)
 }
 
 // A Cancel pressed on a stale copy of the message, after the phone linked,
@@ -711,4 +716,53 @@ func TestShutdownInterruptsAStuckRequest(t *testing.T) {
 	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
 		t.Errorf("still watching %+v", w)
 	}
+}
+
+// auditKinds lists, oldest first, the kinds of pairing id's audit events.
+func (r *countdownRig) auditKinds(id string) []string {
+	events, err := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Pairing == id })
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range events {
+		kinds = append(kinds, e.Kind)
+	}
+	return kinds
+}
+
+// A pairing replaced by New code ends as superseded, and the audit log says
+// so like every other end: whether New code got its code, or was cut off
+// mid-request by a shutdown (WhatsApp may have seen it, so the first code
+// is void either way).
+func TestSupersededPairingIsAudited(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	t.Run("new code issued", func(t *testing.T) {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		first, _ := r.db.WatchedPairings()
+		r.click(msgID, ActionNewCode, first[0].ID)
+		if diff := cmp.Diff([]string{"requested", "code_issued", "superseded"}, r.auditKinds(first[0].ID)); diff != "" {
+			t.Errorf("audit of the replaced pairing (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("new code interrupted", func(t *testing.T) {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		first, _ := r.db.WatchedPairings()
+		r.bot.cfg.ShutdownGrace = 50 * time.Millisecond
+		r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+		r.bot.goWork(context.Background(), func(ctx context.Context) { r.pressCtx(ctx, msgID, ActionNewCode, first[0].ID) })
+		if !poll(5*time.Second, func() bool { return len(r.wawp.Calls(fakewawp.RequestCode)) == 2 }) {
+			t.Fatal("request-code was never called for New code")
+		}
+		r.bot.drain()
+		r.bot.work.Wait()
+		if p, _ := r.db.Pairing(first[0].ID); p.State != store.StateSuperseded {
+			t.Errorf("first pairing is %s, want superseded", p.State)
+		}
+		if diff := cmp.Diff([]string{"requested", "code_issued", "superseded"}, r.auditKinds(first[0].ID)); diff != "" {
+			t.Errorf("audit of the replaced pairing (-want +got):\n%s", diff)
+		}
+	})
 }

@@ -285,7 +285,8 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 			p.State, p.Code, p.IssuedAt, p.ExpiresAt = store.StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
 		},
-		Audit: s.event(issued, "code_issued", p, ""),
+		Audit:         s.event(issued, "code_issued", p, ""),
+		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
@@ -341,7 +342,8 @@ func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause err
 			}
 			return nil
 		},
-		Audit: s.event(now, "error", p, outcome),
+		Audit:         s.event(now, "error", p, outcome),
+		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
@@ -388,7 +390,8 @@ func (s *Service) interrupt(id string, lapsed bool) (store.Pairing, bool) {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
-	p, ended, err := s.db.Interrupt(store.Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, "interrupted", p, "")})
+	p, ended, err := s.db.Interrupt(store.Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, "interrupted", p, ""),
+		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
@@ -460,6 +463,20 @@ func (s *Service) event(at time.Time, kind string, p store.Pairing, outcome stri
 		Digits:  p.Phone, // the store keeps only a keyed hash of it
 		Pairing: p.ID, Outcome: outcome,
 	}
+}
+
+// replacedEvent is the audit record, kind and time left to the store, of
+// pairing replaced, which renewal p replaces (none when replaced is empty).
+// A renewal asks for the same phone on the same instance for the same
+// requester and channel as the pairing it replaces, so only the pairing ID
+// differs.
+func (s *Service) replacedEvent(p store.Pairing, replaced string) store.Event {
+	if replaced == "" {
+		return store.Event{}
+	}
+	e := s.event(time.Time{}, "", p, "")
+	e.Pairing = replaced
+	return e
 }
 
 func newID() string {

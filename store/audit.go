@@ -21,7 +21,7 @@ import (
 // stored masked by the caller.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"` // requested, refused, code_issued, linked, expired, cancelled, error
+	Kind     string    `json:"kind"` // requested, refused, code_issued, linked, wrong_phone, expired, cancelled, superseded, interrupted, error
 	User     string    `json:"user"`
 	Team     string    `json:"team,omitempty"`
 	Channel  string    `json:"channel,omitempty"`

@@ -288,6 +288,11 @@ type Settlement struct {
 	// is then only the click's answer, and is not watched.
 	Replaced    string
 	ReplacedURL string
+	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
+	// Time left empty: when Settle ends that pairing it appends the record
+	// with the state it ended in (superseded). Nothing is written when
+	// Pairing is empty.
+	ReplacedAudit Event
 }
 
 // Settle applies s and returns the updated pairing.
@@ -319,7 +324,11 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 // it: the renewal, or a reinstated old pairing whose code still works.
 func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
 	if s.Counted {
-		return endPairing(tx, s.Replaced, StateSuperseded, s.Now)
+		ended, err := endPairing(tx, s.Replaced, StateSuperseded, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, StateSuperseded, s.Now)
 	}
 	watched := tx.Bucket(bucketWatched)
 	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
@@ -353,6 +362,9 @@ type Interruption struct {
 	// (a shutdown cutting short a request it cannot wait for).
 	Lapsed bool
 	Audit  Event // skipped when Kind is empty
+	// ReplacedAudit is the audit record of the pairing the request renewed,
+	// as in Settlement.
+	ReplacedAudit Event
 }
 
 // Interrupt ends a request that is still Requesting as interrupted, in one
@@ -382,7 +394,7 @@ func (db *DB) Interrupt(in Interruption) (Pairing, bool, error) {
 			return err
 		}
 		if p.Renews != "" {
-			if err := settleReplaced(tx, Settlement{Replaced: p.Renews, Now: in.Now, Counted: true}, p); err != nil {
+			if err := settleReplaced(tx, Settlement{Replaced: p.Renews, Now: in.Now, Counted: true, ReplacedAudit: in.ReplacedAudit}, p); err != nil {
 				return err
 			}
 		}
@@ -511,21 +523,33 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) 
 // endPairing gives a replaced pairing its final state and stops editing its
 // message, which now shows the pairing that replaced it. A pairing that
 // reached a final state meanwhile (it linked while New code was in flight)
-// keeps it: a final state is never left.
-func endPairing(tx *bolt.Tx, id, state string, now time.Time) error {
+// keeps it: a final state is never left. It reports whether it ended the
+// pairing.
+func endPairing(tx *bolt.Tx, id, state string, now time.Time) (bool, error) {
+	ended := false
 	_, err := updatePairing(tx, id, now, func(p *Pairing) error {
 		if !p.Final() {
-			p.State = state
+			p.State, ended = state, true
 		}
 		return nil
 	})
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return tx.Bucket(bucketWatched).Delete([]byte(id))
+	return ended, tx.Bucket(bucketWatched).Delete([]byte(id))
+}
+
+// appendEndAudit appends e, the audit record of a pairing that ended as
+// kind at now, unless e names no pairing.
+func appendEndAudit(tx *bolt.Tx, e Event, kind string, now time.Time) error {
+	if e.Pairing == "" {
+		return nil
+	}
+	e.Kind, e.Time = kind, now
+	return appendAudit(tx, e)
 }
 
 // loadPairing reads pairing id from the pairings bucket.
