@@ -373,6 +373,39 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 	})
 }
 
+// A New code click on a code just past its expiry (before a tick marked it
+// expired) whose request Wawp turns away before WhatsApp sees it (warm-up:
+// not counted) ends the old pairing as expired: its code is wiped from the
+// store and the end is audited, although nothing watches it any more (the
+// renewal's answer now holds the message).
+func TestNewCodeRefusedAfterExpiryEndsTheOldPairing(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	a := w[0]
+	r.clock.Set(t0.Add(151 * time.Second)) // just past expiry, no tick yet
+	r.wawp.WarmUp(rigInstance, time.Minute)
+	r.click(msgID, ActionNewCode, a.ID)
+	if last := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(last, "still starting up") {
+		t.Errorf("New code during warm-up shows:\n%s", last)
+	}
+	for s := 155; s <= 175; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	got, err := r.db.Pairing(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Code != "" || got.State != store.StateExpired {
+		t.Errorf("old pairing after its expiry: state %q, code in store %q, want it expired with the code wiped", got.State, got.Code)
+	}
+	if diff := cmp.Diff([]string{"requested", "code_issued", "expired"}, r.auditKinds(a.ID)); diff != "" {
+		t.Errorf("audit of the old pairing (-want +got):\n%s", diff)
+	}
+}
+
 // shows reports whether a message version shows code (as XXXX-XXXX).
 func shows(v fakeslack.Version, code string) bool {
 	return code != "" && strings.Contains(string(v.Blocks), formatCode(code))

@@ -290,7 +290,8 @@ type Settlement struct {
 	ReplacedURL string
 	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
 	// Time left empty: when Settle ends that pairing it appends the record
-	// with the state it ended in (superseded). Nothing is written when
+	// with the state it ended in (superseded, or expired when its code ran
+	// out before an uncounted renewal settled). Nothing is written when
 	// Pairing is empty.
 	ReplacedAudit Event
 }
@@ -332,11 +333,25 @@ func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
 	}
 	watched := tx.Bucket(bucketWatched)
 	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
-	if errors.Is(err, ErrNotFound) || (err == nil && !old.Live(s.Now)) {
-		return watched.Delete([]byte(s.Replaced)) // the renewal's view replaces its last one
+	if errors.Is(err, ErrNotFound) {
+		return watched.Delete([]byte(s.Replaced))
 	}
 	if err != nil {
 		return err
+	}
+	if !old.Live(s.Now) {
+		// The renewal's view replaces its last one. A code that ran out
+		// while the renewal was on its way (New code clicked just past the
+		// expiry, before a tick ended it) ends here as expired, code wiped
+		// and audited: nothing watches it any more to end it later.
+		if old.State != StateLive {
+			return watched.Delete([]byte(s.Replaced))
+		}
+		ended, err := endPairing(tx, old.ID, StateExpired, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, StateExpired, s.Now)
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
