@@ -317,6 +317,9 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 			return
 		}
 		b.log.Info("pruned", "attempts", st.Attempts, "pairings", st.Pairings, "response_urls", st.ResponseURLs)
+		if st.DamagedPairings > 0 {
+			b.log.Warn("pruned watched pairings whose records were damaged; their messages stay as they were", "damaged_pairings", st.DamagedPairings)
+		}
 	}); err != nil {
 		return nil, fmt.Errorf("schedule pruning: %w", err)
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 var t0 = time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
@@ -238,6 +240,28 @@ func TestPruneKeepsWatchedAndLive(t *testing.T) {
 		if _, err := db.Pairing(id); err != nil {
 			t.Errorf("pruned %s: %v", id, err)
 		}
+	}
+}
+
+// A watched pairing whose record does not parse can never be advanced or
+// shown: pruning drops it (and its record), and says how many it dropped,
+// instead of keeping it watched for good.
+func TestPruneDropsDamagedWatchedPairing(t *testing.T) {
+	db := openTest(t)
+	db.bolt.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketPairings).Put([]byte("bad"), []byte(`{"state":`))
+		return tx.Bucket(bucketWatched).Put([]byte("bad"), nil)
+	})
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	st, err := db.Prune(now, PruneBefore{Attempts: now, Pairings: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := db.WatchedCount(); n != 0 {
+		t.Errorf("after pruning, %d watched entries for a pairing nobody can read", n)
+	}
+	if st.DamagedPairings != 1 || st.Pairings != 1 {
+		t.Errorf("prune stats %+v, want the damaged pairing counted and removed", st)
 	}
 }
 
