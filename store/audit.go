@@ -266,9 +266,17 @@ type AuditQuery struct {
 }
 
 // Audit returns the events q selects, oldest first, and whether the limit
-// left older matching events out. Returned events carry no PhoneKey.
+// left older matching events out. Returned events carry no PhoneKey. A
+// record that does not parse (a damaged page, a bad restore) is skipped, so
+// it cannot hide every other event from history and `linkbot audit`; the
+// log's warning says how many were skipped and where the first one is.
 func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
+	var (
+		skipped   int
+		firstSkip string
+	)
 	err = db.bolt.View(func(tx *bolt.Tx) error {
+		skipped = 0
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {
 			return nil // a file no linkbot ever wrote to
@@ -312,7 +320,10 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 			}
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("audit event %x: %w", pk, err)
+				if skipped++; skipped == 1 {
+					firstSkip = fmt.Sprintf("%x: %v", pk, err)
+				}
+				continue
 			}
 			if len(phoneKeys) > 0 && !slices.Contains(phoneKeys, e.PhoneKey) ||
 				len(instances) > 0 && !slices.Contains(instances, instanceIndexName(e.Instance)) && !slices.Contains(instances, instanceIndexName(e.InstanceID)) ||
@@ -331,6 +342,9 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("read audit log: %w", err)
+	}
+	if skipped > 0 {
+		db.log.Warn("audit log: unreadable records skipped", "skipped", skipped, "first", firstSkip)
 	}
 	return events, more, nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,6 +240,42 @@ func TestAuditQuery(t *testing.T) {
 				t.Errorf("more = %v, want %v", more, tt.wantMore)
 			}
 		})
+	}
+}
+
+// One audit record that does not parse (a damaged page, a bad restore) is
+// skipped, and a warning says how many were: every other event is still
+// read, by time, phone and instance alike.
+func TestAuditSkipsDamagedRecord(t *testing.T) {
+	var logs strings.Builder
+	db, err := Open(filepath.Join(t.TempDir(), "r.db"), Options{NoSync: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 3 {
+		e := Event{Time: t0.Add(time.Duration(i) * time.Minute), Kind: "requested", User: "U1", Instance: "support-eg", Digits: "201112223333"}
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.bolt.Update(func(tx *bolt.Tx) error {
+		pk := append(timeBytes(t0.Add(30*time.Second)), 0, 0, 0, 0, 0, 0, 0, 99)
+		for _, ix := range []indexEntry{{bucketAuditByInstance, indexKey("support-eg", pk)}, {bucketAudit, pk}} {
+			if err := tx.Bucket(ix.bucket).Put(ix.key, []byte(`{"time":"garbage`)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, q := range []AuditQuery{{}, {Instances: []string{"support-eg"}}, {Phone: "201112223333"}} {
+		got, _, err := db.Audit(q)
+		if err != nil || len(got) != 3 {
+			t.Errorf("Audit(%+v) with one damaged record among 3 good ones = %d events, %v; want the 3 good ones", q, len(got), err)
+		}
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "skipped=1") {
+		t.Errorf("no warning about the skipped record:\n%s", logs.String())
 	}
 }
 

@@ -154,7 +154,7 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 
 // serve runs the bot until ctx ends.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := store.Open(cfg.DBPath, store.Options{})
+	db, err := store.Open(cfg.DBPath, store.Options{Log: log})
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("%w: only one linkbot may use a database file (and a Slack app token) at a time", err)
