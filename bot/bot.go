@@ -458,6 +458,10 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, "", "access")}
 		}
 		q.Instances = []string{in.ID, in.Name}
+		// Each event passes its own instance's rules, as in a phone's
+		// history: events recorded before instance IDs were are found by
+		// the alias they had then, which may name another instance now.
+		q.Keep = func(e store.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
 		shown = in.Name
 	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
 		q.Phone = phone.Digits

@@ -185,6 +185,17 @@ func instanceIndexName(s string) string {
 	return strings.ToLower(strings.ReplaceAll(s, "\x00", ""))
 }
 
+// eventInstanceName is what an instance query matches event e by: the
+// instance ID it records, or for older events without one, its alias.
+// Matching an ID-carrying event by its alias would hand an instance's
+// events to whichever instance is given that alias later.
+func eventInstanceName(e Event) string {
+	if e.InstanceID != "" {
+		return instanceIndexName(e.InstanceID)
+	}
+	return instanceIndexName(e.Instance)
+}
+
 func indexKey(prefix string, pk []byte) []byte {
 	k := make([]byte, 0, len(prefix)+1+len(pk))
 	k = append(k, prefix...)
@@ -255,7 +266,10 @@ type AuditQuery struct {
 	// keyed under this database's secret and events written before keys
 	// were keyed (see legacyPhoneKey).
 	Phone string
-	// Instances are aliases or IDs, any case: events of any of them.
+	// Instances are aliases or IDs, any case: events of any of them. An
+	// event that records its instance ID matches by that ID only (an alias
+	// can be given to another instance later); older events, which recorded
+	// only the alias, match by alias.
 	Instances []string
 	// Keep, if set, drops the events it returns false for; dropped events
 	// do not count towards Limit.
@@ -326,7 +340,7 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 				continue
 			}
 			if len(phoneKeys) > 0 && !slices.Contains(phoneKeys, e.PhoneKey) ||
-				len(instances) > 0 && !slices.Contains(instances, instanceIndexName(e.Instance)) && !slices.Contains(instances, instanceIndexName(e.InstanceID)) ||
+				len(instances) > 0 && !slices.Contains(instances, eventInstanceName(e)) ||
 				q.Keep != nil && !q.Keep(e) {
 				continue
 			}

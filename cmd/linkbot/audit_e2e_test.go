@@ -312,6 +312,53 @@ func TestHistoryShowsOnlyPermittedInstances(t *testing.T) {
 	}
 }
 
+// TestHistoryByReusedAliasHidesRestrictedInstance: an alias moved from one
+// instance to another (the instance replaced, the alias kept) does not open
+// the old, restricted instance's history to the new instance's users: an
+// instance's history holds the events recorded with its ID, and each event
+// passes the access rules of its own instance.
+func TestHistoryByReusedAliasHidesRestrictedInstance(t *testing.T) {
+	h := newHarness(t)
+	const ng = "B1B2C3D4E5F6"
+	h.wawp.AddInstance(ng, "")
+	// Before: "support" is the restricted instance NG, used by UNG only.
+	writeFile(t, h.configPath, "wawp_timeout: 500ms\ntick_interval: 1s\naccess:\n  users: [UEG]\ninstances:\n"+
+		"  - alias: support-eg\n    id: "+instanceEG+"\n    region: EG\n"+
+		"  - alias: support\n    id: "+ng+"\n    region: NG\n    access:\n      users: [UNG]\n")
+	h.start()
+	env := h.command("UNG", "support +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	h.stop()
+	// After: the alias "support" names the EG instance; NG is renamed and
+	// stays restricted to UNG.
+	writeFile(t, h.configPath, "wawp_timeout: 500ms\ntick_interval: 1s\naccess:\n  users: [UEG]\ninstances:\n"+
+		"  - alias: support\n    id: "+instanceEG+"\n    region: EG\n"+
+		"  - alias: field-ng\n    id: "+ng+"\n    region: NG\n    access:\n      users: [UNG]\n")
+	h.start()
+	env = h.command("UEG", "support +201009998888")
+	h.waitText(env.MessageID, "Enter this code")
+	// UEG may not read field-ng's history directly...
+	denied := h.command("UEG", "history field-ng")
+	h.waitText(denied.MessageID, "You are not on the list")
+	// ...nor through the alias its events were recorded under.
+	hist := h.command("UEG", "history support")
+	v := h.waitText(hist.MessageID, "Last 2 events for `support`")
+	if s := shown(v); strings.Contains(s, "UNG") || strings.Contains(s, "+20 111") {
+		t.Errorf("UEG (not allowed on %s) reads its events through the reused alias:\n%s", ng, s)
+	}
+	// UNG finds them under the instance's name today (with UEG's refusal).
+	hist = h.command("UNG", "history field-ng")
+	if s := shown(h.waitText(hist.MessageID, "Last 3 events for `field-ng`")); !strings.Contains(s, "<@UNG> · support") {
+		t.Errorf("field-ng's own history lacks its events:\n%s", s)
+	}
+	h.stop()
+	// linkbot audit --instance reads the same way.
+	out, err := h.audit("--instance", "support", "--since", "1h")
+	if err != nil || strings.Contains(out, "UNG") || !strings.Contains(out, "UEG") {
+		t.Errorf("linkbot audit --instance support: %v\n%s", err, out)
+	}
+}
+
 // TestAccessAppliesToButtons: a user taken off the access rules gets no
 // more codes from the messages they already have: New code and Try again
 // are refused (and audited) without asking Wawp.
