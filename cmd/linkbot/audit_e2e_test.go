@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/store"
 )
 
 // audit runs `linkbot audit args…` with the harness's environment.
@@ -121,6 +123,66 @@ func TestStaleAuditSocketReplaced(t *testing.T) {
 			t.Errorf("shutdown removed a file that is not the bot's socket")
 		}
 	})
+}
+
+// TestAuditSocketPathLimit: a unix socket path is limited to 107 bytes
+// (sun_path). Any database path whose socket path fits gets its socket,
+// whatever the file's name (the socket is first made under a temporary name
+// beside it, which must not be the longer of the two); one that does not
+// fit is refused with a message that says why.
+func TestAuditSocketPathLimit(t *testing.T) {
+	for _, tt := range []struct {
+		name, file string
+		length     int
+		ok         bool
+	}{
+		{"default name, path of 107 bytes", "linkbot.db", 107, true},
+		{"short name, path of 107 bytes", "l", 107, true},
+		{"short name, short path", "l", 60, true},
+		{"path of 108 bytes", "linkbot.db", 108, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			pad := tt.length - len(base) - len("/") - len("/"+tt.file+".sock")
+			if pad < 1 {
+				t.Skipf("temporary directory %s too long for a %d-byte socket path", base, tt.length)
+			}
+			dir := filepath.Join(base, strings.Repeat("d", pad))
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			dbPath := filepath.Join(dir, tt.file)
+			sock := auditSocketPath(dbPath)
+			if len(sock) != tt.length {
+				t.Fatalf("test setup: socket path of %d bytes, want %d", len(sock), tt.length)
+			}
+			db, err := store.Open(dbPath, store.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			stop, err := serveAuditSocket(context.Background(), sock, db, slog.New(slog.DiscardHandler))
+			if !tt.ok {
+				if err == nil || !strings.Contains(err.Error(), "107 bytes") {
+					t.Errorf("socket path of %d bytes: %v, want an error saying the limit is 107 bytes", len(sock), err)
+				}
+				if stop != nil {
+					stop()
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("socket path of %d bytes refused: %v", len(sock), err)
+			}
+			defer stop()
+			if _, _, err := askRunningBot(sock, auditRequest{Limit: 1}); err != nil {
+				t.Errorf("reading through the socket: %v", err)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+				t.Errorf("temporary files left beside the database: %v", left)
+			}
+		})
+	}
 }
 
 // TestAuditSocketSeesWhatTheFileShows: every query gives the same answer
