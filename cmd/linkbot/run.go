@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// connections per host forces a new TLS handshake under any load.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
-	wawpHTTP := &http.Client{Timeout: 20 * time.Second, Transport: transport}
+	wawpHTTP := wawpHTTPClient(cfg.WawpTimeout, transport)
 	m := newMetrics(db)
 	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
 	accounts := map[string]*pairing.Client{}
@@ -202,4 +202,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("linkbot stopped")
 	return nil
+}
+
+// wawpHTTPClient is the HTTP client for Wawp calls. Each call is bounded by
+// wawp_timeout through its context (pairing.Service); the client's own
+// timeout is only a backstop a little beyond it, so it never cuts a call
+// shorter than wawp_timeout.
+func wawpHTTPClient(callTimeout time.Duration, transport http.RoundTripper) *http.Client {
+	return &http.Client{Timeout: callTimeout + 5*time.Second, Transport: transport}
 }
