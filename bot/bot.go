@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -665,19 +666,22 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
 		}
-		err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, m.webhook())
+		client, answer := recordAnswer(b.cfg.HTTP)
+		err := slack.PostWebhookCustomHTTPContext(ctx, url, client, m.webhook())
 		if err == nil {
 			b.obs.ResponseURLUse()
 			return posted
 		}
 		var (
-			rl   *slack.RateLimitedError
 			code slack.StatusCodeError
 			wait time.Duration
 		)
 		switch {
-		case errors.As(err, &rl):
-			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
+		case answer.status == http.StatusTooManyRequests:
+			// Any 429, whatever its Retry-After (slack-go reports only a
+			// whole number of seconds as *slack.RateLimitedError; without
+			// one, or with an HTTP date, its error no longer says 429).
+			wait = min(max(retryAfter(answer.retryAfter, time.Now()), time.Second), maxRetryWait)
 			// Slack refused the post before counting it: the use is ours again.
 			if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
 				log.Error("refund response_url use", "err", rerr)
@@ -689,7 +693,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			return urlGone
 		}
 		if wait == 0 || try >= maxPostTries {
-			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)
+			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
 			return postFailed
 		}
 		select {
@@ -700,13 +704,62 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 	}
 }
 
+// answer is what a response_url post got back: status 0 when no answer
+// arrived (a broken connection, a timeout).
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+// answerRecorder is a transport that keeps the status and Retry-After of
+// the answer to the one post it carries, which slack-go's error does not
+// always keep (see post).
+type answerRecorder struct {
+	next http.RoundTripper
+	answer
+}
+
+func (a *answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err == nil {
+		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	return resp, err
+}
+
+// recordAnswer returns a copy of c (sharing its connections) that records
+// the answer to one post in *answer, readable once the post has returned.
+func recordAnswer(c *http.Client) (*http.Client, *answer) {
+	rec := &answerRecorder{next: c.Transport}
+	if rec.next == nil {
+		rec.next = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = rec
+	return &cc, &rec.answer
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date; zero
+// when it says neither.
+func retryAfter(h string, now time.Time) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil {
+		return at.Sub(now)
+	}
+	return 0
+}
+
 // postFailure describes a webhook error without the URL it went to.
-func postFailure(err error) string {
+func postFailure(err error, status int) string {
 	var code slack.StatusCodeError
 	var rl *slack.RateLimitedError
 	switch {
 	case errors.As(err, &rl):
 		return fmt.Sprintf("rate limited, retry after %s", rl.RetryAfter)
+	case status == http.StatusTooManyRequests:
+		return "rate limited"
 	case errors.As(err, &code):
 		return fmt.Sprintf("HTTP %d", code.Code)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

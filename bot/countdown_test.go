@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,6 +230,55 @@ func TestCountdownSlackFaults(t *testing.T) {
 	}
 	if live, _ := r2.db.WatchedPairings(); len(live) != 0 {
 		t.Errorf("still watching a message whose url is gone")
+	}
+}
+
+// Slack did not count a post it answered 429, whatever its Retry-After
+// says: none, an HTTP date, or garbage (slack-go turns only a whole number
+// of seconds into *slack.RateLimitedError). The use is given back and the
+// post retried after a pause (1 s when Retry-After gives no number).
+func TestRateLimitWithoutRetryAfterGivesTheUseBack(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name       string
+		retryAfter func() string
+		always     bool // every post answered 429
+	}{
+		{"no Retry-After", func() string { return "" }, false},
+		{"Retry-After as an HTTP date", func() string { return time.Now().UTC().Format(http.TimeFormat) }, false},
+		{"Retry-After garbage", func() string { return "soon" }, false},
+		{"no Retry-After, every time", func() string { return "" }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newCountdownRig(t, t0)
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if hits.Add(1) == 1 || tt.always {
+					if ra := tt.retryAfter(); ra != "" {
+						w.Header().Set("Retry-After", ra)
+					}
+					http.Error(w, "rate_limited", http.StatusTooManyRequests)
+					return
+				}
+				w.Write([]byte("ok"))
+			}))
+			defer srv.Close()
+			url := srv.URL + "/response/x"
+			got := r.bot.respond(context.Background(), r.bot.log, url, t0, 0, EndedView())
+			left, err := r.db.ResponseURLUsesLeft(url, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcome, wantHits, wantLeft := posted, int32(2), store.ResponseURLUses-1
+			if tt.always {
+				wantOutcome, wantHits, wantLeft = postFailed, maxPostTries, store.ResponseURLUses
+			}
+			if got != wantOutcome || hits.Load() != wantHits || left != wantLeft {
+				t.Errorf("post outcome %d after %d tries, %d uses left; want outcome %d after %d tries, %d uses left (Slack counted no 429)",
+					got, hits.Load(), left, wantOutcome, wantHits, wantLeft)
+			}
+		})
 	}
 }
 
