@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -107,7 +108,7 @@ func label(s int, v fakeslack.Version) string {
 	b := string(v.Blocks)
 	switch {
 	case strings.Contains(b, `"header"`):
-		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓▓▓░░░", "▓▓▓▓░░░░░░", "▓▓░░░░░░░░"} {
+		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓░░░░░", "▓▓░░░░░░░░"} {
 			if strings.Contains(b, bar) {
 				return secs(s) + " code " + bar
 			}
@@ -134,12 +135,12 @@ func TestCountdownSchedule(t *testing.T) {
 	}{
 		{
 			name: "expires unused",
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
 		},
 		{
 			name: "phone enters the code",
-			at:   map[int]func(r *countdownRig){60: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m0s linked"},
+			at:   map[int]func(r *countdownRig){90: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m30s linked"},
 		},
 		{
 			name: "wrong phone linked",
@@ -153,16 +154,16 @@ func TestCountdownSchedule(t *testing.T) {
 					r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, &fakewawp.Failure{Status: 504, ContentType: "text/html", Body: "<html>timeout</html>"})
 				},
 				40: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) },
-				55: func(r *countdownRig) { r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, nil) },
+				80: func(r *countdownRig) { r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, nil) },
 			},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "55s linked"},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m20s linked"},
 		},
 		{
 			name: "STARTING blip never ends the pairing",
 			at: map[int]func(r *countdownRig){
 				20: func(r *countdownRig) { r.wawp.WarmUp(rigInstance, 10*time.Second) },
 			},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
 		},
 	}
 	for _, tt := range tests {
@@ -189,13 +190,14 @@ func TestCountdownSchedule(t *testing.T) {
 }
 
 // The budget is shared with whatever else used the url: with only two uses
-// left, the countdown edits nothing and the final state still arrives.
-func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
+// left, the countdown edits nothing (they are the final state's) and the
+// final state still arrives.
+func TestCountdownKeepsTwoUsesForFinalState(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
 	p, _ := r.db.WatchedPairings()
-	for range 3 {
+	for range 2 {
 		if err := r.db.UseResponseURL(p[0].ResponseURL, t0, t0, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -206,10 +208,84 @@ func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
 	}
 }
 
+// The final state has two uses of the response_url, not one: when its
+// first post is lost (the connection breaks before Slack takes it) or
+// answered 5xx, it is posted again, and the expired code leaves the message.
+func TestFinalStateSurvivesOneLostPost(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		fault func(r *countdownRig)
+	}{
+		{"connection lost before Slack took it", func(r *countdownRig) { r.slack.DropNextResponse() }},
+		{"Slack answered 500", func(r *countdownRig) { r.slack.FailNextResponse(http.StatusInternalServerError) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			code := r.wawp.Code(rigInstance)
+			got := r.run(t0, msgID, 200, map[int]func(){150: func() { tt.fault(r) }})
+			if last := r.slack.Message(msgID).Latest(); shows(last, code) || !strings.Contains(shownText(last), "Expired") {
+				t.Errorf("the pairing expired, but after a lost final post the message shows:\n%s\n(edits %v, %d still watched)",
+					shownText(last), got, r.db.WatchedCount())
+			}
+			if n := r.db.WatchedCount(); n != 0 {
+				t.Errorf("%d pairings still watched after the final state was shown", n)
+			}
+		})
+	}
+}
+
+// When Slack allows no more posts to a message that still shows a code
+// (every use spent, e.g. final posts lost again and again), nothing more can
+// be done: the bot says so in its log at warn level, naming the pairing.
+func TestNoUseLeftForTheFinalStateIsLogged(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	var logs syncBuffer
+	r.bot.log = slog.New(slog.NewTextHandler(&logs, nil))
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	for range store.ResponseURLUses - 1 { // whatever else used the url took the rest
+		if err := r.db.UseResponseURL(w[0].ResponseURL, t0, t0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.run(t0, msgID, 160, nil)
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched with no use left", n)
+	}
+	var warned bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		warned = warned || strings.Contains(line, "level=WARN") && strings.Contains(line, "pairing="+w[0].ID) && strings.Contains(line, "still shows")
+	}
+	if !warned {
+		t.Errorf("no warning that the message still shows a code:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the bot's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // A 429 on an edit is retried (after Retry-After) without spending the
 // budget twice; a 500 is retried too, but Slack may have counted it, so it
 // costs a use: the countdown skips its last step and the final state keeps
-// its use. A 404 ends editing for that message.
+// its two uses. A 404 ends editing for that message.
 func TestCountdownSlackFaults(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
@@ -217,7 +293,7 @@ func TestCountdownSlackFaults(t *testing.T) {
 	r.slack.RateLimitNext(time.Second)
 	r.slack.FailNextResponse(http.StatusInternalServerError)
 	got := r.run(t0, msgID, 180, nil)
-	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
+	want := []string{"1m15s code ▓▓▓▓▓░░░░░", "2m30s expired"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
@@ -283,8 +359,9 @@ func TestRateLimitWithoutRetryAfterGivesTheUseBack(t *testing.T) {
 }
 
 // An edit whose answer is lost (the client timed out, but Slack took the
-// post) keeps its use: giving it back would make the final state Slack's
-// 6th post, which fails, and the code would never leave the message.
+// post) keeps its use: giving it back would let the countdown take one of
+// the final state's uses, and the final state could become Slack's 6th
+// post, which fails, leaving the code on the message.
 func TestLostAnswerKeepsItsUse(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
@@ -293,8 +370,8 @@ func TestLostAnswerKeepsItsUse(t *testing.T) {
 	r.slack.SlowNextResponse(3 * time.Second) // the first countdown edit
 	got := r.run(t0, msgID, 180, nil)
 	// The lost edit showed; the bot, not knowing, posts that step again
-	// and then skips the last step to keep the final state's use.
-	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "55s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
+	// and then skips the last step to keep the final state's two uses.
+	want := []string{"1m15s code ▓▓▓▓▓░░░░░", "1m20s code ▓▓▓▓▓░░░░░", "2m30s expired"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
@@ -309,7 +386,7 @@ func TestCountdownStep(t *testing.T) {
 	for _, tt := range []struct {
 		at, step int
 		drawn    int
-	}{{0, 0, 0}, {49, 0, 0}, {50, 1, 50}, {99, 1, 50}, {100, 2, 100}, {130, 3, 130}, {149, 3, 130}} {
+	}{{0, 0, 0}, {74, 0, 0}, {75, 1, 75}, {129, 1, 75}, {130, 2, 130}, {149, 2, 130}, {150, 2, 130}} {
 		step, drawn := countdownStep(p, t0.Add(time.Duration(tt.at)*time.Second))
 		if step != tt.step || drawn != t0.Add(time.Duration(tt.drawn)*time.Second) {
 			t.Errorf("at %ds: step %d drawn %s, want %d and +%ds", tt.at, step, drawn.Sub(t0), tt.step, tt.drawn)
@@ -363,7 +440,7 @@ func TestCancelRacingAnEdit(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings()
 	id := watched[0].ID
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	r.slack.RateLimitNext(time.Second)
 	r.bot.Tick(context.Background())
 	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
@@ -471,7 +548,7 @@ func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 	msgID := r.start()
 	first := r.wawp.Code(rigInstance)
 	watched, _ := r.db.WatchedPairings()
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	r.slack.RateLimitNext(time.Second)
 	r.bot.Tick(context.Background())
 	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
@@ -495,7 +572,7 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings()
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	// Hold every edit slot: the tick decides to edit, and its edit waits.
 	for range maxEditsInFlight {
 		r.bot.editSlots <- struct{}{}
@@ -532,7 +609,7 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings()
 	first := r.wawp.Code(rigInstance)
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	release := r.slack.HoldNextResponse()
 	r.bot.Tick(context.Background())
 	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.HeldResponses() == 1 }) {
