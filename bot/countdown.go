@@ -60,6 +60,14 @@ func viewKey(p store.Pairing, now time.Time) string {
 	return p.State
 }
 
+// viewGone is the LastView of a pairing whose response_url Slack answered
+// 404/410: its message cannot be edited any more (the agent dismissed it),
+// so nothing more is posted to it unless a click brings a fresh
+// response_url. It is recorded apart from watching: the pairing is still
+// advanced to its end (the link recorded and audited, the code wiped), and
+// unwatched then, without a post.
+const viewGone = "gone"
+
 // showsCode reports whether the view named key shows a code.
 func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
 
@@ -165,6 +173,14 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 		}
 		return
 	}
+	if p.LastView == viewGone && !force {
+		if p.Final() {
+			if err := b.cfg.DB.RecordView(p.ID, viewGone, true); err != nil {
+				b.log.Error("recording view", "pairing", p.ID, "err", err)
+			}
+		}
+		return
+	}
 	now := b.cfg.Service.Now()
 	key := viewKey(p, now)
 	if key == "" {
@@ -215,7 +231,9 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	case posted:
 		err = b.cfg.DB.RecordView(p.ID, key, final)
 	case urlGone:
-		err = b.cfg.DB.RecordView(p.ID, p.LastView, true)
+		// The message is gone, not the pairing: it goes on being watched
+		// (advanced) until it ends, with no more posts.
+		err = b.cfg.DB.RecordView(p.ID, viewGone, final)
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.
@@ -289,8 +307,9 @@ func (b *Bot) Tick(ctx context.Context) {
 	now := b.cfg.Service.Now()
 	for _, p := range pairings {
 		// A final pairing is still watched only until show stops watching
-		// it, even when its view is already on the message.
-		if viewKey(p, now) == p.LastView && !p.Final() {
+		// it, even when its view is already on the message (or the message
+		// is gone).
+		if (viewKey(p, now) == p.LastView || p.LastView == viewGone) && !p.Final() {
 			continue
 		}
 		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {

@@ -358,6 +358,38 @@ func TestRateLimitWithoutRetryAfterGivesTheUseBack(t *testing.T) {
 	}
 }
 
+// A 404 on a countdown edit (the agent dismissed the ephemeral message
+// after reading the code out) ends the posts to that message, not the
+// pairing: when the phone then links, the link is recorded and audited, the
+// code is wiped from the store, and nothing stays watched.
+func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	id := w[0].ID
+	code := r.wawp.Code(rigInstance)
+	r.run(t0, msgID, 90, map[int]func(){75: func() { r.slack.FailNextResponse(http.StatusNotFound) }})
+	versions := len(r.slack.Message(msgID).Versions)
+	if err := r.wawp.EnterCode(rigInstance, code); err != nil {
+		t.Fatal(err)
+	}
+	r.run(t0.Add(95*time.Second), msgID, 20, nil)
+	p, _ := r.db.Pairing(id)
+	if p.State != store.StateLinked || p.Code != "" {
+		t.Errorf("the phone linked after the message went away: state %q, code in store %q", p.State, p.Code)
+	}
+	if diff := cmp.Diff([]string{"requested", "code_issued", "linked"}, r.auditKinds(id)); diff != "" {
+		t.Errorf("audit (-want +got):\n%s", diff)
+	}
+	if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
+		t.Errorf("%d posts to a message whose url is gone", n)
+	}
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched after the link", n)
+	}
+}
+
 // An edit whose answer is lost (the client timed out, but Slack took the
 // post) keeps its use: giving it back would let the countdown take one of
 // the final state's uses, and the final state could become Slack's 6th
