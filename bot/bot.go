@@ -556,14 +556,19 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	}
 	// Answers go to the message the click came from, in turn with its
 	// other writers (a countdown edit of the same message may be in flight).
-	message := action.Value
+	message, instance := action.Value, ""
 	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
-		message = clicked.MessageID()
+		message, instance = clicked.MessageID(), clicked.InstanceName
 	}
 	answer := func(p store.Pairing, err error) {
 		unlock := b.locks.lock(message)
 		defer unlock()
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+		if p.InstanceName != "" {
+			instance = p.InstanceName
+		}
+		// A renewal refused by a limit has no pairing of its own: its
+		// refusal names the clicked pairing's instance.
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
 	}
 	var (
 		p   store.Pairing
@@ -588,6 +593,16 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	log.Info("button handled", "err", err)
+	if errors.Is(err, pairing.ErrReplaced) {
+		if p.ID == action.Value {
+			// Its message shows the pairing that replaced it, which has
+			// ended since: that view stays.
+			return
+		}
+		// The pairing that holds the message now is the answer (through the
+		// click's fresh response_url, like Refresh).
+		err = nil
+	}
 	if err != nil && p.ID != "" && p.ID != action.Value && p.State != store.StateRequesting {
 		// A renewal that ended without a code: its stored view is the answer.
 		b.show(ctx, p, true)

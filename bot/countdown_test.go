@@ -566,6 +566,81 @@ func TestNewCodeRefusedAfterExpiryEndsTheOldPairing(t *testing.T) {
 	}
 }
 
+// A double click on New code: the second click comes from the message as
+// it was, carrying the first pairing's ID, and arrives after the first
+// click showed the new code. It renews nothing (no request, no refusal
+// audited) and the message goes on showing the new, live code.
+func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, action := range []string{ActionNewCode, ActionTryAgain} {
+		t.Run(action, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			w, _ := r.db.WatchedPairings()
+			a := w[0]
+			clicked := a.ID
+			if action == ActionTryAgain { // a New code turned away by a warm-up, then Try again twice
+				r.wawp.WarmUp(rigInstance, 10*time.Second)
+				r.click(msgID, ActionNewCode, a.ID)
+				r.clock.Set(t0.Add(11 * time.Second))
+				w, _ := r.db.WatchedPairings()
+				for _, p := range w {
+					if p.ID != a.ID {
+						t.Fatalf("watched %+v besides the first pairing", p)
+					}
+				}
+				m := shownText(r.slack.Message(msgID).Latest())
+				if !strings.Contains(m, "still starting up") {
+					t.Fatalf("New code during the warm-up shows:\n%s", m)
+				}
+				events, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "error" && e.Outcome == "warming_up" })
+				if len(events) != 1 {
+					t.Fatalf("warm-up events %+v", events)
+				}
+				clicked = events[0].Pairing
+			}
+			r.click(msgID, action, clicked)
+			second := r.wawp.Code(rigInstance)
+			if !shows(r.slack.Message(msgID).Latest(), second) {
+				t.Fatalf("the first click did not show the new code:\n%s", shownText(r.slack.Message(msgID).Latest()))
+			}
+			calls := len(r.wawp.Calls(fakewawp.RequestCode))
+			r.click(msgID, action, clicked) // the double click's second half
+			last := r.slack.Message(msgID).Latest()
+			if !shows(last, second) {
+				t.Errorf("after a double click on %s the live code %s is gone; the message shows:\n%s", action, formatCode(second), shownText(last))
+			}
+			if n := len(r.wawp.Calls(fakewawp.RequestCode)) - calls; n != 0 {
+				t.Errorf("the second click asked Wawp for %d more codes", n)
+			}
+			if refusals, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "refused" }); len(refusals) != 0 {
+				t.Errorf("the second click was audited as refused: %+v", refusals)
+			}
+		})
+	}
+}
+
+// A New code refused because another pairing holds the instance names the
+// instance it was asked for (the refusal of a renewal has no stored
+// pairing of its own to draw the name from).
+func TestNewCodeRefusedByInstanceLimitNamesTheInstance(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	r.run(t0, msgID, 155, nil) // the first code expires
+	if _, err := r.svc.Start(context.Background(), pairing.Request{
+		Instance: pairing.Instance{ID: rigInstance, Name: "support"}, Phone: pairing.PhoneFromDigits("201009998888"),
+		User: "U2", ResponseURL: r.slack.NewResponseURL(msgID), URLIssued: r.clock.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.click(msgID, ActionNewCode, w[0].ID)
+	if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, "support already has a live code, requested by <@U2>") {
+		t.Errorf("the refusal shows:\n%s", got)
+	}
+}
+
 // shows reports whether a message version shows code (as XXXX-XXXX).
 func shows(v fakeslack.Version, code string) bool {
 	return code != "" && strings.Contains(string(v.Blocks), formatCode(code))

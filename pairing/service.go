@@ -132,6 +132,13 @@ var ErrNotYours = errors.New("pairing belongs to another user")
 // ErrEnded means the pairing already reached a final state.
 var ErrEnded = errors.New("pairing already ended")
 
+// ErrReplaced means a New code or Try again came from a copy of a message
+// that another pairing has taken over since: the renewal its first click
+// asked for (the second half of a double click carries the first
+// pairing's ID). Nothing is renewed; Renew returns the pairing that now
+// holds the message, or the clicked one when none is live.
+var ErrReplaced = errors.New("the message now shows another pairing")
+
 // ErrInterrupted means the request was ended as interrupted before its
 // answer was stored: its lease ran out, or a shutdown could not wait for it.
 var ErrInterrupted = errors.New("code request interrupted")
@@ -425,6 +432,17 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 		if earlier, err := s.db.Pairing(old.Renews); err == nil && earlier.Live(now) {
 			replaces = earlier.ID
 		}
+	}
+	// A click on a message another pairing has taken over (a double click:
+	// the renewal its first half asked for holds the message now, live or
+	// still being requested; or it was replaced and has ended) renews
+	// nothing: a second request would be refused by the instance limit at
+	// best, and its refusal would cover the live code.
+	if holder, err := s.db.Holder(old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
+		return holder, ErrReplaced
+	}
+	if old.State == store.StateSuperseded {
+		return old, ErrReplaced
 	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),

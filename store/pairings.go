@@ -495,6 +495,31 @@ func (db *DB) Pairing(id string) (Pairing, error) {
 	return p, nil
 }
 
+// Holder returns the pairing that holds instance at now (one live code per
+// instance), or ErrNotFound when none does. Its code is left out.
+func (db *DB) Holder(instance string, now time.Time) (Pairing, error) {
+	var p Pairing
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketLive).Get([]byte(instance))
+		if id == nil {
+			return ErrNotFound
+		}
+		var err error
+		if p, err = loadPairing(tx.Bucket(bucketPairings), id); err != nil {
+			return err
+		}
+		if !p.Live(now) {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Pairing{}, fmt.Errorf("holder of %q: %w", instance, err)
+	}
+	p.Code = ""
+	return p, nil
+}
+
 // UpdatePairing applies change to the stored pairing and saves it. When the
 // pairing is no longer live afterwards, its code is wiped and its instance
 // released: a code must not outlive its pairing anywhere, the store included.
