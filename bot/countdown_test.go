@@ -747,6 +747,64 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	}
 }
 
+// A message's lock exists only while someone holds or waits for it: after
+// a whole countdown, none is left.
+func TestMessageLocksReleasedAfterEdits(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	r.run(t0, msgID, 200, nil)
+	r.bot.locks.mu.Lock()
+	n := len(r.bot.locks.m)
+	r.bot.locks.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d message locks left", n)
+	}
+}
+
+// Clicks (New code, Refresh, Cancel), a tick and pruning at once, under
+// -race: whatever the interleaving, once nothing is live the message shows
+// no code, and nothing stays watched.
+func TestConcurrentClicksTicksAndPruningEndWithoutCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for i := range 15 {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		w, _ := r.db.WatchedPairings()
+		id := w[0].ID
+		r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var wg sync.WaitGroup
+			wg.Go(func() { r.press(msgID, ActionNewCode, id) })
+			wg.Go(func() { r.bot.Tick(context.Background()) })
+			wg.Go(func() { r.press(msgID, ActionRefresh, id) })
+			if i%2 == 0 {
+				wg.Go(func() { r.press(msgID, ActionCancel, id) })
+			}
+			wg.Go(func() { r.svc.Prune() })
+			wg.Wait()
+			r.bot.work.Wait()
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("stuck")
+		}
+		for s := 80; s <= 400; s += 5 {
+			r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+			r.tick()
+		}
+		if last := r.slack.Message(msgID).Latest(); strings.Contains(string(last.Blocks), `"header"`) {
+			t.Errorf("iteration %d: message still shows a code after everything ended:\n%s", i, shownText(last))
+		}
+		if n := r.db.WatchedCount(); n != 0 {
+			t.Errorf("iteration %d: %d still watched", i, n)
+		}
+	}
+}
+
 // poll checks cond every millisecond until it holds or timeout passes, for
 // conditions nothing signals (the bot's own locks, the store).
 func poll(timeout time.Duration, cond func() bool) bool {
