@@ -156,12 +156,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("LINKBOT_LOG_FORMAT must be json or text, not %q", c.LogFormat))
 	}
+	// Only the variable's own value is blamed on it; the file's
+	// default_region is checked, at its line, by loadFile.
+	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
+		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
+	}
 	if c.ConfigPath != "" {
 		fileProblems, unsetEnv := c.loadFile(getenv)
 		problems = append(append(problems, fileProblems...), unsetEnv...)
-	}
-	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
-		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
 	}
 	if len(problems) > 0 {
 		return config{}, &configError{problems: problems}
@@ -203,8 +205,10 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 	if !fc.parse(raw, &f) {
 		return fc.list(), nil
 	}
-	if c.DefaultRegion == "" {
-		c.DefaultRegion = strings.ToUpper(f.DefaultRegion)
+	if region := strings.ToUpper(strings.TrimSpace(f.DefaultRegion)); region != "" && !pairing.ValidRegion(region) {
+		fc.bad("default_region", "default_region %q is not an ISO region code such as EG or GB", f.DefaultRegion)
+	} else if c.DefaultRegion == "" {
+		c.DefaultRegion = region
 	}
 	fc.duration("code_lifetime", f.CodeLifetime, durationRule{lo: 5 * time.Second, hi: 10 * time.Minute}, &c.CodeLifetime)
 	fc.duration("wawp_timeout", f.WawpTimeout, durationRule{lo: 100 * time.Millisecond, hi: time.Minute}, &c.WawpTimeout)
@@ -310,6 +314,9 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	c.ConfigPath = path
 	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
 	problems, unsetEnv := c.loadFile(getenv)
+	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
+		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q (from the environment) is not an ISO region code such as EG or GB", c.DefaultRegion))
+	}
 	if len(problems) > 0 {
 		return &configError{problems: problems}
 	}

@@ -86,6 +86,8 @@ func TestConfigFileProblems(t *testing.T) {
 		{"alias is another's id", two + "  - {alias: A1B2C3D4E5F6, id: B1B2C3D4E5F6}\n", []string{`FILE:3: instances[1]: alias "A1B2C3D4E5F6" is the ID of instances[0] (a)`}},
 		{"id is another's alias", "instances:\n  - {alias: B1B2C3D4E5F6, id: A1B2C3D4E5F6}\n  - {alias: b, id: B1B2C3D4E5F6}\n", []string{`FILE:2: instances[0]: alias "B1B2C3D4E5F6" is the ID of instances[1] (b)`}},
 		{"bad region", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, region: XX}\n", []string{`FILE:2: instances[0] (a): region "XX" is not an ISO region code`}},
+		// The file's value, with LINKBOT_DEFAULT_REGION unset: the file is to blame.
+		{"bad default region", "code_lifetime: 100s\ndefault_region: XX\n", []string{`FILE:2: default_region "XX" is not an ISO region code such as EG or GB`}},
 		{"bad duration", "code_lifetime: forever\n", []string{`FILE:1: code_lifetime "forever" must be a duration between 5s and 10m`}},
 		{"bad window", "limits:\n  user: {window: 5s}\n", []string{`FILE:2: limits.user.window "5s" must be a duration between 1m and 168h`}},
 		{"negative max", "limits:\n  user: {max: -1}\n", []string{`FILE:2: limits.user.max must be positive`}},
@@ -115,6 +117,23 @@ func TestConfigFileProblems(t *testing.T) {
 			if !errors.As(err, &cerr) {
 				t.Errorf("run: %v, want a configError", err)
 			}
+			// check-config finds the same problems (an unset token_env is
+			// only a note there: it may run where the tokens are not).
+			var out bytes.Buffer
+			err = checkConfig(path, func(k string) string { return env[k] }, &out)
+			if strings.Contains(tt.name, "token env") {
+				if err != nil {
+					t.Errorf("check-config: %v, want a note only", err)
+				}
+				return
+			}
+			if !errors.As(err, &cerr) {
+				t.Fatalf("check-config: %v, want a configError; it printed:\n%s", err, out.String())
+			}
+			got = strings.ReplaceAll(strings.Join(cerr.problems, "\n"), path, "FILE")
+			if diff := cmp.Diff(strings.Join(tt.want, "\n"), got); diff != "" {
+				t.Errorf("check-config problems (-want +got):\n%s", diff)
+			}
 		})
 	}
 }
@@ -137,9 +156,16 @@ instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 user
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("check-config output (-want +got):\n%s", diff)
 	}
-	writeFile(t, path, "instances:\n  - {alias: a, id: nope}\n")
-	err := run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{})
+	// LINKBOT_DEFAULT_REGION overrides the file's default_region: check-config
+	// checks it too, and blames the variable.
+	out.Reset()
+	err := run(context.Background(), []string{"linkbot", "check-config", path}, func(k string) string { return map[string]string{"LINKBOT_DEFAULT_REGION": "XX"}[k] }, &out, &bytes.Buffer{})
 	var cerr *configError
+	if !errors.As(err, &cerr) || len(cerr.problems) != 1 || !strings.HasPrefix(cerr.problems[0], `LINKBOT_DEFAULT_REGION "XX"`) {
+		t.Errorf("LINKBOT_DEFAULT_REGION=XX: err = %v, want one problem blaming the variable; it printed:\n%s", err, out.String())
+	}
+	writeFile(t, path, "instances:\n  - {alias: a, id: nope}\n")
+	err = run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{})
 	if !errors.As(err, &cerr) {
 		t.Errorf("invalid file: err = %v, want configError (exit 78)", err)
 	}
