@@ -68,6 +68,10 @@ func TestConfigFileProblems(t *testing.T) {
 		{"unknown key in an instance", "instances:\n  - alias: a\n    id: A1B2C3D4E5F6\n    regoin: EG\n", []string{`FILE:4: unknown key "regoin" in instances[0] (did you mean "region"?)`}},
 		{"part of a key", "timeout: 5s\n", []string{`FILE:1: unknown key "timeout" (did you mean "wawp_timeout"?)`}},
 		{"unrelated key", "colour: red\n", []string{`FILE:1: unknown key "colour" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		// A one-letter key: never `did you mean ""?`, and a near key is found.
+		{"one-letter key", "u: 1\n", []string{`FILE:1: unknown key "u" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		{"one-letter key near a short one", "limits:\n  phone: {m: 2}\n", []string{`FILE:2: unknown key "m" in limits.phone (did you mean "max"?)`}},
+		{"one-letter key in access", "access: {u: [U1]}\n", []string{`FILE:1: unknown key "u" in access (known keys: users, usergroups, channels, ask)`}},
 		{"key twice", "code_lifetime: 100s\ncode_lifetime: 120s\n", []string{"FILE:2: code_lifetime is set twice (first on line 1)"}},
 		{"not a mapping", "- a\n", []string{"FILE:1: want keys such as default_region: and instances:, not a list"}},
 		{"bad type", "limits:\n  phone: {max: lots}\n", []string{`FILE:2: limits.phone.max: want a whole number, not "lots"`}},

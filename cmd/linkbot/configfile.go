@@ -193,15 +193,17 @@ func (fc *fileCheck) walk(n *yaml.Node, t reflect.Type, path string) {
 
 // suggest names the known key nearest to key: one a typo or two away, or
 // one that contains it ("timeout" → "wawp_timeout"); else it lists them all.
+// It never suggests "" (the search starts with no candidate, not with one
+// at a made-up distance that a short key's real neighbours cannot beat).
 func suggest(key string, known []string) string {
-	best, bestDist := "", len(key)+1
+	best, bestDist := "", -1
 	for _, k := range known {
 		d := editDistance(strings.ToLower(key), k)
-		if d < bestDist {
+		if best == "" || d < bestDist {
 			best, bestDist = k, d
 		}
 	}
-	if bestDist <= max(2, len(key)/4) {
+	if best != "" && bestDist <= max(2, len(key)/4) {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	for _, k := range known {
