@@ -198,7 +198,7 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if errors.As(err, &perr) {
 			err = perr.Err // the path is already in front
 		}
-		fc.problems = append(fc.problems, fileProblem{0, err.Error()})
+		fc.add(0, err.Error())
 		return fc.list(), nil
 	}
 	var f fileConfig
@@ -276,7 +276,7 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if in.TokenEnv != "" {
 			if tok := getenv(in.TokenEnv); tok == "" {
 				unsetEnv = append(unsetEnv, fmt.Sprintf("%s:%d: %s (%s): token_env %s is not set in the environment",
-					c.ConfigPath, fc.lines[where+".token_env"], where, alias, in.TokenEnv))
+					c.ConfigPath, fc.line(where+".token_env"), where, alias, in.TokenEnv))
 			} else {
 				c.Tokens[in.ID] = tok
 			}
@@ -287,6 +287,9 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
 	c.Access[""] = f.Access.rules(fc, "access", "access")
+	if len(unsetEnv) > maxConfigProblems {
+		unsetEnv = append(unsetEnv[:maxConfigProblems], fmt.Sprintf("… and %d more unset token_env variables", len(unsetEnv)-maxConfigProblems))
+	}
 	return fc.list(), unsetEnv
 }
 
