@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -173,16 +174,46 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 // checkListenAddr accepts host:port with a numeric port (net.Listen would
 // also look up service names such as "http", which distroless images
-// cannot: they have no /etc/services). An empty host means every interface.
+// cannot: they have no /etc/services). The host is empty (every
+// interface), an IP address, or a syntactically valid host name; anything
+// else ("bad host", "256.1.1.1") could never be listened on.
 func checkListenAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errors.New("must be host:port, e.g. 127.0.0.1:8080")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("has port %q; want a number from 0 to 65535, e.g. 127.0.0.1:8080", port)
 	}
+	if _, err := netip.ParseAddr(host); host != "" && err != nil && !isHostName(host) {
+		return fmt.Errorf("has host %q, which is neither an IP address nor a host name; e.g. 127.0.0.1:8080, or :8080 for every interface", host)
+	}
 	return nil
+}
+
+// isHostName says whether s is a syntactically valid host name (RFC 1123):
+// dot-separated labels of 1–63 letters, digits, hyphens (and underscores,
+// which resolvers accept and Compose service names use), no label starting
+// or ending with a hyphen, at most 253 characters, and a last label that
+// is not all digits (RFC 3696 §2: "256.1.1.1" is a bad IP address, not a
+// name).
+func isHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // loadFile reads the config file at c.ConfigPath; values already set by the

@@ -228,6 +228,17 @@ func TestHTTPAddrChecked(t *testing.T) {
 		{":99999", false},
 		{"127.0.0.1:-1", false},
 		{"[::1:8080", false},
+		{"example.com:8080", true},
+		{"linkbot_metrics:8080", true}, // a Compose service name
+		{"[fe80::1%lo]:8080", true},
+		// Hosts that can never be listened on: not an IP, not a host name.
+		{"256.1.1.1:8080", false},
+		{"1.2.3:8080", false},
+		{"bad host:8080", false},
+		{"-bad.example:8080", false},
+		{"bad-.example:8080", false},
+		{"a..b:8080", false},
+		{strings.Repeat("a", 64) + ".example:8080", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {

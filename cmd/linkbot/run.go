@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/linkbot/linkbot/bot"
@@ -192,8 +193,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	})
 	if cfg.HTTPAddr != "" {
 		stop, err := listen(ctx, cfg.HTTPAddr, m, log)
-		if err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			// Another process may free it: a restart can succeed.
 			return fmt.Errorf("LINKBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		case err != nil:
+			// An address this machine does not have, a name that does not
+			// resolve, a port it may not bind: restarting will not fix it.
+			return &configError{problems: []string{fmt.Sprintf("LINKBOT_HTTP_ADDR %s: %v", cfg.HTTPAddr, err)}}
 		}
 		defer stop()
 	}
