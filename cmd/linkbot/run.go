@@ -153,12 +153,35 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
+// lockWait is how long the bot waits for another process to let go of the
+// database file (a restart may briefly overlap the old process's exit).
+const lockWait = 2 * time.Second
+
+// openDB opens the database file, waiting up to lockWait for its lock in
+// short tries, so that SIGTERM (ctx) ends the wait at once.
+func openDB(ctx context.Context, path string) (*store.DB, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		db, err := store.Open(path, store.Options{LockTimeout: 100 * time.Millisecond})
+		if !errors.Is(err, store.ErrLocked) {
+			return db, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("open %s: %w (waited %s; is another linkbot running?): only one linkbot may use a database file (and a Slack app token) at a time",
+				path, store.ErrLocked, lockWait)
+		}
+	}
+}
+
 // serve runs the bot until ctx ends.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := store.Open(cfg.DBPath, store.Options{})
+	db, err := openDB(ctx, cfg.DBPath)
 	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
-			return fmt.Errorf("%w: only one linkbot may use a database file (and a Slack app token) at a time", err)
+		if ctx.Err() != nil {
+			return nil // SIGTERM while waiting for the file: a requested stop
 		}
 		return err
 	}
