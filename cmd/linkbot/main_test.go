@@ -104,6 +104,11 @@ func TestExitStatus(t *testing.T) {
 			[]string{"configuration is invalid", "LINKBOT_HTTP_ADDR 192.0.2.1:8080"}, nil, 0},
 		{"unknown command", nil, []string{"frob"}, 64, []string{`unknown command "frob"`}, []string{"configuration"}, 1},
 		{"bad flag", nil, []string{"demo", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration"}, 1},
+		{"bad flag for run", nil, []string{"run", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration"}, 1},
+		{"bad flag for run, tokens set", with(map[string]string{"LINKBOT_DB": filepath.Join(dir, "unused.db")}), []string{"run", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration", "starting"}, 1},
+		{"argument to run", nil, []string{"run", "now"}, 64, []string{`unexpected argument "now"`}, []string{"configuration"}, 1},
+		{"argument to version", nil, []string{"version", "--bogus"}, 64, []string{"-bogus"}, nil, 1},
+		{"argument to help", nil, []string{"help", "me"}, 64, []string{`unexpected argument "me"`}, nil, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -86,7 +86,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		sub = args[1]
 	}
 	switch sub {
-	case "", "run":
+	case "":
+	case "run":
+		// No flags: the bot is configured by the environment. A flag or
+		// an argument here is a typo, not something to ignore.
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		if help, err := parseFlags(fs, args[2:], "linkbot run — no flags: environment variables configure it, see README", stdout); help || err != nil {
+			return err
+		}
 	case "check-config":
 		path := getenv("LINKBOT_CONFIG")
 		switch len(args) {
@@ -105,9 +112,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":
+		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, "linkbot", versionString())
 		return nil
 	case "help", "-h", "--help":
+		if len(args) > 2 {
+			return &usageError{fmt.Sprintf("%s: unexpected argument %q (usage: linkbot help)", sub, args[2])}
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
