@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -409,5 +410,44 @@ func TestAuditOnDamagedFileSaysRestoreBackup(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
+	}
+}
+
+// TestAuditChecksConfigAsCheckConfigDoes: `linkbot audit` reads
+// LINKBOT_CONFIG with the same checker as check-config and the bot, so a
+// wrong kind of value is a FILE:LINE problem without Go's type names
+// (before, a bare yaml.Unmarshal printed `struct { Alias string
+// "yaml:\"alias\""; … }`); and, like check-config, it does not need the
+// variables token_env names.
+func TestAuditChecksConfigAsCheckConfigDoes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yml")
+	env := map[string]string{"LINKBOT_CONFIG": path, "LINKBOT_DB": filepath.Join(dir, "none.db")}
+	getenv := func(k string) string { return env[k] }
+	writeFile(t, path, "instances: {a: 1}\nlimits: 5\n")
+	err := run(context.Background(), []string{"linkbot", "audit"}, getenv, io.Discard, io.Discard)
+	want := []string{
+		path + `:1: instances: want a list such as [A, B], not a mapping`,
+		path + `:2: limits: want keys under it, not a single value`,
+	}
+	var cerr *configError
+	if !errors.As(err, &cerr) {
+		t.Fatalf("linkbot audit: %v, want a configError", err)
+	}
+	if diff := cmp.Diff(want, cerr.problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	writeFile(t, path, "default_region: EG\ninstances:\n  - {alias: support-ng, id: A1B2C3D4E5F6, region: NG, token_env: WAWP_TOKEN_NG}\n")
+	db, err := store.Open(env["LINKBOT_DB"], store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"linkbot", "audit", "--instance", "support-ng", "--phone", "0803 123 4567"}, getenv, &out, io.Discard); err != nil {
+		t.Errorf("linkbot audit with token_env unset: %v", err)
+	}
+	if !strings.Contains(out.String(), "0 events since") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }

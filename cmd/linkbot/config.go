@@ -341,10 +341,12 @@ func (a accessConfig) rules(fc *fileCheck, name, path string) bot.Access {
 	return bot.Access{Users: a.Users, UserGroups: a.UserGroups, Channels: a.Channels, Ask: a.Ask}
 }
 
-// checkConfig validates a config file without connecting anywhere and
-// prints what it configures.
-func checkConfig(path string, getenv func(string) string, stdout io.Writer) error {
-	c := defaultConfig()
+// fileOnlyConfig reads the config file at path, and LINKBOT_DEFAULT_REGION
+// which overrides its default_region, for the commands that need no tokens
+// (check-config, audit): the token_env variables that are not set are
+// returned as notes, not problems.
+func fileOnlyConfig(path string, getenv func(string) string) (c config, unsetEnv []string, err error) {
+	c = defaultConfig()
 	c.ConfigPath = path
 	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
 	problems, unsetEnv := c.loadFile(getenv)
@@ -352,7 +354,17 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q (from the environment) is not an ISO region code such as EG or GB", c.DefaultRegion))
 	}
 	if len(problems) > 0 {
-		return &configError{problems: problems}
+		return config{}, nil, &configError{problems: problems}
+	}
+	return c, unsetEnv, nil
+}
+
+// checkConfig validates a config file without connecting anywhere and
+// prints what it configures.
+func checkConfig(path string, getenv func(string) string, stdout io.Writer) error {
+	c, unsetEnv, err := fileOnlyConfig(path, getenv)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "%s is valid.\n", path)
 	fmt.Fprintf(stdout, "default region: %s\n", or(c.DefaultRegion, "none (numbers need a country code)"))
