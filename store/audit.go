@@ -203,7 +203,7 @@ func putIndexEntries(tx *bolt.Tx, e Event, pk []byte) error {
 
 // AppendAudit appends e to the audit log.
 func (db *DB) AppendAudit(e Event) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
+	err := db.update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -268,7 +268,7 @@ type AuditQuery struct {
 // Audit returns the events q selects, oldest first, and whether the limit
 // left older matching events out. Returned events carry no PhoneKey.
 func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {
 			return nil // a file no linkbot ever wrote to
