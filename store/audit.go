@@ -214,7 +214,7 @@ func putIndexEntries(tx *bolt.Tx, e Event, pk []byte) error {
 
 // AppendAudit appends e to the audit log.
 func (db *DB) AppendAudit(e Event) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
+	err := db.update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -289,7 +289,7 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 		skipped   int
 		firstSkip string
 	)
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	err = db.view(func(tx *bolt.Tx) error {
 		skipped = 0
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {

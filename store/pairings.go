@@ -171,7 +171,7 @@ type attempt struct {
 // for storage failures.
 func (db *DB) Reserve(r Reservation) (Decision, error) {
 	var d Decision
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		d = Decision{}
 		p := r.Pairing
 		live := tx.Bucket(bucketLive)
@@ -299,7 +299,7 @@ type Settlement struct {
 // Settle applies s and returns the updated pairing.
 func (db *DB) Settle(s Settlement) (Pairing, error) {
 	var p Pairing
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
 			return err
@@ -393,7 +393,7 @@ func (db *DB) Interrupt(in Interruption) (Pairing, bool, error) {
 		p     Pairing
 		ended bool
 	)
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		if p, err = loadPairing(tx.Bucket(bucketPairings), []byte(in.ID)); err != nil {
 			return err
@@ -455,7 +455,7 @@ func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {
 // period ending at now.
 func (db *DB) AttemptCount(phone string, now time.Time, period time.Duration) (int, error) {
 	var n int
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		n = len(windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, period))
 		return nil
 	})
@@ -469,7 +469,7 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit Window) (time.Time,
 		at time.Time
 		n  int
 	)
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		times := windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, limit.Period)
 		n = len(times)
 		at = now
@@ -484,7 +484,7 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit Window) (time.Time,
 // Pairing returns the pairing with id.
 func (db *DB) Pairing(id string) (Pairing, error) {
 	var p Pairing
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var err error
 		p, err = loadPairing(tx.Bucket(bucketPairings), []byte(id))
 		return err
@@ -499,7 +499,7 @@ func (db *DB) Pairing(id string) (Pairing, error) {
 // instance), or ErrNotFound when none does. Its code is left out.
 func (db *DB) Holder(instance string, now time.Time) (Pairing, error) {
 	var p Pairing
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketLive).Get([]byte(instance))
 		if id == nil {
 			return ErrNotFound
@@ -525,7 +525,7 @@ func (db *DB) Holder(instance string, now time.Time) (Pairing, error) {
 // released: a code must not outlive its pairing anywhere, the store included.
 func (db *DB) UpdatePairing(id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
 	var p Pairing
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		p, err = updatePairing(tx, id, now, change)
 		return err
@@ -607,7 +607,7 @@ func loadPairing(pairings *bolt.Bucket, id []byte) (Pairing, error) {
 // current: live ones, and ended ones whose final state is not shown yet.
 func (db *DB) WatchedPairings() ([]Pairing, error) {
 	var out []Pairing
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		pairings := tx.Bucket(bucketPairings)
 		return tx.Bucket(bucketWatched).ForEach(func(id, _ []byte) error {
 			if p, err := loadPairing(pairings, id); err == nil {
@@ -626,7 +626,7 @@ func (db *DB) WatchedPairings() ([]Pairing, error) {
 // edited only when that changes; unwatch ends editing for good. Runs in
 // Batch: concurrent edits share one fsync, and the function is idempotent.
 func (db *DB) RecordView(id, key string, unwatch bool) error {
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		if unwatch {
 			if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
 				return err
@@ -653,7 +653,7 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 // the live and requesting ones. It is for restoring a backup and for
 // seeding load tests; the bot itself only creates pairings through Reserve.
 func (db *DB) Restore(ps []Pairing) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		for _, p := range ps {
 			if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
 				return err
@@ -675,6 +675,6 @@ func (db *DB) Restore(ps []Pairing) error {
 // WatchedCount is how many pairings' messages are being kept current.
 func (db *DB) WatchedCount() int {
 	var n int
-	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
+	db.view(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
 	return n
 }

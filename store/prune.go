@@ -40,7 +40,7 @@ type PruneBefore struct {
 // by the busiest window instead of growing with the bot's age.
 func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 	var st PruneStats
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
 			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(before.Attempts) })
 			if err != nil {
@@ -129,6 +129,6 @@ func deleteWhere(b *bolt.Bucket, match func(k, v []byte) bool) (int, error) {
 // FileSize is the database file's size in bytes.
 func (db *DB) FileSize() int64 {
 	var n int64
-	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	db.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
@@ -89,26 +86,19 @@ func readAudit(path string, req auditRequest, log *slog.Logger) ([]store.Event, 
 // auditDirectory reads what `linkbot audit` needs from the configuration:
 // the instances (so --instance takes an alias or an ID) and the default
 // region (LINKBOT_DEFAULT_REGION, else the file's default_region) for
-// national numbers in --phone. It needs no tokens, so unlike the bot it
-// does not insist on the variables named by token_env.
+// national numbers in --phone. The file goes through the same checks as
+// check-config's and the bot's (FILE:LINE problems, exit 78); like
+// check-config, it needs no tokens, so it does not insist on the variables
+// named by token_env.
 func auditDirectory(getenv func(string) string) (dir *pairing.Directory, region string, err error) {
 	region = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
 	var instances []pairing.Instance
 	if path := getenv("LINKBOT_CONFIG"); path != "" {
-		raw, err := os.ReadFile(path)
+		c, _, err := fileOnlyConfig(path, getenv)
 		if err != nil {
-			return nil, "", &configError{problems: []string{fmt.Sprintf("LINKBOT_CONFIG: %v", err)}}
+			return nil, "", err
 		}
-		var f fileConfig
-		if err := yaml.Unmarshal(raw, &f); err != nil {
-			return nil, "", &configError{problems: []string{fmt.Sprintf("LINKBOT_CONFIG %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}}
-		}
-		if region == "" {
-			region = strings.ToUpper(strings.TrimSpace(f.DefaultRegion))
-		}
-		for _, in := range f.Instances {
-			instances = append(instances, pairing.Instance{ID: in.ID, Name: or(strings.TrimSpace(in.Alias), in.ID), Region: strings.ToUpper(in.Region)})
-		}
+		region, instances = c.DefaultRegion, c.Instances
 	}
 	return pairing.NewDirectory(instances, region), region, nil
 }

@@ -5,7 +5,10 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -459,5 +462,100 @@ func TestAccessAppliesToButtons(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"support-eg", "support-eg2"}, refused); diff != "" {
 		t.Errorf("access refusals of clicks audited (-want +got):\n%s", diff)
+	}
+}
+
+// damagedAuditDB writes a database with many audit events and marks a leaf
+// page from the middle of the file as a freelist page: Open's quick look
+// (the first and last page of each bucket) does not see it.
+func damagedAuditDB(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "linkbot.db")
+	db, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 3000 {
+		e := store.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
+			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	var leaves []int
+	for id := 2; (id+1)*ps <= len(raw); id++ {
+		hdr := raw[id*ps:]
+		if binary.LittleEndian.Uint64(hdr) == uint64(id) && binary.LittleEndian.Uint16(hdr[8:]) == 0x02 {
+			leaves = append(leaves, id)
+		}
+	}
+	mid := leaves[len(leaves)/2]
+	binary.LittleEndian.PutUint16(raw[mid*ps+8:], 0x10)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAuditOnDamagedFileSaysRestoreBackup: `linkbot audit` on a database
+// with one bad page in the middle says the file is damaged and to restore
+// a backup (exit 1), instead of crashing with a Go panic (exit 2).
+func TestAuditOnDamagedFileSaysRestoreBackup(t *testing.T) {
+	path := damagedAuditDB(t)
+	status, stderr := runMain(t, map[string]string{"LINKBOT_DB": path}, "audit", "--since", "24h", "--limit", "100000")
+	if status != exitFailure || strings.Contains(stderr, "goroutine ") {
+		first, _, _ := strings.Cut(stderr, "\n\n")
+		t.Errorf("exit %d, want %d: %s", status, exitFailure, first)
+	}
+	for _, want := range []string{path, "damaged", "backup"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestAuditChecksConfigAsCheckConfigDoes: `linkbot audit` reads
+// LINKBOT_CONFIG with the same checker as check-config and the bot, so a
+// wrong kind of value is a FILE:LINE problem without Go's type names
+// (before, a bare yaml.Unmarshal printed `struct { Alias string
+// "yaml:\"alias\""; … }`); and, like check-config, it does not need the
+// variables token_env names.
+func TestAuditChecksConfigAsCheckConfigDoes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yml")
+	env := map[string]string{"LINKBOT_CONFIG": path, "LINKBOT_DB": filepath.Join(dir, "none.db")}
+	getenv := func(k string) string { return env[k] }
+	writeFile(t, path, "instances: {a: 1}\nlimits: 5\n")
+	err := run(context.Background(), []string{"linkbot", "audit"}, getenv, io.Discard, io.Discard)
+	want := []string{
+		path + `:1: instances: want a list such as [A, B], not a mapping`,
+		path + `:2: limits: want keys under it, not a single value`,
+	}
+	var cerr *configError
+	if !errors.As(err, &cerr) {
+		t.Fatalf("linkbot audit: %v, want a configError", err)
+	}
+	if diff := cmp.Diff(want, cerr.problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	writeFile(t, path, "default_region: EG\ninstances:\n  - {alias: support-ng, id: A1B2C3D4E5F6, region: NG, token_env: WAWP_TOKEN_NG}\n")
+	db, err := store.Open(env["LINKBOT_DB"], store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"linkbot", "audit", "--instance", "support-ng", "--phone", "0803 123 4567"}, getenv, &out, io.Discard); err != nil {
+		t.Errorf("linkbot audit with token_env unset: %v", err)
+	}
+	if !strings.Contains(out.String(), "0 events since") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }
