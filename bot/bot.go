@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -458,6 +459,10 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, "", "access")}
 		}
 		q.Instances = []string{in.ID, in.Name}
+		// Each event passes its own instance's rules, as in a phone's
+		// history: events recorded before instance IDs were are found by
+		// the alias they had then, which may name another instance now.
+		q.Keep = func(e store.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
 		shown = in.Name
 	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
 		q.Phone = phone.Digits
@@ -551,14 +556,19 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	}
 	// Answers go to the message the click came from, in turn with its
 	// other writers (a countdown edit of the same message may be in flight).
-	message := action.Value
+	message, instance := action.Value, ""
 	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
-		message = clicked.MessageID()
+		message, instance = clicked.MessageID(), clicked.InstanceName
 	}
 	answer := func(p store.Pairing, err error) {
 		unlock := b.locks.lock(message)
 		defer unlock()
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+		if p.InstanceName != "" {
+			instance = p.InstanceName
+		}
+		// A renewal refused by a limit has no pairing of its own: its
+		// refusal names the clicked pairing's instance.
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
 	}
 	var (
 		p   store.Pairing
@@ -583,6 +593,16 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	log.Info("button handled", "err", err)
+	if errors.Is(err, pairing.ErrReplaced) {
+		if p.ID == action.Value {
+			// Its message shows the pairing that replaced it, which has
+			// ended since: that view stays.
+			return
+		}
+		// The pairing that holds the message now is the answer (through the
+		// click's fresh response_url, like Refresh).
+		err = nil
+	}
 	if err != nil && p.ID != "" && p.ID != action.Value && p.State != store.StateRequesting {
 		// A renewal that ended without a code: its stored view is the answer.
 		b.show(ctx, p, true)
@@ -661,19 +681,22 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
 		}
-		err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, m.webhook())
+		client, answer := recordAnswer(b.cfg.HTTP)
+		err := slack.PostWebhookCustomHTTPContext(ctx, url, client, m.webhook())
 		if err == nil {
 			b.obs.ResponseURLUse()
 			return posted
 		}
 		var (
-			rl   *slack.RateLimitedError
 			code slack.StatusCodeError
 			wait time.Duration
 		)
 		switch {
-		case errors.As(err, &rl):
-			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
+		case answer.status == http.StatusTooManyRequests:
+			// Any 429, whatever its Retry-After (slack-go reports only a
+			// whole number of seconds as *slack.RateLimitedError; without
+			// one, or with an HTTP date, its error no longer says 429).
+			wait = min(max(retryAfter(answer.retryAfter, time.Now()), time.Second), maxRetryWait)
 			// Slack refused the post before counting it: the use is ours again.
 			if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
 				log.Error("refund response_url use", "err", rerr)
@@ -685,7 +708,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			return urlGone
 		}
 		if wait == 0 || try >= maxPostTries {
-			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)
+			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
 			return postFailed
 		}
 		select {
@@ -696,13 +719,62 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 	}
 }
 
+// answer is what a response_url post got back: status 0 when no answer
+// arrived (a broken connection, a timeout).
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+// answerRecorder is a transport that keeps the status and Retry-After of
+// the answer to the one post it carries, which slack-go's error does not
+// always keep (see post).
+type answerRecorder struct {
+	next http.RoundTripper
+	answer
+}
+
+func (a *answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err == nil {
+		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	return resp, err
+}
+
+// recordAnswer returns a copy of c (sharing its connections) that records
+// the answer to one post in *answer, readable once the post has returned.
+func recordAnswer(c *http.Client) (*http.Client, *answer) {
+	rec := &answerRecorder{next: c.Transport}
+	if rec.next == nil {
+		rec.next = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = rec
+	return &cc, &rec.answer
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date; zero
+// when it says neither.
+func retryAfter(h string, now time.Time) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil {
+		return at.Sub(now)
+	}
+	return 0
+}
+
 // postFailure describes a webhook error without the URL it went to.
-func postFailure(err error) string {
+func postFailure(err error, status int) string {
 	var code slack.StatusCodeError
 	var rl *slack.RateLimitedError
 	switch {
 	case errors.As(err, &rl):
 		return fmt.Sprintf("rate limited, retry after %s", rl.RetryAfter)
+	case status == http.StatusTooManyRequests:
+		return "rate limited"
 	case errors.As(err, &code):
 		return fmt.Sprintf("HTTP %d", code.Code)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

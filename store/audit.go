@@ -21,7 +21,7 @@ import (
 // stored masked by the caller.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"` // requested, refused, code_issued, linked, expired, cancelled, error
+	Kind     string    `json:"kind"` // requested, refused, code_issued, linked, wrong_phone, expired, cancelled, superseded, interrupted, error
 	User     string    `json:"user"`
 	Team     string    `json:"team,omitempty"`
 	Channel  string    `json:"channel,omitempty"`
@@ -185,6 +185,17 @@ func instanceIndexName(s string) string {
 	return strings.ToLower(strings.ReplaceAll(s, "\x00", ""))
 }
 
+// eventInstanceName is what an instance query matches event e by: the
+// instance ID it records, or for older events without one, its alias.
+// Matching an ID-carrying event by its alias would hand an instance's
+// events to whichever instance is given that alias later.
+func eventInstanceName(e Event) string {
+	if e.InstanceID != "" {
+		return instanceIndexName(e.InstanceID)
+	}
+	return instanceIndexName(e.Instance)
+}
+
 func indexKey(prefix string, pk []byte) []byte {
 	k := make([]byte, 0, len(prefix)+1+len(pk))
 	k = append(k, prefix...)
@@ -255,7 +266,10 @@ type AuditQuery struct {
 	// keyed under this database's secret and events written before keys
 	// were keyed (see legacyPhoneKey).
 	Phone string
-	// Instances are aliases or IDs, any case: events of any of them.
+	// Instances are aliases or IDs, any case: events of any of them. An
+	// event that records its instance ID matches by that ID only (an alias
+	// can be given to another instance later); older events, which recorded
+	// only the alias, match by alias.
 	Instances []string
 	// Keep, if set, drops the events it returns false for; dropped events
 	// do not count towards Limit.
@@ -266,9 +280,17 @@ type AuditQuery struct {
 }
 
 // Audit returns the events q selects, oldest first, and whether the limit
-// left older matching events out. Returned events carry no PhoneKey.
+// left older matching events out. Returned events carry no PhoneKey. A
+// record that does not parse (a damaged page, a bad restore) is skipped, so
+// it cannot hide every other event from history and `linkbot audit`; the
+// log's warning says how many were skipped and where the first one is.
 func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
+	var (
+		skipped   int
+		firstSkip string
+	)
 	err = db.view(func(tx *bolt.Tx) error {
+		skipped = 0
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {
 			return nil // a file no linkbot ever wrote to
@@ -312,10 +334,13 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 			}
 			var e Event
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("audit event %x: %w", pk, err)
+				if skipped++; skipped == 1 {
+					firstSkip = fmt.Sprintf("%x: %v", pk, err)
+				}
+				continue
 			}
 			if len(phoneKeys) > 0 && !slices.Contains(phoneKeys, e.PhoneKey) ||
-				len(instances) > 0 && !slices.Contains(instances, instanceIndexName(e.Instance)) && !slices.Contains(instances, instanceIndexName(e.InstanceID)) ||
+				len(instances) > 0 && !slices.Contains(instances, eventInstanceName(e)) ||
 				q.Keep != nil && !q.Keep(e) {
 				continue
 			}
@@ -331,6 +356,9 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("read audit log: %w", err)
+	}
+	if skipped > 0 {
+		db.log.Warn("audit log: unreadable records skipped", "skipped", skipped, "first", firstSkip)
 	}
 	return events, more, nil
 }

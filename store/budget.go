@@ -27,7 +27,7 @@ type urlBudget struct {
 
 // UseResponseURL takes one use of url's budget, counted in the file so a
 // restart cannot reset it. keep is how many uses must remain afterwards for
-// later, more important posts (the final state keeps the last one).
+// later, more important posts (the final state keeps the last two).
 func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error {
 	var spent bool
 	// Batch: concurrent edits share one fsync. The function only reports

@@ -288,6 +288,12 @@ type Settlement struct {
 	// is then only the click's answer, and is not watched.
 	Replaced    string
 	ReplacedURL string
+	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
+	// Time left empty: when Settle ends that pairing it appends the record
+	// with the state it ended in (superseded, or expired when its code ran
+	// out before an uncounted renewal settled). Nothing is written when
+	// Pairing is empty.
+	ReplacedAudit Event
 }
 
 // Settle applies s and returns the updated pairing.
@@ -319,15 +325,33 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 // it: the renewal, or a reinstated old pairing whose code still works.
 func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
 	if s.Counted {
-		return endPairing(tx, s.Replaced, StateSuperseded, s.Now)
+		ended, err := endPairing(tx, s.Replaced, StateSuperseded, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, StateSuperseded, s.Now)
 	}
 	watched := tx.Bucket(bucketWatched)
 	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
-	if errors.Is(err, ErrNotFound) || (err == nil && !old.Live(s.Now)) {
-		return watched.Delete([]byte(s.Replaced)) // the renewal's view replaces its last one
+	if errors.Is(err, ErrNotFound) {
+		return watched.Delete([]byte(s.Replaced))
 	}
 	if err != nil {
 		return err
+	}
+	if !old.Live(s.Now) {
+		// The renewal's view replaces its last one. A code that ran out
+		// while the renewal was on its way (New code clicked just past the
+		// expiry, before a tick ended it) ends here as expired, code wiped
+		// and audited: nothing watches it any more to end it later.
+		if old.State != StateLive {
+			return watched.Delete([]byte(s.Replaced))
+		}
+		ended, err := endPairing(tx, old.ID, StateExpired, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, StateExpired, s.Now)
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
@@ -353,6 +377,9 @@ type Interruption struct {
 	// (a shutdown cutting short a request it cannot wait for).
 	Lapsed bool
 	Audit  Event // skipped when Kind is empty
+	// ReplacedAudit is the audit record of the pairing the request renewed,
+	// as in Settlement.
+	ReplacedAudit Event
 }
 
 // Interrupt ends a request that is still Requesting as interrupted, in one
@@ -382,7 +409,7 @@ func (db *DB) Interrupt(in Interruption) (Pairing, bool, error) {
 			return err
 		}
 		if p.Renews != "" {
-			if err := settleReplaced(tx, Settlement{Replaced: p.Renews, Now: in.Now, Counted: true}, p); err != nil {
+			if err := settleReplaced(tx, Settlement{Replaced: p.Renews, Now: in.Now, Counted: true, ReplacedAudit: in.ReplacedAudit}, p); err != nil {
 				return err
 			}
 		}
@@ -468,6 +495,31 @@ func (db *DB) Pairing(id string) (Pairing, error) {
 	return p, nil
 }
 
+// Holder returns the pairing that holds instance at now (one live code per
+// instance), or ErrNotFound when none does. Its code is left out.
+func (db *DB) Holder(instance string, now time.Time) (Pairing, error) {
+	var p Pairing
+	err := db.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketLive).Get([]byte(instance))
+		if id == nil {
+			return ErrNotFound
+		}
+		var err error
+		if p, err = loadPairing(tx.Bucket(bucketPairings), id); err != nil {
+			return err
+		}
+		if !p.Live(now) {
+			return ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return Pairing{}, fmt.Errorf("holder of %q: %w", instance, err)
+	}
+	p.Code = ""
+	return p, nil
+}
+
 // UpdatePairing applies change to the stored pairing and saves it. When the
 // pairing is no longer live afterwards, its code is wiped and its instance
 // released: a code must not outlive its pairing anywhere, the store included.
@@ -509,16 +561,35 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) 
 }
 
 // endPairing gives a replaced pairing its final state and stops editing its
-// message, which now shows the pairing that replaced it.
-func endPairing(tx *bolt.Tx, id, state string, now time.Time) error {
-	_, err := updatePairing(tx, id, now, func(p *Pairing) error { p.State = state; return nil })
-	if errors.Is(err, ErrNotFound) {
+// message, which now shows the pairing that replaced it. A pairing that
+// reached a final state meanwhile (it linked while New code was in flight)
+// keeps it: a final state is never left. It reports whether it ended the
+// pairing.
+func endPairing(tx *bolt.Tx, id, state string, now time.Time) (bool, error) {
+	ended := false
+	_, err := updatePairing(tx, id, now, func(p *Pairing) error {
+		if !p.Final() {
+			p.State, ended = state, true
+		}
 		return nil
+	})
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return tx.Bucket(bucketWatched).Delete([]byte(id))
+	return ended, tx.Bucket(bucketWatched).Delete([]byte(id))
+}
+
+// appendEndAudit appends e, the audit record of a pairing that ended as
+// kind at now, unless e names no pairing.
+func appendEndAudit(tx *bolt.Tx, e Event, kind string, now time.Time) error {
+	if e.Pairing == "" {
+		return nil
+	}
+	e.Kind, e.Time = kind, now
+	return appendAudit(tx, e)
 }
 
 // loadPairing reads pairing id from the pairings bucket.

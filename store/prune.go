@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -14,6 +15,10 @@ type PruneStats struct {
 	Pairings     int
 	ResponseURLs int
 	AuditEvents  int
+	// DamagedPairings counts watched pairings whose record did not parse:
+	// they could never be advanced or shown, so they are dropped (and
+	// counted in Pairings too).
+	DamagedPairings int
 }
 
 // PruneBefore says what Prune may delete: entries older than each time.
@@ -53,7 +58,16 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		}); err != nil {
 			return err
 		}
-		if _, err := deleteWhere(watched, func(id, _ []byte) bool { return pairings.Get(id) == nil }); err != nil {
+		// A watched pairing that is gone, or whose record does not parse,
+		// can never be advanced or shown: it stops being watched (and the
+		// damaged record is pruned below).
+		if _, err := deleteWhere(watched, func(id, _ []byte) bool {
+			_, err := loadPairing(pairings, id)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				st.DamagedPairings++
+			}
+			return err != nil
+		}); err != nil {
 			return err
 		}
 		held := map[string]bool{}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -44,6 +45,7 @@ var ErrDamaged = errors.New("database file is damaged")
 // DB is the open database. It is safe for concurrent use.
 type DB struct {
 	bolt *bolt.DB
+	log  *slog.Logger
 }
 
 // Options tune Open. The zero value is a durable database that waits up to
@@ -55,6 +57,9 @@ type Options struct {
 	NoSync bool
 	// ReadOnly opens the file for reading, sharing the lock with other readers.
 	ReadOnly bool
+	// Log receives warnings about damaged records that reads skip; nil
+	// discards them.
+	Log *slog.Logger
 }
 
 // Open opens (or creates, mode 0600) the bbolt file at path. A file bbolt
@@ -109,7 +114,11 @@ func Open(path string, opts Options) (*DB, error) {
 	// Batch coalesces concurrent check-and-records into one fsync; a short
 	// delay keeps a lone request fast.
 	b.MaxBatchDelay = time.Millisecond
-	return &DB{bolt: b}, nil
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &DB{bolt: b, log: log}, nil
 }
 
 // readingFile runs f, which reads the file at path through bbolt, and

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -36,7 +37,7 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 		return &usageError{err.Error()}
 	}
 	path := or(getenv("LINKBOT_DB"), "linkbot.db")
-	events, more, err := readAudit(path, req)
+	events, more, err := readAudit(path, req, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -61,10 +62,12 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 
 // readAudit answers req from the file, or through the running bot when it
 // holds the file's lock. Both read the same query with the same bounds.
-func readAudit(path string, req auditRequest) ([]store.Event, bool, error) {
+// Damaged records skipped while reading the file are reported to log (the
+// running bot logs those it skips in its own log).
+func readAudit(path string, req auditRequest, log *slog.Logger) ([]store.Event, bool, error) {
 	// The running bot holds the lock for its whole life, so a short wait
 	// is enough to tell it is there.
-	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond})
+	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond, Log: log})
 	switch {
 	case err == nil:
 		defer db.Close()

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -125,6 +126,66 @@ func TestStaleAuditSocketReplaced(t *testing.T) {
 			t.Errorf("shutdown removed a file that is not the bot's socket")
 		}
 	})
+}
+
+// TestAuditSocketPathLimit: a unix socket path is limited to 107 bytes
+// (sun_path). Any database path whose socket path fits gets its socket,
+// whatever the file's name (the socket is first made under a temporary name
+// beside it, which must not be the longer of the two); one that does not
+// fit is refused with a message that says why.
+func TestAuditSocketPathLimit(t *testing.T) {
+	for _, tt := range []struct {
+		name, file string
+		length     int
+		ok         bool
+	}{
+		{"default name, path of 107 bytes", "linkbot.db", 107, true},
+		{"short name, path of 107 bytes", "l", 107, true},
+		{"short name, short path", "l", 60, true},
+		{"path of 108 bytes", "linkbot.db", 108, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			pad := tt.length - len(base) - len("/") - len("/"+tt.file+".sock")
+			if pad < 1 {
+				t.Skipf("temporary directory %s too long for a %d-byte socket path", base, tt.length)
+			}
+			dir := filepath.Join(base, strings.Repeat("d", pad))
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			dbPath := filepath.Join(dir, tt.file)
+			sock := auditSocketPath(dbPath)
+			if len(sock) != tt.length {
+				t.Fatalf("test setup: socket path of %d bytes, want %d", len(sock), tt.length)
+			}
+			db, err := store.Open(dbPath, store.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			stop, err := serveAuditSocket(context.Background(), sock, db, slog.New(slog.DiscardHandler))
+			if !tt.ok {
+				if err == nil || !strings.Contains(err.Error(), "107 bytes") {
+					t.Errorf("socket path of %d bytes: %v, want an error saying the limit is 107 bytes", len(sock), err)
+				}
+				if stop != nil {
+					stop()
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("socket path of %d bytes refused: %v", len(sock), err)
+			}
+			defer stop()
+			if _, _, err := askRunningBot(sock, auditRequest{Limit: 1}); err != nil {
+				t.Errorf("reading through the socket: %v", err)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+				t.Errorf("temporary files left beside the database: %v", left)
+			}
+		})
+	}
 }
 
 // TestAuditSocketSeesWhatTheFileShows: every query gives the same answer
@@ -313,6 +374,53 @@ func TestHistoryShowsOnlyPermittedInstances(t *testing.T) {
 		if strings.Contains(shown(v), tt.never) {
 			t.Errorf("%s: history %s shows %q:\n%s", tt.user, tt.subject, tt.never, shown(v))
 		}
+	}
+}
+
+// TestHistoryByReusedAliasHidesRestrictedInstance: an alias moved from one
+// instance to another (the instance replaced, the alias kept) does not open
+// the old, restricted instance's history to the new instance's users: an
+// instance's history holds the events recorded with its ID, and each event
+// passes the access rules of its own instance.
+func TestHistoryByReusedAliasHidesRestrictedInstance(t *testing.T) {
+	h := newHarness(t)
+	const ng = "B1B2C3D4E5F6"
+	h.wawp.AddInstance(ng, "")
+	// Before: "support" is the restricted instance NG, used by UNG only.
+	writeFile(t, h.configPath, "wawp_timeout: 500ms\ntick_interval: 1s\naccess:\n  users: [UEG]\ninstances:\n"+
+		"  - alias: support-eg\n    id: "+instanceEG+"\n    region: EG\n"+
+		"  - alias: support\n    id: "+ng+"\n    region: NG\n    access:\n      users: [UNG]\n")
+	h.start()
+	env := h.command("UNG", "support +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	h.stop()
+	// After: the alias "support" names the EG instance; NG is renamed and
+	// stays restricted to UNG.
+	writeFile(t, h.configPath, "wawp_timeout: 500ms\ntick_interval: 1s\naccess:\n  users: [UEG]\ninstances:\n"+
+		"  - alias: support\n    id: "+instanceEG+"\n    region: EG\n"+
+		"  - alias: field-ng\n    id: "+ng+"\n    region: NG\n    access:\n      users: [UNG]\n")
+	h.start()
+	env = h.command("UEG", "support +201009998888")
+	h.waitText(env.MessageID, "Enter this code")
+	// UEG may not read field-ng's history directly...
+	denied := h.command("UEG", "history field-ng")
+	h.waitText(denied.MessageID, "You are not on the list")
+	// ...nor through the alias its events were recorded under.
+	hist := h.command("UEG", "history support")
+	v := h.waitText(hist.MessageID, "Last 2 events for `support`")
+	if s := shown(v); strings.Contains(s, "UNG") || strings.Contains(s, "+20 111") {
+		t.Errorf("UEG (not allowed on %s) reads its events through the reused alias:\n%s", ng, s)
+	}
+	// UNG finds them under the instance's name today (with UEG's refusal).
+	hist = h.command("UNG", "history field-ng")
+	if s := shown(h.waitText(hist.MessageID, "Last 3 events for `field-ng`")); !strings.Contains(s, "<@UNG> · support") {
+		t.Errorf("field-ng's own history lacks its events:\n%s", s)
+	}
+	h.stop()
+	// linkbot audit --instance reads the same way.
+	out, err := h.audit("--instance", "support", "--since", "1h")
+	if err != nil || strings.Contains(out, "UNG") || !strings.Contains(out, "UEG") {
+		t.Errorf("linkbot audit --instance support: %v\n%s", err, out)
 	}
 }
 

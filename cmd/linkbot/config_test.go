@@ -290,3 +290,15 @@ func TestREADMEConfigExample(t *testing.T) {
 		}
 	}
 }
+
+// TestWawpClientFollowsWawpTimeout: wawp_timeout bounds each Wawp call (the
+// service gives every call a context with it); the HTTP client under it
+// must never cut a call shorter, whatever wawp_timeout is set to (a fixed
+// 20 s client timeout made any wawp_timeout above 20 s a no-op).
+func TestWawpClientFollowsWawpTimeout(t *testing.T) {
+	for _, d := range []time.Duration{100 * time.Millisecond, 10 * time.Second, 30 * time.Second, time.Minute} {
+		if c := wawpHTTPClient(d, nil); c.Timeout != 0 && c.Timeout <= d {
+			t.Errorf("wawp_timeout %s: the Wawp HTTP client gives up after %s", d, c.Timeout)
+		}
+	}
+}

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // Docker cannot run where these tests run, so the deployment files are
@@ -171,5 +174,35 @@ func TestSystemdInstallSteps(t *testing.T) {
 	}
 	if has(`install -m 0644 \S+ /etc/linkbot/linkbot\.yml`) < 0 || !strings.Contains(unit, "LINKBOT_CONFIG=/etc/linkbot/linkbot.yml") {
 		t.Errorf("install steps must say where the config file goes and how the bot finds it:\n%s", strings.Join(steps, "\n"))
+	}
+}
+
+// TestStopTimeoutCoversShutdown: the service manager waits long enough for
+// a shutdown with a stuck request before it kills the bot. With the default
+// wawp_timeout the bot waits up to the request lease plus 5 s for requests
+// in flight, then ends them as interrupted and takes up to 2 × 5 s to say so
+// (bot.answerMargin, 2 × bot.shutdownCutoff): 40 s. A kill before that leaves
+// their messages at "Requesting…" until some later start.
+func TestStopTimeoutCoversShutdown(t *testing.T) {
+	lease := pairing.NewService(nil, nil, pairing.Config{}).RequestLease()
+	const answerMargin, cutoffs = 5 * time.Second, 2 * 5 * time.Second
+	need := lease + answerMargin + cutoffs
+	check := func(where, seconds string) {
+		stop, err := time.ParseDuration(seconds + "s")
+		if err != nil || stop < need {
+			t.Errorf("%s: stop timeout %ss, but a shutdown with a stuck request takes up to %s (lease %s + %s + %s)", where, seconds, need, lease, answerMargin, cutoffs)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^TimeoutStopSec=(\d+)s?$`).FindStringSubmatch(readRepoFile(t, "deploy/linkbot.service"))
+	if m == nil {
+		t.Fatal("deploy/linkbot.service sets no TimeoutStopSec (systemd's default is configurable per host: say it)")
+	}
+	check("deploy/linkbot.service", m[1])
+	docker := regexp.MustCompile(`(?:--stop-timeout|stop -t) (\d+)`).FindAllStringSubmatch(readRepoFile(t, "README.md"), -1)
+	if len(docker) == 0 {
+		t.Error("README gives Docker no stop timeout (its default is 10 s)")
+	}
+	for _, m := range docker {
+		check("README "+m[0], m[1])
 	}
 }

@@ -171,11 +171,12 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 const lockWait = 2 * time.Second
 
 // openDB opens the database file, waiting up to lockWait for its lock in
-// short tries, so that SIGTERM (ctx) ends the wait at once.
-func openDB(ctx context.Context, path string) (*store.DB, error) {
+// short tries, so that SIGTERM (ctx) ends the wait at once. Damaged records
+// that reads skip are reported to log.
+func openDB(ctx context.Context, path string, log *slog.Logger) (*store.DB, error) {
 	deadline := time.Now().Add(lockWait)
 	for {
-		db, err := store.Open(path, store.Options{LockTimeout: 100 * time.Millisecond})
+		db, err := store.Open(path, store.Options{LockTimeout: 100 * time.Millisecond, Log: log})
 		if !errors.Is(err, store.ErrLocked) {
 			return db, err
 		}
@@ -191,7 +192,7 @@ func openDB(ctx context.Context, path string) (*store.DB, error) {
 
 // serve runs the bot until ctx ends.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := openDB(ctx, cfg.DBPath)
+	db, err := openDB(ctx, cfg.DBPath, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // SIGTERM while waiting for the file: a requested stop
@@ -209,7 +210,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// connections per host forces a new TLS handshake under any load.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
-	wawpHTTP := &http.Client{Timeout: 20 * time.Second, Transport: transport}
+	wawpHTTP := wawpHTTPClient(cfg.WawpTimeout, transport)
 	m := newMetrics(db)
 	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
 	accounts := map[string]*pairing.Client{}
@@ -245,4 +246,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("linkbot stopped")
 	return nil
+}
+
+// wawpHTTPClient is the HTTP client for Wawp calls. Each call is bounded by
+// wawp_timeout through its context (pairing.Service); the client's own
+// timeout is only a backstop a little beyond it, so it never cuts a call
+// shorter than wawp_timeout.
+func wawpHTTPClient(callTimeout time.Duration, transport http.RoundTripper) *http.Client {
+	return &http.Client{Timeout: callTimeout + 5*time.Second, Transport: transport}
 }
