@@ -8,13 +8,20 @@
 //
 // A package that fails without a failing test (a build error, a panic in
 // init or TestMain, a timeout outside any test) counts as one failed test,
-// so the closing line never says 0 failed when something failed. It exits 1
-// when anything failed, 0 otherwise. Run with: go run .ci/testreport.go
+// and so do the two failures the events cannot show: -vet-status, go vet's
+// exit status, when not 0 (one failed check, "go vet"), and -test-status,
+// go test's exit status, when not 0 while no package or test failed (go
+// test failed before any package ran, e.g. -race without cgo). So the
+// closing line never says 0 failed when something failed. It exits 1 when
+// anything failed, 0 otherwise. Run with:
+//
+//	go run .ci/testreport.go -vet-status N -test-status N <test.json
 package main
 
 import (
 	"bufio"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -30,6 +37,9 @@ type event struct {
 }
 
 func main() {
+	vetStatus := flag.Int("vet-status", 0, "go vet's exit status")
+	testStatus := flag.Int("test-status", 0, "go test's exit status")
+	flag.Parse()
 	var (
 		passed, failed, skipped int
 		failedNames             []string
@@ -97,6 +107,14 @@ func main() {
 			failed++
 			failedNames = append(failedNames, pkg+" (package failed outside any test)")
 		}
+	}
+	if *testStatus != 0 && failed == 0 {
+		failed++
+		failedNames = append(failedNames, "go test (failed outside any package)")
+	}
+	if *vetStatus != 0 {
+		failed++
+		failedNames = append(failedNames, "go vet")
 	}
 	if len(failedNames) > 0 {
 		fmt.Println("\nFailed:")

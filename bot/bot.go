@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -435,7 +436,6 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		shown = in.Name
 	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
 		q.Phone = phone.Digits
-		q.Allowed = func(instanceID string) bool { return b.allowed(instanceID, cmd.UserID, cmd.ChannelID) }
 		shown = phone.Masked()
 	} else {
 		var perr *pairing.PhoneError
@@ -444,6 +444,11 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		}
 		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: pairing.OutcomeUnknownInstance}
 	}
+	// Each event passes its own instance's rules: a phone's history may
+	// cross instances, and an instance's history finds events recorded
+	// before instance IDs were by the alias they had then, which may name
+	// another instance now.
+	q.Allowed = func(instanceID string) bool { return b.allowed(instanceID, cmd.UserID, cmd.ChannelID) }
 	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: pairing.OutcomeHistory, after: func(ctx, _ context.Context, log *slog.Logger) {
 		events, err := b.cfg.Service.History(q)
 		if err != nil {
@@ -499,14 +504,19 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	}
 	// Answers go to the message the click came from, in turn with its
 	// other writers (a countdown edit of the same message may be in flight).
-	message := action.Value
+	message, instance := action.Value, ""
 	if clicked, err := b.cfg.Service.Pairing(action.Value); err == nil {
-		message = clicked.MessageID()
+		message, instance = clicked.MessageID(), clicked.InstanceName
 	}
 	answer := func(p pairing.Pairing, err error) {
 		unlock := b.locks.lock(message)
 		defer unlock()
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, p.InstanceName, cb.TriggerID))
+		if p.InstanceName != "" {
+			instance = p.InstanceName
+		}
+		// A renewal refused by a limit has no pairing of its own: its
+		// refusal names the clicked pairing's instance.
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
 	}
 	// Each click brings a fresh response_url with a fresh budget: the
 	// service makes it the one the message's later edits go through.
@@ -532,6 +542,16 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	log.Info("button handled", "err", err)
 	if errors.Is(err, pairing.ErrNotAllowed) {
 		log.Info("button refused by the access rules", "instance", p.InstanceName)
+	}
+	if errors.Is(err, pairing.ErrReplaced) {
+		if p.ID == action.Value {
+			// Its message shows the pairing that replaced it, which has
+			// ended since: that view stays.
+			return
+		}
+		// The pairing that holds the message now is the answer (through the
+		// click's fresh response_url, like Refresh).
+		err = nil
 	}
 	if err != nil && p.ID != "" && p.ID != action.Value && p.State != pairing.StateRequesting {
 		// A renewal that ended without a code: its stored view is the answer.
@@ -599,19 +619,22 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
 		}
-		err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, m.webhook())
+		client, answer := recordAnswer(b.cfg.HTTP)
+		err := slack.PostWebhookCustomHTTPContext(ctx, url, client, m.webhook())
 		if err == nil {
 			b.obs.ResponseURLUse()
 			return posted
 		}
 		var (
-			rl   *slack.RateLimitedError
 			code slack.StatusCodeError
 			wait time.Duration
 		)
 		switch {
-		case errors.As(err, &rl):
-			wait = min(max(rl.RetryAfter, time.Second), maxRetryWait)
+		case answer.status == http.StatusTooManyRequests:
+			// Any 429, whatever its Retry-After (slack-go reports only a
+			// whole number of seconds as *slack.RateLimitedError; without
+			// one, or with an HTTP date, its error no longer says 429).
+			wait = min(max(retryAfter(answer.retryAfter, time.Now()), time.Second), maxRetryWait)
 			// Slack refused the post before counting it: the use is ours again.
 			if rerr := b.cfg.Service.RefundResponseURL(url); rerr != nil {
 				log.Error("refund response_url use", "err", rerr)
@@ -623,7 +646,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			return urlGone
 		}
 		if wait == 0 || try >= maxPostTries {
-			log.Warn("response_url post failed", "reason", postFailure(err), "try", try)
+			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
 			return postFailed
 		}
 		select {
@@ -634,13 +657,62 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 	}
 }
 
+// answer is what a response_url post got back: status 0 when no answer
+// arrived (a broken connection, a timeout).
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+// answerRecorder is a transport that keeps the status and Retry-After of
+// the answer to the one post it carries, which slack-go's error does not
+// always keep (see post).
+type answerRecorder struct {
+	next http.RoundTripper
+	answer
+}
+
+func (a *answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err == nil {
+		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	return resp, err
+}
+
+// recordAnswer returns a copy of c (sharing its connections) that records
+// the answer to one post in *answer, readable once the post has returned.
+func recordAnswer(c *http.Client) (*http.Client, *answer) {
+	rec := &answerRecorder{next: c.Transport}
+	if rec.next == nil {
+		rec.next = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = rec
+	return &cc, &rec.answer
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date; zero
+// when it says neither.
+func retryAfter(h string, now time.Time) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil {
+		return at.Sub(now)
+	}
+	return 0
+}
+
 // postFailure describes a webhook error without the URL it went to.
-func postFailure(err error) string {
+func postFailure(err error, status int) string {
 	var code slack.StatusCodeError
 	var rl *slack.RateLimitedError
 	switch {
 	case errors.As(err, &rl):
 		return fmt.Sprintf("rate limited, retry after %s", rl.RetryAfter)
+	case status == http.StatusTooManyRequests:
+		return "rate limited"
 	case errors.As(err, &code):
 		return fmt.Sprintf("HTTP %d", code.Code)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,20 +13,25 @@ import (
 )
 
 // A response_url takes 5 posts. The code message takes the first; the last
-// is kept for the final state (linked, expired, cancelled); that leaves
-// three countdown edits. The countdown therefore moves in coarse steps,
-// and every rendering inside one step is identical, so the ticker edits
-// only when a step changes. The absolute expiry (a Slack date token) keeps
-// the message right between edits.
-const countdownSteps = 3
+// two are kept for the final state (linked, expired, cancelled), so that a
+// final post lost on the way (a broken connection, a 5xx: Slack may have
+// counted it) is posted again and the code still leaves the message; that
+// leaves two countdown edits. The countdown therefore moves in coarse
+// steps, and every rendering inside one step is identical, so the ticker
+// edits only when a step changes. The absolute expiry (a Slack date token)
+// keeps the message right between edits.
+const (
+	countdownSteps = 2
+	finalUses      = 2 // uses of a response_url kept for the final state
+)
 
 // countdownStep returns which step p's countdown is in at now (0 = as
-// issued, 1..3 = after each edit) and the moment that step is drawn for:
-// two-thirds left, one-third left, and the last 20 seconds.
+// issued, 1..2 = after each edit) and the moment that step is drawn for:
+// half the time left, and the last 20 seconds.
 func countdownStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 	lifetime := p.ExpiresAt.Sub(p.IssuedAt)
 	left := p.ExpiresAt.Sub(now)
-	thresholds := [countdownSteps]time.Duration{lifetime * 2 / 3, lifetime / 3, min(20*time.Second, lifetime/6)}
+	thresholds := [countdownSteps]time.Duration{lifetime / 2, min(20*time.Second, lifetime/6)}
 	step, drawn := 0, p.IssuedAt
 	for i, t := range thresholds {
 		if left <= t {
@@ -52,6 +58,17 @@ func viewKey(p pairing.Pairing, now time.Time) string {
 	}
 	return string(p.State)
 }
+
+// viewGone is the LastView of a pairing whose response_url Slack answered
+// 404/410: its message cannot be edited any more (the agent dismissed it),
+// so nothing more is posted to it unless a click brings a fresh
+// response_url. It is recorded apart from watching: the pairing is still
+// advanced to its end (the link recorded and audited, the code wiped), and
+// unwatched then, without a post.
+const viewGone = "gone"
+
+// showsCode reports whether the view named key shows a code.
+func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
 
 // render is the message for p at now; its key is viewKey(p, now).
 func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
@@ -112,7 +129,7 @@ func later(a, b time.Time) time.Time {
 
 // show brings p's message up to date through its response_url: only when
 // the view changed (or force, for a click that expects an answer), and
-// within the url's budget, keeping the last use for the final state.
+// within the url's budget, keeping the last two uses for the final state.
 //
 // A message has one writer at a time. A pairing and its renewal share one
 // message (the renewal's response_url replaces the message that held the
@@ -129,6 +146,14 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	if p.State == pairing.StateSuperseded {
 		if err := b.cfg.Service.RecordView(p.ID, p.LastView, true); err != nil {
 			b.log.Error("recording view", "pairing", p.ID, "err", err)
+		}
+		return
+	}
+	if p.LastView == viewGone && !force {
+		if p.Final() {
+			if err := b.cfg.Service.RecordView(p.ID, viewGone, true); err != nil {
+				b.log.Error("recording view", "pairing", p.ID, "err", err)
+			}
 		}
 		return
 	}
@@ -149,7 +174,7 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 		return
 	}
 	log := b.log.With("pairing", p.ID, "view", key)
-	keep := 1
+	keep := finalUses
 	if final {
 		keep = 0
 	}
@@ -169,12 +194,22 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	}
 	var err error
 	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now), again) {
-	case posted, budgetSpent:
+	case budgetSpent:
+		if final && showsCode(p.LastView) {
+			// Every use is spent (its final posts were lost, or something
+			// else used them): Slack allows nothing more, and the message
+			// keeps showing a code that no longer works.
+			log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
+		}
 		// Without budget this step is skipped for good; a final state
 		// without budget can never be shown, so editing ends.
 		err = b.cfg.Service.RecordView(p.ID, key, final)
+	case posted:
+		err = b.cfg.Service.RecordView(p.ID, key, final)
 	case urlGone:
-		err = b.cfg.Service.RecordView(p.ID, p.LastView, true)
+		// The message is gone, not the pairing: it goes on being watched
+		// (advanced) until it ends, with no more posts.
+		err = b.cfg.Service.RecordView(p.ID, viewGone, final)
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.
@@ -248,8 +283,9 @@ func (b *Bot) Tick(ctx context.Context) {
 	now := b.cfg.Service.Now()
 	for _, p := range pairings {
 		// A final pairing is still watched only until show stops watching
-		// it, even when its view is already on the message.
-		if viewKey(p, now) == p.LastView && !p.Final() {
+		// it, even when its view is already on the message (or the message
+		// is gone).
+		if (viewKey(p, now) == p.LastView || p.LastView == viewGone) && !p.Final() {
 			continue
 		}
 		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {
@@ -293,6 +329,9 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 			return
 		}
 		b.log.Info("pruned", "attempts", st.Attempts, "pairings", st.Pairings, "response_urls", st.ResponseURLs)
+		if st.DamagedPairings > 0 {
+			b.log.Warn("pruned watched pairings whose records were damaged; their messages stay as they were", "damaged_pairings", st.DamagedPairings)
+		}
 	}); err != nil {
 		return nil, fmt.Errorf("schedule pruning: %w", err)
 	}

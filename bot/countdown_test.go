@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,7 +109,7 @@ func label(s int, v fakeslack.Version) string {
 	b := string(v.Blocks)
 	switch {
 	case strings.Contains(b, `"header"`):
-		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓▓▓░░░", "▓▓▓▓░░░░░░", "▓▓░░░░░░░░"} {
+		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓░░░░░", "▓▓░░░░░░░░"} {
 			if strings.Contains(b, bar) {
 				return secs(s) + " code " + bar
 			}
@@ -133,12 +136,12 @@ func TestCountdownSchedule(t *testing.T) {
 	}{
 		{
 			name: "expires unused",
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
 		},
 		{
 			name: "phone enters the code",
-			at:   map[int]func(r *countdownRig){60: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m0s linked"},
+			at:   map[int]func(r *countdownRig){90: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m30s linked"},
 		},
 		{
 			name: "wrong phone linked",
@@ -152,16 +155,16 @@ func TestCountdownSchedule(t *testing.T) {
 					r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, &fakewawp.Failure{Status: 504, ContentType: "text/html", Body: "<html>timeout</html>"})
 				},
 				40: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) },
-				55: func(r *countdownRig) { r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, nil) },
+				80: func(r *countdownRig) { r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, nil) },
 			},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "55s linked"},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m20s linked"},
 		},
 		{
 			name: "STARTING blip never ends the pairing",
 			at: map[int]func(r *countdownRig){
 				20: func(r *countdownRig) { r.wawp.WarmUp(rigInstance, 10*time.Second) },
 			},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
 		},
 	}
 	for _, tt := range tests {
@@ -188,13 +191,14 @@ func TestCountdownSchedule(t *testing.T) {
 }
 
 // The budget is shared with whatever else used the url: with only two uses
-// left, the countdown edits nothing and the final state still arrives.
-func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
+// left, the countdown edits nothing (they are the final state's) and the
+// final state still arrives.
+func TestCountdownKeepsTwoUsesForFinalState(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
 	p, _ := r.db.WatchedPairings()
-	for range 3 {
+	for range 2 {
 		if err := r.db.UseResponseURL(p[0].ResponseURL, t0, t0, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -205,10 +209,84 @@ func TestCountdownKeepsLastUseForFinalState(t *testing.T) {
 	}
 }
 
+// The final state has two uses of the response_url, not one: when its
+// first post is lost (the connection breaks before Slack takes it) or
+// answered 5xx, it is posted again, and the expired code leaves the message.
+func TestFinalStateSurvivesOneLostPost(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name  string
+		fault func(r *countdownRig)
+	}{
+		{"connection lost before Slack took it", func(r *countdownRig) { r.slack.DropNextResponse() }},
+		{"Slack answered 500", func(r *countdownRig) { r.slack.FailNextResponse(http.StatusInternalServerError) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			code := r.wawp.Code(rigInstance)
+			got := r.run(t0, msgID, 200, map[int]func(){150: func() { tt.fault(r) }})
+			if last := r.slack.Message(msgID).Latest(); shows(last, code) || !strings.Contains(shownText(last), "Expired") {
+				t.Errorf("the pairing expired, but after a lost final post the message shows:\n%s\n(edits %v, %d still watched)",
+					shownText(last), got, r.db.WatchedCount())
+			}
+			if n := r.db.WatchedCount(); n != 0 {
+				t.Errorf("%d pairings still watched after the final state was shown", n)
+			}
+		})
+	}
+}
+
+// When Slack allows no more posts to a message that still shows a code
+// (every use spent, e.g. final posts lost again and again), nothing more can
+// be done: the bot says so in its log at warn level, naming the pairing.
+func TestNoUseLeftForTheFinalStateIsLogged(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	var logs syncBuffer
+	r.bot.log = slog.New(slog.NewTextHandler(&logs, nil))
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	for range pairing.ResponseURLUses - 1 { // whatever else used the url took the rest
+		if err := r.db.UseResponseURL(w[0].ResponseURL, t0, t0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.run(t0, msgID, 160, nil)
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched with no use left", n)
+	}
+	var warned bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		warned = warned || strings.Contains(line, "level=WARN") && strings.Contains(line, "pairing="+w[0].ID) && strings.Contains(line, "still shows")
+	}
+	if !warned {
+		t.Errorf("no warning that the message still shows a code:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the bot's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // A 429 on an edit is retried (after Retry-After) without spending the
 // budget twice; a 500 is retried too, but Slack may have counted it, so it
 // costs a use: the countdown skips its last step and the final state keeps
-// its use. A 404 ends editing for that message.
+// its two uses. A 404 ends editing for that message.
 func TestCountdownSlackFaults(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
@@ -216,7 +294,7 @@ func TestCountdownSlackFaults(t *testing.T) {
 	r.slack.RateLimitNext(time.Second)
 	r.slack.FailNextResponse(http.StatusInternalServerError)
 	got := r.run(t0, msgID, 180, nil)
-	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
+	want := []string{"1m15s code ▓▓▓▓▓░░░░░", "2m30s expired"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
@@ -232,9 +310,91 @@ func TestCountdownSlackFaults(t *testing.T) {
 	}
 }
 
+// Slack did not count a post it answered 429, whatever its Retry-After
+// says: none, an HTTP date, or garbage (slack-go turns only a whole number
+// of seconds into *slack.RateLimitedError). The use is given back and the
+// post retried after a pause (1 s when Retry-After gives no number).
+func TestRateLimitWithoutRetryAfterGivesTheUseBack(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name       string
+		retryAfter func() string
+		always     bool // every post answered 429
+	}{
+		{"no Retry-After", func() string { return "" }, false},
+		{"Retry-After as an HTTP date", func() string { return time.Now().UTC().Format(http.TimeFormat) }, false},
+		{"Retry-After garbage", func() string { return "soon" }, false},
+		{"no Retry-After, every time", func() string { return "" }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r := newCountdownRig(t, t0)
+			var hits atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				if hits.Add(1) == 1 || tt.always {
+					if ra := tt.retryAfter(); ra != "" {
+						w.Header().Set("Retry-After", ra)
+					}
+					http.Error(w, "rate_limited", http.StatusTooManyRequests)
+					return
+				}
+				w.Write([]byte("ok"))
+			}))
+			defer srv.Close()
+			url := srv.URL + "/response/x"
+			got := r.bot.respond(context.Background(), r.bot.log, url, t0, 0, EndedView())
+			left, err := r.db.ResponseURLUsesLeft(url, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOutcome, wantHits, wantLeft := posted, int32(2), pairing.ResponseURLUses-1
+			if tt.always {
+				wantOutcome, wantHits, wantLeft = postFailed, maxPostTries, pairing.ResponseURLUses
+			}
+			if got != wantOutcome || hits.Load() != wantHits || left != wantLeft {
+				t.Errorf("post outcome %d after %d tries, %d uses left; want outcome %d after %d tries, %d uses left (Slack counted no 429)",
+					got, hits.Load(), left, wantOutcome, wantHits, wantLeft)
+			}
+		})
+	}
+}
+
+// A 404 on a countdown edit (the agent dismissed the ephemeral message
+// after reading the code out) ends the posts to that message, not the
+// pairing: when the phone then links, the link is recorded and audited, the
+// code is wiped from the store, and nothing stays watched.
+func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	id := w[0].ID
+	code := r.wawp.Code(rigInstance)
+	r.run(t0, msgID, 90, map[int]func(){75: func() { r.slack.FailNextResponse(http.StatusNotFound) }})
+	versions := len(r.slack.Message(msgID).Versions)
+	if err := r.wawp.EnterCode(rigInstance, code); err != nil {
+		t.Fatal(err)
+	}
+	r.run(t0.Add(95*time.Second), msgID, 20, nil)
+	p, _ := r.db.Pairing(id)
+	if p.State != pairing.StateLinked || p.Code != "" {
+		t.Errorf("the phone linked after the message went away: state %q, code in store %q", p.State, p.Code)
+	}
+	if diff := cmp.Diff([]string{"requested", "code_issued", "linked"}, r.auditKinds(id)); diff != "" {
+		t.Errorf("audit (-want +got):\n%s", diff)
+	}
+	if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
+		t.Errorf("%d posts to a message whose url is gone", n)
+	}
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched after the link", n)
+	}
+}
+
 // An edit whose answer is lost (the client timed out, but Slack took the
-// post) keeps its use: giving it back would make the final state Slack's
-// 6th post, which fails, and the code would never leave the message.
+// post) keeps its use: giving it back would let the countdown take one of
+// the final state's uses, and the final state could become Slack's 6th
+// post, which fails, leaving the code on the message.
 func TestLostAnswerKeepsItsUse(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
@@ -243,8 +403,8 @@ func TestLostAnswerKeepsItsUse(t *testing.T) {
 	r.slack.SlowNextResponse(3 * time.Second) // the first countdown edit
 	got := r.run(t0, msgID, 180, nil)
 	// The lost edit showed; the bot, not knowing, posts that step again
-	// and then skips the last step to keep the final state's use.
-	want := []string{"50s code ▓▓▓▓▓▓▓░░░", "55s code ▓▓▓▓▓▓▓░░░", "1m40s code ▓▓▓▓░░░░░░", "2m30s expired"}
+	// and then skips the last step to keep the final state's two uses.
+	want := []string{"1m15s code ▓▓▓▓▓░░░░░", "1m20s code ▓▓▓▓▓░░░░░", "2m30s expired"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
@@ -259,7 +419,7 @@ func TestCountdownStep(t *testing.T) {
 	for _, tt := range []struct {
 		at, step int
 		drawn    int
-	}{{0, 0, 0}, {49, 0, 0}, {50, 1, 50}, {99, 1, 50}, {100, 2, 100}, {130, 3, 130}, {149, 3, 130}} {
+	}{{0, 0, 0}, {74, 0, 0}, {75, 1, 75}, {129, 1, 75}, {130, 2, 130}, {149, 2, 130}, {150, 2, 130}} {
 		step, drawn := countdownStep(p, t0.Add(time.Duration(tt.at)*time.Second))
 		if step != tt.step || drawn != t0.Add(time.Duration(tt.drawn)*time.Second) {
 			t.Errorf("at %ds: step %d drawn %s, want %d and +%ds", tt.at, step, drawn.Sub(t0), tt.step, tt.drawn)
@@ -276,12 +436,17 @@ func (r *countdownRig) click(msgID, action, pairingID string) {
 
 // press is click without waiting for edits other than the click's own.
 func (r *countdownRig) press(msgID, action, pairingID string) {
+	r.pressCtx(context.Background(), msgID, action, pairingID)
+}
+
+// pressCtx is press with the context the bot handles the click in.
+func (r *countdownRig) pressCtx(ctx context.Context, msgID, action, pairingID string) {
 	var cb slack.InteractionCallback
 	cb.Type = slack.InteractionTypeBlockActions
 	cb.User.ID = "U1"
 	cb.ResponseURL = r.slack.NewResponseURL(msgID)
 	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
-	r.bot.interaction(context.Background(), cb)
+	r.bot.interaction(ctx, cb)
 }
 
 // A Cancel pressed on a stale copy of the message, after the phone linked,
@@ -308,7 +473,7 @@ func TestCancelRacingAnEdit(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings()
 	id := watched[0].ID
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	r.slack.RateLimitNext(time.Second)
 	r.bot.Tick(context.Background())
 	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
@@ -369,6 +534,116 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 	})
 }
 
+// A New code click on a code just past its expiry (before a tick marked it
+// expired) whose request Wawp turns away before WhatsApp sees it (warm-up:
+// not counted) ends the old pairing as expired: its code is wiped from the
+// store and the end is audited, although nothing watches it any more (the
+// renewal's answer now holds the message).
+func TestNewCodeRefusedAfterExpiryEndsTheOldPairing(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	a := w[0]
+	r.clock.Set(t0.Add(151 * time.Second)) // just past expiry, no tick yet
+	r.wawp.WarmUp(rigInstance, time.Minute)
+	r.click(msgID, ActionNewCode, a.ID)
+	if last := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(last, "still starting up") {
+		t.Errorf("New code during warm-up shows:\n%s", last)
+	}
+	for s := 155; s <= 175; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	got, err := r.db.Pairing(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Code != "" || got.State != pairing.StateExpired {
+		t.Errorf("old pairing after its expiry: state %q, code in store %q, want it expired with the code wiped", got.State, got.Code)
+	}
+	if diff := cmp.Diff([]string{"requested", "code_issued", "expired"}, r.auditKinds(a.ID)); diff != "" {
+		t.Errorf("audit of the old pairing (-want +got):\n%s", diff)
+	}
+}
+
+// A double click on New code: the second click comes from the message as
+// it was, carrying the first pairing's ID, and arrives after the first
+// click showed the new code. It renews nothing (no request, no refusal
+// audited) and the message goes on showing the new, live code.
+func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, action := range []string{ActionNewCode, ActionTryAgain} {
+		t.Run(action, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			w, _ := r.db.WatchedPairings()
+			a := w[0]
+			clicked := a.ID
+			if action == ActionTryAgain { // a New code turned away by a warm-up, then Try again twice
+				r.wawp.WarmUp(rigInstance, 10*time.Second)
+				r.click(msgID, ActionNewCode, a.ID)
+				r.clock.Set(t0.Add(11 * time.Second))
+				w, _ := r.db.WatchedPairings()
+				for _, p := range w {
+					if p.ID != a.ID {
+						t.Fatalf("watched %+v besides the first pairing", p)
+					}
+				}
+				m := shownText(r.slack.Message(msgID).Latest())
+				if !strings.Contains(m, "still starting up") {
+					t.Fatalf("New code during the warm-up shows:\n%s", m)
+				}
+				events, _ := r.db.AuditEvents(time.Time{}, func(e pairing.Event) bool {
+					return e.Kind == pairing.EventError && e.Outcome == pairing.OutcomeStatusStarting
+				})
+				if len(events) != 1 {
+					t.Fatalf("warm-up events %+v", events)
+				}
+				clicked = events[0].Pairing
+			}
+			r.click(msgID, action, clicked)
+			second := r.wawp.Code(rigInstance)
+			if !shows(r.slack.Message(msgID).Latest(), second) {
+				t.Fatalf("the first click did not show the new code:\n%s", shownText(r.slack.Message(msgID).Latest()))
+			}
+			calls := len(r.wawp.Calls(fakewawp.RequestCode))
+			r.click(msgID, action, clicked) // the double click's second half
+			last := r.slack.Message(msgID).Latest()
+			if !shows(last, second) {
+				t.Errorf("after a double click on %s the live code %s is gone; the message shows:\n%s", action, formatCode(second), shownText(last))
+			}
+			if n := len(r.wawp.Calls(fakewawp.RequestCode)) - calls; n != 0 {
+				t.Errorf("the second click asked Wawp for %d more codes", n)
+			}
+			if refusals, _ := r.db.AuditEvents(time.Time{}, func(e pairing.Event) bool { return e.Kind == "refused" }); len(refusals) != 0 {
+				t.Errorf("the second click was audited as refused: %+v", refusals)
+			}
+		})
+	}
+}
+
+// A New code refused because another pairing holds the instance names the
+// instance it was asked for (the refusal of a renewal has no stored
+// pairing of its own to draw the name from).
+func TestNewCodeRefusedByInstanceLimitNamesTheInstance(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings()
+	r.run(t0, msgID, 155, nil) // the first code expires
+	if _, err := r.svc.Start(context.Background(), pairing.Request{
+		Instance: pairing.Instance{ID: rigInstance, Name: "support"}, Phone: pairing.PhoneFromDigits("201009998888"),
+		User: "U2", ResponseURL: r.slack.NewResponseURL(msgID), URLIssued: r.clock.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r.click(msgID, ActionNewCode, w[0].ID)
+	if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, "support already has a live code, requested by <@U2>") {
+		t.Errorf("the refusal shows:\n%s", got)
+	}
+}
+
 // shows reports whether a message version shows code (as XXXX-XXXX).
 func shows(v fakeslack.Version, code string) bool {
 	return code != "" && strings.Contains(string(v.Blocks), formatCode(code))
@@ -383,7 +658,7 @@ func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 	msgID := r.start()
 	first := r.wawp.Code(rigInstance)
 	watched, _ := r.db.WatchedPairings()
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	r.slack.RateLimitNext(time.Second)
 	r.bot.Tick(context.Background())
 	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.RateLimited() == 1 }) {
@@ -407,7 +682,7 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings()
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	// Hold every edit slot: the tick decides to edit, and its edit waits.
 	for range maxEditsInFlight {
 		r.bot.editSlots <- struct{}{}
@@ -444,7 +719,7 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings()
 	first := r.wawp.Code(rigInstance)
-	r.clock.Set(t0.Add(50 * time.Second)) // a countdown step is due
+	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	release := r.slack.HoldNextResponse()
 	r.bot.Tick(context.Background())
 	if !r.slack.WaitFor(5*time.Second, func() bool { return r.slack.HeldResponses() == 1 }) {
@@ -472,6 +747,64 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	r.bot.work.Wait()
 	if last := r.slack.Message(msgID).Latest(); shows(last, first) || !shows(last, r.wawp.Code(rigInstance)) {
 		t.Errorf("after New code the message shows %s, want the new code (the first was %s)", last.Blocks, first)
+	}
+}
+
+// A message's lock exists only while someone holds or waits for it: after
+// a whole countdown, none is left.
+func TestMessageLocksReleasedAfterEdits(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	r.run(t0, msgID, 200, nil)
+	r.bot.locks.mu.Lock()
+	n := len(r.bot.locks.m)
+	r.bot.locks.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d message locks left", n)
+	}
+}
+
+// Clicks (New code, Refresh, Cancel), a tick and pruning at once, under
+// -race: whatever the interleaving, once nothing is live the message shows
+// no code, and nothing stays watched.
+func TestConcurrentClicksTicksAndPruningEndWithoutCode(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for i := range 15 {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		w, _ := r.db.WatchedPairings()
+		id := w[0].ID
+		r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var wg sync.WaitGroup
+			wg.Go(func() { r.press(msgID, ActionNewCode, id) })
+			wg.Go(func() { r.bot.Tick(context.Background()) })
+			wg.Go(func() { r.press(msgID, ActionRefresh, id) })
+			if i%2 == 0 {
+				wg.Go(func() { r.press(msgID, ActionCancel, id) })
+			}
+			wg.Go(func() { r.svc.Prune() })
+			wg.Wait()
+			r.bot.work.Wait()
+		}()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("stuck")
+		}
+		for s := 80; s <= 400; s += 5 {
+			r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+			r.tick()
+		}
+		if last := r.slack.Message(msgID).Latest(); strings.Contains(string(last.Blocks), `"header"`) {
+			t.Errorf("iteration %d: message still shows a code after everything ended:\n%s", i, shownText(last))
+		}
+		if n := r.db.WatchedCount(); n != 0 {
+			t.Errorf("iteration %d: %d still watched", i, n)
+		}
 	}
 }
 
@@ -712,4 +1045,53 @@ func TestShutdownInterruptsAStuckRequest(t *testing.T) {
 	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
 		t.Errorf("still watching %+v", w)
 	}
+}
+
+// auditKinds lists, oldest first, the kinds of pairing id's audit events.
+func (r *countdownRig) auditKinds(id string) []string {
+	events, err := r.db.AuditEvents(time.Time{}, func(e pairing.Event) bool { return e.Pairing == id })
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range events {
+		kinds = append(kinds, string(e.Kind))
+	}
+	return kinds
+}
+
+// A pairing replaced by New code ends as superseded, and the audit log says
+// so like every other end: whether New code got its code, or was cut off
+// mid-request by a shutdown (WhatsApp may have seen it, so the first code
+// is void either way).
+func TestSupersededPairingIsAudited(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	t.Run("new code issued", func(t *testing.T) {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		first, _ := r.db.WatchedPairings()
+		r.click(msgID, ActionNewCode, first[0].ID)
+		if diff := cmp.Diff([]string{"requested", "code_issued", "superseded"}, r.auditKinds(first[0].ID)); diff != "" {
+			t.Errorf("audit of the replaced pairing (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("new code interrupted", func(t *testing.T) {
+		r := newCountdownRig(t, t0)
+		msgID := r.start()
+		first, _ := r.db.WatchedPairings()
+		r.bot.cfg.ShutdownGrace = 50 * time.Millisecond
+		r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
+		r.bot.goWork(context.Background(), func(ctx context.Context) { r.pressCtx(ctx, msgID, ActionNewCode, first[0].ID) })
+		if !poll(5*time.Second, func() bool { return len(r.wawp.Calls(fakewawp.RequestCode)) == 2 }) {
+			t.Fatal("request-code was never called for New code")
+		}
+		r.bot.drain()
+		r.bot.work.Wait()
+		if p, _ := r.db.Pairing(first[0].ID); p.State != pairing.StateSuperseded {
+			t.Errorf("first pairing is %s, want superseded", p.State)
+		}
+		if diff := cmp.Diff([]string{"requested", "code_issued", "superseded"}, r.auditKinds(first[0].ID)); diff != "" {
+			t.Errorf("audit of the replaced pairing (-want +got):\n%s", diff)
+		}
+	})
 }

@@ -81,7 +81,7 @@ func (s *Service) window(limit Limit) Window {
 // UseResponseURL takes one use of url's budget (Slack allows
 // ResponseURLUses posts within ResponseURLLifetime of issued), leaving keep
 // uses for later, more important posts: the final state keeps the last
-// one. ErrBudgetSpent when this post may not take one.
+// two. ErrBudgetSpent when this post may not take one.
 func (s *Service) UseResponseURL(url string, issued time.Time, keep int) error {
 	return s.db.UseResponseURL(url, issued, s.cfg.Now(), keep)
 }

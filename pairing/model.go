@@ -182,6 +182,12 @@ type Settlement struct {
 	// is then only the click's answer, and is not watched.
 	Replaced    string
 	ReplacedURL string
+	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
+	// Time left empty: when Settle ends that pairing it appends the record
+	// with the state it ended in (EventSuperseded, or EventExpired when its
+	// code ran out before an uncounted renewal settled). Nothing is written
+	// when its Pairing is empty.
+	ReplacedAudit Event
 }
 
 // Interruption ends a request that never settled.
@@ -194,6 +200,9 @@ type Interruption struct {
 	// (a shutdown cutting short a request it cannot wait for).
 	Lapsed bool
 	Audit  Event // skipped when Kind is empty
+	// ReplacedAudit is the audit record of the pairing the request renewed,
+	// as in Settlement.
+	ReplacedAudit Event
 }
 
 // EventKind is what an audit event records.
@@ -208,6 +217,7 @@ const (
 	EventWrongPhone  EventKind = "wrong_phone"
 	EventExpired     EventKind = "expired"
 	EventCancelled   EventKind = "cancelled"
+	EventSuperseded  EventKind = "superseded" // a New code replaced the code (see Settlement.ReplacedAudit)
 	EventError       EventKind = "error"
 	EventInterrupted EventKind = "interrupted"
 )
@@ -245,7 +255,10 @@ type AuditQuery struct {
 	// Phone is a phone's digits, country code first. It finds the events
 	// of that phone, whichever form of key they were written with.
 	Phone string
-	// Instances are aliases or IDs, any case: events of any of them.
+	// Instances are aliases or IDs, any case: events of any of them. An
+	// event that records its instance ID matches by that ID only (an alias
+	// can be given to another instance later); older events, which recorded
+	// only the alias, match by alias.
 	Instances []string
 	// Keep, if set, drops the events it returns false for; dropped events
 	// do not count towards Limit.
@@ -280,4 +293,8 @@ type PruneStats struct {
 	Pairings     int
 	ResponseURLs int
 	AuditEvents  int
+	// DamagedPairings counts watched pairings whose record did not parse:
+	// they could never be advanced or shown, so they are dropped (and
+	// counted in Pairings too).
+	DamagedPairings int
 }

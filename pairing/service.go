@@ -134,6 +134,13 @@ var ErrEnded = errors.New("pairing already ended")
 // for the pairing's instance.
 var ErrNotAllowed = errors.New("not allowed by the access rules")
 
+// ErrReplaced means a New code or Try again came from a copy of a message
+// that another pairing has taken over since: the renewal its first click
+// asked for (the second half of a double click carries the first
+// pairing's ID). Nothing is renewed; Renew returns the pairing that now
+// holds the message, or the clicked one when none is live.
+var ErrReplaced = errors.New("the message now shows another pairing")
+
 // ErrInterrupted means the request was ended as interrupted before its
 // answer was stored: its lease ran out, or a shutdown could not wait for it.
 var ErrInterrupted = errors.New("code request interrupted")
@@ -288,7 +295,8 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 			p.State, p.Code, p.IssuedAt, p.ExpiresAt = StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
 		},
-		Audit: s.event(issued, EventCodeIssued, p, ""),
+		Audit:         s.event(issued, EventCodeIssued, p, ""),
+		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
@@ -344,7 +352,8 @@ func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, co
 			}
 			return nil
 		},
-		Audit: s.event(now, EventError, p, outcome),
+		Audit:         s.event(now, EventError, p, outcome),
+		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
@@ -391,7 +400,8 @@ func (s *Service) interrupt(id string, lapsed bool) (Pairing, bool) {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
-	p, ended, err := s.db.Interrupt(Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, "")})
+	p, ended, err := s.db.Interrupt(Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
+		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
@@ -450,6 +460,17 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 			replaces = earlier.ID
 		}
 	}
+	// A click on a message another pairing has taken over (a double click:
+	// the renewal its first half asked for holds the message now, live or
+	// still being requested; or it was replaced and has ended) renews
+	// nothing: a second request would be refused by the instance limit at
+	// best, and its refusal would cover the live code.
+	if holder, err := s.db.Holder(old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
+		return holder, ErrReplaced
+	}
+	if old.State == StateSuperseded {
+		return old, ErrReplaced
+	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: r.User, Team: old.Team, Channel: old.Channel,
@@ -503,6 +524,20 @@ func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome
 		Digits:  p.Phone, // the store keeps only a keyed hash of it
 		Pairing: p.ID, Outcome: outcome,
 	}
+}
+
+// replacedEvent is the audit record, kind and time left to the store, of
+// pairing replaced, which renewal p replaces (none when replaced is empty).
+// A renewal asks for the same phone on the same instance for the same
+// requester and channel as the pairing it replaces, so only the pairing ID
+// differs.
+func (s *Service) replacedEvent(p Pairing, replaced string) Event {
+	if replaced == "" {
+		return Event{}
+	}
+	e := s.event(time.Time{}, "", p, "")
+	e.Pairing = replaced
+	return e
 }
 
 func newID() string {

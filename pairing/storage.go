@@ -35,6 +35,9 @@ type Storage interface {
 
 	// Pairing returns the pairing with id, or ErrNotFound.
 	Pairing(id string) (Pairing, error)
+	// Holder returns the pairing that holds instance at now (one live code
+	// per instance), without its code, or ErrNotFound when none does.
+	Holder(instance string, now time.Time) (Pairing, error)
 	// UpdatePairing applies change to the stored pairing and saves it. When
 	// the pairing is no longer live afterwards, its code is wiped and its
 	// instance released. An error from change aborts the update and is

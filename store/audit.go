@@ -162,6 +162,17 @@ func instanceIndexName(s string) string {
 	return strings.ToLower(strings.ReplaceAll(s, "\x00", ""))
 }
 
+// eventInstanceName is what an instance query matches event e by: the
+// instance ID it records, or for older events without one, its alias.
+// Matching an ID-carrying event by its alias would hand an instance's
+// events to whichever instance is given that alias later.
+func eventInstanceName(e pairing.Event) string {
+	if e.InstanceID != "" {
+		return instanceIndexName(e.InstanceID)
+	}
+	return instanceIndexName(e.Instance)
+}
+
 func indexKey(prefix string, pk []byte) []byte {
 	k := make([]byte, 0, len(prefix)+1+len(pk))
 	k = append(k, prefix...)
@@ -180,7 +191,7 @@ func putIndexEntries(tx *bolt.Tx, e pairing.Event, pk []byte) error {
 
 // AppendAudit appends e to the audit log.
 func (db *DB) AppendAudit(e pairing.Event) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
+	err := db.update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -223,9 +234,20 @@ func timeBytes(t time.Time) []byte {
 }
 
 // Audit returns the events q selects, oldest first, and whether the limit
-// left older matching events out. Returned events carry no PhoneKey.
+// left older matching events out. Returned events carry no PhoneKey. An
+// event that records its instance ID matches an instance query by that ID
+// only (an alias can be given to another instance later); older events,
+// which recorded only the alias, match by alias. A record that does not
+// parse (a damaged page, a bad restore) is skipped, so it cannot hide every
+// other event from history and `linkbot audit`; the log's warning says how
+// many were skipped and where the first one is.
 func (db *DB) Audit(q pairing.AuditQuery) (events []pairing.Event, more bool, err error) {
-	err = db.bolt.View(func(tx *bolt.Tx) error {
+	var (
+		skipped   int
+		firstSkip string
+	)
+	err = db.view(func(tx *bolt.Tx) error {
+		skipped = 0
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {
 			return nil // a file no linkbot ever wrote to
@@ -269,10 +291,13 @@ func (db *DB) Audit(q pairing.AuditQuery) (events []pairing.Event, more bool, er
 			}
 			var e pairing.Event
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("audit event %x: %w", pk, err)
+				if skipped++; skipped == 1 {
+					firstSkip = fmt.Sprintf("%x: %v", pk, err)
+				}
+				continue
 			}
 			if len(phoneKeys) > 0 && !slices.Contains(phoneKeys, e.PhoneKey) ||
-				len(instances) > 0 && !slices.Contains(instances, instanceIndexName(e.Instance)) && !slices.Contains(instances, instanceIndexName(e.InstanceID)) ||
+				len(instances) > 0 && !slices.Contains(instances, eventInstanceName(e)) ||
 				q.Keep != nil && !q.Keep(e) {
 				continue
 			}
@@ -288,6 +313,9 @@ func (db *DB) Audit(q pairing.AuditQuery) (events []pairing.Event, more bool, er
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("read audit log: %w", err)
+	}
+	if skipped > 0 {
+		db.log.Warn("audit log: unreadable records skipped", "skipped", skipped, "first", firstSkip)
 	}
 	return events, more, nil
 }

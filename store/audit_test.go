@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -153,7 +156,8 @@ func TestAuditFindsOldFormEvents(t *testing.T) {
 	if diff := cmp.Diff(append(oldPhone, "U3:requested"), kindsOf(got)); diff != "" || err != nil {
 		t.Errorf("upgraded, by phone (-want +got):\n%s%v", diff, err)
 	}
-	got, _, _ = db.Audit(pairing.AuditQuery{Instances: []string{"support-eg"}})
+	// As /link history and linkbot audit ask: by the instance's alias and ID.
+	got, _, _ = db.Audit(pairing.AuditQuery{Instances: []string{"support-eg", "A1B2C3D4E5F6"}})
 	if diff := cmp.Diff(append(oldEG, "U3:requested"), kindsOf(got)); diff != "" {
 		t.Errorf("upgraded, by instance (-want +got):\n%s", diff)
 	}
@@ -219,7 +223,8 @@ func TestAuditQuery(t *testing.T) {
 		{"instance by name, any case", pairing.AuditQuery{Instances: []string{"field-ng"}}, func(i int, _ pairing.Event) bool { return i%2 == 1 }, false},
 		{"instance by ID", pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6"}}, func(i int, _ pairing.Event) bool { return i%2 == 0 && i >= 30 }, false},
 		{"instance by name and ID, no duplicates", pairing.AuditQuery{Instances: []string{"support-eg", "a1b2c3d4e5f6"}}, func(i int, _ pairing.Event) bool { return i%2 == 0 }, false},
-		{"phone and instance", pairing.AuditQuery{Phone: "201112223332", Instances: []string{"support-eg"}}, func(i int, _ pairing.Event) bool { return phoneOf(i) == "201112223332" && i%2 == 0 }, false},
+		{"alias alone: events without an ID", pairing.AuditQuery{Instances: []string{"support-eg"}}, func(i int, _ pairing.Event) bool { return i%2 == 0 && i < 30 }, false},
+		{"phone and instance", pairing.AuditQuery{Phone: "201112223332", Instances: []string{"support-eg", "A1B2C3D4E5F6"}}, func(i int, _ pairing.Event) bool { return phoneOf(i) == "201112223332" && i%2 == 0 }, false},
 		{"keep, limit", pairing.AuditQuery{Keep: func(e pairing.Event) bool { return e.User == "U1" }, Limit: 2}, func(i int, _ pairing.Event) bool { return i%4 == 1 && i >= 53 }, true},
 	}
 	for _, tt := range tests {
@@ -241,6 +246,42 @@ func TestAuditQuery(t *testing.T) {
 				t.Errorf("more = %v, want %v", more, tt.wantMore)
 			}
 		})
+	}
+}
+
+// One audit record that does not parse (a damaged page, a bad restore) is
+// skipped, and a warning says how many were: every other event is still
+// read, by time, phone and instance alike.
+func TestAuditSkipsDamagedRecord(t *testing.T) {
+	var logs strings.Builder
+	db, err := Open(filepath.Join(t.TempDir(), "r.db"), Options{NoSync: true, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for i := range 3 {
+		e := pairing.Event{Time: t0.Add(time.Duration(i) * time.Minute), Kind: "requested", User: "U1", Instance: "support-eg", Digits: "201112223333"}
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.bolt.Update(func(tx *bolt.Tx) error {
+		pk := append(timeBytes(t0.Add(30*time.Second)), 0, 0, 0, 0, 0, 0, 0, 99)
+		for _, ix := range []indexEntry{{bucketAuditByInstance, indexKey("support-eg", pk)}, {bucketAudit, pk}} {
+			if err := tx.Bucket(ix.bucket).Put(ix.key, []byte(`{"time":"garbage`)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, q := range []pairing.AuditQuery{{}, {Instances: []string{"support-eg"}}, {Phone: "201112223333"}} {
+		got, _, err := db.Audit(q)
+		if err != nil || len(got) != 3 {
+			t.Errorf("Audit(%+v) with one damaged record among 3 good ones = %d events, %v; want the 3 good ones", q, len(got), err)
+		}
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "skipped=1") {
+		t.Errorf("no warning about the skipped record:\n%s", logs.String())
 	}
 }
 
@@ -301,6 +342,128 @@ func TestPruneKeepsAuditIndexesConsistent(t *testing.T) {
 		if e.Time.Before(cutoff) {
 			t.Errorf("pruned event still found by phone: %+v", e)
 		}
+	}
+}
+
+// TestAuditIndexesConsistentAfterRandomPrunes: after random appends and
+// prunes, the indexes hold exactly the entries of the stored events, and
+// indexed queries (with limits and windows) give exactly what a scan of the
+// whole log filtered by hand gives.
+func TestAuditIndexesConsistentAfterRandomPrunes(t *testing.T) {
+	db := openTest(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	phones := []string{"201112223333", "201009998888", "2348031234567", ""}
+	instances := [][2]string{{"support-eg", "A1B2C3D4E5F6"}, {"Field-NG", "B1B2C3D4E5F6"}, {"A1B2C3D4E5F6", ""}, {"support-eg", ""}, {"", ""}}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for round := range 5 {
+		for i := range 300 {
+			in := instances[rng.IntN(len(instances))]
+			ph := phones[rng.IntN(len(phones))]
+			e := pairing.Event{Time: base.Add(time.Duration(rng.IntN(10000)) * time.Second), Kind: "requested", User: fmt.Sprint("U", i%7),
+				Instance: in[0], InstanceID: in[1], Digits: ph, Pairing: fmt.Sprint(round, "-", i)}
+			if ph != "" {
+				e.Phone = "masked"
+			}
+			if err := db.AppendAudit(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cut := base.Add(time.Duration(rng.IntN(10000)) * time.Second)
+		if _, err := db.Prune(base.Add(20000*time.Second), pairing.PruneBefore{AuditEvents: cut}); err != nil {
+			t.Fatal(err)
+		}
+		checkAuditIndexes(t, db)
+		all, _, err := db.Audit(pairing.AuditQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []pairing.AuditQuery{
+			{Phone: "201112223333"}, {Phone: "201112223333", Limit: 7}, {Instances: []string{"SUPPORT-EG"}},
+			{Instances: []string{"a1b2c3d4e5f6", "support-eg"}, Limit: 13, Since: base.Add(5000 * time.Second)},
+			{Phone: "2348031234567", Instances: []string{"field-ng", "B1B2C3D4E5F6"}, Until: base.Add(8000 * time.Second)},
+			{Limit: 11, Since: base.Add(9000 * time.Second)},
+		} {
+			got, more, err := db.Audit(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := filterByHand(db, all, q)
+			wantMore := q.Limit > 0 && len(want) > q.Limit
+			if wantMore {
+				want = want[len(want)-q.Limit:]
+			}
+			if diff := cmp.Diff(want, got); diff != "" || more != wantMore {
+				t.Errorf("round %d query %+v (more %v want %v) (-want +got):\n%s", round, q, more, wantMore, diff)
+			}
+		}
+	}
+}
+
+// filterByHand is what q selects from all (every event, oldest first),
+// read the slow way: an event that records its instance ID is matched by
+// that ID only, an older one by the alias it recorded.
+func filterByHand(db *DB, all []pairing.Event, q pairing.AuditQuery) []pairing.Event {
+	var out []pairing.Event
+	for _, e := range all {
+		if e.Time.Before(q.Since) || !q.Until.IsZero() && !e.Time.Before(q.Until) {
+			continue
+		}
+		if q.Phone != "" && !eventHasPhone(db, e, q.Phone) {
+			continue
+		}
+		if len(q.Instances) > 0 && !slices.ContainsFunc(q.Instances, func(s string) bool {
+			if e.InstanceID != "" {
+				return strings.EqualFold(s, e.InstanceID)
+			}
+			return e.Instance != "" && strings.EqualFold(s, e.Instance)
+		}) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// eventHasPhone reports whether the stored record of e (found by its
+// pairing ID, which Audit returns) carries digits' phone key.
+func eventHasPhone(db *DB, e pairing.Event, digits string) bool {
+	found := false
+	db.bolt.View(func(tx *bolt.Tx) error {
+		want := keyedPhoneKey(tx.Bucket(bucketMeta).Get(metaPhoneKeySecret), digits)
+		return tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error {
+			if bytes.Contains(v, []byte(`"pairing":"`+e.Pairing+`"`)) && bytes.Contains(v, []byte(want)) {
+				found = true
+			}
+			return nil
+		})
+	})
+	return found
+}
+
+// An instance query reads an event that records its instance ID as that
+// instance's, whatever alias it was recorded under: an alias reused for
+// another instance (instance replaced, alias kept) must not bring the old
+// instance's events into the new one's history. Events written before IDs
+// were recorded are matched by their alias.
+func TestAuditInstanceMatchesByIDNotReusedAlias(t *testing.T) {
+	db := openTest(t)
+	events := []pairing.Event{
+		{Time: t0, Kind: "requested", User: "UOLD", Instance: "support"},                                             // before IDs were recorded
+		{Time: t0.Add(time.Minute), Kind: "requested", User: "UNG", Instance: "support", InstanceID: "B1B2C3D4E5F6"}, // "support" was NG then
+		{Time: t0.Add(2 * time.Minute), Kind: "requested", User: "UEG", Instance: "support", InstanceID: "A1B2C3D4E5F6"},
+		{Time: t0.Add(3 * time.Minute), Kind: "requested", User: "UEG", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6"},
+	}
+	for _, e := range events {
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := db.Audit(pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6", "support"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]pairing.Event{events[0], events[2], events[3]}, got); diff != "" {
+		t.Errorf("events of A1B2C3D4E5F6, today called support (-want +got):\n%s", diff)
 	}
 }
 

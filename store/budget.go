@@ -17,12 +17,12 @@ type urlBudget struct {
 
 // UseResponseURL takes one use of url's budget, counted in the file so a
 // restart cannot reset it. keep is how many uses must remain afterwards for
-// later, more important posts (the final state keeps the last one).
+// later, more important posts (the final state keeps the last two).
 func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error {
 	var spent bool
 	// Batch: concurrent edits share one fsync. The function only reports
 	// through spent, so running it twice (as Batch may) is harmless.
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		spent = false
 		b := tx.Bucket(bucketResponseURLs)
 		budget := urlBudget{Issued: issued}
@@ -51,7 +51,7 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 // it answered 429. After a 5xx, a timeout or a dropped connection the post
 // may have counted, so its use is not given back.
 func (db *DB) RefundResponseURL(url string) error {
-	return db.bolt.Batch(func(tx *bolt.Tx) error {
+	return db.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponseURLs)
 		raw := b.Get([]byte(url))
 		if raw == nil {
@@ -71,7 +71,7 @@ func (db *DB) RefundResponseURL(url string) error {
 // ResponseURLUsesLeft reports how many posts url still allows at now.
 func (db *DB) ResponseURLUsesLeft(url string, now time.Time) (int, error) {
 	left := pairing.ResponseURLUses
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(bucketResponseURLs).Get([]byte(url))
 		if raw == nil {
 			return nil

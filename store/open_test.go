@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -8,8 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // TestOpenDamagedFile: a truncated or overwritten database file is
@@ -80,5 +84,143 @@ func TestOpenDamagedFile(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// corruptMiddleLeaf writes a database with many audit events, then marks
+// one leaf page from the middle of the file (neither the first nor the last
+// page of any bucket, which Open's quick look reads) as a freelist page: a
+// page bbolt cannot read as part of a bucket, and panics on.
+func corruptMiddleLeaf(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "linkbot.db")
+	db, err := Open(path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 3000 {
+		e := pairing.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
+			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	var leaves []int
+	for id := 2; (id+1)*ps <= len(raw); id++ {
+		hdr := raw[id*ps:]
+		if binary.LittleEndian.Uint64(hdr) == uint64(id) && binary.LittleEndian.Uint16(hdr[8:]) == 0x02 {
+			leaves = append(leaves, id)
+		}
+	}
+	if len(leaves) < 10 {
+		t.Fatalf("only %d leaf pages", len(leaves))
+	}
+	mid := leaves[len(leaves)/2]
+	binary.LittleEndian.PutUint16(raw[mid*ps+8:], 0x10) // freelist
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestDamagedMiddlePageIsErrDamaged: a file with one bad page in the middle
+// passes Open's quick look (it reads only each bucket's first and last
+// page); reading that page later, as `linkbot audit` or the bot's pruning
+// does, must return ErrDamaged, never panic inside bbolt.
+func TestDamagedMiddlePageIsErrDamaged(t *testing.T) {
+	for _, readOnly := range []bool{true, false} {
+		t.Run(fmt.Sprint("readonly=", readOnly), func(t *testing.T) {
+			path := corruptMiddleLeaf(t)
+			db, err := Open(path, Options{NoSync: true, ReadOnly: readOnly})
+			if err != nil {
+				if !errors.Is(err, ErrDamaged) {
+					t.Fatalf("Open: %v, want ErrDamaged", err)
+				}
+				return // refused: fine
+			}
+			defer db.Close()
+			reads := map[string]func() error{
+				"Audit": func() error { _, _, err := db.Audit(pairing.AuditQuery{Limit: 100000}); return err },
+			}
+			if !readOnly {
+				reads["Prune"] = func() error {
+					_, err := db.Prune(time.Now(), pairing.PruneBefore{AuditEvents: time.Now()})
+					return err
+				}
+			}
+			for name, read := range reads {
+				func() {
+					defer func() {
+						if r := recover(); r != nil {
+							t.Errorf("%s panicked on the damaged file: %v", name, r)
+						}
+					}()
+					if err := read(); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "backup") {
+						t.Errorf("%s: %v, want ErrDamaged saying to restore a backup", name, err)
+					}
+				}()
+			}
+		})
+	}
+}
+
+// TestAuditUpgradeOnDamagedFileIsErrDamaged: a file written before the
+// audit indexes (Open's upgrade re-reads every event) with one bad page:
+// Open returns ErrDamaged instead of panicking in the upgrade.
+func TestAuditUpgradeOnDamagedFileIsErrDamaged(t *testing.T) {
+	path := corruptMiddleLeaf(t)
+	// Make it a file from before the indexes: drop the "indexed" mark with
+	// bbolt directly, leaving the damaged page as it is.
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Delete(metaAuditIndexed) })
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			t.Errorf("Open panicked: %v", r)
+		}
+	}()
+	db, err := Open(path, Options{NoSync: true})
+	if err == nil {
+		db.Close()
+		t.Errorf("Open accepted the damaged file")
+	} else if !errors.Is(err, ErrDamaged) {
+		t.Errorf("Open: %v, want ErrDamaged", err)
+	}
+}
+
+// TestBugInTransactionIsNotDamage: a panic in linkbot's own code inside a
+// transaction is a bug, not a damaged file: it must not be reported as
+// ErrDamaged (which tells the admin to restore a backup).
+func TestBugInTransactionIsNotDamage(t *testing.T) {
+	db := openTest(t)
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		err := db.view(func(*bolt.Tx) error {
+			var m map[string]int
+			m["x"] = 1 // a bug
+			return nil
+		})
+		t.Errorf("view returned %v, want the bug's panic to go on", err)
+	}()
+	if got == nil {
+		t.Errorf("no panic")
+	}
+	// The file is fine afterwards: the transaction was rolled back.
+	if _, err := db.Pairing("none"); !errors.Is(err, pairing.ErrNotFound) {
+		t.Errorf("Pairing after the panic: %v", err)
 	}
 }

@@ -35,7 +35,7 @@ type attempt struct {
 // for storage failures.
 func (db *DB) Reserve(r pairing.Reservation) (pairing.Decision, error) {
 	var d pairing.Decision
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		d = pairing.Decision{}
 		p := r.Pairing
 		live := tx.Bucket(bucketLive)
@@ -133,7 +133,7 @@ func putAttempt(b *bolt.Bucket, key string, t time.Time, a attempt) (time.Time, 
 // Settle applies s and returns the updated pairing.
 func (db *DB) Settle(s pairing.Settlement) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
 			return err
@@ -159,15 +159,33 @@ func (db *DB) Settle(s pairing.Settlement) (pairing.Pairing, error) {
 // it: the renewal, or a reinstated old pairing whose code still works.
 func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) error {
 	if s.Counted {
-		return endPairing(tx, s.Replaced, pairing.StateSuperseded, s.Now)
+		ended, err := endPairing(tx, s.Replaced, pairing.StateSuperseded, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
 	watched := tx.Bucket(bucketWatched)
 	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
-	if errors.Is(err, pairing.ErrNotFound) || (err == nil && !old.Live(s.Now)) {
-		return watched.Delete([]byte(s.Replaced)) // the renewal's view replaces its last one
+	if errors.Is(err, pairing.ErrNotFound) {
+		return watched.Delete([]byte(s.Replaced))
 	}
 	if err != nil {
 		return err
+	}
+	if !old.Live(s.Now) {
+		// The renewal's view replaces its last one. A code that ran out
+		// while the renewal was on its way (New code clicked just past the
+		// expiry, before a tick ended it) ends here as expired, code wiped
+		// and audited: nothing watches it any more to end it later.
+		if old.State != pairing.StateLive {
+			return watched.Delete([]byte(s.Replaced))
+		}
+		ended, err := endPairing(tx, old.ID, pairing.StateExpired, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventExpired, s.Now)
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
@@ -194,7 +212,7 @@ func (db *DB) Interrupt(in pairing.Interruption) (pairing.Pairing, bool, error) 
 		p     pairing.Pairing
 		ended bool
 	)
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		if p, err = loadPairing(tx.Bucket(bucketPairings), []byte(in.ID)); err != nil {
 			return err
@@ -210,7 +228,7 @@ func (db *DB) Interrupt(in pairing.Interruption) (pairing.Pairing, bool, error) 
 			return err
 		}
 		if p.Renews != "" {
-			if err := settleReplaced(tx, pairing.Settlement{Replaced: p.Renews, Now: in.Now, Counted: true}, p); err != nil {
+			if err := settleReplaced(tx, pairing.Settlement{Replaced: p.Renews, Now: in.Now, Counted: true, ReplacedAudit: in.ReplacedAudit}, p); err != nil {
 				return err
 			}
 		}
@@ -258,7 +276,7 @@ func settleAttempt(tx *bolt.Tx, p pairing.Pairing, counted bool) error {
 // period ending at now.
 func (db *DB) AttemptCount(phone string, now time.Time, period time.Duration) (int, error) {
 	var n int
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		n = len(windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, period))
 		return nil
 	})
@@ -272,7 +290,7 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit pairing.Window) (ti
 		at time.Time
 		n  int
 	)
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		times := windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, limit.Period)
 		n = len(times)
 		at = now
@@ -287,7 +305,7 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit pairing.Window) (ti
 // Pairing returns the pairing with id.
 func (db *DB) Pairing(id string) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		var err error
 		p, err = loadPairing(tx.Bucket(bucketPairings), []byte(id))
 		return err
@@ -298,12 +316,37 @@ func (db *DB) Pairing(id string) (pairing.Pairing, error) {
 	return p, nil
 }
 
+// Holder returns the pairing that holds instance at now (one live code per
+// instance), or ErrNotFound when none does. Its code is left out.
+func (db *DB) Holder(instance string, now time.Time) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.view(func(tx *bolt.Tx) error {
+		id := tx.Bucket(bucketLive).Get([]byte(instance))
+		if id == nil {
+			return pairing.ErrNotFound
+		}
+		var err error
+		if p, err = loadPairing(tx.Bucket(bucketPairings), id); err != nil {
+			return err
+		}
+		if !p.Live(now) {
+			return pairing.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return pairing.Pairing{}, fmt.Errorf("holder of %q: %w", instance, err)
+	}
+	p.Code = ""
+	return p, nil
+}
+
 // UpdatePairing applies change to the stored pairing and saves it. When the
 // pairing is no longer live afterwards, its code is wiped and its instance
 // released: a code must not outlive its pairing anywhere, the store included.
 func (db *DB) UpdatePairing(id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		var err error
 		p, err = updatePairing(tx, id, now, change)
 		return err
@@ -339,16 +382,35 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.P
 }
 
 // endPairing gives a replaced pairing its final state and stops editing its
-// message, which now shows the pairing that replaced it.
-func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time) error {
-	_, err := updatePairing(tx, id, now, func(p *pairing.Pairing) error { p.State = state; return nil })
-	if errors.Is(err, pairing.ErrNotFound) {
+// message, which now shows the pairing that replaced it. A pairing that
+// reached a final state meanwhile (it linked while New code was in flight)
+// keeps it: a final state is never left. It reports whether it ended the
+// pairing.
+func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time) (bool, error) {
+	ended := false
+	_, err := updatePairing(tx, id, now, func(p *pairing.Pairing) error {
+		if !p.Final() {
+			p.State, ended = state, true
+		}
 		return nil
+	})
+	if errors.Is(err, pairing.ErrNotFound) {
+		return false, nil
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
-	return tx.Bucket(bucketWatched).Delete([]byte(id))
+	return ended, tx.Bucket(bucketWatched).Delete([]byte(id))
+}
+
+// appendEndAudit appends e, the audit record of a pairing that ended as
+// kind at now, unless e names no pairing.
+func appendEndAudit(tx *bolt.Tx, e pairing.Event, kind pairing.EventKind, now time.Time) error {
+	if e.Pairing == "" {
+		return nil
+	}
+	e.Kind, e.Time = kind, now
+	return appendAudit(tx, e)
 }
 
 // loadPairing reads pairing id from the pairings bucket.
@@ -366,7 +428,7 @@ func loadPairing(pairings *bolt.Bucket, id []byte) (pairing.Pairing, error) {
 // current: live ones, and ended ones whose final state is not shown yet.
 func (db *DB) WatchedPairings() ([]pairing.Pairing, error) {
 	var out []pairing.Pairing
-	err := db.bolt.View(func(tx *bolt.Tx) error {
+	err := db.view(func(tx *bolt.Tx) error {
 		pairings := tx.Bucket(bucketPairings)
 		return tx.Bucket(bucketWatched).ForEach(func(id, _ []byte) error {
 			if p, err := loadPairing(pairings, id); err == nil {
@@ -385,7 +447,7 @@ func (db *DB) WatchedPairings() ([]pairing.Pairing, error) {
 // edited only when that changes; unwatch ends editing for good. Runs in
 // Batch: concurrent edits share one fsync, and the function is idempotent.
 func (db *DB) RecordView(id, key string, unwatch bool) error {
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		if unwatch {
 			if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
 				return err
@@ -412,7 +474,7 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 // the live and requesting ones. It is for restoring a backup and for
 // seeding load tests; the bot itself only creates pairings through Reserve.
 func (db *DB) Restore(ps []pairing.Pairing) error {
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		for _, p := range ps {
 			if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
 				return err
@@ -434,6 +496,6 @@ func (db *DB) Restore(ps []pairing.Pairing) error {
 // WatchedCount is how many pairings' messages are being kept current.
 func (db *DB) WatchedCount() int {
 	var n int
-	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
+	db.view(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
 	return n
 }

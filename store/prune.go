@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,7 +22,7 @@ import (
 // by the busiest window instead of growing with the bot's age.
 func (db *DB) Prune(now time.Time, before pairing.PruneBefore) (pairing.PruneStats, error) {
 	var st pairing.PruneStats
-	err := db.bolt.Update(func(tx *bolt.Tx) error {
+	err := db.update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
 			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(before.Attempts) })
 			if err != nil {
@@ -39,7 +40,16 @@ func (db *DB) Prune(now time.Time, before pairing.PruneBefore) (pairing.PruneSta
 		}); err != nil {
 			return err
 		}
-		if _, err := deleteWhere(watched, func(id, _ []byte) bool { return pairings.Get(id) == nil }); err != nil {
+		// A watched pairing that is gone, or whose record does not parse,
+		// can never be advanced or shown: it stops being watched (and the
+		// damaged record is pruned below).
+		if _, err := deleteWhere(watched, func(id, _ []byte) bool {
+			_, err := loadPairing(pairings, id)
+			if err != nil && !errors.Is(err, pairing.ErrNotFound) {
+				st.DamagedPairings++
+			}
+			return err != nil
+		}); err != nil {
 			return err
 		}
 		held := map[string]bool{}
@@ -101,6 +111,6 @@ func deleteWhere(b *bolt.Bucket, match func(k, v []byte) bool) (int, error) {
 // FileSize is the database file's size in bytes.
 func (db *DB) FileSize() int64 {
 	var n int64
-	db.bolt.View(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	db.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }

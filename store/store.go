@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -44,6 +46,7 @@ var ErrDamaged = errors.New("database file is damaged")
 // DB is the open database. It is safe for concurrent use.
 type DB struct {
 	bolt *bolt.DB
+	log  *slog.Logger
 }
 
 // Options tune Open. The zero value is a durable database that waits up to
@@ -55,6 +58,9 @@ type Options struct {
 	NoSync bool
 	// ReadOnly opens the file for reading, sharing the lock with other readers.
 	ReadOnly bool
+	// Log receives warnings about damaged records that reads skip; nil
+	// discards them.
+	Log *slog.Logger
 }
 
 // Open opens (or creates, mode 0600) the bbolt file at path. A file bbolt
@@ -101,7 +107,7 @@ func Open(path string, opts Options) (*DB, error) {
 			b.Close()
 			return nil, fmt.Errorf("create buckets in %s: %w", path, err)
 		}
-		if err := prepareAudit(b); err != nil {
+		if err := readingFile(path, func() error { return prepareAudit(b) }); err != nil {
 			b.Close()
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -109,7 +115,11 @@ func Open(path string, opts Options) (*DB, error) {
 	// Batch coalesces concurrent check-and-records into one fsync; a short
 	// delay keeps a lone request fast.
 	b.MaxBatchDelay = time.Millisecond
-	return &DB{bolt: b}, nil
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &DB{bolt: b, log: log}, nil
 }
 
 // readingFile runs f, which reads the file at path through bbolt, and
@@ -117,12 +127,17 @@ func Open(path string, opts Options) (*DB, error) {
 // errors for unreadable meta pages, its panics on pages that make no sense,
 // and the fault (SIGBUS) of reading a page past the end of a truncated file
 // through the memory map, which would otherwise kill the process with no
-// way to recover. After a panic bbolt's half-opened file stays locked by
-// this process; it is about to exit with the error anyway.
+// way to recover. Any other panic (a bug in f's own code) goes on as a
+// panic: telling the admin to restore a backup would be wrong. After a
+// panic in bolt.Open its half-opened file stays locked by this process; it
+// is about to exit with the error anyway.
 func readingFile(path string, f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
+			if !faultOrBboltPanic(r) {
+				panic(r)
+			}
 			err = damaged(path, fmt.Sprint(r))
 		}
 	}()
@@ -133,6 +148,31 @@ func readingFile(path string, f func() error) (err error) {
 		return damaged(path, err.Error())
 	}
 	return err
+}
+
+// faultOrBboltPanic says whether the panic r, being recovered by the
+// caller, is a memory fault (a read of the mapped file past its end) or was
+// raised inside bbolt (its checks of a page, or a bad offset it read from
+// one): the first frame below the panic that is not the runtime's.
+func faultOrBboltPanic(r any) bool {
+	if _, fault := r.(interface{ Addr() uintptr }); fault {
+		return true
+	}
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(3, pcs)])
+	panicking := false
+	for {
+		fr, more := frames.Next()
+		switch {
+		case fr.Function == "runtime.gopanic":
+			panicking = true
+		case panicking && !strings.HasPrefix(fr.Function, "runtime."):
+			return strings.HasPrefix(fr.Function, "go.etcd.io/bbolt")
+		}
+		if !more {
+			return false
+		}
+	}
 }
 
 // sane is a quick look for damage bbolt's Open does not notice: a file
@@ -161,6 +201,25 @@ func sane(b *bolt.DB, path string) error {
 func damaged(path, cause string) error {
 	return fmt.Errorf("%w (bbolt: %s): stop linkbot and restore %s from a backup, or move it aside to start over with "+
 		"empty limits, pairings and audit log", ErrDamaged, cause, path)
+}
+
+// view, update and batch are bbolt's View, Update and Batch through
+// readingFile. Open reads only a few pages of each bucket, so a bad page
+// deeper in the file is met later; bbolt panics on it, and this turns the
+// panic into ErrDamaged for the caller (the bot's request, its tick, its
+// pruning, `linkbot audit`) instead of a crash. bbolt rolls the transaction
+// back on the way out. A panic while committing a batch of Batch calls
+// runs in bbolt's own goroutine and cannot be caught here.
+func (db *DB) view(f func(*bolt.Tx) error) error {
+	return readingFile(db.bolt.Path(), func() error { return db.bolt.View(f) })
+}
+
+func (db *DB) update(f func(*bolt.Tx) error) error {
+	return readingFile(db.bolt.Path(), func() error { return db.bolt.Update(f) })
+}
+
+func (db *DB) batch(f func(*bolt.Tx) error) error {
+	return readingFile(db.bolt.Path(), func() error { return db.bolt.Batch(f) })
 }
 
 // Close releases the file lock.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/linkbot/linkbot/pairing"
 )
 
@@ -243,6 +245,28 @@ func TestPruneKeepsWatchedAndLive(t *testing.T) {
 	}
 }
 
+// A watched pairing whose record does not parse can never be advanced or
+// shown: pruning drops it (and its record), and says how many it dropped,
+// instead of keeping it watched for good.
+func TestPruneDropsDamagedWatchedPairing(t *testing.T) {
+	db := openTest(t)
+	db.bolt.Update(func(tx *bolt.Tx) error {
+		tx.Bucket(bucketPairings).Put([]byte("bad"), []byte(`{"state":`))
+		return tx.Bucket(bucketWatched).Put([]byte("bad"), nil)
+	})
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	st, err := db.Prune(now, pairing.PruneBefore{Attempts: now, Pairings: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := db.WatchedCount(); n != 0 {
+		t.Errorf("after pruning, %d watched entries for a pairing nobody can read", n)
+	}
+	if st.DamagedPairings != 1 || st.Pairings != 1 {
+		t.Errorf("prune stats %+v, want the damaged pairing counted and removed", st)
+	}
+}
+
 func TestPruneAuditRetention(t *testing.T) {
 	db := openTest(t)
 	for i := range 5 {
@@ -400,5 +424,35 @@ func TestRefusalKeptUntilShown(t *testing.T) {
 	}
 	if _, err := db.Pairing("renewal"); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("a renewal's refusal was stored: %v", err)
+	}
+}
+
+// A final state is one a pairing never leaves: a renewal that settles as
+// counted ends the pairing it replaced as superseded only if that one has
+// not ended meanwhile. A pairing that linked while New code was in flight
+// stays linked.
+func TestSupersedeKeepsFinalState(t *testing.T) {
+	db := openTest(t)
+	now := t0
+	a := pairing.Pairing{ID: "a", Instance: "INST00000001", Phone: "201112223333", RequestedBy: "U1", State: pairing.StateLive, Code: "ABCD1234",
+		IssuedAt: now, ExpiresAt: now.Add(150 * time.Second)}
+	if err := db.Restore([]pairing.Pairing{a}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := db.Reserve(pairing.Reservation{Pairing: pairing.Pairing{ID: "b", Instance: a.Instance, Phone: a.Phone, RequestedBy: "U1", Renews: "a"},
+		Replaces: "a", PhoneLimit: pairing.Window{Max: 3, Period: time.Hour}, UserLimit: pairing.Window{Max: 3, Period: time.Hour}, Now: now, Hold: time.Minute})
+	if err != nil || d.Refused != pairing.LimitNone {
+		t.Fatal(d, err)
+	}
+	// The phone enters A's code while B's request is on its way.
+	if _, err := db.UpdatePairing("a", now.Add(time.Second), func(p *pairing.Pairing) error { p.State = pairing.StateLinked; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Settle(pairing.Settlement{ID: "b", Now: now.Add(2 * time.Second), Counted: true, Replaced: "a",
+		Change: func(p *pairing.Pairing) error { p.State = pairing.StateLive; return nil }}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Pairing("a"); got.State != pairing.StateLinked {
+		t.Errorf("pairing a linked, then was rewritten to %q", got.State)
 	}
 }

@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
+	"log/slog"
 	"strings"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
@@ -39,7 +37,7 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 		return &usageError{err.Error()}
 	}
 	path := or(getenv("LINKBOT_DB"), "linkbot.db")
-	events, more, err := readAudit(path, req)
+	events, more, err := readAudit(path, req, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -64,10 +62,12 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 
 // readAudit answers req from the file, or through the running bot when it
 // holds the file's lock. Both read the same query with the same bounds.
-func readAudit(path string, req auditRequest) ([]pairing.Event, bool, error) {
+// Damaged records skipped while reading the file are reported to log (the
+// running bot logs those it skips in its own log).
+func readAudit(path string, req auditRequest, log *slog.Logger) ([]pairing.Event, bool, error) {
 	// The running bot holds the lock for its whole life, so a short wait
 	// is enough to tell it is there.
-	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond})
+	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond, Log: log})
 	switch {
 	case err == nil:
 		defer db.Close()
@@ -86,26 +86,19 @@ func readAudit(path string, req auditRequest) ([]pairing.Event, bool, error) {
 // auditDirectory reads what `linkbot audit` needs from the configuration:
 // the instances (so --instance takes an alias or an ID) and the default
 // region (LINKBOT_DEFAULT_REGION, else the file's default_region) for
-// national numbers in --phone. It needs no tokens, so unlike the bot it
-// does not insist on the variables named by token_env.
+// national numbers in --phone. The file goes through the same checks as
+// check-config's and the bot's (FILE:LINE problems, exit 78); like
+// check-config, it needs no tokens, so it does not insist on the variables
+// named by token_env.
 func auditDirectory(getenv func(string) string) (dir *pairing.Directory, region string, err error) {
 	region = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
 	var instances []pairing.Instance
 	if path := getenv("LINKBOT_CONFIG"); path != "" {
-		raw, err := os.ReadFile(path)
+		c, _, err := fileOnlyConfig(path, getenv)
 		if err != nil {
-			return nil, "", &configError{problems: []string{fmt.Sprintf("LINKBOT_CONFIG: %v", err)}}
+			return nil, "", err
 		}
-		var f fileConfig
-		if err := yaml.Unmarshal(raw, &f); err != nil {
-			return nil, "", &configError{problems: []string{fmt.Sprintf("LINKBOT_CONFIG %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))}}
-		}
-		if region == "" {
-			region = strings.ToUpper(strings.TrimSpace(f.DefaultRegion))
-		}
-		for _, in := range f.Instances {
-			instances = append(instances, pairing.Instance{ID: in.ID, Name: or(strings.TrimSpace(in.Alias), in.ID), Region: strings.ToUpper(in.Region)})
-		}
+		region, instances = c.DefaultRegion, c.Instances
 	}
 	return pairing.NewDirectory(instances, region), region, nil
 }

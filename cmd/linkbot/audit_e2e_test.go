@@ -5,8 +5,12 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -17,7 +21,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/store"
 )
 
 // audit runs `linkbot audit args…` with the harness's environment.
@@ -121,6 +127,66 @@ func TestStaleAuditSocketReplaced(t *testing.T) {
 			t.Errorf("shutdown removed a file that is not the bot's socket")
 		}
 	})
+}
+
+// TestAuditSocketPathLimit: a unix socket path is limited to 107 bytes
+// (sun_path). Any database path whose socket path fits gets its socket,
+// whatever the file's name (the socket is first made under a temporary name
+// beside it, which must not be the longer of the two); one that does not
+// fit is refused with a message that says why.
+func TestAuditSocketPathLimit(t *testing.T) {
+	for _, tt := range []struct {
+		name, file string
+		length     int
+		ok         bool
+	}{
+		{"default name, path of 107 bytes", "linkbot.db", 107, true},
+		{"short name, path of 107 bytes", "l", 107, true},
+		{"short name, short path", "l", 60, true},
+		{"path of 108 bytes", "linkbot.db", 108, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			base := t.TempDir()
+			pad := tt.length - len(base) - len("/") - len("/"+tt.file+".sock")
+			if pad < 1 {
+				t.Skipf("temporary directory %s too long for a %d-byte socket path", base, tt.length)
+			}
+			dir := filepath.Join(base, strings.Repeat("d", pad))
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			dbPath := filepath.Join(dir, tt.file)
+			sock := auditSocketPath(dbPath)
+			if len(sock) != tt.length {
+				t.Fatalf("test setup: socket path of %d bytes, want %d", len(sock), tt.length)
+			}
+			db, err := store.Open(dbPath, store.Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			stop, err := serveAuditSocket(context.Background(), sock, db, slog.New(slog.DiscardHandler))
+			if !tt.ok {
+				if err == nil || !strings.Contains(err.Error(), "107 bytes") {
+					t.Errorf("socket path of %d bytes: %v, want an error saying the limit is 107 bytes", len(sock), err)
+				}
+				if stop != nil {
+					stop()
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("socket path of %d bytes refused: %v", len(sock), err)
+			}
+			defer stop()
+			if _, _, err := askRunningBot(sock, auditRequest{Limit: 1}); err != nil {
+				t.Errorf("reading through the socket: %v", err)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, ".*")); len(left) != 0 {
+				t.Errorf("temporary files left beside the database: %v", left)
+			}
+		})
+	}
 }
 
 // TestAuditSocketSeesWhatTheFileShows: every query gives the same answer
@@ -312,6 +378,53 @@ func TestHistoryShowsOnlyPermittedInstances(t *testing.T) {
 	}
 }
 
+// TestHistoryByReusedAliasHidesRestrictedInstance: an alias moved from one
+// instance to another (the instance replaced, the alias kept) does not open
+// the old, restricted instance's history to the new instance's users: an
+// instance's history holds the events recorded with its ID, and each event
+// passes the access rules of its own instance.
+func TestHistoryByReusedAliasHidesRestrictedInstance(t *testing.T) {
+	h := newHarness(t)
+	const ng = "B1B2C3D4E5F6"
+	h.wawp.AddInstance(ng, "")
+	// Before: "support" is the restricted instance NG, used by UNG only.
+	writeFile(t, h.configPath, "wawp_timeout: 500ms\ntick_interval: 1s\naccess:\n  users: [UEG]\ninstances:\n"+
+		"  - alias: support-eg\n    id: "+instanceEG+"\n    region: EG\n"+
+		"  - alias: support\n    id: "+ng+"\n    region: NG\n    access:\n      users: [UNG]\n")
+	h.start()
+	env := h.command("UNG", "support +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	h.stop()
+	// After: the alias "support" names the EG instance; NG is renamed and
+	// stays restricted to UNG.
+	writeFile(t, h.configPath, "wawp_timeout: 500ms\ntick_interval: 1s\naccess:\n  users: [UEG]\ninstances:\n"+
+		"  - alias: support\n    id: "+instanceEG+"\n    region: EG\n"+
+		"  - alias: field-ng\n    id: "+ng+"\n    region: NG\n    access:\n      users: [UNG]\n")
+	h.start()
+	env = h.command("UEG", "support +201009998888")
+	h.waitText(env.MessageID, "Enter this code")
+	// UEG may not read field-ng's history directly...
+	denied := h.command("UEG", "history field-ng")
+	h.waitText(denied.MessageID, "You are not on the list")
+	// ...nor through the alias its events were recorded under.
+	hist := h.command("UEG", "history support")
+	v := h.waitText(hist.MessageID, "Last 2 events for `support`")
+	if s := shown(v); strings.Contains(s, "UNG") || strings.Contains(s, "+20 111") {
+		t.Errorf("UEG (not allowed on %s) reads its events through the reused alias:\n%s", ng, s)
+	}
+	// UNG finds them under the instance's name today (with UEG's refusal).
+	hist = h.command("UNG", "history field-ng")
+	if s := shown(h.waitText(hist.MessageID, "Last 3 events for `field-ng`")); !strings.Contains(s, "<@UNG> · support") {
+		t.Errorf("field-ng's own history lacks its events:\n%s", s)
+	}
+	h.stop()
+	// linkbot audit --instance reads the same way.
+	out, err := h.audit("--instance", "support", "--since", "1h")
+	if err != nil || strings.Contains(out, "UNG") || !strings.Contains(out, "UEG") {
+		t.Errorf("linkbot audit --instance support: %v\n%s", err, out)
+	}
+}
+
 // TestAccessAppliesToButtons: a user taken off the access rules gets no
 // more codes from the messages they already have: New code and Try again
 // are refused (and audited) without asking Wawp.
@@ -350,5 +463,100 @@ func TestAccessAppliesToButtons(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"support-eg", "support-eg2"}, refused); diff != "" {
 		t.Errorf("access refusals of clicks audited (-want +got):\n%s", diff)
+	}
+}
+
+// damagedAuditDB writes a database with many audit events and marks a leaf
+// page from the middle of the file as a freelist page: Open's quick look
+// (the first and last page of each bucket) does not see it.
+func damagedAuditDB(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "linkbot.db")
+	db, err := store.Open(path, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := range 3000 {
+		e := pairing.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
+			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
+		if err := db.AppendAudit(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := os.Getpagesize()
+	var leaves []int
+	for id := 2; (id+1)*ps <= len(raw); id++ {
+		hdr := raw[id*ps:]
+		if binary.LittleEndian.Uint64(hdr) == uint64(id) && binary.LittleEndian.Uint16(hdr[8:]) == 0x02 {
+			leaves = append(leaves, id)
+		}
+	}
+	mid := leaves[len(leaves)/2]
+	binary.LittleEndian.PutUint16(raw[mid*ps+8:], 0x10)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAuditOnDamagedFileSaysRestoreBackup: `linkbot audit` on a database
+// with one bad page in the middle says the file is damaged and to restore
+// a backup (exit 1), instead of crashing with a Go panic (exit 2).
+func TestAuditOnDamagedFileSaysRestoreBackup(t *testing.T) {
+	path := damagedAuditDB(t)
+	status, stderr := runMain(t, map[string]string{"LINKBOT_DB": path}, "audit", "--since", "24h", "--limit", "100000")
+	if status != exitFailure || strings.Contains(stderr, "goroutine ") {
+		first, _, _ := strings.Cut(stderr, "\n\n")
+		t.Errorf("exit %d, want %d: %s", status, exitFailure, first)
+	}
+	for _, want := range []string{path, "damaged", "backup"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+// TestAuditChecksConfigAsCheckConfigDoes: `linkbot audit` reads
+// LINKBOT_CONFIG with the same checker as check-config and the bot, so a
+// wrong kind of value is a FILE:LINE problem without Go's type names
+// (before, a bare yaml.Unmarshal printed `struct { Alias string
+// "yaml:\"alias\""; … }`); and, like check-config, it does not need the
+// variables token_env names.
+func TestAuditChecksConfigAsCheckConfigDoes(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yml")
+	env := map[string]string{"LINKBOT_CONFIG": path, "LINKBOT_DB": filepath.Join(dir, "none.db")}
+	getenv := func(k string) string { return env[k] }
+	writeFile(t, path, "instances: {a: 1}\nlimits: 5\n")
+	err := run(context.Background(), []string{"linkbot", "audit"}, getenv, io.Discard, io.Discard)
+	want := []string{
+		path + `:1: instances: want a list such as [A, B], not a mapping`,
+		path + `:2: limits: want keys under it, not a single value`,
+	}
+	var cerr *configError
+	if !errors.As(err, &cerr) {
+		t.Fatalf("linkbot audit: %v, want a configError", err)
+	}
+	if diff := cmp.Diff(want, cerr.problems); diff != "" {
+		t.Errorf("problems (-want +got):\n%s", diff)
+	}
+	writeFile(t, path, "default_region: EG\ninstances:\n  - {alias: support-ng, id: A1B2C3D4E5F6, region: NG, token_env: WAWP_TOKEN_NG}\n")
+	db, err := store.Open(env["LINKBOT_DB"], store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"linkbot", "audit", "--instance", "support-ng", "--phone", "0803 123 4567"}, getenv, &out, io.Discard); err != nil {
+		t.Errorf("linkbot audit with token_env unset: %v", err)
+	}
+	if !strings.Contains(out.String(), "0 events since") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/linkbot/linkbot/pairing"
@@ -135,7 +137,8 @@ func auditHandler(db *store.DB, log *slog.Logger) http.Handler {
 }
 
 // serveAuditSocket serves the audit log on a unix socket at path until
-// stop is called. The socket is created in a private (0700) directory,
+// stop is called. The socket is created in a private (0700) directory
+// beside path, under a name no longer than path (see privateSocketDir),
 // set to 0600 and only then renamed into place, so nobody else can connect
 // in between; the rename also replaces, atomically, a socket left by a
 // crash (this process holds the database's lock, so no other bot can be
@@ -147,12 +150,15 @@ func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".linkbot-audit-")
+	if len(path) > maxSocketPath {
+		return nil, fmt.Errorf("%s is %d bytes long, but unix socket paths are limited to %d bytes: put LINKBOT_DB in a directory with a shorter path", path, len(path), maxSocketPath)
+	}
+	dir, err := privateSocketDir(path)
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	private := filepath.Join(dir, "sock")
+	private := filepath.Join(dir, "s")
 	ln, err := net.Listen("unix", private)
 	if err != nil {
 		return nil, err
@@ -186,6 +192,28 @@ func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.
 			os.Remove(path)
 		}
 	}, nil
+}
+
+// maxSocketPath is the longest path a unix socket can have on Linux:
+// sun_path holds 108 bytes, the last one a NUL.
+const maxSocketPath = 107
+
+// privateSocketDir creates a directory only this user can enter, beside
+// path, for the socket to be made in before it is renamed to path. Its
+// socket path (DIR/.XXXX/s) is no longer than path itself, so any path that
+// fits the socket limit works, whatever the database file is called.
+func privateSocketDir(path string) (string, error) {
+	// "." + name + "/s" takes the place of path's own base name (at least
+	// "x.sock"), so the name has at least 3 random characters.
+	n := min(len(filepath.Base(path))-3, 12)
+	for range 100 {
+		dir := filepath.Join(filepath.Dir(path), "."+strings.ToLower(rand.Text()[:n]))
+		err := os.Mkdir(dir, 0o700)
+		if !errors.Is(err, fs.ErrExist) {
+			return dir, err
+		}
+	}
+	return "", fmt.Errorf("no free temporary name beside %s", path)
 }
 
 // askRunningBot sends req to the bot serving the socket at path.

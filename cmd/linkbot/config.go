@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -156,12 +157,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		problems = append(problems, fmt.Sprintf("LINKBOT_LOG_FORMAT must be json or text, not %q", c.LogFormat))
 	}
+	// Only the variable's own value is blamed on it; the file's
+	// default_region is checked, at its line, by loadFile.
+	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
+		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
+	}
 	if c.ConfigPath != "" {
 		fileProblems, unsetEnv := c.loadFile(getenv)
 		problems = append(append(problems, fileProblems...), unsetEnv...)
-	}
-	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
-		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q is not an ISO region code such as EG or GB", c.DefaultRegion))
 	}
 	if len(problems) > 0 {
 		return config{}, &configError{problems: problems}
@@ -171,16 +174,46 @@ func loadConfig(getenv func(string) string) (config, error) {
 
 // checkListenAddr accepts host:port with a numeric port (net.Listen would
 // also look up service names such as "http", which distroless images
-// cannot: they have no /etc/services). An empty host means every interface.
+// cannot: they have no /etc/services). The host is empty (every
+// interface), an IP address, or a syntactically valid host name; anything
+// else ("bad host", "256.1.1.1") could never be listened on.
 func checkListenAddr(addr string) error {
-	_, port, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return errors.New("must be host:port, e.g. 127.0.0.1:8080")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("has port %q; want a number from 0 to 65535, e.g. 127.0.0.1:8080", port)
 	}
+	if _, err := netip.ParseAddr(host); host != "" && err != nil && !isHostName(host) {
+		return fmt.Errorf("has host %q, which is neither an IP address nor a host name; e.g. 127.0.0.1:8080, or :8080 for every interface", host)
+	}
 	return nil
+}
+
+// isHostName says whether s is a syntactically valid host name (RFC 1123):
+// dot-separated labels of 1–63 letters, digits, hyphens (and underscores,
+// which resolvers accept and Compose service names use), no label starting
+// or ending with a hyphen, at most 253 characters, and a last label that
+// is not all digits (RFC 3696 §2: "256.1.1.1" is a bad IP address, not a
+// name).
+func isHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	labels := strings.Split(s, ".")
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
 }
 
 // loadFile reads the config file at c.ConfigPath; values already set by the
@@ -196,15 +229,17 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if errors.As(err, &perr) {
 			err = perr.Err // the path is already in front
 		}
-		fc.problems = append(fc.problems, fileProblem{0, err.Error()})
+		fc.add(0, err.Error())
 		return fc.list(), nil
 	}
 	var f fileConfig
 	if !fc.parse(raw, &f) {
 		return fc.list(), nil
 	}
-	if c.DefaultRegion == "" {
-		c.DefaultRegion = strings.ToUpper(f.DefaultRegion)
+	if region := strings.ToUpper(strings.TrimSpace(f.DefaultRegion)); region != "" && !pairing.ValidRegion(region) {
+		fc.bad("default_region", "default_region %q is not an ISO region code such as EG or GB", f.DefaultRegion)
+	} else if c.DefaultRegion == "" {
+		c.DefaultRegion = region
 	}
 	fc.duration("code_lifetime", f.CodeLifetime, durationRule{lo: 5 * time.Second, hi: 10 * time.Minute}, &c.CodeLifetime)
 	fc.duration("wawp_timeout", f.WawpTimeout, durationRule{lo: 100 * time.Millisecond, hi: time.Minute}, &c.WawpTimeout)
@@ -272,7 +307,7 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if in.TokenEnv != "" {
 			if tok := getenv(in.TokenEnv); tok == "" {
 				unsetEnv = append(unsetEnv, fmt.Sprintf("%s:%d: %s (%s): token_env %s is not set in the environment",
-					c.ConfigPath, fc.lines[where+".token_env"], where, alias, in.TokenEnv))
+					c.ConfigPath, fc.line(where+".token_env"), where, alias, in.TokenEnv))
 			} else {
 				c.Tokens[in.ID] = tok
 			}
@@ -283,6 +318,9 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
 	c.Access[""] = f.Access.rules(fc, "access", "access")
+	if len(unsetEnv) > maxConfigProblems {
+		unsetEnv = append(unsetEnv[:maxConfigProblems], fmt.Sprintf("… and %d more unset token_env variables", len(unsetEnv)-maxConfigProblems))
+	}
 	return fc.list(), unsetEnv
 }
 
@@ -303,15 +341,30 @@ func (a accessConfig) rules(fc *fileCheck, name, path string) bot.Access {
 	return bot.Access{Users: a.Users, UserGroups: a.UserGroups, Channels: a.Channels, Ask: a.Ask}
 }
 
-// checkConfig validates a config file without connecting anywhere and
-// prints what it configures.
-func checkConfig(path string, getenv func(string) string, stdout io.Writer) error {
-	c := defaultConfig()
+// fileOnlyConfig reads the config file at path, and LINKBOT_DEFAULT_REGION
+// which overrides its default_region, for the commands that need no tokens
+// (check-config, audit): the token_env variables that are not set are
+// returned as notes, not problems.
+func fileOnlyConfig(path string, getenv func(string) string) (c config, unsetEnv []string, err error) {
+	c = defaultConfig()
 	c.ConfigPath = path
 	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
 	problems, unsetEnv := c.loadFile(getenv)
+	if c.DefaultRegion != "" && !pairing.ValidRegion(c.DefaultRegion) {
+		problems = append(problems, fmt.Sprintf("LINKBOT_DEFAULT_REGION %q (from the environment) is not an ISO region code such as EG or GB", c.DefaultRegion))
+	}
 	if len(problems) > 0 {
-		return &configError{problems: problems}
+		return config{}, nil, &configError{problems: problems}
+	}
+	return c, unsetEnv, nil
+}
+
+// checkConfig validates a config file without connecting anywhere and
+// prints what it configures.
+func checkConfig(path string, getenv func(string) string, stdout io.Writer) error {
+	c, unsetEnv, err := fileOnlyConfig(path, getenv)
+	if err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "%s is valid.\n", path)
 	fmt.Fprintf(stdout, "default region: %s\n", or(c.DefaultRegion, "none (numbers need a country code)"))

@@ -68,6 +68,10 @@ func TestConfigFileProblems(t *testing.T) {
 		{"unknown key in an instance", "instances:\n  - alias: a\n    id: A1B2C3D4E5F6\n    regoin: EG\n", []string{`FILE:4: unknown key "regoin" in instances[0] (did you mean "region"?)`}},
 		{"part of a key", "timeout: 5s\n", []string{`FILE:1: unknown key "timeout" (did you mean "wawp_timeout"?)`}},
 		{"unrelated key", "colour: red\n", []string{`FILE:1: unknown key "colour" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		// A one-letter key: never `did you mean ""?`, and a near key is found.
+		{"one-letter key", "u: 1\n", []string{`FILE:1: unknown key "u" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		{"one-letter key near a short one", "limits:\n  phone: {m: 2}\n", []string{`FILE:2: unknown key "m" in limits.phone (did you mean "max"?)`}},
+		{"one-letter key in access", "access: {u: [U1]}\n", []string{`FILE:1: unknown key "u" in access (known keys: users, usergroups, channels, ask)`}},
 		{"key twice", "code_lifetime: 100s\ncode_lifetime: 120s\n", []string{"FILE:2: code_lifetime is set twice (first on line 1)"}},
 		{"not a mapping", "- a\n", []string{"FILE:1: want keys such as default_region: and instances:, not a list"}},
 		{"bad type", "limits:\n  phone: {max: lots}\n", []string{`FILE:2: limits.phone.max: want a whole number, not "lots"`}},
@@ -86,6 +90,8 @@ func TestConfigFileProblems(t *testing.T) {
 		{"alias is another's id", two + "  - {alias: A1B2C3D4E5F6, id: B1B2C3D4E5F6}\n", []string{`FILE:3: instances[1]: alias "A1B2C3D4E5F6" is the ID of instances[0] (a)`}},
 		{"id is another's alias", "instances:\n  - {alias: B1B2C3D4E5F6, id: A1B2C3D4E5F6}\n  - {alias: b, id: B1B2C3D4E5F6}\n", []string{`FILE:2: instances[0]: alias "B1B2C3D4E5F6" is the ID of instances[1] (b)`}},
 		{"bad region", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, region: XX}\n", []string{`FILE:2: instances[0] (a): region "XX" is not an ISO region code`}},
+		// The file's value, with LINKBOT_DEFAULT_REGION unset: the file is to blame.
+		{"bad default region", "code_lifetime: 100s\ndefault_region: XX\n", []string{`FILE:2: default_region "XX" is not an ISO region code such as EG or GB`}},
 		{"bad duration", "code_lifetime: forever\n", []string{`FILE:1: code_lifetime "forever" must be a duration between 5s and 10m`}},
 		{"bad window", "limits:\n  user: {window: 5s}\n", []string{`FILE:2: limits.user.window "5s" must be a duration between 1m and 168h`}},
 		{"negative max", "limits:\n  user: {max: -1}\n", []string{`FILE:2: limits.user.max must be positive`}},
@@ -115,7 +121,59 @@ func TestConfigFileProblems(t *testing.T) {
 			if !errors.As(err, &cerr) {
 				t.Errorf("run: %v, want a configError", err)
 			}
+			// check-config finds the same problems (an unset token_env is
+			// only a note there: it may run where the tokens are not).
+			var out bytes.Buffer
+			err = checkConfig(path, func(k string) string { return env[k] }, &out)
+			if strings.Contains(tt.name, "token env") {
+				if err != nil {
+					t.Errorf("check-config: %v, want a note only", err)
+				}
+				return
+			}
+			if !errors.As(err, &cerr) {
+				t.Fatalf("check-config: %v, want a configError; it printed:\n%s", err, out.String())
+			}
+			got = strings.ReplaceAll(strings.Join(cerr.problems, "\n"), path, "FILE")
+			if diff := cmp.Diff(strings.Join(tt.want, "\n"), got); diff != "" {
+				t.Errorf("check-config problems (-want +got):\n%s", diff)
+			}
 		})
+	}
+}
+
+// TestConfigAliasesCheckedOnce: the shape check visits what a YAML alias
+// points at once, not once per reference (300 references to a node with
+// 300 bad items were 90,000 problems, 11 MB of error text, from a 3 KB
+// file; 10 KB took 685 MB), and a long problem list is cut short with a
+// count of the rest.
+func TestConfigAliasesCheckedOnce(t *testing.T) {
+	const n = 300
+	items := strings.TrimSuffix(strings.Repeat("{a: 1},", n), ",")
+	refs := strings.TrimSuffix(strings.Repeat("*i,", n), ",")
+	file := "u: &u [" + items + "]\ni: &i {alias: a, id: A1B2C3D4E5F6, access: {users: *u}}\ninstances: [" + refs + "]\n"
+	path := filepath.Join(t.TempDir(), "c.yml")
+	writeFile(t, path, file)
+	err := checkConfig(path, func(string) string { return "" }, io.Discard)
+	var cerr *configError
+	if !errors.As(err, &cerr) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(cerr.problems) != maxConfigProblems+1 {
+		t.Errorf("a %d-byte file gave %d problems (%d bytes of error text), want %d and a count of the rest",
+			len(file), len(cerr.problems), len(err.Error()), maxConfigProblems)
+	}
+	if last := cerr.problems[len(cerr.problems)-1]; !strings.HasPrefix(last, "… and ") || !strings.HasSuffix(last, " more problems") {
+		t.Errorf("last problem %q, want the count of those left out", last)
+	}
+	var walked int
+	for _, p := range cerr.problems {
+		if strings.Contains(p, "want a single value, not a mapping") {
+			walked++
+		}
+	}
+	if walked > n {
+		t.Errorf("the %d bad items under the alias were reported %d times", n, walked)
 	}
 }
 
@@ -137,9 +195,16 @@ instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 user
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("check-config output (-want +got):\n%s", diff)
 	}
-	writeFile(t, path, "instances:\n  - {alias: a, id: nope}\n")
-	err := run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{})
+	// LINKBOT_DEFAULT_REGION overrides the file's default_region: check-config
+	// checks it too, and blames the variable.
+	out.Reset()
+	err := run(context.Background(), []string{"linkbot", "check-config", path}, func(k string) string { return map[string]string{"LINKBOT_DEFAULT_REGION": "XX"}[k] }, &out, &bytes.Buffer{})
 	var cerr *configError
+	if !errors.As(err, &cerr) || len(cerr.problems) != 1 || !strings.HasPrefix(cerr.problems[0], `LINKBOT_DEFAULT_REGION "XX"`) {
+		t.Errorf("LINKBOT_DEFAULT_REGION=XX: err = %v, want one problem blaming the variable; it printed:\n%s", err, out.String())
+	}
+	writeFile(t, path, "instances:\n  - {alias: a, id: nope}\n")
+	err = run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{})
 	if !errors.As(err, &cerr) {
 		t.Errorf("invalid file: err = %v, want configError (exit 78)", err)
 	}
@@ -163,6 +228,17 @@ func TestHTTPAddrChecked(t *testing.T) {
 		{":99999", false},
 		{"127.0.0.1:-1", false},
 		{"[::1:8080", false},
+		{"example.com:8080", true},
+		{"linkbot_metrics:8080", true}, // a Compose service name
+		{"[fe80::1%lo]:8080", true},
+		// Hosts that can never be listened on: not an IP, not a host name.
+		{"256.1.1.1:8080", false},
+		{"1.2.3:8080", false},
+		{"bad host:8080", false},
+		{"-bad.example:8080", false},
+		{"bad-.example:8080", false},
+		{"a..b:8080", false},
+		{strings.Repeat("a", 64) + ".example:8080", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.addr, func(t *testing.T) {
@@ -211,6 +287,18 @@ func TestREADMEConfigExample(t *testing.T) {
 	for _, want := range []string{"instance support-eg = A1B2C3D4E5F6, region EG", "instance field-ng = B1B2C3D4E5F6, region NG", "token_env WAWP_TOKEN_NG is not set"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check-config output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestWawpClientFollowsWawpTimeout: wawp_timeout bounds each Wawp call (the
+// service gives every call a context with it); the HTTP client under it
+// must never cut a call shorter, whatever wawp_timeout is set to (a fixed
+// 20 s client timeout made any wawp_timeout above 20 s a no-op).
+func TestWawpClientFollowsWawpTimeout(t *testing.T) {
+	for _, d := range []time.Duration{100 * time.Millisecond, 10 * time.Second, 30 * time.Second, time.Minute} {
+		if c := wawpHTTPClient(d, nil); c.Timeout != 0 && c.Timeout <= d {
+			t.Errorf("wawp_timeout %s: the Wawp HTTP client gives up after %s", d, c.Timeout)
 		}
 	}
 }

@@ -13,6 +13,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// maxConfigProblems is how many problems a config check lists; the rest
+// are counted. A few lines of YAML aliases can make a file mean millions
+// of settings, and so millions of problems.
+const maxConfigProblems = 100
+
 // fileProblem is one problem in the config file, at a line when known.
 type fileProblem struct {
 	line int
@@ -23,16 +28,54 @@ type fileProblem struct {
 // so a problem found after decoding still points at its line.
 type fileCheck struct {
 	path     string
-	problems []fileProblem
+	problems []fileProblem  // the first maxConfigProblems found
+	more     int            // how many more were found
 	lines    map[string]int // setting path ("limits.phone.max", "instances[1].id") → line
+	// walked holds the alias targets already checked, per Go type: each is
+	// checked once however many aliases point at it.
+	walked map[walkedNode]bool
 }
 
-// bad records a problem with the setting at path (its line, when known).
+type walkedNode struct {
+	n *yaml.Node
+	t reflect.Type
+}
+
+// add records a problem; past maxConfigProblems it is only counted.
+func (fc *fileCheck) add(line int, msg string) {
+	if len(fc.problems) >= maxConfigProblems {
+		fc.more++
+		return
+	}
+	fc.problems = append(fc.problems, fileProblem{line, msg})
+}
+
+// found is how many problems have been found.
+func (fc *fileCheck) found() int { return len(fc.problems) + fc.more }
+
+// bad records a problem with the setting at path, at its line or, when
+// that is not known (a setting reached through an alias already checked),
+// its nearest enclosing setting's.
 func (fc *fileCheck) bad(path, format string, args ...any) {
-	fc.problems = append(fc.problems, fileProblem{fc.lines[path], fmt.Sprintf(format, args...)})
+	fc.add(fc.line(path), fmt.Sprintf(format, args...))
 }
 
-// list renders the problems as FILE:LINE: …, in the order of the file.
+func (fc *fileCheck) line(path string) int {
+	for path != "" {
+		if l, ok := fc.lines[path]; ok {
+			return l
+		}
+		if i := strings.LastIndexAny(path, ".["); i > 0 {
+			path = path[:i]
+		} else {
+			path = ""
+		}
+	}
+	return 0
+}
+
+// list renders the problems as FILE:LINE: …, in the order of the file,
+// and the count of those left out.
 func (fc *fileCheck) list() []string {
 	slices.SortStableFunc(fc.problems, func(a, b fileProblem) int { return cmp.Compare(a.line, b.line) })
 	var out []string
@@ -42,6 +85,9 @@ func (fc *fileCheck) list() []string {
 		} else {
 			out = append(out, fmt.Sprintf("%s: %s", fc.path, p.msg))
 		}
+	}
+	if fc.more > 0 {
+		out = append(out, fmt.Sprintf("… and %d more problems", fc.more))
 	}
 	return out
 }
@@ -53,7 +99,8 @@ func (fc *fileCheck) list() []string {
 func (fc *fileCheck) parse(raw []byte, f *fileConfig) bool {
 	var root yaml.Node
 	if err := yaml.Unmarshal(raw, &root); err != nil {
-		fc.problems = append(fc.problems, syntaxProblem(raw, err))
+		p := syntaxProblem(raw, err)
+		fc.add(p.line, p.msg)
 		return false
 	}
 	if len(root.Content) == 0 {
@@ -61,15 +108,15 @@ func (fc *fileCheck) parse(raw []byte, f *fileConfig) bool {
 	}
 	doc := root.Content[0]
 	if doc.Kind != yaml.MappingNode && !isNull(doc) {
-		fc.problems = append(fc.problems, fileProblem{doc.Line, "want keys such as default_region: and instances:, not " + kindName(doc)})
+		fc.add(doc.Line, "want keys such as default_region: and instances:, not "+kindName(doc))
 		return false
 	}
-	before := len(fc.problems)
+	before := fc.found()
 	fc.walk(doc, reflect.TypeOf(*f), "")
-	if err := doc.Decode(f); err != nil && len(fc.problems) == before {
+	if err := doc.Decode(f); err != nil && fc.found() == before {
 		// Not expected: walk checks what Decode checks. Still say it,
 		// without Go's type names.
-		fc.problems = append(fc.problems, fileProblem{0, goTypeNames.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")})
+		fc.add(0, goTypeNames.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), ""))
 	}
 	return true
 }
@@ -112,19 +159,32 @@ func kindName(n *yaml.Node) string {
 }
 
 // walk checks node n against the Go type t that it will be decoded into,
-// and records the line of every setting under path.
+// and records the line of every setting under path. What an alias points
+// at is checked once per type, at the first alias met: YAML aliases can
+// nest, so following each one would check (and report) a few lines of text
+// millions of times.
 func (fc *fileCheck) walk(n *yaml.Node, t reflect.Type, path string) {
-	if n.Kind == yaml.AliasNode {
-		n = n.Alias
-	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+		if n == nil {
+			return // yaml.Unmarshal refuses an unknown anchor
+		}
+		if fc.walked == nil {
+			fc.walked = map[walkedNode]bool{}
+		}
+		if fc.walked[walkedNode{n, t}] {
+			return
+		}
+		fc.walked[walkedNode{n, t}] = true
 	}
 	if isNull(n) {
 		return // "key:" with nothing after it leaves the default
 	}
 	problem := func(format string, args ...any) {
-		fc.problems = append(fc.problems, fileProblem{n.Line, path + ": " + fmt.Sprintf(format, args...)})
+		fc.add(n.Line, path+": "+fmt.Sprintf(format, args...))
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -155,10 +215,10 @@ func (fc *fileCheck) walk(n *yaml.Node, t reflect.Type, path string) {
 				if path != "" {
 					where = " in " + path
 				}
-				fc.problems = append(fc.problems, fileProblem{key.Line, fmt.Sprintf("unknown key %q%s (%s)", key.Value, where, suggest(key.Value, known))})
+				fc.add(key.Line, fmt.Sprintf("unknown key %q%s (%s)", key.Value, where, suggest(key.Value, known)))
 				continue
 			case seen[key.Value] > 0:
-				fc.problems = append(fc.problems, fileProblem{key.Line, fmt.Sprintf("%s is set twice (first on line %d)", sub, seen[key.Value])})
+				fc.add(key.Line, fmt.Sprintf("%s is set twice (first on line %d)", sub, seen[key.Value]))
 				continue
 			}
 			seen[key.Value] = key.Line
@@ -193,15 +253,17 @@ func (fc *fileCheck) walk(n *yaml.Node, t reflect.Type, path string) {
 
 // suggest names the known key nearest to key: one a typo or two away, or
 // one that contains it ("timeout" → "wawp_timeout"); else it lists them all.
+// It never suggests "" (the search starts with no candidate, not with one
+// at a made-up distance that a short key's real neighbours cannot beat).
 func suggest(key string, known []string) string {
-	best, bestDist := "", len(key)+1
+	best, bestDist := "", -1
 	for _, k := range known {
 		d := editDistance(strings.ToLower(key), k)
-		if d < bestDist {
+		if best == "" || d < bestDist {
 			best, bestDist = k, d
 		}
 	}
-	if bestDist <= max(2, len(key)/4) {
+	if best != "" && bestDist <= max(2, len(key)/4) {
 		return fmt.Sprintf("did you mean %q?", best)
 	}
 	for _, k := range known {

@@ -23,8 +23,8 @@ func TestDemo(t *testing.T) {
 		"2. Settings → Linked devices → Link a device",
 		"requested by @agent · only you can see this",
 		"sped up",
-		"▓▓▓▓▓▓▓░░░", // first countdown edit
-		"▓▓▓▓░░░░░░", // second countdown edit
+		"▓▓▓▓▓░░░░░", // first countdown edit: half the time left
+		"▓▓░░░░░░░░", // second countdown edit: the last stretch
 		"✅ Linked — +20 11 12223333 is now connected to support-eg",
 		"Code 3 of 3 for this number in 15 min · next code allowed at",
 		"🛑 Cancelled",
@@ -45,8 +45,8 @@ func TestDemo(t *testing.T) {
 			t.Errorf("transcript shows %q as it is sent, not as Slack renders it", raw)
 		}
 	}
-	// The first code, its two countdown edits (a third if the link lands
-	// late), and the second phone's three codes.
+	// The first code and its two countdown edits, and the second phone's
+	// three codes (a countdown edit among them if the clicks lag).
 	if n := strings.Count(got, "┃ "); n < 6 || n > 7 {
 		t.Errorf("transcript shows %d code headers, want 6 or 7", n)
 	}

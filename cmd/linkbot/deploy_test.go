@@ -2,10 +2,14 @@ package main
 
 import (
 	"os"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // Docker cannot run where these tests run, so the deployment files are
@@ -78,8 +82,47 @@ func TestDockerDataVolumeWritable(t *testing.T) {
 	}
 }
 
+// dockerIgnored says whether .dockerignore's patterns exclude rel, as
+// Docker documents them: each pattern is matched, as Go's filepath.Match
+// does, against the path relative to the context root (a leading "/"
+// dropped), "**" standing for any number of directories, zero included; a
+// pattern matching a parent directory excludes everything under it. (No
+// "!" patterns are used.)
+func dockerIgnored(patterns []string, rel string) bool {
+	for _, p := range patterns {
+		var re strings.Builder
+		p = strings.TrimPrefix(p, "/")
+		for i := 0; i < len(p); i++ {
+			switch {
+			case strings.HasPrefix(p[i:], "**/"):
+				re.WriteString("(.*/)?")
+				i += 2
+			case strings.HasPrefix(p[i:], "**"):
+				re.WriteString(".*")
+				i++
+			case p[i] == '*':
+				re.WriteString("[^/]*")
+			case p[i] == '?':
+				re.WriteString("[^/]")
+			default:
+				re.WriteString(regexp.QuoteMeta(p[i : i+1]))
+			}
+		}
+		match := regexp.MustCompile("^" + strings.TrimSuffix(re.String(), "/") + "$")
+		for dir := rel; dir != "." && dir != "/"; dir = path.Dir(dir) {
+			if match.MatchString(dir) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // TestNoSecretsInBuildContextOrGit: the env file holding the tokens stays
-// out of the Docker build context and out of git; so does .git.
+// out of the Docker build context and out of git; so does .git. A pattern
+// such as "*.env" matches only at the context root, so an env file (or a
+// database) anywhere else went into the build context and the build
+// stage's `COPY . .`.
 func TestNoSecretsInBuildContextOrGit(t *testing.T) {
 	patterns := func(file string) []string {
 		var out []string
@@ -91,9 +134,15 @@ func TestNoSecretsInBuildContextOrGit(t *testing.T) {
 		return out
 	}
 	dockerignore := patterns(".dockerignore")
-	for _, want := range []string{".git", "*.env", "*.db"} {
-		if !slices.Contains(dockerignore, want) {
-			t.Errorf(".dockerignore lacks %s: %q", want, dockerignore)
+	for _, rel := range []string{".git/config", "linkbot.env", ".env", ".env.local", "deploy/linkbot.env", "config/.env",
+		"a/b/c/prod.env", "linkbot.db", "deploy/linkbot.db", "data/linkbot.db.sock", "cmd/linkbot/linkbot.test"} {
+		if !dockerIgnored(dockerignore, rel) {
+			t.Errorf("%s is sent in the build context", rel)
+		}
+	}
+	for _, rel := range []string{"go.mod", "go.sum", "cmd/linkbot/main.go", "store/store.go", "deploy/Dockerfile", "manifest.yml"} {
+		if dockerIgnored(dockerignore, rel) {
+			t.Errorf("%s is left out of the build context; the build needs it", rel)
 		}
 	}
 	if gitignore := patterns(".gitignore"); !slices.Contains(gitignore, "linkbot.env") && !slices.Contains(gitignore, "*.env") {
@@ -125,5 +174,35 @@ func TestSystemdInstallSteps(t *testing.T) {
 	}
 	if has(`install -m 0644 \S+ /etc/linkbot/linkbot\.yml`) < 0 || !strings.Contains(unit, "LINKBOT_CONFIG=/etc/linkbot/linkbot.yml") {
 		t.Errorf("install steps must say where the config file goes and how the bot finds it:\n%s", strings.Join(steps, "\n"))
+	}
+}
+
+// TestStopTimeoutCoversShutdown: the service manager waits long enough for
+// a shutdown with a stuck request before it kills the bot. With the default
+// wawp_timeout the bot waits up to the request lease plus 5 s for requests
+// in flight, then ends them as interrupted and takes up to 2 × 5 s to say so
+// (bot.answerMargin, 2 × bot.shutdownCutoff): 40 s. A kill before that leaves
+// their messages at "Requesting…" until some later start.
+func TestStopTimeoutCoversShutdown(t *testing.T) {
+	lease := pairing.NewService(nil, nil, pairing.Config{}).RequestLease()
+	const answerMargin, cutoffs = 5 * time.Second, 2 * 5 * time.Second
+	need := lease + answerMargin + cutoffs
+	check := func(where, seconds string) {
+		stop, err := time.ParseDuration(seconds + "s")
+		if err != nil || stop < need {
+			t.Errorf("%s: stop timeout %ss, but a shutdown with a stuck request takes up to %s (lease %s + %s + %s)", where, seconds, need, lease, answerMargin, cutoffs)
+		}
+	}
+	m := regexp.MustCompile(`(?m)^TimeoutStopSec=(\d+)s?$`).FindStringSubmatch(readRepoFile(t, "deploy/linkbot.service"))
+	if m == nil {
+		t.Fatal("deploy/linkbot.service sets no TimeoutStopSec (systemd's default is configurable per host: say it)")
+	}
+	check("deploy/linkbot.service", m[1])
+	docker := regexp.MustCompile(`(?:--stop-timeout|stop -t) (\d+)`).FindAllStringSubmatch(readRepoFile(t, "README.md"), -1)
+	if len(docker) == 0 {
+		t.Error("README gives Docker no stop timeout (its default is 10 s)")
+	}
+	for _, m := range docker {
+		check("README "+m[0], m[1])
 	}
 }

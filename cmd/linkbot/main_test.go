@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,6 +62,15 @@ func TestExitStatus(t *testing.T) {
 	if err := os.Truncate(damaged, 8192); err != nil {
 		t.Fatal(err)
 	}
+	// An address that passes the configuration check but cannot be
+	// listened on: one in use (another process may free it: exit 1, so
+	// systemd tries again), one this machine does not have (TEST-NET-1:
+	// restarting will not fix it, exit 78).
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() }) // after the parallel subtests
 	tokens := map[string]string{"SLACK_APP_TOKEN": "xapp-1", "SLACK_BOT_TOKEN": "xoxb-1", "WAWP_ACCESS_TOKEN": "w"}
 	with := func(extra map[string]string) map[string]string {
 		env := map[string]string{}
@@ -88,8 +98,17 @@ func TestExitStatus(t *testing.T) {
 		{"check-config without a file", nil, []string{"check-config"}, 64, []string{"name the file"}, []string{"configuration"}, 1},
 		{"check-config with two files", nil, []string{"check-config", "a.yml", "b.yml"}, 64, []string{"one file"}, []string{"configuration"}, 1},
 		{"damaged database", with(map[string]string{"LINKBOT_DB": damaged}), nil, 1, []string{damaged, "backup"}, []string{"panic", "goroutine"}, 0},
+		{"listen address in use", with(map[string]string{"LINKBOT_DB": filepath.Join(dir, "busy.db"), "LINKBOT_HTTP_ADDR": busy.Addr().String()}), nil, 1,
+			[]string{"LINKBOT_HTTP_ADDR", "address already in use"}, []string{"configuration"}, 0},
+		{"listen address not on this machine", with(map[string]string{"LINKBOT_DB": filepath.Join(dir, "elsewhere.db"), "LINKBOT_HTTP_ADDR": "192.0.2.1:8080"}), nil, 78,
+			[]string{"configuration is invalid", "LINKBOT_HTTP_ADDR 192.0.2.1:8080"}, nil, 0},
 		{"unknown command", nil, []string{"frob"}, 64, []string{`unknown command "frob"`}, []string{"configuration"}, 1},
 		{"bad flag", nil, []string{"demo", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration"}, 1},
+		{"bad flag for run", nil, []string{"run", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration"}, 1},
+		{"bad flag for run, tokens set", with(map[string]string{"LINKBOT_DB": filepath.Join(dir, "unused.db")}), []string{"run", "--bogus"}, 64, []string{"-bogus"}, []string{"configuration", "starting"}, 1},
+		{"argument to run", nil, []string{"run", "now"}, 64, []string{`unexpected argument "now"`}, []string{"configuration"}, 1},
+		{"argument to version", nil, []string{"version", "--bogus"}, 64, []string{"-bogus"}, nil, 1},
+		{"argument to help", nil, []string{"help", "me"}, 64, []string{`unexpected argument "me"`}, nil, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/linkbot/linkbot/bot"
@@ -86,7 +87,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		sub = args[1]
 	}
 	switch sub {
-	case "", "run":
+	case "":
+	case "run":
+		// No flags: the bot is configured by the environment. A flag or
+		// an argument here is a typo, not something to ignore.
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		if help, err := parseFlags(fs, args[2:], "linkbot run — no flags: environment variables configure it, see README", stdout); help || err != nil {
+			return err
+		}
 	case "check-config":
 		path := getenv("LINKBOT_CONFIG")
 		switch len(args) {
@@ -105,9 +113,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "audit":
 		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":
+		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, "linkbot", versionString())
 		return nil
 	case "help", "-h", "--help":
+		if len(args) > 2 {
+			return &usageError{fmt.Sprintf("%s: unexpected argument %q (usage: linkbot help)", sub, args[2])}
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
@@ -153,12 +167,36 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, nil))
 }
 
+// lockWait is how long the bot waits for another process to let go of the
+// database file (a restart may briefly overlap the old process's exit).
+const lockWait = 2 * time.Second
+
+// openDB opens the database file, waiting up to lockWait for its lock in
+// short tries, so that SIGTERM (ctx) ends the wait at once. Damaged records
+// that reads skip are reported to log.
+func openDB(ctx context.Context, path string, log *slog.Logger) (*store.DB, error) {
+	deadline := time.Now().Add(lockWait)
+	for {
+		db, err := store.Open(path, store.Options{LockTimeout: 100 * time.Millisecond, Log: log})
+		if !errors.Is(err, store.ErrLocked) {
+			return db, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("open %s: %w (waited %s; is another linkbot running?): only one linkbot may use a database file (and a Slack app token) at a time",
+				path, store.ErrLocked, lockWait)
+		}
+	}
+}
+
 // serve runs the bot until ctx ends.
 func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := store.Open(cfg.DBPath, store.Options{})
+	db, err := openDB(ctx, cfg.DBPath, log)
 	if err != nil {
-		if errors.Is(err, store.ErrLocked) {
-			return fmt.Errorf("%w: only one linkbot may use a database file (and a Slack app token) at a time", err)
+		if ctx.Err() != nil {
+			return nil // SIGTERM while waiting for the file: a requested stop
 		}
 		return err
 	}
@@ -173,7 +211,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	// connections per host forces a new TLS handshake under any load.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
-	wawpHTTP := &http.Client{Timeout: 20 * time.Second, Transport: transport}
+	wawpHTTP := wawpHTTPClient(cfg.WawpTimeout, transport)
 	m := newMetrics(db)
 	client := wawp.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
 	accounts := map[string]pairing.Wawp{}
@@ -194,8 +232,14 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	})
 	if cfg.HTTPAddr != "" {
 		stop, err := listen(ctx, cfg.HTTPAddr, m, log)
-		if err != nil {
+		switch {
+		case errors.Is(err, syscall.EADDRINUSE):
+			// Another process may free it: a restart can succeed.
 			return fmt.Errorf("LINKBOT_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+		case err != nil:
+			// An address this machine does not have, a name that does not
+			// resolve, a port it may not bind: restarting will not fix it.
+			return &configError{problems: []string{fmt.Sprintf("LINKBOT_HTTP_ADDR %s: %v", cfg.HTTPAddr, err)}}
 		}
 		defer stop()
 	}
@@ -204,4 +248,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	log.Info("linkbot stopped")
 	return nil
+}
+
+// wawpHTTPClient is the HTTP client for Wawp calls. Each call is bounded by
+// wawp_timeout through its context (pairing.Service); the client's own
+// timeout is only a backstop a little beyond it, so it never cuts a call
+// shorter than wawp_timeout.
+func wawpHTTPClient(callTimeout time.Duration, transport http.RoundTripper) *http.Client {
+	return &http.Client{Timeout: callTimeout + 5*time.Second, Transport: transport}
 }

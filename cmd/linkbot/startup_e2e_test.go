@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/linkbot/linkbot/bot"
+	"github.com/linkbot/linkbot/store"
 )
 
 // runAsync runs the program with h's environment and returns its result
@@ -113,6 +114,23 @@ func TestStopDuringStartup(t *testing.T) {
 		}
 		if strings.Contains(h.logs.String(), "level=ERROR") {
 			t.Errorf("errors logged on a requested stop:\n%s", h.logs.String())
+		}
+	})
+	// Another process holds the database file and the bot waits for its
+	// lock: SIGTERM then is a quiet stop too, not "database file is in use"
+	// (exit 1) after the wait.
+	t.Run("waiting for the database lock", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		holder, err := store.Open(h.env["LINKBOT_DB"], store.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Close()
+		done, cancel := h.runAsync()
+		cancel()
+		if err := h.result(done); err != nil {
+			t.Errorf("run = %v, want nil (stopped on request)", err)
 		}
 	})
 }

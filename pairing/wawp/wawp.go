@@ -181,13 +181,38 @@ func (c *Client) post(ctx context.Context, path, instance string, fields map[str
 	}
 	c.observe(path, nil, resp.StatusCode, start)
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxWawpResponseBody))
+	b, err := readAnswer(resp.Body, maxWawpResponseBody, c.token)
 	if err != nil {
 		e := transportError(path, err, c.token)
 		e.Status, e.Sent = resp.StatusCode, true
 		return 0, nil, e
 	}
 	return resp.StatusCode, b, nil
+}
+
+// readAnswer reads at most limit bytes of an answer. When the answer is
+// longer, the cut may fall inside a copy of the token (an error page that
+// echoes the request URL), and redact cannot find a token cut in two: so a
+// tail that is the token's beginning, as it is or query-escaped, is
+// dropped with it.
+func readAnswer(r io.Reader, limit int, token string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil || len(b) <= limit {
+		return b, err
+	}
+	b = b[:limit]
+	if token == "" {
+		return b, nil
+	}
+	for _, form := range []string{token, url.QueryEscape(token)} {
+		for k := min(len(form), len(b)); k > 0; k-- {
+			if bytes.HasSuffix(b, []byte(form[:k])) {
+				b = b[:len(b)-k]
+				break
+			}
+		}
+	}
+	return b, nil
 }
 
 func (c *Client) observe(path string, kind error, status int, start time.Time) {

@@ -131,6 +131,72 @@ func TestErrorTextRedactsBeforeShortening(t *testing.T) {
 	}
 }
 
+// TestTokenCutByBodyLimitNotLeaked: Wawp's answer is read up to 64 KiB.
+// When an error page echoes the request URL (token included) across that
+// limit, the token is cut by the read, not by shorten, so redact no longer
+// finds it; its first characters must not reach the error (and the log).
+func TestTokenCutByBodyLimitNotLeaked(t *testing.T) {
+	const secret = "wawp-live-0123456789abcdef0123456789abcdef"
+	for _, keep := range []int{1, 8, 20, 35} {
+		for _, escaped := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d characters/escaped=%v", keep, escaped), func(t *testing.T) {
+				srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					w.WriteHeader(http.StatusInternalServerError)
+					// An HTML error page whose visible text is only the
+					// request URL; its markup (or whitespace) fills the
+					// first 64 KiB.
+					echoed := r.URL.Query().Get("access_token")
+					if escaped {
+						echoed = url.QueryEscape(echoed)
+					}
+					pad := maxWawpResponseBody - len("access_token=") - keep
+					io.WriteString(w, strings.Repeat(" ", pad)+"access_token="+echoed+"\n")
+				}))
+				defer srv.Close()
+				tok := secret
+				if escaped {
+					tok = "wawp/live+0123456789=abcdef&0123456789abcdef"
+				}
+				c := NewClient(srv.URL, tok, srv.Client())
+				_, err := c.RequestCode(context.Background(), "INST00000001", "201112223333")
+				if err == nil {
+					t.Fatal("no error")
+				}
+				form := tok
+				if escaped {
+					form = url.QueryEscape(tok)
+				}
+				if !strings.HasSuffix(err.Error(), "access_token=") {
+					t.Errorf("error %q: want it to end where the token began, with nothing of its first %d characters", err, keep)
+				}
+				assertNoCutToken(t, nil, []byte("access_token="+form[:keep]), tok, err)
+			})
+		}
+	}
+}
+
+// assertNoCutToken fails if read, an answer cut short by the read limit,
+// ends with the token's first characters (as they are or query-escaped)
+// and err shows them, unless body had them itself.
+func assertNoCutToken(t *testing.T, body, read []byte, tok string, err error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, form := range []string{tok, url.QueryEscape(tok)} {
+		for k := min(len(form), len(read)); k > 0; k-- {
+			start := form[:k]
+			if !bytes.HasSuffix(read, []byte(start)) {
+				continue
+			}
+			if (k >= 4 || k == len(form)) && !bytes.Contains(body, []byte(start)) && strings.Contains(err.Error(), start) {
+				t.Fatalf("the token's first %d characters, cut by the read limit, appear in %q", k, err)
+			}
+			break
+		}
+	}
+}
+
 // assertNoToken fails if the token, or a piece of it cut short by "…",
 // appears in what err prints or in a log line carrying it (unless body had
 // that piece itself).
@@ -159,39 +225,47 @@ func assertNoToken(t *testing.T, body []byte, tok string, err error) {
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{`{"code":"ABCD-1234"}`, `{"status":"WORKING","me":{"id":"1@c.us"}}`, `{"statusCode":422,"message":["a","b"]}`, `<html>`, ``, `null`, `[]`, `{"code":{"x":1}}`,
 		`{"message":"` + strings.Repeat("x", 195) + `"}`, strings.Repeat("x", 196) + " ", `{"code":"` + strings.Repeat("x", 55) + `"}`} {
-		f.Add(200, []byte(s), uint16(len(s)))
-		f.Add(500, []byte(s), uint16(len(s)-2))
+		f.Add(200, []byte(s), uint16(len(s)), uint16(len(s)+8))
+		f.Add(500, []byte(s), uint16(len(s)-2), uint16(len(s)+5))
+		f.Add(500, []byte(s), uint16(0), uint16(12))
 	}
 	// Tokens as they are and with characters a URL escapes.
 	tokens := []string{token, "tok/secret+123=&x"}
-	f.Fuzz(func(t *testing.T, status int, body []byte, at uint16) {
+	f.Fuzz(func(t *testing.T, status int, body []byte, at, cut uint16) {
 		for _, tok := range tokens {
-			for _, b := range [][]byte{body, echo(body, tok, at), echo(body, url.QueryEscape(tok), at)} {
-				code, err := decodeCode(status, b, tok)
-				if err == nil && !pairingCode.MatchString(code) {
-					t.Fatalf("decodeCode accepted %q", code)
-				}
+			for _, echoed := range [][]byte{body, echo(body, tok, at), echo(body, url.QueryEscape(tok), at)} {
+				// A long answer is cut at the read limit (64 KiB), perhaps
+				// inside the token it echoes.
+				limit := int(cut) % (len(echoed) + 1)
+				cutRead, err := readAnswer(bytes.NewReader(echoed), limit, tok)
 				if err != nil {
-					var aerr *APIError
-					if !errors.As(err, &aerr) || aerr.Kind == nil {
-						t.Fatalf("untyped error %v", err)
-					}
+					t.Fatal(err)
 				}
-				assertNoToken(t, b, tok, err)
-				_, err = decodeSession(status, b, tok)
-				if err != nil {
-					var aerr *APIError
-					if !errors.As(err, &aerr) {
-						t.Fatalf("untyped error %v", err)
+				for _, b := range [][]byte{echoed, cutRead} {
+					code, cerr := decodeCode(status, b, tok)
+					if cerr == nil && !pairingCode.MatchString(code) {
+						t.Fatalf("decodeCode accepted %q", code)
 					}
-				}
-				assertNoToken(t, b, tok, err)
-				// A transport error: *url.Error prints the whole URL, and its
-				// cause may quote the URL or an answer too.
-				u := "https://api.wawp.net" + pathRequestCode + "?" + url.Values{"instance_id": {"INST00000001"}, "access_token": {tok}}.Encode()
-				for _, cause := range []error{errors.New(string(b)), &url.Error{Op: "Get", URL: u, Err: errors.New(string(b))}, context.DeadlineExceeded} {
-					terr := transportError(pathRequestCode, &url.Error{Op: "Post", URL: u, Err: cause}, tok)
-					assertNoToken(t, b, tok, terr)
+					_, serr := decodeSession(status, b, tok)
+					for _, err := range []error{cerr, serr} {
+						if err != nil {
+							var aerr *APIError
+							if !errors.As(err, &aerr) || aerr.Kind == nil {
+								t.Fatalf("untyped error %v", err)
+							}
+						}
+						assertNoToken(t, b, tok, err)
+						if len(b) < len(echoed) {
+							assertNoCutToken(t, body, echoed[:limit], tok, err)
+						}
+					}
+					// A transport error: *url.Error prints the whole URL, and its
+					// cause may quote the URL or an answer too.
+					u := "https://api.wawp.net" + pathRequestCode + "?" + url.Values{"instance_id": {"INST00000001"}, "access_token": {tok}}.Encode()
+					for _, cause := range []error{errors.New(string(b)), &url.Error{Op: "Get", URL: u, Err: errors.New(string(b))}, context.DeadlineExceeded} {
+						terr := transportError(pathRequestCode, &url.Error{Op: "Post", URL: u, Err: cause}, tok)
+						assertNoToken(t, b, tok, terr)
+					}
 				}
 			}
 		}
