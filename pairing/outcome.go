@@ -28,6 +28,7 @@ const (
 	OutcomeInterrupted    Outcome = "interrupted" // ended before its answer was stored
 	OutcomeTooSoon        Outcome = "too_soon"    // "Try again" before the warm-up wait was over
 	OutcomeEnded          Outcome = "ended"       // a click on a pairing that is over, gone, or someone else's
+	OutcomeReplaced       Outcome = "replaced"    // New code or Try again from a message another pairing took over (a double click)
 	OutcomeAccessDenied   Outcome = "access_denied"
 	OutcomeInternalError  Outcome = "internal_error" // the bot itself failed
 )
@@ -72,6 +73,8 @@ func OutcomeOf(err error) Outcome {
 		return OutcomeAccessDenied
 	case errors.Is(err, ErrEnded), errors.Is(err, ErrNotFound), errors.Is(err, ErrNotYours):
 		return OutcomeEnded
+	case errors.Is(err, ErrReplaced):
+		return OutcomeReplaced
 	}
 	return OutcomeInternalError
 }

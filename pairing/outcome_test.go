@@ -31,6 +31,7 @@ func TestOutcomeOf(t *testing.T) {
 		{ErrEnded, "ended"},
 		{fmt.Errorf("pairing %q: %w", "x", ErrNotFound), "ended"},
 		{ErrNotYours, "ended"},
+		{ErrReplaced, "replaced"},
 		{fmt.Errorf("disk full"), "internal_error"},
 	}
 	for _, tt := range tests {
