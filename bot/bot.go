@@ -31,7 +31,8 @@ type Config struct {
 	// Region is the default region, shown in help.
 	Region string
 	// TickInterval is how often live pairings are polled and their
-	// messages brought up to date (whole seconds; cron's @every truncates).
+	// messages brought up to date; zero means 5 s. The config file allows
+	// whole seconds only; tests tick faster (see tickSchedule).
 	TickInterval time.Duration
 	// ShutdownGrace bounds how long Run waits for in-flight work on exit;
 	// zero means long enough for the longest code request (its lease) and
@@ -87,7 +88,7 @@ func New(cfg Config) *Bot {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.TickInterval < time.Second {
+	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 5 * time.Second
 	}
 	if cfg.ShutdownGrace <= 0 {

@@ -312,6 +312,25 @@ func (l cronLogger) Error(err error, msg string, kv ...any) {
 	l.b.log.Error("cron: "+msg, append(kv, "err", err)...)
 }
 
+// tickSchedule is the countdown's schedule: cron's @every for whole
+// seconds (what the config file allows), and for shorter or fractional
+// intervals (tests) a plain interval, since @every truncates to whole
+// seconds and never runs more often than once a second.
+func tickSchedule(d time.Duration) cron.Schedule {
+	if d >= time.Second && d%time.Second == 0 {
+		return cron.Every(d)
+	}
+	return interval(d)
+}
+
+// interval is a cron.Schedule that runs d after the time it is asked about.
+// cron asks Next with the time its timer fired and sleeps until the
+// answer, so any d > 0 sleeps between runs (New refuses d <= 0); a run
+// still going when the next is due is skipped by SkipIfStillRunning.
+type interval time.Duration
+
+func (d interval) Next(t time.Time) time.Time { return t.Add(time.Duration(d)) }
+
 // startCron schedules the countdown tick and the pruning, in UTC. The chain
 // order matters: SkipIfStillRunning outside Recover, so a panicking job
 // still releases its "running" mark and runs again next time.
@@ -319,9 +338,7 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 	l := cronLogger{b}
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(l),
 		cron.WithChain(cron.SkipIfStillRunning(l), cron.Recover(l)))
-	if _, err := c.AddFunc(fmt.Sprintf("@every %s", b.cfg.TickInterval), func() { b.Tick(ctx) }); err != nil {
-		return nil, fmt.Errorf("schedule countdown: %w", err)
-	}
+	c.Schedule(tickSchedule(b.cfg.TickInterval), cron.FuncJob(func() { b.Tick(ctx) }))
 	if _, err := c.AddFunc("@every 10m", func() {
 		st, err := b.cfg.Service.Prune()
 		if err != nil {

@@ -39,6 +39,7 @@ func (h *harness) auditEvents() []pairing.Event {
 
 func TestPhoneEntersCodeLinkedWithinOneTick(t *testing.T) {
 	h := newHarness(t)
+	h.manualTicks()
 	h.start()
 	env := h.command("U1", "support-eg 0111 222 3333")
 	h.waitText(env.MessageID, "Enter this code")
@@ -47,11 +48,13 @@ func TestPhoneEntersCodeLinkedWithinOneTick(t *testing.T) {
 	if err := h.wawp.EnterCode(instanceEG, code); err != nil {
 		t.Fatal(err)
 	}
+	h.tick()
 	v := h.waitText(env.MessageID, "✅ Linked — +20 11 12223333 is now connected to support-eg")
 	// Within one tick: the first poll after the phone entered the code ends
 	// the pairing, and with nothing live no further poll is made.
+	h.tick()
 	if n := len(h.wawp.Calls(fakewawp.SessionInfo)) - polls; n != 1 {
-		t.Errorf("%d session polls between the code being entered and the linked message, want 1", n)
+		t.Errorf("%d session polls between the code being entered and the linked message (and one tick after it), want 1", n)
 	}
 	if strings.Contains(string(v.Blocks), code[:4]) || strings.Contains(string(v.Blocks), `"header"`) {
 		t.Errorf("linked message still shows the code: %s", v.Blocks)
@@ -78,6 +81,7 @@ func TestCodeExpires(t *testing.T) {
 	h.start()
 	env := h.command("U1", "support-eg +201112223333")
 	h.waitText(env.MessageID, "Enter this code")
+	h.clock.advance(5 * time.Second) // the code's lifetime passes
 	v := h.waitText(env.MessageID, "Expired — the code for +20 11 12223333 was not entered in time")
 	if strings.Contains(string(v.Blocks), `"header"`) {
 		t.Errorf("expired message still shows the code: %s", v.Blocks)
@@ -157,6 +161,7 @@ func TestRestartMidCountdown(t *testing.T) {
 				h.wawp.EnterCode(instanceEG, h.wawp.Code(instanceEG))
 				h.waitText(env.MessageID, "✅ Linked")
 			} else {
+				h.clock.advance(5 * time.Second) // the code's lifetime passes
 				h.waitText(env.MessageID, "Expired")
 			}
 			// The instance is free again for the next phone.

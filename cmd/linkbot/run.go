@@ -82,6 +82,33 @@ Usage:
 // run is the whole program; main only calls it, so tests run the real
 // thing with their own getenv, arguments and output.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, serveOptions{}, args, getenv, stdout, stderr)
+}
+
+// serveOptions are settings of serve that only tests use; the zero value is
+// how the bot runs. The config file keeps minimums that make sense for
+// people (ticks of whole seconds, codes of at least 5 s, a 2 s wait for
+// the file lock); the end-to-end tests need ticks and lifetimes of
+// milliseconds, a clock they can move on, and ticks they trigger
+// themselves, to run in seconds without depending on the machine's speed.
+type serveOptions struct {
+	// tickInterval, when set, replaces tick_interval; it may be below a
+	// second.
+	tickInterval time.Duration
+	// codeLifetime, when set, replaces code_lifetime.
+	codeLifetime time.Duration
+	// now, when set, is the service's clock.
+	now func() time.Time
+	// lockWait, when set, replaces how long the bot waits for the
+	// database file's lock.
+	lockWait time.Duration
+	// started, when set, is given the bot before it runs (a test triggers
+	// ticks through it).
+	started func(*bot.Bot)
+}
+
+// runWith is run with test-only serve options (see serveOptions).
+func runWith(ctx context.Context, opts serveOptions, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	sub := ""
 	if len(args) > 1 {
 		sub = args[1]
@@ -109,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return checkConfig(path, getenv, stdout)
 	case "demo":
-		return demo(ctx, args[2:], stdout, stderr)
+		return demo(ctx, opts, args[2:], stdout, stderr)
 	case "audit":
 		return auditCommand(args[2:], getenv, stdout, stderr)
 	case "version", "--version":
@@ -133,7 +160,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(cfg.LogFormat, stderr)
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, log, opts)
 }
 
 // usageError is a mistyped command line (an unknown subcommand, a bad
@@ -171,11 +198,11 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 // database file (a restart may briefly overlap the old process's exit).
 const lockWait = 2 * time.Second
 
-// openDB opens the database file, waiting up to lockWait for its lock in
+// openDB opens the database file, waiting up to wait for its lock in
 // short tries, so that SIGTERM (ctx) ends the wait at once. Damaged records
 // that reads skip are reported to log.
-func openDB(ctx context.Context, path string, log *slog.Logger) (*store.DB, error) {
-	deadline := time.Now().Add(lockWait)
+func openDB(ctx context.Context, path string, wait time.Duration, log *slog.Logger) (*store.DB, error) {
+	deadline := time.Now().Add(wait)
 	for {
 		db, err := store.Open(path, store.Options{LockTimeout: 100 * time.Millisecond, Log: log})
 		if !errors.Is(err, store.ErrLocked) {
@@ -186,14 +213,24 @@ func openDB(ctx context.Context, path string, log *slog.Logger) (*store.DB, erro
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("open %s: %w (waited %s; is another linkbot running?): only one linkbot may use a database file (and a Slack app token) at a time",
-				path, store.ErrLocked, lockWait)
+				path, store.ErrLocked, wait)
 		}
 	}
 }
 
-// serve runs the bot until ctx ends.
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := openDB(ctx, cfg.DBPath, log)
+// serve runs the bot until ctx ends; opts are the tests' (see serveOptions).
+func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions) error {
+	if opts.tickInterval > 0 {
+		cfg.TickInterval = opts.tickInterval
+	}
+	if opts.codeLifetime > 0 {
+		cfg.CodeLifetime = opts.codeLifetime
+	}
+	wait := lockWait
+	if opts.lockWait > 0 {
+		wait = opts.lockWait
+	}
+	db, err := openDB(ctx, cfg.DBPath, wait, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // SIGTERM while waiting for the file: a requested stop
@@ -221,7 +258,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	dir := pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion)
 	svc := pairing.NewService(client, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
-		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir,
+		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
 	})
 	log.Info("linkbot starting", "version", versionString(), "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
@@ -242,6 +279,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return &configError{problems: []string{fmt.Sprintf("LINKBOT_HTTP_ADDR %s: %v", cfg.HTTPAddr, err)}}
 		}
 		defer stop()
+	}
+	if opts.started != nil {
+		opts.started(b)
 	}
 	if err := b.Run(ctx); err != nil {
 		return err
