@@ -505,13 +505,24 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	}
 	// Answers go to the message the click came from, in turn with its
 	// other writers (a countdown edit of the same message may be in flight).
+	// The click's change and its answer are one write: a tick that reads
+	// the pairing after the change (a Cancel, a renewal's new code) waits
+	// for the click's answer and then finds it shown, instead of posting
+	// it first and having the click post it again.
 	message, instance := action.Value, ""
 	if clicked, err := b.cfg.Service.Pairing(action.Value); err == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
 	}
+	unlock := b.locks.lock(message)
+	defer unlock()
+	show := func(p pairing.Pairing) {
+		if p.MessageID() == message {
+			b.showLocked(ctx, p, true)
+			return
+		}
+		b.show(ctx, p, true)
+	}
 	answer := func(p pairing.Pairing, err error) {
-		unlock := b.locks.lock(message)
-		defer unlock()
 		if p.InstanceName != "" {
 			instance = p.InstanceName
 		}
@@ -556,7 +567,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	}
 	if err != nil && p.ID != "" && p.ID != action.Value && p.State != pairing.StateRequesting {
 		// A renewal that ended without a code: its stored view is the answer.
-		b.show(ctx, p, true)
+		show(p)
 		return
 	}
 	if errors.Is(err, pairing.ErrEnded) && p.ID != "" {
@@ -567,7 +578,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		answer(p, err)
 		return
 	}
-	b.show(ctx, p, true)
+	show(p)
 }
 
 // postOutcome is how a response_url post ended.

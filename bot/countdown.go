@@ -140,6 +140,11 @@ func later(a, b time.Time) time.Time {
 func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	unlock := b.locks.lock(p.MessageID())
 	defer unlock()
+	b.showLocked(ctx, p, force)
+}
+
+// showLocked is show for a caller that holds p's message lock.
+func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 	if fresh, err := b.cfg.Service.Pairing(p.ID); err == nil {
 		p = fresh
 	}
