@@ -30,7 +30,7 @@ import (
 func (h *harness) audit(args ...string) (string, error) {
 	h.t.Helper()
 	var out, errOut bytes.Buffer
-	err := run(context.Background(), append([]string{"linkbot", "audit"}, args...), func(k string) string { return h.env[k] }, &out, &errOut)
+	err := runWith(context.Background(), h.opts, append([]string{"linkbot", "audit"}, args...), func(k string) string { return h.env[k] }, &out, &errOut)
 	return out.String() + errOut.String(), err
 }
 

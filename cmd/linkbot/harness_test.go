@@ -64,6 +64,10 @@ type harness struct {
 // the test.
 const harnessTick = 20 * time.Millisecond
 
+// harnessLockWait is how long the bot and linkbot audit wait for the
+// database file's lock in end-to-end tests.
+const harnessLockWait = 20 * time.Millisecond
+
 // testClock is the real time moved on by advance.
 type testClock struct {
 	mu     sync.Mutex
@@ -117,7 +121,12 @@ func newHarness(t testing.TB) *harness {
 		logs:  &syncBuffer{},
 		clock: &testClock{},
 	}
-	h.opts = serveOptions{tickInterval: harnessTick, now: h.clock.Now, started: func(b *bot.Bot) { h.bot.Store(b) }}
+	h.opts = serveOptions{
+		tickInterval: harnessTick, now: h.clock.Now, started: func(b *bot.Bot) { h.bot.Store(b) },
+		// A bot the test stopped has let go of the file; the bot the test
+		// runs holds it for its whole life.
+		lockWait: harnessLockWait,
+	}
 	t.Cleanup(h.slack.Close)
 	t.Cleanup(h.wawp.Close)
 	h.wawp.AddInstance(instanceEG, "")

@@ -99,8 +99,9 @@ type serveOptions struct {
 	codeLifetime time.Duration
 	// now, when set, is the service's clock.
 	now func() time.Time
-	// lockWait, when set, replaces how long the bot waits for the
-	// database file's lock.
+	// lockWait, when set, replaces how long the bot (lockWait, 2 s) and
+	// linkbot audit (auditLockWait, 250 ms) wait for the database file's
+	// lock.
 	lockWait time.Duration
 	// started, when set, is given the bot before it runs (a test triggers
 	// ticks through it).
@@ -138,7 +139,7 @@ func runWith(ctx context.Context, opts serveOptions, args []string, getenv func(
 	case "demo":
 		return demo(ctx, opts, args[2:], stdout, stderr)
 	case "audit":
-		return auditCommand(args[2:], getenv, stdout, stderr)
+		return auditCommand(opts, args[2:], getenv, stdout, stderr)
 	case "version", "--version":
 		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
 			return err
