@@ -39,6 +39,10 @@ type Config struct {
 	// the post of its answer, and at least 10 s. Requests still in flight
 	// after it end as interrupted.
 	ShutdownGrace time.Duration
+	// MaxRetryWait caps the pause before a response_url post is retried
+	// after a 429 (Slack's Retry-After, 1 s when it names no seconds) or a
+	// 5xx (1 s); zero means 10 s. Tests pause less.
+	MaxRetryWait time.Duration
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access map[string]Access
 	// Observer is told about commands, acks and edits (metrics); may be nil.
@@ -90,6 +94,9 @@ func New(cfg Config) *Bot {
 	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 5 * time.Second
+	}
+	if cfg.MaxRetryWait <= 0 {
+		cfg.MaxRetryWait = maxRetryWait
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 10 * time.Second
@@ -595,7 +602,8 @@ const (
 // maxPostTries bounds retries of one response_url post after a 429 or 5xx.
 const maxPostTries = 3
 
-// maxRetryWait caps how long one post waits for Slack's Retry-After.
+// maxRetryWait caps how long one post waits for Slack's Retry-After, unless
+// Config.MaxRetryWait says otherwise.
 const maxRetryWait = 10 * time.Second
 
 // respond replaces the ephemeral message behind url with m, within the
@@ -646,7 +654,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			// Any 429, whatever its Retry-After (slack-go reports only a
 			// whole number of seconds as *slack.RateLimitedError; without
 			// one, or with an HTTP date, its error no longer says 429).
-			wait = min(max(retryAfter(answer.retryAfter, time.Now()), time.Second), maxRetryWait)
+			wait = max(retryAfter(answer.retryAfter, time.Now()), time.Second)
 			// Slack refused the post before counting it: the use is ours again.
 			if rerr := b.cfg.Service.RefundResponseURL(url); rerr != nil {
 				log.Error("refund response_url use", "err", rerr)
@@ -657,6 +665,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
 			return urlGone
 		}
+		wait = min(wait, b.cfg.MaxRetryWait)
 		if wait == 0 || try >= maxPostTries {
 			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
 			return postFailed

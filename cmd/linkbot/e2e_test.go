@@ -72,6 +72,7 @@ func TestLinkHappyPath(t *testing.T) {
 }
 
 func TestLinkRefusalsAndWawpErrors(t *testing.T) {
+	t.Parallel() // it waits on Wawp's timeout: let other tests run meanwhile
 	html := fakewawp.Failure{Status: 500, ContentType: "text/html", Body: "<html><body><h1>500 Internal Server Error</h1></body></html>"}
 	tests := []struct {
 		name     string

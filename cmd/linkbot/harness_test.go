@@ -123,6 +123,10 @@ func newHarness(t testing.TB) *harness {
 	}
 	h.opts = serveOptions{
 		tickInterval: harnessTick, now: h.clock.Now, started: func(b *bot.Bot) { h.bot.Store(b) },
+		// A retry after Slack's 429 or 5xx waits a tick, whatever
+		// Retry-After says: what the tests assert is that it happens, and
+		// what it costs.
+		maxRetryWait: harnessTick,
 		// A bot the test stopped has let go of the file; the bot the test
 		// runs holds it for its whole life.
 		lockWait: harnessLockWait,

@@ -88,9 +88,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // serveOptions are settings of serve that only tests use; the zero value is
 // how the bot runs. The config file keeps minimums that make sense for
 // people (ticks of whole seconds, codes of at least 5 s, a 2 s wait for
-// the file lock); the end-to-end tests need ticks and lifetimes of
-// milliseconds, a clock they can move on, and ticks they trigger
-// themselves, to run in seconds without depending on the machine's speed.
+// the file lock, Slack's Retry-After); the end-to-end tests need ticks,
+// lifetimes and pauses of milliseconds, a clock they can move on, and
+// ticks they trigger themselves, to run in seconds without depending on
+// the machine's speed.
 type serveOptions struct {
 	// tickInterval, when set, replaces tick_interval; it may be below a
 	// second.
@@ -99,6 +100,10 @@ type serveOptions struct {
 	codeLifetime time.Duration
 	// now, when set, is the service's clock.
 	now func() time.Time
+	// maxRetryWait, when set, caps the pause before a response_url post
+	// is retried after a 429 or 5xx (10 s; Slack's Retry-After is whole
+	// seconds).
+	maxRetryWait time.Duration
 	// lockWait, when set, replaces how long the bot (lockWait, 2 s) and
 	// linkbot audit (auditLockWait, 250 ms) wait for the database file's
 	// lock.
@@ -266,7 +271,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
 		Service: svc, Directory: dir,
-		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
 		stop, err := listen(ctx, cfg.HTTPAddr, m, log)

@@ -33,3 +33,14 @@ func TestTickSchedule(t *testing.T) {
 		t.Errorf("default TickInterval = %s, want 5s", got)
 	}
 }
+
+// TestMaxRetryWaitDefault: a post waits up to 10 s for Slack's Retry-After
+// unless the bot is told otherwise (the end-to-end tests pause less).
+func TestMaxRetryWaitDefault(t *testing.T) {
+	if got := New(Config{}).cfg.MaxRetryWait; got != 10*time.Second {
+		t.Errorf("default MaxRetryWait = %s, want 10s", got)
+	}
+	if got := New(Config{MaxRetryWait: 20 * time.Millisecond}).cfg.MaxRetryWait; got != 20*time.Millisecond {
+		t.Errorf("MaxRetryWait 20ms became %s", got)
+	}
+}
