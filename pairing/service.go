@@ -286,10 +286,13 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return s.fail(p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	p, err = s.db.Settle(Settlement{
+	settled, err := s.db.Settle(Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
-			if p.State != StateRequesting {
+			// A request past its lease no longer holds the instance, which
+			// may be another request's by now: its code is never shown, or
+			// one instance would have two live codes.
+			if p.State != StateRequesting || !issued.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
 			p.State, p.Code, p.IssuedAt, p.ExpiresAt = StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
@@ -299,14 +302,17 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
-		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
-		// the code came too late to be shown.
-		log.Warn("code arrived after the request was ended as interrupted")
+		// Ended meanwhile (a shutdown cut it short, or the countdown found
+		// its lease run out), or its lease ran out just now: it ends as
+		// interrupted, and the code came too late to be shown.
+		s.interrupt(p.ID, true)
+		log.Warn("code arrived after the request's lease ran out or it was interrupted")
 		return s.stored(p), ErrInterrupted
 	}
 	if err != nil {
 		return Pairing{}, err
 	}
+	p = settled
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
 	return p, nil
 }

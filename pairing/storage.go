@@ -16,7 +16,8 @@ import "time"
 //
 // Every method is safe for concurrent use. Errors are storage failures,
 // except the ones documented (ErrNotFound, ErrBudgetSpent, and whatever a
-// change function returns).
+// change function returns). Package store/storetest is the contract in
+// full: every implementation runs it and passes.
 type Storage interface {
 	// Reserve checks the per-phone, per-user and per-instance limits and,
 	// when all allow it, records the attempt, stores the pairing as
@@ -24,13 +25,21 @@ type Storage interface {
 	// requests racing for one phone can never both pass. When a limit says
 	// no it appends r.Refused (with the limit's outcome) and, for a request
 	// of its own (no r.Replaces), stores and watches the refused pairing
-	// (Decision.RefusedPairing).
+	// (Decision.RefusedPairing). The instance is checked first, then the
+	// phone, then the user: the first limit that says no is reported. The
+	// attempt counts in the phone's and the user's windows until a
+	// settlement that does not count removes it from both.
 	Reserve(r Reservation) (Decision, error)
 	// Settle applies s to a reserved request in one step and returns the
-	// pairing as stored.
+	// pairing as stored; when s.Change fails, nothing of s is stored. A
+	// replaced pairing that already reached a final state keeps it, and
+	// gets no second end in the audit log; one this call ends (superseded,
+	// or expired when its code ran out before an uncounted renewal
+	// settled) has s.ReplacedAudit appended with that end.
 	Settle(s Settlement) (Pairing, error)
 	// Interrupt ends a request still Requesting as interrupted (see
-	// Interruption); it reports whether this call ended it.
+	// Interruption); it reports whether this call ended it. A pairing the
+	// request renewed ends as superseded, as with a counted Settle.
 	Interrupt(in Interruption) (Pairing, bool, error)
 
 	// Pairing returns the pairing with id, or ErrNotFound.
@@ -68,6 +77,6 @@ type Storage interface {
 
 	// Prune deletes what before allows: old attempts, ended and unwatched
 	// pairings, instance slots no live pairing holds, expired response_url
-	// budgets and old audit events.
+	// budgets and old audit events. PruneStats counts each attempt once.
 	Prune(now time.Time, before PruneBefore) (PruneStats, error)
 }

@@ -67,24 +67,3 @@ func (db *DB) RefundResponseURL(url string) error {
 		return putJSON(b, []byte(url), budget)
 	})
 }
-
-// ResponseURLUsesLeft reports how many posts url still allows at now.
-func (db *DB) ResponseURLUsesLeft(url string, now time.Time) (int, error) {
-	left := pairing.ResponseURLUses
-	err := db.view(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketResponseURLs).Get([]byte(url))
-		if raw == nil {
-			return nil
-		}
-		var budget urlBudget
-		if err := json.Unmarshal(raw, &budget); err != nil {
-			return err
-		}
-		left = pairing.ResponseURLUses - budget.Used
-		if !now.Before(budget.Issued.Add(pairing.ResponseURLLifetime)) {
-			left = 0
-		}
-		return nil
-	})
-	return left, err
-}

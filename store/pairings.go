@@ -58,11 +58,8 @@ func (db *DB) Reserve(r pairing.Reservation) (pairing.Decision, error) {
 			return refuse(tx, r, &d)
 		}
 		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: string(pairing.StateRequesting)}
-		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
+		at, err := putAttempt(tx, p.Phone, p.RequestedBy, r.Now, a)
 		if err != nil {
-			return err
-		}
-		if _, err := putAttempt(tx.Bucket(bucketUserAttempts), p.RequestedBy, at, a); err != nil {
 			return err
 		}
 		p.State = pairing.StateRequesting
@@ -121,13 +118,19 @@ func windowTimes(b *bolt.Bucket, key string, now time.Time, period time.Duration
 	return times
 }
 
-// putAttempt stores a at the first free nanosecond at or after t (two
-// requests can share a clock reading) and returns the time used.
-func putAttempt(b *bolt.Bucket, key string, t time.Time, a attempt) (time.Time, error) {
-	for b.Get(timeKey(key, t)) != nil {
+// putAttempt stores a under phone and under user at the first nanosecond
+// at or after t that is free in both windows (two requests can share a
+// clock reading) and returns the time used, which becomes the pairing's
+// RequestedAt: settleAttempt finds both entries by it.
+func putAttempt(tx *bolt.Tx, phone, user string, t time.Time, a attempt) (time.Time, error) {
+	phones, users := tx.Bucket(bucketPhoneAttempts), tx.Bucket(bucketUserAttempts)
+	for phones.Get(timeKey(phone, t)) != nil || users.Get(timeKey(user, t)) != nil {
 		t = t.Add(1)
 	}
-	return t, putJSON(b, timeKey(key, t), a)
+	if err := putJSON(phones, timeKey(phone, t), a); err != nil {
+		return t, err
+	}
+	return t, putJSON(users, timeKey(user, t), a)
 }
 
 // Settle applies s and returns the updated pairing.
@@ -272,17 +275,6 @@ func settleAttempt(tx *bolt.Tx, p pairing.Pairing, counted bool) error {
 	return nil
 }
 
-// AttemptCount is the number of recorded code requests for phone in the
-// period ending at now.
-func (db *DB) AttemptCount(phone string, now time.Time, period time.Duration) (int, error) {
-	var n int
-	err := db.view(func(tx *bolt.Tx) error {
-		n = len(windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, period))
-		return nil
-	})
-	return n, err
-}
-
 // NextAllowed returns when phone may next get a code under limit (now if it
 // may already) and how many requests are in the window.
 func (db *DB) NextAllowed(phone string, now time.Time, limit pairing.Window) (time.Time, int, error) {
@@ -352,7 +344,8 @@ func (db *DB) UpdatePairing(id string, now time.Time, change func(*pairing.Pairi
 		return err
 	})
 	if err != nil {
-		return pairing.Pairing{}, fmt.Errorf("update pairing %q: %w", id, err)
+		// p is the pairing as change left it (unsaved), as documented.
+		return p, fmt.Errorf("update pairing %q: %w", id, err)
 	}
 	return p, nil
 }
@@ -383,9 +376,9 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.P
 
 // endPairing gives a replaced pairing its final state and stops editing its
 // message, which now shows the pairing that replaced it. A pairing that
-// reached a final state meanwhile (it linked while New code was in flight)
-// keeps it: a final state is never left. It reports whether it ended the
-// pairing.
+// reached a final state meanwhile (it linked while New code was in flight,
+// or a "New code" on an expired code) keeps it: a final state is never
+// overwritten. It reports whether it ended the pairing.
 func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time) (bool, error) {
 	ended := false
 	_, err := updatePairing(tx, id, now, func(p *pairing.Pairing) error {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +29,9 @@ func (db *DB) Prune(now time.Time, before pairing.PruneBefore) (pairing.PruneSta
 			if err != nil {
 				return err
 			}
-			st.Attempts += n
+			if bytes.Equal(name, bucketPhoneAttempts) {
+				st.Attempts = n // each attempt is kept once per window: count it once
+			}
 		}
 		watched, live, pairings := tx.Bucket(bucketWatched), tx.Bucket(bucketLive), tx.Bucket(bucketPairings)
 		// A live slot holds its instance only while its pairing is live; one
