@@ -178,7 +178,7 @@ func (r *rig) start(req pairing.Request) pairing.Pairing {
 // events is the whole audit log, oldest first.
 func (r *rig) events() []pairing.Event {
 	r.t.Helper()
-	ev, _, err := r.db.Audit(pairing.AuditQuery{})
+	ev, _, err := r.db.Audit(r.t.Context(), pairing.AuditQuery{})
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func kinds(ev []pairing.Event) []string {
 // count is how many requests phone has in its window now.
 func (r *rig) count(phone string) int {
 	r.t.Helper()
-	_, n, err := r.db.NextAllowed(phone, r.clock.Now(), pairing.DefaultPhoneLimit)
+	_, n, err := r.db.NextAllowed(r.t.Context(), phone, r.clock.Now(), pairing.DefaultPhoneLimit)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func (r *rig) count(phone string) int {
 
 func (r *rig) stored(id string) pairing.Pairing {
 	r.t.Helper()
-	p, err := r.db.Pairing(id)
+	p, err := r.db.Pairing(r.t.Context(), id)
 	if err != nil {
 		r.t.Fatalf("Pairing(%s): %v", id, err)
 	}
@@ -220,7 +220,7 @@ func (r *rig) stored(id string) pairing.Pairing {
 // liveOn lists the pairings live on instance now.
 func (r *rig) liveOn(instance string) []string {
 	r.t.Helper()
-	w, err := r.db.WatchedPairings()
+	w, err := r.db.WatchedPairings(r.t.Context())
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestStart(t *testing.T) {
 	requested, issuedEv := e, e
 	requested.Time, requested.Kind = t0, pairing.EventRequested
 	issuedEv.Time, issuedEv.Kind = issued, pairing.EventCodeIssued
-	got, _, err := r.db.Audit(pairing.AuditQuery{Phone: digits})
+	got, _, err := r.db.Audit(t.Context(), pairing.AuditQuery{Phone: digits})
 	if diff := cmp.Diff([]pairing.Event{requested, issuedEv}, got); diff != "" || err != nil {
 		t.Errorf("audit log, found by the phone (-want +got):\n%s%v", diff, err)
 	}
@@ -366,7 +366,7 @@ func TestStartRefusedByLimit(t *testing.T) {
 				t.Errorf("pairing = %+v; want the stored refusal", p)
 			}
 			// Its message can be drawn again from the record alone.
-			if diff := cmp.Diff(lerr, r.svc.LimitError(r.stored(p.ID))); diff != "" {
+			if diff := cmp.Diff(lerr, r.svc.LimitError(t.Context(), r.stored(p.ID))); diff != "" {
 				t.Errorf("LimitError drawn from the stored refusal (-Start's +drawn):\n%s", diff)
 			}
 			ev := r.events()[before:]
@@ -564,7 +564,7 @@ func TestInterrupt(t *testing.T) {
 		t.Fatal("request-code never called")
 	}
 	r.clock.Add(time.Second)
-	ended := r.svc.Interrupt()
+	ended := r.svc.Interrupt(t.Context())
 	if len(ended) != 1 || ended[0].State != pairing.StateInterrupted || !ended[0].EndedAt.Equal(t0.Add(time.Second)) {
 		t.Errorf("Interrupt() = %+v; want the request in flight, interrupted now", ended)
 	}
@@ -584,7 +584,7 @@ func TestInterrupt(t *testing.T) {
 	if diff := cmp.Diff([]string{"requested", "interrupted"}, kinds(r.events())); diff != "" {
 		t.Errorf("audited (-want +got):\n%s", diff)
 	}
-	if again := r.svc.Interrupt(); len(again) != 0 {
+	if again := r.svc.Interrupt(t.Context()); len(again) != 0 {
 		t.Errorf("a second Interrupt ended %d more", len(again))
 	}
 }
@@ -772,7 +772,7 @@ func TestCancel(t *testing.T) {
 			r.clock.Add(10 * time.Second)
 			at := r.clock.Now()
 			before := len(r.events())
-			got, err := r.svc.Cancel(p.ID, tt.user, clickURL, at)
+			got, err := r.svc.Cancel(t.Context(), p.ID, tt.user, clickURL, at)
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -799,7 +799,7 @@ func TestCancel(t *testing.T) {
 	}
 	t.Run("unknown pairing", func(t *testing.T) {
 		r := newRig(t, pairing.Config{})
-		if _, err := r.svc.Cancel("nope", "U1", clickURL, t0); !errors.Is(err, pairing.ErrNotFound) {
+		if _, err := r.svc.Cancel(t.Context(), "nope", "U1", clickURL, t0); !errors.Is(err, pairing.ErrNotFound) {
 			t.Errorf("err = %v, want ErrNotFound", err)
 		}
 	})
@@ -812,13 +812,13 @@ func TestRefresh(t *testing.T) {
 	p := r.start(request(inst1, digits, "U1"))
 	const clickURL = "https://hooks.slack.test/actions/refresh"
 	at := t0.Add(5 * time.Second)
-	if _, err := r.svc.Refresh(p.ID, "U2", clickURL, at); !errors.Is(err, pairing.ErrNotYours) {
+	if _, err := r.svc.Refresh(t.Context(), p.ID, "U2", clickURL, at); !errors.Is(err, pairing.ErrNotYours) {
 		t.Errorf("Refresh by another user: %v, want ErrNotYours", err)
 	}
 	if diff := cmp.Diff(p, r.stored(p.ID)); diff != "" {
 		t.Errorf("another user's click changed the pairing (-want +got):\n%s", diff)
 	}
-	got, err := r.svc.Refresh(p.ID, "U1", clickURL, at)
+	got, err := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at)
 	want := p
 	want.ResponseURL, want.URLIssued = clickURL, at
 	if diff := cmp.Diff(want, got); diff != "" || err != nil {
@@ -828,10 +828,10 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
 	// The same url again changes nothing, not even its issue time.
-	if got, _ := r.svc.Refresh(p.ID, "U1", clickURL, at.Add(time.Minute)); !got.URLIssued.Equal(at) {
+	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at.Add(time.Minute)); !got.URLIssued.Equal(at) {
 		t.Errorf("refreshing through the same url moved its issue time to %s", got.URLIssued)
 	}
-	if _, err := r.svc.Refresh("nope", "U1", clickURL, at); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", clickURL, at); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("unknown pairing: %v, want ErrNotFound", err)
 	}
 }
@@ -912,7 +912,7 @@ func TestAdvancePolls(t *testing.T) {
 	r.start(request(inst2, otherNum, "U2"))
 	r.svc.Start(context.Background(), request(inst1, "201112220001", "U3")) // refused: watched, not polled
 	// A request left in flight by a process that stopped.
-	_, err := r.db.Reserve(pairing.Reservation{
+	_, err := r.db.Reserve(t.Context(), pairing.Reservation{
 		Pairing:    pairing.Pairing{ID: "stuck", Instance: "INST00000003", InstanceName: "stuck", Phone: "201112220002", RequestedBy: "U4"},
 		PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0, Hold: r.svc.RequestLease(),
 	})
@@ -957,11 +957,11 @@ func TestHistory(t *testing.T) {
 		{Time: at(3), Kind: pairing.EventRequested, User: "U2", Instance: inst1.Name, InstanceID: inst1.ID, Digits: otherNum, Pairing: "other-phone"},
 		{Time: at(4), Kind: pairing.EventRequested, User: "U1", Instance: "gone", Digits: digits, Pairing: "unknown-alias"},
 	} {
-		if err := r.db.AppendAudit(e); err != nil {
+		if err := r.db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := r.svc.AuditRefusal(pairing.Refusal{Time: at(5), User: "U3", Team: "T1", Channel: "C1", Instance: pairing.Instance{ID: inst1.ID, Name: inst1.Name, Region: "EG"}, Phone: "0111 222 3333", Outcome: pairing.OutcomeAccessDenied}); err != nil {
+	if err := r.svc.AuditRefusal(t.Context(), pairing.Refusal{Time: at(5), User: "U3", Team: "T1", Channel: "C1", Instance: pairing.Instance{ID: inst1.ID, Name: inst1.Name, Region: "EG"}, Phone: "0111 222 3333", Outcome: pairing.OutcomeAccessDenied}); err != nil {
 		t.Fatal(err)
 	}
 	onlyInst1 := func(id string) bool { return id == inst1.ID }
@@ -979,7 +979,7 @@ func TestHistory(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := r.svc.History(tt.q)
+			got, err := r.svc.History(t.Context(), tt.q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -994,8 +994,60 @@ func TestHistory(t *testing.T) {
 	}
 	// The refusal was recorded with the phone masked, as typed in the
 	// instance's region.
-	got, _ := r.svc.History(pairing.HistoryQuery{Phone: digits, Limit: 1})
+	got, _ := r.svc.History(t.Context(), pairing.HistoryQuery{Phone: digits, Limit: 1})
 	if len(got) != 1 || got[0].Phone != masked || got[0].Outcome != pairing.OutcomeAccessDenied || got[0].InstanceID != inst1.ID {
 		t.Errorf("recorded refusal = %+v", got)
+	}
+}
+
+// TestDoneContext: the service hands its caller's ctx to the storage, so a
+// request given up on (a ctx already done) is refused by the storage
+// before anything happens: no Wawp call, no stored change, no audit event,
+// and the error says why (context.Canceled).
+func TestDoneContext(t *testing.T) {
+	r := newRig(t, pairing.Config{})
+	p := r.start(request(inst1, digits, "U1"))
+	r.wawp.takeCalls()
+	events := r.events()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	const clickURL = "https://hooks.slack.test/actions/done"
+	for _, tt := range []struct {
+		name string
+		call func() error
+	}{
+		{"Start", func() error { _, err := r.svc.Start(ctx, request(inst2, otherNum, "U2")); return err }},
+		{"Renew", func() error {
+			_, err := r.svc.Renew(ctx, pairing.Renewal{ID: p.ID, User: "U1", Team: "T1", ResponseURL: clickURL, URLIssued: t0})
+			return err
+		}},
+		{"Cancel", func() error { _, err := r.svc.Cancel(ctx, p.ID, "U1", clickURL, t0); return err }},
+		{"Refresh", func() error { _, err := r.svc.Refresh(ctx, p.ID, "U1", clickURL, t0); return err }},
+		{"Pairing", func() error { _, err := r.svc.Pairing(ctx, p.ID); return err }},
+		{"RecordView", func() error { return r.svc.RecordView(ctx, p.ID, "x", true) }},
+		{"UseResponseURL", func() error { return r.svc.UseResponseURL(ctx, clickURL, t0, 0) }},
+		{"RefundResponseURL", func() error { return r.svc.RefundResponseURL(ctx, clickURL) }},
+		{"AuditRefusal", func() error {
+			return r.svc.AuditRefusal(ctx, pairing.Refusal{Time: t0, User: "U3", Instance: inst1, Outcome: pairing.OutcomeAccessDenied})
+		}},
+		{"History", func() error { _, err := r.svc.History(ctx, pairing.HistoryQuery{Phone: digits}); return err }},
+		{"Advance", func() error { _, err := r.svc.Advance(ctx); return err }},
+		{"Prune", func() error { _, err := r.svc.Prune(ctx); return err }},
+	} {
+		if err := tt.call(); !errors.Is(err, context.Canceled) {
+			t.Errorf("%s with a cancelled context: %v, want context.Canceled", tt.name, err)
+		}
+	}
+	if ended := r.svc.Interrupt(ctx); len(ended) != 0 {
+		t.Errorf("Interrupt with a cancelled context ended %d requests", len(ended))
+	}
+	if calls := r.wawp.takeCalls(); len(calls) != 0 {
+		t.Errorf("Wawp was called: %v", calls)
+	}
+	if diff := cmp.Diff(p, r.stored(p.ID)); diff != "" {
+		t.Errorf("the pairing changed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(kinds(events), kinds(r.events())); diff != "" {
+		t.Errorf("the audit log changed (-want +got):\n%s", diff)
 	}
 }

@@ -50,7 +50,7 @@ func storedPhoneKeys(t *testing.T, db *DB) []string {
 // storage contract's (storetest).
 func TestPhoneKeyIsKeyed(t *testing.T) {
 	db := openTest(t)
-	if err := db.AppendAudit(pairing.Event{Time: t0, Kind: "requested", User: "U1", Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: "201112223333"}); err != nil {
+	if err := db.AppendAudit(t.Context(), pairing.Event{Time: t0, Kind: "requested", User: "U1", Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: "201112223333"}); err != nil {
 		t.Fatal(err)
 	}
 	keys := storedPhoneKeys(t, db)
@@ -125,11 +125,11 @@ func TestAuditFindsOldFormEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := ro.Audit(pairing.AuditQuery{Phone: "201112223333"})
+	got, _, err := ro.Audit(t.Context(), pairing.AuditQuery{Phone: "201112223333"})
 	if diff := cmp.Diff(oldPhone, kindsOf(got)); diff != "" || err != nil {
 		t.Errorf("read-only, by phone (-want +got):\n%s%v", diff, err)
 	}
-	got, _, _ = ro.Audit(pairing.AuditQuery{Instances: []string{"support-eg"}})
+	got, _, _ = ro.Audit(t.Context(), pairing.AuditQuery{Instances: []string{"support-eg"}})
 	if diff := cmp.Diff(oldEG, kindsOf(got)); diff != "" {
 		t.Errorf("read-only, by instance (-want +got):\n%s", diff)
 	}
@@ -141,17 +141,17 @@ func TestAuditFindsOldFormEvents(t *testing.T) {
 	}
 	defer db.Close()
 	at := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
-	db.AppendAudit(pairing.Event{Time: at, Kind: "requested", User: "U3", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6", Digits: "201112223333"})
-	got, _, err = db.Audit(pairing.AuditQuery{Phone: "201112223333"})
+	db.AppendAudit(t.Context(), pairing.Event{Time: at, Kind: "requested", User: "U3", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6", Digits: "201112223333"})
+	got, _, err = db.Audit(t.Context(), pairing.AuditQuery{Phone: "201112223333"})
 	if diff := cmp.Diff(append(oldPhone, "U3:requested"), kindsOf(got)); diff != "" || err != nil {
 		t.Errorf("upgraded, by phone (-want +got):\n%s%v", diff, err)
 	}
 	// As /link history and linkbot audit ask: by the instance's alias and ID.
-	got, _, _ = db.Audit(pairing.AuditQuery{Instances: []string{"support-eg", "A1B2C3D4E5F6"}})
+	got, _, _ = db.Audit(t.Context(), pairing.AuditQuery{Instances: []string{"support-eg", "A1B2C3D4E5F6"}})
 	if diff := cmp.Diff(append(oldEG, "U3:requested"), kindsOf(got)); diff != "" {
 		t.Errorf("upgraded, by instance (-want +got):\n%s", diff)
 	}
-	got, _, _ = db.Audit(pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6"}})
+	got, _, _ = db.Audit(t.Context(), pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6"}})
 	if diff := cmp.Diff([]string{"U3:requested"}, kindsOf(got)); diff != "" {
 		t.Errorf("upgraded, by instance ID (-want +got):\n%s", diff)
 	}
@@ -174,7 +174,7 @@ func seedQueryEvents(t *testing.T, db *DB) {
 		if i%10 == 9 {
 			e.Digits = "" // a refusal before the phone was understood
 		}
-		if err := db.AppendAudit(e); err != nil {
+		if err := db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -192,7 +192,7 @@ func TestAuditSkipsDamagedRecord(t *testing.T) {
 	defer db.Close()
 	for i := range 3 {
 		e := pairing.Event{Time: t0.Add(time.Duration(i) * time.Minute), Kind: "requested", User: "U1", Instance: "support-eg", Digits: "201112223333"}
-		if err := db.AppendAudit(e); err != nil {
+		if err := db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -206,7 +206,7 @@ func TestAuditSkipsDamagedRecord(t *testing.T) {
 		return nil
 	})
 	for _, q := range []pairing.AuditQuery{{}, {Instances: []string{"support-eg"}}, {Phone: "201112223333"}} {
-		got, _, err := db.Audit(q)
+		got, _, err := db.Audit(t.Context(), q)
 		if err != nil || len(got) != 3 {
 			t.Errorf("Audit(%+v) with one damaged record among 3 good ones = %d events, %v; want the 3 good ones", q, len(got), err)
 		}
@@ -252,7 +252,7 @@ func TestPruneKeepsAuditIndexesConsistent(t *testing.T) {
 	db := openTest(t)
 	seedQueryEvents(t, db)
 	checkAuditIndexes(t, db)
-	st, err := db.Prune(t0.Add(time.Hour), pairing.PruneBefore{AuditEvents: t0.Add(25 * time.Minute)})
+	st, err := db.Prune(t.Context(), t0.Add(time.Hour), pairing.PruneBefore{AuditEvents: t0.Add(25 * time.Minute)})
 	if err != nil || st.AuditEvents != 25 {
 		t.Fatalf("pruned %+v, %v; want 25 audit events", st, err)
 	}
@@ -278,16 +278,16 @@ func TestAuditIndexesConsistentAfterRandomPrunes(t *testing.T) {
 			if ph != "" {
 				e.Phone = "masked"
 			}
-			if err := db.AppendAudit(e); err != nil {
+			if err := db.AppendAudit(t.Context(), e); err != nil {
 				t.Fatal(err)
 			}
 		}
 		cut := base.Add(time.Duration(rng.IntN(10000)) * time.Second)
-		if _, err := db.Prune(base.Add(20000*time.Second), pairing.PruneBefore{AuditEvents: cut}); err != nil {
+		if _, err := db.Prune(t.Context(), base.Add(20000*time.Second), pairing.PruneBefore{AuditEvents: cut}); err != nil {
 			t.Fatal(err)
 		}
 		checkAuditIndexes(t, db)
-		all, _, err := db.Audit(pairing.AuditQuery{})
+		all, _, err := db.Audit(t.Context(), pairing.AuditQuery{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -297,7 +297,7 @@ func TestAuditIndexesConsistentAfterRandomPrunes(t *testing.T) {
 			{Phone: "2348031234567", Instances: []string{"field-ng", "B1B2C3D4E5F6"}, Until: base.Add(8000 * time.Second)},
 			{Limit: 11, Since: base.Add(9000 * time.Second)},
 		} {
-			got, more, err := db.Audit(q)
+			got, more, err := db.Audit(t.Context(), q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -387,7 +387,7 @@ func TestUpgradeIndexesOldEventsInChunks(t *testing.T) {
 	defer db.Close()
 	checkAuditIndexes(t, db)
 	for _, q := range []pairing.AuditQuery{{Phone: "201112223333"}, {Instances: []string{"SUPPORT-EG"}}} {
-		if got, _, err := db.Audit(q); len(got) != 50 || err != nil {
+		if got, _, err := db.Audit(t.Context(), q); len(got) != 50 || err != nil {
 			t.Errorf("Audit(%+v) found %d events, %v; want 50", q, len(got), err)
 		}
 	}

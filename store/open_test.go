@@ -29,7 +29,7 @@ func TestOpenDamagedFile(t *testing.T) {
 	}
 	for i := range 300 {
 		phone := fmt.Sprintf("2011122%05d", i)
-		if _, err := db.Reserve(reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), phone, fmt.Sprint("U", i), t0)); err != nil {
+		if _, err := db.Reserve(t.Context(), reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), phone, fmt.Sprint("U", i), t0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,7 +108,7 @@ func corruptMiddleLeaf(t *testing.T) string {
 	for i := range 3000 {
 		e := pairing.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
 			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
-		if err := db.AppendAudit(e); err != nil {
+		if err := db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -169,11 +169,11 @@ func TestDamagedMiddlePageIsErrDamaged(t *testing.T) {
 			}
 			defer db.Close()
 			reads := map[string]func() error{
-				"Audit": func() error { _, _, err := db.Audit(pairing.AuditQuery{Limit: 100000}); return err },
+				"Audit": func() error { _, _, err := db.Audit(t.Context(), pairing.AuditQuery{Limit: 100000}); return err },
 			}
 			if !readOnly {
 				reads["Prune"] = func() error {
-					_, err := db.Prune(time.Now(), pairing.PruneBefore{AuditEvents: time.Now()})
+					_, err := db.Prune(t.Context(), time.Now(), pairing.PruneBefore{AuditEvents: time.Now()})
 					return err
 				}
 			}
@@ -231,7 +231,7 @@ func TestBugInTransactionIsNotDamage(t *testing.T) {
 	var got any
 	func() {
 		defer func() { got = recover() }()
-		err := db.view(func(*bolt.Tx) error {
+		err := db.view(t.Context(), func(*bolt.Tx) error {
 			var m map[string]int
 			m["x"] = 1 // a bug
 			return nil
@@ -242,7 +242,7 @@ func TestBugInTransactionIsNotDamage(t *testing.T) {
 		t.Errorf("no panic")
 	}
 	// The file is fine afterwards: the transaction was rolled back.
-	if _, err := db.Pairing("none"); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := db.Pairing(t.Context(), "none"); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("Pairing after the panic: %v", err)
 	}
 }

@@ -38,10 +38,10 @@ func reservation(id, instance, phone, user string, now time.Time) pairing.Reserv
 // free again and nothing watches it.
 func end(t *testing.T, db *DB, id string, now time.Time) {
 	t.Helper()
-	if _, err := db.UpdatePairing(id, now, func(p *pairing.Pairing) error { p.State = pairing.StateExpired; return nil }); err != nil {
+	if _, err := db.UpdatePairing(t.Context(), id, now, func(p *pairing.Pairing) error { p.State = pairing.StateExpired; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordView(id, string(pairing.StateExpired), true); err != nil {
+	if err := db.RecordView(t.Context(), id, string(pairing.StateExpired), true); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -68,14 +68,14 @@ func TestPruneKeepsFileBounded(t *testing.T) {
 	for cycle := range 6 {
 		for i := range 200 {
 			r := reservation(fmt.Sprintf("c%d-%d", cycle, i), fmt.Sprintf("I%d", i), fmt.Sprintf("2010%08d", i), fmt.Sprintf("U%d", i), now)
-			if d, err := db.Reserve(r); err != nil || d.Refused != pairing.LimitNone {
+			if d, err := db.Reserve(t.Context(), r); err != nil || d.Refused != pairing.LimitNone {
 				t.Fatalf("cycle %d: %+v %v", cycle, d, err)
 			}
-			db.UseResponseURL(fmt.Sprintf("https://r/%d-%d", cycle, i), now, now, 0)
+			db.UseResponseURL(t.Context(), fmt.Sprintf("https://r/%d-%d", cycle, i), now, now, 0)
 			end(t, db, r.Pairing.ID, now)
 		}
 		now = now.Add(2 * time.Hour)
-		st, err := db.Prune(now, pairing.PruneBefore{Attempts: now.Add(-time.Hour), Pairings: now.Add(-time.Hour)})
+		st, err := db.Prune(t.Context(), now, pairing.PruneBefore{Attempts: now.Add(-time.Hour), Pairings: now.Add(-time.Hour)})
 		if err != nil || st.Pairings != 200 || st.Attempts != 200 || st.ResponseURLs != 200 {
 			t.Fatalf("cycle %d: pruned %+v, %v; want 200 pairings, 200 attempts, 200 urls", cycle, st, err)
 		}
@@ -96,7 +96,7 @@ func TestPruneDropsDamagedWatchedPairing(t *testing.T) {
 		return tx.Bucket(bucketWatched).Put([]byte("bad"), nil)
 	})
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	st, err := db.Prune(now, pairing.PruneBefore{Attempts: now, Pairings: now})
+	st, err := db.Prune(t.Context(), now, pairing.PruneBefore{Attempts: now, Pairings: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,15 +116,15 @@ func TestOpenWatchesUnsettledRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Reserve(reservation("a", "I1", "201112223333", "U1", t0))
-	db.RecordView("a", "", true)
+	db.Reserve(t.Context(), reservation("a", "I1", "201112223333", "U1", t0))
+	db.RecordView(t.Context(), "a", "", true)
 	db.Close()
 	db, err = Open(path, Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if w, _ := db.WatchedPairings(); len(w) != 1 || w[0].ID != "a" {
+	if w, _ := db.WatchedPairings(t.Context()); len(w) != 1 || w[0].ID != "a" {
 		t.Errorf("watched %+v after reopening, want the unsettled request", w)
 	}
 }

@@ -480,7 +480,7 @@ func damagedAuditDB(t *testing.T) string {
 	for i := range 3000 {
 		e := pairing.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
 			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
-		if err := db.AppendAudit(e); err != nil {
+		if err := db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -526,7 +526,7 @@ func damaged(path string) bool {
 		return errors.Is(err, store.ErrDamaged)
 	}
 	defer db.Close()
-	_, _, err = db.Audit(pairing.AuditQuery{Limit: 100000})
+	_, _, err = db.Audit(context.Background(), pairing.AuditQuery{Limit: 100000})
 	return errors.Is(err, store.ErrDamaged)
 }
 

@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "demo":
 		return demo(ctx, args[2:], stdout, stderr)
 	case "audit":
-		return auditCommand(args[2:], getenv, stdout, stderr)
+		return auditCommand(ctx, args[2:], getenv, stdout, stderr)
 	case "version", "--version":
 		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
 			return err

@@ -47,7 +47,7 @@ func seedEvents(t *testing.T, s pairing.Storage) []pairing.Event {
 		if i%2 == 0 && i >= 30 {
 			e.InstanceID = "A1B2C3D4E5F6"
 		}
-		if err := s.AppendAudit(e); err != nil {
+		if err := s.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 		e.Digits = ""
@@ -101,7 +101,7 @@ func checkQueries(t *testing.T, s pairing.Storage, all []pairing.Event, left fun
 			if wantMore {
 				want = want[len(want)-tt.q.Limit:]
 			}
-			got, more, err := s.Audit(tt.q)
+			got, more, err := s.Audit(t.Context(), tt.q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,11 +137,11 @@ func testAuditInstanceByID(t *testing.T, open func(*testing.T) Harness) {
 		{Time: t0.Add(3 * time.Minute), Kind: pairing.EventRequested, User: "UEG", Instance: "support-eg", InstanceID: "A1B2C3D4E5F6"},
 	}
 	for _, e := range all {
-		if err := s.AppendAudit(e); err != nil {
+		if err := s.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, _, err := s.Audit(pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6", "support"}})
+	got, _, err := s.Audit(t.Context(), pairing.AuditQuery{Instances: []string{"A1B2C3D4E5F6", "support"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,21 +155,21 @@ func testAuditInstanceByID(t *testing.T, open func(*testing.T) Harness) {
 func testAuditOrder(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	for _, p := range []string{"b", "a", "c"} {
-		if err := s.AppendAudit(pairing.Event{Time: t0, Kind: pairing.EventRequested, User: "U1", Pairing: p}); err != nil {
+		if err := s.AppendAudit(t.Context(), pairing.Event{Time: t0, Kind: pairing.EventRequested, User: "U1", Pairing: p}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AppendAudit(pairing.Event{Time: t0, User: "U1", Pairing: "no kind"}); err != nil {
+	if err := s.AppendAudit(t.Context(), pairing.Event{Time: t0, User: "U1", Pairing: "no kind"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.AppendAudit(pairing.Event{Time: t0.Add(-time.Second), Kind: pairing.EventLinked, User: "U1", Pairing: "earlier"}); err != nil {
+	if err := s.AppendAudit(t.Context(), pairing.Event{Time: t0.Add(-time.Second), Kind: pairing.EventLinked, User: "U1", Pairing: "earlier"}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"earlier:linked", "b:requested", "a:requested", "c:requested"}
 	if diff := cmp.Diff(want, kinds(events(t, s))); diff != "" {
 		t.Errorf("audit log (-want +got):\n%s", diff)
 	}
-	got, more, _ := s.Audit(pairing.AuditQuery{Limit: 2})
+	got, more, _ := s.Audit(t.Context(), pairing.AuditQuery{Limit: 2})
 	if diff := cmp.Diff(want[2:], kinds(got)); diff != "" || !more {
 		t.Errorf("the last two (-want +got):\n%s more=%v", diff, more)
 	}
@@ -186,10 +186,10 @@ func testPhoneKeys(t *testing.T, open func(*testing.T) Harness) {
 	var keys []string
 	for db := range 2 {
 		h := open(t)
-		if err := h.Storage.AppendAudit(e); err != nil {
+		if err := h.Storage.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
-		got, _, err := h.Storage.Audit(pairing.AuditQuery{Phone: digits})
+		got, _, err := h.Storage.Audit(t.Context(), pairing.AuditQuery{Phone: digits})
 		if err != nil || len(got) != 1 {
 			t.Fatalf("database %d: Audit by phone = %+v, %v; want the event", db, got, err)
 		}

@@ -23,7 +23,7 @@ const hookURL = "https://hooks.slack.test/actions/T1/1/abc"
 // the outcome is want (nil or ErrBudgetSpent).
 func use(t *testing.T, s pairing.Storage, url string, issued, now time.Time, keep int, want error, what string) {
 	t.Helper()
-	err := s.UseResponseURL(url, issued, now, keep)
+	err := s.UseResponseURL(t.Context(), url, issued, now, keep)
 	if want == nil && err != nil || want != nil && !errors.Is(err, want) {
 		t.Errorf("%s: UseResponseURL(keep=%d) = %v, want %v", what, keep, err, want)
 	}
@@ -56,19 +56,19 @@ func testBudgetRefund(t *testing.T, open func(*testing.T) Harness) {
 		use(t, s, hookURL, t0, t0, 0, nil, fmt.Sprintf("use %d", i+1))
 	}
 	use(t, s, hookURL, t0, t0, 0, pairing.ErrBudgetSpent, "6th use")
-	if err := s.RefundResponseURL(hookURL); err != nil {
+	if err := s.RefundResponseURL(t.Context(), hookURL); err != nil {
 		t.Fatal(err)
 	}
 	use(t, s, hookURL, t0, t0, 0, nil, "after a refund")
 	use(t, s, hookURL, t0, t0, 0, pairing.ErrBudgetSpent, "after a refund, again")
 
 	fresh := hookURL + "-fresh"
-	if err := s.RefundResponseURL(fresh); err != nil {
+	if err := s.RefundResponseURL(t.Context(), fresh); err != nil {
 		t.Errorf("refunding a url never used: %v", err)
 	}
 	use(t, s, fresh, t0, t0, 0, nil, "1st use")
 	for range 3 {
-		if err := s.RefundResponseURL(fresh); err != nil {
+		if err := s.RefundResponseURL(t.Context(), fresh); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,7 +97,7 @@ func testBudgetConcurrent(t *testing.T, open func(*testing.T) Harness) {
 		url := fmt.Sprintf("%s-keep%d", hookURL, keep)
 		var took, spent atomic.Int32
 		parallel(50, func(int) {
-			switch err := s.UseResponseURL(url, t0, t0, keep); {
+			switch err := s.UseResponseURL(t.Context(), url, t0, t0, keep); {
 			case err == nil:
 				took.Add(1)
 			case errors.Is(err, pairing.ErrBudgetSpent):

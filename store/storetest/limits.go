@@ -32,7 +32,7 @@ func testPhoneWindow(t *testing.T, open func(*testing.T) Harness) {
 	p := phone(1)
 	for i := range 3 {
 		r := reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), p, fmt.Sprint("U", i), t0.Add(time.Duration(i)*time.Minute))
-		d, err := s.Reserve(r)
+		d, err := s.Reserve(t.Context(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,11 +44,11 @@ func testPhoneWindow(t *testing.T, open func(*testing.T) Harness) {
 			t.Errorf("request %d as stored (-want +got):\n%s", i+1, diff)
 		}
 	}
-	if at, n, err := s.NextAllowed(p, t0.Add(5*time.Minute), phoneLimit); err != nil || n != 3 || !at.Equal(t0.Add(15*time.Minute)) {
+	if at, n, err := s.NextAllowed(t.Context(), p, t0.Add(5*time.Minute), phoneLimit); err != nil || n != 3 || !at.Equal(t0.Add(15*time.Minute)) {
 		t.Errorf("NextAllowed at 14:05 = %s, %d, %v; want 14:15, 3", at, n, err)
 	}
 	r := reservation("refused", "I9", p, "U9", t0.Add(5*time.Minute))
-	d, err := s.Reserve(r)
+	d, err := s.Reserve(t.Context(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,18 +64,18 @@ func testPhoneWindow(t *testing.T, open func(*testing.T) Harness) {
 		t.Errorf("after a refusal the phone has %d requests in its window, want 3: a refusal does not count", n)
 	}
 	// The window is (now-Period, now]: at 14:15 the request of 14:00 has left it.
-	if d, _ := s.Reserve(reservation("p3", "I3", p, "U3", t0.Add(15*time.Minute-time.Nanosecond))); d.Refused != pairing.LimitPhone {
+	if d, _ := s.Reserve(t.Context(), reservation("p3", "I3", p, "U3", t0.Add(15*time.Minute-time.Nanosecond))); d.Refused != pairing.LimitPhone {
 		t.Errorf("a nanosecond before 14:15: %+v, want refused by the phone limit", d)
 	}
 	r = reservation("p4", "I4", p, "U4", t0.Add(15*time.Minute))
-	if d, err := s.Reserve(r); err != nil || d.Refused != pairing.LimitNone || d.Count != 3 {
+	if d, err := s.Reserve(t.Context(), r); err != nil || d.Refused != pairing.LimitNone || d.Count != 3 {
 		t.Errorf("at 14:15: %+v, %v; want granted as the 3rd in the window", d, err)
 	}
-	if at, n, _ := s.NextAllowed(p, t0.Add(15*time.Minute), phoneLimit); n != 3 || !at.Equal(t0.Add(16*time.Minute)) {
+	if at, n, _ := s.NextAllowed(t.Context(), p, t0.Add(15*time.Minute), phoneLimit); n != 3 || !at.Equal(t0.Add(16*time.Minute)) {
 		t.Errorf("NextAllowed at 14:15 = %s, %d; want 14:16, 3", at, n)
 	}
 	// Other phones are not affected.
-	if at, n, _ := s.NextAllowed(phone(2), t0.Add(5*time.Minute), phoneLimit); n != 0 || !at.Equal(t0.Add(5*time.Minute)) {
+	if at, n, _ := s.NextAllowed(t.Context(), phone(2), t0.Add(5*time.Minute), phoneLimit); n != 0 || !at.Equal(t0.Add(5*time.Minute)) {
 		t.Errorf("NextAllowed of an unused phone = %s, %d; want now, 0", at, n)
 	}
 	reserve(t, s, reservation("other", "I5", phone(2), "U5", t0.Add(5*time.Minute)))
@@ -89,7 +89,7 @@ func testUserWindow(t *testing.T, open func(*testing.T) Harness) {
 	ask := func(id, user string, i int, at time.Time) (pairing.Reservation, pairing.Decision) {
 		r := reservation(id, fmt.Sprint("I", i), phone(i), user, at)
 		r.UserLimit = limit
-		d, err := s.Reserve(r)
+		d, err := s.Reserve(t.Context(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func testLimitOrder(t *testing.T, open func(*testing.T) Harness) {
 		r := reservation("x", tt.instance, tt.phone, "U1", now)
 		r.UserLimit = pairing.Window{Max: 3, Period: time.Hour}
 		r.Replaces = "-" // store nothing
-		d, err := s.Reserve(r)
+		d, err := s.Reserve(t.Context(), r)
 		if err != nil || d.Refused != tt.want {
 			t.Errorf("%s: refused by %q (%v), want %q", tt.name, d.Refused, err, tt.want)
 		}
@@ -151,21 +151,21 @@ func testLimitOrder(t *testing.T, open func(*testing.T) Harness) {
 func testLimitAudit(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	reserve(t, s, reservation("a", "I1", phone(1), "U1", t0))
-	s.Reserve(reservation("b", "I1", phone(2), "U2", t0.Add(time.Second)))
+	s.Reserve(t.Context(), reservation("b", "I1", phone(2), "U2", t0.Add(time.Second)))
 	for i := range 3 {
-		s.Reserve(reservation(fmt.Sprint("c", i), fmt.Sprint("J", i), phone(3), "U3", t0.Add(time.Duration(2+i)*time.Second)))
+		s.Reserve(t.Context(), reservation(fmt.Sprint("c", i), fmt.Sprint("J", i), phone(3), "U3", t0.Add(time.Duration(2+i)*time.Second)))
 	}
 	r := reservation("renewal", "I1", phone(2), "U2", t0.Add(10*time.Second))
 	r.Replaces = "b"
-	if d, err := s.Reserve(r); err != nil || d.Refused != pairing.LimitInstance || d.Pairing.ID != "" {
+	if d, err := s.Reserve(t.Context(), r); err != nil || d.Refused != pairing.LimitInstance || d.Pairing.ID != "" {
 		t.Errorf("renewal on a held instance: %+v, %v; want refused, nothing stored", d, err)
 	}
-	if _, err := s.Pairing("renewal"); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := s.Pairing(t.Context(), "renewal"); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("a renewal's refusal was stored: %v", err)
 	}
 	r = reservation("d", "J9", phone(3), "U3", t0.Add(20*time.Second))
 	r.Granted, r.Refused = pairing.Event{}, pairing.Event{} // no kind: nothing to append
-	s.Reserve(r)
+	s.Reserve(t.Context(), r)
 	want := []string{
 		"a:requested", "b:refused:limit_instance",
 		"c0:requested", "c1:requested", "c2:requested",
@@ -185,7 +185,7 @@ func testUncounted(t *testing.T, open func(*testing.T) Harness) {
 	ask := func(id string, i int, now time.Time) pairing.Decision {
 		r := reservation(id, fmt.Sprint("I", i), phone(i), "U1", now)
 		r.UserLimit = limit
-		d, err := s.Reserve(r)
+		d, err := s.Reserve(t.Context(), r)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -231,7 +231,7 @@ func race(t *testing.T, s pairing.Storage, n int, mk func(i int) pairing.Reserva
 	var mu sync.Mutex
 	parallel(n, func(i int) {
 		r := mk(i)
-		d, err := s.Reserve(r)
+		d, err := s.Reserve(t.Context(), r)
 		if err != nil {
 			t.Errorf("Reserve(%s): %v", r.Pairing.ID, err)
 			return
@@ -285,7 +285,7 @@ func testConcurrentPhone(t *testing.T, open func(*testing.T) Harness) {
 		t.Errorf("granted requests' counts (-want +got):\n%s", diff)
 	}
 	checkRefusals(t, refused, pairing.LimitPhone, t0.Add(phoneLimit.Period), phoneLimit.Max, nil)
-	if at, n, err := s.NextAllowed(phone(1), t0, phoneLimit); err != nil || n != 3 || !at.Equal(t0.Add(phoneLimit.Period)) {
+	if at, n, err := s.NextAllowed(t.Context(), phone(1), t0, phoneLimit); err != nil || n != 3 || !at.Equal(t0.Add(phoneLimit.Period)) {
 		t.Errorf("NextAllowed = %s, %d, %v; want 14:15, 3", at, n, err)
 	}
 	ev := events(t, s)

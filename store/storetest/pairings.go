@@ -47,7 +47,7 @@ func testInstanceHeld(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	r := reservation("b", "I1", phone(2), "U2", t0.Add(10*time.Second))
-	d, err := s.Reserve(r)
+	d, err := s.Reserve(t.Context(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func testInstanceHeld(t *testing.T, open func(*testing.T) Harness) {
 
 	other := reservation("d", "I1", phone(2), "U2", t0.Add(22*time.Second))
 	other.Replaces = "b" // not the holder
-	if d, err := s.Reserve(other); err != nil || d.Refused != pairing.LimitInstance || d.Holder.ID != "c" {
+	if d, err := s.Reserve(t.Context(), other); err != nil || d.Refused != pairing.LimitInstance || d.Holder.ID != "c" {
 		t.Errorf("renewing a pairing that does not hold the instance: %+v, %v; want refused, held by c", d, err)
 	}
 }
@@ -92,7 +92,7 @@ func testInstanceFreed(t *testing.T, open func(*testing.T) Harness) {
 	checkHolder(t, s, "I1", "", now)
 
 	live(t, s, reservation("b", "I2", phone(2), "U2", t0))
-	p, err := s.Settle(pairing.Settlement{ID: "b", Now: now, Counted: true, Change: func(p *pairing.Pairing) error {
+	p, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: now, Counted: true, Change: func(p *pairing.Pairing) error {
 		p.State, p.LinkedPhone = pairing.StateLinked, phone(2)
 		return nil
 	}})
@@ -118,13 +118,13 @@ func testHolder(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	noHolder := func(instance string, now time.Time, what string) {
 		t.Helper()
-		if p, err := s.Holder(instance, now); !errors.Is(err, pairing.ErrNotFound) {
+		if p, err := s.Holder(t.Context(), instance, now); !errors.Is(err, pairing.ErrNotFound) {
 			t.Errorf("%s: Holder(%s) = %q, %v; want ErrNotFound", what, instance, p.ID, err)
 		}
 	}
 	holderIs := func(instance string, now time.Time, id, what string) {
 		t.Helper()
-		p, err := s.Holder(instance, now)
+		p, err := s.Holder(t.Context(), instance, now)
 		if err != nil {
 			t.Fatalf("%s: Holder(%s): %v", what, instance, err)
 		}
@@ -145,7 +145,7 @@ func testHolder(t *testing.T, open func(*testing.T) Harness) {
 	renewal(t, s, "b", "a", t0.Add(time.Minute))
 	holderIs("I1", t0.Add(time.Minute), "b", "a renewal, from its reservation")
 	at := t0.Add(time.Minute + time.Second)
-	if _, err := s.Settle(pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL}); err != nil {
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL}); err != nil {
 		t.Fatal(err)
 	}
 	holderIs("I1", at, "a", "the old code, back after an uncounted renewal")
@@ -184,12 +184,12 @@ func testInterrupt(t *testing.T, open func(*testing.T) Harness) {
 	interruption := func(id string, now time.Time, lapsed bool) pairing.Interruption {
 		return pairing.Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: event(now, pairing.EventInterrupted, a, "")}
 	}
-	p, ended, err := s.Interrupt(interruption("a", t0.Add(hold-time.Nanosecond), true))
+	p, ended, err := s.Interrupt(t.Context(), interruption("a", t0.Add(hold-time.Nanosecond), true))
 	if err != nil || ended || p.State != pairing.StateRequesting {
 		t.Errorf("within the lease: %s ended=%v %v; want it untouched", p.State, ended, err)
 	}
 	at := t0.Add(hold)
-	p, ended, err = s.Interrupt(interruption("a", at, true))
+	p, ended, err = s.Interrupt(t.Context(), interruption("a", at, true))
 	if err != nil || !ended || p.State != pairing.StateInterrupted || !p.EndedAt.Equal(at) {
 		t.Fatalf("lease run out: %+v ended=%v %v; want interrupted at %s", p, ended, err, at.Format(time.TimeOnly))
 	}
@@ -201,10 +201,10 @@ func testInterrupt(t *testing.T, open func(*testing.T) Harness) {
 	}
 	checkHolder(t, s, "I1", "", at)
 	checkWatched(t, s, "a")
-	if p, ended, err := s.Interrupt(interruption("a", at.Add(time.Second), false)); err != nil || ended || p.State != pairing.StateInterrupted {
+	if p, ended, err := s.Interrupt(t.Context(), interruption("a", at.Add(time.Second), false)); err != nil || ended || p.State != pairing.StateInterrupted {
 		t.Errorf("interrupting again: %s ended=%v %v; want nothing done", p.State, ended, err)
 	}
-	_, err = s.Settle(pairing.Settlement{ID: "a", Now: at.Add(time.Second), Counted: true, Change: toState(pairing.StateLive, at),
+	_, err = s.Settle(t.Context(), pairing.Settlement{ID: "a", Now: at.Add(time.Second), Counted: true, Change: toState(pairing.StateLive, at),
 		Audit: event(at, pairing.EventCodeIssued, a, "")})
 	if !errors.Is(err, errEnded) {
 		t.Errorf("settling an interrupted request: %v, want the change's error", err)
@@ -218,12 +218,12 @@ func testInterrupt(t *testing.T, open func(*testing.T) Harness) {
 
 	// Without Lapsed, at once.
 	reserve(t, s, reservation("b", "I2", phone(2), "U2", t0.Add(time.Minute)))
-	if p, ended, err := s.Interrupt(interruption("b", t0.Add(time.Minute+time.Second), false)); err != nil || !ended || p.State != pairing.StateInterrupted {
+	if p, ended, err := s.Interrupt(t.Context(), interruption("b", t0.Add(time.Minute+time.Second), false)); err != nil || !ended || p.State != pairing.StateInterrupted {
 		t.Errorf("shutdown interruption: %s ended=%v %v; want interrupted at once", p.State, ended, err)
 	}
 	// A settled request is never interrupted.
 	live(t, s, reservation("c", "I3", phone(3), "U3", t0.Add(time.Minute)))
-	if p, ended, err := s.Interrupt(interruption("c", t0.Add(2*time.Minute), false)); err != nil || ended || p.State != pairing.StateLive || p.Code != testCode {
+	if p, ended, err := s.Interrupt(t.Context(), interruption("c", t0.Add(2*time.Minute), false)); err != nil || ended || p.State != pairing.StateLive || p.Code != testCode {
 		t.Errorf("interrupting a live code: %+v ended=%v %v; want it untouched", p, ended, err)
 	}
 }
@@ -247,7 +247,7 @@ func testInterruptOrSettle(t *testing.T, open func(*testing.T) Harness) {
 	parallel(2*n, func(i int) {
 		p := ps[i/2]
 		if i%2 == 0 {
-			_, ok, err := s.Interrupt(pairing.Interruption{ID: p.ID, Now: now, Audit: event(now, pairing.EventInterrupted, p, "")})
+			_, ok, err := s.Interrupt(t.Context(), pairing.Interruption{ID: p.ID, Now: now, Audit: event(now, pairing.EventInterrupted, p, "")})
 			if err != nil {
 				t.Error(err)
 			}
@@ -256,7 +256,7 @@ func testInterruptOrSettle(t *testing.T, open func(*testing.T) Harness) {
 			mu.Unlock()
 			return
 		}
-		_, err := s.Settle(pairing.Settlement{ID: p.ID, Now: now, Counted: true, Change: toState(pairing.StateLive, now),
+		_, err := s.Settle(t.Context(), pairing.Settlement{ID: p.ID, Now: now, Counted: true, Change: toState(pairing.StateLive, now),
 			Audit: event(now, pairing.EventCodeIssued, p, "")})
 		if err != nil && !errors.Is(err, errEnded) {
 			t.Error(err)
@@ -339,7 +339,7 @@ func testRenewalCounted(t *testing.T, open func(*testing.T) Harness) {
 	}
 	checkWatched(t, s, "a", "b")
 	at := t0.Add(12 * time.Second)
-	if _, err := s.Settle(pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a", ReplacedURL: clickURL,
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a", ReplacedURL: clickURL,
 		ReplacedAudit: replacedAudit("a")}); err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func testRenewalUncounted(t *testing.T, open func(*testing.T) Harness) {
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	renewal(t, s, "b", "a", t0.Add(10*time.Second))
 	at := t0.Add(12 * time.Second)
-	b, err := s.Settle(pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
+	b, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
 		ReplacedAudit: replacedAudit("a")})
 	if err != nil || b.State != pairing.StateFailed {
 		t.Fatalf("settling the renewal: %+v, %v", b, err)
@@ -394,7 +394,7 @@ func testRenewalOldEnded(t *testing.T, open func(*testing.T) Harness) {
 	expired := endLive(t, s, "a", a.ExpiresAt, pairing.StateExpired, false)
 	at := a.ExpiresAt.Add(10 * time.Second)
 	renewal(t, s, "b", "a", at)
-	if _, err := s.Settle(pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
 		ReplacedAudit: replacedAudit("a")}); err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +417,7 @@ func testRenewalOldRanOut(t *testing.T, open func(*testing.T) Harness) {
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	at := a.ExpiresAt.Add(time.Second)
 	renewal(t, s, "b", "a", at)
-	if _, err := s.Settle(pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
 		ReplacedAudit: replacedAudit("a")}); err != nil {
 		t.Fatal(err)
 	}
@@ -457,11 +457,11 @@ func testFinalNeverOverwritten(t *testing.T, open func(*testing.T) Harness) {
 						renewal(t, s, "b", "a", at)
 					}
 					if how == "settled" {
-						if _, err := s.Settle(pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a", ReplacedURL: clickURL,
+						if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a", ReplacedURL: clickURL,
 							ReplacedAudit: replacedAudit("a")}); err != nil {
 							t.Fatal(err)
 						}
-					} else if _, ok, err := s.Interrupt(pairing.Interruption{ID: "b", Now: at, ReplacedAudit: replacedAudit("a")}); !ok || err != nil {
+					} else if _, ok, err := s.Interrupt(t.Context(), pairing.Interruption{ID: "b", Now: at, ReplacedAudit: replacedAudit("a")}); !ok || err != nil {
 						t.Fatal(ok, err)
 					}
 					got := mustPairing(t, s, "a")
@@ -483,7 +483,7 @@ func testInterruptedRenewal(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	b := renewal(t, s, "b", "a", t0.Add(10*time.Second))
-	if _, ended, err := s.Interrupt(pairing.Interruption{ID: "b", Now: b.ExpiresAt, Lapsed: true, ReplacedAudit: replacedAudit("a")}); !ended || err != nil {
+	if _, ended, err := s.Interrupt(t.Context(), pairing.Interruption{ID: "b", Now: b.ExpiresAt, Lapsed: true, ReplacedAudit: replacedAudit("a")}); !ended || err != nil {
 		t.Fatal(ended, err)
 	}
 	if a := mustPairing(t, s, "a"); a.State != pairing.StateSuperseded || a.Code != "" {
@@ -508,7 +508,7 @@ func testSettleChangeError(t *testing.T, open func(*testing.T) Harness) {
 	errBoom := errors.New("boom")
 	at := t0.Add(12 * time.Second)
 	for _, counted := range []bool{false, true} {
-		_, err := s.Settle(pairing.Settlement{
+		_, err := s.Settle(t.Context(), pairing.Settlement{
 			ID: "b", Now: at, Counted: counted, Replaced: "a", ReplacedURL: clickURL,
 			Change:        func(p *pairing.Pairing) error { p.State = pairing.StateFailed; return errBoom },
 			Audit:         event(at, pairing.EventError, b, pairing.OutcomeWawpError),
@@ -538,19 +538,19 @@ func testSettleChangeError(t *testing.T, open func(*testing.T) Harness) {
 // there is none.
 func testNotFound(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
-	if _, err := s.Pairing("nope"); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := s.Pairing(t.Context(), "nope"); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("Pairing: %v", err)
 	}
-	if _, err := s.UpdatePairing("nope", t0, func(*pairing.Pairing) error { return nil }); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := s.UpdatePairing(t.Context(), "nope", t0, func(*pairing.Pairing) error { return nil }); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("UpdatePairing: %v", err)
 	}
-	if _, err := s.Settle(pairing.Settlement{ID: "nope", Now: t0, Change: func(*pairing.Pairing) error { return nil }}); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "nope", Now: t0, Change: func(*pairing.Pairing) error { return nil }}); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("Settle: %v", err)
 	}
-	if _, _, err := s.Interrupt(pairing.Interruption{ID: "nope", Now: t0}); !errors.Is(err, pairing.ErrNotFound) {
+	if _, _, err := s.Interrupt(t.Context(), pairing.Interruption{ID: "nope", Now: t0}); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("Interrupt: %v", err)
 	}
-	if err := s.RecordView("nope", "x", true); err != nil {
+	if err := s.RecordView(t.Context(), "nope", "x", true); err != nil {
 		t.Errorf("RecordView of a pairing that is gone: %v, want nil (pruned meanwhile)", err)
 	}
 }
@@ -563,7 +563,7 @@ func testUpdatePairing(t *testing.T, open func(*testing.T) Harness) {
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	at := t0.Add(10 * time.Second)
 	errBoom := errors.New("boom")
-	p, err := s.UpdatePairing("a", at, func(p *pairing.Pairing) error {
+	p, err := s.UpdatePairing(t.Context(), "a", at, func(p *pairing.Pairing) error {
 		p.ResponseURL = clickURL
 		return errBoom
 	})
@@ -576,7 +576,7 @@ func testUpdatePairing(t *testing.T, open func(*testing.T) Harness) {
 	if diff := cmp.Diff(a, mustPairing(t, s, "a")); diff != "" {
 		t.Errorf("a failing change was stored (-want +got):\n%s", diff)
 	}
-	p, err = s.UpdatePairing("a", at, func(p *pairing.Pairing) error {
+	p, err = s.UpdatePairing(t.Context(), "a", at, func(p *pairing.Pairing) error {
 		p.ResponseURL, p.URLIssued = clickURL, at
 		return nil
 	})

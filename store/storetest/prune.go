@@ -33,20 +33,20 @@ func testPruneAttempts(t *testing.T, open func(*testing.T) Harness) {
 		id := fmt.Sprint("p", i)
 		reserve(t, s, reservation(id, fmt.Sprint("I", i), phone(1), "U1", at))
 		settle(t, s, id, at, pairing.StateFailed, true)
-		s.RecordView(id, "failed", true)
+		s.RecordView(t.Context(), id, "failed", true)
 	}
 	now := t0.Add(30 * time.Minute)
-	st, err := s.Prune(now, pairing.PruneBefore{Attempts: t0.Add(15 * time.Minute)})
+	st, err := s.Prune(t.Context(), now, pairing.PruneBefore{Attempts: t0.Add(15 * time.Minute)})
 	if diff := cmp.Diff(pairing.PruneStats{Attempts: 2}, st); diff != "" || err != nil {
 		t.Errorf("Prune (-want +got):\n%s%v", diff, err)
 	}
 	hour := pairing.Window{Max: 3, Period: time.Hour}
-	if _, n, _ := s.NextAllowed(phone(1), now, hour); n != 1 {
+	if _, n, _ := s.NextAllowed(t.Context(), phone(1), now, hour); n != 1 {
 		t.Errorf("phone counts %d requests in the hour, want 1 (the one after the cutoff)", n)
 	}
 	r := reservation("u", "I9", phone(2), "U1", now)
 	r.UserLimit = pairing.Window{Max: 2, Period: time.Hour}
-	if d, err := s.Reserve(r); err != nil || d.Refused != pairing.LimitNone {
+	if d, err := s.Reserve(t.Context(), r); err != nil || d.Refused != pairing.LimitNone {
 		t.Errorf("U1 after pruning: %+v, %v; want granted (1 request left in the hour)", d, err)
 	}
 }
@@ -60,31 +60,31 @@ func testPrunePairings(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	now := t0.Add(2 * time.Hour)
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
-	if d, _ := s.Reserve(reservation("f", "I1", phone(7), "U7", t0.Add(time.Second))); d.Refused != pairing.LimitInstance {
+	if d, _ := s.Reserve(t.Context(), reservation("f", "I1", phone(7), "U7", t0.Add(time.Second))); d.Refused != pairing.LimitInstance {
 		t.Fatalf("f: %+v, want refused", d)
 	}
-	s.RecordView("f", "limit", true)                            // gone: refused, shown
+	s.RecordView(t.Context(), "f", "limit", true)               // gone: refused, shown
 	endLive(t, s, "a", a.ExpiresAt, pairing.StateExpired, true) // gone
 	b := live(t, s, reservation("b", "I2", phone(2), "U2", t0))
 	endLive(t, s, "b", b.ExpiresAt, pairing.StateExpired, false)                 // kept: its view is not shown
 	live(t, s, reservation("c", "I3", phone(3), "U3", now.Add(-10*time.Second))) // kept: live
 	live(t, s, reservation("c2", "I4", phone(4), "U4", now.Add(-10*time.Second)))
-	s.RecordView("c2", "code", true) // kept: live, though not watched
+	s.RecordView(t.Context(), "c2", "code", true) // kept: live, though not watched
 	live(t, s, reservation("d", "I5", phone(5), "U5", t0.Add(80*time.Minute)))
 	endLive(t, s, "d", t0.Add(90*time.Minute), pairing.StateCancelled, true) // kept: ended after the cutoff
 	reserve(t, s, reservation("e", "I6", phone(6), "U6", t0))
-	s.RecordView("e", "", true) // gone: lease ran out, not watched
+	s.RecordView(t.Context(), "e", "", true) // gone: lease ran out, not watched
 
 	kept := map[string]pairing.Pairing{}
 	for _, id := range []string{"b", "c", "c2", "d"} {
 		kept[id] = mustPairing(t, s, id)
 	}
-	st, err := s.Prune(now, pairing.PruneBefore{Pairings: t0.Add(time.Hour)})
+	st, err := s.Prune(t.Context(), now, pairing.PruneBefore{Pairings: t0.Add(time.Hour)})
 	if diff := cmp.Diff(pairing.PruneStats{Pairings: 3}, st); diff != "" || err != nil {
 		t.Errorf("Prune (-want +got):\n%s%v", diff, err)
 	}
 	for _, id := range []string{"a", "e", "f"} {
-		if _, err := s.Pairing(id); !errors.Is(err, pairing.ErrNotFound) {
+		if _, err := s.Pairing(t.Context(), id); !errors.Is(err, pairing.ErrNotFound) {
 			t.Errorf("%s kept: %v", id, err)
 		}
 	}
@@ -109,7 +109,7 @@ func testPruneBudgets(t *testing.T, open func(*testing.T) Harness) {
 	for range 2 {
 		use(t, s, recent, now.Add(-10*time.Minute), now.Add(-10*time.Minute), 0, nil, "recent url")
 	}
-	st, err := s.Prune(now, pairing.PruneBefore{})
+	st, err := s.Prune(t.Context(), now, pairing.PruneBefore{})
 	if diff := cmp.Diff(pairing.PruneStats{ResponseURLs: 1}, st); diff != "" || err != nil {
 		t.Errorf("Prune (-want +got):\n%s%v", diff, err)
 	}
@@ -125,22 +125,22 @@ func testPruneBudgets(t *testing.T, open func(*testing.T) Harness) {
 func testPruneAudit(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	all := seedEvents(t, s)
-	st, err := s.Prune(t0.Add(2*time.Hour), pairing.PruneBefore{})
+	st, err := s.Prune(t.Context(), t0.Add(2*time.Hour), pairing.PruneBefore{})
 	if st.AuditEvents != 0 || err != nil {
 		t.Errorf("without a retention: pruned %+v, %v", st, err)
 	}
-	st, err = s.Prune(t0.Add(2*time.Hour), pairing.PruneBefore{AuditEvents: t0.Add(25 * time.Minute)})
+	st, err = s.Prune(t.Context(), t0.Add(2*time.Hour), pairing.PruneBefore{AuditEvents: t0.Add(25 * time.Minute)})
 	if diff := cmp.Diff(pairing.PruneStats{AuditEvents: 25}, st); diff != "" || err != nil {
 		t.Errorf("Prune (-want +got):\n%s%v", diff, err)
 	}
 	checkQueries(t, s, all, func(i int) bool { return i >= 25 })
 	// New events are indexed as before.
 	e := pairing.Event{Time: t0.Add(2 * time.Hour), Kind: pairing.EventLinked, User: "U9", Instance: "Field-NG", Digits: "201112223330", Pairing: "new"}
-	if err := s.AppendAudit(e); err != nil {
+	if err := s.AppendAudit(t.Context(), e); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []pairing.AuditQuery{{Phone: "201112223330", Limit: 1}, {Instances: []string{"field-ng"}, Limit: 1}} {
-		if got, _, err := s.Audit(q); err != nil || len(got) != 1 || got[0].Pairing != "new" {
+		if got, _, err := s.Audit(t.Context(), q); err != nil || len(got) != 1 || got[0].Pairing != "new" {
 			t.Errorf("Audit(%+v) after pruning = %v, %v; want the new event", q, kinds(got), err)
 		}
 	}
@@ -154,15 +154,15 @@ func testRestart(t *testing.T, open func(*testing.T) Harness) {
 	h := open(t)
 	s := h.Storage
 	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
-	if err := s.RecordView("a", "code", false); err != nil {
+	if err := s.RecordView(t.Context(), "a", "code", false); err != nil {
 		t.Fatal(err)
 	}
 	reserve(t, s, reservation("b", "I2", phone(1), "U1", t0.Add(10*time.Second))) // in flight
 	reserve(t, s, reservation("c", "I3", phone(1), "U1", t0.Add(20*time.Second)))
 	settle(t, s, "c", t0.Add(20*time.Second), pairing.StateFailed, true)
-	s.RecordView("c", "failed", true)
-	s.Reserve(reservation("d", "I1", phone(2), "U2", t0.Add(25*time.Second))) // refused, watched
-	if err := s.AppendAudit(pairing.Event{Time: t0.Add(26 * time.Second), Kind: pairing.EventCancelled, User: "U1", Digits: phone(1), Pairing: "x"}); err != nil {
+	s.RecordView(t.Context(), "c", "failed", true)
+	s.Reserve(t.Context(), reservation("d", "I1", phone(2), "U2", t0.Add(25*time.Second))) // refused, watched
+	if err := s.AppendAudit(t.Context(), pairing.Event{Time: t0.Add(26 * time.Second), Kind: pairing.EventCancelled, User: "U1", Digits: phone(1), Pairing: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {
@@ -185,15 +185,15 @@ func testRestart(t *testing.T, open func(*testing.T) Harness) {
 			sn.Pairings = append(sn.Pairings, mustPairing(t, s, id))
 		}
 		var err error
-		if sn.Watched, err = s.WatchedPairings(); err != nil {
+		if sn.Watched, err = s.WatchedPairings(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 		slices.SortFunc(sn.Watched, func(a, b pairing.Pairing) int { return strings.Compare(a.ID, b.ID) })
-		if sn.NextAt, sn.Count, err = s.NextAllowed(phone(1), now, phoneLimit); err != nil {
+		if sn.NextAt, sn.Count, err = s.NextAllowed(t.Context(), phone(1), now, phoneLimit); err != nil {
 			t.Fatal(err)
 		}
 		sn.Events = events(t, s)
-		if sn.ByPhone, _, err = s.Audit(pairing.AuditQuery{Phone: phone(1)}); err != nil {
+		if sn.ByPhone, _, err = s.Audit(t.Context(), pairing.AuditQuery{Phone: phone(1)}); err != nil {
 			t.Fatal(err)
 		}
 		return sn
@@ -206,13 +206,13 @@ func testRestart(t *testing.T, open func(*testing.T) Harness) {
 	if diff := cmp.Diff(before, take(s)); diff != "" {
 		t.Errorf("after the restart (-before +after):\n%s", diff)
 	}
-	if err := s.AppendAudit(pairing.Event{Time: now, Kind: pairing.EventRequested, User: "U1", Digits: phone(1), Pairing: "y"}); err != nil {
+	if err := s.AppendAudit(t.Context(), pairing.Event{Time: now, Kind: pairing.EventRequested, User: "U1", Digits: phone(1), Pairing: "y"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _, _ := s.Audit(pairing.AuditQuery{Phone: phone(1)}); len(got) != len(before.ByPhone)+1 {
+	if got, _, _ := s.Audit(t.Context(), pairing.AuditQuery{Phone: phone(1)}); len(got) != len(before.ByPhone)+1 {
 		t.Errorf("by phone after the restart: %v; want the %d events from before and the new one", kinds(got), len(before.ByPhone))
 	}
-	if d, err := s.Reserve(reservation("e", "I9", phone(1), "U9", now)); err != nil || d.Refused != pairing.LimitPhone || !d.RetryAt.Equal(t0.Add(phoneLimit.Period)) || d.Count != 3 {
+	if d, err := s.Reserve(t.Context(), reservation("e", "I9", phone(1), "U9", now)); err != nil || d.Refused != pairing.LimitPhone || !d.RetryAt.Equal(t0.Add(phoneLimit.Period)) || d.Count != 3 {
 		t.Errorf("the phone's 4th request after the restart: %+v, %v; want refused until 14:15", d, err)
 	}
 	checkHolder(t, s, "I1", "a", now)
@@ -221,7 +221,7 @@ func testRestart(t *testing.T, open func(*testing.T) Harness) {
 		use(t, s, hookURL, t0, now, 0, nil, fmt.Sprintf("use %d after the restart", i+4))
 	}
 	use(t, s, hookURL, t0, now, 0, pairing.ErrBudgetSpent, "6th use after the restart")
-	if _, ended, err := s.Interrupt(pairing.Interruption{ID: "b", Now: t0.Add(10*time.Second + hold), Lapsed: true}); !ended || err != nil {
+	if _, ended, err := s.Interrupt(t.Context(), pairing.Interruption{ID: "b", Now: t0.Add(10*time.Second + hold), Lapsed: true}); !ended || err != nil {
 		t.Errorf("interrupting the request in flight after the restart: ended=%v, %v", ended, err)
 	}
 }

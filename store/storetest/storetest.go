@@ -83,6 +83,7 @@ var suite = []struct {
 	{"audit", auditCases},
 	{"prune", pruneCases},
 	{"restart", restartCases},
+	{"context", contextCases},
 }
 
 type testCase struct {
@@ -147,7 +148,7 @@ func requesting(r pairing.Reservation, attempt int) pairing.Pairing {
 // reserve reserves r and fails the test unless it is granted.
 func reserve(t *testing.T, s pairing.Storage, r pairing.Reservation) pairing.Pairing {
 	t.Helper()
-	d, err := s.Reserve(r)
+	d, err := s.Reserve(t.Context(), r)
 	if err != nil {
 		t.Fatalf("Reserve(%s): %v", r.Pairing.ID, err)
 	}
@@ -181,7 +182,7 @@ func toState(state pairing.State, now time.Time) func(*pairing.Pairing) error {
 // event of that state, and fails the test if it cannot.
 func settle(t *testing.T, s pairing.Storage, id string, now time.Time, state pairing.State, counted bool) pairing.Pairing {
 	t.Helper()
-	p, err := s.Settle(pairing.Settlement{ID: id, Now: now, Counted: counted, Change: toState(state, now)})
+	p, err := s.Settle(t.Context(), pairing.Settlement{ID: id, Now: now, Counted: counted, Change: toState(state, now)})
 	if err != nil {
 		t.Fatalf("Settle(%s → %s): %v", id, state, err)
 	}
@@ -200,7 +201,7 @@ func live(t *testing.T, s pairing.Storage, r pairing.Reservation) pairing.Pairin
 // stops watching it.
 func endLive(t *testing.T, s pairing.Storage, id string, now time.Time, state pairing.State, shown bool) pairing.Pairing {
 	t.Helper()
-	p, err := s.UpdatePairing(id, now, func(p *pairing.Pairing) error {
+	p, err := s.UpdatePairing(t.Context(), id, now, func(p *pairing.Pairing) error {
 		if p.Final() {
 			return errEnded
 		}
@@ -211,7 +212,7 @@ func endLive(t *testing.T, s pairing.Storage, id string, now time.Time, state pa
 		t.Fatalf("ending %s as %s: %v", id, state, err)
 	}
 	if shown {
-		if err := s.RecordView(id, string(state), true); err != nil {
+		if err := s.RecordView(t.Context(), id, string(state), true); err != nil {
 			t.Fatalf("RecordView(%s): %v", id, err)
 		}
 	}
@@ -221,7 +222,7 @@ func endLive(t *testing.T, s pairing.Storage, id string, now time.Time, state pa
 // mustPairing reads pairing id, failing the test if it cannot.
 func mustPairing(t *testing.T, s pairing.Storage, id string) pairing.Pairing {
 	t.Helper()
-	p, err := s.Pairing(id)
+	p, err := s.Pairing(t.Context(), id)
 	if err != nil {
 		t.Fatalf("Pairing(%s): %v", id, err)
 	}
@@ -231,7 +232,7 @@ func mustPairing(t *testing.T, s pairing.Storage, id string) pairing.Pairing {
 // watchedIDs is the IDs of the watched pairings, sorted.
 func watchedIDs(t *testing.T, s pairing.Storage) []string {
 	t.Helper()
-	w, err := s.WatchedPairings()
+	w, err := s.WatchedPairings(t.Context())
 	if err != nil {
 		t.Fatalf("WatchedPairings: %v", err)
 	}
@@ -259,7 +260,7 @@ var cmpEmpty = cmp.Comparer(func(a, b []string) bool { return slices.Equal(a, b)
 // storage says.
 func count(t *testing.T, s pairing.Storage, phone string, now time.Time) int {
 	t.Helper()
-	_, n, err := s.NextAllowed(phone, now, phoneLimit)
+	_, n, err := s.NextAllowed(t.Context(), phone, now, phoneLimit)
 	if err != nil {
 		t.Fatalf("NextAllowed(%s): %v", phone, err)
 	}
@@ -272,7 +273,7 @@ func count(t *testing.T, s pairing.Storage, phone string, now time.Time) int {
 // limit, held by holder (code hidden), or granted when holder is empty.
 func checkHolder(t *testing.T, s pairing.Storage, instance, holder string, now time.Time) {
 	t.Helper()
-	switch p, err := s.Holder(instance, now); {
+	switch p, err := s.Holder(t.Context(), instance, now); {
 	case holder == "" && !errors.Is(err, pairing.ErrNotFound):
 		t.Errorf("Holder(%s) at %s = %q, %v; want ErrNotFound", instance, now.Format(time.TimeOnly), p.ID, err)
 	case holder != "" && (err != nil || p.ID != holder || p.Code != ""):
@@ -282,7 +283,7 @@ func checkHolder(t *testing.T, s pairing.Storage, instance, holder string, now t
 	r := reservation(probe, instance, phone(99999), "U-probe", now)
 	r.Replaces = "-"                                        // a renewal: a refusal stores nothing
 	r.Granted, r.Refused = pairing.Event{}, pairing.Event{} // and the audit log stays as it was
-	d, err := s.Reserve(r)
+	d, err := s.Reserve(t.Context(), r)
 	if err != nil {
 		t.Fatalf("probing %s: %v", instance, err)
 	}
@@ -296,10 +297,10 @@ func checkHolder(t *testing.T, s pairing.Storage, instance, holder string, now t
 	}
 	if d.Refused == pairing.LimitNone {
 		// Give the instance back and leave the probe out of the limits.
-		if _, err := s.Settle(pairing.Settlement{ID: probe, Now: now, Change: toState(pairing.StateFailed, now)}); err != nil {
+		if _, err := s.Settle(t.Context(), pairing.Settlement{ID: probe, Now: now, Change: toState(pairing.StateFailed, now)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RecordView(probe, "", true); err != nil {
+		if err := s.RecordView(t.Context(), probe, "", true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -308,7 +309,7 @@ func checkHolder(t *testing.T, s pairing.Storage, instance, holder string, now t
 // events is the whole audit log, oldest first.
 func events(t *testing.T, s pairing.Storage) []pairing.Event {
 	t.Helper()
-	ev, more, err := s.Audit(pairing.AuditQuery{})
+	ev, more, err := s.Audit(t.Context(), pairing.AuditQuery{})
 	if err != nil || more {
 		t.Fatalf("Audit: more=%v, %v", more, err)
 	}

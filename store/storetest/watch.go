@@ -23,21 +23,21 @@ func testWatchLifecycle(t *testing.T, open func(*testing.T) Harness) {
 	reserve(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	checkWatched(t, s, "a")
 	a := settle(t, s, "a", t0.Add(time.Second), pairing.StateLive, true)
-	if err := s.RecordView("a", "code:1", false); err != nil {
+	if err := s.RecordView(t.Context(), "a", "code:1", false); err != nil {
 		t.Fatal(err)
 	}
 	a.LastView = "code:1"
-	w, err := s.WatchedPairings()
+	w, err := s.WatchedPairings(t.Context())
 	if diff := cmp.Diff([]pairing.Pairing{a}, w); diff != "" || err != nil {
 		t.Errorf("WatchedPairings (-want +got):\n%s%v", diff, err)
 	}
 	// Ended, but its message does not show it yet: still watched.
 	ended := endLive(t, s, "a", a.ExpiresAt, pairing.StateExpired, false)
-	w, _ = s.WatchedPairings()
+	w, _ = s.WatchedPairings(t.Context())
 	if diff := cmp.Diff([]pairing.Pairing{ended}, w); diff != "" {
 		t.Errorf("WatchedPairings after the end (-want +got):\n%s", diff)
 	}
-	if err := s.RecordView("a", "expired", true); err != nil {
+	if err := s.RecordView(t.Context(), "a", "expired", true); err != nil {
 		t.Fatal(err)
 	}
 	checkWatched(t, s)
@@ -45,7 +45,7 @@ func testWatchLifecycle(t *testing.T, open func(*testing.T) Harness) {
 		t.Errorf("after its final view: %s, last view %q; want expired, \"expired\"", p.State, p.LastView)
 	}
 	// Unwatching is idempotent.
-	if err := s.RecordView("a", "expired", true); err != nil {
+	if err := s.RecordView(t.Context(), "a", "expired", true); err != nil {
 		t.Errorf("unwatching twice: %v", err)
 	}
 	checkWatched(t, s)
@@ -58,7 +58,7 @@ func testWatchRefusals(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	reserve(t, s, reservation("holder", "I1", phone(1), "U1", t0))
 	r := reservation("refused", "I1", phone(2), "U2", t0.Add(time.Second))
-	d, err := s.Reserve(r)
+	d, err := s.Reserve(t.Context(), r)
 	if err != nil || d.Refused != pairing.LimitInstance {
 		t.Fatal(d, err)
 	}
@@ -69,7 +69,7 @@ func testWatchRefusals(t *testing.T, open func(*testing.T) Harness) {
 	checkWatched(t, s, "holder", "refused")
 	rr := reservation("renewal", "I1", phone(2), "U2", t0.Add(2*time.Second))
 	rr.Replaces = "refused"
-	if d, _ := s.Reserve(rr); d.Refused != pairing.LimitInstance || d.Pairing.ID != "" {
+	if d, _ := s.Reserve(t.Context(), rr); d.Refused != pairing.LimitInstance || d.Pairing.ID != "" {
 		t.Errorf("renewal refusal: %+v", d)
 	}
 	checkWatched(t, s, "holder", "refused")
