@@ -271,7 +271,10 @@ func (b *Bot) drain() {
 	if b.waitWork(b.cfg.ShutdownGrace) {
 		return
 	}
-	ended := b.cfg.Service.Interrupt()
+	// The serving context is done by now: interrupting gets its own.
+	ictx, icancel := context.WithTimeout(context.Background(), shutdownCutoff)
+	ended := b.cfg.Service.Interrupt(ictx)
+	icancel()
 	b.log.Warn("shutdown: in-flight work did not finish in time; cutting it short", "grace", b.cfg.ShutdownGrace, "interrupted_requests", len(ended))
 	b.stopWork()
 	b.waitWork(shutdownCutoff)
@@ -412,8 +415,8 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 // auditRefusal records a refusal decided before the ack (writing is disk
 // I/O, so it happens after). The phone, if it parses, is stored masked.
 func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome) func(context.Context, context.Context, *slog.Logger) {
-	return func(_, _ context.Context, log *slog.Logger) {
-		err := b.cfg.Service.AuditRefusal(pairing.Refusal{
+	return func(ctx, _ context.Context, log *slog.Logger) {
+		err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
 			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
 		})
 		if err != nil {
@@ -458,7 +461,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 	// another instance now.
 	q.Allowed = func(instanceID string) bool { return b.allowed(instanceID, cmd.UserID, cmd.ChannelID) }
 	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: pairing.OutcomeHistory, after: func(ctx, _ context.Context, log *slog.Logger) {
-		events, err := b.cfg.Service.History(q)
+		events, err := b.cfg.Service.History(ctx, q)
 		if err != nil {
 			log.Error("reading audit", "err", err)
 			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
@@ -517,7 +520,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	// for the click's answer and then finds it shown, instead of posting
 	// it first and having the click post it again.
 	message, instance := action.Value, ""
-	if clicked, err := b.cfg.Service.Pairing(action.Value); err == nil {
+	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
 	}
 	unlock := b.locks.lock(message)
@@ -545,7 +548,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	)
 	switch action.ActionID {
 	case ActionRefresh:
-		p, err = b.cfg.Service.Refresh(action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
 	case ActionNewCode, ActionTryAgain:
 		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
 			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: cb.ResponseURL, URLIssued: now,
@@ -553,7 +556,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			Allowed: func(instanceID, channel string) bool { return b.allowed(instanceID, cb.User.ID, channel) },
 		})
 	case ActionCancel:
-		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
 	default:
 		log.Warn("unknown action")
 		return
@@ -635,7 +638,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 				return postDropped
 			}
 		}
-		if err := b.cfg.Service.UseResponseURL(url, issued, keep); err != nil {
+		if err := b.cfg.Service.UseResponseURL(ctx, url, issued, keep); err != nil {
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
 		}
@@ -656,7 +659,7 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			// one, or with an HTTP date, its error no longer says 429).
 			wait = max(retryAfter(answer.retryAfter, time.Now()), time.Second)
 			// Slack refused the post before counting it: the use is ours again.
-			if rerr := b.cfg.Service.RefundResponseURL(url); rerr != nil {
+			if rerr := b.cfg.Service.RefundResponseURL(ctx, url); rerr != nil {
 				log.Error("refund response_url use", "err", rerr)
 			}
 		case errors.As(err, &code) && code.Code >= 500:

@@ -71,12 +71,12 @@ const viewGone = "gone"
 func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
 
 // render is the message for p at now; its key is viewKey(p, now).
-func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
+func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
 	// nextCode is when the phone's limit next allows a code; only the code,
 	// expired and interrupted views show it, so only they read the store for it.
-	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(p.Phone, now) }
+	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(ctx, p.Phone, now) }
 	switch {
 	case p.Live(now) && p.Code != "":
 		_, drawn := countdownStep(p, now)
@@ -104,7 +104,7 @@ func (b *Bot) render(p pairing.Pairing, now time.Time) Message {
 		}
 		return FailedView(phone, p.InstanceName, p.Reason)
 	case p.RefusedBy() != pairing.LimitNone:
-		return LimitView(b.cfg.Service.LimitError(p), p.InstanceName, now)
+		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
 	case p.State == pairing.StateRefused:
 		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
 	case p.State == pairing.StateWarmingUp:
@@ -145,18 +145,18 @@ func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 
 // showLocked is show for a caller that holds p's message lock.
 func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
-	if fresh, err := b.cfg.Service.Pairing(p.ID); err == nil {
+	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
 		p = fresh
 	}
 	if p.State == pairing.StateSuperseded {
-		if err := b.cfg.Service.RecordView(p.ID, p.LastView, true); err != nil {
+		if err := b.cfg.Service.RecordView(ctx, p.ID, p.LastView, true); err != nil {
 			b.log.Error("recording view", "pairing", p.ID, "err", err)
 		}
 		return
 	}
 	if p.LastView == viewGone && !force {
 		if p.Final() {
-			if err := b.cfg.Service.RecordView(p.ID, viewGone, true); err != nil {
+			if err := b.cfg.Service.RecordView(ctx, p.ID, viewGone, true); err != nil {
 				b.log.Error("recording view", "pairing", p.ID, "err", err)
 			}
 		}
@@ -172,7 +172,7 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 		if final {
 			// Already showing its final view (a click just past the expiry
 			// drew "expired" before the tick ended the pairing): done.
-			if err := b.cfg.Service.RecordView(p.ID, key, true); err != nil {
+			if err := b.cfg.Service.RecordView(ctx, p.ID, key, true); err != nil {
 				b.log.Error("recording view", "pairing", p.ID, "err", err)
 			}
 		}
@@ -187,7 +187,7 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 	// (or a click gave it another response_url), whoever changed it shows
 	// the new state, and this post is dropped.
 	again := func() (Message, bool) {
-		fresh, err := b.cfg.Service.Pairing(p.ID)
+		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
 		if err != nil {
 			return Message{}, false
 		}
@@ -195,10 +195,10 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 		if fresh.ResponseURL != p.ResponseURL || viewKey(fresh, now) != key {
 			return Message{}, false
 		}
-		return b.render(fresh, now), true
+		return b.render(ctx, fresh, now), true
 	}
 	var err error
-	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now), again) {
+	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(ctx, p, now), again) {
 	case budgetSpent:
 		if final && showsCode(p.LastView) {
 			// Every use is spent (its final posts were lost, or something
@@ -208,13 +208,13 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 		}
 		// Without budget this step is skipped for good; a final state
 		// without budget can never be shown, so editing ends.
-		err = b.cfg.Service.RecordView(p.ID, key, final)
+		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
 	case posted:
-		err = b.cfg.Service.RecordView(p.ID, key, final)
+		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.
-		err = b.cfg.Service.RecordView(p.ID, viewGone, final)
+		err = b.cfg.Service.RecordView(ctx, p.ID, viewGone, final)
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.
@@ -345,7 +345,7 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 		cron.WithChain(cron.SkipIfStillRunning(l), cron.Recover(l)))
 	c.Schedule(tickSchedule(b.cfg.TickInterval), cron.FuncJob(func() { b.Tick(ctx) }))
 	if _, err := c.AddFunc("@every 10m", func() {
-		st, err := b.cfg.Service.Prune()
+		st, err := b.cfg.Service.Prune(ctx)
 		if err != nil {
 			b.log.Error("prune", "err", err)
 			return

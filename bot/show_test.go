@@ -16,8 +16,8 @@ type hookedStorage struct {
 	afterUpdate func()
 }
 
-func (s hookedStorage) UpdatePairing(id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
-	p, err := s.Storage.UpdatePairing(id, now, change)
+func (s hookedStorage) UpdatePairing(ctx context.Context, id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
+	p, err := s.Storage.UpdatePairing(ctx, id, now, change)
 	if s.afterUpdate != nil {
 		s.afterUpdate()
 	}
@@ -37,7 +37,7 @@ func TestClickAndTickPostTheClicksAnswerOnce(t *testing.T) {
 	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), store, pairing.Config{Now: r.clock.Now})
 	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
 	msgID := r.start()
-	watched, _ := r.db.WatchedPairings()
+	watched, _ := r.db.WatchedPairings(context.Background())
 	uses := func() int {
 		total := 0
 		for _, v := range r.slack.Message(msgID).Versions {
@@ -61,7 +61,7 @@ func TestClickAndTickPostTheClicksAnswerOnce(t *testing.T) {
 	if got := uses() - before; got != 1 {
 		t.Errorf("the cancellation was posted %d times, want 1", got)
 	}
-	if p, _ := r.db.Pairing(watched[0].ID); p.LastView != string(pairing.StateCancelled) {
+	if p, _ := r.db.Pairing(context.Background(), watched[0].ID); p.LastView != string(pairing.StateCancelled) {
 		t.Errorf("LastView = %q, want cancelled", p.LastView)
 	}
 }

@@ -21,7 +21,7 @@ const pollConcurrency = 16
 // pairing only ever ends on a clear answer or on its own expiry, so a
 // flaky Wawp can neither cut a pairing short nor fake a "linked".
 func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
-	watched, err := s.db.WatchedPairings()
+	watched, err := s.db.WatchedPairings(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +35,7 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 	now := s.cfg.Now()
 	for i, p := range watched {
 		if p.State == StateRequesting && !now.Before(p.ExpiresAt) {
-			if q, _ := s.interrupt(p.ID, true); q.ID != "" {
+			if q, _ := s.interrupt(ctx, p.ID, true); q.ID != "" {
 				watched[i] = q
 			}
 			continue
@@ -48,7 +48,7 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 		if next == "" {
 			continue
 		}
-		ended, err := s.db.Settle(Settlement{
+		ended, err := s.db.Settle(ctx, Settlement{
 			ID: p.ID, Now: now, Counted: true,
 			Change: func(q *Pairing) error {
 				if q.State != StateLive {
@@ -64,7 +64,7 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 		})
 		if errors.Is(err, ErrEnded) {
 			// Cancelled or renewed meanwhile: show what is stored.
-			ended, err = s.db.Pairing(p.ID)
+			ended, err = s.db.Pairing(ctx, p.ID)
 		}
 		if err != nil {
 			s.cfg.Log.Error("ending pairing", "pairing", p.ID, "err", err)
@@ -136,12 +136,12 @@ func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) m
 // Prune drops what no limit or message needs any more: attempts older than
 // the longest limit window, pairings that ended over a day ago, and audit
 // events older than the retention period (kept forever when it is zero).
-func (s *Service) Prune() (PruneStats, error) {
+func (s *Service) Prune(ctx context.Context) (PruneStats, error) {
 	now := s.cfg.Now()
 	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period)
 	before := PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
 	if s.cfg.AuditRetention > 0 {
 		before.AuditEvents = now.Add(-s.cfg.AuditRetention)
 	}
-	return s.db.Prune(now, before)
+	return s.db.Prune(ctx, now, before)
 }

@@ -1,6 +1,7 @@
 package pairing
 
 import (
+	"context"
 	"slices"
 	"time"
 )
@@ -23,7 +24,7 @@ type Refusal struct {
 }
 
 // AuditRefusal appends refusal r to the audit log.
-func (s *Service) AuditRefusal(r Refusal) error {
+func (s *Service) AuditRefusal(ctx context.Context, r Refusal) error {
 	e := Event{
 		Time: r.Time, Kind: EventRefused, User: r.User, Team: r.Team, Channel: r.Channel,
 		Instance: r.Instance.Name, InstanceID: r.Instance.ID, Outcome: r.Outcome,
@@ -31,7 +32,7 @@ func (s *Service) AuditRefusal(r Refusal) error {
 	if p, err := NormalizePhone(r.Phone, r.Instance.Region); err == nil {
 		e.Phone, e.Digits = p.Masked(), p.Digits
 	}
-	return s.db.AppendAudit(e)
+	return s.db.AppendAudit(ctx, e)
 }
 
 // HistoryQuery asks for the history of a phone or of an instance.
@@ -51,12 +52,12 @@ type HistoryQuery struct {
 // instance ID it records or, written before IDs were recorded, through the
 // instance its alias names today (the default rules, "", when it names
 // none).
-func (s *Service) History(q HistoryQuery) ([]Event, error) {
+func (s *Service) History(ctx context.Context, q HistoryQuery) ([]Event, error) {
 	aq := AuditQuery{Phone: q.Phone, Instances: q.Instances, Limit: q.Limit}
 	if q.Allowed != nil {
 		aq.Keep = func(e Event) bool { return q.Allowed(s.eventInstanceID(e)) }
 	}
-	events, _, err := s.db.Audit(aq)
+	events, _, err := s.db.Audit(ctx, aq)
 	if err != nil {
 		return nil, err
 	}

@@ -247,7 +247,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
-	d, err := s.db.Reserve(Reservation{
+	d, err := s.db.Reserve(ctx, Reservation{
 		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
 		Replaces: req.Replaces, Now: now, Hold: s.RequestLease(),
 		Granted: s.event(now, EventRequested, p, ""),
@@ -270,7 +270,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		err = &StatusError{Status: session.Status, Me: session.Me}
 	}
 	if err != nil {
-		return s.fail(p, req, log, err, false)
+		return s.fail(ctx, p, req, log, err, false)
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
@@ -283,13 +283,16 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		counted := errors.As(err, &aerr) && aerr.Sent &&
 			!errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrNoInstance) &&
 			!errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrNotReady)
-		return s.fail(p, req, log, err, counted)
+		return s.fail(ctx, p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	p, err = s.db.Settle(Settlement{
+	settled, err := s.db.Settle(ctx, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
-			if p.State != StateRequesting {
+			// A request past its lease no longer holds the instance, which
+			// may be another request's by now: its code is never shown, or
+			// one instance would have two live codes.
+			if p.State != StateRequesting || !issued.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
 			p.State, p.Code, p.IssuedAt, p.ExpiresAt = StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
@@ -299,14 +302,17 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
-		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
-		// the code came too late to be shown.
-		log.Warn("code arrived after the request was ended as interrupted")
-		return s.stored(p), ErrInterrupted
+		// Ended meanwhile (a shutdown cut it short, or the countdown found
+		// its lease run out), or its lease ran out just now: it ends as
+		// interrupted, and the code came too late to be shown.
+		s.interrupt(ctx, p.ID, true)
+		log.Warn("code arrived after the request's lease ran out or it was interrupted")
+		return s.stored(ctx, p), ErrInterrupted
 	}
 	if err != nil {
 		return Pairing{}, err
 	}
+	p = settled
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
 	return p, nil
 }
@@ -326,7 +332,7 @@ func (s *Service) client(instance string) Wawp {
 }
 
 // fail ends a reserved request that produced no code.
-func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
+func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
 	now := s.cfg.Now()
 	state, reason := StateFailed, failureReason(cause)
 	var serr *StatusError
@@ -339,7 +345,7 @@ func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, co
 		state, reason = StateRefused, reasonStatus+string(serr.Status)
 	}
 	outcome := OutcomeOf(cause)
-	updated, err := s.db.Settle(Settlement{
+	updated, err := s.db.Settle(ctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *Pairing) error {
@@ -357,7 +363,7 @@ func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, co
 	})
 	if errors.Is(err, ErrInterrupted) {
 		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
-		return s.stored(p), ErrInterrupted
+		return s.stored(ctx, p), ErrInterrupted
 	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)
@@ -368,8 +374,8 @@ func (s *Service) fail(p Pairing, req Request, log *slog.Logger, cause error, co
 }
 
 // stored is pairing p as the store has it now (p itself if it cannot be read).
-func (s *Service) stored(p Pairing) Pairing {
-	if fresh, err := s.db.Pairing(p.ID); err == nil {
+func (s *Service) stored(ctx context.Context, p Pairing) Pairing {
+	if fresh, err := s.db.Pairing(ctx, p.ID); err == nil {
 		return fresh
 	}
 	return p
@@ -379,10 +385,10 @@ func (s *Service) stored(p Pairing) Pairing {
 // shutdown that cannot wait for them any longer, and returns those it
 // ended. Each still counts (request-code may have reached WhatsApp); their
 // messages are the caller's to update.
-func (s *Service) Interrupt() []Pairing {
+func (s *Service) Interrupt(ctx context.Context) []Pairing {
 	var ended []Pairing
 	s.inFlight.Range(func(id, _ any) bool {
-		if p, ok := s.interrupt(id.(string), false); ok {
+		if p, ok := s.interrupt(ctx, id.(string), false); ok {
 			ended = append(ended, p)
 		}
 		return true
@@ -393,14 +399,14 @@ func (s *Service) Interrupt() []Pairing {
 // interrupt ends request id as interrupted: at once, or (lapsed) only if
 // its lease ran out. It returns the pairing as stored (no ID if it could
 // not be read) and whether it ended it.
-func (s *Service) interrupt(id string, lapsed bool) (Pairing, bool) {
+func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairing, bool) {
 	now := s.cfg.Now()
-	p, err := s.db.Pairing(id)
+	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
-	p, ended, err := s.db.Interrupt(Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
+	p, ended, err := s.db.Interrupt(ctx, Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
 		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
@@ -433,7 +439,7 @@ type Renewal struct {
 // and refused with ErrNotAllowed. The click's fresh response_url replaces
 // the old one.
 func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
-	old, err := s.db.Pairing(r.ID)
+	old, err := s.db.Pairing(ctx, r.ID)
 	if err != nil {
 		return Pairing{}, err
 	}
@@ -444,7 +450,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
 		e := s.event(now, EventRefused, old, OutcomeAccessDenied)
 		e.Team = r.Team
-		if err := s.db.AppendAudit(e); err != nil {
+		if err := s.db.AppendAudit(ctx, e); err != nil {
 			s.cfg.Log.Error("audit", "err", err)
 		}
 		return old, ErrNotAllowed
@@ -456,7 +462,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// replace working; trying again replaces that one.
 	replaces := r.ID
 	if old.Renews != "" {
-		if earlier, err := s.db.Pairing(old.Renews); err == nil && earlier.Live(now) {
+		if earlier, err := s.db.Pairing(ctx, old.Renews); err == nil && earlier.Live(now) {
 			replaces = earlier.ID
 		}
 	}
@@ -465,7 +471,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// still being requested; or it was replaced and has ended) renews
 	// nothing: a second request would be refused by the instance limit at
 	// best, and its refusal would cover the live code.
-	if holder, err := s.db.Holder(old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
+	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
 		return holder, ErrReplaced
 	}
 	if old.State == StateSuperseded {
@@ -482,9 +488,9 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 // anyone else); the code is wiped. The click's response_url becomes the
 // message's (see Refresh). A pairing that already ended is left as it is
 // and returned with ErrEnded, rebound, so its message can show how it ended.
-func (s *Service) Cancel(id, user, responseURL string, issued time.Time) (Pairing, error) {
+func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	now := s.cfg.Now()
-	p, err := s.db.UpdatePairing(id, now, func(p *Pairing) error {
+	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
 		if p.RequestedBy != user {
 			return ErrNotYours
 		}
@@ -498,10 +504,10 @@ func (s *Service) Cancel(id, user, responseURL string, issued time.Time) (Pairin
 		return nil
 	})
 	if errors.Is(err, ErrEnded) {
-		if p, err = s.db.Pairing(id); err != nil {
+		if p, err = s.db.Pairing(ctx, id); err != nil {
 			return p, err
 		}
-		p, err = s.rebind(p, responseURL, issued)
+		p, err = s.rebind(ctx, p, responseURL, issued)
 		if err != nil {
 			return p, err
 		}
@@ -510,7 +516,7 @@ func (s *Service) Cancel(id, user, responseURL string, issued time.Time) (Pairin
 	if err != nil {
 		return p, err
 	}
-	if err := s.db.AppendAudit(s.event(now, EventCancelled, p, "")); err != nil {
+	if err := s.db.AppendAudit(ctx, s.event(now, EventCancelled, p, "")); err != nil {
 		s.cfg.Log.Error("audit", "err", err)
 	}
 	return p, nil

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -190,8 +191,8 @@ func putIndexEntries(tx *bolt.Tx, e pairing.Event, pk []byte) error {
 }
 
 // AppendAudit appends e to the audit log.
-func (db *DB) AppendAudit(e pairing.Event) error {
-	err := db.update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
+func (db *DB) AppendAudit(ctx context.Context, e pairing.Event) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -241,12 +242,12 @@ func timeBytes(t time.Time) []byte {
 // parse (a damaged page, a bad restore) is skipped, so it cannot hide every
 // other event from history and `linkbot audit`; the log's warning says how
 // many were skipped and where the first one is.
-func (db *DB) Audit(q pairing.AuditQuery) (events []pairing.Event, more bool, err error) {
+func (db *DB) Audit(ctx context.Context, q pairing.AuditQuery) (events []pairing.Event, more bool, err error) {
 	var (
 		skipped   int
 		firstSkip string
 	)
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(ctx, func(tx *bolt.Tx) error {
 		skipped = 0
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {
@@ -323,8 +324,8 @@ func (db *DB) Audit(q pairing.AuditQuery) (events []pairing.Event, more bool, er
 // AuditEvents returns every event at or after since that keep accepts,
 // oldest first. It reads the whole window: readers serving people use
 // Audit with a Limit.
-func (db *DB) AuditEvents(since time.Time, keep func(pairing.Event) bool) ([]pairing.Event, error) {
-	events, _, err := db.Audit(pairing.AuditQuery{Since: since, Keep: keep})
+func (db *DB) AuditEvents(ctx context.Context, since time.Time, keep func(pairing.Event) bool) ([]pairing.Event, error) {
+	events, _, err := db.Audit(ctx, pairing.AuditQuery{Since: since, Keep: keep})
 	return events, err
 }
 

@@ -81,7 +81,7 @@ func BenchmarkAuditQueries(b *testing.B) {
 		b.Run(tt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				events, _, err := db.Audit(tt.q)
+				events, _, err := db.Audit(b.Context(), tt.q)
 				if err != nil || len(events) == 0 {
 					b.Fatalf("%d events, %v", len(events), err)
 				}

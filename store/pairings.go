@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,9 +34,9 @@ type attempt struct {
 // may run the function more than once; that is safe because the function
 // reads everything it decides from the transaction and only returns an error
 // for storage failures.
-func (db *DB) Reserve(r pairing.Reservation) (pairing.Decision, error) {
+func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decision, error) {
 	var d pairing.Decision
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		d = pairing.Decision{}
 		p := r.Pairing
 		live := tx.Bucket(bucketLive)
@@ -58,11 +59,8 @@ func (db *DB) Reserve(r pairing.Reservation) (pairing.Decision, error) {
 			return refuse(tx, r, &d)
 		}
 		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: string(pairing.StateRequesting)}
-		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
+		at, err := putAttempt(tx, p.Phone, p.RequestedBy, r.Now, a)
 		if err != nil {
-			return err
-		}
-		if _, err := putAttempt(tx.Bucket(bucketUserAttempts), p.RequestedBy, at, a); err != nil {
 			return err
 		}
 		p.State = pairing.StateRequesting
@@ -121,19 +119,25 @@ func windowTimes(b *bolt.Bucket, key string, now time.Time, period time.Duration
 	return times
 }
 
-// putAttempt stores a at the first free nanosecond at or after t (two
-// requests can share a clock reading) and returns the time used.
-func putAttempt(b *bolt.Bucket, key string, t time.Time, a attempt) (time.Time, error) {
-	for b.Get(timeKey(key, t)) != nil {
+// putAttempt stores a under phone and under user at the first nanosecond
+// at or after t that is free in both windows (two requests can share a
+// clock reading) and returns the time used, which becomes the pairing's
+// RequestedAt: settleAttempt finds both entries by it.
+func putAttempt(tx *bolt.Tx, phone, user string, t time.Time, a attempt) (time.Time, error) {
+	phones, users := tx.Bucket(bucketPhoneAttempts), tx.Bucket(bucketUserAttempts)
+	for phones.Get(timeKey(phone, t)) != nil || users.Get(timeKey(user, t)) != nil {
 		t = t.Add(1)
 	}
-	return t, putJSON(b, timeKey(key, t), a)
+	if err := putJSON(phones, timeKey(phone, t), a); err != nil {
+		return t, err
+	}
+	return t, putJSON(users, timeKey(user, t), a)
 }
 
 // Settle applies s and returns the updated pairing.
-func (db *DB) Settle(s pairing.Settlement) (pairing.Pairing, error) {
+func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
 		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
 			return err
@@ -207,12 +211,12 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 // released, the event is audited. The pairing stays watched until its
 // message says what happened. It returns the pairing as stored and whether
 // this call ended it (false when it settled first or its lease still runs).
-func (db *DB) Interrupt(in pairing.Interruption) (pairing.Pairing, bool, error) {
+func (db *DB) Interrupt(ctx context.Context, in pairing.Interruption) (pairing.Pairing, bool, error) {
 	var (
 		p     pairing.Pairing
 		ended bool
 	)
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
 		if p, err = loadPairing(tx.Bucket(bucketPairings), []byte(in.ID)); err != nil {
 			return err
@@ -272,25 +276,14 @@ func settleAttempt(tx *bolt.Tx, p pairing.Pairing, counted bool) error {
 	return nil
 }
 
-// AttemptCount is the number of recorded code requests for phone in the
-// period ending at now.
-func (db *DB) AttemptCount(phone string, now time.Time, period time.Duration) (int, error) {
-	var n int
-	err := db.view(func(tx *bolt.Tx) error {
-		n = len(windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, period))
-		return nil
-	})
-	return n, err
-}
-
 // NextAllowed returns when phone may next get a code under limit (now if it
 // may already) and how many requests are in the window.
-func (db *DB) NextAllowed(phone string, now time.Time, limit pairing.Window) (time.Time, int, error) {
+func (db *DB) NextAllowed(ctx context.Context, phone string, now time.Time, limit pairing.Window) (time.Time, int, error) {
 	var (
 		at time.Time
 		n  int
 	)
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		times := windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, limit.Period)
 		n = len(times)
 		at = now
@@ -303,9 +296,9 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit pairing.Window) (ti
 }
 
 // Pairing returns the pairing with id.
-func (db *DB) Pairing(id string) (pairing.Pairing, error) {
+func (db *DB) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		var err error
 		p, err = loadPairing(tx.Bucket(bucketPairings), []byte(id))
 		return err
@@ -318,9 +311,9 @@ func (db *DB) Pairing(id string) (pairing.Pairing, error) {
 
 // Holder returns the pairing that holds instance at now (one live code per
 // instance), or ErrNotFound when none does. Its code is left out.
-func (db *DB) Holder(instance string, now time.Time) (pairing.Pairing, error) {
+func (db *DB) Holder(ctx context.Context, instance string, now time.Time) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketLive).Get([]byte(instance))
 		if id == nil {
 			return pairing.ErrNotFound
@@ -344,15 +337,16 @@ func (db *DB) Holder(instance string, now time.Time) (pairing.Pairing, error) {
 // UpdatePairing applies change to the stored pairing and saves it. When the
 // pairing is no longer live afterwards, its code is wiped and its instance
 // released: a code must not outlive its pairing anywhere, the store included.
-func (db *DB) UpdatePairing(id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
+func (db *DB) UpdatePairing(ctx context.Context, id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
 	var p pairing.Pairing
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
 		p, err = updatePairing(tx, id, now, change)
 		return err
 	})
 	if err != nil {
-		return pairing.Pairing{}, fmt.Errorf("update pairing %q: %w", id, err)
+		// p is the pairing as change left it (unsaved), as documented.
+		return p, fmt.Errorf("update pairing %q: %w", id, err)
 	}
 	return p, nil
 }
@@ -383,9 +377,9 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.P
 
 // endPairing gives a replaced pairing its final state and stops editing its
 // message, which now shows the pairing that replaced it. A pairing that
-// reached a final state meanwhile (it linked while New code was in flight)
-// keeps it: a final state is never left. It reports whether it ended the
-// pairing.
+// reached a final state meanwhile (it linked while New code was in flight,
+// or a "New code" on an expired code) keeps it: a final state is never
+// overwritten. It reports whether it ended the pairing.
 func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time) (bool, error) {
 	ended := false
 	_, err := updatePairing(tx, id, now, func(p *pairing.Pairing) error {
@@ -426,9 +420,9 @@ func loadPairing(pairings *bolt.Bucket, id []byte) (pairing.Pairing, error) {
 
 // WatchedPairings returns the pairings whose messages are still kept
 // current: live ones, and ended ones whose final state is not shown yet.
-func (db *DB) WatchedPairings() ([]pairing.Pairing, error) {
+func (db *DB) WatchedPairings(ctx context.Context) ([]pairing.Pairing, error) {
 	var out []pairing.Pairing
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		pairings := tx.Bucket(bucketPairings)
 		return tx.Bucket(bucketWatched).ForEach(func(id, _ []byte) error {
 			if p, err := loadPairing(pairings, id); err == nil {
@@ -446,8 +440,8 @@ func (db *DB) WatchedPairings() ([]pairing.Pairing, error) {
 // RecordView remembers which view the message shows now (key), so it is
 // edited only when that changes; unwatch ends editing for good. Runs in
 // Batch: concurrent edits share one fsync, and the function is idempotent.
-func (db *DB) RecordView(id, key string, unwatch bool) error {
-	err := db.batch(func(tx *bolt.Tx) error {
+func (db *DB) RecordView(ctx context.Context, id, key string, unwatch bool) error {
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		if unwatch {
 			if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
 				return err
@@ -474,7 +468,7 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 // the live and requesting ones. It is for restoring a backup and for
 // seeding load tests; the bot itself only creates pairings through Reserve.
 func (db *DB) Restore(ps []pairing.Pairing) error {
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(context.Background(), func(tx *bolt.Tx) error {
 		for _, p := range ps {
 			if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
 				return err
@@ -496,6 +490,6 @@ func (db *DB) Restore(ps []pairing.Pairing) error {
 // WatchedCount is how many pairings' messages are being kept current.
 func (db *DB) WatchedCount() int {
 	var n int
-	db.view(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
+	db.view(context.Background(), func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
 	return n
 }

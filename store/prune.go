@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,15 +22,17 @@ import (
 // bbolt files never shrink: freed pages go to the freelist and are reused
 // by later writes, so with regular pruning the file reaches a plateau set
 // by the busiest window instead of growing with the bot's age.
-func (db *DB) Prune(now time.Time, before pairing.PruneBefore) (pairing.PruneStats, error) {
+func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefore) (pairing.PruneStats, error) {
 	var st pairing.PruneStats
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
 			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(before.Attempts) })
 			if err != nil {
 				return err
 			}
-			st.Attempts += n
+			if bytes.Equal(name, bucketPhoneAttempts) {
+				st.Attempts = n // each attempt is kept once per window: count it once
+			}
 		}
 		watched, live, pairings := tx.Bucket(bucketWatched), tx.Bucket(bucketLive), tx.Bucket(bucketPairings)
 		// A live slot holds its instance only while its pairing is live; one
@@ -111,6 +115,6 @@ func deleteWhere(b *bolt.Bucket, match func(k, v []byte) bool) (int, error) {
 // FileSize is the database file's size in bytes.
 func (db *DB) FileSize() int64 {
 	var n int64
-	db.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	db.view(context.Background(), func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }

@@ -6,6 +6,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -210,15 +211,30 @@ func damaged(path, cause string) error {
 // pruning, `linkbot audit`) instead of a crash. bbolt rolls the transaction
 // back on the way out. A panic while committing a batch of Batch calls
 // runs in bbolt's own goroutine and cannot be caught here.
-func (db *DB) view(f func(*bolt.Tx) error) error {
+//
+// A transaction is never started for a ctx that is already done: the
+// call returns ctx.Err() and changes nothing, as pairing.Storage promises.
+// bbolt cannot cancel a transaction once started (nor would one that holds
+// the only writer's lock for microseconds gain from it), so ctx is looked
+// at only then.
+func (db *DB) view(ctx context.Context, f func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return readingFile(db.bolt.Path(), func() error { return db.bolt.View(f) })
 }
 
-func (db *DB) update(f func(*bolt.Tx) error) error {
+func (db *DB) update(ctx context.Context, f func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return readingFile(db.bolt.Path(), func() error { return db.bolt.Update(f) })
 }
 
-func (db *DB) batch(f func(*bolt.Tx) error) error {
+func (db *DB) batch(ctx context.Context, f func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return readingFile(db.bolt.Path(), func() error { return db.bolt.Batch(f) })
 }
 

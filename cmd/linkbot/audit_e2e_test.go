@@ -480,7 +480,7 @@ func damagedAuditDB(t *testing.T) string {
 	for i := range 3000 {
 		e := pairing.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
 			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
-		if err := db.AppendAudit(e); err != nil {
+		if err := db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -489,20 +489,45 @@ func damagedAuditDB(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A leaf holding audit records, from the middle out, that the store
+	// does read: a page of an index, or one bbolt has freed, is not read
+	// by an audit over the whole log (the phone index's pages fall where
+	// the random phone-key secret puts them).
 	ps := os.Getpagesize()
 	var leaves []int
 	for id := 2; (id+1)*ps <= len(raw); id++ {
-		hdr := raw[id*ps:]
-		if binary.LittleEndian.Uint64(hdr) == uint64(id) && binary.LittleEndian.Uint16(hdr[8:]) == 0x02 {
+		page := raw[id*ps : (id+1)*ps]
+		if binary.LittleEndian.Uint64(page) == uint64(id) && binary.LittleEndian.Uint16(page[8:]) == 0x02 &&
+			bytes.Contains(page, []byte(`"kind":"requested"`)) {
 			leaves = append(leaves, id)
 		}
 	}
-	mid := leaves[len(leaves)/2]
-	binary.LittleEndian.PutUint16(raw[mid*ps+8:], 0x10)
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
+	for i := range leaves {
+		mid := leaves[len(leaves)/2+(i+1)/2*(1-2*(i%2))] // the middle one, then one after, one before, …
+		kind := binary.LittleEndian.Uint16(raw[mid*ps+8:])
+		binary.LittleEndian.PutUint16(raw[mid*ps+8:], 0x10) // freelist
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if damaged(path) {
+			return path
+		}
+		binary.LittleEndian.PutUint16(raw[mid*ps+8:], kind)
 	}
-	return path
+	t.Fatalf("no page of %d audit leaves made the audit log unreadable", len(leaves))
+	return ""
+}
+
+// damaged reports whether reading the whole audit log at path says the
+// file is damaged.
+func damaged(path string) bool {
+	db, err := store.Open(path, store.Options{ReadOnly: true})
+	if err != nil {
+		return errors.Is(err, store.ErrDamaged)
+	}
+	defer db.Close()
+	_, _, err = db.Audit(context.Background(), pairing.AuditQuery{Limit: 100000})
+	return errors.Is(err, store.ErrDamaged)
 }
 
 // TestAuditOnDamagedFileSaysRestoreBackup: `linkbot audit` on a database

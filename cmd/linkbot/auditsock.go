@@ -124,7 +124,7 @@ func auditHandler(db *store.DB, log *slog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		events, more, err := db.Audit(req.query())
+		events, more, err := db.Audit(r.Context(), req.query())
 		if err != nil {
 			log.Error("audit socket", "err", err)
 			http.Error(w, "reading the audit log failed", http.StatusInternalServerError)

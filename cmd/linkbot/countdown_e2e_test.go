@@ -30,7 +30,7 @@ func (h *harness) auditEvents() []pairing.Event {
 		h.t.Fatal(err)
 	}
 	defer db.Close()
-	events, err := db.AuditEvents(time.Time{}, nil)
+	events, err := db.AuditEvents(h.t.Context(), time.Time{}, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestOldOutcomeSpellingsReadAsToday(t *testing.T) {
 	t0 := time.Now().Add(-time.Hour)
 	old := []string{"limit:phone", "access", "warming_up", "status:WORKING", "error"}
 	for i, o := range old {
-		err := db.AppendAudit(pairing.Event{
+		err := db.AppendAudit(t.Context(), pairing.Event{
 			Time: t0.Add(time.Duration(i) * time.Minute), Kind: pairing.EventRefused, User: "U1", Instance: "support-eg", InstanceID: instanceEG,
 			Phone: "+20 111 ••• 3333", Digits: "201112223333", Outcome: pairing.Outcome(o),
 		})

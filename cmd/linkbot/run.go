@@ -144,7 +144,7 @@ func runWith(ctx context.Context, opts serveOptions, args []string, getenv func(
 	case "demo":
 		return demo(ctx, opts, args[2:], stdout, stderr)
 	case "audit":
-		return auditCommand(opts, args[2:], getenv, stdout, stderr)
+		return auditCommand(ctx, opts, args[2:], getenv, stdout, stderr)
 	case "version", "--version":
 		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
 			return err
