@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -72,6 +73,8 @@ type Bot struct {
 	log    *slog.Logger
 	teamID string
 	work   sync.WaitGroup
+	// working counts the work goroutines running, for the shutdown log.
+	working atomic.Int64
 
 	// workCtx ends when shutdown stops waiting for in-flight work.
 	workCtx  context.Context
@@ -161,22 +164,33 @@ func (b *Bot) Run(ctx context.Context) error {
 	runErr := make(chan error, 1)
 	sockCtx, stopSocket := context.WithCancel(ctx)
 	go func() { runErr <- b.sm.RunContext(sockCtx) }()
+	socketRunning := true
+	// closeSocket closes the socket, so Slack stops sending commands here,
+	// and waits for its goroutine (RunContext returns once sockCtx is done;
+	// it sends events only while that is not).
+	closeSocket := func() {
+		stopSocket()
+		if socketRunning {
+			<-runErr
+		}
+	}
 	c, err := b.startCron(ctx)
 	if err != nil {
-		stopSocket()
+		closeSocket()
 		return err
 	}
 	// On the way out: stop the cron (a running tick ends with ctx), close
-	// the socket so Slack stops sending commands here, then give in-flight
-	// requests and edits a bounded time to finish.
+	// the socket, then give in-flight requests and edits a bounded time to
+	// finish. Run returns only when every goroutine it started has.
 	defer b.drain()
-	defer stopSocket()
+	defer closeSocket()
 	defer func() { <-c.Stop().Done() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-runErr:
+			socketRunning = false
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -256,7 +270,8 @@ func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
 // lease, for posting its answer.
 const answerMargin = 5 * time.Second
 
-// shutdownCutoff bounds each last step of a shutdown that cut work short.
+// shutdownCutoff bounds each last step of a shutdown that cut work short:
+// interrupting the requests in flight, and posting their messages.
 const shutdownCutoff = 5 * time.Second
 
 // drain waits for in-flight work on shutdown, at most ShutdownGrace, which
@@ -267,6 +282,12 @@ const shutdownCutoff = 5 * time.Second
 // may have reached WhatsApp), the rest is cancelled, and the interrupted
 // requests' messages say so; a post that does not make it is posted by the
 // next start, which still watches them.
+//
+// drain returns only once every piece of work has returned, cut short or
+// not: work outlives the serving context (goWork), so it must not outlive
+// the database, which is closed when Run returns. Cut work ends soon, since
+// every wait in it (Wawp calls, Slack posts, pauses before retries, edit
+// slots) follows its context.
 func (b *Bot) drain() {
 	if b.waitWork(b.cfg.ShutdownGrace) {
 		return
@@ -277,19 +298,12 @@ func (b *Bot) drain() {
 	icancel()
 	b.log.Warn("shutdown: in-flight work did not finish in time; cutting it short", "grace", b.cfg.ShutdownGrace, "interrupted_requests", len(ended))
 	b.stopWork()
-	b.waitWork(shutdownCutoff)
+	b.log.Info("shutdown: waiting for the work cut short to return", "tasks", b.working.Load())
+	b.work.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownCutoff)
 	defer cancel()
-	shown := make(chan struct{})
-	go func() {
-		defer close(shown)
-		for _, p := range ended {
-			b.show(ctx, p, false)
-		}
-	}()
-	select {
-	case <-shown:
-	case <-ctx.Done():
+	for _, p := range ended {
+		b.show(ctx, p, false)
 	}
 }
 
@@ -307,12 +321,15 @@ func (b *Bot) waitWork(d time.Duration) bool {
 
 // goWork runs f after the ack; Run waits for it on shutdown. f's context
 // outlives the serving context (a request in flight finishes during
-// shutdown) until drain stops waiting. A panic in f is logged and
+// shutdown) until drain stops waiting and cuts it short; Run returns only
+// after f has. A panic in f is logged and
 // contained: one bad request must not take the bot down.
 func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 	b.work.Add(1)
+	b.working.Add(1)
 	go func() {
 		defer b.work.Done()
+		defer b.working.Add(-1)
 		defer func() {
 			if r := recover(); r != nil {
 				b.log.Error("panic in request handling", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
