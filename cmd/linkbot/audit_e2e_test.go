@@ -165,7 +165,7 @@ func TestAuditSocketPathLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			stop, err := serveAuditSocket(context.Background(), sock, db, slog.New(slog.DiscardHandler))
+			stop, err := serveAuditSocket(sock, db, slog.New(slog.DiscardHandler))
 			if !tt.ok {
 				if err == nil || !strings.Contains(err.Error(), "107 bytes") {
 					t.Errorf("socket path of %d bytes: %v, want an error saying the limit is 107 bytes", len(sock), err)

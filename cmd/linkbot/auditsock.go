@@ -144,7 +144,7 @@ func auditHandler(db *store.DB, log *slog.Logger) http.Handler {
 // crash (this process holds the database's lock, so no other bot can be
 // using it). Anything at path that is not a socket is left alone and the
 // bot runs without the socket. stop closes it and removes it.
-func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.Logger) (stop func(), err error) {
+func serveAuditSocket(path string, db *store.DB, log *slog.Logger) (stop func(), err error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
 		return nil, fmt.Errorf("%s exists and is not a socket; move it away", path)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -177,17 +177,10 @@ func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.
 		ln.Close()
 		return nil, err
 	}
-	srv := &http.Server{Handler: auditHandler(db, log), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("audit socket", "err", err)
-		}
-	}()
+	stopServing := serveHTTP(ln, auditHandler(db, log), httpStopGrace, "audit socket", log)
 	log.Info("audit socket up", "path", path)
 	return func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
+		stopServing()
 		if fi, err := os.Lstat(path); err == nil && os.SameFile(fi, ours) {
 			os.Remove(path)
 		}

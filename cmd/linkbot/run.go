@@ -244,7 +244,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		return err
 	}
 	defer db.Close()
-	if stop, err := serveAuditSocket(ctx, auditSocketPath(cfg.DBPath), db, log); err != nil {
+	if stop, err := serveAuditSocket(auditSocketPath(cfg.DBPath), db, log); err != nil {
 		log.Warn("audit socket unavailable: linkbot audit cannot read the log while the bot runs", "err", err)
 	} else {
 		defer stop()
@@ -274,7 +274,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
-		stop, err := listen(ctx, cfg.HTTPAddr, m, log)
+		stop, err := listen(cfg.HTTPAddr, m, log)
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
 			// Another process may free it: a restart can succeed.
