@@ -3,13 +3,11 @@ package bot
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/linkbot/linkbot/internal/procstat"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
@@ -48,22 +46,11 @@ func BenchmarkTick10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/float64(time.Millisecond), "cpu-ms/tick")
 	b.ReportMetric(float64(len(r.wawp.Calls(fakewawp.SessionInfo))-calls)/float64(b.N), "wawp-calls/tick")
-	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+	b.ReportMetric(procstat.PeakRSSMB(), "peak-RSS-MB")
 }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func peakRSSMB() float64 {
-	raw, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
