@@ -19,6 +19,7 @@ const wawpLatency = 50 * time.Millisecond
 // the given rate (0 = all at once) and waits until every code is shown.
 func loadRun(b *testing.B, n int, rate float64) (acks, overhead []time.Duration) {
 	h := newHarness(b)
+	h.opts = serveOptions{} // the bot as it runs (the config file's 1 s ticks), not the tests' fast settings
 	h.env["LINKBOT_LOG_FORMAT"] = "json"
 	h.wawp.SetDelay(wawpLatency)
 	for i := range n {
