@@ -78,10 +78,15 @@ func TestCodeExpires(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.setConfig("code_lifetime: 5s\n")
+	h.manualTicks()
 	h.start()
 	env := h.command("U1", "support-eg +201112223333")
 	h.waitText(env.MessageID, "Enter this code")
-	h.clock.advance(5 * time.Second) // the code's lifetime passes
+	// The code's lifetime passes, then a tick: it marks the pairing expired
+	// (a tick under way while the clock moved on could draw "Expired" from
+	// the stored live pairing before the next one marked it).
+	h.clock.advance(5 * time.Second)
+	h.tick()
 	v := h.waitText(env.MessageID, "Expired — the code for +20 11 12223333 was not entered in time")
 	if strings.Contains(string(v.Blocks), `"header"`) {
 		t.Errorf("expired message still shows the code: %s", v.Blocks)
@@ -152,6 +157,7 @@ func TestRestartMidCountdown(t *testing.T) {
 		t.Run(end, func(t *testing.T) {
 			h := newHarness(t)
 			h.setConfig("code_lifetime: 5s\n")
+			h.manualTicks()
 			h.start()
 			env := h.command("U1", "support-eg +201112223333")
 			h.waitText(env.MessageID, "Enter this code")
@@ -159,9 +165,11 @@ func TestRestartMidCountdown(t *testing.T) {
 			h.start()
 			if end == "links" {
 				h.wawp.EnterCode(instanceEG, h.wawp.Code(instanceEG))
+				h.tick()
 				h.waitText(env.MessageID, "✅ Linked")
 			} else {
 				h.clock.advance(5 * time.Second) // the code's lifetime passes
+				h.tick()
 				h.waitText(env.MessageID, "Expired")
 			}
 			// The instance is free again for the next phone.
