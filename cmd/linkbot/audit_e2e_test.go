@@ -412,7 +412,14 @@ func TestHistoryByReusedAliasHidesRestrictedInstance(t *testing.T) {
 	if s := shown(v); strings.Contains(s, "UNG") || strings.Contains(s, "+20 111") {
 		t.Errorf("UEG (not allowed on %s) reads its events through the reused alias:\n%s", ng, s)
 	}
-	// UNG finds them under the instance's name today (with UEG's refusal).
+	// UNG finds them under the instance's name today (with UEG's refusal,
+	// which is audited just after its ack: wait for it).
+	if !eventually(waitLong, func() bool {
+		out, err := h.audit("--instance", "field-ng", "--since", "1h")
+		return err == nil && strings.Contains(out, "UEG")
+	}) {
+		t.Fatal("UEG's refusal on field-ng was never audited")
+	}
 	hist = h.command("UNG", "history field-ng")
 	if s := shown(h.waitText(hist.MessageID, "Last 3 events for `field-ng`")); !strings.Contains(s, "<@UNG> · support") {
 		t.Errorf("field-ng's own history lacks its events:\n%s", s)
