@@ -282,7 +282,9 @@ const maxEditsInFlight = 32
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
-		b.log.Error("tick", "err", err)
+		if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+			b.log.Error("tick", "err", err)
+		}
 		return
 	}
 	now := b.cfg.Service.Now()
@@ -347,7 +349,9 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 	if _, err := c.AddFunc("@every 10m", func() {
 		st, err := b.cfg.Service.Prune(ctx)
 		if err != nil {
-			b.log.Error("prune", "err", err)
+			if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+				b.log.Error("prune", "err", err)
+			}
 			return
 		}
 		b.log.Info("pruned", "attempts", st.Attempts, "pairings", st.Pairings, "response_urls", st.ResponseURLs)

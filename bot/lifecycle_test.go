@@ -185,3 +185,21 @@ func TestCutWorkReturnsBeforeTheDatabaseCloses(t *testing.T) {
 		t.Errorf("the request used the database %d times after it closed", n)
 	}
 }
+
+// TestTickDuringShutdownLogsNoError: a tick that the shutdown catches (its
+// context done: the storage does nothing) is a requested stop, not an
+// error in the log.
+func TestTickDuringShutdownLogsNoError(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	logs := &syncLog{}
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), Log: slog.New(slog.NewTextHandler(logs, nil))})
+	r.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.bot.Tick(ctx)
+	r.bot.work.Wait()
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a tick cut short by the shutdown logged an error:\n%s", logs.String())
+	}
+}
