@@ -7,17 +7,15 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 // Config wires a Bot.
@@ -27,20 +25,24 @@ type Config struct {
 	APIURL    string // Slack Web API base, with trailing slash
 	Service   *pairing.Service
 	Directory *pairing.Directory
-	DB        *store.DB
 	Log       *slog.Logger
 	// HTTP posts to response_urls; nil means a client with a 10 s timeout.
 	HTTP *http.Client
 	// Region is the default region, shown in help.
 	Region string
 	// TickInterval is how often live pairings are polled and their
-	// messages brought up to date (whole seconds; cron's @every truncates).
+	// messages brought up to date; zero means 5 s. The config file allows
+	// whole seconds only; tests tick faster (see tickSchedule).
 	TickInterval time.Duration
 	// ShutdownGrace bounds how long Run waits for in-flight work on exit;
 	// zero means long enough for the longest code request (its lease) and
 	// the post of its answer, and at least 10 s. Requests still in flight
 	// after it end as interrupted.
 	ShutdownGrace time.Duration
+	// MaxRetryWait caps the pause before a response_url post is retried
+	// after a 429 (Slack's Retry-After, 1 s when it names no seconds) or a
+	// 5xx (1 s); zero means 10 s. Tests pause less.
+	MaxRetryWait time.Duration
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access map[string]Access
 	// Observer is told about commands, acks and edits (metrics); may be nil.
@@ -49,7 +51,7 @@ type Config struct {
 
 // Observer receives the bot's events for metrics.
 type Observer interface {
-	Command(outcome string)
+	Command(outcome pairing.Outcome)
 	Ack(d time.Duration)
 	ResponseURLUse()
 	Connected(connected bool)
@@ -57,10 +59,10 @@ type Observer interface {
 
 type nopObserver struct{}
 
-func (nopObserver) Command(string)    {}
-func (nopObserver) Ack(time.Duration) {}
-func (nopObserver) ResponseURLUse()   {}
-func (nopObserver) Connected(bool)    {}
+func (nopObserver) Command(pairing.Outcome) {}
+func (nopObserver) Ack(time.Duration)       {}
+func (nopObserver) ResponseURLUse()         {}
+func (nopObserver) Connected(bool)          {}
 
 // Bot serves /link over Socket Mode.
 type Bot struct {
@@ -70,6 +72,8 @@ type Bot struct {
 	log    *slog.Logger
 	teamID string
 	work   sync.WaitGroup
+	// working counts the work goroutines running, for the shutdown log.
+	working atomic.Int64
 
 	// workCtx ends when shutdown stops waiting for in-flight work.
 	workCtx  context.Context
@@ -90,8 +94,11 @@ func New(cfg Config) *Bot {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.TickInterval < time.Second {
+	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = 5 * time.Second
+	}
+	if cfg.MaxRetryWait <= 0 {
+		cfg.MaxRetryWait = maxRetryWait
 	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 10 * time.Second
@@ -156,22 +163,33 @@ func (b *Bot) Run(ctx context.Context) error {
 	runErr := make(chan error, 1)
 	sockCtx, stopSocket := context.WithCancel(ctx)
 	go func() { runErr <- b.sm.RunContext(sockCtx) }()
+	socketRunning := true
+	// closeSocket closes the socket, so Slack stops sending commands here,
+	// and waits for its goroutine (RunContext returns once sockCtx is done;
+	// it sends events only while that is not).
+	closeSocket := func() {
+		stopSocket()
+		if socketRunning {
+			<-runErr
+		}
+	}
 	c, err := b.startCron(ctx)
 	if err != nil {
-		stopSocket()
+		closeSocket()
 		return err
 	}
 	// On the way out: stop the cron (a running tick ends with ctx), close
-	// the socket so Slack stops sending commands here, then give in-flight
-	// requests and edits a bounded time to finish.
+	// the socket, then give in-flight requests and edits a bounded time to
+	// finish. Run returns only when every goroutine it started has.
 	defer b.drain()
-	defer stopSocket()
+	defer closeSocket()
 	defer func() { <-c.Stop().Done() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-runErr:
+			socketRunning = false
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -188,70 +206,12 @@ func (b *Bot) Run(ctx context.Context) error {
 	}
 }
 
-// dispatch handles one Socket Mode event. It never does network I/O before
-// the ack and never blocks: slow work runs in goroutines, so pings and
-// other envelopes are never held up.
-func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
-	switch evt.Type {
-	case socketmode.EventTypeConnecting:
-		b.obs.Connected(false)
-		b.log.Info("slack socket connecting")
-	case socketmode.EventTypeConnected:
-		b.log.Info("slack socket connected")
-	case socketmode.EventTypeHello:
-		n := 0
-		if evt.Request != nil {
-			n = evt.Request.NumConnections
-		}
-		// Slack spreads commands over up to 10 connections per app: a second
-		// process on the same token steals commands from this one.
-		level := slog.LevelInfo
-		if n > 1 {
-			level = slog.LevelWarn
-		}
-		b.log.Log(ctx, level, "slack socket ready", "num_connections", n)
-		b.obs.Connected(true)
-	case socketmode.EventTypeConnectionError:
-		b.log.Warn("slack socket connection failed; retrying")
-	case socketmode.EventTypeInvalidAuth:
-		return fmt.Errorf("SLACK_APP_TOKEN: %w (apps.connections.open answered 404)", ErrAuth)
-	case socketmode.EventTypeDisconnect:
-		b.obs.Connected(false)
-		b.log.Info("slack asked to reconnect")
-	case socketmode.EventTypeSlashCommand:
-		cmd, ok := evt.Data.(slack.SlashCommand)
-		if !ok || evt.Request == nil {
-			return nil
-		}
-		b.command(ctx, evt.Request.EnvelopeID, cmd)
-	case socketmode.EventTypeInteractive:
-		cb, ok := evt.Data.(slack.InteractionCallback)
-		b.ack(ctx, evt.Request, nil)
-		if ok {
-			b.goWork(ctx, func(ctx context.Context) { b.interaction(ctx, cb) })
-		}
-	default:
-		b.ack(ctx, evt.Request, nil)
-	}
-	return nil
-}
-
-func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
-	if req == nil || req.EnvelopeID == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := b.sm.AckCtx(ctx, req.EnvelopeID, payload); err != nil {
-		b.log.Error("ack failed", "envelope", req.EnvelopeID, "err", err)
-	}
-}
-
 // answerMargin is the time the shutdown grace allows, beyond a request's
 // lease, for posting its answer.
 const answerMargin = 5 * time.Second
 
-// shutdownCutoff bounds each last step of a shutdown that cut work short.
+// shutdownCutoff bounds each last step of a shutdown that cut work short:
+// interrupting the requests in flight, and posting their messages.
 const shutdownCutoff = 5 * time.Second
 
 // drain waits for in-flight work on shutdown, at most ShutdownGrace, which
@@ -262,26 +222,28 @@ const shutdownCutoff = 5 * time.Second
 // may have reached WhatsApp), the rest is cancelled, and the interrupted
 // requests' messages say so; a post that does not make it is posted by the
 // next start, which still watches them.
+//
+// drain returns only once every piece of work has returned, cut short or
+// not: work outlives the serving context (goWork), so it must not outlive
+// the database, which is closed when Run returns. Cut work ends soon, since
+// every wait in it (Wawp calls, Slack posts, pauses before retries, edit
+// slots) follows its context.
 func (b *Bot) drain() {
 	if b.waitWork(b.cfg.ShutdownGrace) {
 		return
 	}
-	ended := b.cfg.Service.Interrupt()
+	// The serving context is done by now: interrupting gets its own.
+	ictx, icancel := context.WithTimeout(context.Background(), shutdownCutoff)
+	ended := b.cfg.Service.Interrupt(ictx)
+	icancel()
 	b.log.Warn("shutdown: in-flight work did not finish in time; cutting it short", "grace", b.cfg.ShutdownGrace, "interrupted_requests", len(ended))
 	b.stopWork()
-	b.waitWork(shutdownCutoff)
+	b.log.Info("shutdown: waiting for the work cut short to return", "tasks", b.working.Load())
+	b.work.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownCutoff)
 	defer cancel()
-	shown := make(chan struct{})
-	go func() {
-		defer close(shown)
-		for _, p := range ended {
-			b.show(ctx, p, false)
-		}
-	}()
-	select {
-	case <-shown:
-	case <-ctx.Done():
+	for _, p := range ended {
+		b.show(ctx, p, false)
 	}
 }
 
@@ -299,12 +261,15 @@ func (b *Bot) waitWork(d time.Duration) bool {
 
 // goWork runs f after the ack; Run waits for it on shutdown. f's context
 // outlives the serving context (a request in flight finishes during
-// shutdown) until drain stops waiting. A panic in f is logged and
+// shutdown) until drain stops waiting and cuts it short; Run returns only
+// after f has. A panic in f is logged and
 // contained: one bad request must not take the bot down.
 func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 	b.work.Add(1)
+	b.working.Add(1)
 	go func() {
 		defer b.work.Done()
+		defer b.working.Add(-1)
 		defer func() {
 			if r := recover(); r != nil {
 				b.log.Error("panic in request handling", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
@@ -315,470 +280,4 @@ func (b *Bot) goWork(ctx context.Context, f func(context.Context)) {
 		defer context.AfterFunc(b.workCtx, cancel)()
 		f(ctx)
 	}()
-}
-
-// command answers a /link at once (parsing and normalising are pure CPU)
-// and requests the code after the ack.
-func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCommand) {
-	start := time.Now()
-	received := b.cfg.Service.Now()
-	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
-	reply := b.safePrepare(cmd, received, log)
-	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.ackPayload())
-	b.obs.Ack(time.Since(start))
-	if reply.outcome != "" {
-		b.obs.Command(reply.outcome)
-		log.Info("command answered", "outcome", reply.outcome)
-	}
-	if reply.after == nil {
-		return
-	}
-	b.goWork(ctx, func(ctx context.Context) {
-		reply.after(ctx, pairing.WithRequestID(ctx, envelopeID), log)
-	})
-}
-
-// safePrepare is prepare that survives its own bugs: a panic becomes an
-// "internal error" answer instead of a crashed process and a Slack timeout.
-func (b *Bot) safePrepare(cmd slack.SlashCommand, now time.Time, log *slog.Logger) (r reply) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error("panic preparing a command", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			r = reply{msg: InternalErrorView(cmd.TriggerID), outcome: "internal_error"}
-		}
-	}()
-	return b.prepare(cmd, now)
-}
-
-// reply is the immediate answer to a command and the work that follows it.
-type reply struct {
-	msg     Message
-	outcome string // for metrics and the log, when the command ends with the ack
-	after   func(ctx, reqCtx context.Context, log *slog.Logger)
-}
-
-// prepare decides the immediate reply to a command (pure CPU: no network,
-// no disk) and what to do after the ack.
-func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
-	if b.teamID != "" && cmd.TeamID != b.teamID {
-		return reply{msg: ForeignTeamView(), outcome: "foreign_team", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "foreign_team")}
-	}
-	parsed, err := ParseCommand(cmd.Text)
-	var uerr *UsageError
-	if errors.As(err, &uerr) {
-		return reply{msg: UsageView(uerr), outcome: "usage"}
-	}
-	switch parsed.Kind {
-	case CommandHelp:
-		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: "help"}
-	case CommandHistory:
-		return b.history(cmd, parsed.Subject, now)
-	}
-	in, err := b.cfg.Directory.Resolve(parsed.Instance)
-	if err != nil {
-		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: "unknown_instance"}
-	}
-	if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, parsed.Phone, "access")}
-	}
-	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
-	var perr *pairing.PhoneError
-	if errors.As(err, &perr) {
-		return reply{msg: PhoneView(perr), outcome: "bad_phone"}
-	}
-	req := pairing.Request{
-		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
-		ResponseURL: cmd.ResponseURL, URLIssued: now,
-	}
-	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
-		p, err := b.cfg.Service.Start(reqCtx, req)
-		b.obs.Command(outcomeOf(err))
-		if p.ID != "" && p.State != store.StateRequesting {
-			// Every request past the limits has a stored pairing, watched
-			// until its message shows how it ended; shown from the store, an
-			// answer whose post is lost is posted again by the next tick.
-			b.show(ctx, p, false)
-			return
-		}
-		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
-	}}
-}
-
-// outcomeOf names how a code request ended, for metrics.
-func outcomeOf(err error) string {
-	var (
-		lerr *pairing.LimitError
-		serr *pairing.StatusError
-		aerr *pairing.APIError
-	)
-	switch {
-	case err == nil:
-		return "code_issued"
-	case errors.As(err, &lerr):
-		return "limit_" + string(lerr.Limit)
-	case errors.As(err, &serr):
-		return "status_" + strings.ToLower(string(serr.Status))
-	case errors.As(err, &aerr):
-		return "wawp_error"
-	case errors.Is(err, pairing.ErrInterrupted):
-		return "interrupted"
-	}
-	return "internal_error"
-}
-
-// auditRefusal records a refusal decided before the ack (writing is disk
-// I/O, so it happens after). The phone, if it parses, is stored masked.
-func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone, why string) func(context.Context, context.Context, *slog.Logger) {
-	return func(_, _ context.Context, log *slog.Logger) {
-		e := store.Event{Time: now, Kind: "refused", User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in.Name, InstanceID: in.ID, Outcome: why}
-		if p, err := pairing.NormalizePhone(phone, in.Region); err == nil {
-			e.Phone, e.Digits = p.Masked(), p.Digits
-		}
-		if err := b.cfg.DB.AppendAudit(e); err != nil {
-			log.Error("audit", "err", err)
-		}
-	}
-}
-
-// historyLimit is how many events /link history shows: the newest ones,
-// whatever their age. The audit log is indexed by phone and instance, so
-// reading them costs what is shown, not the size of the log.
-const historyLimit = 10
-
-// history answers /link history <phone|instance> with the events of the
-// instances the asker may use: an instance they may not use is refused,
-// and a phone's history leaves out other instances' events.
-func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
-	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, pairing.Instance{}, "", "access")}
-	}
-	q := store.AuditQuery{Limit: historyLimit}
-	shown := subject
-	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
-		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: "access_denied", after: b.auditRefusal(cmd, now, in, "", "access")}
-		}
-		q.Instances = []string{in.ID, in.Name}
-		// Each event passes its own instance's rules, as in a phone's
-		// history: events recorded before instance IDs were are found by
-		// the alias they had then, which may name another instance now.
-		q.Keep = func(e store.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
-		shown = in.Name
-	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
-		q.Phone = phone.Digits
-		q.Keep = func(e store.Event) bool { return b.allowed(b.eventInstanceID(e), cmd.UserID, cmd.ChannelID) }
-		shown = phone.Masked()
-	} else {
-		var perr *pairing.PhoneError
-		if errors.As(err, &perr) && !pairing.IsInstanceID(subject) && strings.ContainsAny(subject, "0123456789") {
-			return reply{msg: PhoneView(perr), outcome: "bad_phone"}
-		}
-		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: "unknown_instance"}
-	}
-	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: "history", after: func(ctx, _ context.Context, log *slog.Logger) {
-		events, _, err := b.cfg.DB.Audit(q)
-		if err != nil {
-			log.Error("reading audit", "err", err)
-			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
-			return
-		}
-		slices.Reverse(events)
-		b.respond(ctx, log, cmd.ResponseURL, now, 0, HistoryView(shown, events))
-	}}
-}
-
-// eventInstanceID is the instance an audit event belongs to, for access
-// checks: the ID it records, or, for events written before IDs were
-// recorded, the instance its alias names today; "" (the default rules)
-// when neither is known.
-func (b *Bot) eventInstanceID(e store.Event) string {
-	if e.InstanceID != "" {
-		return e.InstanceID
-	}
-	if in, err := b.cfg.Directory.Resolve(e.Instance); err == nil {
-		return in.ID
-	}
-	return ""
-}
-
-// refuseClick answers a New code or Try again click by a user the access
-// rules no longer allow for the pairing's instance (checked against the
-// channel the pairing was requested in): a message posted before the rules
-// changed must not keep handing out codes. The refusal is audited.
-func (b *Bot) refuseClick(ctx context.Context, log *slog.Logger, cb slack.InteractionCallback, p store.Pairing, now time.Time) {
-	log.Info("button refused by the access rules", "instance", p.InstanceName)
-	e := store.Event{
-		Time: now, Kind: "refused", User: cb.User.ID, Team: cb.Team.ID, Channel: p.Channel, Instance: p.InstanceName, InstanceID: p.Instance,
-		Phone: pairing.PhoneFromDigits(p.Phone).Masked(), Digits: p.Phone, Pairing: p.ID, Outcome: "access",
-	}
-	if err := b.cfg.DB.AppendAudit(e); err != nil {
-		log.Error("audit", "err", err)
-	}
-	b.respond(ctx, log, cb.ResponseURL, now, 0, AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask))
-}
-
-// result turns the outcome of Start or Renew into what the agent sees.
-func (b *Bot) result(p store.Pairing, err error, instance, requestID string) Message {
-	now := b.cfg.Service.Now()
-	var (
-		lerr *pairing.LimitError
-		serr *pairing.StatusError
-		aerr *pairing.APIError
-		terr *pairing.TooSoonError
-	)
-	switch {
-	case errors.As(err, &lerr):
-		return LimitView(lerr, instance, now)
-	case errors.As(err, &serr):
-		return StatusView(serr, instance, p.ID, now)
-	case errors.As(err, &aerr):
-		return WawpErrorView(err, instance)
-	case errors.As(err, &terr):
-		return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
-	case errors.Is(err, pairing.ErrEnded), errors.Is(err, store.ErrNotFound), errors.Is(err, pairing.ErrNotYours):
-		return EndedView()
-	}
-	b.log.Error("request failed", "request", requestID, "err", err)
-	return InternalErrorView(requestID)
-}
-
-// interaction handles a button click, after the ack.
-func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
-	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
-		return
-	}
-	action := cb.ActionCallback.BlockActions[0]
-	now := b.cfg.Service.Now()
-	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
-	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
-		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
-		return
-	}
-	// Answers go to the message the click came from, in turn with its
-	// other writers (a countdown edit of the same message may be in flight).
-	message, instance := action.Value, ""
-	if clicked, err := b.cfg.DB.Pairing(action.Value); err == nil {
-		message, instance = clicked.MessageID(), clicked.InstanceName
-	}
-	answer := func(p store.Pairing, err error) {
-		unlock := b.locks.lock(message)
-		defer unlock()
-		if p.InstanceName != "" {
-			instance = p.InstanceName
-		}
-		// A renewal refused by a limit has no pairing of its own: its
-		// refusal names the clicked pairing's instance.
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
-	}
-	var (
-		p   store.Pairing
-		err error
-	)
-	switch action.ActionID {
-	case ActionRefresh:
-		p, err = b.cfg.DB.Pairing(action.Value)
-		if err == nil && p.RequestedBy != cb.User.ID {
-			err = pairing.ErrNotYours
-		}
-	case ActionNewCode, ActionTryAgain:
-		if old, lerr := b.cfg.DB.Pairing(action.Value); lerr == nil && old.RequestedBy == cb.User.ID && !b.allowed(old.Instance, cb.User.ID, old.Channel) {
-			b.refuseClick(ctx, log, cb, old, now)
-			return
-		}
-		p, err = b.cfg.Service.Renew(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
-	case ActionCancel:
-		p, err = b.cfg.Service.Cancel(action.Value, cb.User.ID)
-	default:
-		log.Warn("unknown action")
-		return
-	}
-	log.Info("button handled", "err", err)
-	if errors.Is(err, pairing.ErrReplaced) {
-		if p.ID == action.Value {
-			// Its message shows the pairing that replaced it, which has
-			// ended since: that view stays.
-			return
-		}
-		// The pairing that holds the message now is the answer (through the
-		// click's fresh response_url, like Refresh).
-		err = nil
-	}
-	if err != nil && p.ID != "" && p.ID != action.Value && p.State != store.StateRequesting {
-		// A renewal that ended without a code: its stored view is the answer.
-		b.show(ctx, p, true)
-		return
-	}
-	if errors.Is(err, pairing.ErrEnded) {
-		// Cancel after the end: show how it ended instead.
-		p, err = b.cfg.DB.Pairing(action.Value)
-	}
-	if err != nil {
-		answer(p, err)
-		return
-	}
-	if p.ResponseURL != cb.ResponseURL {
-		// The click brought a fresh response_url with a fresh budget: the
-		// message's later edits go through it.
-		p, err = b.cfg.DB.UpdatePairing(p.ID, now, func(p *store.Pairing) error {
-			p.ResponseURL, p.URLIssued = cb.ResponseURL, now
-			return nil
-		})
-		if err != nil {
-			answer(p, err)
-			return
-		}
-	}
-	b.show(ctx, p, true)
-}
-
-// postOutcome is how a response_url post ended.
-type postOutcome int
-
-const (
-	posted      postOutcome = iota
-	budgetSpent             // no use left that this post may take
-	urlGone                 // Slack answered 404/410: the message cannot be edited any more
-	postFailed              // network trouble or repeated 429/5xx: try again later
-	postDropped             // what the message should show changed before a retry
-)
-
-// maxPostTries bounds retries of one response_url post after a 429 or 5xx.
-const maxPostTries = 3
-
-// maxRetryWait caps how long one post waits for Slack's Retry-After.
-const maxRetryWait = 10 * time.Second
-
-// respond replaces the ephemeral message behind url with m, within the
-// url's budget (counted in the store; keep uses stay for later posts). A
-// 429 or 5xx is retried after a pause in this goroutine only. Only a 429
-// gives its use back: after a 5xx, a timeout or a broken connection Slack
-// may have counted the post, and a use given back then would let the
-// final state become a 6th post, which Slack refuses. Failures are
-// logged, never shown, and the url itself is never logged (it is a
-// credential for the message).
-func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
-	return b.post(ctx, log, url, issued, keep, m, nil)
-}
-
-// post is respond for a message that follows stored state: before every
-// retry, again (when set) says what the message should show now, or false
-// when that changed, and the retry is dropped. A pause for Retry-After can
-// outlast the state it was rendered from (a New code click lands in it),
-// and a retry must never post a view that is no longer true.
-func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool)) postOutcome {
-	for try := 1; ; try++ {
-		if ctx.Err() != nil {
-			return postFailed // shutting down: keep the use for the next start
-		}
-		if try > 1 && again != nil {
-			var ok bool
-			if m, ok = again(); !ok {
-				log.Info("response_url retry dropped: the message has moved on")
-				return postDropped
-			}
-		}
-		if err := b.cfg.DB.UseResponseURL(url, issued, b.cfg.Service.Now(), keep); err != nil {
-			log.Warn("response_url not used", "reason", err)
-			return budgetSpent
-		}
-		client, answer := recordAnswer(b.cfg.HTTP)
-		err := slack.PostWebhookCustomHTTPContext(ctx, url, client, m.webhook())
-		if err == nil {
-			b.obs.ResponseURLUse()
-			return posted
-		}
-		var (
-			code slack.StatusCodeError
-			wait time.Duration
-		)
-		switch {
-		case answer.status == http.StatusTooManyRequests:
-			// Any 429, whatever its Retry-After (slack-go reports only a
-			// whole number of seconds as *slack.RateLimitedError; without
-			// one, or with an HTTP date, its error no longer says 429).
-			wait = min(max(retryAfter(answer.retryAfter, time.Now()), time.Second), maxRetryWait)
-			// Slack refused the post before counting it: the use is ours again.
-			if rerr := b.cfg.DB.RefundResponseURL(url); rerr != nil {
-				log.Error("refund response_url use", "err", rerr)
-			}
-		case errors.As(err, &code) && code.Code >= 500:
-			wait = time.Second
-		case errors.As(err, &code) && (code.Code == http.StatusNotFound || code.Code == http.StatusGone):
-			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
-			return urlGone
-		}
-		if wait == 0 || try >= maxPostTries {
-			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
-			return postFailed
-		}
-		select {
-		case <-ctx.Done():
-			return postFailed
-		case <-time.After(wait):
-		}
-	}
-}
-
-// answer is what a response_url post got back: status 0 when no answer
-// arrived (a broken connection, a timeout).
-type answer struct {
-	status     int
-	retryAfter string
-}
-
-// answerRecorder is a transport that keeps the status and Retry-After of
-// the answer to the one post it carries, which slack-go's error does not
-// always keep (see post).
-type answerRecorder struct {
-	next http.RoundTripper
-	answer
-}
-
-func (a *answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := a.next.RoundTrip(req)
-	if err == nil {
-		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-	}
-	return resp, err
-}
-
-// recordAnswer returns a copy of c (sharing its connections) that records
-// the answer to one post in *answer, readable once the post has returned.
-func recordAnswer(c *http.Client) (*http.Client, *answer) {
-	rec := &answerRecorder{next: c.Transport}
-	if rec.next == nil {
-		rec.next = http.DefaultTransport
-	}
-	cc := *c
-	cc.Transport = rec
-	return &cc, &rec.answer
-}
-
-// retryAfter reads a Retry-After header: seconds, or an HTTP date; zero
-// when it says neither.
-func retryAfter(h string, now time.Time) time.Duration {
-	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
-		return time.Duration(secs) * time.Second
-	}
-	if at, err := http.ParseTime(h); err == nil {
-		return at.Sub(now)
-	}
-	return 0
-}
-
-// postFailure describes a webhook error without the URL it went to.
-func postFailure(err error, status int) string {
-	var code slack.StatusCodeError
-	var rl *slack.RateLimitedError
-	switch {
-	case errors.As(err, &rl):
-		return fmt.Sprintf("rate limited, retry after %s", rl.RetryAfter)
-	case status == http.StatusTooManyRequests:
-		return "rate limited"
-	case errors.As(err, &code):
-		return fmt.Sprintf("HTTP %d", code.Code)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return "timed out"
-	}
-	return "network error"
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 // A response_url takes 5 posts. The code message takes the first; the last
@@ -29,7 +28,7 @@ const (
 // countdownStep returns which step p's countdown is in at now (0 = as
 // issued, 1..2 = after each edit) and the moment that step is drawn for:
 // half the time left, and the last 20 seconds.
-func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
+func countdownStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 	lifetime := p.ExpiresAt.Sub(p.IssuedAt)
 	left := p.ExpiresAt.Sub(now)
 	thresholds := [countdownSteps]time.Duration{lifetime / 2, min(20*time.Second, lifetime/6)}
@@ -45,19 +44,19 @@ func countdownStep(p store.Pairing, now time.Time) (int, time.Time) {
 // viewKey names what p's message should show at now; the message is edited
 // only when it changes. It is cheap: the ticker computes it for every
 // watched pairing on every tick.
-func viewKey(p store.Pairing, now time.Time) string {
+func viewKey(p pairing.Pairing, now time.Time) string {
 	switch {
-	case p.State == store.StateRequesting:
+	case p.State == pairing.StateRequesting:
 		return "" // nothing to show until it settles (or its lease runs out)
 	case p.Live(now) && p.Code != "":
 		step, _ := countdownStep(p, now)
 		return fmt.Sprintf("live:%d", step)
-	case p.State == store.StateLive:
+	case p.State == pairing.StateLive:
 		return "expired" // past its expiry, about to be marked so
-	case p.State == store.StateFailed:
+	case p.State == pairing.StateFailed:
 		return "failed:" + p.Reason
 	}
-	return p.State
+	return string(p.State)
 }
 
 // viewGone is the LastView of a pairing whose response_url Slack answered
@@ -72,18 +71,12 @@ const viewGone = "gone"
 func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
 
 // render is the message for p at now; its key is viewKey(p, now).
-func (b *Bot) render(p store.Pairing, now time.Time) Message {
+func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
 	// nextCode is when the phone's limit next allows a code; only the code,
 	// expired and interrupted views show it, so only they read the store for it.
-	nextCode := func() time.Time {
-		at, _, err := b.cfg.DB.NextAllowed(p.Phone, now, limit)
-		if err != nil {
-			return now.Add(limit.Period)
-		}
-		return at
-	}
+	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(ctx, p.Phone, now) }
 	switch {
 	case p.Live(now) && p.Code != "":
 		_, drawn := countdownStep(p, now)
@@ -96,13 +89,13 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 			RequestedBy: p.RequestedBy, Now: drawn, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
 			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
 		})
-	case p.State == store.StateLinked:
+	case p.State == pairing.StateLinked:
 		return LinkedView(phone, p.InstanceName, p.EndedAt)
-	case p.State == store.StateWrongPhone:
+	case p.State == pairing.StateWrongPhone:
 		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
-	case p.State == store.StateCancelled:
+	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
-	case p.State == store.StateFailed:
+	case p.State == pairing.StateFailed:
 		if err := pairing.ReasonError(p.Reason); err != nil {
 			return WawpErrorView(err, p.InstanceName)
 		}
@@ -110,37 +103,20 @@ func (b *Bot) render(p store.Pairing, now time.Time) Message {
 			return InternalErrorView(p.ID)
 		}
 		return FailedView(phone, p.InstanceName, p.Reason)
-	case p.RefusedBy() != store.LimitNone:
-		return LimitView(b.limitError(p), p.InstanceName, now)
-	case p.State == store.StateRefused:
+	case p.RefusedBy() != pairing.LimitNone:
+		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
+	case p.State == pairing.StateRefused:
 		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
-	case p.State == store.StateWarmingUp:
+	case p.State == pairing.StateWarmingUp:
 		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
-	case p.State == store.StateInterrupted:
+	case p.State == pairing.StateInterrupted:
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
 		})
-	case p.State == store.StateLive || p.State == store.StateExpired:
+	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
-}
-
-// limitError is the refusal of request p by a limit, as Start reported it.
-func (b *Bot) limitError(p store.Pairing) *pairing.LimitError {
-	e := &pairing.LimitError{Limit: p.RefusedBy(), Phone: pairing.PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt}
-	switch e.Limit {
-	case store.LimitPhone:
-		e.Window = b.cfg.Service.PhoneLimit()
-	case store.LimitUser:
-		e.Window = b.cfg.Service.UserLimit()
-	case store.LimitInstance:
-		if holder, err := b.cfg.DB.Pairing(p.HeldBy); err == nil {
-			holder.Code = ""
-			e.Holder = holder
-		}
-	}
-	return e
 }
 
 // later is the later of two times.
@@ -161,21 +137,26 @@ func later(a, b time.Time) time.Time {
 // starts from the stored pairing: a click (Cancel, New code) and a
 // countdown edit racing for one message cannot land out of order. A
 // superseded pairing never posts: its renewal owns the message now.
-func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
+func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
 	unlock := b.locks.lock(p.MessageID())
 	defer unlock()
-	if fresh, err := b.cfg.DB.Pairing(p.ID); err == nil {
+	b.showLocked(ctx, p, force)
+}
+
+// showLocked is show for a caller that holds p's message lock.
+func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
+	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
 		p = fresh
 	}
-	if p.State == store.StateSuperseded {
-		if err := b.cfg.DB.RecordView(p.ID, p.LastView, true); err != nil {
+	if p.State == pairing.StateSuperseded {
+		if err := b.cfg.Service.RecordView(ctx, p.ID, p.LastView, true); err != nil {
 			b.log.Error("recording view", "pairing", p.ID, "err", err)
 		}
 		return
 	}
 	if p.LastView == viewGone && !force {
 		if p.Final() {
-			if err := b.cfg.DB.RecordView(p.ID, viewGone, true); err != nil {
+			if err := b.cfg.Service.RecordView(ctx, p.ID, viewGone, true); err != nil {
 				b.log.Error("recording view", "pairing", p.ID, "err", err)
 			}
 		}
@@ -191,7 +172,7 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 		if final {
 			// Already showing its final view (a click just past the expiry
 			// drew "expired" before the tick ended the pairing): done.
-			if err := b.cfg.DB.RecordView(p.ID, key, true); err != nil {
+			if err := b.cfg.Service.RecordView(ctx, p.ID, key, true); err != nil {
 				b.log.Error("recording view", "pairing", p.ID, "err", err)
 			}
 		}
@@ -206,7 +187,7 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 	// (or a click gave it another response_url), whoever changed it shows
 	// the new state, and this post is dropped.
 	again := func() (Message, bool) {
-		fresh, err := b.cfg.DB.Pairing(p.ID)
+		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
 		if err != nil {
 			return Message{}, false
 		}
@@ -214,10 +195,10 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 		if fresh.ResponseURL != p.ResponseURL || viewKey(fresh, now) != key {
 			return Message{}, false
 		}
-		return b.render(fresh, now), true
+		return b.render(ctx, fresh, now), true
 	}
 	var err error
-	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(p, now), again) {
+	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(ctx, p, now), again) {
 	case budgetSpent:
 		if final && showsCode(p.LastView) {
 			// Every use is spent (its final posts were lost, or something
@@ -227,13 +208,13 @@ func (b *Bot) show(ctx context.Context, p store.Pairing, force bool) {
 		}
 		// Without budget this step is skipped for good; a final state
 		// without budget can never be shown, so editing ends.
-		err = b.cfg.DB.RecordView(p.ID, key, final)
+		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
 	case posted:
-		err = b.cfg.DB.RecordView(p.ID, key, final)
+		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.
-		err = b.cfg.DB.RecordView(p.ID, viewGone, final)
+		err = b.cfg.Service.RecordView(ctx, p.ID, viewGone, final)
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.
@@ -301,7 +282,9 @@ const maxEditsInFlight = 32
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
-		b.log.Error("tick", "err", err)
+		if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+			b.log.Error("tick", "err", err)
+		}
 		return
 	}
 	now := b.cfg.Service.Now()
@@ -336,6 +319,25 @@ func (l cronLogger) Error(err error, msg string, kv ...any) {
 	l.b.log.Error("cron: "+msg, append(kv, "err", err)...)
 }
 
+// tickSchedule is the countdown's schedule: cron's @every for whole
+// seconds (what the config file allows), and for shorter or fractional
+// intervals (tests) a plain interval, since @every truncates to whole
+// seconds and never runs more often than once a second.
+func tickSchedule(d time.Duration) cron.Schedule {
+	if d >= time.Second && d%time.Second == 0 {
+		return cron.Every(d)
+	}
+	return interval(d)
+}
+
+// interval is a cron.Schedule that runs d after the time it is asked about.
+// cron asks Next with the time its timer fired and sleeps until the
+// answer, so any d > 0 sleeps between runs (New refuses d <= 0); a run
+// still going when the next is due is skipped by SkipIfStillRunning.
+type interval time.Duration
+
+func (d interval) Next(t time.Time) time.Time { return t.Add(time.Duration(d)) }
+
 // startCron schedules the countdown tick and the pruning, in UTC. The chain
 // order matters: SkipIfStillRunning outside Recover, so a panicking job
 // still releases its "running" mark and runs again next time.
@@ -343,13 +345,13 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 	l := cronLogger{b}
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithLogger(l),
 		cron.WithChain(cron.SkipIfStillRunning(l), cron.Recover(l)))
-	if _, err := c.AddFunc(fmt.Sprintf("@every %s", b.cfg.TickInterval), func() { b.Tick(ctx) }); err != nil {
-		return nil, fmt.Errorf("schedule countdown: %w", err)
-	}
+	c.Schedule(tickSchedule(b.cfg.TickInterval), cron.FuncJob(func() { b.Tick(ctx) }))
 	if _, err := c.AddFunc("@every 10m", func() {
-		st, err := b.cfg.Service.Prune()
+		st, err := b.cfg.Service.Prune(ctx)
 		if err != nil {
-			b.log.Error("prune", "err", err)
+			if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+				b.log.Error("prune", "err", err)
+			}
 			return
 		}
 		b.log.Info("pruned", "attempts", st.Attempts, "pairings", st.Pairings, "response_urls", st.ResponseURLs)

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -59,8 +61,8 @@ func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
 	}
 	t.Cleanup(func() { db.Close() })
 	r.db = db
-	r.svc = pairing.NewService(pairing.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
-	r.bot = New(Config{Service: r.svc, DB: db, Directory: pairing.NewDirectory(nil, "")})
+	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
 	return r
 }
 
@@ -182,7 +184,7 @@ func TestCountdownSchedule(t *testing.T) {
 			if code := r.wawp.Code(rigInstance); strings.Contains(string(last.Blocks), `"header"`) || (code != "" && strings.Contains(string(last.Blocks), code[:4])) {
 				t.Errorf("final message still shows the code: %s", last.Blocks)
 			}
-			if live, _ := r.db.WatchedPairings(); len(live) != 0 {
+			if live, _ := r.db.WatchedPairings(t.Context()); len(live) != 0 {
 				t.Errorf("still watching %d pairings after the final state", len(live))
 			}
 		})
@@ -196,9 +198,9 @@ func TestCountdownKeepsTwoUsesForFinalState(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	p, _ := r.db.WatchedPairings()
+	p, _ := r.db.WatchedPairings(t.Context())
 	for range 2 {
-		if err := r.db.UseResponseURL(p[0].ResponseURL, t0, t0, 0); err != nil {
+		if err := r.db.UseResponseURL(t.Context(), p[0].ResponseURL, t0, t0, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -245,9 +247,9 @@ func TestNoUseLeftForTheFinalStateIsLogged(t *testing.T) {
 	var logs syncBuffer
 	r.bot.log = slog.New(slog.NewTextHandler(&logs, nil))
 	msgID := r.start()
-	w, _ := r.db.WatchedPairings()
-	for range store.ResponseURLUses - 1 { // whatever else used the url took the rest
-		if err := r.db.UseResponseURL(w[0].ResponseURL, t0, t0, 0); err != nil {
+	w, _ := r.db.WatchedPairings(t.Context())
+	for range pairing.ResponseURLUses - 1 { // whatever else used the url took the rest
+		if err := r.db.UseResponseURL(t.Context(), w[0].ResponseURL, t0, t0, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -304,7 +306,7 @@ func TestCountdownSlackFaults(t *testing.T) {
 	if got := r2.run(t0, msgID, 180, nil); len(got) != 0 {
 		t.Errorf("edits after the url was gone: %v", got)
 	}
-	if live, _ := r2.db.WatchedPairings(); len(live) != 0 {
+	if live, _ := r2.db.WatchedPairings(t.Context()); len(live) != 0 {
 		t.Errorf("still watching a message whose url is gone")
 	}
 }
@@ -342,19 +344,30 @@ func TestRateLimitWithoutRetryAfterGivesTheUseBack(t *testing.T) {
 			defer srv.Close()
 			url := srv.URL + "/response/x"
 			got := r.bot.respond(context.Background(), r.bot.log, url, t0, 0, EndedView())
-			left, err := r.db.ResponseURLUsesLeft(url, t0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wantOutcome, wantHits, wantLeft := posted, int32(2), store.ResponseURLUses-1
+			left := usesLeft(t, r.db, url, t0)
+			wantOutcome, wantHits, wantLeft := posted, int32(2), pairing.ResponseURLUses-1
 			if tt.always {
-				wantOutcome, wantHits, wantLeft = postFailed, maxPostTries, store.ResponseURLUses
+				wantOutcome, wantHits, wantLeft = postFailed, maxPostTries, pairing.ResponseURLUses
 			}
 			if got != wantOutcome || hits.Load() != wantHits || left != wantLeft {
 				t.Errorf("post outcome %d after %d tries, %d uses left; want outcome %d after %d tries, %d uses left (Slack counted no 429)",
 					got, hits.Load(), left, wantOutcome, wantHits, wantLeft)
 			}
 		})
+	}
+}
+
+// usesLeft is how many posts url still allows at now, found by taking
+// them all.
+func usesLeft(t *testing.T, db pairing.Storage, url string, now time.Time) int {
+	t.Helper()
+	for n := 0; ; n++ {
+		switch err := db.UseResponseURL(t.Context(), url, now, now, 0); {
+		case errors.Is(err, pairing.ErrBudgetSpent):
+			return n
+		case err != nil:
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -366,7 +379,7 @@ func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	w, _ := r.db.WatchedPairings()
+	w, _ := r.db.WatchedPairings(t.Context())
 	id := w[0].ID
 	code := r.wawp.Code(rigInstance)
 	r.run(t0, msgID, 90, map[int]func(){75: func() { r.slack.FailNextResponse(http.StatusNotFound) }})
@@ -375,8 +388,8 @@ func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.run(t0.Add(95*time.Second), msgID, 20, nil)
-	p, _ := r.db.Pairing(id)
-	if p.State != store.StateLinked || p.Code != "" {
+	p, _ := r.db.Pairing(t.Context(), id)
+	if p.State != pairing.StateLinked || p.Code != "" {
 		t.Errorf("the phone linked after the message went away: state %q, code in store %q", p.State, p.Code)
 	}
 	if diff := cmp.Diff([]string{"requested", "code_issued", "linked"}, r.auditKinds(id)); diff != "" {
@@ -407,14 +420,14 @@ func TestLostAnswerKeepsItsUse(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("edits (-want +got):\n%s", diff)
 	}
-	if p, _ := r.db.WatchedPairings(); len(p) != 0 {
+	if p, _ := r.db.WatchedPairings(t.Context()); len(p) != 0 {
 		t.Errorf("still watching %d pairings", len(p))
 	}
 }
 
 func TestCountdownStep(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
-	p := store.Pairing{IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second)}
+	p := pairing.Pairing{IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second)}
 	for _, tt := range []struct {
 		at, step int
 		drawn    int
@@ -454,7 +467,7 @@ func TestCancelAfterTheEndShowsTheEnd(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	watched, _ := r.db.WatchedPairings()
+	watched, _ := r.db.WatchedPairings(t.Context())
 	r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance))
 	r.clock.Set(t0.Add(5 * time.Second))
 	r.tick()
@@ -470,7 +483,7 @@ func TestCancelRacingAnEdit(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	watched, _ := r.db.WatchedPairings()
+	watched, _ := r.db.WatchedPairings(t.Context())
 	id := watched[0].ID
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	r.slack.RateLimitNext(time.Second)
@@ -494,7 +507,7 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 	t.Run("the old code links", func(t *testing.T) {
 		r := newCountdownRig(t, t0)
 		msgID := r.start()
-		first, _ := r.db.WatchedPairings()
+		first, _ := r.db.WatchedPairings(t.Context())
 		code := r.wawp.Code(rigInstance)
 		r.wawp.WarmUp(rigInstance, 10*time.Second)
 		r.click(msgID, ActionNewCode, first[0].ID)
@@ -514,7 +527,7 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 	t.Run("try again replaces it", func(t *testing.T) {
 		r := newCountdownRig(t, t0)
 		msgID := r.start()
-		first, _ := r.db.WatchedPairings()
+		first, _ := r.db.WatchedPairings(t.Context())
 		r.wawp.WarmUp(rigInstance, 10*time.Second)
 		r.click(msgID, ActionNewCode, first[0].ID)
 		m := r.slack.Message(msgID)
@@ -527,7 +540,7 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Code 2 of 3") {
 			t.Fatalf("try again shows: %s", last.Blocks)
 		}
-		if p, _ := r.db.Pairing(first[0].ID); p.State != store.StateSuperseded {
+		if p, _ := r.db.Pairing(t.Context(), first[0].ID); p.State != pairing.StateSuperseded {
 			t.Errorf("first pairing is %s, want superseded", p.State)
 		}
 	})
@@ -542,7 +555,7 @@ func TestNewCodeRefusedAfterExpiryEndsTheOldPairing(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	w, _ := r.db.WatchedPairings()
+	w, _ := r.db.WatchedPairings(t.Context())
 	a := w[0]
 	r.clock.Set(t0.Add(151 * time.Second)) // just past expiry, no tick yet
 	r.wawp.WarmUp(rigInstance, time.Minute)
@@ -554,11 +567,11 @@ func TestNewCodeRefusedAfterExpiryEndsTheOldPairing(t *testing.T) {
 		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 		r.tick()
 	}
-	got, err := r.db.Pairing(a.ID)
+	got, err := r.db.Pairing(t.Context(), a.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Code != "" || got.State != store.StateExpired {
+	if got.Code != "" || got.State != pairing.StateExpired {
 		t.Errorf("old pairing after its expiry: state %q, code in store %q, want it expired with the code wiped", got.State, got.Code)
 	}
 	if diff := cmp.Diff([]string{"requested", "code_issued", "expired"}, r.auditKinds(a.ID)); diff != "" {
@@ -576,14 +589,14 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 		t.Run(action, func(t *testing.T) {
 			r := newCountdownRig(t, t0)
 			msgID := r.start()
-			w, _ := r.db.WatchedPairings()
+			w, _ := r.db.WatchedPairings(t.Context())
 			a := w[0]
 			clicked := a.ID
 			if action == ActionTryAgain { // a New code turned away by a warm-up, then Try again twice
 				r.wawp.WarmUp(rigInstance, 10*time.Second)
 				r.click(msgID, ActionNewCode, a.ID)
 				r.clock.Set(t0.Add(11 * time.Second))
-				w, _ := r.db.WatchedPairings()
+				w, _ := r.db.WatchedPairings(t.Context())
 				for _, p := range w {
 					if p.ID != a.ID {
 						t.Fatalf("watched %+v besides the first pairing", p)
@@ -593,7 +606,9 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 				if !strings.Contains(m, "still starting up") {
 					t.Fatalf("New code during the warm-up shows:\n%s", m)
 				}
-				events, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "error" && e.Outcome == "warming_up" })
+				events, _ := r.db.AuditEvents(t.Context(), time.Time{}, func(e pairing.Event) bool {
+					return e.Kind == pairing.EventError && e.Outcome == pairing.OutcomeStatusStarting
+				})
 				if len(events) != 1 {
 					t.Fatalf("warm-up events %+v", events)
 				}
@@ -613,7 +628,7 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 			if n := len(r.wawp.Calls(fakewawp.RequestCode)) - calls; n != 0 {
 				t.Errorf("the second click asked Wawp for %d more codes", n)
 			}
-			if refusals, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "refused" }); len(refusals) != 0 {
+			if refusals, _ := r.db.AuditEvents(t.Context(), time.Time{}, func(e pairing.Event) bool { return e.Kind == "refused" }); len(refusals) != 0 {
 				t.Errorf("the second click was audited as refused: %+v", refusals)
 			}
 		})
@@ -627,7 +642,7 @@ func TestNewCodeRefusedByInstanceLimitNamesTheInstance(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	w, _ := r.db.WatchedPairings()
+	w, _ := r.db.WatchedPairings(t.Context())
 	r.run(t0, msgID, 155, nil) // the first code expires
 	if _, err := r.svc.Start(context.Background(), pairing.Request{
 		Instance: pairing.Instance{ID: rigInstance, Name: "support"}, Phone: pairing.PhoneFromDigits("201009998888"),
@@ -654,7 +669,7 @@ func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
 	first := r.wawp.Code(rigInstance)
-	watched, _ := r.db.WatchedPairings()
+	watched, _ := r.db.WatchedPairings(t.Context())
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	r.slack.RateLimitNext(time.Second)
 	r.bot.Tick(context.Background())
@@ -678,7 +693,7 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	watched, _ := r.db.WatchedPairings()
+	watched, _ := r.db.WatchedPairings(t.Context())
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	// Hold every edit slot: the tick decides to edit, and its edit waits.
 	for range maxEditsInFlight {
@@ -699,10 +714,10 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	if n := len(m.Versions) - versions; n != 0 {
 		t.Errorf("the superseded pairing posted %d more versions", n)
 	}
-	if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateSuperseded {
+	if p, _ := r.db.Pairing(t.Context(), watched[0].ID); p.State != pairing.StateSuperseded {
 		t.Errorf("first pairing is %s, want superseded", p.State)
 	}
-	if w, _ := r.db.WatchedPairings(); len(w) != 1 || w[0].ID == watched[0].ID {
+	if w, _ := r.db.WatchedPairings(t.Context()); len(w) != 1 || w[0].ID == watched[0].ID {
 		t.Errorf("watched %+v, want only the new pairing", w)
 	}
 }
@@ -714,7 +729,7 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	msgID := r.start()
-	watched, _ := r.db.WatchedPairings()
+	watched, _ := r.db.WatchedPairings(t.Context())
 	first := r.wawp.Code(rigInstance)
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	release := r.slack.HoldNextResponse()
@@ -770,7 +785,7 @@ func TestConcurrentClicksTicksAndPruningEndWithoutCode(t *testing.T) {
 	for i := range 15 {
 		r := newCountdownRig(t, t0)
 		msgID := r.start()
-		w, _ := r.db.WatchedPairings()
+		w, _ := r.db.WatchedPairings(t.Context())
 		id := w[0].ID
 		r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 		done := make(chan struct{})
@@ -783,7 +798,7 @@ func TestConcurrentClicksTicksAndPruningEndWithoutCode(t *testing.T) {
 			if i%2 == 0 {
 				wg.Go(func() { r.press(msgID, ActionCancel, id) })
 			}
-			wg.Go(func() { r.svc.Prune() })
+			wg.Go(func() { r.svc.Prune(t.Context()) })
 			wg.Wait()
 			r.bot.work.Wait()
 		}()
@@ -830,7 +845,7 @@ func TestClickJustPastExpiryStopsWatching(t *testing.T) {
 		t.Run(action, func(t *testing.T) {
 			r := newCountdownRig(t, t0)
 			msgID := r.start()
-			watched, _ := r.db.WatchedPairings()
+			watched, _ := r.db.WatchedPairings(t.Context())
 			r.clock.Set(t0.Add(151 * time.Second))
 			r.click(msgID, action, watched[0].ID)
 			if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Expired") {
@@ -841,10 +856,10 @@ func TestClickJustPastExpiryStopsWatching(t *testing.T) {
 				r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 				r.tick()
 			}
-			if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+			if w, _ := r.db.WatchedPairings(t.Context()); len(w) != 0 {
 				t.Errorf("still watching %d pairings after they expired", len(w))
 			}
-			if p, _ := r.db.Pairing(watched[0].ID); p.State != store.StateExpired {
+			if p, _ := r.db.Pairing(t.Context(), watched[0].ID); p.State != pairing.StateExpired {
 				t.Errorf("state %s, want expired", p.State)
 			}
 			if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
@@ -873,14 +888,14 @@ func (r *countdownRig) command(text string) string {
 func (r *countdownRig) seedDeadRequest(id string) (msgID string) {
 	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code for +20 11 12223333 on support…")
 	now := r.clock.Now()
-	d, err := r.db.Reserve(store.Reservation{
-		Pairing: store.Pairing{
+	d, err := r.db.Reserve(r.t.Context(), pairing.Reservation{
+		Pairing: pairing.Pairing{
 			ID: id, Instance: rigInstance, InstanceName: "support", Phone: "201112223333", RequestedBy: "U1",
 			Channel: "C0SUPPORT", ResponseURL: url, URLIssued: now,
 		},
 		PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: now, Hold: r.svc.RequestLease(),
 	})
-	if err != nil || d.Refused != store.LimitNone {
+	if err != nil || d.Refused != pairing.LimitNone {
 		r.t.Fatalf("reserve: %+v %v", d, err)
 	}
 	return msgID
@@ -908,13 +923,13 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 			t.Errorf("interrupted message lacks %q:\n%s", want, got)
 		}
 	}
-	if p, _ := r.db.Pairing("dead"); p.State != store.StateInterrupted {
+	if p, _ := r.db.Pairing(t.Context(), "dead"); p.State != pairing.StateInterrupted {
 		t.Errorf("state %s, want interrupted", p.State)
 	}
-	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+	if w, _ := r.db.WatchedPairings(t.Context()); len(w) != 0 {
 		t.Errorf("still watching %d pairings", len(w))
 	}
-	events, _ := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Kind == "interrupted" })
+	events, _ := r.db.AuditEvents(t.Context(), time.Time{}, func(e pairing.Event) bool { return e.Kind == "interrupted" })
 	if len(events) != 1 || events[0].Pairing != "dead" || events[0].Phone != "+20 111 ••• 3333" {
 		t.Errorf("audit interrupted events = %+v", events)
 	}
@@ -969,21 +984,21 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 		}, "Wawp had an internal error"},
 		{"phone limit", func(r *countdownRig) {
 			for i := range 3 { // three codes for the phone on other instances
-				d, err := r.db.Reserve(store.Reservation{
-					Pairing:    store.Pairing{ID: fmt.Sprint("earlier", i), Instance: fmt.Sprint("OTHER", i), Phone: "201112223333", RequestedBy: "U2"},
+				d, err := r.db.Reserve(t.Context(), pairing.Reservation{
+					Pairing:    pairing.Pairing{ID: fmt.Sprint("earlier", i), Instance: fmt.Sprint("OTHER", i), Phone: "201112223333", RequestedBy: "U2"},
 					PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0.Add(-time.Duration(3-i) * time.Minute), Hold: time.Second,
 				})
-				if err != nil || d.Refused != store.LimitNone {
+				if err != nil || d.Refused != pairing.LimitNone {
 					r.t.Fatal(d, err)
 				}
 			}
 		}, "already had 3 codes in the last 15 min. WhatsApp blocks pairing for hours after a few more, so the next code is allowed at <!date^1795615920^{time}|14:12 UTC> (in 12 min)"},
 		{"instance held", func(r *countdownRig) {
-			d, err := r.db.Reserve(store.Reservation{
-				Pairing:    store.Pairing{ID: "holder", Instance: rigInstance, Phone: "201009998888", RequestedBy: "U2"},
+			d, err := r.db.Reserve(t.Context(), pairing.Reservation{
+				Pairing:    pairing.Pairing{ID: "holder", Instance: rigInstance, Phone: "201009998888", RequestedBy: "U2"},
 				PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0, Hold: time.Minute,
 			})
-			if err != nil || d.Refused != store.LimitNone {
+			if err != nil || d.Refused != pairing.LimitNone {
 				r.t.Fatal(d, err)
 			}
 		}, "already has a live code, requested by <@U2> for +20 100 ••• 8888"},
@@ -1002,7 +1017,7 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, tt.want) {
 				t.Errorf("after the next tick the message shows\n%s\nwant %q", got, tt.want)
 			}
-			watched, _ := r.db.WatchedPairings()
+			watched, _ := r.db.WatchedPairings(t.Context())
 			for _, w := range watched {
 				if w.RequestedBy == "U1" {
 					t.Errorf("still watching %+v after its answer was shown", w)
@@ -1039,20 +1054,20 @@ func TestShutdownInterruptsAStuckRequest(t *testing.T) {
 	if n := len(r.slack.Message(msgID).Versions); n != 2 {
 		t.Errorf("message has %d versions, want 2 (requesting, interrupted)", n)
 	}
-	if w, _ := r.db.WatchedPairings(); len(w) != 0 {
+	if w, _ := r.db.WatchedPairings(t.Context()); len(w) != 0 {
 		t.Errorf("still watching %+v", w)
 	}
 }
 
 // auditKinds lists, oldest first, the kinds of pairing id's audit events.
 func (r *countdownRig) auditKinds(id string) []string {
-	events, err := r.db.AuditEvents(time.Time{}, func(e store.Event) bool { return e.Pairing == id })
+	events, err := r.db.AuditEvents(r.t.Context(), time.Time{}, func(e pairing.Event) bool { return e.Pairing == id })
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	var kinds []string
 	for _, e := range events {
-		kinds = append(kinds, e.Kind)
+		kinds = append(kinds, string(e.Kind))
 	}
 	return kinds
 }
@@ -1066,7 +1081,7 @@ func TestSupersededPairingIsAudited(t *testing.T) {
 	t.Run("new code issued", func(t *testing.T) {
 		r := newCountdownRig(t, t0)
 		msgID := r.start()
-		first, _ := r.db.WatchedPairings()
+		first, _ := r.db.WatchedPairings(t.Context())
 		r.click(msgID, ActionNewCode, first[0].ID)
 		if diff := cmp.Diff([]string{"requested", "code_issued", "superseded"}, r.auditKinds(first[0].ID)); diff != "" {
 			t.Errorf("audit of the replaced pairing (-want +got):\n%s", diff)
@@ -1075,7 +1090,7 @@ func TestSupersededPairingIsAudited(t *testing.T) {
 	t.Run("new code interrupted", func(t *testing.T) {
 		r := newCountdownRig(t, t0)
 		msgID := r.start()
-		first, _ := r.db.WatchedPairings()
+		first, _ := r.db.WatchedPairings(t.Context())
 		r.bot.cfg.ShutdownGrace = 50 * time.Millisecond
 		r.wawp.FailNext(rigInstance, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
 		r.bot.goWork(context.Background(), func(ctx context.Context) { r.pressCtx(ctx, msgID, ActionNewCode, first[0].ID) })
@@ -1084,7 +1099,7 @@ func TestSupersededPairingIsAudited(t *testing.T) {
 		}
 		r.bot.drain()
 		r.bot.work.Wait()
-		if p, _ := r.db.Pairing(first[0].ID); p.State != store.StateSuperseded {
+		if p, _ := r.db.Pairing(t.Context(), first[0].ID); p.State != pairing.StateSuperseded {
 			t.Errorf("first pairing is %s, want superseded", p.State)
 		}
 		if diff := cmp.Diff([]string{"requested", "code_issued", "superseded"}, r.auditKinds(first[0].ID)); diff != "" {

@@ -3,15 +3,13 @@ package bot
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/linkbot/linkbot/internal/procstat"
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
-	"github.com/linkbot/linkbot/store"
 )
 
 // BenchmarkTick10k: one countdown tick over 10,000 live pairings on 100
@@ -23,15 +21,15 @@ func BenchmarkTick10k(b *testing.B) {
 	t0 := time.Now()
 	r := newCountdownRig(b, t0)
 	r.wawp.SetDelay(20 * time.Millisecond)
-	var ps []store.Pairing
+	var ps []pairing.Pairing
 	for i := range pairings {
 		inst := fmt.Sprintf("INST%08d", i%instances)
 		if i < instances {
 			r.wawp.AddInstance(inst, "")
 		}
-		ps = append(ps, store.Pairing{
+		ps = append(ps, pairing.Pairing{
 			ID: fmt.Sprintf("p%05d", i), Instance: inst, InstanceName: inst, Phone: fmt.Sprintf("20101%07d", i),
-			RequestedBy: "U1", State: store.StateLive, Code: "ABCD1234", IssuedAt: t0, RequestedAt: t0,
+			RequestedBy: "U1", State: pairing.StateLive, Code: "ABCD1234", IssuedAt: t0, RequestedAt: t0,
 			ExpiresAt: t0.Add(time.Hour), LastView: "live:0", ResponseURL: "http://127.0.0.1:1/unused",
 		})
 	}
@@ -48,22 +46,11 @@ func BenchmarkTick10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N)/float64(time.Millisecond), "cpu-ms/tick")
 	b.ReportMetric(float64(len(r.wawp.Calls(fakewawp.SessionInfo))-calls)/float64(b.N), "wawp-calls/tick")
-	b.ReportMetric(peakRSSMB(), "peak-RSS-MB")
+	b.ReportMetric(procstat.PeakRSSMB(), "peak-RSS-MB")
 }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func peakRSSMB() float64 {
-	raw, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/slack-go/slack"
 
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 // Message is what the bot shows: Block Kit plus the fallback text that
@@ -232,7 +231,7 @@ type CodeModel struct {
 	ExpiresAt   time.Time
 	Lifetime    time.Duration
 	Attempt     int
-	PhoneLimit  store.Window
+	PhoneLimit  pairing.Window
 	// NewCodeAt is when the phone's limit next allows a code; zero means now.
 	NewCodeAt time.Time
 }
@@ -292,10 +291,10 @@ func LimitView(err *pairing.LimitError, instance string, now time.Time) Message 
 	when := fmt.Sprintf("%s (in %s)", slackTime(err.RetryAt, "{time}"), inAbout(err.RetryAt.Sub(now)))
 	var t string
 	switch err.Limit {
-	case store.LimitPhone:
+	case pairing.LimitPhone:
 		t = fmt.Sprintf("🚫 %s already had %d codes in the last %s. WhatsApp blocks pairing for hours after a few more, so the next code is allowed at %s.",
 			escape(phone), err.Count, windowText(err.Window.Period), when)
-	case store.LimitUser:
+	case pairing.LimitUser:
 		t = fmt.Sprintf("🚫 You requested %d codes in the last %s, the most one person may. The next one is allowed at %s. If you need more, ask the bot's admin.",
 			err.Count, windowText(err.Window.Period), when)
 	default:
@@ -393,7 +392,7 @@ type InterruptedModel struct {
 	Phone      string // international format
 	Instance   string
 	Attempt    int // n-th code for this phone in the window, this one included
-	PhoneLimit store.Window
+	PhoneLimit pairing.Window
 	Now        time.Time
 	NewCodeAt  time.Time // when the phone's limit next allows a code
 }
@@ -428,7 +427,7 @@ func EndedView() Message {
 // FailedView ends a pairing whose instance failed or vanished mid-way.
 func FailedView(phone, instance, reason string) Message {
 	what := "failed"
-	if reason == "instance_gone" {
+	if reason == string(pairing.OutcomeInstanceGone) {
 		what = "no longer exists in Wawp"
 	}
 	t := fmt.Sprintf("⚠️ %s %s while waiting for %s, so the code no longer works. Check the instance in the Wawp dashboard, then run /link again.", escape(instance), what, escape(phone))
@@ -448,15 +447,15 @@ func AccessDeniedView(instance, ask string) Message {
 
 // HistoryView lists audit events, newest first. Events never hold codes,
 // and phones in them are masked.
-func HistoryView(subject string, events []store.Event) Message {
+func HistoryView(subject string, events []pairing.Event) Message {
 	if len(events) == 0 {
 		return notice("No history", fmt.Sprintf("📜 No events for %s.", quote(subject)))
 	}
 	lines := []string{fmt.Sprintf("📜 *Last %d events for %s*", len(events), quote(subject))}
 	for _, e := range events {
-		line := fmt.Sprintf("%s · *%s* · <@%s> · %s · %s", slackTime(e.Time, "{date_short} {time}"), escape(e.Kind), escape(e.User), escape(e.Instance), escape(e.Phone))
+		line := fmt.Sprintf("%s · *%s* · <@%s> · %s · %s", slackTime(e.Time, "{date_short} {time}"), escape(string(e.Kind)), escape(e.User), escape(e.Instance), escape(e.Phone))
 		if e.Outcome != "" {
-			line += " · " + escape(e.Outcome)
+			line += " · " + escape(string(e.Outcome))
 		}
 		lines = append(lines, line)
 	}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -23,7 +22,7 @@ const testCode = "7KQ2M9XD"
 // allViews renders every view from fixed models, keyed by golden file name.
 func allViews() map[string]Message {
 	now := time.Date(2026, 11, 25, 14, 30, 0, 0, time.UTC)
-	limit := store.Window{Max: 3, Period: 15 * time.Minute}
+	limit := pairing.Window{Max: 3, Period: 15 * time.Minute}
 	code := CodeModel{
 		PairingID: "p4x7k2m9q3w8z5y6", Code: testCode, Phone: "+20 11 12223333", Instance: "support-eg",
 		InstanceID: "A1B2C3D4E5F6", RequestedBy: "U123", Now: now, ExpiresAt: now.Add(150 * time.Second),
@@ -35,7 +34,7 @@ func allViews() map[string]Message {
 	lastMinute.Now = now.Add(130 * time.Second)
 	limited := code
 	limited.Attempt, limited.NewCodeAt = 3, now.Add(12*time.Minute)
-	holder := store.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
+	holder := pairing.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
 	return map[string]Message{
 		"help":               HelpView([]string{"support-eg", "field-ng"}, "EG"),
 		"requesting":         RequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg"),
@@ -53,9 +52,9 @@ func allViews() map[string]Message {
 		"failed":             FailedView("+20 11 12223333", "support-eg", "instance_failed"),
 		"failed_gone":        FailedView("+20 11 12223333", "support-eg", "instance_gone"),
 		"code_limit":         CodeView(limited),
-		"limit_phone":        LimitView(&pairing.LimitError{Limit: store.LimitPhone, Count: 3, Window: limit, RetryAt: now.Add(15 * time.Minute), Phone: pairing.Phone{International: "+20 11 12223333"}}, "support-eg", now),
-		"limit_user":         LimitView(&pairing.LimitError{Limit: store.LimitUser, Count: 20, Window: store.Window{Max: 20, Period: time.Hour}, RetryAt: now.Add(5 * time.Minute)}, "support-eg", now),
-		"limit_instance":     LimitView(&pairing.LimitError{Limit: store.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}, "support-eg", now),
+		"limit_phone":        LimitView(&pairing.LimitError{Limit: pairing.LimitPhone, Count: 3, Window: limit, RetryAt: now.Add(15 * time.Minute), Phone: pairing.Phone{International: "+20 11 12223333"}}, "support-eg", now),
+		"limit_user":         LimitView(&pairing.LimitError{Limit: pairing.LimitUser, Count: 20, Window: pairing.Window{Max: 20, Period: time.Hour}, RetryAt: now.Add(5 * time.Minute)}, "support-eg", now),
+		"limit_instance":     LimitView(&pairing.LimitError{Limit: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}, "support-eg", now),
 		"status_starting":    StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: now.Add(10 * time.Second)}, "support-eg", "p4x7k2m9q3w8z5y6", now),
 		"status_working":     StatusView(&pairing.StatusError{Status: pairing.StatusWorking, Me: "201009998888"}, "support-eg", "p1", now),
 		"status_stopped":     StatusView(&pairing.StatusError{Status: pairing.StatusStopped}, "support-eg", "p1", now),

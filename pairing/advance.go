@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/linkbot/linkbot/store"
 )
 
 // pollConcurrency bounds the session-info calls one Advance makes at once.
@@ -22,51 +20,51 @@ const pollConcurrency = 16
 // Wawp faults (timeouts, 5xx, garbage, STARTING blips) change nothing: a
 // pairing only ever ends on a clear answer or on its own expiry, so a
 // flaky Wawp can neither cut a pairing short nor fake a "linked".
-func (s *Service) Advance(ctx context.Context) ([]store.Pairing, error) {
-	watched, err := s.db.WatchedPairings()
+func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
+	watched, err := s.db.WatchedPairings(ctx)
 	if err != nil {
 		return nil, err
 	}
 	instances := map[string]bool{}
 	for _, p := range watched {
-		if p.State == store.StateLive {
+		if p.State == StateLive {
 			instances[p.Instance] = true
 		}
 	}
 	sessions := s.pollSessions(ctx, instances)
 	now := s.cfg.Now()
 	for i, p := range watched {
-		if p.State == store.StateRequesting && !now.Before(p.ExpiresAt) {
-			if q, _ := s.interrupt(p.ID, true); q.ID != "" {
+		if p.State == StateRequesting && !now.Before(p.ExpiresAt) {
+			if q, _ := s.interrupt(ctx, p.ID, true); q.ID != "" {
 				watched[i] = q
 			}
 			continue
 		}
-		if p.State != store.StateLive {
+		if p.State != StateLive {
 			continue
 		}
 		st := sessions[p.Instance]
-		next, kind, reason := decide(p, st, now)
+		next, kind, outcome := decide(p, st, now)
 		if next == "" {
 			continue
 		}
-		ended, err := s.db.Settle(store.Settlement{
-			ID: p.ID, Now: now, Outcome: kind, Counted: true,
-			Change: func(q *store.Pairing) error {
-				if q.State != store.StateLive {
+		ended, err := s.db.Settle(ctx, Settlement{
+			ID: p.ID, Now: now, Counted: true,
+			Change: func(q *Pairing) error {
+				if q.State != StateLive {
 					return ErrEnded
 				}
-				q.State, q.Reason = next, reason
-				if next == store.StateLinked || next == store.StateWrongPhone {
+				q.State, q.Reason = next, string(outcome)
+				if next == StateLinked || next == StateWrongPhone {
 					q.LinkedPhone = st.session.Me
 				}
 				return nil
 			},
-			Audit: s.event(now, kind, p, reason),
+			Audit: s.event(now, kind, p, outcome),
 		})
 		if errors.Is(err, ErrEnded) {
 			// Cancelled or renewed meanwhile: show what is stored.
-			ended, err = s.db.Pairing(p.ID)
+			ended, err = s.db.Pairing(ctx, p.ID)
 		}
 		if err != nil {
 			s.cfg.Log.Error("ending pairing", "pairing", p.ID, "err", err)
@@ -84,27 +82,27 @@ type sessionResult struct {
 }
 
 // decide returns the state p moves to (empty: it stays live), the audit
-// kind and a reason.
-func decide(p store.Pairing, st sessionResult, now time.Time) (state, kind, reason string) {
+// kind and the outcome (also kept as the pairing's Reason).
+func decide(p Pairing, st sessionResult, now time.Time) (state State, kind EventKind, outcome Outcome) {
 	if st.err == nil {
 		switch st.session.Status {
 		case StatusWorking:
 			switch st.session.Me {
 			case p.Phone:
-				return store.StateLinked, "linked", ""
+				return StateLinked, EventLinked, ""
 			case "":
 				// Working but not saying with whom: wait for a clear answer.
 			default:
-				return store.StateWrongPhone, "wrong_phone", "linked " + MaskPhone(PhoneFromDigits(st.session.Me).International)
+				return StateWrongPhone, EventWrongPhone, linkedOther(MaskPhone(PhoneFromDigits(st.session.Me).International))
 			}
 		case StatusFailed:
-			return store.StateFailed, "error", "instance_failed"
+			return StateFailed, EventError, OutcomeInstanceFailed
 		}
 	} else if errors.Is(st.err, ErrNoInstance) {
-		return store.StateFailed, "error", "instance_gone"
+		return StateFailed, EventError, OutcomeInstanceGone
 	}
 	if !now.Before(p.ExpiresAt) {
-		return store.StateExpired, "expired", ""
+		return StateExpired, EventExpired, ""
 	}
 	return "", "", ""
 }
@@ -138,12 +136,12 @@ func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) m
 // Prune drops what no limit or message needs any more: attempts older than
 // the longest limit window, pairings that ended over a day ago, and audit
 // events older than the retention period (kept forever when it is zero).
-func (s *Service) Prune() (store.PruneStats, error) {
+func (s *Service) Prune(ctx context.Context) (PruneStats, error) {
 	now := s.cfg.Now()
 	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period)
-	before := store.PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
+	before := PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
 	if s.cfg.AuditRetention > 0 {
 		before.AuditEvents = now.Add(-s.cfg.AuditRetention)
 	}
-	return s.db.Prune(now, before)
+	return s.db.Prune(ctx, now, before)
 }

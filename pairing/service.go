@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/linkbot/linkbot/store"
 )
 
 // Defaults for Config fields left zero.
@@ -23,11 +21,11 @@ const (
 
 // DefaultPhoneLimit keeps a phone well under WhatsApp's hidden lock-out,
 // which triggers after 3–5 codes in a short window.
-var DefaultPhoneLimit = store.Window{Max: 3, Period: 15 * time.Minute}
+var DefaultPhoneLimit = Window{Max: 3, Period: 15 * time.Minute}
 
 // DefaultUserLimit stops one agent (or a stuck script) from burning through
 // many phones' allowances.
-var DefaultUserLimit = store.Window{Max: 20, Period: time.Hour}
+var DefaultUserLimit = Window{Max: 20, Period: time.Hour}
 
 // Instance is a Wawp instance as the bot knows it.
 type Instance struct {
@@ -97,12 +95,12 @@ func (d *Directory) Names() []string {
 
 // LimitError says a limit refused a request; Wawp was not called.
 type LimitError struct {
-	Limit   store.Limit
+	Limit   Limit
 	Phone   Phone // the number that was asked for
 	Count   int
-	Window  store.Window
+	Window  Window
 	RetryAt time.Time
-	Holder  store.Pairing // for store.LimitInstance: who holds it, until when
+	Holder  Pairing // for LimitInstance: who holds it, until when
 }
 
 func (e *LimitError) Error() string {
@@ -132,6 +130,10 @@ var ErrNotYours = errors.New("pairing belongs to another user")
 // ErrEnded means the pairing already reached a final state.
 var ErrEnded = errors.New("pairing already ended")
 
+// ErrNotAllowed means the access rules no longer let the user request codes
+// for the pairing's instance.
+var ErrNotAllowed = errors.New("not allowed by the access rules")
+
 // ErrReplaced means a New code or Try again came from a copy of a message
 // that another pairing has taken over since: the renewal its first click
 // asked for (the second half of a double click carries the first
@@ -145,8 +147,8 @@ var ErrInterrupted = errors.New("code request interrupted")
 
 // Config configures a Service.
 type Config struct {
-	PhoneLimit   store.Window
-	UserLimit    store.Window
+	PhoneLimit   Window
+	UserLimit    Window
 	CodeLifetime time.Duration
 	Warmup       time.Duration
 	CallTimeout  time.Duration
@@ -154,22 +156,26 @@ type Config struct {
 	Log          *slog.Logger
 	// Accounts holds a client per instance whose Wawp account (access
 	// token) differs from the default client's.
-	Accounts map[string]*Client
+	Accounts map[string]Wawp
 	// AuditRetention is how long audit events are kept; zero keeps them.
 	AuditRetention time.Duration
+	// Directory names the configured instances: an audit event written
+	// before instance IDs were recorded is attributed through its alias.
+	Directory *Directory
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
 type Service struct {
-	wawp *Client
-	db   *store.DB
+	wawp Wawp
+	db   Storage
 	cfg  Config
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
 }
 
-// NewService returns a Service; zero Config fields take the defaults.
-func NewService(wawp *Client, db *store.DB, cfg Config) *Service {
+// NewService returns a Service that asks wawp (the default account's
+// client) for sessions and codes; zero Config fields take the defaults.
+func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	if cfg.PhoneLimit.Max == 0 {
 		cfg.PhoneLimit = DefaultPhoneLimit
 	}
@@ -191,6 +197,9 @@ func NewService(wawp *Client, db *store.DB, cfg Config) *Service {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Directory == nil {
+		cfg.Directory = NewDirectory(nil, "")
+	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
 
@@ -204,10 +213,10 @@ func (s *Service) Now() time.Time { return s.cfg.Now() }
 func (s *Service) RequestLease() time.Duration { return 2*s.cfg.CallTimeout + 5*time.Second }
 
 // PhoneLimit is the per-phone window in force.
-func (s *Service) PhoneLimit() store.Window { return s.cfg.PhoneLimit }
+func (s *Service) PhoneLimit() Window { return s.cfg.PhoneLimit }
 
 // UserLimit is the per-user window in force.
-func (s *Service) UserLimit() store.Window { return s.cfg.UserLimit }
+func (s *Service) UserLimit() Window { return s.cfg.UserLimit }
 
 // Request is one ask for a pairing code.
 type Request struct {
@@ -230,31 +239,25 @@ type Request struct {
 // a *LimitError, *StatusError or *APIError. Every outcome has a pairing
 // record, watched until its message shows it, except a renewal's limit
 // refusal, which stores nothing but the audit event (it only answers a click).
-func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error) {
+func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	now := s.cfg.Now()
-	p := store.Pairing{
+	p := Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
-	d, err := s.db.Reserve(store.Reservation{
+	d, err := s.db.Reserve(ctx, Reservation{
 		Pairing: p, PhoneLimit: s.cfg.PhoneLimit, UserLimit: s.cfg.UserLimit,
 		Replaces: req.Replaces, Now: now, Hold: s.RequestLease(),
-		Granted: s.event(now, "requested", p, ""),
-		Refused: s.event(now, "refused", p, ""),
+		Granted: s.event(now, EventRequested, p, ""),
+		Refused: s.event(now, EventRefused, p, ""),
 	})
 	if err != nil {
-		return store.Pairing{}, err
+		return Pairing{}, err
 	}
-	if d.Refused != store.LimitNone {
-		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder}
-		switch d.Refused {
-		case store.LimitPhone:
-			lerr.Window = s.cfg.PhoneLimit
-		case store.LimitUser:
-			lerr.Window = s.cfg.UserLimit
-		}
+	if d.Refused != LimitNone {
+		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder, Window: s.window(d.Refused)}
 		log.Info("request refused by limit", "limit", d.Refused, "retry_at", d.RetryAt)
 		return d.Pairing, lerr
 	}
@@ -267,7 +270,7 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		err = &StatusError{Status: session.Status, Me: session.Me}
 	}
 	if err != nil {
-		return s.fail(p, req, log, err, false)
+		return s.fail(ctx, p, req, log, err, false)
 	}
 
 	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
@@ -280,30 +283,36 @@ func (s *Service) Start(ctx context.Context, req Request) (store.Pairing, error)
 		counted := errors.As(err, &aerr) && aerr.Sent &&
 			!errors.Is(err, ErrUnauthorized) && !errors.Is(err, ErrNoInstance) &&
 			!errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrNotReady)
-		return s.fail(p, req, log, err, counted)
+		return s.fail(ctx, p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	p, err = s.db.Settle(store.Settlement{
-		ID: p.ID, Now: issued, Outcome: "code_issued", Counted: true, Replaced: req.Replaces,
-		Change: func(p *store.Pairing) error {
-			if p.State != store.StateRequesting {
+	settled, err := s.db.Settle(ctx, Settlement{
+		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
+		Change: func(p *Pairing) error {
+			// A request past its lease no longer holds the instance, which
+			// may be another request's by now: its code is never shown, or
+			// one instance would have two live codes.
+			if p.State != StateRequesting || !issued.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
-			p.State, p.Code, p.IssuedAt, p.ExpiresAt = store.StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
+			p.State, p.Code, p.IssuedAt, p.ExpiresAt = StateLive, code, issued, issued.Add(s.cfg.CodeLifetime)
 			return nil
 		},
-		Audit:         s.event(issued, "code_issued", p, ""),
+		Audit:         s.event(issued, EventCodeIssued, p, ""),
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
-		// Ended meanwhile (its lease ran out, or a shutdown cut it short):
-		// the code came too late to be shown.
-		log.Warn("code arrived after the request was ended as interrupted")
-		return s.stored(p), ErrInterrupted
+		// Ended meanwhile (a shutdown cut it short, or the countdown found
+		// its lease run out), or its lease ran out just now: it ends as
+		// interrupted, and the code came too late to be shown.
+		s.interrupt(ctx, p.ID, true)
+		log.Warn("code arrived after the request's lease ran out or it was interrupted")
+		return s.stored(ctx, p), ErrInterrupted
 	}
 	if err != nil {
-		return store.Pairing{}, err
+		return Pairing{}, err
 	}
+	p = settled
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
 	return p, nil
 }
@@ -315,7 +324,7 @@ func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, er
 }
 
 // client is the Wawp client for instance's account.
-func (s *Service) client(instance string) *Client {
+func (s *Service) client(instance string) Wawp {
 	if c, ok := s.cfg.Accounts[instance]; ok {
 		return c
 	}
@@ -323,24 +332,24 @@ func (s *Service) client(instance string) *Client {
 }
 
 // fail ends a reserved request that produced no code.
-func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause error, counted bool) (store.Pairing, error) {
+func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
 	now := s.cfg.Now()
-	state, outcome, reason := store.StateFailed, "error", failureReason(cause)
+	state, reason := StateFailed, failureReason(cause)
 	var serr *StatusError
 	switch {
 	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
-		state, outcome, reason = store.StateWarmingUp, "warming_up", ""
+		state, reason = StateWarmingUp, ""
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, outcome = store.StateRefused, reasonStatus+string(serr.Status)
-		reason = outcome
+		state, reason = StateRefused, reasonStatus+string(serr.Status)
 	}
-	updated, err := s.db.Settle(store.Settlement{
-		ID: p.ID, Now: now, Outcome: outcome, Counted: counted,
+	outcome := OutcomeOf(cause)
+	updated, err := s.db.Settle(ctx, Settlement{
+		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
-		Change: func(p *store.Pairing) error {
-			if p.State != store.StateRequesting {
+		Change: func(p *Pairing) error {
+			if p.State != StateRequesting {
 				return ErrInterrupted
 			}
 			p.State, p.Reason = state, reason
@@ -349,12 +358,12 @@ func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause err
 			}
 			return nil
 		},
-		Audit:         s.event(now, "error", p, outcome),
+		Audit:         s.event(now, EventError, p, outcome),
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
 		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
-		return s.stored(p), ErrInterrupted
+		return s.stored(ctx, p), ErrInterrupted
 	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)
@@ -365,8 +374,8 @@ func (s *Service) fail(p store.Pairing, req Request, log *slog.Logger, cause err
 }
 
 // stored is pairing p as the store has it now (p itself if it cannot be read).
-func (s *Service) stored(p store.Pairing) store.Pairing {
-	if fresh, err := s.db.Pairing(p.ID); err == nil {
+func (s *Service) stored(ctx context.Context, p Pairing) Pairing {
+	if fresh, err := s.db.Pairing(ctx, p.ID); err == nil {
 		return fresh
 	}
 	return p
@@ -376,10 +385,10 @@ func (s *Service) stored(p store.Pairing) store.Pairing {
 // shutdown that cannot wait for them any longer, and returns those it
 // ended. Each still counts (request-code may have reached WhatsApp); their
 // messages are the caller's to update.
-func (s *Service) Interrupt() []store.Pairing {
-	var ended []store.Pairing
+func (s *Service) Interrupt(ctx context.Context) []Pairing {
+	var ended []Pairing
 	s.inFlight.Range(func(id, _ any) bool {
-		if p, ok := s.interrupt(id.(string), false); ok {
+		if p, ok := s.interrupt(ctx, id.(string), false); ok {
 			ended = append(ended, p)
 		}
 		return true
@@ -390,14 +399,14 @@ func (s *Service) Interrupt() []store.Pairing {
 // interrupt ends request id as interrupted: at once, or (lapsed) only if
 // its lease ran out. It returns the pairing as stored (no ID if it could
 // not be read) and whether it ended it.
-func (s *Service) interrupt(id string, lapsed bool) (store.Pairing, bool) {
+func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairing, bool) {
 	now := s.cfg.Now()
-	p, err := s.db.Pairing(id)
+	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
-	p, ended, err := s.db.Interrupt(store.Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, "interrupted", p, ""),
+	p, ended, err := s.db.Interrupt(ctx, Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
 		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
 		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
@@ -410,26 +419,50 @@ func (s *Service) interrupt(id string, lapsed bool) (store.Pairing, bool) {
 	return p, ended
 }
 
-// Renew asks again for the request behind pairing id ("New code", or "Try
-// again" after a warm-up), through the same limits. The click's fresh
-// response_url replaces the old one.
-func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIssued time.Time) (store.Pairing, error) {
-	old, err := s.db.Pairing(id)
+// Renewal is a "New code" or "Try again" click.
+type Renewal struct {
+	ID          string // the pairing whose button was clicked
+	User        string // who clicked
+	Team        string // the clicker's workspace
+	ResponseURL string // the click's, with a fresh budget of posts
+	URLIssued   time.Time
+	// Allowed says whether the access rules let User request codes for
+	// instanceID when asked in channel (where the pairing was requested);
+	// nil allows everyone.
+	Allowed func(instanceID, channel string) bool
+}
+
+// Renew asks again for the request behind pairing r.ID, through the same
+// limits. Only its requester may (ErrNotYours), and only while the access
+// rules still allow them: a message posted before the rules changed must
+// not keep handing out codes, so a click they no longer allow is audited
+// and refused with ErrNotAllowed. The click's fresh response_url replaces
+// the old one.
+func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
+	old, err := s.db.Pairing(ctx, r.ID)
 	if err != nil {
-		return store.Pairing{}, err
+		return Pairing{}, err
 	}
-	if old.RequestedBy != user {
+	if old.RequestedBy != r.User {
 		return old, ErrNotYours
 	}
 	now := s.cfg.Now()
-	if old.State == store.StateWarmingUp && now.Before(old.RetryAt) {
+	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
+		e := s.event(now, EventRefused, old, OutcomeAccessDenied)
+		e.Team = r.Team
+		if err := s.db.AppendAudit(ctx, e); err != nil {
+			s.cfg.Log.Error("audit", "err", err)
+		}
+		return old, ErrNotAllowed
+	}
+	if old.State == StateWarmingUp && now.Before(old.RetryAt) {
 		return old, &TooSoonError{RetryAt: old.RetryAt}
 	}
 	// A "New code" that never reached WhatsApp left the code it meant to
 	// replace working; trying again replaces that one.
-	replaces := id
+	replaces := r.ID
 	if old.Renews != "" {
-		if earlier, err := s.db.Pairing(old.Renews); err == nil && earlier.Live(now) {
+		if earlier, err := s.db.Pairing(ctx, old.Renews); err == nil && earlier.Live(now) {
 			replaces = earlier.ID
 		}
 	}
@@ -438,44 +471,60 @@ func (s *Service) Renew(ctx context.Context, id, user, responseURL string, urlIs
 	// still being requested; or it was replaced and has ended) renews
 	// nothing: a second request would be refused by the instance limit at
 	// best, and its refusal would cover the live code.
-	if holder, err := s.db.Holder(old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
+	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
 		return holder, ErrReplaced
 	}
-	if old.State == store.StateSuperseded {
+	if old.State == StateSuperseded {
 		return old, ErrReplaced
 	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: user, Team: old.Team, Channel: old.Channel,
-		ResponseURL: responseURL, URLIssued: urlIssued, Replaces: replaces, Message: old.MessageID(),
+		User: r.User, Team: old.Team, Channel: old.Channel,
+		ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, Message: old.MessageID(),
 	})
 }
 
-// Cancel ends a live pairing at the requester's wish; the code is wiped.
-func (s *Service) Cancel(id, user string) (store.Pairing, error) {
+// Cancel ends a live pairing at its requester's wish (ErrNotYours for
+// anyone else); the code is wiped. The click's response_url becomes the
+// message's (see Refresh). A pairing that already ended is left as it is
+// and returned with ErrEnded, rebound, so its message can show how it ended.
+func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	now := s.cfg.Now()
-	p, err := s.db.UpdatePairing(id, now, func(p *store.Pairing) error {
+	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
 		if p.RequestedBy != user {
 			return ErrNotYours
 		}
 		if !p.Live(now) {
 			return ErrEnded
 		}
-		p.State = store.StateCancelled
+		p.State = StateCancelled
+		if p.ResponseURL != responseURL {
+			p.ResponseURL, p.URLIssued = responseURL, issued
+		}
 		return nil
 	})
+	if errors.Is(err, ErrEnded) {
+		if p, err = s.db.Pairing(ctx, id); err != nil {
+			return p, err
+		}
+		p, err = s.rebind(ctx, p, responseURL, issued)
+		if err != nil {
+			return p, err
+		}
+		return p, ErrEnded
+	}
 	if err != nil {
 		return p, err
 	}
-	if err := s.db.AppendAudit(s.event(now, "cancelled", p, "")); err != nil {
+	if err := s.db.AppendAudit(ctx, s.event(now, EventCancelled, p, "")); err != nil {
 		s.cfg.Log.Error("audit", "err", err)
 	}
 	return p, nil
 }
 
 // event is the audit record of p: masked phone, never the code.
-func (s *Service) event(at time.Time, kind string, p store.Pairing, outcome string) store.Event {
-	return store.Event{
+func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome) Event {
+	return Event{
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
 		Instance: p.InstanceName, InstanceID: p.Instance, Phone: MaskPhone(PhoneFromDigits(p.Phone).International),
 		Digits:  p.Phone, // the store keeps only a keyed hash of it
@@ -488,9 +537,9 @@ func (s *Service) event(at time.Time, kind string, p store.Pairing, outcome stri
 // A renewal asks for the same phone on the same instance for the same
 // requester and channel as the pairing it replaces, so only the pairing ID
 // differs.
-func (s *Service) replacedEvent(p store.Pairing, replaced string) store.Event {
+func (s *Service) replacedEvent(p Pairing, replaced string) Event {
 	if replaced == "" {
-		return store.Event{}
+		return Event{}
 	}
 	e := s.event(time.Time{}, "", p, "")
 	e.Pairing = replaced

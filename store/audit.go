@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -15,32 +16,9 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-)
 
-// Event is one audit record. It never holds a pairing code, and Phone is
-// stored masked by the caller.
-type Event struct {
-	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"` // requested, refused, code_issued, linked, wrong_phone, expired, cancelled, superseded, interrupted, error
-	User     string    `json:"user"`
-	Team     string    `json:"team,omitempty"`
-	Channel  string    `json:"channel,omitempty"`
-	Instance string    `json:"instance,omitempty"` // alias as configured when the event happened, or the ID
-	Phone    string    `json:"phone,omitempty"`    // masked, e.g. +20 111 ••• 3333
-	// PhoneKey finds a phone's events without storing its digits: an
-	// HMAC-SHA256 of the digits under a secret kept in the database (see
-	// keyedPhoneKey). It is set inside this package only, from Digits, and
-	// Audit never returns it.
-	PhoneKey string `json:"phone_key,omitempty"`
-	Pairing  string `json:"pairing,omitempty"`
-	Outcome  string `json:"outcome,omitempty"`
-	// InstanceID is the 12-character Wawp instance ID (events written
-	// before it was recorded have only Instance).
-	InstanceID string `json:"instance_id,omitempty"`
-	// Digits is the phone, country code first, handed to the store only so
-	// it can compute PhoneKey; it is never stored or returned.
-	Digits string `json:"-"`
-}
+	"github.com/linkbot/linkbot/pairing"
+)
 
 // The audit log's buckets and meta keys. Events live in bucketAudit keyed
 // by big-endian unix nanos + sequence (the "primary key"), so the log is
@@ -127,7 +105,7 @@ func prepareAudit(b *bolt.DB) error {
 			}
 			var last []byte
 			for n := 0; k != nil && n < auditIndexChunk; k, v = c.Next() {
-				var e Event
+				var e pairing.Event
 				if json.Unmarshal(v, &e) == nil {
 					if err := putIndexEntries(tx, e, k); err != nil {
 						return err
@@ -163,7 +141,7 @@ type indexEntry struct {
 // indexEntries lists the index keys of event e stored under primary key pk:
 // its phone key, and its instance's name and ID (lower case, once each).
 // Appending and pruning both use it, so the indexes stay in step.
-func indexEntries(e Event, pk []byte) []indexEntry {
+func indexEntries(e pairing.Event, pk []byte) []indexEntry {
 	var out []indexEntry
 	if e.PhoneKey != "" {
 		out = append(out, indexEntry{bucketAuditByPhone, indexKey(e.PhoneKey, pk)})
@@ -189,7 +167,7 @@ func instanceIndexName(s string) string {
 // instance ID it records, or for older events without one, its alias.
 // Matching an ID-carrying event by its alias would hand an instance's
 // events to whichever instance is given that alias later.
-func eventInstanceName(e Event) string {
+func eventInstanceName(e pairing.Event) string {
 	if e.InstanceID != "" {
 		return instanceIndexName(e.InstanceID)
 	}
@@ -203,7 +181,7 @@ func indexKey(prefix string, pk []byte) []byte {
 	return append(k, pk...)
 }
 
-func putIndexEntries(tx *bolt.Tx, e Event, pk []byte) error {
+func putIndexEntries(tx *bolt.Tx, e pairing.Event, pk []byte) error {
 	for _, ix := range indexEntries(e, pk) {
 		if err := tx.Bucket(ix.bucket).Put(ix.key, nil); err != nil {
 			return err
@@ -213,8 +191,8 @@ func putIndexEntries(tx *bolt.Tx, e Event, pk []byte) error {
 }
 
 // AppendAudit appends e to the audit log.
-func (db *DB) AppendAudit(e Event) error {
-	err := db.update(func(tx *bolt.Tx) error { return appendAudit(tx, e) })
+func (db *DB) AppendAudit(ctx context.Context, e pairing.Event) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error { return appendAudit(tx, e) })
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}
@@ -223,7 +201,7 @@ func (db *DB) AppendAudit(e Event) error {
 
 // appendAudit writes e and its index entries inside tx; an event without
 // Kind is skipped. e.Digits becomes the keyed PhoneKey and is not stored.
-func appendAudit(tx *bolt.Tx, e Event) error {
+func appendAudit(tx *bolt.Tx, e pairing.Event) error {
 	if e.Kind == "" {
 		return nil
 	}
@@ -256,40 +234,20 @@ func timeBytes(t time.Time) []byte {
 	return binary.BigEndian.AppendUint64(make([]byte, 0, 16), n)
 }
 
-// AuditQuery selects audit events. Every field is optional; a phone or
-// instance query reads only that phone's or instance's events (through
-// its index), and Limit stops the read as soon as it has enough.
-type AuditQuery struct {
-	Since time.Time // events at or after Since; zero: from the first
-	Until time.Time // events before Until; zero: up to the newest
-	// Phone is a phone's digits, country code first. It finds the events
-	// keyed under this database's secret and events written before keys
-	// were keyed (see legacyPhoneKey).
-	Phone string
-	// Instances are aliases or IDs, any case: events of any of them. An
-	// event that records its instance ID matches by that ID only (an alias
-	// can be given to another instance later); older events, which recorded
-	// only the alias, match by alias.
-	Instances []string
-	// Keep, if set, drops the events it returns false for; dropped events
-	// do not count towards Limit.
-	Keep func(Event) bool
-	// Limit is how many events to return at most: the newest ones. Zero
-	// means no limit.
-	Limit int
-}
-
 // Audit returns the events q selects, oldest first, and whether the limit
-// left older matching events out. Returned events carry no PhoneKey. A
-// record that does not parse (a damaged page, a bad restore) is skipped, so
-// it cannot hide every other event from history and `linkbot audit`; the
-// log's warning says how many were skipped and where the first one is.
-func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
+// left older matching events out. Returned events carry no PhoneKey. An
+// event that records its instance ID matches an instance query by that ID
+// only (an alias can be given to another instance later); older events,
+// which recorded only the alias, match by alias. A record that does not
+// parse (a damaged page, a bad restore) is skipped, so it cannot hide every
+// other event from history and `linkbot audit`; the log's warning says how
+// many were skipped and where the first one is.
+func (db *DB) Audit(ctx context.Context, q pairing.AuditQuery) (events []pairing.Event, more bool, err error) {
 	var (
 		skipped   int
 		firstSkip string
 	)
-	err = db.view(func(tx *bolt.Tx) error {
+	err = db.view(ctx, func(tx *bolt.Tx) error {
 		skipped = 0
 		audit, meta := tx.Bucket(bucketAudit), tx.Bucket(bucketMeta)
 		if audit == nil {
@@ -332,7 +290,7 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 			if v == nil {
 				v = audit.Get(pk)
 			}
-			var e Event
+			var e pairing.Event
 			if err := json.Unmarshal(v, &e); err != nil {
 				if skipped++; skipped == 1 {
 					firstSkip = fmt.Sprintf("%x: %v", pk, err)
@@ -366,8 +324,8 @@ func (db *DB) Audit(q AuditQuery) (events []Event, more bool, err error) {
 // AuditEvents returns every event at or after since that keep accepts,
 // oldest first. It reads the whole window: readers serving people use
 // Audit with a Limit.
-func (db *DB) AuditEvents(since time.Time, keep func(Event) bool) ([]Event, error) {
-	events, _, err := db.Audit(AuditQuery{Since: since, Keep: keep})
+func (db *DB) AuditEvents(ctx context.Context, since time.Time, keep func(pairing.Event) bool) ([]pairing.Event, error) {
+	events, _, err := db.Audit(ctx, pairing.AuditQuery{Since: since, Keep: keep})
 	return events, err
 }
 
@@ -441,7 +399,7 @@ func pruneAudit(tx *bolt.Tx, cutoff time.Time) (int, error) {
 	c := audit.Cursor()
 	for k, v := c.First(); k != nil && bytes.Compare(k, end) < 0; k, v = c.Next() {
 		pk := slices.Clone(k)
-		var e Event
+		var e pairing.Event
 		if json.Unmarshal(v, &e) == nil {
 			doomed = append(doomed, indexEntries(e, pk)...)
 		}

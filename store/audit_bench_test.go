@@ -7,6 +7,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // seedEnd is the time of the newest seeded audit event.
@@ -38,7 +40,7 @@ func seedAudit(b *testing.B, n int) *DB {
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
 			for i := lo; i < min(lo+chunk, n); i++ {
 				digits := seedPhone(i)
-				e := Event{
+				e := pairing.Event{
 					Time: start.Add(time.Duration(i+1) * step), Kind: "code_issued", User: fmt.Sprintf("U%04d", i%300), Team: "T0LINKBOT",
 					Channel: "C0SUPPORT", Instance: fmt.Sprintf("inst-%02d", i%seedInstances), Phone: "+20 10 ••• " + digits[len(digits)-4:],
 					Digits: digits, Pairing: fmt.Sprintf("p%016d", i), Outcome: "",
@@ -68,18 +70,18 @@ func BenchmarkAuditQueries(b *testing.B) {
 	dayAgo := seedEnd.Add(-24 * time.Hour)
 	tests := []struct {
 		name string
-		q    AuditQuery
+		q    pairing.AuditQuery
 	}{
-		{"history", AuditQuery{Phone: seedPhone(42), Limit: 10}},
-		{"audit_phone_24h", AuditQuery{Phone: seedPhone(42), Since: dayAgo, Limit: 1000}},
-		{"audit_instance_24h", AuditQuery{Instances: []string{"inst-07"}, Since: dayAgo, Limit: 1000}},
-		{"audit_since_720h", AuditQuery{Since: seedEnd.Add(-seedSpan), Limit: 1000}},
+		{"history", pairing.AuditQuery{Phone: seedPhone(42), Limit: 10}},
+		{"audit_phone_24h", pairing.AuditQuery{Phone: seedPhone(42), Since: dayAgo, Limit: 1000}},
+		{"audit_instance_24h", pairing.AuditQuery{Instances: []string{"inst-07"}, Since: dayAgo, Limit: 1000}},
+		{"audit_since_720h", pairing.AuditQuery{Since: seedEnd.Add(-seedSpan), Limit: 1000}},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				events, _, err := db.Audit(tt.q)
+				events, _, err := db.Audit(b.Context(), tt.q)
 				if err != nil || len(events) == 0 {
 					b.Fatalf("%d events, %v", len(events), err)
 				}

@@ -1,24 +1,15 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-)
 
-// Slack accepts at most ResponseURLUses posts to one response_url, within
-// ResponseURLLifetime of the interaction that issued it.
-const (
-	ResponseURLUses     = 5
-	ResponseURLLifetime = 30 * time.Minute
+	"github.com/linkbot/linkbot/pairing"
 )
-
-// ErrBudgetSpent means a response_url has no use left that the caller may
-// take (or has expired). The message can no longer be edited through it.
-var ErrBudgetSpent = errors.New("response_url budget spent")
 
 type urlBudget struct {
 	Issued time.Time `json:"issued"`
@@ -28,11 +19,11 @@ type urlBudget struct {
 // UseResponseURL takes one use of url's budget, counted in the file so a
 // restart cannot reset it. keep is how many uses must remain afterwards for
 // later, more important posts (the final state keeps the last two).
-func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error {
+func (db *DB) UseResponseURL(ctx context.Context, url string, issued, now time.Time, keep int) error {
 	var spent bool
 	// Batch: concurrent edits share one fsync. The function only reports
 	// through spent, so running it twice (as Batch may) is harmless.
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		spent = false
 		b := tx.Bucket(bucketResponseURLs)
 		budget := urlBudget{Issued: issued}
@@ -41,7 +32,7 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 				return err
 			}
 		}
-		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) || ResponseURLUses-budget.Used-1 < keep {
+		if !now.Before(budget.Issued.Add(pairing.ResponseURLLifetime)) || pairing.ResponseURLUses-budget.Used-1 < keep {
 			spent = true
 			return nil
 		}
@@ -52,7 +43,7 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 		return fmt.Errorf("use response_url: %w", err)
 	}
 	if spent {
-		return ErrBudgetSpent
+		return pairing.ErrBudgetSpent
 	}
 	return nil
 }
@@ -60,8 +51,8 @@ func (db *DB) UseResponseURL(url string, issued, now time.Time, keep int) error 
 // RefundResponseURL gives back a use that Slack certainly did not count:
 // it answered 429. After a 5xx, a timeout or a dropped connection the post
 // may have counted, so its use is not given back.
-func (db *DB) RefundResponseURL(url string) error {
-	return db.batch(func(tx *bolt.Tx) error {
+func (db *DB) RefundResponseURL(ctx context.Context, url string) error {
+	return db.batch(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketResponseURLs)
 		raw := b.Get([]byte(url))
 		if raw == nil {
@@ -76,25 +67,4 @@ func (db *DB) RefundResponseURL(url string) error {
 		}
 		return putJSON(b, []byte(url), budget)
 	})
-}
-
-// ResponseURLUsesLeft reports how many posts url still allows at now.
-func (db *DB) ResponseURLUsesLeft(url string, now time.Time) (int, error) {
-	left := ResponseURLUses
-	err := db.view(func(tx *bolt.Tx) error {
-		raw := tx.Bucket(bucketResponseURLs).Get([]byte(url))
-		if raw == nil {
-			return nil
-		}
-		var budget urlBudget
-		if err := json.Unmarshal(raw, &budget); err != nil {
-			return err
-		}
-		left = ResponseURLUses - budget.Used
-		if !now.Before(budget.Issued.Add(ResponseURLLifetime)) {
-			left = 0
-		}
-		return nil
-	})
-	return left, err
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // TestOpenDamagedFile: a truncated or overwritten database file is
@@ -26,7 +29,7 @@ func TestOpenDamagedFile(t *testing.T) {
 	}
 	for i := range 300 {
 		phone := fmt.Sprintf("2011122%05d", i)
-		if _, err := db.Reserve(reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), phone, fmt.Sprint("U", i), t0)); err != nil {
+		if _, err := db.Reserve(t.Context(), reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), phone, fmt.Sprint("U", i), t0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -86,9 +89,14 @@ func TestOpenDamagedFile(t *testing.T) {
 }
 
 // corruptMiddleLeaf writes a database with many audit events, then marks
-// one leaf page from the middle of the file (neither the first nor the last
-// page of any bucket, which Open's quick look reads) as a freelist page: a
-// page bbolt cannot read as part of a bucket, and panics on.
+// one leaf page of the audit bucket from the middle of the file (neither
+// the first nor the last page of any bucket, which Open's quick look reads)
+// as a freelist page: a page bbolt cannot read as part of a bucket, and
+// panics on. Only a page holding audit records (JSON) that bbolt has not
+// freed will do: a page of an index is read only by queries through that
+// index, and a freed page by nothing, so damaging one of those let the
+// reads below pass by luck (the phone index's pages fall where the random
+// phone-key secret puts them).
 func corruptMiddleLeaf(t *testing.T) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "linkbot.db")
@@ -98,9 +106,9 @@ func corruptMiddleLeaf(t *testing.T) string {
 	}
 	now := time.Now()
 	for i := range 3000 {
-		e := Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
+		e := pairing.Event{Time: now.Add(-time.Duration(3000-i) * time.Second), Kind: "requested", User: fmt.Sprint("U", i),
 			Instance: "support-eg", Phone: "+20 111 ••• 3333", Digits: fmt.Sprintf("2011122%05d", i), Outcome: "ok"}
-		if err := db.AppendAudit(e); err != nil {
+		if err := db.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,13 +117,29 @@ func corruptMiddleLeaf(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b, err := bolt.Open(path, 0o600, nil) // read-write: bbolt loads its freelist
+	if err != nil {
+		t.Fatal(err)
+	}
 	ps := os.Getpagesize()
 	var leaves []int
-	for id := 2; (id+1)*ps <= len(raw); id++ {
-		hdr := raw[id*ps:]
-		if binary.LittleEndian.Uint64(hdr) == uint64(id) && binary.LittleEndian.Uint16(hdr[8:]) == 0x02 {
+	err = b.View(func(tx *bolt.Tx) error {
+		for id := 2; (id+1)*ps <= len(raw); id++ {
+			page := raw[id*ps : (id+1)*ps]
+			if binary.LittleEndian.Uint64(page) != uint64(id) || binary.LittleEndian.Uint16(page[8:]) != 0x02 ||
+				!bytes.Contains(page, []byte(`"kind":"requested"`)) {
+				continue
+			}
+			if info, err := tx.Page(id); err != nil || info == nil || info.Type != "leaf" {
+				continue // freed
+			}
 			leaves = append(leaves, id)
 		}
+		return nil
+	})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(leaves) < 10 {
 		t.Fatalf("only %d leaf pages", len(leaves))
@@ -145,11 +169,11 @@ func TestDamagedMiddlePageIsErrDamaged(t *testing.T) {
 			}
 			defer db.Close()
 			reads := map[string]func() error{
-				"Audit": func() error { _, _, err := db.Audit(AuditQuery{Limit: 100000}); return err },
+				"Audit": func() error { _, _, err := db.Audit(t.Context(), pairing.AuditQuery{Limit: 100000}); return err },
 			}
 			if !readOnly {
 				reads["Prune"] = func() error {
-					_, err := db.Prune(time.Now(), PruneBefore{AuditEvents: time.Now()})
+					_, err := db.Prune(t.Context(), time.Now(), pairing.PruneBefore{AuditEvents: time.Now()})
 					return err
 				}
 			}
@@ -207,7 +231,7 @@ func TestBugInTransactionIsNotDamage(t *testing.T) {
 	var got any
 	func() {
 		defer func() { got = recover() }()
-		err := db.view(func(*bolt.Tx) error {
+		err := db.view(t.Context(), func(*bolt.Tx) error {
 			var m map[string]int
 			m["x"] = 1 // a bug
 			return nil
@@ -218,7 +242,7 @@ func TestBugInTransactionIsNotDamage(t *testing.T) {
 		t.Errorf("no panic")
 	}
 	// The file is fine afterwards: the transaction was rolled back.
-	if _, err := db.Pairing("none"); !errors.Is(err, ErrNotFound) {
+	if _, err := db.Pairing(t.Context(), "none"); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("Pairing after the panic: %v", err)
 	}
 }

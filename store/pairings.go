@@ -2,160 +2,25 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
-
-// Pairing states. A pairing is live while it is Requesting or Live and has
-// not passed ExpiresAt; every other state is final. A Requesting pairing's
-// ExpiresAt is its lease (the Hold): past it, the request is interrupted.
-const (
-	StateRequesting = "requesting"  // a code request is on its way to Wawp
-	StateLive       = "live"        // a code is shown and may be entered
-	StateWarmingUp  = "warming_up"  // Wawp's engine was starting; retry allowed at RetryAt
-	StateLinked     = "linked"      // WhatsApp reported the session working with the right phone
-	StateWrongPhone = "wrong_phone" // the session came up with another number
-	StateExpired    = "expired"     // the code was not entered in time
-	StateCancelled  = "cancelled"   // the requester cancelled
-	StateSuperseded = "superseded"  // a newer code for the same request replaced it
-	StateFailed     = "failed"      // Wawp or the instance failed
-	StateRefused    = "refused"     // the request never reached Wawp's request-code
-	// StateInterrupted: the request never settled (the process stopped
-	// mid-request) and its lease ran out. It counts: request-code may have
-	// reached WhatsApp.
-	StateInterrupted = "interrupted"
-)
-
-// Pairing is one request for a pairing code and everything needed to keep
-// its ephemeral Slack message current. Slack forgets ephemeral messages on
-// reload, so this record, keyed by ID, is the only state there is.
-type Pairing struct {
-	ID           string    `json:"id"`
-	Instance     string    `json:"instance"`      // 12-character Wawp instance ID
-	InstanceName string    `json:"instance_name"` // alias as configured, or the ID
-	Phone        string    `json:"phone"`         // digits, country code first
-	RequestedBy  string    `json:"requested_by"`
-	Team         string    `json:"team"`
-	Channel      string    `json:"channel"`
-	ResponseURL  string    `json:"response_url"`
-	URLIssued    time.Time `json:"url_issued"`
-	Code         string    `json:"code,omitempty"` // wiped when the pairing ends
-	RequestedAt  time.Time `json:"requested_at"`
-	IssuedAt     time.Time `json:"issued_at,omitempty"` // when the code arrived
-	ExpiresAt    time.Time `json:"expires_at"`
-	RetryAt      time.Time `json:"retry_at,omitempty"`
-	State        string    `json:"state"`
-	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
-	LinkedPhone  string    `json:"linked_phone,omitempty"`
-	EndedAt      time.Time `json:"ended_at,omitempty"`
-	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
-	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
-	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
-	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
-	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
-}
-
-// MessageID names the Slack message the pairing is shown in. A /link
-// starts a message of its own; a renewal (New code, Try again) is shown in
-// the message whose button asked for it, so it inherits that message.
-func (p Pairing) MessageID() string {
-	if p.Message != "" {
-		return p.Message
-	}
-	return p.ID
-}
-
-// RefusedBy is the limit that refused the request (LimitNone if none did).
-func (p Pairing) RefusedBy() Limit {
-	if p.State != StateRefused {
-		return LimitNone
-	}
-	limit, _ := strings.CutPrefix(p.Reason, limitReason)
-	if limit == p.Reason {
-		return LimitNone
-	}
-	return Limit(limit)
-}
-
-// limitReason prefixes the Reason of a request a limit refused.
-const limitReason = "limit:"
-
-// Final reports whether the pairing has reached a state it never leaves.
-func (p Pairing) Final() bool {
-	switch p.State {
-	case StateRequesting, StateLive:
-		return false
-	}
-	return true
-}
-
-// Live reports whether the pairing still holds its instance at now.
-func (p Pairing) Live(now time.Time) bool {
-	return (p.State == StateRequesting || p.State == StateLive) && now.Before(p.ExpiresAt)
-}
-
-// Window is a sliding-window limit: at most Max events per Period.
-type Window struct {
-	Max    int
-	Period time.Duration
-}
-
-// Reservation asks to record a code request and create its pairing, if the
-// limits allow it.
-type Reservation struct {
-	Pairing    Pairing // State, RequestedAt and ExpiresAt are set by Reserve
-	PhoneLimit Window
-	UserLimit  Window
-	// Replaces is the pairing a "New code" click renews: it may hold the
-	// instance, since the requester is replacing their own code. It stays
-	// live until the Settlement says whether WhatsApp saw the new request.
-	Replaces string
-	Now      time.Time
-	// Hold is how long the instance stays locked while the request is in
-	// flight, so a crash cannot lock an instance forever.
-	Hold time.Duration
-	// Granted and Refused are appended to the audit log in the same
-	// transaction, whichever applies (Outcome is filled in on refusal).
-	Granted, Refused Event
-}
-
-// Limit names which limit refused a reservation.
-type Limit string
-
-const (
-	LimitNone     Limit = ""
-	LimitPhone    Limit = "phone"
-	LimitUser     Limit = "user"
-	LimitInstance Limit = "instance"
-)
-
-// Decision is the outcome of Reserve.
-type Decision struct {
-	Refused Limit
-	// RetryAt is when the refused request would next be allowed.
-	RetryAt time.Time
-	// Count is the number of requests in the refusing window (phone or
-	// user), or for a granted request the number for the phone including it.
-	Count int
-	// Holder is the live pairing that holds the instance (LimitInstance).
-	Holder Pairing
-	// Pairing is the stored pairing: Requesting when granted; Refused when
-	// a limit refused a request of its own (not a renewal), kept so its
-	// message can be drawn again if the post of the refusal is lost.
-	Pairing Pairing
-}
 
 type attempt struct {
 	User     string `json:"user"`
 	Team     string `json:"team"`
 	Instance string `json:"instance"`
 	Pairing  string `json:"pairing"`
-	Outcome  string `json:"outcome"`
+	// Outcome is the state the attempt's pairing settled in (requesting
+	// until it settles). Nothing reads it back: it explains the file.
+	Outcome string `json:"outcome"`
 }
 
 // Reserve checks the per-phone, per-user and per-instance limits and, when
@@ -169,39 +34,36 @@ type attempt struct {
 // may run the function more than once; that is safe because the function
 // reads everything it decides from the transaction and only returns an error
 // for storage failures.
-func (db *DB) Reserve(r Reservation) (Decision, error) {
-	var d Decision
-	err := db.batch(func(tx *bolt.Tx) error {
-		d = Decision{}
+func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decision, error) {
+	var d pairing.Decision
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		d = pairing.Decision{}
 		p := r.Pairing
 		live := tx.Bucket(bucketLive)
 		pairings := tx.Bucket(bucketPairings)
 		if id := live.Get([]byte(p.Instance)); id != nil && string(id) != r.Replaces {
 			if holder, err := loadPairing(pairings, id); err == nil && holder.Live(r.Now) {
 				holder.Code = ""
-				d = Decision{Refused: LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
+				d = pairing.Decision{Refused: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
 				return refuse(tx, r, &d)
 			}
 		}
 		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, r.PhoneLimit.Period)
 		if r.PhoneLimit.Max > 0 && len(phoneTimes) >= r.PhoneLimit.Max {
-			d = Decision{Refused: LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
+			d = pairing.Decision{Refused: pairing.LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
 			return refuse(tx, r, &d)
 		}
 		userTimes := windowTimes(tx.Bucket(bucketUserAttempts), p.RequestedBy, r.Now, r.UserLimit.Period)
 		if r.UserLimit.Max > 0 && len(userTimes) >= r.UserLimit.Max {
-			d = Decision{Refused: LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
+			d = pairing.Decision{Refused: pairing.LimitUser, Count: len(userTimes), RetryAt: userTimes[len(userTimes)-r.UserLimit.Max].Add(r.UserLimit.Period)}
 			return refuse(tx, r, &d)
 		}
-		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: "requested"}
-		at, err := putAttempt(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, a)
+		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: string(pairing.StateRequesting)}
+		at, err := putAttempt(tx, p.Phone, p.RequestedBy, r.Now, a)
 		if err != nil {
 			return err
 		}
-		if _, err := putAttempt(tx.Bucket(bucketUserAttempts), p.RequestedBy, at, a); err != nil {
-			return err
-		}
-		p.State = StateRequesting
+		p.State = pairing.StateRequesting
 		p.RequestedAt = at
 		p.ExpiresAt = r.Now.Add(r.Hold)
 		p.Attempt = len(phoneTimes) + 1
@@ -218,7 +80,7 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 		return appendAudit(tx, r.Granted)
 	})
 	if err != nil {
-		return Decision{}, fmt.Errorf("reserve code request: %w", err)
+		return pairing.Decision{}, fmt.Errorf("reserve code request: %w", err)
 	}
 	return d, nil
 }
@@ -227,11 +89,9 @@ func (db *DB) Reserve(r Reservation) (Decision, error) {
 // (a /link, not a renewal, whose answer only replaces a click's message),
 // the refused request as a final pairing, watched until its message shows
 // the refusal: a post that Slack never got is posted again.
-func refuse(tx *bolt.Tx, r Reservation, d *Decision) error {
+func refuse(tx *bolt.Tx, r pairing.Reservation, d *pairing.Decision) error {
 	if r.Replaces == "" {
-		p := r.Pairing
-		p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, limitReason+string(d.Refused), d.RetryAt, d.Count
-		p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = r.Now, r.Now, r.Now, d.Holder.ID
+		p := d.RefusedPairing(r.Pairing, r.Now)
 		if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
 			return err
 		}
@@ -244,7 +104,7 @@ func refuse(tx *bolt.Tx, r Reservation, d *Decision) error {
 		return nil
 	}
 	e := r.Refused
-	e.Outcome = limitReason + string(d.Refused)
+	e.Outcome = d.Refused.Outcome()
 	return appendAudit(tx, e)
 }
 
@@ -259,52 +119,30 @@ func windowTimes(b *bolt.Bucket, key string, now time.Time, period time.Duration
 	return times
 }
 
-// putAttempt stores a at the first free nanosecond at or after t (two
-// requests can share a clock reading) and returns the time used.
-func putAttempt(b *bolt.Bucket, key string, t time.Time, a attempt) (time.Time, error) {
-	for b.Get(timeKey(key, t)) != nil {
+// putAttempt stores a under phone and under user at the first nanosecond
+// at or after t that is free in both windows (two requests can share a
+// clock reading) and returns the time used, which becomes the pairing's
+// RequestedAt: settleAttempt finds both entries by it.
+func putAttempt(tx *bolt.Tx, phone, user string, t time.Time, a attempt) (time.Time, error) {
+	phones, users := tx.Bucket(bucketPhoneAttempts), tx.Bucket(bucketUserAttempts)
+	for phones.Get(timeKey(phone, t)) != nil || users.Get(timeKey(user, t)) != nil {
 		t = t.Add(1)
 	}
-	return t, putJSON(b, timeKey(key, t), a)
-}
-
-// Settlement is how a reserved request ended: the pairing change, whether
-// the attempt keeps counting, and the audit event, written in one transaction.
-type Settlement struct {
-	ID     string
-	Now    time.Time
-	Change func(*Pairing) error
-	// Outcome is recorded on the attempt. Counted=false removes the attempt
-	// from both windows: only when the request certainly never reached
-	// WhatsApp (refused by Wawp before pairing, or never sent).
-	Outcome string
-	Counted bool
-	Audit   Event // skipped when Kind is empty
-	// Replaced is the pairing this request renewed ("New code"), if any.
-	// When Counted, WhatsApp saw the new request, which voids the old code:
-	// the old pairing ends as superseded. Otherwise its code still works,
-	// so it takes its instance back, and its message (ReplacedURL, the
-	// click's fresh response_url) goes on tracking it; the renewal's view
-	// is then only the click's answer, and is not watched.
-	Replaced    string
-	ReplacedURL string
-	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
-	// Time left empty: when Settle ends that pairing it appends the record
-	// with the state it ended in (superseded, or expired when its code ran
-	// out before an uncounted renewal settled). Nothing is written when
-	// Pairing is empty.
-	ReplacedAudit Event
+	if err := putJSON(phones, timeKey(phone, t), a); err != nil {
+		return t, err
+	}
+	return t, putJSON(users, timeKey(user, t), a)
 }
 
 // Settle applies s and returns the updated pairing.
-func (db *DB) Settle(s Settlement) (Pairing, error) {
-	var p Pairing
-	err := db.update(func(tx *bolt.Tx) error {
+func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
 		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
 			return err
 		}
-		if err := settleAttempt(tx, p, s.Outcome, s.Counted); err != nil {
+		if err := settleAttempt(tx, p, s.Counted); err != nil {
 			return err
 		}
 		if s.Replaced != "" {
@@ -315,7 +153,7 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 		return appendAudit(tx, s.Audit)
 	})
 	if err != nil {
-		return Pairing{}, fmt.Errorf("settle pairing %q: %w", s.ID, err)
+		return pairing.Pairing{}, fmt.Errorf("settle pairing %q: %w", s.ID, err)
 	}
 	return p, nil
 }
@@ -323,17 +161,17 @@ func (db *DB) Settle(s Settlement) (Pairing, error) {
 // settleReplaced ends or reinstates the pairing a renewal replaced. The
 // two share one message, and only one of them goes on being watched for
 // it: the renewal, or a reinstated old pairing whose code still works.
-func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
+func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) error {
 	if s.Counted {
-		ended, err := endPairing(tx, s.Replaced, StateSuperseded, s.Now)
+		ended, err := endPairing(tx, s.Replaced, pairing.StateSuperseded, s.Now)
 		if err != nil || !ended {
 			return err
 		}
-		return appendEndAudit(tx, s.ReplacedAudit, StateSuperseded, s.Now)
+		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
 	watched := tx.Bucket(bucketWatched)
 	old, err := loadPairing(tx.Bucket(bucketPairings), []byte(s.Replaced))
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, pairing.ErrNotFound) {
 		return watched.Delete([]byte(s.Replaced))
 	}
 	if err != nil {
@@ -344,14 +182,14 @@ func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
 		// while the renewal was on its way (New code clicked just past the
 		// expiry, before a tick ended it) ends here as expired, code wiped
 		// and audited: nothing watches it any more to end it later.
-		if old.State != StateLive {
+		if old.State != pairing.StateLive {
 			return watched.Delete([]byte(s.Replaced))
 		}
-		ended, err := endPairing(tx, old.ID, StateExpired, s.Now)
+		ended, err := endPairing(tx, old.ID, pairing.StateExpired, s.Now)
 		if err != nil || !ended {
 			return err
 		}
-		return appendEndAudit(tx, s.ReplacedAudit, StateExpired, s.Now)
+		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventExpired, s.Now)
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
@@ -367,49 +205,34 @@ func settleReplaced(tx *bolt.Tx, s Settlement, renewal Pairing) error {
 	return live.Put([]byte(old.Instance), []byte(old.ID))
 }
 
-// Interruption ends a request that never settled.
-type Interruption struct {
-	ID  string
-	Now time.Time
-	// Lapsed ends it only if its lease (the Hold given to Reserve) ran out
-	// by Now: the process that asked Wawp is gone (a crash, a kill, a
-	// shutdown that could not wait). Without it the request ends at once
-	// (a shutdown cutting short a request it cannot wait for).
-	Lapsed bool
-	Audit  Event // skipped when Kind is empty
-	// ReplacedAudit is the audit record of the pairing the request renewed,
-	// as in Settlement.
-	ReplacedAudit Event
-}
-
 // Interrupt ends a request that is still Requesting as interrupted, in one
 // transaction: the attempt keeps counting (request-code may have reached
 // WhatsApp), a code it was renewing is void (superseded), the instance is
 // released, the event is audited. The pairing stays watched until its
 // message says what happened. It returns the pairing as stored and whether
 // this call ended it (false when it settled first or its lease still runs).
-func (db *DB) Interrupt(in Interruption) (Pairing, bool, error) {
+func (db *DB) Interrupt(ctx context.Context, in pairing.Interruption) (pairing.Pairing, bool, error) {
 	var (
-		p     Pairing
+		p     pairing.Pairing
 		ended bool
 	)
-	err := db.update(func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
 		if p, err = loadPairing(tx.Bucket(bucketPairings), []byte(in.ID)); err != nil {
 			return err
 		}
-		if p.State != StateRequesting || (in.Lapsed && in.Now.Before(p.ExpiresAt)) {
+		if p.State != pairing.StateRequesting || (in.Lapsed && in.Now.Before(p.ExpiresAt)) {
 			return nil
 		}
-		p, err = updatePairing(tx, in.ID, in.Now, func(p *Pairing) error { p.State = StateInterrupted; return nil })
+		p, err = updatePairing(tx, in.ID, in.Now, func(p *pairing.Pairing) error { p.State = pairing.StateInterrupted; return nil })
 		if err != nil {
 			return err
 		}
-		if err := settleAttempt(tx, p, StateInterrupted, true); err != nil {
+		if err := settleAttempt(tx, p, true); err != nil {
 			return err
 		}
 		if p.Renews != "" {
-			if err := settleReplaced(tx, Settlement{Replaced: p.Renews, Now: in.Now, Counted: true, ReplacedAudit: in.ReplacedAudit}, p); err != nil {
+			if err := settleReplaced(tx, pairing.Settlement{Replaced: p.Renews, Now: in.Now, Counted: true, ReplacedAudit: in.ReplacedAudit}, p); err != nil {
 				return err
 			}
 		}
@@ -417,12 +240,14 @@ func (db *DB) Interrupt(in Interruption) (Pairing, bool, error) {
 		return appendAudit(tx, in.Audit)
 	})
 	if err != nil {
-		return Pairing{}, false, fmt.Errorf("interrupt pairing %q: %w", in.ID, err)
+		return pairing.Pairing{}, false, fmt.Errorf("interrupt pairing %q: %w", in.ID, err)
 	}
 	return p, ended, nil
 }
 
-func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {
+// settleAttempt records on p's attempt the state p settled in, or, when
+// the request did not count, removes the attempt from both windows.
+func settleAttempt(tx *bolt.Tx, p pairing.Pairing, counted bool) error {
 	for _, e := range []struct {
 		bucket []byte
 		key    string
@@ -443,7 +268,7 @@ func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {
 		if err := json.Unmarshal(raw, &a); err != nil {
 			return err
 		}
-		a.Outcome = outcome
+		a.Outcome = string(p.State)
 		if err := putJSON(b, k, a); err != nil {
 			return err
 		}
@@ -451,25 +276,14 @@ func settleAttempt(tx *bolt.Tx, p Pairing, outcome string, counted bool) error {
 	return nil
 }
 
-// AttemptCount is the number of recorded code requests for phone in the
-// period ending at now.
-func (db *DB) AttemptCount(phone string, now time.Time, period time.Duration) (int, error) {
-	var n int
-	err := db.view(func(tx *bolt.Tx) error {
-		n = len(windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, period))
-		return nil
-	})
-	return n, err
-}
-
 // NextAllowed returns when phone may next get a code under limit (now if it
 // may already) and how many requests are in the window.
-func (db *DB) NextAllowed(phone string, now time.Time, limit Window) (time.Time, int, error) {
+func (db *DB) NextAllowed(ctx context.Context, phone string, now time.Time, limit pairing.Window) (time.Time, int, error) {
 	var (
 		at time.Time
 		n  int
 	)
-	err := db.view(func(tx *bolt.Tx) error {
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		times := windowTimes(tx.Bucket(bucketPhoneAttempts), phone, now, limit.Period)
 		n = len(times)
 		at = now
@@ -482,39 +296,39 @@ func (db *DB) NextAllowed(phone string, now time.Time, limit Window) (time.Time,
 }
 
 // Pairing returns the pairing with id.
-func (db *DB) Pairing(id string) (Pairing, error) {
-	var p Pairing
-	err := db.view(func(tx *bolt.Tx) error {
+func (db *DB) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		var err error
 		p, err = loadPairing(tx.Bucket(bucketPairings), []byte(id))
 		return err
 	})
 	if err != nil {
-		return Pairing{}, fmt.Errorf("pairing %q: %w", id, err)
+		return pairing.Pairing{}, fmt.Errorf("pairing %q: %w", id, err)
 	}
 	return p, nil
 }
 
 // Holder returns the pairing that holds instance at now (one live code per
 // instance), or ErrNotFound when none does. Its code is left out.
-func (db *DB) Holder(instance string, now time.Time) (Pairing, error) {
-	var p Pairing
-	err := db.view(func(tx *bolt.Tx) error {
+func (db *DB) Holder(ctx context.Context, instance string, now time.Time) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		id := tx.Bucket(bucketLive).Get([]byte(instance))
 		if id == nil {
-			return ErrNotFound
+			return pairing.ErrNotFound
 		}
 		var err error
 		if p, err = loadPairing(tx.Bucket(bucketPairings), id); err != nil {
 			return err
 		}
 		if !p.Live(now) {
-			return ErrNotFound
+			return pairing.ErrNotFound
 		}
 		return nil
 	})
 	if err != nil {
-		return Pairing{}, fmt.Errorf("holder of %q: %w", instance, err)
+		return pairing.Pairing{}, fmt.Errorf("holder of %q: %w", instance, err)
 	}
 	p.Code = ""
 	return p, nil
@@ -523,24 +337,25 @@ func (db *DB) Holder(instance string, now time.Time) (Pairing, error) {
 // UpdatePairing applies change to the stored pairing and saves it. When the
 // pairing is no longer live afterwards, its code is wiped and its instance
 // released: a code must not outlive its pairing anywhere, the store included.
-func (db *DB) UpdatePairing(id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
-	var p Pairing
-	err := db.update(func(tx *bolt.Tx) error {
+func (db *DB) UpdatePairing(ctx context.Context, id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
 		p, err = updatePairing(tx, id, now, change)
 		return err
 	})
 	if err != nil {
-		return Pairing{}, fmt.Errorf("update pairing %q: %w", id, err)
+		// p is the pairing as change left it (unsaved), as documented.
+		return p, fmt.Errorf("update pairing %q: %w", id, err)
 	}
 	return p, nil
 }
 
-func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) error) (Pairing, error) {
+func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
 	pairings := tx.Bucket(bucketPairings)
 	p, err := loadPairing(pairings, []byte(id))
 	if err != nil {
-		return Pairing{}, err
+		return pairing.Pairing{}, err
 	}
 	if err := change(&p); err != nil {
 		return p, err
@@ -562,18 +377,18 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*Pairing) 
 
 // endPairing gives a replaced pairing its final state and stops editing its
 // message, which now shows the pairing that replaced it. A pairing that
-// reached a final state meanwhile (it linked while New code was in flight)
-// keeps it: a final state is never left. It reports whether it ended the
-// pairing.
-func endPairing(tx *bolt.Tx, id, state string, now time.Time) (bool, error) {
+// reached a final state meanwhile (it linked while New code was in flight,
+// or a "New code" on an expired code) keeps it: a final state is never
+// overwritten. It reports whether it ended the pairing.
+func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time) (bool, error) {
 	ended := false
-	_, err := updatePairing(tx, id, now, func(p *Pairing) error {
+	_, err := updatePairing(tx, id, now, func(p *pairing.Pairing) error {
 		if !p.Final() {
 			p.State, ended = state, true
 		}
 		return nil
 	})
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, pairing.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -584,7 +399,7 @@ func endPairing(tx *bolt.Tx, id, state string, now time.Time) (bool, error) {
 
 // appendEndAudit appends e, the audit record of a pairing that ended as
 // kind at now, unless e names no pairing.
-func appendEndAudit(tx *bolt.Tx, e Event, kind string, now time.Time) error {
+func appendEndAudit(tx *bolt.Tx, e pairing.Event, kind pairing.EventKind, now time.Time) error {
 	if e.Pairing == "" {
 		return nil
 	}
@@ -593,21 +408,21 @@ func appendEndAudit(tx *bolt.Tx, e Event, kind string, now time.Time) error {
 }
 
 // loadPairing reads pairing id from the pairings bucket.
-func loadPairing(pairings *bolt.Bucket, id []byte) (Pairing, error) {
+func loadPairing(pairings *bolt.Bucket, id []byte) (pairing.Pairing, error) {
 	raw := pairings.Get(id)
 	if raw == nil {
-		return Pairing{}, ErrNotFound
+		return pairing.Pairing{}, pairing.ErrNotFound
 	}
-	var p Pairing
+	var p pairing.Pairing
 	err := json.Unmarshal(raw, &p)
 	return p, err
 }
 
 // WatchedPairings returns the pairings whose messages are still kept
 // current: live ones, and ended ones whose final state is not shown yet.
-func (db *DB) WatchedPairings() ([]Pairing, error) {
-	var out []Pairing
-	err := db.view(func(tx *bolt.Tx) error {
+func (db *DB) WatchedPairings(ctx context.Context) ([]pairing.Pairing, error) {
+	var out []pairing.Pairing
+	err := db.view(ctx, func(tx *bolt.Tx) error {
 		pairings := tx.Bucket(bucketPairings)
 		return tx.Bucket(bucketWatched).ForEach(func(id, _ []byte) error {
 			if p, err := loadPairing(pairings, id); err == nil {
@@ -625,8 +440,8 @@ func (db *DB) WatchedPairings() ([]Pairing, error) {
 // RecordView remembers which view the message shows now (key), so it is
 // edited only when that changes; unwatch ends editing for good. Runs in
 // Batch: concurrent edits share one fsync, and the function is idempotent.
-func (db *DB) RecordView(id, key string, unwatch bool) error {
-	err := db.batch(func(tx *bolt.Tx) error {
+func (db *DB) RecordView(ctx context.Context, id, key string, unwatch bool) error {
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		if unwatch {
 			if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
 				return err
@@ -634,7 +449,7 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 		}
 		pairings := tx.Bucket(bucketPairings)
 		p, err := loadPairing(pairings, []byte(id))
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, pairing.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
@@ -652,8 +467,8 @@ func (db *DB) RecordView(id, key string, unwatch bool) error {
 // Restore writes pairings as they are, bypassing every limit, and watches
 // the live and requesting ones. It is for restoring a backup and for
 // seeding load tests; the bot itself only creates pairings through Reserve.
-func (db *DB) Restore(ps []Pairing) error {
-	err := db.update(func(tx *bolt.Tx) error {
+func (db *DB) Restore(ps []pairing.Pairing) error {
+	err := db.update(context.Background(), func(tx *bolt.Tx) error {
 		for _, p := range ps {
 			if err := putJSON(tx.Bucket(bucketPairings), []byte(p.ID), p); err != nil {
 				return err
@@ -675,6 +490,6 @@ func (db *DB) Restore(ps []Pairing) error {
 // WatchedCount is how many pairings' messages are being kept current.
 func (db *DB) WatchedCount() int {
 	var n int
-	db.view(func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
+	db.view(context.Background(), func(tx *bolt.Tx) error { n = tx.Bucket(bucketWatched).Stats().KeyN; return nil })
 	return n
 }

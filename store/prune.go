@@ -1,33 +1,17 @@
 package store
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/linkbot/linkbot/pairing"
 )
-
-// PruneStats counts what Prune removed.
-type PruneStats struct {
-	Attempts     int
-	Pairings     int
-	ResponseURLs int
-	AuditEvents  int
-	// DamagedPairings counts watched pairings whose record did not parse:
-	// they could never be advanced or shown, so they are dropped (and
-	// counted in Pairings too).
-	DamagedPairings int
-}
-
-// PruneBefore says what Prune may delete: entries older than each time.
-// A zero AuditBefore keeps the whole audit log.
-type PruneBefore struct {
-	Attempts    time.Time
-	Pairings    time.Time
-	AuditEvents time.Time
-}
 
 // Prune deletes attempts older than before.Attempts, ended pairings (no
 // longer watched or holding an instance) that ended before before.Pairings,
@@ -38,15 +22,17 @@ type PruneBefore struct {
 // bbolt files never shrink: freed pages go to the freelist and are reused
 // by later writes, so with regular pruning the file reaches a plateau set
 // by the busiest window instead of growing with the bot's age.
-func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
-	var st PruneStats
-	err := db.update(func(tx *bolt.Tx) error {
+func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefore) (pairing.PruneStats, error) {
+	var st pairing.PruneStats
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketPhoneAttempts, bucketUserAttempts} {
 			n, err := deleteWhere(tx.Bucket(name), func(k, _ []byte) bool { return keyTime(k).Before(before.Attempts) })
 			if err != nil {
 				return err
 			}
-			st.Attempts += n
+			if bytes.Equal(name, bucketPhoneAttempts) {
+				st.Attempts = n // each attempt is kept once per window: count it once
+			}
 		}
 		watched, live, pairings := tx.Bucket(bucketWatched), tx.Bucket(bucketLive), tx.Bucket(bucketPairings)
 		// A live slot holds its instance only while its pairing is live; one
@@ -63,7 +49,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		// damaged record is pruned below).
 		if _, err := deleteWhere(watched, func(id, _ []byte) bool {
 			_, err := loadPairing(pairings, id)
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			if err != nil && !errors.Is(err, pairing.ErrNotFound) {
 				st.DamagedPairings++
 			}
 			return err != nil
@@ -76,7 +62,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 			if watched.Get(k) != nil || held[string(k)] {
 				return false
 			}
-			var p Pairing
+			var p pairing.Pairing
 			if json.Unmarshal(v, &p) != nil {
 				return true
 			}
@@ -92,7 +78,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		st.Pairings = n
 		n, err = deleteWhere(tx.Bucket(bucketResponseURLs), func(_, v []byte) bool {
 			var b urlBudget
-			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > ResponseURLLifetime
+			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > pairing.ResponseURLLifetime
 		})
 		st.ResponseURLs = n
 		if err != nil || before.AuditEvents.IsZero() {
@@ -102,7 +88,7 @@ func (db *DB) Prune(now time.Time, before PruneBefore) (PruneStats, error) {
 		return err
 	})
 	if err != nil {
-		return PruneStats{}, fmt.Errorf("prune: %w", err)
+		return pairing.PruneStats{}, fmt.Errorf("prune: %w", err)
 	}
 	return st, nil
 }
@@ -129,6 +115,6 @@ func deleteWhere(b *bolt.Bucket, match func(k, v []byte) bool) (int, error) {
 // FileSize is the database file's size in bytes.
 func (db *DB) FileSize() int64 {
 	var n int64
-	db.view(func(tx *bolt.Tx) error { n = tx.Size(); return nil })
+	db.view(context.Background(), func(tx *bolt.Tx) error { n = tx.Size(); return nil })
 	return n
 }

@@ -1,9 +1,12 @@
 // Package store keeps linkbot's state in a single bbolt file: pairing-code
 // attempts per phone and per user, pairing records, response_url budgets and
-// the audit log. It is the only package that imports bbolt.
+// the audit log. It implements pairing.Storage (the model is package
+// pairing's; store imports pairing, never the reverse) and is the only
+// package that imports bbolt.
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -17,6 +20,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 var (
@@ -34,9 +39,6 @@ var (
 // ErrLocked means another process holds the database file. bbolt takes an
 // exclusive flock on open; without a timeout a second bot would hang forever.
 var ErrLocked = errors.New("database file is in use by another process")
-
-// ErrNotFound is returned when a pairing does not exist (or was pruned).
-var ErrNotFound = errors.New("not found")
 
 // ErrDamaged means the database file is truncated or overwritten: bbolt
 // cannot read it, and only a backup brings its contents back.
@@ -209,15 +211,30 @@ func damaged(path, cause string) error {
 // pruning, `linkbot audit`) instead of a crash. bbolt rolls the transaction
 // back on the way out. A panic while committing a batch of Batch calls
 // runs in bbolt's own goroutine and cannot be caught here.
-func (db *DB) view(f func(*bolt.Tx) error) error {
+//
+// A transaction is never started for a ctx that is already done: the
+// call returns ctx.Err() and changes nothing, as pairing.Storage promises.
+// bbolt cannot cancel a transaction once started (nor would one that holds
+// the only writer's lock for microseconds gain from it), so ctx is looked
+// at only then.
+func (db *DB) view(ctx context.Context, f func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return readingFile(db.bolt.Path(), func() error { return db.bolt.View(f) })
 }
 
-func (db *DB) update(f func(*bolt.Tx) error) error {
+func (db *DB) update(ctx context.Context, f func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return readingFile(db.bolt.Path(), func() error { return db.bolt.Update(f) })
 }
 
-func (db *DB) batch(f func(*bolt.Tx) error) error {
+func (db *DB) batch(ctx context.Context, f func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	return readingFile(db.bolt.Path(), func() error { return db.bolt.Batch(f) })
 }
 
@@ -255,8 +272,8 @@ func watchUnsettled(tx *bolt.Tx) error {
 	watched := tx.Bucket(bucketWatched)
 	var ids [][]byte
 	err := tx.Bucket(bucketPairings).ForEach(func(k, v []byte) error {
-		var p Pairing
-		if json.Unmarshal(v, &p) == nil && p.State == StateRequesting && watched.Get(k) == nil {
+		var p pairing.Pairing
+		if json.Unmarshal(v, &p) == nil && p.State == pairing.StateRequesting && watched.Get(k) == nil {
 			ids = append(ids, append([]byte(nil), k...))
 		}
 		return nil
@@ -271,3 +288,6 @@ func watchUnsettled(tx *bolt.Tx) error {
 	}
 	return nil
 }
+
+// DB is the bbolt implementation of the service's storage.
+var _ pairing.Storage = (*DB)(nil)

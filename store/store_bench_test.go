@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // BenchmarkReserveParallel measures check-and-record with 50 concurrent
@@ -26,7 +28,7 @@ func BenchmarkReserveParallel(b *testing.B) {
 		for pb.Next() {
 			i := n.Add(1)
 			r := reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), fmt.Sprint("2010", 10000000+i), fmt.Sprint("U", i), t0)
-			if d, err := db.Reserve(r); err != nil || d.Refused != LimitNone {
+			if d, err := db.Reserve(b.Context(), r); err != nil || d.Refused != pairing.LimitNone {
 				b.Errorf("reserve %d: %+v %v", i, d, err)
 			}
 		}

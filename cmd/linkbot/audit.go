@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,7 +19,7 @@ import (
 // [--instance …] [--limit 1000] [--json]`. It reads the database file
 // directly; while the bot runs (and holds the file) it asks the bot over
 // the unix socket beside the file, which only the file's owner may open.
-func auditCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func auditCommand(ctx context.Context, opts serveOptions, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	since := fs.Duration("since", defaultAuditSince, "how far back, e.g. 24h, 30m, 720h")
 	phone := fs.String("phone", "", "only this phone's events: with country code, or national in the config file's default_region (or LINKBOT_DEFAULT_REGION)")
@@ -37,7 +38,11 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 		return &usageError{err.Error()}
 	}
 	path := or(getenv("LINKBOT_DB"), "linkbot.db")
-	events, more, err := readAudit(path, req, slog.New(slog.NewTextHandler(stderr, nil)))
+	wait := auditLockWait
+	if opts.lockWait > 0 {
+		wait = opts.lockWait
+	}
+	events, more, err := readAudit(ctx, path, req, wait, slog.New(slog.NewTextHandler(stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -60,18 +65,21 @@ func auditCommand(args []string, getenv func(string) string, stdout, stderr io.W
 	return nil
 }
 
+// auditLockWait is how long `linkbot audit` waits for the file's lock
+// before asking the running bot. The running bot holds the lock for its
+// whole life, so a short wait is enough to tell it is there.
+const auditLockWait = 250 * time.Millisecond
+
 // readAudit answers req from the file, or through the running bot when it
-// holds the file's lock. Both read the same query with the same bounds.
-// Damaged records skipped while reading the file are reported to log (the
-// running bot logs those it skips in its own log).
-func readAudit(path string, req auditRequest, log *slog.Logger) ([]store.Event, bool, error) {
-	// The running bot holds the lock for its whole life, so a short wait
-	// is enough to tell it is there.
-	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: 250 * time.Millisecond, Log: log})
+// holds the file's lock (waiting wait for it). Both read the same query
+// with the same bounds. Damaged records skipped while reading the file are
+// reported to log (the running bot logs those it skips in its own log).
+func readAudit(ctx context.Context, path string, req auditRequest, wait time.Duration, log *slog.Logger) ([]pairing.Event, bool, error) {
+	db, err := store.Open(path, store.Options{ReadOnly: true, LockTimeout: wait, Log: log})
 	switch {
 	case err == nil:
 		defer db.Close()
-		return db.Audit(req.query())
+		return db.Audit(ctx, req.query())
 	case errors.Is(err, store.ErrLocked):
 		events, more, serr := askRunningBot(auditSocketPath(path), req)
 		if serr != nil {

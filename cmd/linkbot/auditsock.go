@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -48,8 +49,8 @@ type auditRequest struct {
 	Limit     int
 }
 
-func (r auditRequest) query() store.AuditQuery {
-	return store.AuditQuery{Since: r.Since, Phone: r.Phone, Instances: r.Instances, Limit: r.Limit}
+func (r auditRequest) query() pairing.AuditQuery {
+	return pairing.AuditQuery{Since: r.Since, Phone: r.Phone, Instances: r.Instances, Limit: r.Limit}
 }
 
 func (r auditRequest) values() url.Values {
@@ -110,8 +111,8 @@ func allDigits(s string) bool {
 // auditAnswer is the socket's answer: the events, oldest first, and
 // whether the limit left older ones out.
 type auditAnswer struct {
-	Events []store.Event `json:"events"`
-	More   bool          `json:"more"`
+	Events []pairing.Event `json:"events"`
+	More   bool            `json:"more"`
 }
 
 // auditHandler serves GET /audit and nothing else.
@@ -123,7 +124,7 @@ func auditHandler(db *store.DB, log *slog.Logger) http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		events, more, err := db.Audit(req.query())
+		events, more, err := db.Audit(r.Context(), req.query())
 		if err != nil {
 			log.Error("audit socket", "err", err)
 			http.Error(w, "reading the audit log failed", http.StatusInternalServerError)
@@ -143,7 +144,7 @@ func auditHandler(db *store.DB, log *slog.Logger) http.Handler {
 // crash (this process holds the database's lock, so no other bot can be
 // using it). Anything at path that is not a socket is left alone and the
 // bot runs without the socket. stop closes it and removes it.
-func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.Logger) (stop func(), err error) {
+func serveAuditSocket(path string, db *store.DB, log *slog.Logger) (stop func(), err error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
 		return nil, fmt.Errorf("%s exists and is not a socket; move it away", path)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -176,17 +177,10 @@ func serveAuditSocket(ctx context.Context, path string, db *store.DB, log *slog.
 		ln.Close()
 		return nil, err
 	}
-	srv := &http.Server{Handler: auditHandler(db, log), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("audit socket", "err", err)
-		}
-	}()
+	stopServing := serveHTTP(ln, auditHandler(db, log), httpStopGrace, "audit socket", log)
 	log.Info("audit socket up", "path", path)
 	return func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
+		stopServing()
 		if fi, err := os.Lstat(path); err == nil && os.SameFile(fi, ours) {
 			os.Remove(path)
 		}
@@ -216,7 +210,7 @@ func privateSocketDir(path string) (string, error) {
 }
 
 // askRunningBot sends req to the bot serving the socket at path.
-func askRunningBot(path string, req auditRequest) ([]store.Event, bool, error) {
+func askRunningBot(path string, req auditRequest) ([]pairing.Event, bool, error) {
 	client := &http.Client{Timeout: time.Minute, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, "unix", path)

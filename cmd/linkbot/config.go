@@ -15,7 +15,7 @@ import (
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
+	"github.com/linkbot/linkbot/pairing/wawp"
 )
 
 // config is everything run needs, from the environment and LINKBOT_CONFIG.
@@ -36,8 +36,8 @@ type config struct {
 	Tokens map[string]string
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access       map[string]bot.Access
-	PhoneLimit   store.Window
-	UserLimit    store.Window
+	PhoneLimit   pairing.Window
+	UserLimit    pairing.Window
 	CodeLifetime time.Duration
 	WawpTimeout  time.Duration
 	TickInterval time.Duration
@@ -138,7 +138,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		c.SlackAPIURL += "/"
 	}
 	if c.WawpBaseURL == "" {
-		c.WawpBaseURL = pairing.DefaultBaseURL
+		c.WawpBaseURL = wawp.DefaultBaseURL
 	} else if u, err := url.Parse(c.WawpBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		problems = append(problems, "WAWP_BASE_URL must be an http(s) URL")
 	}
@@ -252,7 +252,7 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 	for _, w := range []struct {
 		name string
 		cfg  windowConfig
-		dst  *store.Window
+		dst  *pairing.Window
 	}{{"phone", f.Limits.Phone, &c.PhoneLimit}, {"user", f.Limits.User, &c.UserLimit}} {
 		path := "limits." + w.name
 		if w.cfg.Max < 0 {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 	"github.com/linkbot/linkbot/store"
 )
@@ -16,20 +17,20 @@ import (
 func (h *harness) auditKinds() []string {
 	var kinds []string
 	for _, e := range h.auditEvents() {
-		kinds = append(kinds, e.Kind)
+		kinds = append(kinds, string(e.Kind))
 	}
 	return kinds
 }
 
 // auditEvents reads the audit log after the bot stopped.
-func (h *harness) auditEvents() []store.Event {
+func (h *harness) auditEvents() []pairing.Event {
 	h.t.Helper()
 	db, err := store.Open(h.env["LINKBOT_DB"], store.Options{ReadOnly: true, LockTimeout: time.Second})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer db.Close()
-	events, err := db.AuditEvents(time.Time{}, nil)
+	events, err := db.AuditEvents(h.t.Context(), time.Time{}, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -38,6 +39,7 @@ func (h *harness) auditEvents() []store.Event {
 
 func TestPhoneEntersCodeLinkedWithinOneTick(t *testing.T) {
 	h := newHarness(t)
+	h.manualTicks()
 	h.start()
 	env := h.command("U1", "support-eg 0111 222 3333")
 	h.waitText(env.MessageID, "Enter this code")
@@ -46,17 +48,19 @@ func TestPhoneEntersCodeLinkedWithinOneTick(t *testing.T) {
 	if err := h.wawp.EnterCode(instanceEG, code); err != nil {
 		t.Fatal(err)
 	}
+	h.tick()
 	v := h.waitText(env.MessageID, "✅ Linked — +20 11 12223333 is now connected to support-eg")
 	// Within one tick: the first poll after the phone entered the code ends
 	// the pairing, and with nothing live no further poll is made.
+	h.tick()
 	if n := len(h.wawp.Calls(fakewawp.SessionInfo)) - polls; n != 1 {
-		t.Errorf("%d session polls between the code being entered and the linked message, want 1", n)
+		t.Errorf("%d session polls between the code being entered and the linked message (and one tick after it), want 1", n)
 	}
 	if strings.Contains(string(v.Blocks), code[:4]) || strings.Contains(string(v.Blocks), `"header"`) {
 		t.Errorf("linked message still shows the code: %s", v.Blocks)
 	}
 	h.stop()
-	var linked *store.Event
+	var linked *pairing.Event
 	for _, e := range h.auditEvents() {
 		if strings.Contains(fmt.Sprint(e), code) {
 			t.Errorf("audit event holds the code: %+v", e)
@@ -74,9 +78,15 @@ func TestCodeExpires(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.setConfig("code_lifetime: 5s\n")
+	h.manualTicks()
 	h.start()
 	env := h.command("U1", "support-eg +201112223333")
 	h.waitText(env.MessageID, "Enter this code")
+	// The code's lifetime passes, then a tick: it marks the pairing expired
+	// (a tick under way while the clock moved on could draw "Expired" from
+	// the stored live pairing before the next one marked it).
+	h.clock.advance(5 * time.Second)
+	h.tick()
 	v := h.waitText(env.MessageID, "Expired — the code for +20 11 12223333 was not entered in time")
 	if strings.Contains(string(v.Blocks), `"header"`) {
 		t.Errorf("expired message still shows the code: %s", v.Blocks)
@@ -147,6 +157,7 @@ func TestRestartMidCountdown(t *testing.T) {
 		t.Run(end, func(t *testing.T) {
 			h := newHarness(t)
 			h.setConfig("code_lifetime: 5s\n")
+			h.manualTicks()
 			h.start()
 			env := h.command("U1", "support-eg +201112223333")
 			h.waitText(env.MessageID, "Enter this code")
@@ -154,8 +165,11 @@ func TestRestartMidCountdown(t *testing.T) {
 			h.start()
 			if end == "links" {
 				h.wawp.EnterCode(instanceEG, h.wawp.Code(instanceEG))
+				h.tick()
 				h.waitText(env.MessageID, "✅ Linked")
 			} else {
+				h.clock.advance(5 * time.Second) // the code's lifetime passes
+				h.tick()
 				h.waitText(env.MessageID, "Expired")
 			}
 			// The instance is free again for the next phone.

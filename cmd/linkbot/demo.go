@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,8 +31,9 @@ const (
 
 // demo runs the real bot against in-process fake Slack and fake Wawp and
 // plays a scripted session, printing every message the agent would see.
-// It needs no account and no network.
-func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// It needs no account and no network. opts are the tests' (see
+// serveOptions): they run it with shorter codes and faster ticks.
+func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print each message as Block Kit JSON")
 	verbose := fs.Bool("verbose", false, "also print the bot's log")
@@ -70,7 +72,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	botCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- serve(botCtx, cfg, log) }()
+	go func() { done <- serve(botCtx, cfg, log, opts) }()
 	defer func() {
 		stop()
 		<-done
@@ -81,7 +83,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, "linkbot demo: the real bot, with an in-process Slack and Wawp (no account, no network).")
 	fmt.Fprintf(stdout, "Messages are shown as Slack renders them for the agent; times are in your time zone (%s).\n", zone)
 	fmt.Fprintf(stdout, "Time is sped up: codes here last %.0f s instead of %.0f s, so the countdown reads \"under a minute left\" throughout.\n",
-		demoLifetime.Seconds(), pairing.DefaultCodeLifetime.Seconds())
+		cmp.Or(opts.codeLifetime, demoLifetime).Seconds(), pairing.DefaultCodeLifetime.Seconds())
 	if !slack.WaitConnected(10 * time.Second) {
 		return errors.New("demo: the bot did not connect to the fake Slack")
 	}

@@ -72,6 +72,7 @@ func TestLinkHappyPath(t *testing.T) {
 }
 
 func TestLinkRefusalsAndWawpErrors(t *testing.T) {
+	t.Parallel() // it waits on Wawp's timeout: let other tests run meanwhile
 	html := fakewawp.Failure{Status: 500, ContentType: "text/html", Body: "<html><body><h1>500 Internal Server Error</h1></body></html>"}
 	tests := []struct {
 		name     string
@@ -343,7 +344,9 @@ func TestSecondProcessOnSameDB(t *testing.T) {
 	h.start()
 	done := make(chan error, 1)
 	go func() {
-		done <- run(context.Background(), []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
+		// It gives up on the lock after lockWait (2 s); the test's 100 ms
+		// is enough to tell giving up from hanging.
+		done <- runWith(context.Background(), serveOptions{lockWait: 100 * time.Millisecond}, []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, &bytes.Buffer{})
 	}()
 	select {
 	case err := <-done:

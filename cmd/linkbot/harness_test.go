@@ -6,9 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
@@ -48,6 +50,58 @@ type harness struct {
 	done   chan error
 
 	configPath string
+	// clock is the bot's clock: the real time plus however far the test
+	// moved it on, so a code expires or a lease runs out when the test says.
+	clock *testClock
+	// opts is how the harness runs serve: ticks every harnessTick (codes
+	// and leases follow clock), or only when the test calls tick.
+	opts serveOptions
+	bot  atomic.Pointer[bot.Bot] // the running bot, for tick
+}
+
+// harnessTick is the countdown tick of end-to-end tests: fast enough that
+// a wait for the next tick costs nothing, slow enough to leave the CPU to
+// the test.
+const harnessTick = 20 * time.Millisecond
+
+// harnessLockWait is how long the bot and linkbot audit wait for the
+// database file's lock in end-to-end tests.
+const harnessLockWait = 20 * time.Millisecond
+
+// testClock is the real time moved on by advance.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// advance moves the clock d on, as if d had passed.
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// manualTicks makes the bot tick only when the test calls tick; call it
+// before start.
+func (h *harness) manualTicks() {
+	h.opts.tickInterval = time.Hour
+}
+
+// tick runs one countdown tick now: it returns once the tick has polled
+// Wawp and moved every pairing on, and has started (not finished) the edits.
+func (h *harness) tick() {
+	h.t.Helper()
+	b := h.bot.Load()
+	if b == nil {
+		h.t.Fatal("tick: the bot is not running")
+	}
+	b.Tick(context.Background())
 }
 
 // baseConfig is the config file every end-to-end test starts from.
@@ -65,6 +119,17 @@ func newHarness(t testing.TB) *harness {
 		slack: fakeslack.New(func(v string) { t.Errorf("%s", v) }),
 		wawp:  fakewawp.New(wawpToken),
 		logs:  &syncBuffer{},
+		clock: &testClock{},
+	}
+	h.opts = serveOptions{
+		tickInterval: harnessTick, now: h.clock.Now, started: func(b *bot.Bot) { h.bot.Store(b) },
+		// A retry after Slack's 429 or 5xx waits a tick, whatever
+		// Retry-After says: what the tests assert is that it happens, and
+		// what it costs.
+		maxRetryWait: harnessTick,
+		// A bot the test stopped has let go of the file; the bot the test
+		// runs holds it for its whole life.
+		lockWait: harnessLockWait,
 	}
 	t.Cleanup(h.slack.Close)
 	t.Cleanup(h.wawp.Close)
@@ -92,7 +157,7 @@ func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() {
-		h.done <- run(ctx, []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, h.logs)
+		h.done <- runWith(ctx, h.opts, []string{"linkbot"}, func(k string) string { return h.env[k] }, &bytes.Buffer{}, h.logs)
 	}()
 	h.t.Cleanup(h.stop)
 	if !h.slack.WaitFor(waitLong, func() bool { n, _ := h.slack.Connections(); return n > 0 }) {
@@ -115,6 +180,7 @@ func (h *harness) stop() {
 		h.t.Errorf("run did not return after cancel")
 	}
 	h.cancel = nil
+	h.bot.Store(nil)
 	if !h.slack.WaitFor(waitLong, func() bool { n, _ := h.slack.Connections(); return n == 0 }) {
 		h.t.Errorf("socket still open after stop")
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,11 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
 )
 
 // metrics are linkbot's Prometheus series; it implements bot.Observer and
-// pairing.Observer.
+// wawp.Observer.
 type metrics struct {
 	reg        *prometheus.Registry
 	commands   *prometheus.CounterVec
@@ -68,10 +66,10 @@ func newMetrics(db *store.DB) *metrics {
 	return m
 }
 
-func (m *metrics) Command(outcome string) {
-	m.commands.WithLabelValues(outcome).Inc()
-	if limit, ok := strings.CutPrefix(outcome, "limit_"); ok {
-		m.refusals.WithLabelValues(limit).Inc()
+func (m *metrics) Command(outcome pairing.Outcome) {
+	m.commands.WithLabelValues(string(outcome)).Inc()
+	if limit := outcome.Limit(); limit != pairing.LimitNone {
+		m.refusals.WithLabelValues(string(limit)).Inc()
 	}
 }
 func (m *metrics) Ack(d time.Duration) { m.ack.Observe(d.Seconds()) }
@@ -87,11 +85,12 @@ func (m *metrics) WawpCall(endpoint, status string, d time.Duration) {
 	m.wawpTime.WithLabelValues(endpoint).Observe(d.Seconds())
 }
 
-// listen serves /healthz, /readyz and /metrics on addr until ctx ends. It
+// listen serves /healthz, /readyz and /metrics on addr until the returned
+// stop is called (see serveHTTP). It
 // never serves the audit log: that goes only over the unix socket beside
 // the database (auditsock.go), so the listener can be published for
 // Prometheus without exposing who linked which phone.
-func listen(ctx context.Context, addr string, m *metrics, log *slog.Logger) (func(), error) {
+func listen(addr string, m *metrics, log *slog.Logger) (func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -106,16 +105,7 @@ func listen(ctx context.Context, addr string, m *metrics, log *slog.Logger) (fun
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http listener", "err", err)
-		}
-	}()
+	stop := serveHTTP(ln, mux, httpStopGrace, "http listener", log)
 	log.Info("http listener up", "addr", ln.Addr().String(), "paths", "/healthz /readyz /metrics")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}, nil
+	return stop, nil
 }

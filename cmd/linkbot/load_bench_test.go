@@ -2,14 +2,13 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/internal/procstat"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
@@ -20,6 +19,7 @@ const wawpLatency = 50 * time.Millisecond
 // the given rate (0 = all at once) and waits until every code is shown.
 func loadRun(b *testing.B, n int, rate float64) (acks, overhead []time.Duration) {
 	h := newHarness(b)
+	h.opts = serveOptions{} // the bot as it runs (the config file's 1 s ticks), not the tests' fast settings
 	h.env["LINKBOT_LOG_FORMAT"] = "json"
 	h.wawp.SetDelay(wawpLatency)
 	for i := range n {
@@ -83,18 +83,6 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// peakRSS is the process's high-water resident set (fakes included).
-func peakRSS() float64 {
-	raw, _ := os.ReadFile("/proc/self/status")
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
-
 // BenchmarkLinkSteady: 1,000 /link at 200 per second against fake Wawp
 // answering in 50 ms, durable bbolt. Run with -benchtime=1x.
 func BenchmarkLinkSteady(b *testing.B) {
@@ -107,7 +95,7 @@ func BenchmarkLinkSteady(b *testing.B) {
 	b.ReportMetric(ms(percentile(acks, 0.99)), "ack-p99-ms")
 	b.ReportMetric(ms(percentile(overhead, 0.50)), "overhead-p50-ms")
 	b.ReportMetric(ms(percentile(overhead, 0.99)), "overhead-p99-ms")
-	b.ReportMetric(peakRSS(), "peak-RSS-MB")
+	b.ReportMetric(procstat.PeakRSSMB(), "peak-RSS-MB")
 }
 
 // BenchmarkLinkBurst: 1,000 /link at once for 1,000 phones. Every ack
@@ -122,5 +110,5 @@ func BenchmarkLinkBurst(b *testing.B) {
 	b.ReportMetric(ms(percentile(acks, 0.99)), "ack-p99-ms")
 	b.ReportMetric(ms(percentile(acks, 1)), "ack-max-ms")
 	b.ReportMetric(ms(percentile(overhead, 1)), "overhead-max-ms")
-	b.ReportMetric(peakRSS(), "peak-RSS-MB")
+	b.ReportMetric(procstat.PeakRSSMB(), "peak-RSS-MB")
 }

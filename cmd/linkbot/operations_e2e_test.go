@@ -144,7 +144,7 @@ func TestOperations(t *testing.T) {
 	// The access refusal is audited just after its ack: wait for it.
 	ok := eventually(waitLong, func() bool {
 		out.Reset()
-		if err := run(context.Background(), []string{"linkbot", "audit", "--phone", "+201112223333"}, getenv, &out, io.Discard); err != nil {
+		if err := runWith(context.Background(), h.opts, []string{"linkbot", "audit", "--phone", "+201112223333"}, getenv, &out, io.Discard); err != nil {
 			t.Fatalf("audit while running: %v", err)
 		}
 		return strings.Contains(out.String(), "UINTRUDER")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
 )
 
@@ -81,6 +82,39 @@ Usage:
 // run is the whole program; main only calls it, so tests run the real
 // thing with their own getenv, arguments and output.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runWith(ctx, serveOptions{}, args, getenv, stdout, stderr)
+}
+
+// serveOptions are settings of serve that only tests use; the zero value is
+// how the bot runs. The config file keeps minimums that make sense for
+// people (ticks of whole seconds, codes of at least 5 s, a 2 s wait for
+// the file lock, Slack's Retry-After); the end-to-end tests need ticks,
+// lifetimes and pauses of milliseconds, a clock they can move on, and
+// ticks they trigger themselves, to run in seconds without depending on
+// the machine's speed.
+type serveOptions struct {
+	// tickInterval, when set, replaces tick_interval; it may be below a
+	// second.
+	tickInterval time.Duration
+	// codeLifetime, when set, replaces code_lifetime.
+	codeLifetime time.Duration
+	// now, when set, is the service's clock.
+	now func() time.Time
+	// maxRetryWait, when set, caps the pause before a response_url post
+	// is retried after a 429 or 5xx (10 s; Slack's Retry-After is whole
+	// seconds).
+	maxRetryWait time.Duration
+	// lockWait, when set, replaces how long the bot (lockWait, 2 s) and
+	// linkbot audit (auditLockWait, 250 ms) wait for the database file's
+	// lock.
+	lockWait time.Duration
+	// started, when set, is given the bot before it runs (a test triggers
+	// ticks through it).
+	started func(*bot.Bot)
+}
+
+// runWith is run with test-only serve options (see serveOptions).
+func runWith(ctx context.Context, opts serveOptions, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	sub := ""
 	if len(args) > 1 {
 		sub = args[1]
@@ -108,9 +142,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return checkConfig(path, getenv, stdout)
 	case "demo":
-		return demo(ctx, args[2:], stdout, stderr)
+		return demo(ctx, opts, args[2:], stdout, stderr)
 	case "audit":
-		return auditCommand(args[2:], getenv, stdout, stderr)
+		return auditCommand(ctx, opts, args[2:], getenv, stdout, stderr)
 	case "version", "--version":
 		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
 			return err
@@ -132,7 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	log := newLogger(cfg.LogFormat, stderr)
-	return serve(ctx, cfg, log)
+	return serve(ctx, cfg, log, opts)
 }
 
 // usageError is a mistyped command line (an unknown subcommand, a bad
@@ -170,11 +204,11 @@ func newLogger(format string, w io.Writer) *slog.Logger {
 // database file (a restart may briefly overlap the old process's exit).
 const lockWait = 2 * time.Second
 
-// openDB opens the database file, waiting up to lockWait for its lock in
+// openDB opens the database file, waiting up to wait for its lock in
 // short tries, so that SIGTERM (ctx) ends the wait at once. Damaged records
 // that reads skip are reported to log.
-func openDB(ctx context.Context, path string, log *slog.Logger) (*store.DB, error) {
-	deadline := time.Now().Add(lockWait)
+func openDB(ctx context.Context, path string, wait time.Duration, log *slog.Logger) (*store.DB, error) {
+	deadline := time.Now().Add(wait)
 	for {
 		db, err := store.Open(path, store.Options{LockTimeout: 100 * time.Millisecond, Log: log})
 		if !errors.Is(err, store.ErrLocked) {
@@ -185,14 +219,24 @@ func openDB(ctx context.Context, path string, log *slog.Logger) (*store.DB, erro
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("open %s: %w (waited %s; is another linkbot running?): only one linkbot may use a database file (and a Slack app token) at a time",
-				path, store.ErrLocked, lockWait)
+				path, store.ErrLocked, wait)
 		}
 	}
 }
 
-// serve runs the bot until ctx ends.
-func serve(ctx context.Context, cfg config, log *slog.Logger) error {
-	db, err := openDB(ctx, cfg.DBPath, log)
+// serve runs the bot until ctx ends; opts are the tests' (see serveOptions).
+func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions) error {
+	if opts.tickInterval > 0 {
+		cfg.TickInterval = opts.tickInterval
+	}
+	if opts.codeLifetime > 0 {
+		cfg.CodeLifetime = opts.codeLifetime
+	}
+	wait := lockWait
+	if opts.lockWait > 0 {
+		wait = opts.lockWait
+	}
+	db, err := openDB(ctx, cfg.DBPath, wait, log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // SIGTERM while waiting for the file: a requested stop
@@ -200,7 +244,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	if stop, err := serveAuditSocket(ctx, auditSocketPath(cfg.DBPath), db, log); err != nil {
+	if stop, err := serveAuditSocket(auditSocketPath(cfg.DBPath), db, log); err != nil {
 		log.Warn("audit socket unavailable: linkbot audit cannot read the log while the bot runs", "err", err)
 	} else {
 		defer stop()
@@ -212,24 +256,25 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	transport.MaxIdleConnsPerHost = 64
 	wawpHTTP := wawpHTTPClient(cfg.WawpTimeout, transport)
 	m := newMetrics(db)
-	wawp := pairing.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
-	accounts := map[string]*pairing.Client{}
+	client := wawp.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
+	accounts := map[string]pairing.Wawp{}
 	for id, token := range cfg.Tokens {
-		accounts[id] = pairing.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
+		accounts[id] = wawp.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
 	}
-	svc := pairing.NewService(wawp, db, pairing.Config{
+	dir := pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion)
+	svc := pairing.NewService(client, db, pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
-		Accounts: accounts, AuditRetention: cfg.AuditRetention,
+		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
 	})
 	log.Info("linkbot starting", "version", versionString(), "db", cfg.DBPath, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
-		Service: svc, Directory: pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion), DB: db,
-		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Service: svc, Directory: dir,
+		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
-		stop, err := listen(ctx, cfg.HTTPAddr, m, log)
+		stop, err := listen(cfg.HTTPAddr, m, log)
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
 			// Another process may free it: a restart can succeed.
@@ -240,6 +285,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return &configError{problems: []string{fmt.Sprintf("LINKBOT_HTTP_ADDR %s: %v", cfg.HTTPAddr, err)}}
 		}
 		defer stop()
+	}
+	if opts.started != nil {
+		opts.started(b)
 	}
 	if err := b.Run(ctx); err != nil {
 		return err

@@ -16,16 +16,19 @@ func withWawpTimeout(d string) string {
 }
 
 // SIGTERM while Wawp is slow: a request can take twice wawp_timeout (the
-// session check, then request-code), longer than a fixed 10 s grace. The
-// shutdown waits for it, so the agent gets the request's real outcome
-// instead of a message stuck at "Requesting…".
+// session check, then request-code). The shutdown waits for it, so the
+// agent gets the request's real outcome instead of a message stuck at
+// "Requesting…". (That the wait covers a request's lease, which is
+// longer than any fixed grace, is TestShutdownInterruptsAStuckRequest's in
+// bot.)
 func TestShutdownWaitsForASlowRequest(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	writeFile(t, h.configPath, withWawpTimeout("6s"))
-	// The session check answers after 5 s, request-code never: the request
-	// takes 11 s (5 s + the 6 s timeout).
-	h.wawp.SetDelay(5 * time.Second)
+	writeFile(t, h.configPath, withWawpTimeout("600ms"))
+	// The session check answers after 300 ms, request-code never: the
+	// request takes 900 ms (300 ms + the 600 ms timeout), all of it after
+	// the shutdown began.
+	h.wawp.SetDelay(300 * time.Millisecond)
 	h.wawp.FailNext(instanceEG, fakewawp.RequestCode, fakewawp.Failure{Hang: true})
 	h.start()
 	env := h.command("U1", "support-eg +201112223333")
@@ -36,7 +39,7 @@ func TestShutdownWaitsForASlowRequest(t *testing.T) {
 		if err != nil {
 			t.Errorf("run returned %v", err)
 		}
-	case <-time.After(40 * time.Second):
+	case <-time.After(waitLong):
 		t.Fatal("run did not return after cancel")
 	}
 	h.cancel = nil
@@ -71,6 +74,7 @@ func TestRestartAfterCrashMidRequest(t *testing.T) {
 	}
 	writeFile(t, h.env["LINKBOT_DB"], string(crashImage))
 	h.start()
+	h.clock.advance(7 * time.Second) // the request's lease (2 × wawp_timeout + 5 s) runs out
 	v := h.waitText(env.MessageID, "Interrupted")
 	for _, want := range []string{"counts toward this number's limit: code 1 of 3", "`/link support-eg +20 11 12223333`"} {
 		if !strings.Contains(shown(v), want) {

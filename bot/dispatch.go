@@ -1,0 +1,70 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+)
+
+// dispatch handles one Socket Mode event. It never does network I/O before
+// the ack and never blocks: slow work runs in goroutines, so pings and
+// other envelopes are never held up.
+func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
+	switch evt.Type {
+	case socketmode.EventTypeConnecting:
+		b.obs.Connected(false)
+		b.log.Info("slack socket connecting")
+	case socketmode.EventTypeConnected:
+		b.log.Info("slack socket connected")
+	case socketmode.EventTypeHello:
+		n := 0
+		if evt.Request != nil {
+			n = evt.Request.NumConnections
+		}
+		// Slack spreads commands over up to 10 connections per app: a second
+		// process on the same token steals commands from this one.
+		level := slog.LevelInfo
+		if n > 1 {
+			level = slog.LevelWarn
+		}
+		b.log.Log(ctx, level, "slack socket ready", "num_connections", n)
+		b.obs.Connected(true)
+	case socketmode.EventTypeConnectionError:
+		b.log.Warn("slack socket connection failed; retrying")
+	case socketmode.EventTypeInvalidAuth:
+		return fmt.Errorf("SLACK_APP_TOKEN: %w (apps.connections.open answered 404)", ErrAuth)
+	case socketmode.EventTypeDisconnect:
+		b.obs.Connected(false)
+		b.log.Info("slack asked to reconnect")
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		if !ok || evt.Request == nil {
+			return nil
+		}
+		b.command(ctx, evt.Request.EnvelopeID, cmd)
+	case socketmode.EventTypeInteractive:
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		b.ack(ctx, evt.Request, nil)
+		if ok {
+			b.goWork(ctx, func(ctx context.Context) { b.interaction(ctx, cb) })
+		}
+	default:
+		b.ack(ctx, evt.Request, nil)
+	}
+	return nil
+}
+
+func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
+	if req == nil || req.EnvelopeID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := b.sm.AckCtx(ctx, req.EnvelopeID, payload); err != nil {
+		b.log.Error("ack failed", "envelope", req.EnvelopeID, "err", err)
+	}
+}

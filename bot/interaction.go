@@ -1,0 +1,100 @@
+package bot
+
+import (
+	"context"
+	"errors"
+
+	"github.com/slack-go/slack"
+
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// interaction handles a button click, after the ack.
+func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
+	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+		return
+	}
+	action := cb.ActionCallback.BlockActions[0]
+	now := b.cfg.Service.Now()
+	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
+	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
+		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
+		return
+	}
+	// Answers go to the message the click came from, in turn with its
+	// other writers (a countdown edit of the same message may be in flight).
+	// The click's change and its answer are one write: a tick that reads
+	// the pairing after the change (a Cancel, a renewal's new code) waits
+	// for the click's answer and then finds it shown, instead of posting
+	// it first and having the click post it again.
+	message, instance := action.Value, ""
+	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
+		message, instance = clicked.MessageID(), clicked.InstanceName
+	}
+	unlock := b.locks.lock(message)
+	defer unlock()
+	show := func(p pairing.Pairing) {
+		if p.MessageID() == message {
+			b.showLocked(ctx, p, true)
+			return
+		}
+		b.show(ctx, p, true)
+	}
+	answer := func(p pairing.Pairing, err error) {
+		if p.InstanceName != "" {
+			instance = p.InstanceName
+		}
+		// A renewal refused by a limit has no pairing of its own: its
+		// refusal names the clicked pairing's instance.
+		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
+	}
+	// Each click brings a fresh response_url with a fresh budget: the
+	// service makes it the one the message's later edits go through.
+	var (
+		p   pairing.Pairing
+		err error
+	)
+	switch action.ActionID {
+	case ActionRefresh:
+		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+	case ActionNewCode, ActionTryAgain:
+		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
+			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: cb.ResponseURL, URLIssued: now,
+			// Checked against the channel the pairing was requested in.
+			Allowed: func(instanceID, channel string) bool { return b.allowed(instanceID, cb.User.ID, channel) },
+		})
+	case ActionCancel:
+		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+	default:
+		log.Warn("unknown action")
+		return
+	}
+	log.Info("button handled", "err", err)
+	if errors.Is(err, pairing.ErrNotAllowed) {
+		log.Info("button refused by the access rules", "instance", p.InstanceName)
+	}
+	if errors.Is(err, pairing.ErrReplaced) {
+		if p.ID == action.Value {
+			// Its message shows the pairing that replaced it, which has
+			// ended since: that view stays.
+			return
+		}
+		// The pairing that holds the message now is the answer (through the
+		// click's fresh response_url, like Refresh).
+		err = nil
+	}
+	if err != nil && p.ID != "" && p.ID != action.Value && p.State != pairing.StateRequesting {
+		// A renewal that ended without a code: its stored view is the answer.
+		show(p)
+		return
+	}
+	if errors.Is(err, pairing.ErrEnded) && p.ID != "" {
+		// Cancel after the end: show how it ended instead.
+		err = nil
+	}
+	if err != nil {
+		answer(p, err)
+		return
+	}
+	show(p)
+}

@@ -1,0 +1,205 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// TestRunWaitsForItsSocket: when Run returns, the goroutine it ran Socket
+// Mode in has returned too (before, Run cancelled it and left).
+func TestRunWaitsForItsSocket(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	b := New(Config{
+		AppToken: fakeslack.AppToken, BotToken: fakeslack.BotToken, APIURL: r.slack.APIURL(),
+		Service: r.svc, Directory: pairing.NewDirectory(nil, ""),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	if !r.slack.WaitConnected(5 * time.Second) {
+		t.Fatal("the bot never connected")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	if strings.Contains(stacks, "socketmode.(*Client).RunContext(") {
+		t.Errorf("Run returned while its Socket Mode goroutine still runs:\n%s", stacks)
+	}
+}
+
+// slowWawp answers the session check at once and holds request-code until
+// release is closed, whatever its context says: work that takes its time
+// to stop after a shutdown cut it short.
+type slowWawp struct {
+	asked   chan struct{}
+	release chan struct{}
+}
+
+func (w *slowWawp) SessionInfo(context.Context, string) (pairing.Session, error) {
+	return pairing.Session{Status: pairing.StatusScanQR}, nil
+}
+
+func (w *slowWawp) RequestCode(context.Context, string, string) (string, error) {
+	close(w.asked)
+	<-w.release
+	return "ABCD1234", nil
+}
+
+// closingStorage stands for a database that closes: after close, every
+// call is counted (and fails), as a closed file would fail it.
+type closingStorage struct {
+	pairing.Storage
+	closed atomic.Bool
+	after  atomic.Int32
+}
+
+var errClosed = errors.New("database closed")
+
+func (s *closingStorage) check() error {
+	if s.closed.Load() {
+		s.after.Add(1)
+		return errClosed
+	}
+	return nil
+}
+
+func (s *closingStorage) Settle(ctx context.Context, st pairing.Settlement) (pairing.Pairing, error) {
+	if err := s.check(); err != nil {
+		return pairing.Pairing{}, err
+	}
+	return s.Storage.Settle(ctx, st)
+}
+
+func (s *closingStorage) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
+	if err := s.check(); err != nil {
+		return pairing.Pairing{}, err
+	}
+	return s.Storage.Pairing(ctx, id)
+}
+
+func (s *closingStorage) RecordView(ctx context.Context, id, key string, unwatch bool) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.Storage.RecordView(ctx, id, key, unwatch)
+}
+
+func (s *closingStorage) UseResponseURL(ctx context.Context, url string, issued, now time.Time, keep int) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
+}
+
+func (s *closingStorage) AppendAudit(ctx context.Context, e pairing.Event) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	return s.Storage.AppendAudit(ctx, e)
+}
+
+func (s *closingStorage) NextAllowed(ctx context.Context, phone string, now time.Time, limit pairing.Window) (time.Time, int, error) {
+	if err := s.check(); err != nil {
+		return time.Time{}, 0, err
+	}
+	return s.Storage.NextAllowed(ctx, phone, now, limit)
+}
+
+// syncLog is a log buffer safe for the bot's goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *syncLog) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestCutWorkReturnsBeforeTheDatabaseCloses: a request still in flight when
+// the shutdown grace runs out is cut short, and the shutdown waits for it
+// to return, however long it takes, before Run returns and the database is
+// closed: the request never touches a closed database. (Before, the
+// shutdown waited 5 s for cut work and then left it running.)
+func TestCutWorkReturnsBeforeTheDatabaseCloses(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	stub := &slowWawp{asked: make(chan struct{}), release: make(chan struct{})}
+	db := &closingStorage{Storage: r.db}
+	logs := &syncLog{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	r.svc = pairing.NewService(stub, db, pairing.Config{Now: r.clock.Now, Log: log})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), Log: log, ShutdownGrace: 20 * time.Millisecond})
+	_, url := r.slack.OpenMessage("U1", "⏳ Requesting a pairing code…")
+	cmd := slack.SlashCommand{UserID: "U1", ChannelID: "C0SUPPORT", Command: "/link", Text: rigInstance + " +201112223333", ResponseURL: url}
+	reply := r.bot.prepare(cmd, t0)
+	r.bot.goWork(context.Background(), func(ctx context.Context) { reply.after(ctx, ctx, r.bot.log) })
+	select {
+	case <-stub.asked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("request-code was never called")
+	}
+	drained := make(chan struct{})
+	go func() { r.bot.drain(); close(drained) }()
+	// Let the request go once the shutdown has cut it short and waits for
+	// it (or has given up waiting: then it runs on after the close).
+	if !poll(10*time.Second, func() bool {
+		select {
+		case <-drained:
+			return true
+		default:
+			return strings.Contains(logs.String(), "waiting for the work cut short")
+		}
+	}) {
+		t.Fatal("the shutdown neither waited for the request nor returned")
+	}
+	close(stub.release)
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain did not return after the request did")
+	}
+	db.closed.Store(true) // what serve does once Run has returned
+	r.bot.work.Wait()
+	if n := db.after.Load(); n != 0 {
+		t.Errorf("the request used the database %d times after it closed", n)
+	}
+}
+
+// TestTickDuringShutdownLogsNoError: a tick that the shutdown catches (its
+// context done: the storage does nothing) is a requested stop, not an
+// error in the log.
+func TestTickDuringShutdownLogsNoError(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	logs := &syncLog{}
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), Log: slog.New(slog.NewTextHandler(logs, nil))})
+	r.start()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.bot.Tick(ctx)
+	r.bot.work.Wait()
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("a tick cut short by the shutdown logged an error:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,192 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// command answers a /link at once (parsing and normalising are pure CPU)
+// and requests the code after the ack.
+func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCommand) {
+	start := time.Now()
+	received := b.cfg.Service.Now()
+	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
+	reply := b.safePrepare(cmd, received, log)
+	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.ackPayload())
+	b.obs.Ack(time.Since(start))
+	if reply.outcome != "" {
+		b.obs.Command(reply.outcome)
+		log.Info("command answered", "outcome", reply.outcome)
+	}
+	if reply.after == nil {
+		return
+	}
+	b.goWork(ctx, func(ctx context.Context) {
+		reply.after(ctx, pairing.WithRequestID(ctx, envelopeID), log)
+	})
+}
+
+// safePrepare is prepare that survives its own bugs: a panic becomes an
+// "internal error" answer instead of a crashed process and a Slack timeout.
+func (b *Bot) safePrepare(cmd slack.SlashCommand, now time.Time, log *slog.Logger) (r reply) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("panic preparing a command", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			r = reply{msg: InternalErrorView(cmd.TriggerID), outcome: pairing.OutcomeInternalError}
+		}
+	}()
+	return b.prepare(cmd, now)
+}
+
+// reply is the immediate answer to a command and the work that follows it.
+type reply struct {
+	msg     Message
+	outcome pairing.Outcome // for metrics and the log, when the command ends with the ack
+	after   func(ctx, reqCtx context.Context, log *slog.Logger)
+}
+
+// prepare decides the immediate reply to a command (pure CPU: no network,
+// no disk) and what to do after the ack.
+func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
+	if b.teamID != "" && cmd.TeamID != b.teamID {
+		return reply{msg: ForeignTeamView(), outcome: pairing.OutcomeForeignTeam, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeForeignTeam)}
+	}
+	parsed, err := ParseCommand(cmd.Text)
+	var uerr *UsageError
+	if errors.As(err, &uerr) {
+		return reply{msg: UsageView(uerr), outcome: pairing.OutcomeUsage}
+	}
+	switch parsed.Kind {
+	case CommandHelp:
+		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: pairing.OutcomeHelp}
+	case CommandHistory:
+		return b.history(cmd, parsed.Subject, now)
+	}
+	in, err := b.cfg.Directory.Resolve(parsed.Instance)
+	if err != nil {
+		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: pairing.OutcomeUnknownInstance}
+	}
+	if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
+		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, parsed.Phone, pairing.OutcomeAccessDenied)}
+	}
+	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
+	var perr *pairing.PhoneError
+	if errors.As(err, &perr) {
+		return reply{msg: PhoneView(perr), outcome: pairing.OutcomeBadPhone}
+	}
+	req := pairing.Request{
+		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
+		ResponseURL: cmd.ResponseURL, URLIssued: now,
+	}
+	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
+		p, err := b.cfg.Service.Start(reqCtx, req)
+		b.obs.Command(pairing.OutcomeOf(err))
+		if p.ID != "" && p.State != pairing.StateRequesting {
+			// Every request past the limits has a stored pairing, watched
+			// until its message shows how it ended; shown from the store, an
+			// answer whose post is lost is posted again by the next tick.
+			b.show(ctx, p, false)
+			return
+		}
+		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
+	}}
+}
+
+// auditRefusal records a refusal decided before the ack (writing is disk
+// I/O, so it happens after). The phone, if it parses, is stored masked.
+func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome) func(context.Context, context.Context, *slog.Logger) {
+	return func(ctx, _ context.Context, log *slog.Logger) {
+		err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
+			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
+		})
+		if err != nil {
+			log.Error("audit", "err", err)
+		}
+	}
+}
+
+// historyLimit is how many events /link history shows: the newest ones,
+// whatever their age. The audit log is indexed by phone and instance, so
+// reading them costs what is shown, not the size of the log.
+const historyLimit = 10
+
+// history answers /link history <phone|instance> with the events of the
+// instances the asker may use: an instance they may not use is refused,
+// and a phone's history leaves out other instances' events.
+func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
+	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
+		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeAccessDenied)}
+	}
+	q := pairing.HistoryQuery{Limit: historyLimit}
+	shown := subject
+	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
+		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
+			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, "", pairing.OutcomeAccessDenied)}
+		}
+		q.Instances = []string{in.ID, in.Name}
+		shown = in.Name
+	} else if phone, err := pairing.NormalizePhone(subject, b.cfg.Region); err == nil {
+		q.Phone = phone.Digits
+		shown = phone.Masked()
+	} else {
+		var perr *pairing.PhoneError
+		if errors.As(err, &perr) && !pairing.IsInstanceID(subject) && strings.ContainsAny(subject, "0123456789") {
+			return reply{msg: PhoneView(perr), outcome: pairing.OutcomeBadPhone}
+		}
+		return reply{msg: UnknownInstanceView(subject, b.cfg.Directory.Names()), outcome: pairing.OutcomeUnknownInstance}
+	}
+	// Each event passes its own instance's rules: a phone's history may
+	// cross instances, and an instance's history finds events recorded
+	// before instance IDs were by the alias they had then, which may name
+	// another instance now.
+	q.Allowed = func(instanceID string) bool { return b.allowed(instanceID, cmd.UserID, cmd.ChannelID) }
+	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: pairing.OutcomeHistory, after: func(ctx, _ context.Context, log *slog.Logger) {
+		events, err := b.cfg.Service.History(ctx, q)
+		if err != nil {
+			log.Error("reading audit", "err", err)
+			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
+			return
+		}
+		b.respond(ctx, log, cmd.ResponseURL, now, 0, HistoryView(shown, events))
+	}}
+}
+
+// result turns the outcome of Start, Renew, Refresh or Cancel into what
+// the agent sees.
+func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) Message {
+	now := b.cfg.Service.Now()
+	// The view follows the outcome the metrics count and the audit log
+	// records; the error carries what the view shows.
+	switch o := pairing.OutcomeOf(err); {
+	case o.Limit() != pairing.LimitNone:
+		if lerr, ok := errors.AsType[*pairing.LimitError](err); ok {
+			return LimitView(lerr, instance, now)
+		}
+	case o.IsStatus():
+		if serr, ok := errors.AsType[*pairing.StatusError](err); ok {
+			return StatusView(serr, instance, p.ID, now)
+		}
+	case o == pairing.OutcomeWawpError:
+		return WawpErrorView(err, instance)
+	case o == pairing.OutcomeTooSoon:
+		if terr, ok := errors.AsType[*pairing.TooSoonError](err); ok {
+			return TooSoonView(p.InstanceName, p.ID, terr.RetryAt, now)
+		}
+	case o == pairing.OutcomeAccessDenied:
+		return AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask)
+	case o == pairing.OutcomeEnded:
+		return EndedView()
+	}
+	b.log.Error("request failed", "request", requestID, "err", err)
+	return InternalErrorView(requestID)
+}

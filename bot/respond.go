@@ -1,0 +1,168 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+)
+
+// postOutcome is how a response_url post ended.
+type postOutcome int
+
+const (
+	posted      postOutcome = iota
+	budgetSpent             // no use left that this post may take
+	urlGone                 // Slack answered 404/410: the message cannot be edited any more
+	postFailed              // network trouble or repeated 429/5xx: try again later
+	postDropped             // what the message should show changed before a retry
+)
+
+// maxPostTries bounds retries of one response_url post after a 429 or 5xx.
+const maxPostTries = 3
+
+// maxRetryWait caps how long one post waits for Slack's Retry-After, unless
+// Config.MaxRetryWait says otherwise.
+const maxRetryWait = 10 * time.Second
+
+// respond replaces the ephemeral message behind url with m, within the
+// url's budget (counted in the store; keep uses stay for later posts). A
+// 429 or 5xx is retried after a pause in this goroutine only. Only a 429
+// gives its use back: after a 5xx, a timeout or a broken connection Slack
+// may have counted the post, and a use given back then would let the
+// final state become a 6th post, which Slack refuses. Failures are
+// logged, never shown, and the url itself is never logged (it is a
+// credential for the message).
+func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
+	return b.post(ctx, log, url, issued, keep, m, nil)
+}
+
+// post is respond for a message that follows stored state: before every
+// retry, again (when set) says what the message should show now, or false
+// when that changed, and the retry is dropped. A pause for Retry-After can
+// outlast the state it was rendered from (a New code click lands in it),
+// and a retry must never post a view that is no longer true.
+func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool)) postOutcome {
+	for try := 1; ; try++ {
+		if ctx.Err() != nil {
+			return postFailed // shutting down: keep the use for the next start
+		}
+		if try > 1 && again != nil {
+			var ok bool
+			if m, ok = again(); !ok {
+				log.Info("response_url retry dropped: the message has moved on")
+				return postDropped
+			}
+		}
+		if err := b.cfg.Service.UseResponseURL(ctx, url, issued, keep); err != nil {
+			log.Warn("response_url not used", "reason", err)
+			return budgetSpent
+		}
+		client, answer := recordAnswer(b.cfg.HTTP)
+		err := slack.PostWebhookCustomHTTPContext(ctx, url, client, m.webhook())
+		if err == nil {
+			b.obs.ResponseURLUse()
+			return posted
+		}
+		var (
+			code slack.StatusCodeError
+			wait time.Duration
+		)
+		switch {
+		case answer.status == http.StatusTooManyRequests:
+			// Any 429, whatever its Retry-After (slack-go reports only a
+			// whole number of seconds as *slack.RateLimitedError; without
+			// one, or with an HTTP date, its error no longer says 429).
+			wait = max(retryAfter(answer.retryAfter, time.Now()), time.Second)
+			// Slack refused the post before counting it: the use is ours again.
+			if rerr := b.cfg.Service.RefundResponseURL(ctx, url); rerr != nil {
+				log.Error("refund response_url use", "err", rerr)
+			}
+		case errors.As(err, &code) && code.Code >= 500:
+			wait = time.Second
+		case errors.As(err, &code) && (code.Code == http.StatusNotFound || code.Code == http.StatusGone):
+			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
+			return urlGone
+		}
+		wait = min(wait, b.cfg.MaxRetryWait)
+		if wait == 0 || try >= maxPostTries {
+			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
+			return postFailed
+		}
+		select {
+		case <-ctx.Done():
+			return postFailed
+		case <-time.After(wait):
+		}
+	}
+}
+
+// answer is what a response_url post got back: status 0 when no answer
+// arrived (a broken connection, a timeout).
+type answer struct {
+	status     int
+	retryAfter string
+}
+
+// answerRecorder is a transport that keeps the status and Retry-After of
+// the answer to the one post it carries, which slack-go's error does not
+// always keep (see post).
+type answerRecorder struct {
+	next http.RoundTripper
+	answer
+}
+
+func (a *answerRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.next.RoundTrip(req)
+	if err == nil {
+		a.status, a.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	return resp, err
+}
+
+// recordAnswer returns a copy of c (sharing its connections) that records
+// the answer to one post in *answer, readable once the post has returned.
+func recordAnswer(c *http.Client) (*http.Client, *answer) {
+	rec := &answerRecorder{next: c.Transport}
+	if rec.next == nil {
+		rec.next = http.DefaultTransport
+	}
+	cc := *c
+	cc.Transport = rec
+	return &cc, &rec.answer
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date; zero
+// when it says neither.
+func retryAfter(h string, now time.Time) time.Duration {
+	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil {
+		return at.Sub(now)
+	}
+	return 0
+}
+
+// postFailure describes a webhook error without the URL it went to.
+func postFailure(err error, status int) string {
+	var code slack.StatusCodeError
+	var rl *slack.RateLimitedError
+	switch {
+	case errors.As(err, &rl):
+		return fmt.Sprintf("rate limited, retry after %s", rl.RetryAfter)
+	case status == http.StatusTooManyRequests:
+		return "rate limited"
+	case errors.As(err, &code):
+		return fmt.Sprintf("HTTP %d", code.Code)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "timed out"
+	}
+	return "network error"
+}

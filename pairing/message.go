@@ -1,0 +1,99 @@
+package pairing
+
+import (
+	"context"
+	"time"
+)
+
+// What the Slack edge asks of the service about a pairing's message: the
+// stored pairing, a Refresh click, the views it shows, when the phone's
+// next code is allowed, and the response_url budget it is edited through.
+
+// Pairing returns pairing id as stored (ErrNotFound when there is none).
+func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
+	return s.db.Pairing(ctx, id)
+}
+
+// Refresh is a Refresh click by user on pairing id's message. Only the
+// requester may (ErrNotYours). The click brought a fresh response_url with
+// a fresh budget of posts: the message's later edits go through it.
+func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
+	p, err := s.db.Pairing(ctx, id)
+	if err != nil {
+		return p, err
+	}
+	if p.RequestedBy != user {
+		return p, ErrNotYours
+	}
+	return s.rebind(ctx, p, responseURL, issued)
+}
+
+// rebind makes url, issued at issued, the response_url p's message is
+// edited through, unless it already is.
+func (s *Service) rebind(ctx context.Context, p Pairing, url string, issued time.Time) (Pairing, error) {
+	if p.ResponseURL == url {
+		return p, nil
+	}
+	return s.db.UpdatePairing(ctx, p.ID, issued, func(p *Pairing) error {
+		p.ResponseURL, p.URLIssued = url, issued
+		return nil
+	})
+}
+
+// RecordView remembers that pairing id's message now shows the view named
+// key, so it is edited only when that changes; unwatch stops editing it
+// for good.
+func (s *Service) RecordView(ctx context.Context, id, key string, unwatch bool) error {
+	return s.db.RecordView(ctx, id, key, unwatch)
+}
+
+// NextCodeAt is when phone's limit next allows a code: now (or earlier)
+// when it already does. If the count cannot be read it answers a whole
+// window from now, so a message never offers a code the limit may refuse.
+func (s *Service) NextCodeAt(ctx context.Context, phone string, now time.Time) time.Time {
+	at, _, err := s.db.NextAllowed(ctx, phone, now, s.cfg.PhoneLimit)
+	if err != nil {
+		return now.Add(s.cfg.PhoneLimit.Period)
+	}
+	return at
+}
+
+// LimitError is the refusal of stored request p by a limit, as Start
+// reported it, for drawing its message again: the window in force and, for
+// the instance limit, the pairing holding the instance (without its code).
+func (s *Service) LimitError(ctx context.Context, p Pairing) *LimitError {
+	e := &LimitError{Limit: p.RefusedBy(), Phone: PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt, Window: s.window(p.RefusedBy())}
+	if e.Limit == LimitInstance {
+		if holder, err := s.db.Pairing(ctx, p.HeldBy); err == nil {
+			holder.Code = ""
+			e.Holder = holder
+		}
+	}
+	return e
+}
+
+// window is the window of limit (zero for the instance limit, which has none).
+func (s *Service) window(limit Limit) Window {
+	switch limit {
+	case LimitPhone:
+		return s.cfg.PhoneLimit
+	case LimitUser:
+		return s.cfg.UserLimit
+	}
+	return Window{}
+}
+
+// UseResponseURL takes one use of url's budget (Slack allows
+// ResponseURLUses posts within ResponseURLLifetime of issued), leaving keep
+// uses for later, more important posts: the final state keeps the last
+// two. ErrBudgetSpent when this post may not take one.
+func (s *Service) UseResponseURL(ctx context.Context, url string, issued time.Time, keep int) error {
+	return s.db.UseResponseURL(ctx, url, issued, s.cfg.Now(), keep)
+}
+
+// RefundResponseURL gives back a use Slack certainly did not count: it
+// answered 429. After a 5xx, a timeout or a dropped connection the post may
+// have counted, so the caller keeps the use spent.
+func (s *Service) RefundResponseURL(ctx context.Context, url string) error {
+	return s.db.RefundResponseURL(ctx, url)
+}

@@ -1,0 +1,300 @@
+package pairing
+
+import (
+	"errors"
+	"time"
+)
+
+// The model: a pairing and its states, the limits, the audit events, and
+// what the service asks of its storage (reservations, settlements,
+// interruptions, audit queries, pruning). Storage implementations (package
+// store for bbolt) import these; this package imports none of them.
+
+// State is where a pairing stands. A pairing is live while it is
+// Requesting or Live and has not passed ExpiresAt; every other state is
+// final. A Requesting pairing's ExpiresAt is its lease (the Hold): past it,
+// the request is interrupted.
+type State string
+
+// Pairing states.
+const (
+	StateRequesting State = "requesting"  // a code request is on its way to Wawp
+	StateLive       State = "live"        // a code is shown and may be entered
+	StateWarmingUp  State = "warming_up"  // Wawp's engine was starting; retry allowed at RetryAt
+	StateLinked     State = "linked"      // WhatsApp reported the session working with the right phone
+	StateWrongPhone State = "wrong_phone" // the session came up with another number
+	StateExpired    State = "expired"     // the code was not entered in time
+	StateCancelled  State = "cancelled"   // the requester cancelled
+	StateSuperseded State = "superseded"  // a newer code for the same request replaced it
+	StateFailed     State = "failed"      // Wawp or the instance failed
+	StateRefused    State = "refused"     // the request never reached Wawp's request-code
+	// StateInterrupted: the request never settled (the process stopped
+	// mid-request) and its lease ran out. It counts: request-code may have
+	// reached WhatsApp.
+	StateInterrupted State = "interrupted"
+)
+
+// Pairing is one request for a pairing code and everything needed to keep
+// its ephemeral Slack message current. Slack forgets ephemeral messages on
+// reload, so this record, keyed by ID, is the only state there is.
+type Pairing struct {
+	ID           string    `json:"id"`
+	Instance     string    `json:"instance"`      // 12-character Wawp instance ID
+	InstanceName string    `json:"instance_name"` // alias as configured, or the ID
+	Phone        string    `json:"phone"`         // digits, country code first
+	RequestedBy  string    `json:"requested_by"`
+	Team         string    `json:"team"`
+	Channel      string    `json:"channel"`
+	ResponseURL  string    `json:"response_url"`
+	URLIssued    time.Time `json:"url_issued"`
+	Code         string    `json:"code,omitempty"` // wiped when the pairing ends
+	RequestedAt  time.Time `json:"requested_at"`
+	IssuedAt     time.Time `json:"issued_at,omitempty"` // when the code arrived
+	ExpiresAt    time.Time `json:"expires_at"`
+	RetryAt      time.Time `json:"retry_at,omitempty"`
+	State        State     `json:"state"`
+	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
+	LinkedPhone  string    `json:"linked_phone,omitempty"`
+	EndedAt      time.Time `json:"ended_at,omitempty"`
+	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
+	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
+	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
+	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
+	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
+}
+
+// MessageID names the Slack message the pairing is shown in. A /link
+// starts a message of its own; a renewal (New code, Try again) is shown in
+// the message whose button asked for it, so it inherits that message.
+func (p Pairing) MessageID() string {
+	if p.Message != "" {
+		return p.Message
+	}
+	return p.ID
+}
+
+// RefusedBy is the limit that refused the request (LimitNone if none did).
+// Its Reason is the limit's outcome (limit_phone; older versions wrote
+// limit:phone, which ParseOutcome reads too).
+func (p Pairing) RefusedBy() Limit {
+	if p.State != StateRefused {
+		return LimitNone
+	}
+	return ParseOutcome(p.Reason).Limit()
+}
+
+// Final reports whether the pairing has reached a state it never leaves.
+func (p Pairing) Final() bool {
+	switch p.State {
+	case StateRequesting, StateLive:
+		return false
+	}
+	return true
+}
+
+// Live reports whether the pairing still holds its instance at now.
+func (p Pairing) Live(now time.Time) bool {
+	return (p.State == StateRequesting || p.State == StateLive) && now.Before(p.ExpiresAt)
+}
+
+// Window is a sliding-window limit: at most Max events per Period.
+type Window struct {
+	Max    int
+	Period time.Duration
+}
+
+// Limit names which limit refused a reservation.
+type Limit string
+
+// The limits a reservation is checked against.
+const (
+	LimitNone     Limit = ""
+	LimitPhone    Limit = "phone"
+	LimitUser     Limit = "user"
+	LimitInstance Limit = "instance"
+)
+
+// ErrNotFound is returned when a pairing does not exist (or was pruned).
+var ErrNotFound = errors.New("not found")
+
+// Reservation asks to record a code request and create its pairing, if the
+// limits allow it.
+type Reservation struct {
+	Pairing    Pairing // State, RequestedAt and ExpiresAt are set by Reserve
+	PhoneLimit Window
+	UserLimit  Window
+	// Replaces is the pairing a "New code" click renews: it may hold the
+	// instance, since the requester is replacing their own code. It stays
+	// live until the Settlement says whether WhatsApp saw the new request.
+	Replaces string
+	Now      time.Time
+	// Hold is how long the instance stays locked while the request is in
+	// flight, so a crash cannot lock an instance forever.
+	Hold time.Duration
+	// Granted and Refused are appended to the audit log in the same
+	// transaction, whichever applies (on refusal, Outcome is the refusing
+	// limit's: Limit.Outcome).
+	Granted, Refused Event
+}
+
+// Decision is the outcome of Reserve.
+type Decision struct {
+	Refused Limit
+	// RetryAt is when the refused request would next be allowed.
+	RetryAt time.Time
+	// Count is the number of requests in the refusing window (phone or
+	// user), or for a granted request the number for the phone including it.
+	Count int
+	// Holder is the live pairing that holds the instance (LimitInstance).
+	Holder Pairing
+	// Pairing is the stored pairing: Requesting when granted; Refused when
+	// a limit refused a request of its own (not a renewal), kept so its
+	// message can be drawn again if the post of the refusal is lost.
+	Pairing Pairing
+}
+
+// RefusedPairing is request p as stored when d refused it at now: final,
+// saying which limit refused it, when it may be asked again and who holds
+// the instance, so its message can be drawn again from the record alone.
+func (d Decision) RefusedPairing(p Pairing, now time.Time) Pairing {
+	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, string(d.Refused.Outcome()), d.RetryAt, d.Count
+	p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = now, now, now, d.Holder.ID
+	return p
+}
+
+// Settlement is how a reserved request ended: the pairing change, whether
+// the attempt keeps counting, and the audit event, written in one transaction.
+type Settlement struct {
+	ID     string
+	Now    time.Time
+	Change func(*Pairing) error
+	// Counted=false removes the attempt from both windows: only when the
+	// request certainly never reached WhatsApp (refused by Wawp before
+	// pairing, or never sent). A counted attempt records the state the
+	// pairing settled in.
+	Counted bool
+	Audit   Event // skipped when Kind is empty
+	// Replaced is the pairing this request renewed ("New code"), if any.
+	// When Counted, WhatsApp saw the new request, which voids the old code:
+	// the old pairing ends as superseded. Otherwise its code still works,
+	// so it takes its instance back, and its message (ReplacedURL, the
+	// click's fresh response_url) goes on tracking it; the renewal's view
+	// is then only the click's answer, and is not watched.
+	Replaced    string
+	ReplacedURL string
+	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
+	// Time left empty: when Settle ends that pairing it appends the record
+	// with the state it ended in (EventSuperseded, or EventExpired when its
+	// code ran out before an uncounted renewal settled). Nothing is written
+	// when its Pairing is empty.
+	ReplacedAudit Event
+}
+
+// Interruption ends a request that never settled.
+type Interruption struct {
+	ID  string
+	Now time.Time
+	// Lapsed ends it only if its lease (the Hold given to Reserve) ran out
+	// by Now: the process that asked Wawp is gone (a crash, a kill, a
+	// shutdown that could not wait). Without it the request ends at once
+	// (a shutdown cutting short a request it cannot wait for).
+	Lapsed bool
+	Audit  Event // skipped when Kind is empty
+	// ReplacedAudit is the audit record of the pairing the request renewed,
+	// as in Settlement.
+	ReplacedAudit Event
+}
+
+// EventKind is what an audit event records.
+type EventKind string
+
+// Audit event kinds.
+const (
+	EventRequested   EventKind = "requested"
+	EventRefused     EventKind = "refused"
+	EventCodeIssued  EventKind = "code_issued"
+	EventLinked      EventKind = "linked"
+	EventWrongPhone  EventKind = "wrong_phone"
+	EventExpired     EventKind = "expired"
+	EventCancelled   EventKind = "cancelled"
+	EventSuperseded  EventKind = "superseded" // a New code replaced the code (see Settlement.ReplacedAudit)
+	EventError       EventKind = "error"
+	EventInterrupted EventKind = "interrupted"
+)
+
+// Event is one audit record. It never holds a pairing code, and Phone is
+// stored masked by the caller.
+type Event struct {
+	Time     time.Time `json:"time"`
+	Kind     EventKind `json:"kind"`
+	User     string    `json:"user"`
+	Team     string    `json:"team,omitempty"`
+	Channel  string    `json:"channel,omitempty"`
+	Instance string    `json:"instance,omitempty"` // alias as configured when the event happened, or the ID
+	Phone    string    `json:"phone,omitempty"`    // masked, e.g. +20 111 ••• 3333
+	// PhoneKey finds a phone's events without storing its digits: a keyed
+	// hash of the digits, computed by the storage from Digits under a
+	// secret it keeps. Storage sets it and never returns it.
+	PhoneKey string  `json:"phone_key,omitempty"`
+	Pairing  string  `json:"pairing,omitempty"`
+	Outcome  Outcome `json:"outcome,omitempty"` // see ParseOutcome for events older versions wrote
+	// InstanceID is the 12-character Wawp instance ID (events written
+	// before it was recorded have only Instance).
+	InstanceID string `json:"instance_id,omitempty"`
+	// Digits is the phone, country code first, handed to the storage only
+	// so it can compute PhoneKey; it is never stored or returned.
+	Digits string `json:"-"`
+}
+
+// AuditQuery selects audit events. Every field is optional; a phone or
+// instance query reads only that phone's or instance's events (through
+// an index), and Limit stops the read as soon as it has enough.
+type AuditQuery struct {
+	Since time.Time // events at or after Since; zero: from the first
+	Until time.Time // events before Until; zero: up to the newest
+	// Phone is a phone's digits, country code first. It finds the events
+	// of that phone, whichever form of key they were written with.
+	Phone string
+	// Instances are aliases or IDs, any case: events of any of them. An
+	// event that records its instance ID matches by that ID only (an alias
+	// can be given to another instance later); older events, which recorded
+	// only the alias, match by alias.
+	Instances []string
+	// Keep, if set, drops the events it returns false for; dropped events
+	// do not count towards Limit.
+	Keep func(Event) bool
+	// Limit is how many events to return at most: the newest ones. Zero
+	// means no limit.
+	Limit int
+}
+
+// Slack accepts at most ResponseURLUses posts to one response_url, within
+// ResponseURLLifetime of the interaction that issued it.
+const (
+	ResponseURLUses     = 5
+	ResponseURLLifetime = 30 * time.Minute
+)
+
+// ErrBudgetSpent means a response_url has no use left that the caller may
+// take (or has expired). The message can no longer be edited through it.
+var ErrBudgetSpent = errors.New("response_url budget spent")
+
+// PruneBefore says what Prune may delete: entries older than each time.
+// A zero AuditEvents keeps the whole audit log.
+type PruneBefore struct {
+	Attempts    time.Time
+	Pairings    time.Time
+	AuditEvents time.Time
+}
+
+// PruneStats counts what Prune removed.
+type PruneStats struct {
+	Attempts     int
+	Pairings     int
+	ResponseURLs int
+	AuditEvents  int
+	// DamagedPairings counts watched pairings whose record did not parse:
+	// they could never be advanced or shown, so they are dropped (and
+	// counted in Pairings too).
+	DamagedPairings int
+}

@@ -1,0 +1,92 @@
+package pairing
+
+import (
+	"context"
+	"time"
+)
+
+// Storage is what the service needs to keep: pairings and the limits they
+// are counted against, the audit log, and response_url budgets, in the
+// domain's terms. Package store implements it on a bbolt file; another
+// backend (PostgreSQL for several replicas) implements the same methods
+// and passes the same contract.
+//
+// The interface is declared here, where it is used, not beside its
+// implementation (Go Code Review Comments, "Interfaces"; benbjohnson/wtf
+// declares its services in the root package and implements them in
+// sqlite/): the domain does not import its storage, the storage imports
+// the domain.
+//
+// Every method is safe for concurrent use. Errors are storage failures,
+// except the ones documented (ErrNotFound, ErrBudgetSpent, and whatever a
+// change function returns). Package store/storetest is the contract in
+// full: every implementation runs it and passes.
+//
+// Every method takes the caller's ctx first, for a backend that talks to
+// a server (cancellation, deadlines). A call with a ctx already done
+// returns an error that is ctx.Err() (errors.Is) and changes nothing; a
+// ctx done during a call may cut it short, but a call either applies all
+// it promises or nothing (a backend that cannot cancel, bbolt, finishes
+// it).
+type Storage interface {
+	// Reserve checks the per-phone, per-user and per-instance limits and,
+	// when all allow it, records the attempt, stores the pairing as
+	// Requesting, watches it and appends r.Granted — all at once: two
+	// requests racing for one phone can never both pass. When a limit says
+	// no it appends r.Refused (with the limit's outcome) and, for a request
+	// of its own (no r.Replaces), stores and watches the refused pairing
+	// (Decision.RefusedPairing). The instance is checked first, then the
+	// phone, then the user: the first limit that says no is reported. The
+	// attempt counts in the phone's and the user's windows until a
+	// settlement that does not count removes it from both.
+	Reserve(ctx context.Context, r Reservation) (Decision, error)
+	// Settle applies s to a reserved request in one step and returns the
+	// pairing as stored; when s.Change fails, nothing of s is stored. A
+	// replaced pairing that already reached a final state keeps it, and
+	// gets no second end in the audit log; one this call ends (superseded,
+	// or expired when its code ran out before an uncounted renewal
+	// settled) has s.ReplacedAudit appended with that end.
+	Settle(ctx context.Context, s Settlement) (Pairing, error)
+	// Interrupt ends a request still Requesting as interrupted (see
+	// Interruption); it reports whether this call ended it. A pairing the
+	// request renewed ends as superseded, as with a counted Settle.
+	Interrupt(ctx context.Context, in Interruption) (Pairing, bool, error)
+
+	// Pairing returns the pairing with id, or ErrNotFound.
+	Pairing(ctx context.Context, id string) (Pairing, error)
+	// Holder returns the pairing that holds instance at now (one live code
+	// per instance), without its code, or ErrNotFound when none does.
+	Holder(ctx context.Context, instance string, now time.Time) (Pairing, error)
+	// UpdatePairing applies change to the stored pairing and saves it. When
+	// the pairing is no longer live afterwards, its code is wiped and its
+	// instance released. An error from change aborts the update and is
+	// returned (wrapped) with the pairing as change left it.
+	UpdatePairing(ctx context.Context, id string, now time.Time, change func(*Pairing) error) (Pairing, error)
+	// WatchedPairings returns the pairings whose messages are still kept
+	// current: live ones, and ended ones whose final view is not shown yet.
+	WatchedPairings(ctx context.Context) ([]Pairing, error)
+	// RecordView remembers the key of the view pairing id's message shows
+	// now; unwatch stops keeping the message current for good.
+	RecordView(ctx context.Context, id, key string, unwatch bool) error
+	// NextAllowed returns when phone may next get a code under limit (now
+	// if it may already) and how many requests are in its window.
+	NextAllowed(ctx context.Context, phone string, now time.Time, limit Window) (time.Time, int, error)
+
+	// AppendAudit appends e to the audit log (nothing when e.Kind is empty).
+	AppendAudit(ctx context.Context, e Event) error
+	// Audit returns the events q selects, oldest first, and whether q's
+	// limit left older matching events out.
+	Audit(ctx context.Context, q AuditQuery) (events []Event, more bool, err error)
+
+	// UseResponseURL takes one of url's ResponseURLUses posts, keeping keep
+	// uses for later posts; ErrBudgetSpent when none may be taken or the url
+	// is past ResponseURLLifetime since issued. The count survives restarts.
+	UseResponseURL(ctx context.Context, url string, issued, now time.Time, keep int) error
+	// RefundResponseURL gives back a use Slack certainly did not count.
+	RefundResponseURL(ctx context.Context, url string) error
+
+	// Prune deletes what before allows: old attempts, ended and unwatched
+	// pairings, instance slots no live pairing holds, expired response_url
+	// budgets and old audit events. PruneStats counts each attempt once.
+	Prune(ctx context.Context, now time.Time, before PruneBefore) (PruneStats, error)
+}
