@@ -117,6 +117,14 @@ const (
 // ErrNotFound is returned when a pairing does not exist (or was pruned).
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable means the storage could not be reached (a database server
+// down, restarting or failing over, a connection lost mid-call). The call
+// was not applied (a transaction cut off is rolled back; only a connection
+// lost while its commit was on the way leaves the outcome unknown), and the
+// same call may succeed in a moment. The Slack edge answers it with "try
+// again" (issue 11); the bbolt file never returns it.
+var ErrUnavailable = errors.New("storage unreachable, try again")
+
 // Reservation asks to record a code request and create its pairing, if the
 // limits allow it.
 type Reservation struct {

@@ -19,7 +19,8 @@ import (
 //
 // Every method is safe for concurrent use. Errors are storage failures,
 // except the ones documented (ErrNotFound, ErrBudgetSpent, and whatever a
-// change function returns). Package store/storetest is the contract in
+// change function returns); a backend on a server wraps ErrUnavailable
+// around a failure to reach it. Package store/storetest is the contract in
 // full: every implementation runs it and passes.
 //
 // Every method takes the caller's ctx first, for a backend that talks to
