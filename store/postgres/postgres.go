@@ -147,7 +147,14 @@ func parseURL(raw string) (*pgxpool.Config, string, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(raw)
 	if err != nil {
-		return nil, "", &URLError{"cannot be used: " + scrub(err.Error(), password)}
+		// pgx's message quotes the URL (with the password masked, as far as
+		// it can tell where it is) before saying what is wrong: keep only
+		// what is wrong, and take the password out of that too.
+		msg := err.Error()
+		if i := strings.Index(msg, "`: "); strings.HasPrefix(msg, "cannot parse `") && i >= 0 {
+			msg = msg[i+3:]
+		}
+		return nil, "", &URLError{"cannot be used: " + scrub(msg, password)}
 	}
 	q := u.Query()
 	if !q.Has("connect_timeout") {
