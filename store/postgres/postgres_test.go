@@ -371,9 +371,12 @@ func TestConnectionLost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	calls := map[string]func() error{
-		"Reserve":         func() error { _, err := db.Reserve(ctx, reservation("b", "I2", "201112224444", "U2", t0)); return err },
-		"Pairing":         func() error { _, err := db.Pairing(ctx, "a"); return err },
-		"UpdatePairing":   func() error { _, err := db.UpdatePairing(ctx, "a", t0, func(*pairing.Pairing) error { return nil }); return err },
+		"Reserve": func() error { _, err := db.Reserve(ctx, reservation("b", "I2", "201112224444", "U2", t0)); return err },
+		"Pairing": func() error { _, err := db.Pairing(ctx, "a"); return err },
+		"UpdatePairing": func() error {
+			_, err := db.UpdatePairing(ctx, "a", t0, func(*pairing.Pairing) error { return nil })
+			return err
+		},
 		"WatchedPairings": func() error { _, err := db.WatchedPairings(ctx); return err },
 		"UseResponseURL":  func() error { return db.UseResponseURL(ctx, "https://hooks.slack.test/x", t0, t0, 0) },
 		"Audit":           func() error { _, _, err := db.Audit(ctx, pairing.AuditQuery{}); return err },
@@ -527,4 +530,3 @@ func TestRenewalsAgainstRequests(t *testing.T) {
 		}
 	}
 }
-
