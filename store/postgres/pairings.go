@@ -181,76 +181,69 @@ func scanTimes(times *[]int64) func(pgx.Rows) error {
 // when its lease runs out), gives it the instance and appends r.Granted,
 // in one transaction. The transaction locks the phone, the user and the
 // instance first, so requests racing for any of them — on any replica —
-// are decided one after the other.
+// are decided one after the other. It takes two round trips: BEGIN, the
+// locks and the reads in one; the writes and COMMIT in the other.
 func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decision, error) {
-	var d pairing.Decision
-	err := db.inTx(ctx, func(tx pgx.Tx) error {
-		d = pairing.Decision{}
-		p := r.Pairing
-		var (
-			dbNow                 int64
-			holderID, holderState *string
-			holderLease           *int64
-			holderDoc             []byte
-			phoneTimes, userTimes []int64
-		)
-		b := &pgx.Batch{}
-		queueLocks(b, "phone\x00"+p.Phone, "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
-		b.Queue(`SELECT COALESCE($1::bigint, `+sqlNow+`)`, db.nowParam(r.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&dbNow) })
-		b.Queue(`SELECT l.pairing_id, p.state, p.lease_until_ns, p.doc FROM live_by_instance l
-			LEFT JOIN pairings p ON p.id = l.pairing_id WHERE l.instance = $1`, pgText(p.Instance)).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				if err := rows.Scan(&holderID, &holderState, &holderLease, &holderDoc); err != nil {
-					return err
-				}
+	var (
+		d                     pairing.Decision
+		p                     = r.Pairing
+		dbNow                 int64
+		holderID, holderState *string
+		holderLease           *int64
+		holderDoc             []byte
+		phoneTimes, userTimes []int64
+	)
+	reads := &pgx.Batch{}
+	queueLocks(reads, "phone\x00"+p.Phone, "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
+	reads.Queue(`SELECT COALESCE($1::bigint, `+sqlNow+`)`, db.nowParam(r.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&dbNow) })
+	reads.Queue(`SELECT l.pairing_id, p.state, p.lease_until_ns, p.doc FROM live_by_instance l
+		LEFT JOIN pairings p ON p.id = l.pairing_id WHERE l.instance = $1`, pgText(p.Instance)).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			if err := rows.Scan(&holderID, &holderState, &holderLease, &holderDoc); err != nil {
+				return err
 			}
-			return rows.Err()
-		})
-		b.Queue(fmt.Sprintf(windowQuery, "phone"), pgText(p.Phone), nanos(r.Now.Add(-r.PhoneLimit.Period))).Query(scanTimes(&phoneTimes))
-		if r.UserLimit.Max > 0 {
-			b.Queue(fmt.Sprintf(windowQuery, "user_id"), pgText(p.RequestedBy), nanos(r.Now.Add(-r.UserLimit.Period))).Query(scanTimes(&userTimes))
 		}
-		if err := send(ctx, tx, b); err != nil {
-			return err
-		}
-
+		return rows.Err()
+	})
+	reads.Queue(fmt.Sprintf(windowQuery, "phone"), pgText(p.Phone), nanos(r.Now.Add(-r.PhoneLimit.Period))).Query(scanTimes(&phoneTimes))
+	if r.UserLimit.Max > 0 {
+		reads.Queue(fmt.Sprintf(windowQuery, "user_id"), pgText(p.RequestedBy), nanos(r.Now.Add(-r.UserLimit.Period))).Query(scanTimes(&userTimes))
+	}
+	err := db.inPipelinedTx(ctx, reads, func() (*pgx.Batch, error) {
+		w := &pgx.Batch{}
 		if holderID != nil && *holderID != r.Replaces && holderDoc != nil && holds(pairing.State(*holderState), *holderLease, dbNow) {
 			var holder pairing.Pairing
 			if json.Unmarshal(holderDoc, &holder) == nil {
 				holder.Code = ""
 				d = pairing.Decision{Refused: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
-				return db.refuse(ctx, tx, r, &d, dbNow)
+				return w, db.queueRefusal(w, r, &d, dbNow)
 			}
 		}
 		if n := len(phoneTimes); r.PhoneLimit.Max > 0 && n >= r.PhoneLimit.Max {
 			d = pairing.Decision{Refused: pairing.LimitPhone, Count: n, RetryAt: time.Unix(0, phoneTimes[n-r.PhoneLimit.Max]).Add(r.PhoneLimit.Period)}
-			return db.refuse(ctx, tx, r, &d, dbNow)
+			return w, db.queueRefusal(w, r, &d, dbNow)
 		}
 		if n := len(userTimes); r.UserLimit.Max > 0 && n >= r.UserLimit.Max {
 			d = pairing.Decision{Refused: pairing.LimitUser, Count: n, RetryAt: time.Unix(0, userTimes[n-r.UserLimit.Max]).Add(r.UserLimit.Period)}
-			return db.refuse(ctx, tx, r, &d, dbNow)
+			return w, db.queueRefusal(w, r, &d, dbNow)
 		}
 
 		p.State = pairing.StateRequesting
 		p.RequestedAt = r.Now
 		p.ExpiresAt = r.Now.Add(r.Hold)
 		p.Attempt = len(phoneTimes) + 1
-		w := &pgx.Batch{}
 		w.Queue(`INSERT INTO attempts (phone, user_id, at_ns, pairing_id, team, instance, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			pgText(p.Phone), pgText(p.RequestedBy), nanos(r.Now), pgText(p.ID), pgText(p.Team), pgText(p.Instance), string(pairing.StateRequesting))
 		if err := queueInsert(w, p, true, lease(dbNow, p.ExpiresAt, r.Now)); err != nil {
-			return err
+			return nil, err
 		}
 		w.Queue(`INSERT INTO live_by_instance (instance, pairing_id) VALUES ($1, $2)
 			ON CONFLICT (instance) DO UPDATE SET pairing_id = EXCLUDED.pairing_id`, pgText(p.Instance), pgText(p.ID))
 		if err := db.queueAudit(w, r.Granted); err != nil {
-			return err
+			return nil, err
 		}
-		if err := send(ctx, tx, w); err != nil {
-			return err
-		}
-		d.Count, d.Pairing = p.Attempt, p
-		return nil
+		d = pairing.Decision{Count: p.Attempt, Pairing: p}
+		return w, nil
 	})
 	if err != nil {
 		return pairing.Decision{}, fmt.Errorf("reserve code request: %w", err)
@@ -258,11 +251,10 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 	return d, nil
 }
 
-// refuse records a refusal: its audit event and, for a request of its own
-// (a /link, not a renewal), the refused request as a final pairing,
-// watched until its message shows the refusal.
-func (db *DB) refuse(ctx context.Context, tx pgx.Tx, r pairing.Reservation, d *pairing.Decision, dbNow int64) error {
-	w := &pgx.Batch{}
+// queueRefusal queues recording a refusal: its audit event and, for a
+// request of its own (a /link, not a renewal), the refused request as a
+// final pairing, watched until its message shows the refusal.
+func (db *DB) queueRefusal(w *pgx.Batch, r pairing.Reservation, d *pairing.Decision, dbNow int64) error {
 	if r.Replaces == "" {
 		p := d.RefusedPairing(r.Pairing, r.Now)
 		if err := queueInsert(w, p, true, lease(dbNow, p.ExpiresAt, r.Now)); err != nil {
@@ -270,14 +262,12 @@ func (db *DB) refuse(ctx context.Context, tx pgx.Tx, r pairing.Reservation, d *p
 		}
 		d.Pairing = p
 	}
-	if r.Refused.Kind != "" {
-		e := r.Refused
-		e.Outcome = d.Refused.Outcome()
-		if err := db.queueAudit(w, e); err != nil {
-			return err
-		}
+	if r.Refused.Kind == "" {
+		return nil
 	}
-	return send(ctx, tx, w)
+	e := r.Refused
+	e.Outcome = d.Refused.Outcome()
+	return db.queueAudit(w, e)
 }
 
 // lockPairing reads pairing id and locks its row until tx ends; it also

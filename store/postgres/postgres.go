@@ -367,6 +367,41 @@ func (db *DB) inTx(ctx context.Context, f func(pgx.Tx) error) error {
 	return db.classify(ctx, tx.Commit(ctx))
 }
 
+// inPipelinedTx runs one READ COMMITTED transaction in two round trips,
+// for the hot path (Reserve): BEGIN travels with the statements of reads,
+// and COMMIT with the statements decide returns after looking at what
+// they read. A failure anywhere rolls the transaction back; a connection
+// still inside a transaction is never handed to another caller (the pool
+// closes it on release).
+func (db *DB) inPipelinedTx(ctx context.Context, reads *pgx.Batch, decide func() (*pgx.Batch, error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return db.classify(ctx, err)
+	}
+	defer conn.Release()
+	first := &pgx.Batch{}
+	first.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+	first.QueuedQueries = append(first.QueuedQueries, reads.QueuedQueries...)
+	err = conn.SendBatch(ctx, first).Close()
+	var writes *pgx.Batch
+	if err == nil {
+		writes, err = decide()
+	}
+	if err == nil {
+		writes.Queue(`COMMIT`)
+		err = conn.SendBatch(ctx, writes).Close()
+	}
+	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Exec(rctx, `ROLLBACK`)
+	}
+	return db.classify(ctx, err)
+}
+
 // Time bounds that unix nanoseconds can hold.
 var (
 	minNanoTime = time.Unix(0, math.MinInt64)
