@@ -39,7 +39,11 @@
 // request for a held instance, Holder, Interrupt's Lapsed, whether a
 // replaced code still works, pruning — compares lease_until with now().
 // A pairing's ExpiresAt (what its message shows, and what the countdown of
-// the replica that draws it goes by) stays in the caller's clock. With
+// the replica that draws it goes by) stays in the caller's clock, and so
+// do the limits' windows (an attempt is recorded at the caller's now and
+// counted against it): a replica whose clock is a second off shifts a
+// 15-minute window by a second, while the counts stay exact, being taken
+// under the locks. With
 // Options.CallerClock (tests only) the caller's now stands in for now(),
 // so lease_until equals ExpiresAt and the conformance suite's injected
 // times decide everything, as with bbolt.
