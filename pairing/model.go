@@ -143,6 +143,10 @@ type Reservation struct {
 	// transaction, whichever applies (on refusal, Outcome is the refusing
 	// limit's: Limit.Outcome).
 	Granted, Refused Event
+	// Dedupe names the Slack command asking (see Dedupe); its key is
+	// recorded in the same transaction as the decision, so a redelivery of
+	// the command finds it however the first delivery was decided.
+	Dedupe Dedupe
 }
 
 // Decision is the outcome of Reserve.
@@ -159,6 +163,11 @@ type Decision struct {
 	// a limit refused a request of its own (not a renewal), kept so its
 	// message can be drawn again if the post of the refusal is lost.
 	Pairing Pairing
+	// Duplicate says the reservation's dedupe key was already claimed: the
+	// command was handled before (a redelivered envelope, a repeated
+	// click), and nothing was checked or stored — no attempt, no pairing,
+	// no audit event. Every other field is zero.
+	Duplicate bool
 }
 
 // RefusedPairing is request p as stored when d refused it at now: final,
@@ -305,4 +314,6 @@ type PruneStats struct {
 	// they could never be advanced or shown, so they are dropped (and
 	// counted in Pairings too).
 	DamagedPairings int
+	// DedupeKeys counts the command keys whose Until had passed.
+	DedupeKeys int
 }

@@ -40,7 +40,20 @@ type Storage interface {
 	// phone, then the user: the first limit that says no is reported. The
 	// attempt counts in the phone's and the user's windows until a
 	// settlement that does not count removes it from both.
+	//
+	// With r.Dedupe.Key set, the key is checked before anything else: one
+	// already claimed (by Reserve or ClaimCommand) and unexpired at r.Now
+	// makes a Decision with only Duplicate set, and nothing is stored;
+	// otherwise the key is claimed until r.Dedupe.Until in the same
+	// transaction as the decision, granted or refused. Two reservations
+	// with one key, racing on any replica: exactly one is decided.
 	Reserve(ctx context.Context, r Reservation) (Decision, error)
+	// ClaimCommand claims d.Key for a command that reserves nothing (a
+	// Cancel, a Refresh, a refusal): true when this call claimed it, false
+	// when it was already claimed and is unexpired at now (a duplicate:
+	// nothing changes). An expired key is claimed again. An empty key is
+	// always claimed, and nothing is stored.
+	ClaimCommand(ctx context.Context, d Dedupe, now time.Time) (bool, error)
 	// Settle applies s to a reserved request in one step and returns the
 	// pairing as stored; when s.Change fails, nothing of s is stored. A
 	// replaced pairing that already reached a final state keeps it, and
@@ -88,6 +101,7 @@ type Storage interface {
 
 	// Prune deletes what before allows: old attempts, ended and unwatched
 	// pairings, instance slots no live pairing holds, expired response_url
-	// budgets and old audit events. PruneStats counts each attempt once.
+	// budgets and old audit events; and command keys expired at now.
+	// PruneStats counts each attempt once.
 	Prune(ctx context.Context, now time.Time, before PruneBefore) (PruneStats, error)
 }

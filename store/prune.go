@@ -81,6 +81,10 @@ func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefo
 			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > pairing.ResponseURLLifetime
 		})
 		st.ResponseURLs = n
+		if err != nil {
+			return err
+		}
+		st.DedupeKeys, err = deleteWhere(tx.Bucket(bucketDedupe), func(_, v []byte) bool { return !now.Before(dedupeUntil(v)) })
 		if err != nil || before.AuditEvents.IsZero() {
 			return err
 		}

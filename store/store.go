@@ -32,8 +32,9 @@ var (
 	bucketResponseURLs  = []byte("response_urls")
 	bucketAudit         = []byte("audit")
 	bucketWatched       = []byte("watched")
+	bucketDedupe        = []byte("dedupe")
 	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched,
-		bucketMeta, bucketAuditByPhone, bucketAuditByInstance}
+		bucketMeta, bucketAuditByPhone, bucketAuditByInstance, bucketDedupe}
 )
 
 // ErrLocked means another process holds the database file. bbolt takes an

@@ -14,9 +14,10 @@ import (
 // BenchmarkReserveParallel measures check-and-record with 50 concurrent
 // callers on the local server, in production mode (leases on the
 // database's clock; the server's fsync on), each for its own phone, user
-// and instance: the transaction takes its three advisory locks, counts
-// both windows, reads the instance's holder, and writes the attempt, the
-// pairing, the slot and the audit event.
+// and instance, each with the dedupe key of its command (as the bot
+// sends them): the transaction claims the key, takes its three advisory
+// locks, counts both windows, reads the instance's holder, and writes the
+// attempt, the pairing, the slot and the audit event.
 func BenchmarkReserveParallel(b *testing.B) {
 	db := mustOpen(b, pgtest.URL(b), Options{})
 	var n atomic.Int64
@@ -27,6 +28,7 @@ func BenchmarkReserveParallel(b *testing.B) {
 		for pb.Next() {
 			i := n.Add(1)
 			r := reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), fmt.Sprint("2010", 10000000+i), fmt.Sprint("U", i), t0)
+			r.Dedupe = pairing.Dedupe{Key: fmt.Sprint("envelope:", i), Until: t0.Add(time.Hour)}
 			if d, err := db.Reserve(b.Context(), r); err != nil || d.Refused != pairing.LimitNone {
 				b.Errorf("reserve %d: %+v %v", i, d, err)
 			}
@@ -48,6 +50,7 @@ func BenchmarkReserveOnePhone(b *testing.B) {
 		for pb.Next() {
 			i := n.Add(1)
 			r := reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), "201011112222", fmt.Sprint("U", i), t0)
+			r.Dedupe = pairing.Dedupe{Key: fmt.Sprint("envelope:", i), Until: t0.Add(time.Hour)}
 			if _, err := db.Reserve(b.Context(), r); err != nil {
 				b.Errorf("reserve %d: %v", i, err)
 			}

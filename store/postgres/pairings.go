@@ -19,10 +19,12 @@ import (
 )
 
 // Lock order, so that no two transactions wait for each other in a
-// circle: pairing rows (FOR UPDATE; a renewal before the pairing it
+// circle: a command's dedupe key (Reserve holds at most one, and takes it
+// first), pairing rows (FOR UPDATE; a renewal before the pairing it
 // renews, i.e. newer before older), then advisory locks (sorted), then
-// instance slots (live_by_instance rows). Reserve takes advisory locks
-// first and touches no existing pairing row; a Settle that may give an
+// instance slots (live_by_instance rows), then response_url rows
+// (ClaimView, after its pairing's row). Reserve takes advisory locks
+// right after its key and touches no existing pairing row; a Settle that may give an
 // old code its instance back takes the instance's advisory lock after its
 // pairing rows and before any slot; everything else only deletes its own
 // slot. Every transaction that gives an instance to a pairing holds that
@@ -194,6 +196,17 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 		phoneTimes, userTimes []int64
 	)
 	reads := &pgx.Batch{}
+	// The command's key first, before any advisory lock: a redelivery of
+	// the same command for the same phone waits here for the first one to
+	// end (the key's row), and never holds the phone's lock while waiting.
+	first := true
+	if r.Dedupe.Key != "" {
+		queueClaimCommand(reads, r.Dedupe, r.Now).Query(func(rows pgx.Rows) error {
+			first = rows.Next()
+			rows.Close()
+			return rows.Err()
+		})
+	}
 	queueLocks(reads, "phone\x00"+p.Phone, "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
 	reads.Queue(`SELECT COALESCE($1::bigint, `+sqlNow+`)`, db.nowParam(r.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&dbNow) })
 	reads.Queue(`SELECT l.pairing_id, p.state, p.lease_until_ns, p.doc FROM live_by_instance l
@@ -211,6 +224,10 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 	}
 	err := db.inPipelinedTx(ctx, reads, func() (*pgx.Batch, error) {
 		w := &pgx.Batch{}
+		if !first {
+			d = pairing.Decision{Duplicate: true}
+			return w, nil
+		}
 		if holderID != nil && *holderID != r.Replaces && holderDoc != nil && holds(pairing.State(*holderState), *holderLease, dbNow) {
 			var holder pairing.Pairing
 			if json.Unmarshal(holderDoc, &holder) == nil {

@@ -42,6 +42,9 @@ func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefo
 			AND p.ended_ns < $2`, db.nowParam(now), nanos(before.Pairings))
 	}
 	if err == nil {
+		err = exec(&st.DedupeKeys, `DELETE FROM dedupe_keys WHERE until_ns <= $1`, nanos(now))
+	}
+	if err == nil {
 		err = exec(&st.ResponseURLs, `DELETE FROM response_urls WHERE issued_ns < $1`, nanos(now.Add(-pairing.ResponseURLLifetime)))
 	}
 	if err == nil && !before.AuditEvents.IsZero() {

@@ -65,7 +65,13 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 				name string
 				call func() error
 			}{
-				{"Reserve", func() error { _, err := s.Reserve(ctx, reservation("c", "I3", phone(3), "U3", now)); return err }},
+				{"Reserve", func() error {
+					r := reservation("c", "I3", phone(3), "U3", now)
+					r.Dedupe = envelope("done-reserve", now)
+					_, err := s.Reserve(ctx, r)
+					return err
+				}},
+				{"ClaimCommand", func() error { _, err := s.ClaimCommand(ctx, envelope("done-claim", now), now); return err }},
 				{"Reserve refused", func() error { _, err := s.Reserve(ctx, reservation("e", "I1", phone(5), "U5", now)); return err }},
 				{"Settle", func() error {
 					_, err := s.Settle(ctx, pairing.Settlement{ID: "b", Now: now, Counted: true, Change: change("Settle"), Audit: event(now, pairing.EventError, b, pairing.OutcomeWawpError)})
@@ -104,6 +110,9 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 			if diff := cmp.Diff(before, storedState(t, s)); diff != "" {
 				t.Errorf("stored state changed (-before +after):\n%s", diff)
 			}
+			// Neither key was claimed.
+			claimCommand(t, s, envelope("done-reserve", now), now, true, "the done Reserve's key")
+			claimCommand(t, s, envelope("done-claim", now), now, true, "the done ClaimCommand's key")
 			// One use taken before: four left, neither taken nor given back.
 			for i := range pairing.ResponseURLUses - 1 {
 				use(t, s, hookURL, t0, now, 0, nil, fmt.Sprintf("use %d after the done calls", i+2))

@@ -83,6 +83,7 @@ var suite = []struct {
 	{"audit", auditCases},
 	{"prune", pruneCases},
 	{"restart", restartCases},
+	{"dedupe", dedupeCases},
 	{"context", contextCases},
 }
 
