@@ -35,3 +35,19 @@ type Dedupe struct {
 	Key   string
 	Until time.Time
 }
+
+// Term is one tenure of the ticker's leadership (riverqueue/river's
+// leader election is the model): the replica that holds it, and when it
+// was elected, on the storage's clock. A renewal names the term it
+// renews, so a replica can only ever extend the tenure it won, never one
+// it lost and won again meanwhile. The zero Term is no tenure.
+type Term struct {
+	Leader    string
+	ElectedAt time.Time
+}
+
+// IsZero reports whether t is no tenure.
+func (t Term) IsZero() bool { return t.Leader == "" && t.ElectedAt.IsZero() }
+
+// Equal reports whether t and u are the same tenure.
+func (t Term) Equal(u Term) bool { return t.Leader == u.Leader && t.ElectedAt.Equal(u.ElectedAt) }

@@ -165,6 +165,13 @@ type Config struct {
 	// DedupeWindow is how long a command's dedupe key is remembered
 	// (DefaultDedupeWindow when zero).
 	DedupeWindow time.Duration
+	// LeaderID names this replica in the ticker's election (see Lead); a
+	// random ID when empty. Each replica's must differ.
+	LeaderID string
+	// LeaderTTL is how long the ticker's leader lease lasts unrenewed
+	// (DefaultLeaderTTL when zero): the leader renews it every tick, so
+	// about three ticks.
+	LeaderTTL time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -174,6 +181,7 @@ type Service struct {
 	cfg  Config
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
+	lead     leadership
 }
 
 // NewService returns a Service that asks wawp (the default account's
@@ -205,6 +213,12 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.DedupeWindow == 0 {
 		cfg.DedupeWindow = DefaultDedupeWindow
+	}
+	if cfg.LeaderID == "" {
+		cfg.LeaderID = newID()
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = DefaultLeaderTTL
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }

@@ -99,6 +99,28 @@ type Storage interface {
 	// RefundResponseURL gives back a use Slack certainly did not count.
 	RefundResponseURL(ctx context.Context, url string) error
 
+	// Lead elects leader as the ticker's leader, or renews its term, in
+	// one step, with a lease measured on the storage's clock (PostgreSQL's
+	// now(): replicas whose clocks disagree still agree on when a lease
+	// has run out; elsewhere the clock now gives). A lease runs while the
+	// clock is before its expiry:
+	//   - held is a term of leader's whose lease still runs: the lease is
+	//     renewed for ttl from now, and held returned;
+	//   - no lease runs (none was taken, it ran out, or its leader
+	//     resigned): leader is elected for ttl, and its new Term returned
+	//     (ElectedAt: now on the storage's clock);
+	//   - otherwise (another leader's lease runs; or leader's own, from a
+	//     term it does not name): the zero Term, and nothing changes.
+	// held is the zero Term, or a term Lead returned to leader; ttl is
+	// positive. Of any number of candidates racing, on any replicas, at
+	// most one holds a running lease.
+	Lead(ctx context.Context, leader string, held Term, ttl time.Duration, now time.Time) (Term, error)
+	// Resign ends term's lease at once, so that another replica is
+	// elected at its next attempt instead of waiting the lease out (a
+	// replica stopping). A term that no longer holds the lease changes
+	// nothing.
+	Resign(ctx context.Context, term Term) error
+
 	// Prune deletes what before allows: old attempts, ended and unwatched
 	// pairings, instance slots no live pairing holds, expired response_url
 	// budgets and old audit events; and command keys expired at now.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -62,4 +63,52 @@ func dedupeUntil(v []byte) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+}
+
+// leaderLease is the ticker's leader lease of the one process that has
+// the file open. bbolt's exclusive file lock guarantees there is no other
+// process, so that process always wins it (its ticker may always tick);
+// it is kept anyway, with the same rules as on PostgreSQL, so that the
+// service and its tests run one code path whichever storage they get.
+// It is not stored: a restart starts without a leader, as no other
+// process can have been leading meanwhile.
+type leaderLease struct {
+	mu      sync.Mutex
+	term    pairing.Term
+	expires time.Time
+}
+
+// Lead elects leader or renews held (see pairing.Storage), on the
+// caller's clock.
+func (db *DB) Lead(ctx context.Context, leader string, held pairing.Term, ttl time.Duration, now time.Time) (pairing.Term, error) {
+	if err := ctx.Err(); err != nil {
+		return pairing.Term{}, err
+	}
+	l := &db.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	running := !l.term.IsZero() && now.Before(l.expires)
+	switch {
+	case running && !held.IsZero() && held.Leader == leader && held.Equal(l.term):
+		l.expires = now.Add(ttl)
+		return l.term, nil
+	case !running:
+		l.term, l.expires = pairing.Term{Leader: leader, ElectedAt: now}, now.Add(ttl)
+		return l.term, nil
+	}
+	return pairing.Term{}, nil
+}
+
+// Resign ends term's lease, if it still holds it.
+func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l := &db.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !term.IsZero() && term.Equal(l.term) {
+		l.term, l.expires = pairing.Term{}, time.Time{}
+	}
+	return nil
 }

@@ -49,6 +49,9 @@ var ErrDamaged = errors.New("database file is damaged")
 type DB struct {
 	bolt *bolt.DB
 	log  *slog.Logger
+	// lease is the ticker's leader lease (see Lead): in memory, since
+	// bbolt's file lock lets only one process use the file at a time.
+	lease leaderLease
 }
 
 // Options tune Open. The zero value is a durable database that waits up to

@@ -1,6 +1,8 @@
 package postgres
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -151,4 +153,100 @@ func mustOpenWith(t *testing.T, url string, fsys fstest.MapFS) *DB {
 		t.Fatal(err)
 	}
 	return db
+}
+
+// TestLeaderLeaseDatabaseClock: in production (no CallerClock) the
+// leader lease is measured on PostgreSQL's clock, whatever the replicas'
+// clocks say: a candidate whose clock is decades ahead does not find the
+// lease run out, and the term is the database's time of the election.
+// Once the lease has run out by the database's clock another replica
+// takes over, and the old term renews nothing.
+func TestLeaderLeaseDatabaseClock(t *testing.T) {
+	dbs := replicas(t, 2, Options{})
+	a, b := dbs[0], dbs[1]
+	behind := time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	ahead := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	term, err := a.Lead(t.Context(), "A", pairing.Term{}, time.Hour, behind)
+	if err != nil || term.Leader != "A" {
+		t.Fatalf("A: %+v, %v; want elected", term, err)
+	}
+	if d := time.Since(term.ElectedAt); d < -time.Minute || d > time.Minute {
+		t.Errorf("elected at %s; want the database's now (about %s), not A's clock", term.ElectedAt, time.Now())
+	}
+	if got, err := b.Lead(t.Context(), "B", pairing.Term{}, time.Hour, ahead); err != nil || !got.IsZero() {
+		t.Errorf("B with its clock in 2100: %+v, %v; want not elected: A's lease runs by the database's clock", got, err)
+	}
+	if got, err := a.Lead(t.Context(), "A", term, time.Hour, behind); err != nil || !got.Equal(term) {
+		t.Errorf("A renewing: %+v, %v; want its term", got, err)
+	}
+	// A renews for a microsecond only: by B's next statement the lease
+	// has run out on the database's clock, though B's clock is far behind.
+	if got, err := a.Lead(t.Context(), "A", term, time.Microsecond, behind); err != nil || !got.Equal(term) {
+		t.Fatalf("A renewing for a microsecond: %+v, %v", got, err)
+	}
+	got, err := b.Lead(t.Context(), "B", pairing.Term{}, time.Hour, behind)
+	if err != nil || got.Leader != "B" || !got.ElectedAt.After(term.ElectedAt) {
+		t.Errorf("B once A's lease ran out: %+v, %v; want elected, after A", got, err)
+	}
+	if again, err := a.Lead(t.Context(), "A", term, time.Hour, ahead); err != nil || !again.IsZero() {
+		t.Errorf("A renewing its old term: %+v, %v; want nothing", again, err)
+	}
+}
+
+// testClock is an injected clock shared by several services.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *testClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// TestLeaderStopsWhenRenewalFails: two replicas (services over two stores
+// on one schema, one clock); the leader's connection to the database is
+// cut. It goes on acting only until its window closes (10 s after its
+// last renewal began, for a 15 s lease), the other takes over once the
+// lease has run out (15 s), and at no moment do both act. When the
+// connection is back the old leader is a follower.
+func TestLeaderStopsWhenRenewalFails(t *testing.T) {
+	url := pgtest.URL(t)
+	u, _ := neturlParse(url)
+	p := newProxy(t, u.Host)
+	clock := &testClock{t: t0}
+	service := func(id, url string) *pairing.Service {
+		db := mustOpen(t, url, Options{CallerClock: true})
+		return pairing.NewService(nil, db, pairing.Config{Now: clock.Now, LeaderID: id, LeaderTTL: 15 * time.Second})
+	}
+	a, b := service("A", p.through(url)), service("B", url)
+	if ok, err := a.Lead(t.Context()); !ok || err != nil {
+		t.Fatalf("A: %v, %v; want elected", ok, err)
+	}
+	if ok, err := b.Lead(t.Context()); ok || err != nil {
+		t.Fatalf("B: %v, %v; want a follower", ok, err)
+	}
+	p.down()
+	for s := time.Duration(1); s <= 20; s++ {
+		clock.Add(time.Second)
+		at := s * time.Second
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		okA, errA := a.Lead(ctx)
+		cancel()
+		okB, errB := b.Lead(t.Context())
+		if !errors.Is(errA, pairing.ErrUnavailable) || errB != nil {
+			t.Errorf("at %s: errors A %v, B %v; want A's ErrUnavailable only", at, errA, errB)
+		}
+		if wantA, wantB := at < 10*time.Second, at >= 15*time.Second; okA != wantA || okB != wantB {
+			t.Errorf("at %s: A acts %v, B acts %v; want %v, %v", at, okA, okB, wantA, wantB)
+		}
+		if okA && okB {
+			t.Fatalf("at %s both replicas act as the leader", at)
+		}
+	}
+	p.up()
+	if ok, err := a.Lead(t.Context()); ok || err != nil {
+		t.Errorf("A once its connection is back: %v, %v; want a follower", ok, err)
+	}
+	if term, leading := b.Leadership(); !leading || term.Leader != "B" {
+		t.Errorf("B's leadership: %+v, %v", term, leading)
+	}
 }

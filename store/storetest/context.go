@@ -49,6 +49,7 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 			live(t, s, reservation("d", "I4", phone(4), "U4", t0))
 			endLive(t, s, "d", t0.Add(time.Second), pairing.StateCancelled, true)
 			use(t, s, hookURL, t0, t0, 0, nil, "before")
+			leader := lead(t, s, "A", pairing.Term{}, t0, pairing.Term{Leader: "A", ElectedAt: t0}, "before")
 			before := storedState(t, s)
 
 			ctx := done.ctx(t)
@@ -72,6 +73,9 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 					return err
 				}},
 				{"ClaimCommand", func() error { _, err := s.ClaimCommand(ctx, envelope("done-claim", now), now); return err }},
+				{"Lead", func() error { _, err := s.Lead(ctx, "done", pairing.Term{}, ttl, now); return err }},
+				{"Lead renewing", func() error { _, err := s.Lead(ctx, "A", leader, ttl, now); return err }},
+				{"Resign", func() error { return s.Resign(ctx, leader) }},
 				{"Reserve refused", func() error { _, err := s.Reserve(ctx, reservation("e", "I1", phone(5), "U5", now)); return err }},
 				{"Settle", func() error {
 					_, err := s.Settle(ctx, pairing.Settlement{ID: "b", Now: now, Counted: true, Change: change("Settle"), Audit: event(now, pairing.EventError, b, pairing.OutcomeWawpError)})
@@ -110,6 +114,10 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 			if diff := cmp.Diff(before, storedState(t, s)); diff != "" {
 				t.Errorf("stored state changed (-before +after):\n%s", diff)
 			}
+			// A's lease was neither renewed nor resigned: it runs out at
+			// t0 + ttl, not a moment before or after.
+			lead(t, s, "B", pairing.Term{}, t0.Add(ttl-time.Nanosecond), pairing.Term{}, "B before A's lease runs out")
+			lead(t, s, "B", pairing.Term{}, t0.Add(ttl), pairing.Term{Leader: "B", ElectedAt: t0.Add(ttl)}, "B once it ran out")
 			// Neither key was claimed.
 			claimCommand(t, s, envelope("done-reserve", now), now, true, "the done Reserve's key")
 			claimCommand(t, s, envelope("done-claim", now), now, true, "the done ClaimCommand's key")

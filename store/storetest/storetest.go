@@ -84,6 +84,7 @@ var suite = []struct {
 	{"prune", pruneCases},
 	{"restart", restartCases},
 	{"dedupe", dedupeCases},
+	{"leader", leaderCases},
 	{"context", contextCases},
 }
 
