@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"errors"
+	"maps"
 	"time"
 )
 
@@ -61,6 +62,47 @@ type Pairing struct {
 	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
 	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
+	// Views are the keys of the views shown on surfaces other than the
+	// ephemeral message (whose view is LastView), by surface; see View.
+	Views map[string]string `json:"views,omitempty"`
+}
+
+// View is the key of the view shown on surface: LastView for the
+// ephemeral message (SurfaceEphemeral), else Views[surface]; "" for none.
+func (p Pairing) View(surface string) string {
+	if surface == SurfaceEphemeral {
+		return p.LastView
+	}
+	return p.Views[surface]
+}
+
+// setView records key as the view shown on surface; an empty key leaves
+// no entry in Views (and no empty map), so a record reads the same
+// whichever store it went through.
+func (p *Pairing) setView(surface, key string) {
+	if surface == SurfaceEphemeral {
+		p.LastView = key
+		return
+	}
+	if key == "" {
+		delete(p.Views, surface)
+		if len(p.Views) == 0 {
+			p.Views = nil
+		}
+		return
+	}
+	if p.Views == nil {
+		p.Views = map[string]string{}
+	}
+	p.Views[surface] = key
+}
+
+// WithView is p showing key on surface (Views copied, never shared with
+// p's), for a storage recording a finished edit.
+func (p Pairing) WithView(surface, key string) Pairing {
+	p.Views = maps.Clone(p.Views)
+	p.setView(surface, key)
+	return p
 }
 
 // MessageID names the Slack message the pairing is shown in. A /link

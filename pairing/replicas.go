@@ -51,3 +51,39 @@ func (t Term) IsZero() bool { return t.Leader == "" && t.ElectedAt.IsZero() }
 
 // Equal reports whether t and u are the same tenure.
 func (t Term) Equal(u Term) bool { return t.Leader == u.Leader && t.ElectedAt.Equal(u.ElectedAt) }
+
+// SurfaceEphemeral is the surface of a pairing's ephemeral message, edited
+// through its response_url; its view is Pairing.LastView. Other surfaces
+// (a DM, a channel card) are named by the Slack edge; their views are in
+// Pairing.Views.
+const SurfaceEphemeral = "ephemeral"
+
+// DefaultEditClaim is how long a claimed edit holds unless its claimer
+// finishes it: longer than a post with its retries can take (the bot's:
+// three tries of at most 10 s, with at most 10 s between them), so that
+// only a claimer that is gone (killed mid-post) ever loses its claim.
+const DefaultEditClaim = 90 * time.Second
+
+// ViewClaim asks for the one right to make an edit of a pairing's
+// message: to replace the view From, which the claimer saw shown on
+// Surface, with the view To. Leases are not mutexes: two replicas that
+// both believe they lead, or a tick and a click, may both decide to make
+// the same edit, and only the one that wins the claim posts it (issue 11).
+type ViewClaim struct {
+	ID      string // the pairing
+	Surface string // SurfaceEphemeral, or another surface's name
+	From    string // the view the claimer saw shown (Pairing.View(Surface)); "" for none
+	To      string // the view it will post
+	// Token names this claim, for FinishView; unique to each claim.
+	Token string
+	Now   time.Time
+	// For is how long the claim holds unless it is finished: past it, its
+	// claimer is taken to be gone, and the edit may be claimed again.
+	For time.Duration
+	// URL, when set, is the response_url the edit is posted through: one
+	// of its uses is taken with the claim, as UseResponseURL takes it
+	// (issued at Issued, keeping Keep for later posts).
+	URL    string
+	Issued time.Time
+	Keep   int
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sync"
@@ -111,4 +112,91 @@ func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
 		l.term, l.expires = pairing.Term{}, time.Time{}
 	}
 	return nil
+}
+
+// viewClaim is a claimed edit as the view_claims bucket keeps it, under
+// the pairing's ID, a 0 byte and the surface.
+type viewClaim struct {
+	Token string    `json:"token"`
+	To    string    `json:"to"`
+	Until time.Time `json:"until"`
+}
+
+func viewClaimKey(id, surface string) []byte { return []byte(id + "\x00" + surface) }
+
+// ClaimView claims the edit c names (see pairing.Storage), with its
+// response_url use, in one transaction.
+func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	var won, spent bool
+	// Batch: the function decides only from the transaction and writes
+	// nothing when it does not win, so running it again is harmless.
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		won, spent = false, false
+		p, err := loadPairing(tx.Bucket(bucketPairings), []byte(c.ID))
+		if err != nil {
+			return err
+		}
+		claims := tx.Bucket(bucketViewClaims)
+		key := viewClaimKey(c.ID, c.Surface)
+		if p.View(c.Surface) != c.From {
+			return nil
+		}
+		if raw := claims.Get(key); raw != nil {
+			var held viewClaim
+			if json.Unmarshal(raw, &held) == nil && c.Now.Before(held.Until) {
+				return nil
+			}
+		}
+		if c.URL != "" {
+			if spent, err = takeUse(tx, c.URL, c.Issued, c.Now, c.Keep); err != nil || spent {
+				return err
+			}
+		}
+		won = true
+		return putJSON(claims, key, viewClaim{Token: c.Token, To: c.To, Until: c.Now.Add(c.For)})
+	})
+	if err != nil {
+		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
+	}
+	if spent {
+		return false, pairing.ErrBudgetSpent
+	}
+	return won, nil
+}
+
+// FinishView ends claim token on pairing id's surface (see
+// pairing.Storage), in one transaction.
+func (db *DB) FinishView(ctx context.Context, id, surface, token, shown string, unwatch bool) (bool, error) {
+	var done bool
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		done = false
+		claims := tx.Bucket(bucketViewClaims)
+		key := viewClaimKey(id, surface)
+		var held viewClaim
+		if raw := claims.Get(key); raw == nil || json.Unmarshal(raw, &held) != nil || held.Token != token {
+			if _, err := loadPairing(tx.Bucket(bucketPairings), []byte(id)); err != nil {
+				return err
+			}
+			return nil
+		}
+		if err := claims.Delete(key); err != nil {
+			return err
+		}
+		pairings := tx.Bucket(bucketPairings)
+		p, err := loadPairing(pairings, []byte(id))
+		if err != nil {
+			return err
+		}
+		if unwatch {
+			if err := tx.Bucket(bucketWatched).Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		done = true
+		return putJSON(pairings, []byte(id), p.WithView(surface, shown))
+	})
+	if err != nil {
+		return false, fmt.Errorf("finish view of %q: %w", id, err)
+	}
+	return done, nil
 }

@@ -33,8 +33,9 @@ var (
 	bucketAudit         = []byte("audit")
 	bucketWatched       = []byte("watched")
 	bucketDedupe        = []byte("dedupe")
+	bucketViewClaims    = []byte("view_claims")
 	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched,
-		bucketMeta, bucketAuditByPhone, bucketAuditByInstance, bucketDedupe}
+		bucketMeta, bucketAuditByPhone, bucketAuditByInstance, bucketDedupe, bucketViewClaims}
 )
 
 // ErrLocked means another process holds the database file. bbolt takes an

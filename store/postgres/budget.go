@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/linkbot/linkbot/pairing"
 )
 
@@ -18,10 +20,28 @@ func (db *DB) UseResponseURL(ctx context.Context, url string, issued, now time.T
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	taken, err := takeUse(ctx, db.pool, url, issued, now, keep)
+	if err != nil {
+		return fmt.Errorf("use response_url: %w", db.classify(ctx, err))
+	}
+	if !taken {
+		return pairing.ErrBudgetSpent
+	}
+	return nil
+}
+
+// queryRower is a pool or a transaction.
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// takeUse takes one use of url's budget, keeping keep, in one statement
+// on q, and reports whether it took one.
+func takeUse(ctx context.Context, q queryRower, url string, issued, now time.Time, keep int) (bool, error) {
 	// A url is usable while issued > now − lifetime (now < issued + lifetime).
 	oldest := nanos(now.Add(-pairing.ResponseURLLifetime))
 	var taken int
-	err := db.pool.QueryRow(ctx, `WITH taken AS (
+	err := q.QueryRow(ctx, `WITH taken AS (
 			INSERT INTO response_urls AS r (url, issued_ns, used)
 			SELECT $1::text, $2::bigint, 1 WHERE $2::bigint > $3::bigint AND $4::integer - 1 >= $5::integer
 			ON CONFLICT (url) DO UPDATE SET used = r.used + 1
@@ -29,13 +49,7 @@ func (db *DB) UseResponseURL(ctx context.Context, url string, issued, now time.T
 			RETURNING 1)
 		SELECT count(*) FROM taken`,
 		pgText(url), nanos(issued), oldest, pairing.ResponseURLUses, keep).Scan(&taken)
-	if err != nil {
-		return fmt.Errorf("use response_url: %w", db.classify(ctx, err))
-	}
-	if taken == 0 {
-		return pairing.ErrBudgetSpent
-	}
-	return nil
+	return taken > 0, err
 }
 
 // RefundResponseURL gives back a use that Slack certainly did not count

@@ -250,3 +250,64 @@ func TestLeaderStopsWhenRenewalFails(t *testing.T) {
 		t.Errorf("B's leadership: %+v, %v", term, leading)
 	}
 }
+
+// TestClaimAcrossReplicas: 50 claimers of one edit, half on each of two
+// stores on one schema: one wins and one use of the url is taken.
+func TestClaimAcrossReplicas(t *testing.T) {
+	dbs := replicas(t, 2, Options{CallerClock: true})
+	granted(t, dbs[0], reservation("a", "I1", "201112223333", "U1", t0))
+	const url = "https://hooks.slack.test/actions/T1/1/abc"
+	var won atomic.Int32
+	race(50, func(i int) {
+		ok, err := dbs[i%2].ClaimView(t.Context(), pairing.ViewClaim{
+			ID: "a", Surface: pairing.SurfaceEphemeral, To: "live:0", Token: fmt.Sprint("T", i), Now: t0, For: time.Minute,
+			URL: url, Issued: t0,
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		if ok {
+			won.Add(1)
+		}
+	})
+	if won.Load() != 1 {
+		t.Errorf("%d of 50 claims won, want 1", won.Load())
+	}
+	var used int
+	if err := dbs[1].pool.QueryRow(t.Context(), `SELECT used FROM response_urls WHERE url = $1`, url).Scan(&used); err != nil || used != 1 {
+		t.Errorf("%d uses of the url taken (%v), want 1", used, err)
+	}
+}
+
+// TestClaimLapsesOnDatabaseClock: in production a claim runs out by
+// PostgreSQL's clock: a claimer whose clock is decades ahead does not
+// find a claim of an hour run out; one of a microsecond has run out by
+// the next statement, though the next claimer's clock is far behind.
+func TestClaimLapsesOnDatabaseClock(t *testing.T) {
+	dbs := replicas(t, 2, Options{})
+	granted(t, dbs[0], reservation("a", "I1", "201112223333", "U1", time.Now()))
+	behind := time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	ahead := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := pairing.ViewClaim{ID: "a", Surface: "dm", To: "live:0", Token: "T1", Now: behind, For: time.Hour}
+	if won, err := dbs[0].ClaimView(t.Context(), c); !won || err != nil {
+		t.Fatalf("first claim: %v, %v", won, err)
+	}
+	c.Token, c.Now = "T2", ahead
+	if won, err := dbs[1].ClaimView(t.Context(), c); won || err != nil {
+		t.Errorf("a claimer in 2100: %v, %v; want the hour's claim to hold", won, err)
+	}
+	if done, err := dbs[0].FinishView(t.Context(), "a", "dm", "T1", "", false); !done || err != nil {
+		t.Fatalf("release: %v, %v", done, err)
+	}
+	c.Token, c.Now, c.For = "T3", ahead, time.Microsecond
+	if won, err := dbs[0].ClaimView(t.Context(), c); !won || err != nil {
+		t.Fatalf("a claim of a microsecond: %v, %v", won, err)
+	}
+	c.Token, c.Now, c.For = "T4", behind, time.Hour
+	if won, err := dbs[1].ClaimView(t.Context(), c); !won || err != nil {
+		t.Errorf("a claimer in 1990 after the microsecond: %v, %v; want it to win", won, err)
+	}
+	if done, err := dbs[0].FinishView(t.Context(), "a", "dm", "T3", "live:0", false); done || err != nil {
+		t.Errorf("the lapsed claimer finishing: %v, %v; want nothing", done, err)
+	}
+}

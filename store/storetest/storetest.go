@@ -85,6 +85,7 @@ var suite = []struct {
 	{"restart", restartCases},
 	{"dedupe", dedupeCases},
 	{"leader", leaderCases},
+	{"claims", claimCases},
 	{"context", contextCases},
 }
 
