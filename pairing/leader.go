@@ -12,6 +12,10 @@ const DefaultLeaderTTL = 15 * time.Second
 
 // leadership is this replica's view of the ticker's leadership.
 type leadership struct {
+	// call lets one Lead or Resign talk to the storage at a time; mu
+	// guards the fields, and is never held during a storage call, so
+	// Leadership (a metrics scrape) never waits for the database.
+	call sync.Mutex
 	mu   sync.Mutex
 	term Term // the term it holds (zero: none)
 	// trusted is until when it may act as the leader: the start of its
@@ -43,10 +47,19 @@ type leadership struct {
 // window; a Now that strips it (UTC, Round, Truncate) would give that up.
 func (s *Service) Lead(ctx context.Context) (bool, error) {
 	l := &s.lead
+	l.call.Lock()
+	defer l.call.Unlock()
+	l.mu.Lock()
+	held := l.term
+	l.mu.Unlock()
+	started := s.cfg.Now()
+	// A renewal that answers after the window would close is no use:
+	// waiting longer only holds up the ticker.
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderTTL-s.leaderMargin())
+	term, err := s.db.Lead(ctx, s.cfg.LeaderID, held, s.cfg.LeaderTTL, started)
+	cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	started := s.cfg.Now()
-	term, err := s.db.Lead(ctx, s.cfg.LeaderID, l.term, s.cfg.LeaderTTL, started)
 	if err == nil {
 		l.term = term
 		l.trusted = time.Time{}
@@ -89,10 +102,12 @@ func (s *Service) Leadership() (Term, bool) {
 // unreachable) leaves the lease to run out.
 func (s *Service) Resign(ctx context.Context) error {
 	l := &s.lead
+	l.call.Lock()
+	defer l.call.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	term := l.term
 	l.term, l.trusted, l.leading = Term{}, time.Time{}, false
+	l.mu.Unlock()
 	if term.IsZero() {
 		return nil
 	}
