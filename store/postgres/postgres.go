@@ -4,7 +4,8 @@
 // store/storetest is the contract both pass) and is the only package
 // besides its test helper that imports pgx.
 //
-// What is stored where (migrations/00001_init.sql has the schema):
+// What is stored where (migrations/ has the schema: 00001_init.sql, and
+// 00002_replicas.sql for what several replicas need besides the limits):
 //
 //   - pairings: one row per pairing, the pairing as a JSON document plus the
 //     columns queries select and lock by (instance, state, watched, lease,
@@ -17,6 +18,11 @@
 //   - response_urls: posts taken from each Slack response_url.
 //   - audit_events: the audit log, indexed by time, phone key and instance.
 //   - linkbot_meta: the phone-key secret.
+//   - dedupe_keys: Slack commands already handled, each until its Until
+//     (Reserve claims its key in its transaction; ClaimCommand alone).
+//   - leader_lease: the ticker's leader, at most one row (Lead).
+//   - the pairing document's view_claims: edits claimed and not finished
+//     (ClaimView, FinishView), a key no write of the pairing drops.
 //
 // Limits are exact across replicas: Reserve is one READ COMMITTED
 // transaction that first takes transaction-level advisory locks on the
