@@ -535,7 +535,8 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 // between the claim and the act is lost, not done twice; its user sees
 // no answer and clicks again (a new click is a new key).
 func (s *Service) ClaimCommand(ctx context.Context, key string) error {
-	first, err := s.db.ClaimCommand(ctx, s.dedupe(key, s.cfg.Now()), s.cfg.Now())
+	now := s.cfg.Now()
+	first, err := s.db.ClaimCommand(ctx, s.dedupe(key, now), now)
 	if err != nil {
 		return err
 	}

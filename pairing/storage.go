@@ -147,7 +147,8 @@ type Storage interface {
 
 	// Prune deletes what before allows: old attempts, ended and unwatched
 	// pairings, instance slots no live pairing holds, expired response_url
-	// budgets and old audit events; and command keys expired at now.
-	// PruneStats counts each attempt once.
+	// budgets and old audit events; and command keys expired at now, and
+	// claimed edits that ran out (a storage may keep those until the
+	// pairing goes). PruneStats counts each attempt once.
 	Prune(ctx context.Context, now time.Time, before PruneBefore) (PruneStats, error)
 }
