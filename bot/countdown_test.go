@@ -47,6 +47,18 @@ type countdownRig struct {
 const rigInstance = "INST00000001"
 
 func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := newCountdownRigOn(t, t0, db)
+	r.db = db
+	return r
+}
+
+// newCountdownRigOn is a rig on the storage given (r.db stays nil).
+func newCountdownRigOn(t testing.TB, t0 time.Time, db pairing.Storage) *countdownRig {
 	r := &countdownRig{t: t, clock: &clock{t: t0}}
 	r.slack = fakeslack.New(func(v string) { t.Errorf("%s", v) })
 	t.Cleanup(r.slack.Close)
@@ -55,12 +67,6 @@ func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
 	t.Cleanup(r.wawp.Close)
 	r.wawp.SetClock(r.clock.Now)
 	r.wawp.AddInstance(rigInstance, "")
-	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	r.db = db
 	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
 	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
 	return r

@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"errors"
+	"maps"
 	"time"
 )
 
@@ -61,6 +62,47 @@ type Pairing struct {
 	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
 	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
+	// Views are the keys of the views shown on surfaces other than the
+	// ephemeral message (whose view is LastView), by surface; see View.
+	Views map[string]string `json:"views,omitempty"`
+}
+
+// View is the key of the view shown on surface: LastView for the
+// ephemeral message (SurfaceEphemeral), else Views[surface]; "" for none.
+func (p Pairing) View(surface string) string {
+	if surface == SurfaceEphemeral {
+		return p.LastView
+	}
+	return p.Views[surface]
+}
+
+// setView records key as the view shown on surface; an empty key leaves
+// no entry in Views (and no empty map), so a record reads the same
+// whichever store it went through.
+func (p *Pairing) setView(surface, key string) {
+	if surface == SurfaceEphemeral {
+		p.LastView = key
+		return
+	}
+	if key == "" {
+		delete(p.Views, surface)
+		if len(p.Views) == 0 {
+			p.Views = nil
+		}
+		return
+	}
+	if p.Views == nil {
+		p.Views = map[string]string{}
+	}
+	p.Views[surface] = key
+}
+
+// WithView is p showing key on surface (Views copied, never shared with
+// p's), for a storage recording a finished edit.
+func (p Pairing) WithView(surface, key string) Pairing {
+	p.Views = maps.Clone(p.Views)
+	p.setView(surface, key)
+	return p
 }
 
 // MessageID names the Slack message the pairing is shown in. A /link
@@ -117,6 +159,14 @@ const (
 // ErrNotFound is returned when a pairing does not exist (or was pruned).
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable means the storage could not be reached (a database server
+// down, restarting or failing over, a connection lost mid-call). The call
+// was not applied (a transaction cut off is rolled back; only a connection
+// lost while its commit was on the way leaves the outcome unknown), and the
+// same call may succeed in a moment. The Slack edge answers it with "try
+// again" (issue 11); the bbolt file never returns it.
+var ErrUnavailable = errors.New("storage unreachable, try again")
+
 // Reservation asks to record a code request and create its pairing, if the
 // limits allow it.
 type Reservation struct {
@@ -135,6 +185,10 @@ type Reservation struct {
 	// transaction, whichever applies (on refusal, Outcome is the refusing
 	// limit's: Limit.Outcome).
 	Granted, Refused Event
+	// Dedupe names the Slack command asking (see Dedupe); its key is
+	// recorded in the same transaction as the decision, so a redelivery of
+	// the command finds it however the first delivery was decided.
+	Dedupe Dedupe
 }
 
 // Decision is the outcome of Reserve.
@@ -151,6 +205,11 @@ type Decision struct {
 	// a limit refused a request of its own (not a renewal), kept so its
 	// message can be drawn again if the post of the refusal is lost.
 	Pairing Pairing
+	// Duplicate says the reservation's dedupe key was already claimed: the
+	// command was handled before (a redelivered envelope, a repeated
+	// click), and nothing was checked or stored — no attempt, no pairing,
+	// no audit event. Every other field is zero.
+	Duplicate bool
 }
 
 // RefusedPairing is request p as stored when d refused it at now: final,
@@ -297,4 +356,6 @@ type PruneStats struct {
 	// they could never be advanced or shown, so they are dropped (and
 	// counted in Pairings too).
 	DamagedPairings int
+	// DedupeKeys counts the command keys whose Until had passed.
+	DedupeKeys int
 }

@@ -162,6 +162,16 @@ type Config struct {
 	// Directory names the configured instances: an audit event written
 	// before instance IDs were recorded is attributed through its alias.
 	Directory *Directory
+	// DedupeWindow is how long a command's dedupe key is remembered
+	// (DefaultDedupeWindow when zero).
+	DedupeWindow time.Duration
+	// LeaderID names this replica in the ticker's election (see Lead); a
+	// random ID when empty. Each replica's must differ.
+	LeaderID string
+	// LeaderTTL is how long the ticker's leader lease lasts unrenewed
+	// (DefaultLeaderTTL when zero): the leader renews it every tick, so
+	// about three ticks.
+	LeaderTTL time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -171,6 +181,7 @@ type Service struct {
 	cfg  Config
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
+	lead     leadership
 }
 
 // NewService returns a Service that asks wawp (the default account's
@@ -199,6 +210,15 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.Directory == nil {
 		cfg.Directory = NewDirectory(nil, "")
+	}
+	if cfg.DedupeWindow == 0 {
+		cfg.DedupeWindow = DefaultDedupeWindow
+	}
+	if cfg.LeaderID == "" {
+		cfg.LeaderID = newID()
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = DefaultLeaderTTL
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -232,6 +252,10 @@ type Request struct {
 	// Message is the Slack message the pairing is shown in, when it is not
 	// a message of its own: a renewal is shown where its button was.
 	Message string
+	// DedupeKey is the command's identity (see Dedupe): a request whose
+	// key was already claimed does nothing and returns ErrDuplicate.
+	// Empty: not deduplicated.
+	DedupeKey string
 }
 
 // Start runs a request: limits, session precheck, request-code. It returns
@@ -239,6 +263,9 @@ type Request struct {
 // a *LimitError, *StatusError or *APIError. Every outcome has a pairing
 // record, watched until its message shows it, except a renewal's limit
 // refusal, which stores nothing but the audit event (it only answers a click).
+// A request whose DedupeKey was claimed before returns ErrDuplicate and
+// does nothing at all: the key is claimed with the reservation, in one
+// transaction, so of two deliveries of one command exactly one goes on.
 func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	now := s.cfg.Now()
 	p := Pairing{
@@ -252,9 +279,14 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		Replaces: req.Replaces, Now: now, Hold: s.RequestLease(),
 		Granted: s.event(now, EventRequested, p, ""),
 		Refused: s.event(now, EventRefused, p, ""),
+		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
 	if err != nil {
 		return Pairing{}, err
+	}
+	if d.Duplicate {
+		log.Info("duplicate command dropped", "dedupe_key", req.DedupeKey)
+		return Pairing{}, ErrDuplicate
 	}
 	if d.Refused != LimitNone {
 		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder, Window: s.window(d.Refused)}
@@ -430,6 +462,9 @@ type Renewal struct {
 	// instanceID when asked in channel (where the pairing was requested);
 	// nil allows everyone.
 	Allowed func(instanceID, channel string) bool
+	// DedupeKey is the click's identity (see Dedupe): a click whose key
+	// was already claimed does nothing and returns ErrDuplicate.
+	DedupeKey string
 }
 
 // Renew asks again for the request behind pairing r.ID, through the same
@@ -438,16 +473,24 @@ type Renewal struct {
 // not keep handing out codes, so a click they no longer allow is audited
 // and refused with ErrNotAllowed. The click's fresh response_url replaces
 // the old one.
+//
+// A click whose DedupeKey was claimed before returns ErrDuplicate and does
+// nothing: a renewal claims it with its reservation (see Start), a refusal
+// before the limits (ErrNotYours, ErrNotAllowed, *TooSoonError,
+// ErrReplaced) claims it alone, before it audits anything.
 func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	old, err := s.db.Pairing(ctx, r.ID)
 	if err != nil {
 		return Pairing{}, err
 	}
 	if old.RequestedBy != r.User {
-		return old, ErrNotYours
+		return old, s.refuse(ctx, r.DedupeKey, ErrNotYours)
 	}
 	now := s.cfg.Now()
 	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
+		if err := s.refuse(ctx, r.DedupeKey, ErrNotAllowed); errors.Is(err, ErrDuplicate) {
+			return old, err
+		}
 		e := s.event(now, EventRefused, old, OutcomeAccessDenied)
 		e.Team = r.Team
 		if err := s.db.AppendAudit(ctx, e); err != nil {
@@ -456,7 +499,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 		return old, ErrNotAllowed
 	}
 	if old.State == StateWarmingUp && now.Before(old.RetryAt) {
-		return old, &TooSoonError{RetryAt: old.RetryAt}
+		return old, s.refuse(ctx, r.DedupeKey, &TooSoonError{RetryAt: old.RetryAt})
 	}
 	// A "New code" that never reached WhatsApp left the code it meant to
 	// replace working; trying again replaces that one.
@@ -472,16 +515,60 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// nothing: a second request would be refused by the instance limit at
 	// best, and its refusal would cover the live code.
 	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
-		return holder, ErrReplaced
+		return holder, s.refuse(ctx, r.DedupeKey, ErrReplaced)
 	}
 	if old.State == StateSuperseded {
-		return old, ErrReplaced
+		return old, s.refuse(ctx, r.DedupeKey, ErrReplaced)
 	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: r.User, Team: old.Team, Channel: old.Channel,
 		ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, Message: old.MessageID(),
+		DedupeKey: r.DedupeKey,
 	})
+}
+
+// ClaimCommand claims the dedupe key of a command that reserves nothing
+// (Cancel, Refresh, a help or history command), before it acts:
+// ErrDuplicate when the key was claimed before, and the command must do
+// nothing. An empty key is always claimed. A command whose process stops
+// between the claim and the act is lost, not done twice; its user sees
+// no answer and clicks again (a new click is a new key).
+func (s *Service) ClaimCommand(ctx context.Context, key string) error {
+	now := s.cfg.Now()
+	first, err := s.db.ClaimCommand(ctx, s.dedupe(key, now), now)
+	if err != nil {
+		return err
+	}
+	if !first {
+		s.cfg.Log.Info("duplicate command dropped", "request", RequestID(ctx), "dedupe_key", key)
+		return ErrDuplicate
+	}
+	return nil
+}
+
+// refuse is refusal, the answer to a command that reserves nothing,
+// unless the command's key was claimed before: then ErrDuplicate, and the
+// refusal is not shown twice. When the key cannot be claimed (the storage
+// is down) the refusal stands: it changes nothing, so showing it twice is
+// the worst that can happen.
+func (s *Service) refuse(ctx context.Context, key string, refusal error) error {
+	err := s.ClaimCommand(ctx, key)
+	if errors.Is(err, ErrDuplicate) {
+		return err
+	}
+	if err != nil {
+		s.cfg.Log.Error("claiming a command", "request", RequestID(ctx), "err", err)
+	}
+	return refusal
+}
+
+// dedupe is the Dedupe of a command with key at now.
+func (s *Service) dedupe(key string, now time.Time) Dedupe {
+	if key == "" {
+		return Dedupe{}
+	}
+	return Dedupe{Key: key, Until: now.Add(s.cfg.DedupeWindow)}
 }
 
 // Cancel ends a live pairing at its requester's wish (ErrNotYours for

@@ -38,6 +38,10 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 	var d pairing.Decision
 	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		d = pairing.Decision{}
+		if first, err := claimCommand(tx, r.Dedupe, r.Now); err != nil || !first {
+			d.Duplicate = !first
+			return err
+		}
 		p := r.Pairing
 		live := tx.Bucket(bucketLive)
 		pairings := tx.Bucket(bucketPairings)
