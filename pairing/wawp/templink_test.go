@@ -115,7 +115,7 @@ func TestTempLinkOnlyOnWawpOrigin(t *testing.T) {
 	for link, want := range map[string]bool{
 		"http://127.0.0.1:8080/temp-qr/" + linkToken: true,
 		goodLink: true,
-		"http://127.0.0.1:8081/temp-qr/" + linkToken: false,
+		"http://127.0.0.1:8081/temp-qr/" + linkToken:  false,
 		"https://127.0.0.1:8080/temp-qr/" + linkToken: false,
 	} {
 		if got := validLink(link, origins); got != want {
