@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
 // linkToken is a hosted QR page's token as Wawp documents it: random, 64
@@ -256,4 +257,43 @@ func assertNoLinkToken(t *testing.T, body []byte, tok string, err error) {
 			}
 		}
 	}
+}
+
+// TestTempLinkAgainstFake: the client and pairing/fakewawp agree on
+// temp-link, and the client refuses a link on any origin but Wawp's QR
+// origin or its own base's.
+func TestTempLinkAgainstFake(t *testing.T) {
+	w := fakewawp.New(token)
+	defer w.Close()
+	w.AddInstance("INST00000001", "")
+	w.AddInstance("INST00000002", "")
+	w.DisableTempLinks("INST00000002")
+	c := NewClient(w.URL, token, nil)
+	ctx := context.Background()
+	if _, ok, err := c.ActiveTempLink(ctx, "INST00000001"); err != nil || ok {
+		t.Fatalf("ActiveTempLink before any: %v, %v; want none", ok, err)
+	}
+	l, err := c.CreateTempLink(ctx, "INST00000001")
+	if err != nil || l.URL != w.ActiveLink("INST00000001") || time.Until(l.ExpiresAt) < 29*time.Minute {
+		t.Fatalf("CreateTempLink = %s %v, %v; the fake's active link is %q", l, l.ExpiresAt, err, w.ActiveLink("INST00000001"))
+	}
+	if got, ok, err := c.ActiveTempLink(ctx, "INST00000001"); err != nil || !ok || got.URL != l.URL {
+		t.Errorf("ActiveTempLink = %s, %v, %v; want the link made", got, ok, err)
+	}
+	if err := c.RevokeTempLink(ctx, "INST00000001"); err != nil || w.ActiveLink("INST00000001") != "" {
+		t.Errorf("RevokeTempLink: %v; the fake's active link is %q", err, w.ActiveLink("INST00000001"))
+	}
+	if _, err := c.CreateTempLink(ctx, "INST00000002"); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "plan") {
+		t.Errorf("a plan without temp links: err = %v, want ErrForbidden with Wawp's message", err)
+	}
+	w.SetLinkOrigin(WawpLinkOrigin)
+	if l, err := c.CreateTempLink(ctx, "INST00000001"); err != nil || !strings.HasPrefix(l.URL, WawpLinkOrigin+"/temp-qr/") {
+		t.Errorf("a link on Wawp's QR origin: %s, %v", l, err)
+	}
+	w.SetLinkOrigin("https://evil.example")
+	l, err = c.CreateTempLink(ctx, "INST00000001")
+	if !errors.Is(err, ErrBadResponse) || l.URL != "" {
+		t.Errorf("a link on another origin: %s, %v; want ErrBadResponse", l, err)
+	}
+	assertNoLinkToken(t, nil, strings.TrimPrefix(w.ActiveLink("INST00000001"), "https://evil.example/temp-qr/"), err)
 }
