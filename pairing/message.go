@@ -65,7 +65,7 @@ func (s *Service) LimitError(ctx context.Context, p Pairing) *LimitError {
 	e := &LimitError{Limit: p.RefusedBy(), Phone: PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt, Window: s.window(p.RefusedBy())}
 	if e.Limit == LimitInstance {
 		if holder, err := s.db.Pairing(ctx, p.HeldBy); err == nil {
-			holder.Code = ""
+			holder.WipeCredentials()
 			e.Holder = holder
 		}
 	}

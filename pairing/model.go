@@ -65,6 +65,21 @@ type Pairing struct {
 	// Views are the keys of the views shown on surfaces other than the
 	// ephemeral message (whose view is LastView), by surface; see View.
 	Views map[string]string `json:"views,omitempty"`
+
+	// The QR fallback (issue 10; see qr.go). Method is MethodQR for a
+	// hosted QR page instead of a code; Phone is then the number expected
+	// to scan it, or empty for any.
+	Method Method `json:"method,omitempty"`
+	// Link is a QR pairing's hosted QR page: a credential like Code, wiped
+	// with it when the pairing ends.
+	Link string `json:"link,omitempty"`
+	// RevokeDue says the QR link may still work at Wawp and must be
+	// revoked; RevokeTries counts the revocations that failed.
+	RevokeDue   bool `json:"revoke_due,omitempty"`
+	RevokeTries int  `json:"revoke_tries,omitempty"`
+	// ExpiredInARow is, for a code that expired, how many codes for its
+	// phone on its instance expired in a row, this one included.
+	ExpiredInARow int `json:"expired_in_a_row,omitempty"`
 }
 
 // View is the key of the view shown on surface: LastView for the
@@ -154,6 +169,7 @@ const (
 	LimitPhone    Limit = "phone"
 	LimitUser     Limit = "user"
 	LimitInstance Limit = "instance"
+	LimitQR       Limit = "qr" // QR links per instance (the QR fallback's PhoneLimit)
 )
 
 // ErrNotFound is returned when a pairing does not exist (or was pruned).
@@ -170,7 +186,10 @@ var ErrUnavailable = errors.New("storage unreachable, try again")
 // Reservation asks to record a code request and create its pairing, if the
 // limits allow it.
 type Reservation struct {
-	Pairing    Pairing // State, RequestedAt and ExpiresAt are set by Reserve
+	Pairing Pairing // State, RequestedAt and ExpiresAt are set by Reserve
+	// PhoneLimit is the window of Pairing.AttemptKey(): the phone's, or
+	// for a QR link (Pairing.Method MethodQR) the instance's QR window,
+	// whose refusal is LimitQR (Pairing.KeyLimit()).
 	PhoneLimit Window
 	UserLimit  Window
 	// Replaces is the pairing a "New code" click renews: it may hold the

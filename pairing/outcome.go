@@ -17,6 +17,7 @@ const (
 	OutcomeLimitPhone    Outcome = "limit_phone"    // refused by the phone's window; Wawp not called
 	OutcomeLimitUser     Outcome = "limit_user"     // refused by the user's window
 	OutcomeLimitInstance Outcome = "limit_instance" // refused: another live code holds the instance
+	OutcomeLimitQR       Outcome = "limit_qr"       // refused by the instance's QR link window; Wawp not called
 	// The session was not waiting for a phone: status_ and its status in
 	// lower case (see StatusOutcome). A warm-up (STARTING, or Wawp's 422)
 	// is status_starting.
@@ -98,13 +99,15 @@ func (l Limit) Outcome() Outcome {
 		return OutcomeLimitUser
 	case LimitInstance:
 		return OutcomeLimitInstance
+	case LimitQR:
+		return OutcomeLimitQR
 	}
 	return ""
 }
 
 // Limit is the limit whose refusal o is (LimitNone for any other outcome).
 func (o Outcome) Limit() Limit {
-	for _, l := range []Limit{LimitPhone, LimitUser, LimitInstance} {
+	for _, l := range []Limit{LimitPhone, LimitUser, LimitInstance, LimitQR} {
 		if l.Outcome() == o {
 			return l
 		}
