@@ -44,6 +44,12 @@ func (s *Service) rebind(ctx context.Context, p Pairing, url string, issued time
 // key, so it is edited only when that changes; unwatch stops editing it
 // for good.
 func (s *Service) RecordView(ctx context.Context, id, key string, unwatch bool) error {
+	if unwatch {
+		// A QR pairing stays watched until its link is revoked.
+		if kept, err := s.keepForRevocation(ctx, id, func(q *Pairing) { q.LastView = key }); kept || err != nil {
+			return err
+		}
+	}
 	return s.db.RecordView(ctx, id, key, unwatch)
 }
 
@@ -79,6 +85,8 @@ func (s *Service) window(limit Limit) Window {
 		return s.cfg.PhoneLimit
 	case LimitUser:
 		return s.cfg.UserLimit
+	case LimitQR:
+		return s.cfg.QRLimit
 	}
 	return Window{}
 }

@@ -73,10 +73,15 @@ type Pairing struct {
 	// Link is a QR pairing's hosted QR page: a credential like Code, wiped
 	// with it when the pairing ends.
 	Link string `json:"link,omitempty"`
-	// RevokeDue says the QR link may still work at Wawp and must be
-	// revoked; RevokeTries counts the revocations that failed.
-	RevokeDue   bool `json:"revoke_due,omitempty"`
-	RevokeTries int  `json:"revoke_tries,omitempty"`
+	// RevokeDue says a QR link may exist at Wawp that is not revoked yet
+	// (from the request on, until a revocation succeeds or is not needed);
+	// RevokeTries counts the revocations that failed, and the next is not
+	// tried before RevokeAt. UnwatchDue: its surfaces are done with an
+	// ended pairing, which stays watched only until its link is revoked.
+	RevokeDue   bool      `json:"revoke_due,omitempty"`
+	RevokeTries int       `json:"revoke_tries,omitempty"`
+	RevokeAt    time.Time `json:"revoke_at,omitempty"`
+	UnwatchDue  bool      `json:"unwatch_due,omitempty"`
 	// ExpiredInARow is, for a code that expired, how many codes for its
 	// phone on its instance expired in a row, this one included.
 	ExpiredInARow int `json:"expired_in_a_row,omitempty"`
@@ -237,6 +242,7 @@ type Decision struct {
 func (d Decision) RefusedPairing(p Pairing, now time.Time) Pairing {
 	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, string(d.Refused.Outcome()), d.RetryAt, d.Count
 	p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = now, now, now, d.Holder.ID
+	p.RevokeDue = false // it never reached Wawp: no QR link was made
 	return p
 }
 

@@ -50,7 +50,28 @@ const (
 	OutcomeInstanceGone   Outcome = "instance_gone"
 )
 
-// OutcomeOf classifies the result of Start, Renew, Refresh or Cancel.
+// Outcomes of the QR fallback (issue 10; see OutcomeOfQR). A QR request
+// refused by the instance's QR window is limit_qr (OutcomeLimitQR); the
+// rest (limits, statuses, Wawp errors) are as for a code.
+const (
+	OutcomeQRIssued      Outcome = "qr_issued"      // Wawp made a QR link, shown to its requester
+	OutcomeQRUnavailable Outcome = "qr_unavailable" // the account's plan has no QR links (ErrQRUnavailable)
+	// OutcomeQRRevokeFailed: the link of an ended QR pairing could not be
+	// revoked before the retries ran out (audited with EventError).
+	OutcomeQRRevokeFailed Outcome = "qr_revoke_failed"
+)
+
+// OutcomeOfQR classifies the result of StartQR (and of a Renew of a QR
+// pairing): qr_issued when it succeeded, else as OutcomeOf.
+func OutcomeOfQR(err error) Outcome {
+	if err == nil {
+		return OutcomeQRIssued
+	}
+	return OutcomeOf(err)
+}
+
+// OutcomeOf classifies the result of Start, Renew, Refresh or Cancel (for
+// StartQR, see OutcomeOfQR).
 func OutcomeOf(err error) Outcome {
 	if err == nil {
 		return OutcomeCodeIssued
@@ -63,6 +84,9 @@ func OutcomeOf(err error) Outcome {
 	}
 	if _, ok := errors.AsType[*TooSoonError](err); ok {
 		return OutcomeTooSoon
+	}
+	if errors.Is(err, ErrQRUnavailable) {
+		return OutcomeQRUnavailable
 	}
 	if _, ok := errors.AsType[*APIError](err); ok {
 		return OutcomeWawpError

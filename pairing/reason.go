@@ -17,7 +17,7 @@ var wawpReasons = []struct {
 	{ErrBadRequest, "bad_request"}, {ErrUnauthorized, "unauthorized"}, {ErrNoInstance, "no_instance"},
 	{ErrNotReady, "not_ready"}, {ErrRateLimited, "rate_limited"}, {ErrServer, "server"},
 	{ErrUpstream, "upstream"}, {ErrBadResponse, "bad_response"}, {ErrTimeout, "timeout"},
-	{ErrUnreachable, "unreachable"},
+	{ErrUnreachable, "unreachable"}, {ErrForbidden, "forbidden"}, {ErrLockedOut, "locked_out"},
 }
 
 // Reasons stored for failures that are not Wawp's.
