@@ -68,7 +68,7 @@ func (s *Service) NextCodeAt(ctx context.Context, phone string, now time.Time) t
 // reported it, for drawing its message again: the window in force and, for
 // the instance limit, the pairing holding the instance (without its code).
 func (s *Service) LimitError(ctx context.Context, p Pairing) *LimitError {
-	e := &LimitError{Limit: p.RefusedBy(), Phone: PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt, Window: s.window(p.RefusedBy())}
+	e := &LimitError{Limit: p.RefusedBy(), Phone: qrPhone(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt, Window: s.window(p.RefusedBy())}
 	if e.Limit == LimitInstance {
 		if holder, err := s.db.Pairing(ctx, p.HeldBy); err == nil {
 			holder.WipeCredentials()

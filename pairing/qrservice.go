@@ -539,6 +539,13 @@ func (s *Service) keepForRevocation(ctx context.Context, id string, show func(*P
 	if err != nil || p.Method != MethodQR || !p.RevokeDue {
 		return false, nil // the caller's own call reports a storage failure
 	}
+	if q := p; p.UnwatchDue {
+		// Kept already (the surface asks again each tick): write only a
+		// change of what it shows.
+		if show(&q); q.LastView == p.LastView {
+			return true, nil
+		}
+	}
 	_, err = s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(q *Pairing) error {
 		if !q.RevokeDue {
 			return errNoRevocationDue
