@@ -252,14 +252,35 @@ func (l *messageLocks) lock(id string) (unlock func()) {
 	e.refs++
 	l.mu.Unlock()
 	e.Lock()
-	return func() {
-		e.Unlock()
-		l.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(l.m, id)
-		}
-		l.mu.Unlock()
+	return func() { l.release(id, e) }
+}
+
+// release unlocks e, message id's lock, and forgets it once nobody holds
+// or waits for it.
+func (l *messageLocks) release(id string, e *messageLock) {
+	e.Unlock()
+	l.mu.Lock()
+	if e.refs--; e.refs == 0 {
+		delete(l.m, id)
 	}
+	l.mu.Unlock()
+}
+
+// tryLock takes message id's lock only if nobody holds or waits for it,
+// and returns its release and true; otherwise nil and false at once.
+func (l *messageLocks) tryLock(id string) (unlock func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m[id] != nil {
+		return nil, false
+	}
+	if l.m == nil {
+		l.m = map[string]*messageLock{}
+	}
+	e := &messageLock{refs: 1}
+	e.Lock() // new, so nobody else has it
+	l.m[id] = e
+	return func() { l.release(id, e) }, true
 }
 
 // queued is how many writers hold or wait for message id's lock.
@@ -279,6 +300,14 @@ const maxEditsInFlight = 32
 // starts the edits whose view changed. It does not wait for them: a slow
 // or rate-limited message never holds up the others, and a pairing whose
 // edit is still in flight is skipped until it lands.
+//
+// A message someone else is writing (a click holds its lock from before
+// its change until its answer is posted, across the Wawp calls of a New
+// code: up to 2 × wawp_timeout) is skipped too, and looked at again by the
+// next tick. An edit never waits for a message's lock while it holds one
+// of the edit slots: 32 slow clicks would otherwise hold every slot and
+// stall the edits of every other message. Skipping keeps the click's
+// promise: the tick never posts the click's answer before the click does.
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
@@ -295,6 +324,9 @@ func (b *Bot) Tick(ctx context.Context) {
 		if (viewKey(p, now) == p.LastView || p.LastView == viewGone) && !p.Final() {
 			continue
 		}
+		if b.locks.queued(p.MessageID()) > 0 {
+			continue // being written: the next tick looks again
+		}
 		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {
 			continue
 		}
@@ -306,7 +338,12 @@ func (b *Bot) Tick(ctx context.Context) {
 				return
 			}
 			defer func() { <-b.editSlots }()
-			b.show(ctx, p, false)
+			unlock, ok := b.locks.tryLock(p.MessageID())
+			if !ok {
+				return // a click took the message meanwhile
+			}
+			defer unlock()
+			b.showLocked(ctx, p, false)
 		})
 	}
 }
