@@ -641,6 +641,38 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 	}
 }
 
+// The second half of a double click on New code is answered with the
+// renewal its first half asked for, through the second click's fresh
+// response_url, and the message's later edits go through that url too
+// (each click brings a fresh budget of posts): the holder is rebound to it.
+func TestDoubleClickRebindsToTheFreshURL(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings(t.Context())
+	a := w[0]
+	r.click(msgID, ActionNewCode, a.ID)
+	versions := len(r.slack.Message(msgID).Versions)
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = "U1"
+	cb.ResponseURL = r.slack.NewResponseURL(msgID)
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionNewCode, Value: a.ID}}
+	r.bot.interaction(context.Background(), cb) // the double click's second half
+	r.bot.work.Wait()
+	holder, err := r.db.Holder(t.Context(), rigInstance, r.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if holder.ResponseURL != cb.ResponseURL {
+		t.Errorf("the pairing holding the message is edited through %s, want the second click's fresh %s", holder.ResponseURL, cb.ResponseURL)
+	}
+	m := r.slack.Message(msgID)
+	if n := len(m.Versions) - versions; n != 1 || m.Latest().Via != "response_url" || !shows(m.Latest(), r.wawp.Code(rigInstance)) {
+		t.Errorf("the second click posted %d versions, the last showing:\n%s\nwant one, the live code", n, shownText(m.Latest()))
+	}
+}
+
 // A New code refused because another pairing holds the instance names the
 // instance it was asked for (the refusal of a renewal has no stored
 // pairing of its own to draw the name from).

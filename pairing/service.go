@@ -513,9 +513,18 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// the renewal its first half asked for holds the message now, live or
 	// still being requested; or it was replaced and has ended) renews
 	// nothing: a second request would be refused by the instance limit at
-	// best, and its refusal would cover the live code.
+	// best, and its refusal would cover the live code. The holder is the
+	// answer, shown through the click's fresh response_url, which its
+	// later edits go through too (as a Refresh's would).
 	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
-		return holder, s.refuse(ctx, r.DedupeKey, ErrReplaced)
+		if err := s.refuse(ctx, r.DedupeKey, ErrReplaced); !errors.Is(err, ErrReplaced) {
+			return holder, err
+		}
+		rebound, err := s.rebind(ctx, holder, r.ResponseURL, r.URLIssued)
+		if err != nil {
+			return holder, err
+		}
+		return rebound, ErrReplaced
 	}
 	if old.State == StateSuperseded {
 		return old, s.refuse(ctx, r.DedupeKey, ErrReplaced)

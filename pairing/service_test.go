@@ -727,6 +727,34 @@ func TestRenew(t *testing.T) {
 			t.Errorf("live on the instance (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("double click: the renewal holding the message answers, through the second click's url", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		old := r.start(request(inst1, digits, "U1"))
+		r.wawp.codes = []string{"EFGH5678"}
+		first, err := r.svc.Renew(context.Background(), renewal(old.ID, "U1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.wawp.takeCalls()
+		r.clock.Add(time.Second)
+		second := renewal(old.ID, "U1") // the second half carries the first pairing's ID
+		second.ResponseURL, second.URLIssued = "https://hooks.slack.test/actions/second", r.clock.Now()
+		p, err := r.svc.Renew(context.Background(), second)
+		if !errors.Is(err, pairing.ErrReplaced) || p.ID != first.ID {
+			t.Fatalf("second half = %s, %v; want %s, ErrReplaced", p.ID, err, first.ID)
+		}
+		if calls := r.wawp.takeCalls(); len(calls) != 0 {
+			t.Errorf("Wawp called: %v", calls)
+		}
+		want := first
+		want.ResponseURL, want.URLIssued = second.ResponseURL, second.URLIssued
+		if diff := cmp.Diff(want, r.stored(first.ID)); diff != "" {
+			t.Errorf("the renewal holding the message (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(want, p); diff != "" {
+			t.Errorf("returned (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("unknown pairing", func(t *testing.T) {
 		r := newRig(t, pairing.Config{})
 		if _, err := r.svc.Renew(context.Background(), renewal("nope", "U1")); !errors.Is(err, pairing.ErrNotFound) {
