@@ -210,7 +210,11 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 		// without budget can never be shown, so editing ends.
 		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
 	case posted:
-		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
+		// The post reached Slack: that is recorded even if ctx ended
+		// meanwhile (a shutdown), or the next start posts it again.
+		rctx, cancel := pairing.RecordContext(ctx)
+		err = b.cfg.Service.RecordView(rctx, p.ID, key, final)
+		cancel()
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.

@@ -145,6 +145,24 @@ var ErrReplaced = errors.New("the message now shows another pairing")
 // answer was stored: its lease ran out, or a shutdown could not wait for it.
 var ErrInterrupted = errors.New("code request interrupted")
 
+// RecordTimeout bounds a write that records what already happened — what
+// Wawp answered a request, a post that reached Slack — when it runs on a
+// context of its own (RecordContext). One write to the bbolt file takes
+// milliseconds; a PostgreSQL write that needs longer is failing anyway.
+const RecordTimeout = 2 * time.Second
+
+// RecordContext is the context for recording what already happened: not
+// cancelled with ctx (it keeps ctx's values), and ended after
+// RecordTimeout. A shutdown that cuts work short cancels the work's ctx
+// (see bot's drain), but Wawp's answer to a request, once it came, is a
+// fact: dropping it would leave the request unsettled until its lease ran
+// out, log a storage error for what is a requested stop, and count the
+// request under the wrong outcome. The write is bounded, so the work
+// still returns soon after the cut.
+func RecordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+}
+
 // Config configures a Service.
 type Config struct {
 	PhoneLimit   Window
@@ -305,9 +323,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return s.fail(ctx, p, req, log, err, false)
 	}
 
-	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	callCtx, cancelCall := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	code, err := s.client(p.Instance).RequestCode(callCtx, p.Instance, p.Phone)
-	cancel()
+	cancelCall()
 	if err != nil {
 		var aerr *APIError
 		// WhatsApp may have counted a request that reached Wawp, unless Wawp
@@ -318,7 +336,10 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return s.fail(ctx, p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	settled, err := s.db.Settle(ctx, Settlement{
+	// The code came: it is recorded even if ctx ended meanwhile.
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	settled, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
 			// A request past its lease no longer holds the instance, which
@@ -337,9 +358,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		// Ended meanwhile (a shutdown cut it short, or the countdown found
 		// its lease run out), or its lease ran out just now: it ends as
 		// interrupted, and the code came too late to be shown.
-		s.interrupt(ctx, p.ID, true)
+		s.interrupt(rctx, p.ID, true)
 		log.Warn("code arrived after the request's lease ran out or it was interrupted")
-		return s.stored(ctx, p), ErrInterrupted
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		return Pairing{}, err
@@ -363,8 +384,19 @@ func (s *Service) client(instance string) Wawp {
 	return s.wawp
 }
 
-// fail ends a reserved request that produced no code.
+// fail ends a reserved request that produced no code. What Wawp answered
+// is recorded on a context of its own (RecordContext), so a shutdown that
+// cut the request short still finds it ended; a Wawp call cut off by that
+// shutdown (ctx done: no answer came) ends the request as interrupted, as
+// the shutdown's Interrupt does, if that has not already.
 func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	if ctx.Err() != nil && (errors.Is(cause, ErrTimeout) || errors.Is(cause, ErrUnreachable)) {
+		s.interrupt(rctx, p.ID, false)
+		log.Warn("no code: the request was cut short", "err", cause)
+		return s.stored(rctx, p), ErrInterrupted
+	}
 	now := s.cfg.Now()
 	state, reason := StateFailed, failureReason(cause)
 	var serr *StatusError
@@ -377,7 +409,7 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		state, reason = StateRefused, reasonStatus+string(serr.Status)
 	}
 	outcome := OutcomeOf(cause)
-	updated, err := s.db.Settle(ctx, Settlement{
+	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *Pairing) error {
@@ -395,7 +427,7 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 	})
 	if errors.Is(err, ErrInterrupted) {
 		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
-		return s.stored(ctx, p), ErrInterrupted
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)

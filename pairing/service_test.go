@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -587,6 +589,77 @@ func TestInterrupt(t *testing.T) {
 	if again := r.svc.Interrupt(t.Context()); len(again) != 0 {
 		t.Errorf("a second Interrupt ended %d more", len(again))
 	}
+}
+
+// TestStartCutShort: a shutdown that cannot wait cancels the request's ctx
+// while Wawp is being asked (after ending it as interrupted, or before it
+// could). What Wawp answered is still recorded — on a context of its own,
+// since the request's is done — so a call cut off ends the request as
+// interrupted (it counts: request-code may have reached WhatsApp) and says
+// ErrInterrupted, whose outcome the metrics count, instead of a storage
+// error logged and wawp_error counted; a code that came as the cut did is
+// stored and shown by the next tick. No ERROR is logged.
+func TestStartCutShort(t *testing.T) {
+	cutOff := apiError("/v2/auth/request-code", pairing.ErrTimeout, true)
+	tests := []struct {
+		name        string
+		interrupted bool  // the shutdown's Interrupt ran before the cut
+		answer      error // what request-code returns after the cut; nil: a code
+		wantState   pairing.State
+		want        pairing.Outcome // of Start's error: what the metrics count
+		audited     []string
+	}{
+		{"interrupted, then cut off", true, cutOff, pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"cut off before Interrupt found it", false, cutOff, pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"connection cut", false, apiError("/v2/auth/request-code", pairing.ErrUnreachable, true), pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"interrupted, then the code came", true, nil, pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"the code came as the cut did", false, nil, pairing.StateLive, pairing.OutcomeCodeIssued, []string{"requested", "code_issued"}},
+		{"a clear answer came as the cut did", false, apiError("/v2/auth/request-code", pairing.ErrNotReady, true), pairing.StateWarmingUp, pairing.OutcomeStatusStarting, []string{"requested", "error:status_starting"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &strings.Builder{}
+			var mu sync.Mutex
+			r := newRig(t, pairing.Config{Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil))})
+			ctx, cancel := context.WithCancel(t.Context())
+			r.wawp.duringCode = func() {
+				if tt.interrupted {
+					if ended := r.svc.Interrupt(t.Context()); len(ended) != 1 {
+						t.Errorf("Interrupt ended %d requests, want 1", len(ended))
+					}
+				}
+				cancel()
+			}
+			r.wawp.failCode(tt.answer)
+			p, err := r.svc.Start(ctx, request(inst1, digits, "U1"))
+			if o := pairing.OutcomeOf(err); o != tt.want {
+				t.Errorf("outcome %s (err %v), want %s", o, err, tt.want)
+			}
+			if got := r.stored(p.ID); p.State != tt.wantState || got.State != tt.wantState {
+				t.Errorf("returned %s, stored %s; want %s", p.State, got.State, tt.wantState)
+			}
+			if diff := cmp.Diff(tt.audited, kinds(r.events())); diff != "" {
+				t.Errorf("audited (-want +got):\n%s", diff)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("a request cut short logged an error:\n%s", logs)
+			}
+		})
+	}
+}
+
+// lockedWriter is a log destination safe for concurrent writers.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // renewal is U1's "New code" click on pairing id.
