@@ -304,20 +304,59 @@ func (s *postCtxStorage) UseResponseURL(ctx context.Context, url string, issued,
 	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
 }
 
+// cancelAfterWatch is a storage that cancels the tick's context right
+// after the watch list is read: the shutdown landing while a tick polls
+// Wawp (the tick's first storage call succeeded, the rest are refused
+// because its ctx is done).
+type cancelAfterWatch struct {
+	pairing.Storage
+	cancel context.CancelFunc
+}
+
+func (s *cancelAfterWatch) WatchedPairings(ctx context.Context) ([]pairing.Pairing, error) {
+	w, err := s.Storage.WatchedPairings(ctx)
+	s.cancel()
+	return w, err
+}
+
 // TestTickDuringShutdownLogsNoError: a tick that the shutdown catches (its
 // context done: the storage does nothing) is a requested stop, not an
-// error in the log.
+// error in the log — the bot's or the service's, which share the logger in
+// production — whether the stop comes before the tick or while it polls
+// Wawp, with a code to end as expired and a lapsed request to interrupt.
+// (Before, a stop during the poll logged "ending pairing" and
+// "interrupting request" at ERROR.)
 func TestTickDuringShutdownLogsNoError(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
-	r := newCountdownRig(t, t0)
-	logs := &syncLog{}
-	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), Log: slog.New(slog.NewTextHandler(logs, nil))})
-	r.start()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	r.bot.Tick(ctx)
-	r.bot.work.Wait()
-	if strings.Contains(logs.String(), "level=ERROR") {
-		t.Errorf("a tick cut short by the shutdown logged an error:\n%s", logs.String())
+	for _, when := range []string{"before the tick", "while it polls Wawp"} {
+		t.Run(when, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			r.start() // a live code on rigInstance
+			// A second request, never settled, whose lease will have run out.
+			if _, err := r.db.Reserve(context.Background(), pairing.Reservation{
+				Pairing:    pairing.Pairing{ID: "stuck", Instance: "INST00000002", InstanceName: "other", Phone: "201009998888", RequestedBy: "U2"},
+				PhoneLimit: pairing.DefaultPhoneLimit, UserLimit: pairing.DefaultUserLimit, Now: t0, Hold: time.Second,
+			}); err != nil {
+				t.Fatal(err)
+			}
+			logs := &syncLog{}
+			log := slog.New(slog.NewTextHandler(logs, nil))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var db pairing.Storage = r.db
+			if when == "before the tick" {
+				cancel()
+			} else {
+				db = &cancelAfterWatch{Storage: r.db, cancel: cancel}
+			}
+			svc := pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now, Log: log})
+			b := New(Config{Service: svc, Directory: pairing.NewDirectory(nil, ""), Log: log})
+			r.clock.Set(t0.Add(10 * time.Minute)) // the code expired, the lease ran out
+			b.Tick(ctx)
+			b.work.Wait()
+			if strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("a tick cut short by the shutdown logged an error:\n%s", logs.String())
+			}
+		})
 	}
 }

@@ -437,6 +437,17 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 	return updated, cause
 }
 
+// logStorageError logs a storage call that failed: at ERROR, unless ctx
+// is done, when the caller stopped it (a tick or a request the shutdown
+// cut short) and the refusal is what was asked for: then at DEBUG.
+func (s *Service) logStorageError(ctx context.Context, msg string, args ...any) {
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelDebug
+	}
+	s.cfg.Log.Log(ctx, level, msg, args...)
+}
+
 // stored is pairing p as the store has it now (p itself if it cannot be read).
 func (s *Service) stored(ctx context.Context, p Pairing) Pairing {
 	if fresh, err := s.db.Pairing(ctx, p.ID); err == nil {
@@ -467,13 +478,13 @@ func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairin
 	now := s.cfg.Now()
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
-		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		s.logStorageError(ctx, "interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
 	p, ended, err := s.db.Interrupt(ctx, Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
 		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
-		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		s.logStorageError(ctx, "interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
 	if ended {
