@@ -23,7 +23,14 @@ func TestOutcomeOf(t *testing.T) {
 		{fmt.Errorf("wrapped: %w", &LimitError{Limit: LimitInstance}), "limit_instance"},
 		{&StatusError{Status: StatusStarting}, "status_starting"},
 		{&StatusError{Status: StatusWorking}, "status_working"},
-		{&StatusError{Status: "OPENING"}, "status_opening"},
+		{&StatusError{Status: StatusStopped}, "status_stopped"},
+		{&StatusError{Status: StatusFailed}, "status_failed"},
+		// Any other status is one label: a label of its own each would be
+		// a time series per string Wawp's answer ever held.
+		{&StatusError{Status: "OPENING"}, "status_unknown"},
+		{&StatusError{Status: "QR_TIMEOUT_9F3A"}, "status_unknown"},
+		{&StatusError{Status: Status(strings.Repeat("X", 300))}, "status_unknown"},
+		{&StatusError{Status: ""}, "status_unknown"},
 		{&APIError{Kind: ErrTimeout}, "wawp_error"},
 		{&TooSoonError{}, "too_soon"},
 		{ErrInterrupted, "interrupted"},
@@ -63,7 +70,12 @@ func TestParseOutcome(t *testing.T) {
 		"access":         OutcomeAccessDenied,
 		"warming_up":     OutcomeStatusStarting,
 		"status:WORKING": OutcomeStatusWorking,
-		"status:OPENING": "status_opening",
+		"status:OPENING": OutcomeStatusUnknown,
+		// as this version's predecessor wrote an undocumented status
+		"status_opening":         OutcomeStatusUnknown,
+		"status_qr_timeout_9f3a": OutcomeStatusUnknown,
+		"status_unknown":         OutcomeStatusUnknown,
+		"status_working":         OutcomeStatusWorking,
 		// Today's spellings, and what cannot be told apart, stay as they are.
 		"limit_phone":             OutcomeLimitPhone,
 		"access_denied":           OutcomeAccessDenied,
@@ -94,6 +106,24 @@ func TestOldEventsReadInTodaysSpelling(t *testing.T) {
 	raw, _ := json.Marshal(Event{Kind: EventRefused, Outcome: OutcomeAccessDenied})
 	if want := `"outcome":"access_denied"`; !strings.Contains(string(raw), want) {
 		t.Errorf("encoded %s, want it to hold %s", raw, want)
+	}
+}
+
+// TestBoundedStatus: a session status is kept (Reason, the log, the
+// refusal's message) as letters, digits and _-. only, at most 40 of them.
+func TestBoundedStatus(t *testing.T) {
+	for in, want := range map[Status]Status{
+		StatusWorking:                    StatusWorking,
+		"QR_TIMEOUT_9F3A":                "QR_TIMEOUT_9F3A",
+		"v1.2-beta":                      "v1.2-beta",
+		"":                               "",
+		"bad status\n<!here> `x`":        "bad?status???here???x?",
+		"ÉTAT":                           "?TAT",
+		Status(strings.Repeat("X", 300)): Status(strings.Repeat("X", 40) + "…"),
+	} {
+		if got := boundedStatus(in); got != want {
+			t.Errorf("boundedStatus(%.50q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

@@ -57,3 +57,29 @@ func ReasonError(reason string) error {
 func ReasonStatus(reason string) Status {
 	return Status(strings.TrimPrefix(reason, reasonStatus))
 }
+
+// maxStatusLen bounds a session status as it is kept (Reason, the log,
+// the refusal's message).
+const maxStatusLen = 40
+
+// boundedStatus is st as the bot keeps and shows it: Wawp's JSON may hold
+// any string of any length as a status (a proxy's error, a broken
+// deploy), so only ASCII letters, digits, '_', '-' and '.' are kept (any
+// other character becomes '?') and at most maxStatusLen of them ("…"
+// marks a cut). Documented statuses are unchanged.
+func boundedStatus(st Status) Status {
+	var b strings.Builder
+	for i, r := range string(st) {
+		if i >= maxStatusLen {
+			b.WriteString("…")
+			break
+		}
+		switch {
+		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('?')
+		}
+	}
+	return Status(b.String())
+}

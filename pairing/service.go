@@ -317,7 +317,12 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 
 	session, err := s.sessionInfo(ctx, p.Instance)
 	if err == nil && session.Status != StatusScanQR {
-		err = &StatusError{Status: session.Status, Me: session.Me}
+		// Only SCAN_QR_CODE proceeds: a status Wawp does not document is
+		// refused too (DESIGN says "treat unknown ones as pending", which
+		// the countdown does; a new code is never asked of a session the
+		// bot does not understand), and its refusal says to try again in a
+		// moment, as STARTING's does.
+		err = &StatusError{Status: boundedStatus(session.Status), Me: session.Me}
 	}
 	if err != nil {
 		return s.fail(ctx, p, req, log, err, false)

@@ -381,22 +381,33 @@ func TestStartRefusedByLimit(t *testing.T) {
 
 // TestStartSessionStatus: a session that is not waiting for a phone stops
 // the request before request-code: it does not count, frees the instance,
-// and says what to do (warming up: retry after the warm-up wait).
+// and says what to do (warming up: retry after the warm-up wait). A status
+// Wawp does not document is refused too (no code is asked of a session
+// the bot does not understand), counted and audited as the one outcome
+// status_unknown — the outcome is a metrics label, and each string Wawp
+// sends would otherwise be a time series of its own, of any length —
+// while the status itself, bounded, is kept in the pairing's Reason.
 func TestStartSessionStatus(t *testing.T) {
+	long := pairing.Status(strings.Repeat("X", 300))
 	tests := []struct {
 		status    pairing.Status
 		me        string
 		wantState pairing.State
 		wantErr   pairing.StatusError
 		reason    string
+		outcome   pairing.Outcome
 	}{
-		{pairing.StatusStarting, "", pairing.StateWarmingUp, pairing.StatusError{Status: pairing.StatusStarting, RetryAt: t0.Add(pairing.DefaultWarmup)}, ""},
-		{pairing.StatusWorking, otherNum, pairing.StateRefused, pairing.StatusError{Status: pairing.StatusWorking, Me: otherNum}, "status:WORKING"},
-		{pairing.StatusStopped, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusStopped}, "status:STOPPED"},
-		{pairing.StatusFailed, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusFailed}, "status:FAILED"},
+		{pairing.StatusStarting, "", pairing.StateWarmingUp, pairing.StatusError{Status: pairing.StatusStarting, RetryAt: t0.Add(pairing.DefaultWarmup)}, "", pairing.OutcomeStatusStarting},
+		{pairing.StatusWorking, otherNum, pairing.StateRefused, pairing.StatusError{Status: pairing.StatusWorking, Me: otherNum}, "status:WORKING", pairing.OutcomeStatusWorking},
+		{pairing.StatusStopped, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusStopped}, "status:STOPPED", pairing.OutcomeStatusStopped},
+		{pairing.StatusFailed, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusFailed}, "status:FAILED", pairing.OutcomeStatusFailed},
+		{"OPENING", "", pairing.StateRefused, pairing.StatusError{Status: "OPENING"}, "status:OPENING", pairing.OutcomeStatusUnknown},
+		{"QR_TIMEOUT_9F3A", "", pairing.StateRefused, pairing.StatusError{Status: "QR_TIMEOUT_9F3A"}, "status:QR_TIMEOUT_9F3A", pairing.OutcomeStatusUnknown},
+		{long, "", pairing.StateRefused, pairing.StatusError{Status: long[:40] + "…"}, "status:" + string(long[:40]) + "…", pairing.OutcomeStatusUnknown},
+		{"<!here> 1", "", pairing.StateRefused, pairing.StatusError{Status: "??here??1"}, "status:??here??1", pairing.OutcomeStatusUnknown},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.status), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%.20s", tt.status), func(t *testing.T) {
 			r := newRig(t, pairing.Config{})
 			r.wawp.setStatus(inst1.ID, tt.status, tt.me)
 			p, err := r.svc.Start(context.Background(), request(inst1, digits, "U1"))
@@ -419,7 +430,10 @@ func TestStartSessionStatus(t *testing.T) {
 			if n := r.count(digits); n != 0 {
 				t.Errorf("phone counts %d requests; a request that never reached request-code does not count", n)
 			}
-			want := []string{"requested", "error:" + string(pairing.StatusOutcome(tt.status))}
+			if o := pairing.OutcomeOf(err); o != tt.outcome {
+				t.Errorf("outcome (the metrics label) %.50q, want %s", o, tt.outcome)
+			}
+			want := []string{"requested", "error:" + string(tt.outcome)}
 			if diff := cmp.Diff(want, kinds(r.events())); diff != "" {
 				t.Errorf("audited (-want +got):\n%s", diff)
 			}
