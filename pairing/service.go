@@ -418,7 +418,10 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *Pairing) error {
-			if p.State != StateRequesting {
+			// As in Start: a request past its lease no longer holds the
+			// instance, and its settlement must not give a code it renewed
+			// that instance back (another request may hold it by now).
+			if p.State != StateRequesting || !now.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
 			p.State, p.Reason = state, reason
@@ -431,7 +434,10 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
-		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
+		// Ended meanwhile, or its lease ran out just now: it ends as
+		// interrupted (a code it renewed is void; see Interruption).
+		s.interrupt(rctx, p.ID, true)
+		log.Warn("no code, and the request's lease ran out or it was interrupted", "err", cause)
 		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {

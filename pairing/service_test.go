@@ -814,6 +814,39 @@ func TestRenew(t *testing.T) {
 			t.Errorf("live on the instance (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("turned away by Wawp after its lease ran out: no orphan code", func(t *testing.T) {
+		// The lease rule (a request past its lease no longer holds the
+		// instance) holds for a renewal turned away as for one that got a
+		// code (TestStartAfterLeaseRanOut): before, the late 422 settled,
+		// and the replaced pairing stayed live, code and all, unwatched,
+		// while another agent's request held the instance.
+		r := newRig(t, pairing.Config{})
+		old := r.start(request(inst1, digits, "U1"))
+		var other pairing.Pairing
+		r.wawp.codes = []string{"OTHR0001"}
+		r.wawp.duringCode = func() {
+			r.clock.Add(r.svc.RequestLease())
+			other = r.start(request(inst1, otherNum, "U2"))
+			r.wawp.failCode(apiError("/v2/auth/request-code", pairing.ErrNotReady, true))
+		}
+		p, err := r.svc.Renew(context.Background(), renewal(old.ID, "U1"))
+		if !errors.Is(err, pairing.ErrInterrupted) || p.State != pairing.StateInterrupted {
+			t.Errorf("late renewal = %s, %v; want interrupted, ErrInterrupted", p.State, err)
+		}
+		if o := r.stored(old.ID); o.State != pairing.StateSuperseded || o.Code != "" {
+			t.Errorf("replaced pairing = %s, code %q; want superseded without its code", o.State, o.Code)
+		}
+		if diff := cmp.Diff([]string{other.ID}, r.liveOn(inst1.ID)); diff != "" {
+			t.Errorf("live on the instance (-want +got):\n%s", diff)
+		}
+		r.clock.Add(pairing.DefaultCodeLifetime) // the old code's time is over
+		if _, err := r.svc.Advance(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if o := r.stored(old.ID); !o.Final() || o.Code != "" {
+			t.Errorf("replaced pairing after its expiry and a tick: %s, code %q; want it ended with its code wiped", o.State, o.Code)
+		}
+	})
 	t.Run("double click: the renewal holding the message answers, through the second click's url", func(t *testing.T) {
 		r := newRig(t, pairing.Config{})
 		old := r.start(request(inst1, digits, "U1"))
