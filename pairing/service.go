@@ -125,6 +125,8 @@ func (e *TooSoonError) Error() string {
 }
 
 // ErrNotYours means someone other than the requester pressed a button.
+// It comes with no pairing (the zero Pairing): the clicker is never handed
+// the requester's pairing, let alone its code.
 var ErrNotYours = errors.New("pairing belongs to another user")
 
 // ErrEnded means the pairing already reached a final state.
@@ -538,7 +540,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 		return Pairing{}, err
 	}
 	if old.RequestedBy != r.User {
-		return old, s.refuse(ctx, r.DedupeKey, ErrNotYours)
+		return Pairing{}, s.refuse(ctx, r.DedupeKey, ErrNotYours)
 	}
 	now := s.cfg.Now()
 	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
@@ -634,8 +636,8 @@ func (s *Service) dedupe(key string, now time.Time) Dedupe {
 	return Dedupe{Key: key, Until: now.Add(s.cfg.DedupeWindow)}
 }
 
-// Cancel ends a live pairing at its requester's wish (ErrNotYours for
-// anyone else); the code is wiped. The click's response_url becomes the
+// Cancel ends a live pairing at its requester's wish (ErrNotYours, with
+// no pairing, for anyone else); the code is wiped. The click's response_url becomes the
 // message's (see Refresh). A pairing that already ended is left as it is
 // and returned with ErrEnded, rebound, so its message can show how it ended.
 func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
@@ -653,6 +655,9 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotYours) {
+		return Pairing{}, err
+	}
 	if errors.Is(err, ErrEnded) {
 		if p, err = s.db.Pairing(ctx, id); err != nil {
 			return p, err

@@ -713,8 +713,8 @@ func TestRenew(t *testing.T) {
 		old := r.start(request(inst1, digits, "U1"))
 		r.wawp.takeCalls()
 		p, err := r.svc.Renew(context.Background(), renewal(old.ID, "U2"))
-		if !errors.Is(err, pairing.ErrNotYours) || p.ID != old.ID {
-			t.Errorf("Renew by another user = %v, %v; want ErrNotYours", p.ID, err)
+		if !errors.Is(err, pairing.ErrNotYours) || p.ID != "" {
+			t.Errorf("Renew by another user = %q, %v; want ErrNotYours and no pairing", p.ID, err)
 		}
 		if calls := r.wawp.takeCalls(); len(calls) != 0 {
 			t.Errorf("Wawp called: %v", calls)
@@ -981,6 +981,48 @@ func TestRefresh(t *testing.T) {
 	}
 	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", clickURL, at); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("unknown pairing: %v, want ErrNotFound", err)
+	}
+}
+
+// TestNotYoursHandsOutNoPairing: a click by someone other than the
+// requester (Refresh, New code, Try again, Cancel) is refused with
+// ErrNotYours and no pairing at all: the Slack edge must never be handed
+// another user's pairing, let alone its live code. (Before, each returned
+// the requester's pairing, code and all, beside the error.)
+func TestNotYoursHandsOutNoPairing(t *testing.T) {
+	const clickURL = "https://hooks.slack.test/actions/other"
+	for _, tt := range []struct {
+		name string
+		call func(svc *pairing.Service, id string) (pairing.Pairing, error)
+	}{
+		{"Refresh", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
+			return svc.Refresh(context.Background(), id, "U2", clickURL, t0)
+		}},
+		{"Renew", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
+			return svc.Renew(context.Background(), renewal(id, "U2"))
+		}},
+		{"Cancel", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
+			return svc.Cancel(context.Background(), id, "U2", clickURL, t0)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, pairing.Config{})
+			p := r.start(request(inst1, digits, "U1"))
+			r.wawp.takeCalls()
+			got, err := tt.call(r.svc, p.ID)
+			if !errors.Is(err, pairing.ErrNotYours) {
+				t.Errorf("err = %v, want ErrNotYours", err)
+			}
+			if diff := cmp.Diff(pairing.Pairing{}, got); diff != "" {
+				t.Errorf("handed to another user (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(p, r.stored(p.ID)); diff != "" {
+				t.Errorf("another user's click changed the pairing (-want +got):\n%s", diff)
+			}
+			if calls := r.wawp.takeCalls(); len(calls) != 0 {
+				t.Errorf("Wawp called: %v", calls)
+			}
+		})
 	}
 }
 
