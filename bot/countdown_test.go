@@ -409,6 +409,52 @@ func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 	}
 }
 
+// flakyBudget fails the next fail uses of a response_url as a database
+// that cannot be reached would, before taking anything.
+type flakyBudget struct {
+	pairing.Storage
+	fail atomic.Int32
+}
+
+func (s *flakyBudget) UseResponseURL(ctx context.Context, url string, issued, now time.Time, keep int) error {
+	if s.fail.Add(-1) >= 0 {
+		return fmt.Errorf("response_url %q: %w", "…", pairing.ErrUnavailable)
+	}
+	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
+}
+
+// A storage failure while taking a response_url use is not a spent
+// budget: the final view (here: linked) is posted by the next tick, and
+// the code leaves the message. (Before, any error counted as "spent",
+// and for a final view that stopped editing for good: the message kept
+// showing the code.)
+func TestStorageFailureTakingAUseIsNotASpentBudget(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	db := &flakyBudget{Storage: r.db}
+	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
+	msgID := r.start()
+	code := r.wawp.Code(rigInstance)
+	if err := r.wawp.EnterCode(rigInstance, code); err != nil {
+		t.Fatal(err)
+	}
+	db.fail.Store(1)
+	r.clock.Set(t0.Add(5 * time.Second))
+	r.tick() // the pairing ends as linked; its post cannot take a use
+	if last := r.slack.Message(msgID).Latest(); !shows(last, code) {
+		t.Fatalf("the storage failed, yet the message changed:\n%s", shownText(last))
+	}
+	r.clock.Set(t0.Add(10 * time.Second))
+	r.tick()
+	if m := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(m, "is now connected") {
+		t.Errorf("after the storage recovered the message shows:\n%s\nwant Linked", m)
+	}
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched after the link was shown", n)
+	}
+}
+
 // An edit whose answer is lost (the client timed out, but Slack took the
 // post) keeps its use: giving it back would let the countdown take one of
 // the final state's uses, and the final state could become Slack's 6th
