@@ -54,7 +54,7 @@ func viewKey(p pairing.Pairing, now time.Time) string {
 	case p.State == pairing.StateLive:
 		return "expired" // past its expiry, about to be marked so
 	case p.State == pairing.StateFailed:
-		return "failed:" + p.Reason
+		return "failed:" + string(p.Reason)
 	}
 	return string(p.State)
 }
@@ -102,7 +102,7 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time) Mess
 		if p.Reason == pairing.ReasonInternal {
 			return InternalErrorView(p.ID)
 		}
-		return FailedView(phone, p.InstanceName, p.Reason)
+		return FailedView(phone, p.InstanceName, string(p.Reason))
 	case p.RefusedBy() != pairing.LimitNone:
 		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
 	case p.State == pairing.StateRefused:

@@ -455,6 +455,42 @@ func TestStorageFailureTakingAUseIsNotASpentBudget(t *testing.T) {
 	}
 }
 
+// A pairing that ended before the Reason vocabulary was one (stored as
+// "wawp:timeout", "internal", "status:WORKING", "status:OPENING") is still
+// drawn with its own view after an upgrade: its Reason reads in today's
+// spelling.
+func TestOldReasonsKeepTheirViews(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		state  pairing.State
+		reason string
+		want   string
+	}{
+		{pairing.StateFailed, "wawp:timeout", "Wawp did not answer in time"},
+		{pairing.StateFailed, "internal", "Something went wrong inside the bot"},
+		{pairing.StateRefused, "status:WORKING", "is already linked and working"},
+		{pairing.StateRefused, "status:OPENING", "reports status `OPENING`"},
+	} {
+		t.Run(tt.reason, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+			var p pairing.Pairing
+			raw := fmt.Sprintf(`{"id":"old1","instance":%q,"instance_name":"support","phone":"201112223333","requested_by":"U1","response_url":%q,"url_issued":%q,"state":%q,"reason":%q}`,
+				rigInstance, url, t0.Format(time.RFC3339), tt.state, tt.reason)
+			if err := json.Unmarshal([]byte(raw), &p); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+				t.Fatal(err)
+			}
+			r.bot.show(context.Background(), pairing.Pairing{ID: "old1"}, true)
+			if m := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(m, tt.want) {
+				t.Errorf("shows:\n%s\nwant %q", m, tt.want)
+			}
+		})
+	}
+}
+
 // An edit whose answer is lost (the client timed out, but Slack took the
 // post) keeps its use: giving it back would let the countdown take one of
 // the final state's uses, and the final state could become Slack's 6th

@@ -54,7 +54,7 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 				if q.State != StateLive {
 					return ErrEnded
 				}
-				q.State, q.Reason = next, string(outcome)
+				q.State, q.Reason = next, Reason(outcome)
 				if next == StateLinked || next == StateWrongPhone {
 					q.LinkedPhone = st.session.Me
 				}

@@ -135,7 +135,7 @@ func linkedOther(masked string) Outcome { return Outcome("linked " + masked) }
 
 // ParseOutcome reads an outcome as any version wrote it. Versions before
 // the outcome vocabulary was one spelled some outcomes differently in the
-// audit log and in refused pairings' Reason: "limit:phone" (limit_phone),
+// audit log and in refused pairings' Reason (see ParseReason): "limit:phone" (limit_phone),
 // "access" (access_denied), "warming_up" (status_starting),
 // "status:WORKING" (status_working). They are normalised on read, so
 // history and `linkbot audit` show one spelling whatever an event's age,

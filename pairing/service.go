@@ -413,7 +413,7 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, reason = StateRefused, reasonStatus+string(serr.Status)
+		state, reason = StateRefused, statusReason(serr.Status)
 	}
 	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(rctx, Settlement{

@@ -394,17 +394,17 @@ func TestStartSessionStatus(t *testing.T) {
 		me        string
 		wantState pairing.State
 		wantErr   pairing.StatusError
-		reason    string
+		reason    pairing.Reason
 		outcome   pairing.Outcome
 	}{
 		{pairing.StatusStarting, "", pairing.StateWarmingUp, pairing.StatusError{Status: pairing.StatusStarting, RetryAt: t0.Add(pairing.DefaultWarmup)}, "", pairing.OutcomeStatusStarting},
-		{pairing.StatusWorking, otherNum, pairing.StateRefused, pairing.StatusError{Status: pairing.StatusWorking, Me: otherNum}, "status:WORKING", pairing.OutcomeStatusWorking},
-		{pairing.StatusStopped, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusStopped}, "status:STOPPED", pairing.OutcomeStatusStopped},
-		{pairing.StatusFailed, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusFailed}, "status:FAILED", pairing.OutcomeStatusFailed},
-		{"OPENING", "", pairing.StateRefused, pairing.StatusError{Status: "OPENING"}, "status:OPENING", pairing.OutcomeStatusUnknown},
-		{"QR_TIMEOUT_9F3A", "", pairing.StateRefused, pairing.StatusError{Status: "QR_TIMEOUT_9F3A"}, "status:QR_TIMEOUT_9F3A", pairing.OutcomeStatusUnknown},
-		{long, "", pairing.StateRefused, pairing.StatusError{Status: long[:40] + "…"}, "status:" + string(long[:40]) + "…", pairing.OutcomeStatusUnknown},
-		{"<!here> 1", "", pairing.StateRefused, pairing.StatusError{Status: "??here??1"}, "status:??here??1", pairing.OutcomeStatusUnknown},
+		{pairing.StatusWorking, otherNum, pairing.StateRefused, pairing.StatusError{Status: pairing.StatusWorking, Me: otherNum}, "status_working", pairing.OutcomeStatusWorking},
+		{pairing.StatusStopped, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusStopped}, "status_stopped", pairing.OutcomeStatusStopped},
+		{pairing.StatusFailed, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusFailed}, "status_failed", pairing.OutcomeStatusFailed},
+		{"OPENING", "", pairing.StateRefused, pairing.StatusError{Status: "OPENING"}, "status_unknown:OPENING", pairing.OutcomeStatusUnknown},
+		{"QR_TIMEOUT_9F3A", "", pairing.StateRefused, pairing.StatusError{Status: "QR_TIMEOUT_9F3A"}, "status_unknown:QR_TIMEOUT_9F3A", pairing.OutcomeStatusUnknown},
+		{long, "", pairing.StateRefused, pairing.StatusError{Status: long[:40] + "…"}, pairing.Reason("status_unknown:" + long[:40] + "…"), pairing.OutcomeStatusUnknown},
+		{"<!here> 1", "", pairing.StateRefused, pairing.StatusError{Status: "??here??1"}, "status_unknown:??here??1", pairing.OutcomeStatusUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%.20s", tt.status), func(t *testing.T) {
@@ -455,25 +455,25 @@ func TestStartWawpError(t *testing.T) {
 		session   error // from session info
 		code      error // from request-code
 		wantState pairing.State
-		reason    string
+		reason    pairing.Reason
 		counted   bool
 	}{
-		{"session timeout", apiError(session, pairing.ErrTimeout, true), nil, pairing.StateFailed, "wawp:timeout", false},
-		{"session unreachable", apiError(session, pairing.ErrUnreachable, false), nil, pairing.StateFailed, "wawp:unreachable", false},
-		{"session no instance", apiError(session, pairing.ErrNoInstance, true), nil, pairing.StateFailed, "wawp:no_instance", false},
-		{"session unauthorized", apiError(session, pairing.ErrUnauthorized, true), nil, pairing.StateFailed, "wawp:unauthorized", false},
-		{"session garbage", apiError(session, pairing.ErrBadResponse, true), nil, pairing.StateFailed, "wawp:bad_response", false},
-		{"code unauthorized", nil, apiError(reqCode, pairing.ErrUnauthorized, true), pairing.StateFailed, "wawp:unauthorized", false},
-		{"code no instance", nil, apiError(reqCode, pairing.ErrNoInstance, true), pairing.StateFailed, "wawp:no_instance", false},
-		{"code bad request", nil, apiError(reqCode, pairing.ErrBadRequest, true), pairing.StateFailed, "wawp:bad_request", false},
+		{"session timeout", apiError(session, pairing.ErrTimeout, true), nil, pairing.StateFailed, "wawp_error:timeout", false},
+		{"session unreachable", apiError(session, pairing.ErrUnreachable, false), nil, pairing.StateFailed, "wawp_error:unreachable", false},
+		{"session no instance", apiError(session, pairing.ErrNoInstance, true), nil, pairing.StateFailed, "wawp_error:no_instance", false},
+		{"session unauthorized", apiError(session, pairing.ErrUnauthorized, true), nil, pairing.StateFailed, "wawp_error:unauthorized", false},
+		{"session garbage", apiError(session, pairing.ErrBadResponse, true), nil, pairing.StateFailed, "wawp_error:bad_response", false},
+		{"code unauthorized", nil, apiError(reqCode, pairing.ErrUnauthorized, true), pairing.StateFailed, "wawp_error:unauthorized", false},
+		{"code no instance", nil, apiError(reqCode, pairing.ErrNoInstance, true), pairing.StateFailed, "wawp_error:no_instance", false},
+		{"code bad request", nil, apiError(reqCode, pairing.ErrBadRequest, true), pairing.StateFailed, "wawp_error:bad_request", false},
 		{"code not ready (422)", nil, apiError(reqCode, pairing.ErrNotReady, true), pairing.StateWarmingUp, "", false},
-		{"code rate limited", nil, apiError(reqCode, pairing.ErrRateLimited, true), pairing.StateFailed, "wawp:rate_limited", true},
-		{"code server error", nil, apiError(reqCode, pairing.ErrServer, true), pairing.StateFailed, "wawp:server", true},
-		{"code upstream", nil, apiError(reqCode, pairing.ErrUpstream, true), pairing.StateFailed, "wawp:upstream", true},
-		{"code garbage", nil, apiError(reqCode, pairing.ErrBadResponse, true), pairing.StateFailed, "wawp:bad_response", true},
-		{"code timeout after sending", nil, apiError(reqCode, pairing.ErrTimeout, true), pairing.StateFailed, "wawp:timeout", true},
-		{"code timeout before sending", nil, apiError(reqCode, pairing.ErrTimeout, false), pairing.StateFailed, "wawp:timeout", false},
-		{"code unreachable", nil, apiError(reqCode, pairing.ErrUnreachable, false), pairing.StateFailed, "wawp:unreachable", false},
+		{"code rate limited", nil, apiError(reqCode, pairing.ErrRateLimited, true), pairing.StateFailed, "wawp_error:rate_limited", true},
+		{"code server error", nil, apiError(reqCode, pairing.ErrServer, true), pairing.StateFailed, "wawp_error:server", true},
+		{"code upstream", nil, apiError(reqCode, pairing.ErrUpstream, true), pairing.StateFailed, "wawp_error:upstream", true},
+		{"code garbage", nil, apiError(reqCode, pairing.ErrBadResponse, true), pairing.StateFailed, "wawp_error:bad_response", true},
+		{"code timeout after sending", nil, apiError(reqCode, pairing.ErrTimeout, true), pairing.StateFailed, "wawp_error:timeout", true},
+		{"code timeout before sending", nil, apiError(reqCode, pairing.ErrTimeout, false), pairing.StateFailed, "wawp_error:timeout", false},
+		{"code unreachable", nil, apiError(reqCode, pairing.ErrUnreachable, false), pairing.StateFailed, "wawp_error:unreachable", false},
 		{"code: not a Wawp error", nil, context.Canceled, pairing.StateFailed, pairing.ReasonInternal, false},
 	}
 	for _, tt := range tests {
@@ -1038,7 +1038,7 @@ func TestAdvance(t *testing.T) {
 		me        string
 		err       error
 		wantState pairing.State
-		reason    string
+		reason    pairing.Reason
 		linked    string
 		audited   []string
 	}{
