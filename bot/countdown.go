@@ -256,35 +256,14 @@ func (l *messageLocks) lock(id string) (unlock func()) {
 	e.refs++
 	l.mu.Unlock()
 	e.Lock()
-	return func() { l.release(id, e) }
-}
-
-// release unlocks e, message id's lock, and forgets it once nobody holds
-// or waits for it.
-func (l *messageLocks) release(id string, e *messageLock) {
-	e.Unlock()
-	l.mu.Lock()
-	if e.refs--; e.refs == 0 {
-		delete(l.m, id)
+	return func() {
+		e.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, id)
+		}
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
-}
-
-// tryLock takes message id's lock only if nobody holds or waits for it,
-// and returns its release and true; otherwise nil and false at once.
-func (l *messageLocks) tryLock(id string) (unlock func(), ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.m[id] != nil {
-		return nil, false
-	}
-	if l.m == nil {
-		l.m = map[string]*messageLock{}
-	}
-	e := &messageLock{refs: 1}
-	e.Lock() // new, so nobody else has it
-	l.m[id] = e
-	return func() { l.release(id, e) }, true
 }
 
 // queued is how many writers hold or wait for message id's lock.
@@ -305,13 +284,14 @@ const maxEditsInFlight = 32
 // or rate-limited message never holds up the others, and a pairing whose
 // edit is still in flight is skipped until it lands.
 //
-// A message someone else is writing (a click holds its lock from before
-// its change until its answer is posted, across the Wawp calls of a New
-// code: up to 2 × wawp_timeout) is skipped too, and looked at again by the
-// next tick. An edit never waits for a message's lock while it holds one
-// of the edit slots: 32 slow clicks would otherwise hold every slot and
-// stall the edits of every other message. Skipping keeps the click's
-// promise: the tick never posts the click's answer before the click does.
+// An edit takes its message's lock first and an edit slot only then. A
+// click holds its message's lock from before its change until its answer
+// is posted, across the Wawp calls of a New code (up to 2 × wawp_timeout):
+// an edit waiting for that lock while holding a slot would let 32 slow
+// clicks hold every slot and stall the edits of every other message. The
+// edit still waits for the click, so the click's promise holds: the tick
+// never posts the click's answer before the click does (it re-reads the
+// pairing under the lock and finds the answer shown).
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
@@ -328,25 +308,19 @@ func (b *Bot) Tick(ctx context.Context) {
 		if (viewKey(p, now) == p.LastView || p.LastView == viewGone) && !p.Final() {
 			continue
 		}
-		if b.locks.queued(p.MessageID()) > 0 {
-			continue // being written: the next tick looks again
-		}
 		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {
 			continue
 		}
 		b.goWork(ctx, func(ctx context.Context) {
 			defer b.editing.Delete(p.ID)
+			unlock := b.locks.lock(p.MessageID())
+			defer unlock()
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
 			defer func() { <-b.editSlots }()
-			unlock, ok := b.locks.tryLock(p.MessageID())
-			if !ok {
-				return // a click took the message meanwhile
-			}
-			defer unlock()
 			b.showLocked(ctx, p, false)
 		})
 	}
