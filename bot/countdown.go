@@ -54,7 +54,7 @@ func viewKey(p pairing.Pairing, now time.Time) string {
 	case p.State == pairing.StateLive:
 		return "expired" // past its expiry, about to be marked so
 	case p.State == pairing.StateFailed:
-		return "failed:" + p.Reason
+		return "failed:" + string(p.Reason)
 	}
 	return string(p.State)
 }
@@ -102,7 +102,7 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time) Mess
 		if p.Reason == pairing.ReasonInternal {
 			return InternalErrorView(p.ID)
 		}
-		return FailedView(phone, p.InstanceName, p.Reason)
+		return FailedView(phone, p.InstanceName, string(p.Reason))
 	case p.RefusedBy() != pairing.LimitNone:
 		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
 	case p.State == pairing.StateRefused:
@@ -210,7 +210,11 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
 		// without budget can never be shown, so editing ends.
 		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
 	case posted:
-		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
+		// The post reached Slack: that is recorded even if ctx ended
+		// meanwhile (a shutdown), or the next start posts it again.
+		rctx, cancel := pairing.RecordContext(ctx)
+		err = b.cfg.Service.RecordView(rctx, p.ID, key, final)
+		cancel()
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.
@@ -279,6 +283,15 @@ const maxEditsInFlight = 32
 // starts the edits whose view changed. It does not wait for them: a slow
 // or rate-limited message never holds up the others, and a pairing whose
 // edit is still in flight is skipped until it lands.
+//
+// An edit takes its message's lock first and an edit slot only then. A
+// click holds its message's lock from before its change until its answer
+// is posted, across the Wawp calls of a New code (up to 2 × wawp_timeout):
+// an edit waiting for that lock while holding a slot would let 32 slow
+// clicks hold every slot and stall the edits of every other message. The
+// edit still waits for the click, so the click's promise holds: the tick
+// never posts the click's answer before the click does (it re-reads the
+// pairing under the lock and finds the answer shown).
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
@@ -300,13 +313,15 @@ func (b *Bot) Tick(ctx context.Context) {
 		}
 		b.goWork(ctx, func(ctx context.Context) {
 			defer b.editing.Delete(p.ID)
+			unlock := b.locks.lock(p.MessageID())
+			defer unlock()
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
 			defer func() { <-b.editSlots }()
-			b.show(ctx, p, false)
+			b.showLocked(ctx, p, false)
 		})
 	}
 }

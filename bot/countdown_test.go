@@ -409,6 +409,88 @@ func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 	}
 }
 
+// flakyBudget fails the next fail uses of a response_url as a database
+// that cannot be reached would, before taking anything.
+type flakyBudget struct {
+	pairing.Storage
+	fail atomic.Int32
+}
+
+func (s *flakyBudget) UseResponseURL(ctx context.Context, url string, issued, now time.Time, keep int) error {
+	if s.fail.Add(-1) >= 0 {
+		return fmt.Errorf("response_url %q: %w", "…", pairing.ErrUnavailable)
+	}
+	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
+}
+
+// A storage failure while taking a response_url use is not a spent
+// budget: the final view (here: linked) is posted by the next tick, and
+// the code leaves the message. (Before, any error counted as "spent",
+// and for a final view that stopped editing for good: the message kept
+// showing the code.)
+func TestStorageFailureTakingAUseIsNotASpentBudget(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	db := &flakyBudget{Storage: r.db}
+	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
+	msgID := r.start()
+	code := r.wawp.Code(rigInstance)
+	if err := r.wawp.EnterCode(rigInstance, code); err != nil {
+		t.Fatal(err)
+	}
+	db.fail.Store(1)
+	r.clock.Set(t0.Add(5 * time.Second))
+	r.tick() // the pairing ends as linked; its post cannot take a use
+	if last := r.slack.Message(msgID).Latest(); !shows(last, code) {
+		t.Fatalf("the storage failed, yet the message changed:\n%s", shownText(last))
+	}
+	r.clock.Set(t0.Add(10 * time.Second))
+	r.tick()
+	if m := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(m, "is now connected") {
+		t.Errorf("after the storage recovered the message shows:\n%s\nwant Linked", m)
+	}
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched after the link was shown", n)
+	}
+}
+
+// A pairing that ended before the Reason vocabulary was one (stored as
+// "wawp:timeout", "internal", "status:WORKING", "status:OPENING") is still
+// drawn with its own view after an upgrade: its Reason reads in today's
+// spelling.
+func TestOldReasonsKeepTheirViews(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		state  pairing.State
+		reason string
+		want   string
+	}{
+		{pairing.StateFailed, "wawp:timeout", "Wawp did not answer in time"},
+		{pairing.StateFailed, "internal", "Something went wrong inside the bot"},
+		{pairing.StateRefused, "status:WORKING", "is already linked and working"},
+		{pairing.StateRefused, "status:OPENING", "reports status `OPENING`"},
+	} {
+		t.Run(tt.reason, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+			var p pairing.Pairing
+			raw := fmt.Sprintf(`{"id":"old1","instance":%q,"instance_name":"support","phone":"201112223333","requested_by":"U1","response_url":%q,"url_issued":%q,"state":%q,"reason":%q}`,
+				rigInstance, url, t0.Format(time.RFC3339), tt.state, tt.reason)
+			if err := json.Unmarshal([]byte(raw), &p); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+				t.Fatal(err)
+			}
+			r.bot.show(context.Background(), pairing.Pairing{ID: "old1"}, true)
+			if m := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(m, tt.want) {
+				t.Errorf("shows:\n%s\nwant %q", m, tt.want)
+			}
+		})
+	}
+}
+
 // An edit whose answer is lost (the client timed out, but Slack took the
 // post) keeps its use: giving it back would let the countdown take one of
 // the final state's uses, and the final state could become Slack's 6th
@@ -638,6 +720,38 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 				t.Errorf("the second click was audited as refused: %+v", refusals)
 			}
 		})
+	}
+}
+
+// The second half of a double click on New code is answered with the
+// renewal its first half asked for, through the second click's fresh
+// response_url, and the message's later edits go through that url too
+// (each click brings a fresh budget of posts): the holder is rebound to it.
+func TestDoubleClickRebindsToTheFreshURL(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings(t.Context())
+	a := w[0]
+	r.click(msgID, ActionNewCode, a.ID)
+	versions := len(r.slack.Message(msgID).Versions)
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = "U1"
+	cb.ResponseURL = r.slack.NewResponseURL(msgID)
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionNewCode, Value: a.ID}}
+	r.bot.interaction(context.Background(), cb) // the double click's second half
+	r.bot.work.Wait()
+	holder, err := r.db.Holder(t.Context(), rigInstance, r.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if holder.ResponseURL != cb.ResponseURL {
+		t.Errorf("the pairing holding the message is edited through %s, want the second click's fresh %s", holder.ResponseURL, cb.ResponseURL)
+	}
+	m := r.slack.Message(msgID)
+	if n := len(m.Versions) - versions; n != 1 || m.Latest().Via != "response_url" || !shows(m.Latest(), r.wawp.Code(rigInstance)) {
+		t.Errorf("the second click posted %d versions, the last showing:\n%s\nwant one, the live code", n, shownText(m.Latest()))
 	}
 }
 

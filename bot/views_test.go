@@ -59,6 +59,7 @@ func allViews() map[string]Message {
 		"status_working":     StatusView(&pairing.StatusError{Status: pairing.StatusWorking, Me: "201009998888"}, "support-eg", "p1", now),
 		"status_stopped":     StatusView(&pairing.StatusError{Status: pairing.StatusStopped}, "support-eg", "p1", now),
 		"status_failed":      StatusView(&pairing.StatusError{Status: pairing.StatusFailed}, "support-eg", "p1", now),
+		"status_unknown":     StatusView(&pairing.StatusError{Status: "OPENING"}, "support-eg", "p4x7k2m9q3w8z5y6", now),
 		"wawp_timeout":       WawpErrorView(&pairing.APIError{Kind: pairing.ErrTimeout}, "support-eg"),
 		"wawp_unauthorized":  WawpErrorView(&pairing.APIError{Kind: pairing.ErrUnauthorized}, "support-eg"),
 		"internal_error":     InternalErrorView("E123"),

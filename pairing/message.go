@@ -15,15 +15,16 @@ func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
 }
 
 // Refresh is a Refresh click by user on pairing id's message. Only the
-// requester may (ErrNotYours). The click brought a fresh response_url with
-// a fresh budget of posts: the message's later edits go through it.
+// requester may (ErrNotYours, with no pairing: see ErrNotYours). The click
+// brought a fresh response_url with a fresh budget of posts: the
+// message's later edits go through it.
 func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
 		return p, err
 	}
 	if p.RequestedBy != user {
-		return p, ErrNotYours
+		return Pairing{}, ErrNotYours
 	}
 	return s.rebind(ctx, p, responseURL, issued)
 }

@@ -60,7 +60,7 @@ type Pairing struct {
 	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
 	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
 	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
-	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
+	Reason       Reason    `json:"reason,omitempty"`    // why it ended as it did (a final state's outcome; see Reason)
 	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
 	// Views are the keys of the views shown on surfaces other than the
 	// ephemeral message (whose view is LastView), by surface; see View.
@@ -137,12 +137,12 @@ func (p Pairing) MessageID() string {
 
 // RefusedBy is the limit that refused the request (LimitNone if none did).
 // Its Reason is the limit's outcome (limit_phone; older versions wrote
-// limit:phone, which ParseOutcome reads too).
+// limit:phone, which ParseReason reads too).
 func (p Pairing) RefusedBy() Limit {
 	if p.State != StateRefused {
 		return LimitNone
 	}
-	return ParseOutcome(p.Reason).Limit()
+	return ParseReason(string(p.Reason)).Outcome().Limit()
 }
 
 // Final reports whether the pairing has reached a state it never leaves.
@@ -240,7 +240,7 @@ type Decision struct {
 // saying which limit refused it, when it may be asked again and who holds
 // the instance, so its message can be drawn again from the record alone.
 func (d Decision) RefusedPairing(p Pairing, now time.Time) Pairing {
-	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, string(d.Refused.Outcome()), d.RetryAt, d.Count
+	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, Reason(d.Refused.Outcome()), d.RetryAt, d.Count
 	p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = now, now, now, d.Holder.ID
 	p.RevokeDue = false // it never reached Wawp: no QR link was made
 	return p

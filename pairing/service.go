@@ -125,6 +125,8 @@ func (e *TooSoonError) Error() string {
 }
 
 // ErrNotYours means someone other than the requester pressed a button.
+// It comes with no pairing (the zero Pairing): the clicker is never handed
+// the requester's pairing, let alone its code.
 var ErrNotYours = errors.New("pairing belongs to another user")
 
 // ErrEnded means the pairing already reached a final state.
@@ -144,6 +146,24 @@ var ErrReplaced = errors.New("the message now shows another pairing")
 // ErrInterrupted means the request was ended as interrupted before its
 // answer was stored: its lease ran out, or a shutdown could not wait for it.
 var ErrInterrupted = errors.New("code request interrupted")
+
+// RecordTimeout bounds a write that records what already happened — what
+// Wawp answered a request, a post that reached Slack — when it runs on a
+// context of its own (RecordContext). One write to the bbolt file takes
+// milliseconds; a PostgreSQL write that needs longer is failing anyway.
+const RecordTimeout = 2 * time.Second
+
+// RecordContext is the context for recording what already happened: not
+// cancelled with ctx (it keeps ctx's values), and ended after
+// RecordTimeout. A shutdown that cuts work short cancels the work's ctx
+// (see bot's drain), but Wawp's answer to a request, once it came, is a
+// fact: dropping it would leave the request unsettled until its lease ran
+// out, log a storage error for what is a requested stop, and count the
+// request under the wrong outcome. The write is bounded, so the work
+// still returns soon after the cut.
+func RecordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+}
 
 // Config configures a Service.
 type Config struct {
@@ -305,15 +325,20 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 
 	session, err := s.sessionInfo(ctx, p.Instance)
 	if err == nil && session.Status != StatusScanQR {
-		err = &StatusError{Status: session.Status, Me: session.Me}
+		// Only SCAN_QR_CODE proceeds: a status Wawp does not document is
+		// refused too (DESIGN says "treat unknown ones as pending", which
+		// the countdown does; a new code is never asked of a session the
+		// bot does not understand), and its refusal says to try again in a
+		// moment, as STARTING's does.
+		err = &StatusError{Status: boundedStatus(session.Status), Me: session.Me}
 	}
 	if err != nil {
 		return s.fail(ctx, p, req, log, err, false)
 	}
 
-	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	callCtx, cancelCall := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	code, err := s.client(p.Instance).RequestCode(callCtx, p.Instance, p.Phone)
-	cancel()
+	cancelCall()
 	if err != nil {
 		var aerr *APIError
 		// WhatsApp may have counted a request that reached Wawp, unless Wawp
@@ -324,7 +349,10 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return s.fail(ctx, p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	settled, err := s.db.Settle(ctx, Settlement{
+	// The code came: it is recorded even if ctx ended meanwhile.
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	settled, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
 			// A request past its lease no longer holds the instance, which
@@ -343,9 +371,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		// Ended meanwhile (a shutdown cut it short, or the countdown found
 		// its lease run out), or its lease ran out just now: it ends as
 		// interrupted, and the code came too late to be shown.
-		s.interrupt(ctx, p.ID, true)
+		s.interrupt(rctx, p.ID, true)
 		log.Warn("code arrived after the request's lease ran out or it was interrupted")
-		return s.stored(ctx, p), ErrInterrupted
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		return Pairing{}, err
@@ -369,8 +397,19 @@ func (s *Service) client(instance string) Wawp {
 	return s.wawp
 }
 
-// fail ends a reserved request that produced no code.
+// fail ends a reserved request that produced no code. What Wawp answered
+// is recorded on a context of its own (RecordContext), so a shutdown that
+// cut the request short still finds it ended; a Wawp call cut off by that
+// shutdown (ctx done: no answer came) ends the request as interrupted, as
+// the shutdown's Interrupt does, if that has not already.
 func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	if ctx.Err() != nil && (errors.Is(cause, ErrTimeout) || errors.Is(cause, ErrUnreachable)) {
+		s.interrupt(rctx, p.ID, false)
+		log.Warn("no code: the request was cut short", "err", cause)
+		return s.stored(rctx, p), ErrInterrupted
+	}
 	now := s.cfg.Now()
 	state, reason := StateFailed, failureReason(cause)
 	var serr *StatusError
@@ -380,14 +419,17 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, reason = StateRefused, reasonStatus+string(serr.Status)
+		state, reason = StateRefused, statusReason(serr.Status)
 	}
 	outcome := OutcomeOf(cause)
-	updated, err := s.db.Settle(ctx, Settlement{
+	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(p *Pairing) error {
-			if p.State != StateRequesting {
+			// As in Start: a request past its lease no longer holds the
+			// instance, and its settlement must not give a code it renewed
+			// that instance back (another request may hold it by now).
+			if p.State != StateRequesting || !now.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
 			p.State, p.Reason = state, reason
@@ -400,8 +442,11 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
-		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
-		return s.stored(ctx, p), ErrInterrupted
+		// Ended meanwhile, or its lease ran out just now: it ends as
+		// interrupted (a code it renewed is void; see Interruption).
+		s.interrupt(rctx, p.ID, true)
+		log.Warn("no code, and the request's lease ran out or it was interrupted", "err", cause)
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)
@@ -409,6 +454,17 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 	}
 	log.Warn("no code", "outcome", outcome, "counted", counted, "err", cause)
 	return updated, cause
+}
+
+// logStorageError logs a storage call that failed: at ERROR, unless ctx
+// is done, when the caller stopped it (a tick or a request the shutdown
+// cut short) and the refusal is what was asked for: then at DEBUG.
+func (s *Service) logStorageError(ctx context.Context, msg string, args ...any) {
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelDebug
+	}
+	s.cfg.Log.Log(ctx, level, msg, args...)
 }
 
 // stored is pairing p as the store has it now (p itself if it cannot be read).
@@ -441,13 +497,13 @@ func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairin
 	now := s.cfg.Now()
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
-		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		s.logStorageError(ctx, "interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
 	p, ended, err := s.db.Interrupt(ctx, Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
 		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
-		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		s.logStorageError(ctx, "interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
 	if ended {
@@ -490,7 +546,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 		return Pairing{}, err
 	}
 	if old.RequestedBy != r.User {
-		return old, s.refuse(ctx, r.DedupeKey, ErrNotYours)
+		return Pairing{}, s.refuse(ctx, r.DedupeKey, ErrNotYours)
 	}
 	now := s.cfg.Now()
 	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
@@ -519,9 +575,18 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// the renewal its first half asked for holds the message now, live or
 	// still being requested; or it was replaced and has ended) renews
 	// nothing: a second request would be refused by the instance limit at
-	// best, and its refusal would cover the live code.
+	// best, and its refusal would cover the live code. The holder is the
+	// answer, shown through the click's fresh response_url, which its
+	// later edits go through too (as a Refresh's would).
 	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
-		return holder, s.refuse(ctx, r.DedupeKey, ErrReplaced)
+		if err := s.refuse(ctx, r.DedupeKey, ErrReplaced); !errors.Is(err, ErrReplaced) {
+			return holder, err
+		}
+		rebound, err := s.rebind(ctx, holder, r.ResponseURL, r.URLIssued)
+		if err != nil {
+			return holder, err
+		}
+		return rebound, ErrReplaced
 	}
 	if old.State == StateSuperseded {
 		return old, s.refuse(ctx, r.DedupeKey, ErrReplaced)
@@ -585,8 +650,8 @@ func (s *Service) dedupe(key string, now time.Time) Dedupe {
 	return Dedupe{Key: key, Until: now.Add(s.cfg.DedupeWindow)}
 }
 
-// Cancel ends a live pairing at its requester's wish (ErrNotYours for
-// anyone else); the code is wiped. The click's response_url becomes the
+// Cancel ends a live pairing at its requester's wish (ErrNotYours, with
+// no pairing, for anyone else); the code is wiped. The click's response_url becomes the
 // message's (see Refresh). A pairing that already ended is left as it is
 // and returned with ErrEnded, rebound, so its message can show how it ended.
 func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
@@ -607,6 +672,9 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotYours) {
+		return Pairing{}, err
+	}
 	if errors.Is(err, ErrEnded) {
 		if p, err = s.db.Pairing(ctx, id); err != nil {
 			return p, err

@@ -198,7 +198,16 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
-		return watched.Delete([]byte(s.Replaced)) // someone else's pairing holds it now
+		// Someone else's pairing holds the instance now (the renewal's
+		// lease ran out before it settled): its request voids the old code
+		// on WhatsApp, and one instance never has two live codes. The old
+		// pairing ends as superseded, code wiped and audited; left live
+		// and unwatched, nothing would ever end it.
+		ended, err := endPairing(tx, old.ID, pairing.StateSuperseded, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
 	old.ResponseURL, old.URLIssued = s.ReplacedURL, s.Now
 	if err := putJSON(tx.Bucket(bucketPairings), []byte(old.ID), old); err != nil {

@@ -448,7 +448,13 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 		return err
 	}
 	if tag.RowsAffected() == 0 {
-		return unwatch(ctx, tx, old.p.ID)
+		// Someone else's pairing holds it: the old code is void (see the
+		// bbolt store's settleReplaced), so it ends as superseded.
+		ended, err := db.endPairing(ctx, tx, *old, pairing.StateSuperseded, dbNow, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return db.appendEndAudit(ctx, tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
 	p := old.p
 	p.ResponseURL, p.URLIssued = s.ReplacedURL, s.Now

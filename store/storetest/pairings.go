@@ -29,6 +29,7 @@ var renewalCases = []testCase{
 	{"not counted: the old code goes on", testRenewalUncounted},
 	{"not counted, old code over: the renewal's view is the message's", testRenewalOldEnded},
 	{"not counted, old code ran out unended: it ends as expired", testRenewalOldRanOut},
+	{"not counted, someone else holds the instance: the old code ends as superseded", testRenewalOthersHold},
 	{"a final state is never overwritten", testFinalNeverOverwritten},
 	{"an interrupted renewal supersedes", testInterruptedRenewal},
 	{"a failed change changes nothing", testSettleChangeError},
@@ -428,6 +429,31 @@ func testRenewalOldRanOut(t *testing.T, open func(*testing.T) Harness) {
 	checkEndAudit(t, s, "a", pairing.EventExpired, at)
 	checkWatched(t, s, "b")
 	checkHolder(t, s, "I1", "", at)
+}
+
+// testRenewalOthersHold: a New code whose lease ran out (the instance went
+// to another user's request meanwhile) and which then settles without
+// counting never takes the instance back — one live code per instance —
+// and the old code, void once the other request asks WhatsApp for one,
+// ends as superseded: code wiped, audited, no longer watched. (Left live
+// and unwatched, nothing would ever end it: an orphan code in the store.)
+func testRenewalOthersHold(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	renewal(t, s, "b", "a", t0.Add(10*time.Second)) // lease to t0+40s
+	at := t0.Add(10*time.Second + hold + time.Second)
+	reserve(t, s, reservation("c", "I1", phone(2), "U2", at))
+	checkHolder(t, s, "I1", "c", at)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
+		ReplacedAudit: replacedAudit("a")}); err != nil {
+		t.Fatal(err)
+	}
+	checkHolder(t, s, "I1", "c", at)
+	if got := mustPairing(t, s, "a"); got.State != pairing.StateSuperseded || got.Code != "" || !got.EndedAt.Equal(at) {
+		t.Errorf("the replaced pairing = %s ended %s (code %q); want superseded at %s without its code", got.State, got.EndedAt.Format(time.TimeOnly), got.Code, at.Format(time.TimeOnly))
+	}
+	checkEndAudit(t, s, "a", pairing.EventSuperseded, at)
+	checkWatched(t, s, "b", "c")
 }
 
 // testFinalNeverOverwritten: a renewal of a pairing that already ended
