@@ -785,7 +785,7 @@ func TestQRSuggested(t *testing.T) {
 		{"user limit", pairing.Pairing{}, &pairing.LimitError{Limit: pairing.LimitUser}, false},
 		{"instance held", pairing.Pairing{}, &pairing.LimitError{Limit: pairing.LimitInstance}, false},
 		{"WhatsApp's lock-out", code, lockedOut, true},
-		{"lock-out, stored", with(func(p *pairing.Pairing) { p.State, p.Reason = pairing.StateFailed, "wawp:locked_out" }), nil, true},
+		{"lock-out, stored", with(func(p *pairing.Pairing) { p.State, p.Reason = pairing.StateFailed, "wawp_error:locked_out" }), nil, true},
 		{"Wawp's own rate limit", code, apiError("/v2/auth/request-code", pairing.ErrRateLimited, true), false},
 		{"wrong phone", with(func(p *pairing.Pairing) { p.State = pairing.StateWrongPhone }), nil, true},
 		{"first code expired", with(func(p *pairing.Pairing) { p.State, p.ExpiredInARow = pairing.StateExpired, 1 }), nil, false},

@@ -149,7 +149,7 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 			return Pairing{}, err
 		}
 		if old.RequestedBy != req.User || old.Instance != req.Instance.ID {
-			return old, s.refuse(ctx, req.DedupeKey, ErrNotYours)
+			return Pairing{}, s.refuse(ctx, req.DedupeKey, ErrNotYours) // no one else's pairing handed out
 		}
 		p.Message = old.MessageID()
 		if p.Phone == "" {
@@ -201,7 +201,10 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 	}
 	issued := s.cfg.Now()
 	expires := linkExpiry(link, issued)
-	settled, err := s.db.Settle(ctx, Settlement{
+	// The link came: it is recorded even if ctx ended meanwhile.
+	rctx, cancelRecord := RecordContext(ctx)
+	defer cancelRecord()
+	settled, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(q *Pairing) error {
 			// As with a code: a request past its lease no longer holds the
@@ -218,10 +221,10 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 	if errors.Is(err, ErrInterrupted) {
 		// The link came too late to be shown: it ends as interrupted, and
 		// the link is revoked at once (or by later ticks).
-		s.interrupt(ctx, p.ID, true)
+		s.interrupt(rctx, p.ID, true)
 		log.Warn("QR link arrived after the request's lease ran out or it was interrupted; revoking it")
-		s.revokeNow(ctx, p.ID, log)
-		return s.stored(ctx, p), ErrInterrupted
+		s.revokeNow(ctx, rctx, p.ID, log)
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		// Made but not stored: it still holds the instance (until its
@@ -234,7 +237,7 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 	if req.Replaces != "" {
 		// Wawp expired the replaced pairing's link, if it had one, when it
 		// made this one.
-		s.settleRevocation(ctx, req.Replaces, linkGone, issued, log)
+		s.settleRevocation(rctx, req.Replaces, linkGone, issued, log)
 	}
 	log.Info("QR link issued", "attempt", settled.Attempt, "expires_at", settled.ExpiresAt)
 	return settled, nil
@@ -268,12 +271,21 @@ func linkExpiry(l TempLink, issued time.Time) time.Time {
 	return exp
 }
 
-// failQR ends a reserved QR request that produced no link. made says a
-// link may exist anyway: it is revoked at once (the request still holds
-// the instance), and the request counts, so a pairing it replaced ends as
-// superseded; otherwise nothing happened at Wawp, the request does not
-// count and a replaced pairing gets its instance back.
+// failQR ends a reserved QR request that produced no link, as fail does
+// a code request (recorded on a context of its own; a call cut off by a
+// shutdown ends it as interrupted, its revocation left to the ticks).
+// made says a link may exist anyway: it is revoked at once (the request
+// still holds the instance), and the request counts, so a pairing it
+// replaced ends as superseded; otherwise nothing happened at Wawp, the
+// request does not count and a replaced pairing gets its instance back.
 func (s *Service) failQR(ctx context.Context, p Pairing, req QRRequest, log *slog.Logger, cause error, made bool, replacedAudit Event) (Pairing, error) {
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	if ctx.Err() != nil && (errors.Is(cause, ErrTimeout) || errors.Is(cause, ErrUnreachable)) {
+		s.interrupt(rctx, p.ID, false)
+		log.Warn("no QR link: the request was cut short; a later tick revokes any link made", "err", cause)
+		return s.stored(rctx, p), ErrInterrupted
+	}
 	now := s.cfg.Now()
 	rev := linkGone
 	var revErr error
@@ -288,14 +300,15 @@ func (s *Service) failQR(ctx context.Context, p Pairing, req QRRequest, log *slo
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, reason = StateRefused, reasonStatus+string(serr.Status)
+		state, reason = StateRefused, statusReason(serr.Status)
 	}
 	outcome := OutcomeOf(cause)
-	updated, err := s.db.Settle(ctx, Settlement{
+	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: made,
 		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
 		Change: func(q *Pairing) error {
-			if q.State != StateRequesting {
+			// As in fail: past its lease it no longer holds the instance.
+			if q.State != StateRequesting || !now.Before(q.ExpiresAt) {
 				return ErrInterrupted
 			}
 			q.State, q.Reason = state, reason
@@ -309,17 +322,18 @@ func (s *Service) failQR(ctx context.Context, p Pairing, req QRRequest, log *slo
 		ReplacedAudit: replacedAudit,
 	})
 	if errors.Is(err, ErrInterrupted) {
-		log.Warn("no QR link, and the request was already ended as interrupted", "err", cause)
+		s.interrupt(rctx, p.ID, true)
+		log.Warn("no QR link, and the request's lease ran out or it was interrupted", "err", cause)
 		if rev != revokeFailed && rev != revokeLater {
-			s.settleRevocation(ctx, p.ID, rev, now, log)
+			s.settleRevocation(rctx, p.ID, rev, now, log)
 		}
-		return s.stored(ctx, p), ErrInterrupted
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)
 		updated = p
 	} else if rev == revoked {
-		s.audit(ctx, s.event(now, EventQRRevoked, updated, ""))
+		s.audit(rctx, s.event(now, EventQRRevoked, updated, ""))
 	}
 	if revErr != nil {
 		log.Warn("revoking a QR link that may exist failed; later ticks retry", "err", revErr)
@@ -357,6 +371,9 @@ func (s *Service) cancelQR(ctx context.Context, p Pairing, user, responseURL str
 		}
 		return s.Cancel(ctx, p.ID, user, responseURL, issued)
 	}
+	if errors.Is(err, ErrNotYours) {
+		return Pairing{}, err
+	}
 	if err != nil {
 		return q, err
 	}
@@ -375,7 +392,7 @@ func (s *Service) cancelQR(ctx context.Context, p Pairing, user, responseURL str
 // operation it records).
 func (s *Service) audit(ctx context.Context, e Event) {
 	if err := s.db.AppendAudit(ctx, e); err != nil {
-		s.cfg.Log.Error("audit", "err", err)
+		s.logStorageError(ctx, "audit", "err", err)
 	}
 }
 
@@ -467,7 +484,7 @@ func (s *Service) settleRevocation(ctx context.Context, id string, r revocation,
 		return Pairing{}
 	}
 	if err != nil {
-		log.Error("recording a QR link's revocation", "pairing", id, "err", err)
+		s.logStorageError(ctx, "recording a QR link's revocation", "pairing", id, "err", err)
 		return Pairing{}
 	}
 	switch {
@@ -479,16 +496,17 @@ func (s *Service) settleRevocation(ctx context.Context, id string, r revocation,
 	}
 	if !q.RevokeDue && q.UnwatchDue {
 		if err := s.db.RecordView(ctx, id, q.LastView, true); err != nil {
-			log.Error("unwatching a revoked QR pairing", "pairing", id, "err", err)
+			s.logStorageError(ctx, "unwatching a revoked QR pairing", "pairing", id, "err", err)
 		}
 	}
 	return q
 }
 
-// revokeNow revokes the link of ended QR pairing id at once, recording
-// what came of it (later ticks retry a failure).
-func (s *Service) revokeNow(ctx context.Context, id string, log *slog.Logger) {
-	p, err := s.db.Pairing(ctx, id)
+// revokeNow revokes the link of ended QR pairing id at once (a Wawp call
+// on ctx: none once ctx is done), recording what came of it on rctx
+// (later ticks retry a failure).
+func (s *Service) revokeNow(ctx, rctx context.Context, id string, log *slog.Logger) {
+	p, err := s.db.Pairing(rctx, id)
 	if err != nil || !p.RevokeDue {
 		return
 	}
@@ -497,7 +515,7 @@ func (s *Service) revokeNow(ctx context.Context, id string, log *slog.Logger) {
 	if rerr != nil {
 		log.Warn("revoking a QR link failed; later ticks retry", "pairing", id, "err", rerr)
 	}
-	s.settleRevocation(ctx, id, r, now, log)
+	s.settleRevocation(rctx, id, r, now, log)
 }
 
 // revokeDeadline is when p's link has certainly run out at Wawp: a link
@@ -512,6 +530,9 @@ func (s *Service) revokeDeadline(p Pairing) time.Time {
 // gives up those whose link has run out anyway. It updates watched.
 func (s *Service) retryRevocations(ctx context.Context, watched []Pairing, now time.Time) {
 	for i, p := range watched {
+		if ctx.Err() != nil {
+			return // a shutdown: the next tick (of this process or another) retries
+		}
 		if p.Method != MethodQR || !p.Final() || !p.RevokeDue || now.Before(p.RevokeAt) {
 			continue
 		}
