@@ -84,6 +84,11 @@ type Bot struct {
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
+
+	// beforeEdit, when set (tests only), runs in a tick's edit goroutine
+	// before it takes its message's lock: a test's way to decide an edit
+	// and let a click run first.
+	beforeEdit func()
 }
 
 // New returns a Bot; Run connects it.

@@ -313,6 +313,9 @@ func (b *Bot) Tick(ctx context.Context) {
 		}
 		b.goWork(ctx, func(ctx context.Context) {
 			defer b.editing.Delete(p.ID)
+			if b.beforeEdit != nil {
+				b.beforeEdit()
+			}
 			unlock := b.locks.lock(p.MessageID())
 			defer unlock()
 			select {

@@ -815,17 +815,14 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings(t.Context())
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
-	// Hold every edit slot: the tick decides to edit, and its edit waits.
-	for range maxEditsInFlight {
-		r.bot.editSlots <- struct{}{}
-	}
+	// The tick decides to edit; its edit waits until the click is done.
+	clicked := make(chan struct{})
+	r.bot.beforeEdit = func() { <-clicked }
 	r.bot.Tick(context.Background())
 	r.press(msgID, ActionNewCode, watched[0].ID)
 	second := r.wawp.Code(rigInstance)
 	versions := len(r.slack.Message(msgID).Versions)
-	for range maxEditsInFlight {
-		<-r.bot.editSlots
-	}
+	close(clicked)
 	r.bot.work.Wait()
 	m := r.slack.Message(msgID)
 	if last := m.Latest(); !shows(last, second) {
