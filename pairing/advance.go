@@ -48,6 +48,21 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 		if next == "" {
 			continue
 		}
+		// A QR link is revoked first, while the pairing holds its
+		// instance where it still does (see qrservice.go).
+		rev, streak := linkGone, 0
+		if p.Method == MethodQR {
+			var rerr error
+			if rev, rerr = s.revokeLink(ctx, p, now); rerr != nil {
+				s.cfg.Log.Warn("revoking the QR link of an ended pairing failed; later ticks retry", "pairing", p.ID, "err", rerr)
+			}
+		} else if next == StateExpired {
+			streak = s.expiredInARow(ctx, p)
+		}
+		audit := s.event(now, kind, p, outcome)
+		if p.Phone == "" && next == StateLinked { // a QR link for any number: the one that linked
+			audit.Phone, audit.Digits = maskDigits(st.session.Me), st.session.Me
+		}
 		ended, err := s.db.Settle(ctx, Settlement{
 			ID: p.ID, Now: now, Counted: true,
 			Change: func(q *Pairing) error {
@@ -58,10 +73,15 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 				if next == StateLinked || next == StateWrongPhone {
 					q.LinkedPhone = st.session.Me
 				}
+				q.ExpiredInARow = streak
+				s.noteRevocation(q, rev, now)
 				return nil
 			},
-			Audit: s.event(now, kind, p, outcome),
+			Audit: audit,
 		})
+		if err == nil && rev == revoked {
+			s.audit(ctx, s.event(now, EventQRRevoked, ended, ""))
+		}
 		if errors.Is(err, ErrEnded) {
 			// Cancelled or renewed meanwhile: show what is stored.
 			ended, err = s.db.Pairing(ctx, p.ID)
@@ -70,9 +90,10 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 			s.logStorageError(ctx, "ending pairing", "pairing", p.ID, "err", err)
 			continue
 		}
-		s.cfg.Log.Info("pairing ended", "pairing", p.ID, "instance", p.InstanceName, "phone", MaskPhone(PhoneFromDigits(p.Phone).International), "user", p.RequestedBy, "state", next)
+		s.cfg.Log.Info("pairing ended", "pairing", p.ID, "instance", p.InstanceName, "phone", maskDigits(p.Phone), "user", p.RequestedBy, "state", next)
 		watched[i] = ended
 	}
+	s.retryRevocations(ctx, watched, now)
 	return watched, nil
 }
 
@@ -88,11 +109,14 @@ func decide(p Pairing, st sessionResult, now time.Time) (state State, kind Event
 		switch st.session.Status {
 		case StatusWorking:
 			switch st.session.Me {
-			case p.Phone:
-				return StateLinked, EventLinked, ""
 			case "":
 				// Working but not saying with whom: wait for a clear answer.
+			case p.Phone:
+				return StateLinked, EventLinked, ""
 			default:
+				if p.Phone == "" { // a QR link for any number
+					return StateLinked, EventLinked, ""
+				}
 				return StateWrongPhone, EventWrongPhone, linkedOther(MaskPhone(PhoneFromDigits(st.session.Me).International))
 			}
 		case StatusFailed:
@@ -138,7 +162,7 @@ func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) m
 // events older than the retention period (kept forever when it is zero).
 func (s *Service) Prune(ctx context.Context) (PruneStats, error) {
 	now := s.cfg.Now()
-	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period)
+	window := max(s.cfg.PhoneLimit.Period, s.cfg.UserLimit.Period, s.cfg.QRLimit.Period)
 	before := PruneBefore{Attempts: now.Add(-window), Pairings: now.Add(-24 * time.Hour)}
 	if s.cfg.AuditRetention > 0 {
 		before.AuditEvents = now.Add(-s.cfg.AuditRetention)

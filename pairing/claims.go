@@ -34,6 +34,22 @@ func (s *Service) ClaimView(ctx context.Context, c ViewClaim) (ViewClaim, bool, 
 // surface's claim (it ran out and was claimed again): then whoever holds
 // the newer claim records what it shows.
 func (s *Service) FinishView(ctx context.Context, c ViewClaim, shown string, unwatch bool) (bool, error) {
+	if unwatch {
+		// A QR pairing stays watched until its link is revoked.
+		if p, err := s.db.Pairing(ctx, c.ID); err == nil && p.Method == MethodQR && p.RevokeDue {
+			done, err := s.db.FinishView(ctx, c.ID, c.Surface, c.Token, shown, false)
+			if err != nil || !done {
+				return done, err
+			}
+			kept, err := s.keepForRevocation(ctx, c.ID, func(*Pairing) {})
+			if err == nil && !kept { // revoked meanwhile
+				if p, err = s.db.Pairing(ctx, c.ID); err == nil {
+					err = s.db.RecordView(ctx, c.ID, p.LastView, true)
+				}
+			}
+			return true, err
+		}
+	}
 	return s.db.FinishView(ctx, c.ID, c.Surface, c.Token, shown, unwatch)
 }
 

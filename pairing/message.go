@@ -45,6 +45,12 @@ func (s *Service) rebind(ctx context.Context, p Pairing, url string, issued time
 // key, so it is edited only when that changes; unwatch stops editing it
 // for good.
 func (s *Service) RecordView(ctx context.Context, id, key string, unwatch bool) error {
+	if unwatch {
+		// A QR pairing stays watched until its link is revoked.
+		if kept, err := s.keepForRevocation(ctx, id, func(q *Pairing) { q.LastView = key }); kept || err != nil {
+			return err
+		}
+	}
 	return s.db.RecordView(ctx, id, key, unwatch)
 }
 
@@ -63,10 +69,10 @@ func (s *Service) NextCodeAt(ctx context.Context, phone string, now time.Time) t
 // reported it, for drawing its message again: the window in force and, for
 // the instance limit, the pairing holding the instance (without its code).
 func (s *Service) LimitError(ctx context.Context, p Pairing) *LimitError {
-	e := &LimitError{Limit: p.RefusedBy(), Phone: PhoneFromDigits(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt, Window: s.window(p.RefusedBy())}
+	e := &LimitError{Limit: p.RefusedBy(), Phone: qrPhone(p.Phone), Count: p.Attempt, RetryAt: p.RetryAt, Window: s.window(p.RefusedBy())}
 	if e.Limit == LimitInstance {
 		if holder, err := s.db.Pairing(ctx, p.HeldBy); err == nil {
-			holder.Code = ""
+			holder.WipeCredentials()
 			e.Holder = holder
 		}
 	}
@@ -80,6 +86,8 @@ func (s *Service) window(limit Limit) Window {
 		return s.cfg.PhoneLimit
 	case LimitUser:
 		return s.cfg.UserLimit
+	case LimitQR:
+		return s.cfg.QRLimit
 	}
 	return Window{}
 }

@@ -65,6 +65,26 @@ type Pairing struct {
 	// Views are the keys of the views shown on surfaces other than the
 	// ephemeral message (whose view is LastView), by surface; see View.
 	Views map[string]string `json:"views,omitempty"`
+
+	// The QR fallback (issue 10; see qr.go). Method is MethodQR for a
+	// hosted QR page instead of a code; Phone is then the number expected
+	// to scan it, or empty for any.
+	Method Method `json:"method,omitempty"`
+	// Link is a QR pairing's hosted QR page: a credential like Code, wiped
+	// with it when the pairing ends.
+	Link string `json:"link,omitempty"`
+	// RevokeDue says a QR link may exist at Wawp that is not revoked yet
+	// (from the request on, until a revocation succeeds or is not needed);
+	// RevokeTries counts the revocations that failed, and the next is not
+	// tried before RevokeAt. UnwatchDue: its surfaces are done with an
+	// ended pairing, which stays watched only until its link is revoked.
+	RevokeDue   bool      `json:"revoke_due,omitempty"`
+	RevokeTries int       `json:"revoke_tries,omitempty"`
+	RevokeAt    time.Time `json:"revoke_at,omitempty"`
+	UnwatchDue  bool      `json:"unwatch_due,omitempty"`
+	// ExpiredInARow is, for a code that expired, how many codes for its
+	// phone on its instance expired in a row, this one included.
+	ExpiredInARow int `json:"expired_in_a_row,omitempty"`
 }
 
 // View is the key of the view shown on surface: LastView for the
@@ -154,6 +174,7 @@ const (
 	LimitPhone    Limit = "phone"
 	LimitUser     Limit = "user"
 	LimitInstance Limit = "instance"
+	LimitQR       Limit = "qr" // QR links per instance (the QR fallback's PhoneLimit)
 )
 
 // ErrNotFound is returned when a pairing does not exist (or was pruned).
@@ -170,7 +191,10 @@ var ErrUnavailable = errors.New("storage unreachable, try again")
 // Reservation asks to record a code request and create its pairing, if the
 // limits allow it.
 type Reservation struct {
-	Pairing    Pairing // State, RequestedAt and ExpiresAt are set by Reserve
+	Pairing Pairing // State, RequestedAt and ExpiresAt are set by Reserve
+	// PhoneLimit is the window of Pairing.AttemptKey(): the phone's, or
+	// for a QR link (Pairing.Method MethodQR) the instance's QR window,
+	// whose refusal is LimitQR (Pairing.KeyLimit()).
 	PhoneLimit Window
 	UserLimit  Window
 	// Replaces is the pairing a "New code" click renews: it may hold the
@@ -218,6 +242,7 @@ type Decision struct {
 func (d Decision) RefusedPairing(p Pairing, now time.Time) Pairing {
 	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, Reason(d.Refused.Outcome()), d.RetryAt, d.Count
 	p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = now, now, now, d.Holder.ID
+	p.RevokeDue = false // it never reached Wawp: no QR link was made
 	return p
 }
 

@@ -17,6 +17,7 @@ const (
 	OutcomeLimitPhone    Outcome = "limit_phone"    // refused by the phone's window; Wawp not called
 	OutcomeLimitUser     Outcome = "limit_user"     // refused by the user's window
 	OutcomeLimitInstance Outcome = "limit_instance" // refused: another live code holds the instance
+	OutcomeLimitQR       Outcome = "limit_qr"       // refused by the instance's QR link window; Wawp not called
 	// The session was not waiting for a phone: status_ and its status in
 	// lower case for a status Wawp documents, status_unknown for any other
 	// (see StatusOutcome). A warm-up (STARTING, or Wawp's 422) is
@@ -51,7 +52,28 @@ const (
 	OutcomeInstanceGone   Outcome = "instance_gone"
 )
 
-// OutcomeOf classifies the result of Start, Renew, Refresh or Cancel.
+// Outcomes of the QR fallback (issue 10; see OutcomeOfQR). A QR request
+// refused by the instance's QR window is limit_qr (OutcomeLimitQR); the
+// rest (limits, statuses, Wawp errors) are as for a code.
+const (
+	OutcomeQRIssued      Outcome = "qr_issued"      // Wawp made a QR link, shown to its requester
+	OutcomeQRUnavailable Outcome = "qr_unavailable" // the account's plan has no QR links (ErrQRUnavailable)
+	// OutcomeQRRevokeFailed: the link of an ended QR pairing could not be
+	// revoked before the retries ran out (audited with EventError).
+	OutcomeQRRevokeFailed Outcome = "qr_revoke_failed"
+)
+
+// OutcomeOfQR classifies the result of StartQR (and of a Renew of a QR
+// pairing): qr_issued when it succeeded, else as OutcomeOf.
+func OutcomeOfQR(err error) Outcome {
+	if err == nil {
+		return OutcomeQRIssued
+	}
+	return OutcomeOf(err)
+}
+
+// OutcomeOf classifies the result of Start, Renew, Refresh or Cancel (for
+// StartQR, see OutcomeOfQR).
 func OutcomeOf(err error) Outcome {
 	if err == nil {
 		return OutcomeCodeIssued
@@ -64,6 +86,9 @@ func OutcomeOf(err error) Outcome {
 	}
 	if _, ok := errors.AsType[*TooSoonError](err); ok {
 		return OutcomeTooSoon
+	}
+	if errors.Is(err, ErrQRUnavailable) {
+		return OutcomeQRUnavailable
 	}
 	if _, ok := errors.AsType[*APIError](err); ok {
 		return OutcomeWawpError
@@ -114,13 +139,15 @@ func (l Limit) Outcome() Outcome {
 		return OutcomeLimitUser
 	case LimitInstance:
 		return OutcomeLimitInstance
+	case LimitQR:
+		return OutcomeLimitQR
 	}
 	return ""
 }
 
 // Limit is the limit whose refusal o is (LimitNone for any other outcome).
 func (o Outcome) Limit() Limit {
-	for _, l := range []Limit{LimitPhone, LimitUser, LimitInstance} {
+	for _, l := range []Limit{LimitPhone, LimitUser, LimitInstance, LimitQR} {
 		if l.Outcome() == o {
 			return l
 		}

@@ -40,6 +40,8 @@ func TestOutcomeOf(t *testing.T) {
 		{fmt.Errorf("pairing %q: %w", "x", ErrNotFound), "ended"},
 		{ErrNotYours, "ended"},
 		{ErrReplaced, "replaced"},
+		{fmt.Errorf("%w: %w", ErrQRUnavailable, &APIError{Kind: ErrForbidden}), "qr_unavailable"},
+		{&LimitError{Limit: LimitQR}, "limit_qr"},
 		{fmt.Errorf("disk full"), "internal_error"},
 	}
 	for _, tt := range tests {
@@ -50,7 +52,7 @@ func TestOutcomeOf(t *testing.T) {
 }
 
 func TestOutcomeLimit(t *testing.T) {
-	for _, l := range []Limit{LimitPhone, LimitUser, LimitInstance} {
+	for _, l := range []Limit{LimitPhone, LimitUser, LimitInstance, LimitQR} {
 		if got := l.Outcome().Limit(); got != l {
 			t.Errorf("%q.Outcome().Limit() = %q", l, got)
 		}

@@ -53,7 +53,7 @@ var wawpReasons = []struct {
 	{ErrBadRequest, "bad_request"}, {ErrUnauthorized, "unauthorized"}, {ErrNoInstance, "no_instance"},
 	{ErrNotReady, "not_ready"}, {ErrRateLimited, "rate_limited"}, {ErrServer, "server"},
 	{ErrUpstream, "upstream"}, {ErrBadResponse, "bad_response"}, {ErrTimeout, "timeout"},
-	{ErrUnreachable, "unreachable"},
+	{ErrUnreachable, "unreachable"}, {ErrForbidden, "forbidden"}, {ErrLockedOut, "locked_out"},
 }
 
 // failureReason is the Reason of a request that failed with cause:

@@ -192,6 +192,9 @@ type Config struct {
 	// (DefaultLeaderTTL when zero): the leader renews it every tick, so
 	// about three ticks.
 	LeaderTTL time.Duration
+	// QRLimit is how many QR links one instance may get per period
+	// (DefaultQRLimit when zero; a Max below zero turns QR links off).
+	QRLimit Window
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -239,6 +242,9 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.LeaderTTL <= 0 {
 		cfg.LeaderTTL = DefaultLeaderTTL
+	}
+	if cfg.QRLimit.Max == 0 {
+		cfg.QRLimit = DefaultQRLimit
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -585,6 +591,14 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	if old.State == StateSuperseded {
 		return old, s.refuse(ctx, r.DedupeKey, ErrReplaced)
 	}
+	if old.Method == MethodQR {
+		// A QR pairing's renewal is a new link (its POST expires the old one).
+		return s.StartQR(ctx, QRRequest{
+			Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: qrPhone(old.Phone),
+			User: r.User, Team: old.Team, Channel: old.Channel,
+			ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, DedupeKey: r.DedupeKey,
+		})
+	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: r.User, Team: old.Team, Channel: old.Channel,
@@ -642,6 +656,9 @@ func (s *Service) dedupe(key string, now time.Time) Dedupe {
 // and returned with ErrEnded, rebound, so its message can show how it ended.
 func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	now := s.cfg.Now()
+	if q, err := s.db.Pairing(ctx, id); err == nil && q.Method == MethodQR && q.RequestedBy == user && q.Live(now) {
+		return s.cancelQR(ctx, q, user, responseURL, issued) // revokes its link first
+	}
 	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
 		if p.RequestedBy != user {
 			return ErrNotYours
@@ -681,7 +698,7 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome) Event {
 	return Event{
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
-		Instance: p.InstanceName, InstanceID: p.Instance, Phone: MaskPhone(PhoneFromDigits(p.Phone).International),
+		Instance: p.InstanceName, InstanceID: p.Instance, Phone: maskDigits(p.Phone),
 		Digits:  p.Phone, // the store keeps only a keyed hash of it
 		Pairing: p.ID, Outcome: outcome,
 	}

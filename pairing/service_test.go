@@ -1083,6 +1083,9 @@ func TestAdvance(t *testing.T) {
 			if tt.wantState != pairing.StateLive {
 				want.State, want.Reason, want.LinkedPhone, want.Code, want.EndedAt = tt.wantState, tt.reason, tt.linked, "", r.clock.Now()
 			}
+			if tt.wantState == pairing.StateExpired {
+				want.ExpiredInARow = 1 // the first code for this phone that expired
+			}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("pairing (-want +got):\n%s", diff)
 			}

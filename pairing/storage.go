@@ -39,7 +39,10 @@ type Storage interface {
 	// (Decision.RefusedPairing). The instance is checked first, then the
 	// phone, then the user: the first limit that says no is reported. The
 	// attempt counts in the phone's and the user's windows until a
-	// settlement that does not count removes it from both.
+	// settlement that does not count removes it from both. A QR link
+	// (r.Pairing.Method MethodQR) is counted in its instance's QR window
+	// (r.Pairing.AttemptKey(), never the phone's) instead, refused as
+	// LimitQR, and holds the instance as a code does.
 	//
 	// With r.Dedupe.Key set, the key is checked before anything else: one
 	// already claimed (by Reserve or ClaimCommand) and unexpired at r.Now
@@ -69,11 +72,14 @@ type Storage interface {
 	// Pairing returns the pairing with id, or ErrNotFound.
 	Pairing(ctx context.Context, id string) (Pairing, error)
 	// Holder returns the pairing that holds instance at now (one live code
-	// per instance), without its code, or ErrNotFound when none does.
+	// per instance), without its code or link (WipeCredentials), or
+	// ErrNotFound when none does. A refusal's Decision.Holder is wiped
+	// alike.
 	Holder(ctx context.Context, instance string, now time.Time) (Pairing, error)
 	// UpdatePairing applies change to the stored pairing and saves it. When
-	// the pairing is no longer live afterwards, its code is wiped and its
-	// instance released. An error from change aborts the update and is
+	// the pairing is no longer live afterwards, its code and link are
+	// wiped (WipeCredentials) and its instance released; so it is with
+	// every write that ends a pairing (Settle, Interrupt). An error from change aborts the update and is
 	// returned (wrapped) with the pairing as change left it.
 	UpdatePairing(ctx context.Context, id string, now time.Time, change func(*Pairing) error) (Pairing, error)
 	// WatchedPairings returns the pairings whose messages are still kept

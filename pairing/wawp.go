@@ -31,6 +31,8 @@ type (
 	Status = wawp.Status
 	// APIError is a failed Wawp call; it never carries the access token.
 	APIError = wawp.APIError
+	// TempLink is a hosted QR page (the QR fallback; see TempLinks).
+	TempLink = wawp.TempLink
 )
 
 // The session statuses Wawp documents. Anything else is treated as pending.
@@ -54,7 +56,26 @@ var (
 	ErrBadResponse  = wawp.ErrBadResponse
 	ErrTimeout      = wawp.ErrTimeout
 	ErrUnreachable  = wawp.ErrUnreachable
+	ErrForbidden    = wawp.ErrForbidden // the account may not (its plan: no temporary links)
+	ErrLockedOut    = wawp.ErrLockedOut // WhatsApp's lock-out of a phone that asked too often
 )
 
-// The Wawp client is the production Wawp.
-var _ Wawp = (*wawp.Client)(nil)
+// TempLinks is what the QR fallback needs from Wawp (issue 10): a hosted
+// QR page for an instance, and its revocation. It is a second interface,
+// not part of Wawp, so a Wawp that cannot make links (a stub, another
+// account's client) still serves codes: the service asks a client for it
+// with a type assertion, and without it QR links are unavailable
+// (ErrQRUnavailable). *wawp.Client implements it.
+type TempLinks interface {
+	// CreateTempLink makes a new hosted QR page for instance; Wawp expires
+	// the instance's older one.
+	CreateTempLink(ctx context.Context, instance string) (TempLink, error)
+	// RevokeTempLink revokes every active hosted QR page of instance.
+	RevokeTempLink(ctx context.Context, instance string) error
+}
+
+// The Wawp client is the production Wawp, QR links included.
+var (
+	_ Wawp      = (*wawp.Client)(nil)
+	_ TempLinks = (*wawp.Client)(nil)
+)

@@ -47,14 +47,15 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 		pairings := tx.Bucket(bucketPairings)
 		if id := live.Get([]byte(p.Instance)); id != nil && string(id) != r.Replaces {
 			if holder, err := loadPairing(pairings, id); err == nil && holder.Live(r.Now) {
-				holder.Code = ""
+				holder.WipeCredentials()
 				d = pairing.Decision{Refused: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
 				return refuse(tx, r, &d)
 			}
 		}
-		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.Phone, r.Now, r.PhoneLimit.Period)
+		// The phone's window, or for a QR link the instance's QR window.
+		phoneTimes := windowTimes(tx.Bucket(bucketPhoneAttempts), p.AttemptKey(), r.Now, r.PhoneLimit.Period)
 		if r.PhoneLimit.Max > 0 && len(phoneTimes) >= r.PhoneLimit.Max {
-			d = pairing.Decision{Refused: pairing.LimitPhone, Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
+			d = pairing.Decision{Refused: p.KeyLimit(), Count: len(phoneTimes), RetryAt: phoneTimes[len(phoneTimes)-r.PhoneLimit.Max].Add(r.PhoneLimit.Period)}
 			return refuse(tx, r, &d)
 		}
 		userTimes := windowTimes(tx.Bucket(bucketUserAttempts), p.RequestedBy, r.Now, r.UserLimit.Period)
@@ -63,7 +64,7 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 			return refuse(tx, r, &d)
 		}
 		a := attempt{User: p.RequestedBy, Team: p.Team, Instance: p.Instance, Pairing: p.ID, Outcome: string(pairing.StateRequesting)}
-		at, err := putAttempt(tx, p.Phone, p.RequestedBy, r.Now, a)
+		at, err := putAttempt(tx, p.AttemptKey(), p.RequestedBy, r.Now, a)
 		if err != nil {
 			return err
 		}
@@ -264,7 +265,7 @@ func settleAttempt(tx *bolt.Tx, p pairing.Pairing, counted bool) error {
 	for _, e := range []struct {
 		bucket []byte
 		key    string
-	}{{bucketPhoneAttempts, p.Phone}, {bucketUserAttempts, p.RequestedBy}} {
+	}{{bucketPhoneAttempts, p.AttemptKey()}, {bucketUserAttempts, p.RequestedBy}} {
 		b := tx.Bucket(e.bucket)
 		k := timeKey(e.key, p.RequestedAt)
 		raw := b.Get(k)
@@ -343,7 +344,7 @@ func (db *DB) Holder(ctx context.Context, instance string, now time.Time) (pairi
 	if err != nil {
 		return pairing.Pairing{}, fmt.Errorf("holder of %q: %w", instance, err)
 	}
-	p.Code = ""
+	p.WipeCredentials()
 	return p, nil
 }
 
@@ -377,7 +378,7 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.P
 		if p.Final() && p.EndedAt.IsZero() {
 			p.EndedAt = now
 		}
-		p.Code = ""
+		p.WipeCredentials()
 		live := tx.Bucket(bucketLive)
 		if string(live.Get([]byte(p.Instance))) == p.ID {
 			if err := live.Delete([]byte(p.Instance)); err != nil {

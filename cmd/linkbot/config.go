@@ -40,6 +40,7 @@ type config struct {
 	Access       map[string]bot.Access
 	PhoneLimit   pairing.Window
 	UserLimit    pairing.Window
+	QRLimit      pairing.Window // QR links per instance (the QR fallback, issue 10)
 	CodeLifetime time.Duration
 	WawpTimeout  time.Duration
 	TickInterval time.Duration
@@ -65,6 +66,7 @@ type fileConfig struct {
 	Limits         struct {
 		Phone windowConfig `yaml:"phone"`
 		User  windowConfig `yaml:"user"`
+		QR    windowConfig `yaml:"qr"`
 	} `yaml:"limits"`
 	Access    accessConfig `yaml:"access"`
 	Instances []struct {
@@ -95,6 +97,7 @@ func defaultConfig() config {
 	return config{
 		PhoneLimit:     pairing.DefaultPhoneLimit,
 		UserLimit:      pairing.DefaultUserLimit,
+		QRLimit:        pairing.DefaultQRLimit,
 		CodeLifetime:   pairing.DefaultCodeLifetime,
 		WawpTimeout:    pairing.DefaultCallTimeout,
 		TickInterval:   5 * time.Second,
@@ -261,7 +264,7 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		name string
 		cfg  windowConfig
 		dst  *pairing.Window
-	}{{"phone", f.Limits.Phone, &c.PhoneLimit}, {"user", f.Limits.User, &c.UserLimit}} {
+	}{{"phone", f.Limits.Phone, &c.PhoneLimit}, {"user", f.Limits.User, &c.UserLimit}, {"qr", f.Limits.QR, &c.QRLimit}} {
 		path := "limits." + w.name
 		if w.cfg.Max < 0 {
 			fc.bad(path+".max", "%s.max must be positive", path)
@@ -376,7 +379,8 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "%s is valid.\n", path)
 	fmt.Fprintf(stdout, "default region: %s\n", or(c.DefaultRegion, "none (numbers need a country code)"))
-	fmt.Fprintf(stdout, "limits: %d codes per phone per %s, %d per user per %s\n", c.PhoneLimit.Max, c.PhoneLimit.Period, c.UserLimit.Max, c.UserLimit.Period)
+	fmt.Fprintf(stdout, "limits: %d codes per phone per %s, %d per user per %s, %d QR links per instance per %s\n",
+		c.PhoneLimit.Max, c.PhoneLimit.Period, c.UserLimit.Max, c.UserLimit.Period, c.QRLimit.Max, c.QRLimit.Period)
 	fmt.Fprintf(stdout, "code lifetime %s, tick every %s, Wawp timeout %s\n", c.CodeLifetime, c.TickInterval, c.WawpTimeout)
 	retention := "forever"
 	if c.AuditRetention > 0 {

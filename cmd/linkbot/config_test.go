@@ -186,7 +186,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 	want := path + ` is valid.
 default region: EG
-limits: 3 codes per phone per 15m0s, 20 per user per 1h0m0s
+limits: 3 codes per phone per 15m0s, 20 per user per 1h0m0s, 3 QR links per instance per 1h0m0s
 code lifetime 2m30s, tick every 5s, Wawp timeout 10s
 audit events kept: 8760h0m0s
 access: every member of the workspace

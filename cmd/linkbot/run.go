@@ -268,7 +268,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	}
 	dir := pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion)
 	svc := pairing.NewService(client, db, pairing.Config{
-		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
+		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, QRLimit: cfg.QRLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
 	})
 	log.Info("linkbot starting", "version", versionString(), "db", where, "instances", len(cfg.Instances),

@@ -1,8 +1,9 @@
 // Package fakewawp is an in-process Wawp API for tests and the demo. It
 // speaks Wawp's HTTP+JSON over a real socket and enforces what the real one
 // (and WhatsApp behind it) does: the access token, instance existence, JSON
-// bodies, session statuses, the 422 warm-up, slow answers, and WhatsApp's
-// hidden per-phone pairing lock-out.
+// bodies, session statuses, the 422 warm-up, slow answers, WhatsApp's
+// hidden per-phone pairing lock-out, and temporary QR links (see
+// templink.go).
 package fakewawp
 
 import (
@@ -20,6 +21,7 @@ import (
 // Call is one request the fake received.
 type Call struct {
 	Endpoint string
+	Method   string
 	Instance string
 	Phone    string
 	Status   int
@@ -44,6 +46,10 @@ type instance struct {
 	failures   map[string][]Failure
 	alwaysFail map[string]*Failure
 	token      string // the instance's own account token, if not the server's
+	// link is the instance's temporary QR link, nil when it has none;
+	// noTempLinks: its account's plan has no temporary links.
+	link        *tempLink
+	noTempLinks bool
 }
 
 // Server is a fake Wawp.
@@ -66,6 +72,11 @@ type Server struct {
 	// as WhatsApp does after 3–5 codes.
 	lockoutAfter  int
 	lockoutWindow time.Duration
+	// linkOrigin is where the QR pages of temporary links are (the fake's
+	// own URL unless SetLinkOrigin changed it); ended holds the tokens of
+	// links that were revoked or replaced, and why.
+	linkOrigin string
+	ended      map[string]string
 }
 
 // New starts a fake Wawp that accepts token.
@@ -74,9 +85,11 @@ func New(token string) *Server {
 		Token: token, now: time.Now, instances: map[string]*instance{},
 		requests: map[string][]time.Time{}, locked: map[string]time.Time{},
 		lockoutAfter: 4, lockoutWindow: time.Hour, closed: make(chan struct{}),
+		ended: map[string]string{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
+	s.linkOrigin = s.URL
 	return s
 }
 
@@ -143,6 +156,8 @@ func (s *Server) WarmUp(id string, d time.Duration) {
 }
 
 // FailNext makes the next call to endpoint on instance answer f (queued).
+// endpoint is a path (SessionInfo, RequestCode) or, for temp-link, one of
+// TempLinkCreate, TempLinkGet, TempLinkRevoke.
 func (s *Server) FailNext(id, endpoint string, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -251,15 +266,26 @@ func (s *Server) answer(r *http.Request, reqBody []byte) (status int, ctype, bod
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	call := Call{Endpoint: r.URL.Path, Instance: r.URL.Query().Get("instance_id"), At: now}
+	call := Call{Endpoint: r.URL.Path, Method: r.Method, Instance: r.URL.Query().Get("instance_id"), At: now}
 	defer func() {
 		call.Status = status
 		s.calls = append(s.calls, call)
 	}()
-	if r.URL.Path != SessionInfo && r.URL.Path != RequestCode {
-		return http.StatusNotFound, "text/html", "<html><body><h1>Cannot POST " + r.URL.Path + "</h1></body></html>", false
+	if strings.HasPrefix(r.URL.Path, qrPagePath) {
+		call.Endpoint, call.Instance = qrPagePath, ""
+		return s.qrPage(r, now)
 	}
-	if r.Method != http.MethodPost && !(r.Method == http.MethodGet && r.URL.Path == SessionInfo) {
+	if r.URL.Path != SessionInfo && r.URL.Path != RequestCode && r.URL.Path != TempLink {
+		return http.StatusNotFound, "text/html", "<html><body><h1>Cannot " + r.Method + " " + r.URL.Path + "</h1></body></html>", false
+	}
+	key := r.URL.Path // what FailNext and FailAlways are keyed by
+	switch {
+	case r.URL.Path == TempLink:
+		if r.Method != http.MethodPost && r.Method != http.MethodGet && r.Method != http.MethodDelete {
+			return http.StatusMethodNotAllowed, "text/plain", "method not allowed", false
+		}
+		key = r.Method + " " + TempLink
+	case r.Method != http.MethodPost && !(r.Method == http.MethodGet && r.URL.Path == SessionInfo):
 		return http.StatusMethodNotAllowed, "text/plain", "method not allowed", false
 	}
 	in := s.instances[call.Instance]
@@ -273,13 +299,16 @@ func (s *Server) answer(r *http.Request, reqBody []byte) (status int, ctype, bod
 	if in == nil {
 		return http.StatusNotFound, "", jsonBody(map[string]string{"code": "invalid_session", "message": "Session does not exist"}), false
 	}
-	if q := in.failures[r.URL.Path]; len(q) > 0 {
+	if q := in.failures[key]; len(q) > 0 {
 		f := q[0]
-		in.failures[r.URL.Path] = q[1:]
+		in.failures[key] = q[1:]
 		return f.Status, f.ContentType, f.Body, f.Hang
 	}
-	if f := in.alwaysFail[r.URL.Path]; f != nil {
+	if f := in.alwaysFail[key]; f != nil {
 		return f.Status, f.ContentType, f.Body, f.Hang
+	}
+	if r.URL.Path == TempLink {
+		return s.tempLink(r, reqBody, in, now)
 	}
 	warming := now.Before(in.warmUntil)
 	if r.URL.Path == SessionInfo {

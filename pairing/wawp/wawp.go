@@ -25,6 +25,7 @@ const (
 	DefaultBaseURL      = "https://api.wawp.net"
 	pathSessionInfo     = "/v2/session/info"
 	pathRequestCode     = "/v2/auth/request-code"
+	pathTempLink        = "/v2/session/temp-link"
 	maxWawpResponseBody = 64 << 10
 )
 
@@ -61,6 +62,14 @@ var (
 	ErrBadResponse  = errors.New("wawp: unreadable response")
 	ErrTimeout      = errors.New("wawp: timed out")
 	ErrUnreachable  = errors.New("wawp: unreachable")
+	// ErrForbidden: the call is not allowed for this account, although its
+	// token is good (Wawp answers a bad token with 401): a plan without
+	// temporary links answers temp-link with 403 (or 402).
+	ErrForbidden = errors.New("wawp: not allowed for this account")
+	// ErrLockedOut: WhatsApp refused to pair the phone (its hidden lock-out
+	// after a few codes in a short window), passed on by Wawp as an answer
+	// to request-code whose code is "rate-overlimit".
+	ErrLockedOut = errors.New("wawp: WhatsApp blocked pairing for this number")
 )
 
 // APIError is a failed Wawp call. It never carries the access token.
@@ -104,6 +113,9 @@ type Client struct {
 	token   string
 	http    *http.Client
 	obs     Observer
+	// linkOrigins are the origins (scheme://host[:port]) a temp-link may
+	// point to; see TempLink.
+	linkOrigins []string
 }
 
 // Observe makes c report every call to o; call it before the client is used.
@@ -128,7 +140,8 @@ func NewClient(baseURL, token string, httpClient *http.Client) *Client {
 		hc = *httpClient // a copy shares the Transport (and its connections)
 	}
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Client{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: &hc}
+	baseURL = strings.TrimRight(baseURL, "/")
+	return &Client{baseURL: baseURL, token: token, http: &hc, linkOrigins: linkOrigins(baseURL)}
 }
 
 // SessionInfo asks Wawp for the status of instance's session.
@@ -158,32 +171,47 @@ func (c *Client) RequestCode(ctx context.Context, instance, phone string) (strin
 // in the URL, which is why every error is redacted and no redirect is
 // followed.
 func (c *Client) post(ctx context.Context, path, instance string, fields map[string]string) (int, []byte, error) {
+	return c.call(ctx, http.MethodPost, path, path, instance, fields)
+}
+
+// call sends one request as post describes, with method: POST and DELETE
+// carry the JSON body (an empty object when there are no fields); GET
+// carries none (RFC 9110 §9.3.1: a GET body has no defined meaning, and
+// some proxies refuse one). endpoint names the call in errors and
+// metrics.
+func (c *Client) call(ctx context.Context, method, endpoint, path, instance string, fields map[string]string) (int, []byte, error) {
 	q := url.Values{"instance_id": {instance}, "access_token": {c.token}}
-	if fields == nil {
-		fields = map[string]string{}
+	var body io.Reader
+	if method != http.MethodGet {
+		if fields == nil {
+			fields = map[string]string{}
+		}
+		raw, err := json.Marshal(fields)
+		if err != nil {
+			return 0, nil, &APIError{Endpoint: endpoint, Kind: ErrBadRequest, Message: err.Error()}
+		}
+		body = bytes.NewReader(raw)
 	}
-	raw, err := json.Marshal(fields)
+	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path+"?"+q.Encode(), body)
 	if err != nil {
-		return 0, nil, &APIError{Endpoint: path, Kind: ErrBadRequest, Message: err.Error()}
+		return 0, nil, &APIError{Endpoint: endpoint, Kind: ErrUnreachable, Message: redact(err.Error(), c.token)}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.baseURL+path+"?"+q.Encode(), bytes.NewReader(raw))
-	if err != nil {
-		return 0, nil, &APIError{Endpoint: path, Kind: ErrUnreachable, Message: redact(err.Error(), c.token)}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		terr := transportError(path, err, c.token)
-		c.observe(path, terr.Kind, 0, start)
+		terr := transportError(endpoint, err, c.token)
+		c.observe(endpoint, terr.Kind, 0, start)
 		return 0, nil, terr
 	}
-	c.observe(path, nil, resp.StatusCode, start)
+	c.observe(endpoint, nil, resp.StatusCode, start)
 	defer resp.Body.Close()
 	b, err := readAnswer(resp.Body, maxWawpResponseBody, c.token)
 	if err != nil {
-		e := transportError(path, err, c.token)
+		e := transportError(endpoint, err, c.token)
 		e.Status, e.Sent = resp.StatusCode, true
 		return 0, nil, e
 	}
@@ -274,27 +302,45 @@ var pairingCode = regexp.MustCompile(`^[A-Za-z0-9]{4}-?[A-Za-z0-9]{4}$`)
 
 func decodeCode(status int, body []byte, token string) (string, error) {
 	const endpoint = pathRequestCode
-	b, err := decodeBody(endpoint, status, body, token)
+	r := redactor{token: token}
+	b, err := decodeBody(endpoint, status, body, r)
 	if err != nil {
-		return "", err
+		return "", lockedOut(err)
 	}
 	code := jsonString(b.Code)
 	if !pairingCode.MatchString(code) {
 		// "code" then holds an error name such as "invalid_session", or is missing.
-		return "", errorIn2xx(endpoint, status, b, body, token)
+		return "", lockedOut(errorIn2xx(endpoint, status, b, body, r))
 	}
 	return strings.ToUpper(strings.ReplaceAll(code, "-", "")), nil
 }
 
+// lockedOutCode is the code of WhatsApp's refusal to pair a phone that
+// asked too often (WhatsApp's own error name; Wawp passes it on, so far
+// as an HTTP 200 with an error body).
+const lockedOutCode = "rate-overlimit"
+
+// lockedOut makes a request-code error that carries WhatsApp's lock-out
+// code an ErrLockedOut, whatever the HTTP status: that answer says the
+// phone must wait (for hours), not that Wawp failed.
+func lockedOut(err error) error {
+	var aerr *APIError
+	if errors.As(err, &aerr) && strings.EqualFold(aerr.Code, lockedOutCode) {
+		aerr.Kind = ErrLockedOut
+	}
+	return err
+}
+
 func decodeSession(status int, body []byte, token string) (Session, error) {
 	const endpoint = pathSessionInfo
-	b, err := decodeBody(endpoint, status, body, token)
+	r := redactor{token: token}
+	b, err := decodeBody(endpoint, status, body, r)
 	if err != nil {
 		return Session{}, err
 	}
 	st := jsonString(b.Status)
 	if st == "" {
-		return Session{}, errorIn2xx(endpoint, status, b, body, token)
+		return Session{}, errorIn2xx(endpoint, status, b, body, r)
 	}
 	s := Session{Name: b.Name, Status: Status(strings.ToUpper(st))}
 	if b.Me != nil {
@@ -307,13 +353,13 @@ func decodeSession(status int, body []byte, token string) (Session, error) {
 
 // decodeBody reads a 2xx JSON answer; any other status, or a body that is
 // not JSON, becomes a typed error.
-func decodeBody(endpoint string, status int, body []byte, token string) (wawpBody, error) {
+func decodeBody(endpoint string, status int, body []byte, r redactor) (wawpBody, error) {
 	var b wawpBody
 	if status < 200 || status > 299 {
-		return b, statusError(endpoint, status, body, token)
+		return b, statusError(endpoint, status, body, r)
 	}
 	if err := json.Unmarshal(body, &b); err != nil {
-		return b, &APIError{Endpoint: endpoint, Status: status, Kind: ErrBadResponse, Message: snippet(body, token), Sent: true}
+		return b, &APIError{Endpoint: endpoint, Status: status, Kind: ErrBadResponse, Message: snippet(body, r), Sent: true}
 	}
 	return b, nil
 }
@@ -321,18 +367,18 @@ func decodeBody(endpoint string, status int, body []byte, token string) (wawpBod
 // errorIn2xx is the error for a 2xx answer without the expected field:
 // some Wawp failures arrive as HTTP 200 with an error body, sometimes
 // carrying the real status as NestJS's statusCode.
-func errorIn2xx(endpoint string, status int, b wawpBody, body []byte, token string) *APIError {
+func errorIn2xx(endpoint string, status int, b wawpBody, body []byte, r redactor) *APIError {
 	if b.StatusCode >= 400 {
-		return statusError(endpoint, b.StatusCode, body, token)
+		return statusError(endpoint, b.StatusCode, body, r)
 	}
-	e := statusError(endpoint, status, body, token)
+	e := statusError(endpoint, status, body, r)
 	e.Kind = ErrBadResponse
 	return e
 }
 
 // statusError maps an HTTP status to a typed error, keeping whatever code
 // and message the body has (JSON of either shape, plain text, HTML or XML).
-func statusError(endpoint string, status int, body []byte, token string) *APIError {
+func statusError(endpoint string, status int, body []byte, r redactor) *APIError {
 	e := &APIError{Endpoint: endpoint, Status: status, Sent: true}
 	switch {
 	case status == http.StatusBadRequest:
@@ -354,15 +400,15 @@ func statusError(endpoint string, status int, body []byte, token string) *APIErr
 	}
 	var b wawpBody
 	if json.Unmarshal(body, &b) == nil {
-		e.Code = shorten(redact(jsonString(b.Code), token), 60)
+		e.Code = shorten(r.clean(jsonString(b.Code)), 60)
 		msg := jsonString(b.Message)
 		if msg == "" {
 			msg = jsonString(b.Error)
 		}
-		e.Message = shorten(redact(msg, token), 200)
+		e.Message = shorten(r.clean(msg), 200)
 		return e
 	}
-	e.Message = snippet(body, token)
+	e.Message = snippet(body, r)
 	return e
 }
 
@@ -371,10 +417,10 @@ var tags = regexp.MustCompile(`<[^>]*>`)
 // snippet is a short, single-line, tag-free excerpt of a body, for logs.
 // The token is redacted before anything is cut, so a cut cannot leave its
 // first characters behind.
-func snippet(body []byte, token string) string {
-	s := tags.ReplaceAllString(redact(string(body), token), " ")
+func snippet(body []byte, r redactor) string {
+	s := tags.ReplaceAllString(r.clean(string(body)), " ")
 	s = strings.Join(strings.Fields(s), " ")
-	return shorten(redact(s, token), 200)
+	return shorten(r.clean(s), 200)
 }
 
 // shorten cuts s to n characters. Redact before shortening, never after:

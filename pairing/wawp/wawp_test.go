@@ -229,8 +229,18 @@ func FuzzDecode(f *testing.F) {
 		f.Add(500, []byte(s), uint16(len(s)-2), uint16(len(s)+5))
 		f.Add(500, []byte(s), uint16(0), uint16(12))
 	}
+	// Temp-link answers (a link is echoed into each at the position at
+	// says, so these hold it too).
+	for _, s := range []string{`{"link":"","expires_at":"2026-11-25T14:30:00Z"}`, `{"link":null}`, `{"data":{"link":{"url":""}}}`,
+		`{"success":false,"message":""}`, `{"statusCode":403,"message":"not in your plan: "}`, `<html><a href=""></a></html>`} {
+		f.Add(201, []byte(s), uint16(strings.Index(s, `""`)+1), uint16(len(s)+80))
+		f.Add(500, []byte(s), uint16(strings.Index(s, `""`)+1), uint16(len(s)+40))
+	}
 	// Tokens as they are and with characters a URL escapes.
 	tokens := []string{token, "tok/secret+123=&x"}
+	// A QR page's token and link: a credential like the access token.
+	const linkTok = "Zq3_0f9K-x7Lm2Pw8Rt5Yv1Bn4Cd6Ef0Gh2Ij4Kl6Mn8Op0Qr2St4Uv6Wx8Yz0A1"
+	link := WawpLinkOrigin + "/temp-qr/" + linkTok
 	f.Fuzz(func(t *testing.T, status int, body []byte, at, cut uint16) {
 		for _, tok := range tokens {
 			for _, echoed := range [][]byte{body, echo(body, tok, at), echo(body, url.QueryEscape(tok), at)} {
@@ -242,6 +252,10 @@ func FuzzDecode(f *testing.F) {
 					t.Fatal(err)
 				}
 				for _, b := range [][]byte{echoed, cutRead} {
+					checkTempLinkDecoders(t, status, b, tok, linkTok, body, echoed, limit)
+					for _, withLink := range [][]byte{echo(b, link, at), echo(b, linkTok, at), echo(b, url.QueryEscape(link), at)} {
+						checkTempLinkDecoders(t, status, withLink, tok, linkTok, body, echoed, limit)
+					}
 					code, cerr := decodeCode(status, b, tok)
 					if cerr == nil && !pairingCode.MatchString(code) {
 						t.Fatalf("decodeCode accepted %q", code)
@@ -270,6 +284,49 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkTempLinkDecoders decodes b as every temp-link answer: an error is
+// typed and holds neither the access token nor 20 characters in a row of
+// the QR page's token linkTok (unless the fuzzer's own body had them); a
+// link is only ever accepted on Wawp's QR origin, and printing or logging
+// it never shows it.
+func checkTempLinkDecoders(t *testing.T, status int, b []byte, tok, linkTok string, body, echoed []byte, limit int) {
+	t.Helper()
+	l, ok, lerr := decodeTempLink(EndpointTempLinkCreate, status, b, tok, linkOrigins(DefaultBaseURL))
+	if lerr == nil && ok && !validLink(l.URL, []string{WawpLinkOrigin}) {
+		t.Fatalf("decodeTempLink accepted the link %q", l.URL)
+	}
+	if lerr == nil && !ok && l != (TempLink{}) {
+		t.Fatalf("decodeTempLink found no link but returned %#v", l.ExpiresAt)
+	}
+	if lerr != nil && l != (TempLink{}) {
+		t.Fatalf("decodeTempLink returned a link with the error %v", lerr)
+	}
+	if ok {
+		var logLine bytes.Buffer
+		slog.New(slog.NewJSONHandler(&logLine, nil)).Info("link", "link", l, "links", []TempLink{l})
+		for _, line := range []string{fmt.Sprint(l), fmt.Sprintf("%#v", l), logLine.String()} {
+			if strings.Contains(line, l.URL) {
+				t.Fatalf("the link appears in %q", line)
+			}
+		}
+	}
+	rerr := decodeRevoke(EndpointTempLinkRevoke, status, b, tok)
+	for _, err := range []error{lerr, rerr} {
+		if err == nil {
+			continue
+		}
+		var aerr *APIError
+		if !errors.As(err, &aerr) || aerr.Kind == nil {
+			t.Fatalf("untyped error %v", err)
+		}
+		assertNoToken(t, b, tok, err)
+		assertNoLinkToken(t, body, linkTok, err)
+		if len(b) < len(echoed) {
+			assertNoCutToken(t, body, echoed[:limit], tok, err)
+		}
+	}
 }
 
 // echo is body with s inserted at a position chosen by at, as an answer

@@ -207,7 +207,8 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 			return rows.Err()
 		})
 	}
-	queueLocks(reads, "phone\x00"+p.Phone, "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
+	// The phone's window, or for a QR link the instance's QR window.
+	queueLocks(reads, "phone\x00"+p.AttemptKey(), "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
 	reads.Queue(`SELECT COALESCE($1::bigint, `+sqlNow+`)`, db.nowParam(r.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&dbNow) })
 	reads.Queue(`SELECT l.pairing_id, p.state, p.lease_until_ns, p.doc FROM live_by_instance l
 		LEFT JOIN pairings p ON p.id = l.pairing_id WHERE l.instance = $1`, pgText(p.Instance)).Query(func(rows pgx.Rows) error {
@@ -218,7 +219,7 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 		}
 		return rows.Err()
 	})
-	reads.Queue(fmt.Sprintf(windowQuery, "phone"), pgText(p.Phone), nanos(r.Now.Add(-r.PhoneLimit.Period))).Query(scanTimes(&phoneTimes))
+	reads.Queue(fmt.Sprintf(windowQuery, "phone"), pgText(p.AttemptKey()), nanos(r.Now.Add(-r.PhoneLimit.Period))).Query(scanTimes(&phoneTimes))
 	if r.UserLimit.Max > 0 {
 		reads.Queue(fmt.Sprintf(windowQuery, "user_id"), pgText(p.RequestedBy), nanos(r.Now.Add(-r.UserLimit.Period))).Query(scanTimes(&userTimes))
 	}
@@ -231,13 +232,13 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 		if holderID != nil && *holderID != r.Replaces && holderDoc != nil && holds(pairing.State(*holderState), *holderLease, dbNow) {
 			var holder pairing.Pairing
 			if json.Unmarshal(holderDoc, &holder) == nil {
-				holder.Code = ""
+				holder.WipeCredentials()
 				d = pairing.Decision{Refused: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}
 				return w, db.queueRefusal(w, r, &d, dbNow)
 			}
 		}
 		if n := len(phoneTimes); r.PhoneLimit.Max > 0 && n >= r.PhoneLimit.Max {
-			d = pairing.Decision{Refused: pairing.LimitPhone, Count: n, RetryAt: time.Unix(0, phoneTimes[n-r.PhoneLimit.Max]).Add(r.PhoneLimit.Period)}
+			d = pairing.Decision{Refused: p.KeyLimit(), Count: n, RetryAt: time.Unix(0, phoneTimes[n-r.PhoneLimit.Max]).Add(r.PhoneLimit.Period)}
 			return w, db.queueRefusal(w, r, &d, dbNow)
 		}
 		if n := len(userTimes); r.UserLimit.Max > 0 && n >= r.UserLimit.Max {
@@ -250,7 +251,7 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 		p.ExpiresAt = r.Now.Add(r.Hold)
 		p.Attempt = len(phoneTimes) + 1
 		w.Queue(`INSERT INTO attempts (phone, user_id, at_ns, pairing_id, team, instance, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			pgText(p.Phone), pgText(p.RequestedBy), nanos(r.Now), pgText(p.ID), pgText(p.Team), pgText(p.Instance), string(pairing.StateRequesting))
+			pgText(p.AttemptKey()), pgText(p.RequestedBy), nanos(r.Now), pgText(p.ID), pgText(p.Team), pgText(p.Instance), string(pairing.StateRequesting))
 		if err := queueInsert(w, p, true, lease(dbNow, p.ExpiresAt, r.Now)); err != nil {
 			return nil, err
 		}
@@ -347,7 +348,7 @@ func (db *DB) save(ctx context.Context, tx pgx.Tx, cur stored, p *pairing.Pairin
 		if p.Final() && p.EndedAt.IsZero() {
 			p.EndedAt = now
 		}
-		p.Code = ""
+		p.WipeCredentials()
 		b.Queue(`DELETE FROM live_by_instance WHERE instance = $1 AND pairing_id = $2`, pgText(p.Instance), pgText(p.ID))
 	}
 	doc, err := encodeJSON(p)
@@ -613,7 +614,7 @@ func (db *DB) Holder(ctx context.Context, instance string, now time.Time) (pairi
 	if err != nil {
 		return pairing.Pairing{}, fmt.Errorf("holder of %q: %w", instance, db.classify(ctx, err))
 	}
-	p.Code = ""
+	p.WipeCredentials()
 	return p, nil
 }
 

@@ -86,6 +86,7 @@ var suite = []struct {
 	{"dedupe", dedupeCases},
 	{"leader", leaderCases},
 	{"claims", claimCases},
+	{"qr", qrCases},
 	{"context", contextCases},
 }
 
