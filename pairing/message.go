@@ -15,8 +15,10 @@ func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
 }
 
 // Refresh is a Refresh click by user on pairing id's message. Only the
-// requester may (ErrNotYours). The click brought a fresh response_url with
-// a fresh budget of posts: the message's later edits go through it.
+// requester may (ErrNotYours). A click on an ephemeral message brought a
+// fresh response_url with a fresh budget of posts that replaces that
+// message: its later edits go through it (responseURL is empty for a
+// click on the DM, edited with chat.update).
 func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
@@ -28,23 +30,39 @@ func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, iss
 	return s.rebind(ctx, p, responseURL, issued)
 }
 
-// rebind makes url, issued at issued, the response_url p's message is
-// edited through, unless it already is.
+// rebind makes url, a click's response_url issued at issued, the editor of
+// p's ephemeral message (Pairing.ClickURL), unless it already is or url is
+// empty.
 func (s *Service) rebind(ctx context.Context, p Pairing, url string, issued time.Time) (Pairing, error) {
-	if p.ResponseURL == url {
+	if url == "" || p.ClickURL == url {
 		return p, nil
 	}
 	return s.db.UpdatePairing(ctx, p.ID, issued, func(p *Pairing) error {
-		p.ResponseURL, p.URLIssued = url, issued
+		p.ClickURL, p.ClickIssued = url, issued
 		return nil
 	})
 }
 
-// RecordView remembers that pairing id's message now shows the view named
-// key, so it is edited only when that changes; unwatch stops editing it
-// for good.
+// RecordView remembers that pairing id's ephemeral message now shows the
+// view named key, so it is edited only when that changes; unwatch stops
+// editing the pairing's messages for good.
 func (s *Service) RecordView(ctx context.Context, id, key string, unwatch bool) error {
 	return s.db.RecordView(ctx, id, key, unwatch)
+}
+
+// RecordDM stores pairing id's DM surface as the bot last left it (the
+// channel and ts chat.postMessage returned, the view it shows, or why it
+// could not be posted), so later edits, a restart's included, go to that
+// message; unwatch then stops editing the pairing's messages for good.
+func (s *Service) RecordDM(ctx context.Context, id string, dm Surface, unwatch bool) (Pairing, error) {
+	p, err := s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
+		p.DM = dm
+		return nil
+	})
+	if err != nil || !unwatch {
+		return p, err
+	}
+	return p, s.db.RecordView(ctx, id, p.LastView, true)
 }
 
 // NextCodeAt is when phone's limit next allows a code: now (or earlier)

@@ -35,32 +35,117 @@ const (
 )
 
 // Pairing is one request for a pairing code and everything needed to keep
-// its ephemeral Slack message current. Slack forgets ephemeral messages on
-// reload, so this record, keyed by ID, is the only state there is.
+// its Slack messages current: its surfaces. Slack forgets ephemeral
+// messages on reload, so this record, keyed by ID, is the only state there
+// is; the surfaces are stored in it (so a restart resumes their edits).
+//
+// The surfaces, and what Slack lets the bot do with each (issue 9):
+//   - The ephemeral surface, the requester's, in the channel where /link was
+//     typed. ResponseURL is the slash command's response_url: each post to
+//     it adds a new ephemeral message, and Slack documents no way to
+//     replace an earlier one through it (slackapi/bolt-python issue 1268,
+//     bolt-js issue 2287), so it carries the code message and then the
+//     final state only. ClickURL is the response_url of the latest click
+//     on one of the pairing's ephemeral messages: it replaces the message
+//     that held the button, so once set it is the surface's editor
+//     (countdown steps and the final state in place). LastView is the view
+//     the surface shows.
+//   - DM, the code in the app's DM with Recipient (delivery: dm), kept live
+//     with chat.update by channel and ts.
+//   - Card, a status card in the channel (announce), kept current the same
+//     way.
+//
+// Records written before surfaces existed have only ResponseURL and
+// LastView; ResponseURL is then read as a command's (posts add messages),
+// the safe reading: such a pairing still shows its final state.
 type Pairing struct {
-	ID           string    `json:"id"`
-	Instance     string    `json:"instance"`      // 12-character Wawp instance ID
-	InstanceName string    `json:"instance_name"` // alias as configured, or the ID
-	Phone        string    `json:"phone"`         // digits, country code first
-	RequestedBy  string    `json:"requested_by"`
-	Team         string    `json:"team"`
-	Channel      string    `json:"channel"`
-	ResponseURL  string    `json:"response_url"`
-	URLIssued    time.Time `json:"url_issued"`
-	Code         string    `json:"code,omitempty"` // wiped when the pairing ends
-	RequestedAt  time.Time `json:"requested_at"`
-	IssuedAt     time.Time `json:"issued_at,omitempty"` // when the code arrived
-	ExpiresAt    time.Time `json:"expires_at"`
-	RetryAt      time.Time `json:"retry_at,omitempty"`
-	State        State     `json:"state"`
-	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
-	LinkedPhone  string    `json:"linked_phone,omitempty"`
-	EndedAt      time.Time `json:"ended_at,omitempty"`
-	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
-	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
-	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
-	Reason       string    `json:"reason,omitempty"`    // why a failed pairing failed
-	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
+	ID           string `json:"id"`
+	Instance     string `json:"instance"`      // 12-character Wawp instance ID
+	InstanceName string `json:"instance_name"` // alias as configured, or the ID
+	Phone        string `json:"phone"`         // digits, country code first
+	RequestedBy  string `json:"requested_by"`
+	Team         string `json:"team"`
+	Channel      string `json:"channel"`
+	// ResponseURL is the slash command's response_url (empty for a
+	// renewal, which a click asked for): each post adds a message.
+	ResponseURL string    `json:"response_url"`
+	URLIssued   time.Time `json:"url_issued"`
+	// ClickURL is the response_url of the latest click on the pairing's
+	// ephemeral message; it replaces that message in place.
+	ClickURL    string    `json:"click_url,omitempty"`
+	ClickIssued time.Time `json:"click_issued,omitempty"`
+	// Delivery is where the code goes: the requester's ephemeral messages
+	// (the default) or their DM with the app.
+	Delivery Delivery `json:"delivery,omitempty"`
+	// DM is the code's message in the app's DM with its recipient, for
+	// delivery dm (zero otherwise).
+	DM Surface `json:"dm,omitzero"`
+	// Card is the pairing's status card in the channel (announce; zero
+	// otherwise).
+	Card Surface `json:"card,omitzero"`
+
+	Code        string    `json:"code,omitempty"` // wiped when the pairing ends
+	RequestedAt time.Time `json:"requested_at"`
+	IssuedAt    time.Time `json:"issued_at,omitempty"` // when the code arrived
+	ExpiresAt   time.Time `json:"expires_at"`
+	RetryAt     time.Time `json:"retry_at,omitempty"`
+	State       State     `json:"state"`
+	Attempt     int       `json:"attempt"` // n-th code for this phone in the window
+	LinkedPhone string    `json:"linked_phone,omitempty"`
+	EndedAt     time.Time `json:"ended_at,omitempty"`
+	Renews      string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
+	Message     string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
+	HeldBy      string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
+	Reason      string    `json:"reason,omitempty"`    // why a failed pairing failed
+	LastView    string    `json:"last_view,omitempty"` // key of the view the ephemeral surface shows
+}
+
+// Delivery is where a pairing's code is shown.
+type Delivery string
+
+// Deliveries (the config file's delivery).
+const (
+	// DeliveryEphemeral shows the code in the requester's ephemeral
+	// messages in the channel (the default; also "").
+	DeliveryEphemeral Delivery = "ephemeral"
+	// DeliveryDM shows it in the requester's DM with the app, kept live
+	// with chat.update; the channel gets one ephemeral line.
+	DeliveryDM Delivery = "dm"
+)
+
+// Surface is a non-ephemeral Slack message a pairing is shown in (its DM,
+// its status card): the bot edits it with chat.update by Channel and TS.
+type Surface struct {
+	// Channel is the conversation: the D… ID chat.postMessage returned for
+	// a DM, a C… ID for a card. Empty until posted.
+	Channel string `json:"channel,omitempty"`
+	TS      string `json:"ts,omitempty"` // the message's ts; empty until posted
+	// LastView is the key of the view the message shows.
+	LastView string `json:"last_view,omitempty"`
+	// Recipient is who a DM is for.
+	Recipient string `json:"recipient,omitempty"`
+	// Failed is Slack's error when the message could not be posted (e.g.
+	// messages_tab_disabled); the pairing went on without it.
+	Failed string `json:"failed,omitempty"`
+}
+
+// Posted reports whether the surface's message exists (was posted and has
+// not failed).
+func (s Surface) Posted() bool { return s.TS != "" && s.Failed == "" }
+
+// InDM reports whether p's code is shown in a DM: delivery dm (its DM has
+// a recipient), and the DM did not fail (then the code is shown
+// ephemerally instead).
+func (p Pairing) InDM() bool { return p.DM.Recipient != "" && p.DM.Failed == "" }
+
+// Editor is the response_url the pairing's ephemeral message is edited
+// through, and whether it replaces that message (a click's) or only adds
+// messages below it (the command's).
+func (p Pairing) Editor() (url string, issued time.Time, replaces bool) {
+	if p.ClickURL != "" {
+		return p.ClickURL, p.ClickIssued, true
+	}
+	return p.ResponseURL, p.URLIssued, false
 }
 
 // MessageID names the Slack message the pairing is shown in. A /link
@@ -177,9 +262,10 @@ type Settlement struct {
 	// Replaced is the pairing this request renewed ("New code"), if any.
 	// When Counted, WhatsApp saw the new request, which voids the old code:
 	// the old pairing ends as superseded. Otherwise its code still works,
-	// so it takes its instance back, and its message (ReplacedURL, the
-	// click's fresh response_url) goes on tracking it; the renewal's view
-	// is then only the click's answer, and is not watched.
+	// so it takes its instance back, and its message goes on tracking it
+	// (ReplacedURL, the click's fresh response_url, becomes its ClickURL
+	// when set); the renewal's view is then only the click's answer, and
+	// is not watched.
 	Replaced    string
 	ReplacedURL string
 	// ReplacedAudit is the audit record of the Replaced pairing, Kind and

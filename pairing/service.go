@@ -220,13 +220,25 @@ func (s *Service) UserLimit() Window { return s.cfg.UserLimit }
 
 // Request is one ask for a pairing code.
 type Request struct {
-	Instance    Instance
-	Phone       Phone
-	User        string
-	Team        string
-	Channel     string
+	Instance Instance
+	Phone    Phone
+	User     string
+	Team     string
+	Channel  string
+	// ResponseURL is the slash command's (empty for a renewal): posts to
+	// it add messages.
 	ResponseURL string
 	URLIssued   time.Time
+	// ClickURL is a renewal's click's response_url (empty when the click
+	// was on a DM, which is edited with chat.update): it replaces the
+	// clicked message.
+	ClickURL    string
+	ClickIssued time.Time
+	// Delivery is where the code goes; with DeliveryDM and no DM, the DM
+	// is the requester's.
+	Delivery Delivery
+	// DM is the DM message a renewal inherits from the pairing it renews.
+	DM Surface
 	// Replaces is the pairing a "New code" or "Try again" click renews.
 	Replaces string
 	// Message is the Slack message the pairing is shown in, when it is not
@@ -244,7 +256,11 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	p := Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued,
+		Delivery: req.Delivery, DM: req.DM, Renews: req.Replaces, Message: req.Message,
+	}
+	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
+		p.DM.Recipient = req.User
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
 	d, err := s.db.Reserve(ctx, Reservation{
@@ -347,7 +363,7 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(ctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
-		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
+		Replaced: req.Replaces, ReplacedURL: req.ClickURL,
 		Change: func(p *Pairing) error {
 			if p.State != StateRequesting {
 				return ErrInterrupted
@@ -421,10 +437,13 @@ func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairin
 
 // Renewal is a "New code" or "Try again" click.
 type Renewal struct {
-	ID          string // the pairing whose button was clicked
-	User        string // who clicked
-	Team        string // the clicker's workspace
-	ResponseURL string // the click's, with a fresh budget of posts
+	ID   string // the pairing whose button was clicked
+	User string // who clicked
+	Team string // the clicker's workspace
+	// ResponseURL is the click's, with a fresh budget of posts: it replaces
+	// the clicked ephemeral message. Empty for a click on the DM, which is
+	// edited with chat.update.
+	ResponseURL string
 	URLIssued   time.Time
 	// Allowed says whether the access rules let User request codes for
 	// instanceID when asked in channel (where the pairing was requested);
@@ -436,8 +455,9 @@ type Renewal struct {
 // limits. Only its requester may (ErrNotYours), and only while the access
 // rules still allow them: a message posted before the rules changed must
 // not keep handing out codes, so a click they no longer allow is audited
-// and refused with ErrNotAllowed. The click's fresh response_url replaces
-// the old one.
+// and refused with ErrNotAllowed. The renewal is shown where the old
+// pairing was: the click's response_url edits the clicked ephemeral
+// message, and the old pairing's DM, if any, carries on with the new code.
 func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	old, err := s.db.Pairing(ctx, r.ID)
 	if err != nil {
@@ -480,14 +500,16 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: r.User, Team: old.Team, Channel: old.Channel,
-		ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, Message: old.MessageID(),
+		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, Delivery: old.Delivery, DM: old.DM,
+		Replaces: replaces, Message: old.MessageID(),
 	})
 }
 
 // Cancel ends a live pairing at its requester's wish (ErrNotYours for
-// anyone else); the code is wiped. The click's response_url becomes the
-// message's (see Refresh). A pairing that already ended is left as it is
-// and returned with ErrEnded, rebound, so its message can show how it ended.
+// anyone else); the code is wiped. The click's response_url (empty for a
+// click on the DM) becomes the ephemeral message's editor (see Refresh).
+// A pairing that already ended is left as it is and returned with
+// ErrEnded, rebound, so its message can show how it ended.
 func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	now := s.cfg.Now()
 	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
@@ -498,8 +520,8 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 			return ErrEnded
 		}
 		p.State = StateCancelled
-		if p.ResponseURL != responseURL {
-			p.ResponseURL, p.URLIssued = responseURL, issued
+		if responseURL != "" && p.ClickURL != responseURL {
+			p.ClickURL, p.ClickIssued = responseURL, issued
 		}
 		return nil
 	})

@@ -613,12 +613,37 @@ func TestRenew(t *testing.T) {
 		if diff := cmp.Diff([]string{"session INST00000001", "code INST00000001 " + digits}, r.wawp.takeCalls()); diff != "" {
 			t.Errorf("Wawp calls (-want +got):\n%s", diff)
 		}
+		// The click's url replaces the clicked message: the renewal's
+		// editor. It has no command url of its own.
 		if p.State != pairing.StateLive || p.Code != "EFGH5678" || p.Renews != old.ID || p.MessageID() != old.ID ||
-			p.ResponseURL != click.ResponseURL || p.Attempt != 2 || p.Channel != old.Channel {
+			p.ClickURL != click.ResponseURL || !p.ClickIssued.Equal(click.URLIssued) || p.ResponseURL != "" || p.Attempt != 2 || p.Channel != old.Channel {
 			t.Errorf("renewal = %+v", p)
 		}
 		if o := r.stored(old.ID); o.State != pairing.StateSuperseded || o.Code != "" {
 			t.Errorf("old pairing = %s, code %q; want superseded without its code", o.State, o.Code)
+		}
+	})
+	t.Run("delivery dm: the renewal carries on in the same DM message", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		req := request(inst1, digits, "U1")
+		req.Delivery = pairing.DeliveryDM
+		old := r.start(req)
+		if old.DM != (pairing.Surface{Recipient: "U1"}) {
+			t.Fatalf("DM of a dm delivery = %+v, want the requester's, not yet posted", old.DM)
+		}
+		dm := pairing.Surface{Channel: "D1", TS: "1700000000.000100", LastView: "live:0", Recipient: "U1"}
+		if _, err := r.svc.RecordDM(t.Context(), old.ID, dm, false); err != nil {
+			t.Fatal(err)
+		}
+		r.wawp.codes = []string{"EFGH5678"}
+		click := renewal(old.ID, "U1")
+		click.ResponseURL = "" // clicked in the DM, which chat.update edits
+		p, err := r.svc.Renew(context.Background(), click)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Delivery != pairing.DeliveryDM || p.DM != dm || p.ClickURL != "" || p.ResponseURL != "" || p.Code != "EFGH5678" {
+			t.Errorf("renewal = %+v; want the new code in the old pairing's DM message, no response_url", p)
 		}
 	})
 	t.Run("not yours", func(t *testing.T) {
@@ -711,7 +736,7 @@ func TestRenew(t *testing.T) {
 			t.Fatalf("Renew = %s, %v; want failed, ErrUnauthorized", failed.State, err)
 		}
 		o := r.stored(old.ID)
-		if o.State != pairing.StateLive || o.Code != code || o.ResponseURL != click.ResponseURL {
+		if o.State != pairing.StateLive || o.Code != code || o.ClickURL != click.ResponseURL || o.ResponseURL != old.ResponseURL {
 			t.Errorf("old pairing = %+v; want live with its code, edited through the click's url", o)
 		}
 		r.wawp.failCode(nil)
@@ -749,12 +774,12 @@ func TestCancel(t *testing.T) {
 		audited []string
 	}{
 		{"by the requester", "U1", false, nil, func(p pairing.Pairing, at time.Time) pairing.Pairing {
-			p.State, p.Code, p.EndedAt, p.ResponseURL, p.URLIssued = pairing.StateCancelled, "", at, clickURL, at
+			p.State, p.Code, p.EndedAt, p.ClickURL, p.ClickIssued = pairing.StateCancelled, "", at, clickURL, at
 			return p
 		}, []string{"cancelled"}},
 		{"by someone else", "U2", false, pairing.ErrNotYours, func(p pairing.Pairing, _ time.Time) pairing.Pairing { return p }, nil},
 		{"after it ended", "U1", true, pairing.ErrEnded, func(p pairing.Pairing, at time.Time) pairing.Pairing {
-			p.ResponseURL, p.URLIssued = clickURL, at
+			p.ClickURL, p.ClickIssued = clickURL, at
 			return p
 		}, nil},
 	}
@@ -806,7 +831,8 @@ func TestCancel(t *testing.T) {
 }
 
 // TestRefresh: only the requester may refresh; the click's fresh url
-// becomes the message's.
+// becomes the editor of the message (its ClickURL; the command's url
+// stays as it was).
 func TestRefresh(t *testing.T) {
 	r := newRig(t, pairing.Config{})
 	p := r.start(request(inst1, digits, "U1"))
@@ -820,7 +846,7 @@ func TestRefresh(t *testing.T) {
 	}
 	got, err := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at)
 	want := p
-	want.ResponseURL, want.URLIssued = clickURL, at
+	want.ClickURL, want.ClickIssued = clickURL, at
 	if diff := cmp.Diff(want, got); diff != "" || err != nil {
 		t.Errorf("Refresh (-want +got):\n%s%v", diff, err)
 	}
@@ -828,8 +854,12 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
 	// The same url again changes nothing, not even its issue time.
-	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at.Add(time.Minute)); !got.URLIssued.Equal(at) {
-		t.Errorf("refreshing through the same url moved its issue time to %s", got.URLIssued)
+	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at.Add(time.Minute)); !got.ClickIssued.Equal(at) {
+		t.Errorf("refreshing through the same url moved its issue time to %s", got.ClickIssued)
+	}
+	// A click on the DM brings no url for the ephemeral message.
+	if got, err := r.svc.Refresh(t.Context(), p.ID, "U1", "", at.Add(time.Minute)); err != nil || got.ClickURL != clickURL {
+		t.Errorf("a DM click's refresh: %+v, %v; want the click url kept", got, err)
 	}
 	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", clickURL, at); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("unknown pairing: %v, want ErrNotFound", err)

@@ -195,7 +195,9 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
 		return watched.Delete([]byte(s.Replaced)) // someone else's pairing holds it now
 	}
-	old.ResponseURL, old.URLIssued = s.ReplacedURL, s.Now
+	if s.ReplacedURL != "" {
+		old.ClickURL, old.ClickIssued = s.ReplacedURL, s.Now
+	}
 	if err := putJSON(tx.Bucket(bucketPairings), []byte(old.ID), old); err != nil {
 		return err
 	}
