@@ -45,6 +45,13 @@ type Config struct {
 	MaxRetryWait time.Duration
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access map[string]Access
+	// Delivery is where codes go (the config file's delivery): "" for the
+	// default, else by instance ID; unset means ephemeral.
+	Delivery map[string]pairing.Delivery
+	// EditsPerMinute is the shared budget of chat.update calls (DM edits)
+	// across all pairings; zero means DefaultEditsPerMinute, below Slack's
+	// Tier 3 limit of about 50 a minute per workspace.
+	EditsPerMinute int
 	// Observer is told about commands, acks and edits (metrics); may be nil.
 	Observer Observer
 }
@@ -80,7 +87,9 @@ type Bot struct {
 	stopWork context.CancelFunc
 
 	editing   sync.Map      // pairing ID → an edit is in flight
+	ticking   atomic.Int64  // edits started by ticks and still running
 	editSlots chan struct{} // bounds concurrent edits
+	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
@@ -100,6 +109,9 @@ func New(cfg Config) *Bot {
 	if cfg.MaxRetryWait <= 0 {
 		cfg.MaxRetryWait = maxRetryWait
 	}
+	if cfg.EditsPerMinute <= 0 {
+		cfg.EditsPerMinute = DefaultEditsPerMinute
+	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 		if cfg.Service != nil {
@@ -112,6 +124,11 @@ func New(cfg Config) *Bot {
 	}
 	api := slack.New(cfg.BotToken, opts...)
 	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight), obs: cfg.Observer}
+	clock := time.Now
+	if cfg.Service != nil {
+		clock = cfg.Service.Now
+	}
+	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}
@@ -243,7 +260,7 @@ func (b *Bot) drain() {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownCutoff)
 	defer cancel()
 	for _, p := range ended {
-		b.show(ctx, p, false)
+		b.show(ctx, p, showing{answer: onNone})
 	}
 }
 

@@ -3,7 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,14 +12,15 @@ import (
 	"github.com/linkbot/linkbot/pairing"
 )
 
-// A response_url takes 5 posts. The code message takes the first; the last
-// two are kept for the final state (linked, expired, cancelled), so that a
-// final post lost on the way (a broken connection, a 5xx: Slack may have
-// counted it) is posted again and the code still leaves the message; that
-// leaves two countdown edits. The countdown therefore moves in coarse
-// steps, and every rendering inside one step is identical, so the ticker
-// edits only when a step changes. The absolute expiry (a Slack date token)
-// keeps the message right between edits.
+// A click's response_url takes 5 posts. The click's answer takes the
+// first; the last two are kept for the final state (linked, expired,
+// cancelled), so that a final post lost on the way (a broken connection, a
+// 5xx: Slack may have counted it) is posted again and the code still
+// leaves the message; that leaves two countdown edits. The countdown
+// therefore moves in coarse steps, and every rendering inside one step is
+// identical, so the ticker edits only when a step changes. The absolute
+// expiry (a Slack date token) keeps the message right between edits. (A
+// slash command's response_url edits nothing: see surface.go.)
 const (
 	countdownSteps = 2
 	finalUses      = 2 // uses of a response_url kept for the final state
@@ -39,189 +40,6 @@ func countdownStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 		}
 	}
 	return step, drawn
-}
-
-// viewKey names what p's message should show at now; the message is edited
-// only when it changes. It is cheap: the ticker computes it for every
-// watched pairing on every tick.
-func viewKey(p pairing.Pairing, now time.Time) string {
-	switch {
-	case p.State == pairing.StateRequesting:
-		return "" // nothing to show until it settles (or its lease runs out)
-	case p.Live(now) && p.Code != "":
-		step, _ := countdownStep(p, now)
-		return fmt.Sprintf("live:%d", step)
-	case p.State == pairing.StateLive:
-		return "expired" // past its expiry, about to be marked so
-	case p.State == pairing.StateFailed:
-		return "failed:" + p.Reason
-	}
-	return string(p.State)
-}
-
-// viewGone is the LastView of a pairing whose response_url Slack answered
-// 404/410: its message cannot be edited any more (the agent dismissed it),
-// so nothing more is posted to it unless a click brings a fresh
-// response_url. It is recorded apart from watching: the pairing is still
-// advanced to its end (the link recorded and audited, the code wiped), and
-// unwatched then, without a post.
-const viewGone = "gone"
-
-// showsCode reports whether the view named key shows a code.
-func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
-
-// render is the message for p at now; its key is viewKey(p, now).
-func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time) Message {
-	phone := pairing.PhoneFromDigits(p.Phone).International
-	limit := b.cfg.Service.PhoneLimit()
-	// nextCode is when the phone's limit next allows a code; only the code,
-	// expired and interrupted views show it, so only they read the store for it.
-	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(ctx, p.Phone, now) }
-	switch {
-	case p.Live(now) && p.Code != "":
-		_, drawn := countdownStep(p, now)
-		nextAt := nextCode()
-		if !nextAt.After(now) {
-			nextAt = time.Time{} // allowed now
-		}
-		return CodeView(CodeModel{
-			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
-			RequestedBy: p.RequestedBy, Now: drawn, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
-			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
-		})
-	case p.State == pairing.StateLinked:
-		return LinkedView(phone, p.InstanceName, p.EndedAt)
-	case p.State == pairing.StateWrongPhone:
-		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
-	case p.State == pairing.StateCancelled:
-		return CancelledView(phone)
-	case p.State == pairing.StateFailed:
-		if err := pairing.ReasonError(p.Reason); err != nil {
-			return WawpErrorView(err, p.InstanceName)
-		}
-		if p.Reason == pairing.ReasonInternal {
-			return InternalErrorView(p.ID)
-		}
-		return FailedView(phone, p.InstanceName, p.Reason)
-	case p.RefusedBy() != pairing.LimitNone:
-		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
-	case p.State == pairing.StateRefused:
-		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
-	case p.State == pairing.StateWarmingUp:
-		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
-	case p.State == pairing.StateInterrupted:
-		return InterruptedView(InterruptedModel{
-			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
-		})
-	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
-		return ExpiredView(phone, p.ID, now, nextCode())
-	}
-	return EndedView()
-}
-
-// later is the later of two times.
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// show brings p's message up to date through its response_url: only when
-// the view changed (or force, for a click that expects an answer), and
-// within the url's budget, keeping the last two uses for the final state.
-//
-// A message has one writer at a time. A pairing and its renewal share one
-// message (the renewal's response_url replaces the message that held the
-// button), so posts are serialised per message, not per pairing, and each
-// starts from the stored pairing: a click (Cancel, New code) and a
-// countdown edit racing for one message cannot land out of order. A
-// superseded pairing never posts: its renewal owns the message now.
-func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
-	unlock := b.locks.lock(p.MessageID())
-	defer unlock()
-	b.showLocked(ctx, p, force)
-}
-
-// showLocked is show for a caller that holds p's message lock.
-func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
-	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
-		p = fresh
-	}
-	if p.State == pairing.StateSuperseded {
-		if err := b.cfg.Service.RecordView(ctx, p.ID, p.LastView, true); err != nil {
-			b.log.Error("recording view", "pairing", p.ID, "err", err)
-		}
-		return
-	}
-	if p.LastView == viewGone && !force {
-		if p.Final() {
-			if err := b.cfg.Service.RecordView(ctx, p.ID, viewGone, true); err != nil {
-				b.log.Error("recording view", "pairing", p.ID, "err", err)
-			}
-		}
-		return
-	}
-	now := b.cfg.Service.Now()
-	key := viewKey(p, now)
-	if key == "" {
-		return // a request in flight: it shows its own outcome
-	}
-	final := p.Final()
-	if key == p.LastView && !force {
-		if final {
-			// Already showing its final view (a click just past the expiry
-			// drew "expired" before the tick ended the pairing): done.
-			if err := b.cfg.Service.RecordView(ctx, p.ID, key, true); err != nil {
-				b.log.Error("recording view", "pairing", p.ID, "err", err)
-			}
-		}
-		return
-	}
-	log := b.log.With("pairing", p.ID, "view", key)
-	keep := finalUses
-	if final {
-		keep = 0
-	}
-	// Before a retry, re-read the pairing: if what it should show changed
-	// (or a click gave it another response_url), whoever changed it shows
-	// the new state, and this post is dropped.
-	again := func() (Message, bool) {
-		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
-		if err != nil {
-			return Message{}, false
-		}
-		now := b.cfg.Service.Now()
-		if fresh.ResponseURL != p.ResponseURL || viewKey(fresh, now) != key {
-			return Message{}, false
-		}
-		return b.render(ctx, fresh, now), true
-	}
-	var err error
-	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(ctx, p, now), again) {
-	case budgetSpent:
-		if final && showsCode(p.LastView) {
-			// Every use is spent (its final posts were lost, or something
-			// else used them): Slack allows nothing more, and the message
-			// keeps showing a code that no longer works.
-			log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
-		}
-		// Without budget this step is skipped for good; a final state
-		// without budget can never be shown, so editing ends.
-		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
-	case posted:
-		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
-	case urlGone:
-		// The message is gone, not the pairing: it goes on being watched
-		// (advanced) until it ends, with no more posts.
-		err = b.cfg.Service.RecordView(ctx, p.ID, viewGone, final)
-	case postFailed, postDropped:
-		// Left as it was: the next tick (or the writer that changed the
-		// pairing) shows what is due.
-	}
-	if err != nil {
-		log.Error("recording view", "err", err)
-	}
 }
 
 // messageLocks serialise the posts to each Slack message. A lock exists
@@ -272,13 +90,20 @@ func (l *messageLocks) queued(id string) int {
 	return 0
 }
 
-// maxEditsInFlight bounds concurrent response_url edits started by ticks.
+// maxEditsInFlight bounds concurrent edits started by ticks.
 const maxEditsInFlight = 32
 
 // Tick moves every watched pairing on (one Wawp call per instance) and
 // starts the edits whose view changed. It does not wait for them: a slow
 // or rate-limited message never holds up the others, and a pairing whose
 // edit is still in flight is skipped until it lands.
+//
+// DM edits (chat.update) share the workspace's rate limit, so the tick
+// hands out the shared edit budget (editBudget) in order of importance:
+// final states first (they take a code off the screen), then countdown
+// steps, the oldest pairing first. A pairing left without a use is edited
+// by a later tick, which then draws its view as it is by then: a step
+// that never got its turn is skipped, never posted late.
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
@@ -286,28 +111,58 @@ func (b *Bot) Tick(ctx context.Context) {
 		return
 	}
 	now := b.cfg.Service.Now()
+	type job struct {
+		p      pairing.Pairing
+		update bool // a DM edit is due
+		final  bool
+	}
+	var jobs []job
 	for _, p := range pairings {
+		post, update := dmDue(p, now)
 		// A final pairing is still watched only until show stops watching
-		// it, even when its view is already on the message (or the message
-		// is gone).
-		if (viewKey(p, now) == p.LastView || p.LastView == viewGone) && !p.Final() {
+		// it, even when its views are already shown (or gone).
+		if !ephemeralDue(p, now) && !post && !update && !p.Final() {
 			continue
 		}
-		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {
+		jobs = append(jobs, job{p: p, update: update, final: p.Final() || !showingCode(p, now)})
+	}
+	slices.SortStableFunc(jobs, func(a, b job) int {
+		if a.final != b.final {
+			if a.final {
+				return -1
+			}
+			return 1
+		}
+		return a.p.IssuedAt.Compare(b.p.IssuedAt)
+	})
+	for _, j := range jobs {
+		if _, busy := b.editing.LoadOrStore(j.p.ID, true); busy {
 			continue
 		}
+		how := showing{answer: onNone, edit: editNot}
+		if j.update && b.edits.take() {
+			how.edit = editGranted
+		}
+		b.ticking.Add(1)
 		b.goWork(ctx, func(ctx context.Context) {
-			defer b.editing.Delete(p.ID)
+			defer b.ticking.Add(-1)
+			defer b.editing.Delete(j.p.ID)
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
+				if how.edit == editGranted {
+					b.edits.refund()
+				}
 				return
 			}
 			defer func() { <-b.editSlots }()
-			b.show(ctx, p, false)
+			b.show(ctx, j.p, how)
 		})
 	}
 }
+
+// EditsInFlight is how many edits started by ticks are still running.
+func (b *Bot) EditsInFlight() int { return int(b.ticking.Load()) }
 
 // cronLogger sends robfig/cron's messages to slog.
 type cronLogger struct{ b *Bot }

@@ -28,17 +28,27 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	// for the click's answer and then finds it shown, instead of posting
 	// it first and having the click post it again.
 	message, instance := action.Value, ""
+	// A click on the pairing's DM message is answered there, with
+	// chat.update; a click on an ephemeral message brings a response_url
+	// that replaces that message, which becomes its editor (the service
+	// keeps it as the pairing's ClickURL). The DM's click url is not kept:
+	// the DM is edited by channel and ts.
+	where, clickURL := onEphemeral, cb.ResponseURL
 	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
+		if !cb.Container.IsEphemeral && clicked.DM.Posted() && cb.Container.ChannelID == clicked.DM.Channel {
+			where, clickURL = onDM, ""
+		}
 	}
 	unlock := b.locks.lock(message)
 	defer unlock()
 	show := func(p pairing.Pairing) {
+		how := showing{answer: where}
 		if p.MessageID() == message {
-			b.showLocked(ctx, p, true)
+			b.showLocked(ctx, p, how)
 			return
 		}
-		b.show(ctx, p, true)
+		b.show(ctx, p, how)
 	}
 	answer := func(p pairing.Pairing, err error) {
 		if p.InstanceName != "" {
@@ -56,15 +66,15 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	)
 	switch action.ActionID {
 	case ActionRefresh:
-		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, clickURL, now)
 	case ActionNewCode, ActionTryAgain:
 		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
-			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: cb.ResponseURL, URLIssued: now,
+			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: clickURL, URLIssued: now,
 			// Checked against the channel the pairing was requested in.
 			Allowed: func(instanceID, channel string) bool { return b.allowed(instanceID, cb.User.ID, channel) },
 		})
 	case ActionCancel:
-		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, clickURL, now)
 	default:
 		log.Warn("unknown action")
 		return

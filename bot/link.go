@@ -86,7 +86,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	}
 	req := pairing.Request{
 		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
-		ResponseURL: cmd.ResponseURL, URLIssued: now,
+		ResponseURL: cmd.ResponseURL, URLIssued: now, Delivery: b.deliveryFor(in.ID),
 	}
 	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
 		p, err := b.cfg.Service.Start(reqCtx, req)
@@ -95,11 +95,23 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 			// Every request past the limits has a stored pairing, watched
 			// until its message shows how it ended; shown from the store, an
 			// answer whose post is lost is posted again by the next tick.
-			b.show(ctx, p, false)
+			b.show(ctx, p, showing{answer: onNone})
 			return
 		}
 		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
 	}}
+}
+
+// deliveryFor is where instance's codes go: its own setting, else the
+// default, else ephemeral.
+func (b *Bot) deliveryFor(instance string) pairing.Delivery {
+	if d, ok := b.cfg.Delivery[instance]; ok && d != "" {
+		return d
+	}
+	if d := b.cfg.Delivery[""]; d != "" {
+		return d
+	}
+	return pairing.DeliveryEphemeral
 }
 
 // auditRefusal records a refusal decided before the ack (writing is disk

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/wawp"
 )
@@ -39,9 +40,10 @@ func TestClickAndTickPostTheClicksAnswerOnce(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings(context.Background())
 	uses := func() int {
+		all, _ := r.changes(msgID, 0)
 		total := 0
-		for _, v := range r.slack.Message(msgID).Versions {
-			if v.Via == "response_url" {
+		for _, v := range all {
+			if v.Via == fakeslack.ViaClickURL || v.Via == fakeslack.ViaCommandURL {
 				total++
 			}
 		}

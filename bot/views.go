@@ -234,6 +234,17 @@ type CodeModel struct {
 	PhoneLimit  pairing.Window
 	// NewCodeAt is when the phone's limit next allows a code; zero means now.
 	NewCodeAt time.Time
+	// Static: the message will never be edited (posted through a slash
+	// command's response_url, which only adds messages), so it shows
+	// nothing that goes stale: the absolute expiry, no time left.
+	Static bool
+	// DM: the message is in the recipient's DM with the app; Channel is
+	// where the code was asked for.
+	DM      bool
+	Channel string
+	// Note, when set, comes first: why the code is here and not where it
+	// was meant to go (a DM Slack refused).
+	Note string
 }
 
 // progress draws the time left as a ten-step bar.
@@ -272,17 +283,53 @@ func CodeView(m CodeModel) Message {
 		limitNote += " · next code allowed at " + slackTime(m.NewCodeAt, "{time}")
 	}
 	buttons = append(buttons, button(ActionCancel, m.PairingID, "Cancel", "danger"))
-	return Message{
-		Text: fmt.Sprintf("Pairing code ready for %s on %s (shown only to you in Slack)", escape(m.Phone), escape(m.Instance)),
-		Blocks: []slack.Block{
-			slack.NewHeaderBlock(plain(formatCode(m.Code)), slack.HeaderBlockOptionBlockID("code")),
-			section("intro", fmt.Sprintf("Enter this code on the phone *%s* to link it to %s.", escape(m.Phone), where)),
-			section("steps", "1. Open WhatsApp on that phone\n2. *Settings → Linked devices → Link a device*\n3. Tap *Link with phone number instead*\n4. Type the code"),
-			contextBlock("countdown", fmt.Sprintf("⏱ Expires at %s (your time) · %s  %s", slackTime(m.ExpiresAt, "{time_secs}"), timeLeft(left), progress(left, m.Lifetime))),
-			actions(buttons...),
-			contextBlock("meta", fmt.Sprintf("%s · requested by <@%s> · only you can see this", limitNote, escape(m.RequestedBy))),
-		},
+	// A message nothing will edit shows only what stays true: the expiry
+	// as an absolute time (in the reader's zone), no time left, no bar.
+	countdown := fmt.Sprintf("⏱ Expires at %s (your time) · %s  %s", slackTime(m.ExpiresAt, "{time_secs}"), timeLeft(left), progress(left, m.Lifetime))
+	if m.Static {
+		countdown = fmt.Sprintf("⏱ Expires at %s (your time) · Refresh shows the time left", slackTime(m.ExpiresAt, "{time_secs}"))
 	}
+	meta := fmt.Sprintf("%s · requested by <@%s> · only you can see this", limitNote, escape(m.RequestedBy))
+	if m.DM {
+		meta = fmt.Sprintf("%s · requested by <@%s>", limitNote, escape(m.RequestedBy))
+		if m.Channel != "" {
+			meta += fmt.Sprintf(" in <#%s>", escape(m.Channel))
+		}
+		meta += " · only you and the bot see this DM"
+	}
+	var blocks []slack.Block
+	if m.Note != "" {
+		blocks = append(blocks, contextBlock("note", m.Note))
+	}
+	blocks = append(blocks,
+		slack.NewHeaderBlock(plain(formatCode(m.Code)), slack.HeaderBlockOptionBlockID("code")),
+		section("intro", fmt.Sprintf("Enter this code on the phone *%s* to link it to %s.", escape(m.Phone), where)),
+		section("steps", "1. Open WhatsApp on that phone\n2. *Settings → Linked devices → Link a device*\n3. Tap *Link with phone number instead*\n4. Type the code"),
+		contextBlock("countdown", countdown),
+		actions(buttons...),
+		contextBlock("meta", meta),
+	)
+	return Message{
+		Text:   fmt.Sprintf("Pairing code ready for %s on %s (shown only to you in Slack)", escape(m.Phone), escape(m.Instance)),
+		Blocks: blocks,
+	}
+}
+
+// DMSentView is the channel's one ephemeral line when the code went to the
+// requester's DM: where it is, until when (an absolute time: the line is
+// never edited), and Cancel.
+func DMSentView(pairingID, phone, instance string, expiresAt time.Time) Message {
+	t := fmt.Sprintf("📨 Sent to you in a DM · the code for %s on %s expires at %s (your time)", escape(phone), escape(instance), slackTime(expiresAt, "{time_secs}"))
+	return notice("Pairing code sent to you in a DM", t, actions(button(ActionCancel, pairingID, "Cancel", "danger")))
+}
+
+// dmFailedNote says why a code meant for a DM is shown ephemerally: Slack
+// refused the DM (errCode is Slack's error).
+func dmFailedNote(errCode string) string {
+	if errCode == "messages_tab_disabled" {
+		return "📨 The bot cannot send you DMs (its Messages tab is off: ask the admin to turn on App Home → Messages Tab), so the code is here, where only you can see it."
+	}
+	return fmt.Sprintf("📨 Slack did not let the bot send you a DM (%s), so the code is here, where only you can see it.", escape(errCode))
 }
 
 // LimitView explains a refusal by one of the limits; Wawp was not called.

@@ -34,6 +34,12 @@ func allViews() map[string]Message {
 	lastMinute.Now = now.Add(130 * time.Second)
 	limited := code
 	limited.Attempt, limited.NewCodeAt = 3, now.Add(12*time.Minute)
+	posted := code
+	posted.Static = true
+	dm := midCountdown
+	dm.DM, dm.Channel = true, "C0SUPPORT"
+	dmFailed := posted
+	dmFailed.Note = dmFailedNote("messages_tab_disabled")
 	holder := pairing.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
 	return map[string]Message{
 		"help":               HelpView([]string{"support-eg", "field-ng"}, "EG"),
@@ -52,6 +58,10 @@ func allViews() map[string]Message {
 		"failed":             FailedView("+20 11 12223333", "support-eg", "instance_failed"),
 		"failed_gone":        FailedView("+20 11 12223333", "support-eg", "instance_gone"),
 		"code_limit":         CodeView(limited),
+		"code_posted":        CodeView(posted),
+		"code_dm":            CodeView(dm),
+		"code_dm_failed":     CodeView(dmFailed),
+		"dm_sent":            DMSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", now.Add(150*time.Second)),
 		"limit_phone":        LimitView(&pairing.LimitError{Limit: pairing.LimitPhone, Count: 3, Window: limit, RetryAt: now.Add(15 * time.Minute), Phone: pairing.Phone{International: "+20 11 12223333"}}, "support-eg", now),
 		"limit_user":         LimitView(&pairing.LimitError{Limit: pairing.LimitUser, Count: 20, Window: pairing.Window{Max: 20, Period: time.Hour}, RetryAt: now.Add(5 * time.Minute)}, "support-eg", now),
 		"limit_instance":     LimitView(&pairing.LimitError{Limit: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}, "support-eg", now),

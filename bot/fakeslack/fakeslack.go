@@ -114,6 +114,7 @@ type Server struct {
 	userGroups   map[string][]string
 	rateLimited  int
 	outage       bool
+	closed       bool
 
 	messagesTab bool                    // the app's Messages tab is on (manifest: features.app_home.messages_tab_enabled)
 	scopes      map[string]bool         // the bot token's scopes
@@ -158,8 +159,13 @@ func New(onViolation func(string)) *Server {
 // APIURL is the value for slack.OptionAPIURL (trailing slash included).
 func (s *Server) APIURL() string { return s.URL + "/api/" }
 
-// Close drops every socket and stops the server.
+// Close drops every socket and stops the server. Rules broken after it
+// (an envelope whose ack deadline runs out later) are not reported: the
+// test that owned the fake is over.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.DropConnections()
 	s.srv.CloseClientConnections()
 	s.srv.Close()
@@ -179,6 +185,9 @@ func (s *Server) violate(format string, args ...any) {
 // violateLocked records a broken rule and reports it. s.mu must be held
 // (onViolation, a test's Errorf, never calls back into the fake).
 func (s *Server) violateLocked(format string, args ...any) {
+	if s.closed {
+		return
+	}
 	msg := fmt.Sprintf(format, args...)
 	s.violations = append(s.violations, msg)
 	if s.onViolation != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,12 +89,30 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 		return errors.New("demo: the bot did not connect to the fake Slack")
 	}
 	step := func(format string, a ...any) { fmt.Fprintf(stdout, "\n▶ "+format+"\n", a...) }
-	wait := func(id, want string) error {
-		if !slack.WaitFor(15*time.Second, func() bool { return strings.Contains(string(slack.Message(id).Latest().Blocks), want) }) {
+	// newest is the newest message of a command's thread showing want.
+	newest := func(thread, want string) (fakeslack.Message, bool) {
+		th := slack.Thread(thread)
+		for i := len(th) - 1; i >= 0; i-- {
+			if strings.Contains(string(th[i].Latest().Blocks), want) {
+				return th[i], true
+			}
+		}
+		return fakeslack.Message{}, false
+	}
+	wait := func(thread, want string) error {
+		if !slack.WaitFor(15*time.Second, func() bool { _, ok := newest(thread, want); return ok }) {
 			return fmt.Errorf("demo: message never showed %q", want)
 		}
 		p.flush()
 		return nil
+	}
+	click := func(thread, action string) error {
+		m, ok := newest(thread, `"action_id":"`+action+`"`)
+		if !ok {
+			return fmt.Errorf("demo: no %s button to click", action)
+		}
+		_, err := slack.Click(m.ID, demoAgent, action)
+		return err
 	}
 
 	step("An agent in #support types: /link support-eg 0111 222 3333")
@@ -104,8 +123,11 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	if err := wait(env1.MessageID, "Enter this code"); err != nil {
 		return err
 	}
-	step("The countdown moves on by itself (sped up: a cron tick edits the message in coarse steps):")
-	if !slack.WaitFor(15*time.Second, func() bool { return len(slack.Message(env1.MessageID).Versions) >= 4 }) {
+	step("Slack lets no one edit a message posted through a slash command's response_url, so the code shows its expiry\n  as a time. The agent clicks Refresh: a click's response_url can replace the message, and from then on the\n  countdown moves in place (sped up: a cron tick edits it in coarse steps).")
+	if err := click(env1.MessageID, "refresh"); err != nil {
+		return err
+	}
+	if !slack.WaitFor(15*time.Second, func() bool { m, _ := newest(env1.MessageID, "Enter this code"); return len(m.Versions) >= 4 }) {
 		return errors.New("demo: the countdown did not move")
 	}
 	p.flush()
@@ -127,7 +149,7 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 		return err
 	}
 	for n, action := range []string{"new_code", "new_code", "cancel"} {
-		if _, err := slack.Click(env2.MessageID, demoAgent, action); err != nil {
+		if err := click(env2.MessageID, action); err != nil {
 			return err
 		}
 		want := fmt.Sprintf("Code %d of 3", n+2)
@@ -168,26 +190,55 @@ func (t *transcript) flush() {
 	if t.printed == nil {
 		t.printed = map[string]int{}
 	}
+	// Every change not printed yet, in the order it happened.
+	type change struct {
+		m fakeslack.Message
+		v fakeslack.Version
+	}
+	var changes []change
 	for _, m := range t.slack.Messages() {
 		for _, v := range m.Versions[t.printed[m.ID]:] {
-			how := "replaces the message"
-			if v.Via == "ack" {
-				how = "answers at once"
-			}
-			fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(m.User), how)
-			if t.json {
-				var pretty any
-				json.Unmarshal(v.Blocks, &pretty)
-				b, _ := json.MarshalIndent(map[string]any{"text": v.Text, "blocks": pretty}, "  ", "  ")
-				fmt.Fprintf(t.out, "  %s\n", b)
-				continue
-			}
-			for _, line := range strings.Split(t.reader.render(v.Blocks), "\n") {
-				fmt.Fprintf(t.out, "  %s\n", line)
-			}
+			changes = append(changes, change{m, v})
 		}
 		t.printed[m.ID] = len(m.Versions)
 	}
+	slices.SortFunc(changes, func(a, b change) int { return a.v.Seq - b.v.Seq })
+	for _, c := range changes {
+		if c.v.Via == fakeslack.ViaDelete {
+			continue
+		}
+		fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(c.m.User), howShown(c.m, c.v))
+		if t.json {
+			var pretty any
+			json.Unmarshal(c.v.Blocks, &pretty)
+			b, _ := json.MarshalIndent(map[string]any{"text": c.v.Text, "blocks": pretty}, "  ", "  ")
+			fmt.Fprintf(t.out, "  %s\n", b)
+			continue
+		}
+		for _, line := range strings.Split(t.reader.render(c.v.Blocks), "\n") {
+			fmt.Fprintf(t.out, "  %s\n", line)
+		}
+	}
+}
+
+// howShown says how a version of a message reached the screen.
+func howShown(m fakeslack.Message, v fakeslack.Version) string {
+	switch v.Via {
+	case fakeslack.ViaAck:
+		return "answers at once"
+	case fakeslack.ViaCommandURL:
+		return "a new message below"
+	case fakeslack.ViaClickURL:
+		if len(m.Versions) > 0 && m.Versions[0].Seq == v.Seq {
+			return "a new message below"
+		}
+		return "replaces the message"
+	case fakeslack.ViaPostMessage:
+		return "in their DM with the bot"
+	case fakeslack.ViaUpdate:
+		return "updates the DM message"
+	}
+	return v.Via
 }
 
 // blockLines lists a message's blocks as text lines, roughly as Slack lays
