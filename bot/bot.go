@@ -90,6 +90,7 @@ type Bot struct {
 	ticking   atomic.Int64  // edits started by ticks and still running
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
+	updating  sync.Mutex    // one chat.update call at a time (see update)
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message

@@ -60,10 +60,17 @@ func (e *editBudget) refund() {
 	e.tokens = min(e.burst, e.tokens+1)
 }
 
+// blocked reports whether a Retry-After is running.
+func (e *editBudget) blocked() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now().Before(e.blockedUntil)
+}
+
 // block stops every use for d (Slack's Retry-After), and empties the
-// bucket: Slack counted more calls than the bucket knew of (other
-// replicas, other apps' calls are not ours, but the limit is the
-// workspace's).
+// bucket: Slack counted more calls in the workspace's minute than the
+// bucket let through (another process on the same workspace, or a
+// budget set above Slack's limit), so it starts again from nothing.
 func (e *editBudget) block(d time.Duration) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -114,6 +114,7 @@ func (b *Bot) Tick(ctx context.Context) {
 	type job struct {
 		p      pairing.Pairing
 		update bool // a DM edit is due
+		other  bool // something else is: a post, or stopping to watch it
 		final  bool
 	}
 	var jobs []job
@@ -121,10 +122,11 @@ func (b *Bot) Tick(ctx context.Context) {
 		post, update := dmDue(p, now)
 		// A final pairing is still watched only until show stops watching
 		// it, even when its views are already shown (or gone).
-		if !ephemeralDue(p, now) && !post && !update && !p.Final() {
+		other := ephemeralDue(p, now) || post || p.Final()
+		if !other && !update {
 			continue
 		}
-		jobs = append(jobs, job{p: p, update: update, final: p.Final() || !showingCode(p, now)})
+		jobs = append(jobs, job{p: p, update: update, other: other, final: p.Final() || !showingCode(p, now)})
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int {
 		if a.final != b.final {
@@ -142,6 +144,9 @@ func (b *Bot) Tick(ctx context.Context) {
 		how := showing{answer: onNone, edit: editNot}
 		if j.update && b.edits.take() {
 			how.edit = editGranted
+		} else if !j.other {
+			b.editing.Delete(j.p.ID) // only a DM edit is due, and the budget has none left now
+			continue
 		}
 		b.ticking.Add(1)
 		b.goWork(ctx, func(ctx context.Context) {

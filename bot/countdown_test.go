@@ -63,7 +63,7 @@ func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
 	t.Cleanup(func() { db.Close() })
 	r.db = db
 	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
-	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken})
 	return r
 }
 

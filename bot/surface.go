@@ -383,9 +383,9 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 			b.edits.refund() // the tick's grant went unused
 		}
 	}()
-	if how.answer == onDM && p.DM.Posted() && !update {
-		update = true // a click asks for an answer
-	}
+	// A click on the DM is answered by the DM being current: a view it
+	// already shows is never posted again (it would only spend the edit
+	// budget).
 	if !post && !update {
 		return p
 	}
@@ -413,7 +413,10 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 		if dm.LastView == viewStuck {
 			return b.repostDM(ctx, p, key, opts, log)
 		}
-		_, _, _, err := b.api.UpdateMessageContext(ctx, dm.Channel, dm.TS, opts...)
+		sent, err := b.update(ctx, dm, opts)
+		if !sent {
+			return p // a 429 arrived meanwhile: no call until its Retry-After runs out
+		}
 		var (
 			rl     *slack.RateLimitedError
 			status slack.StatusCodeError
@@ -421,12 +424,9 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 		code, refused := slackRefusal(err)
 		switch {
 		case errors.As(err, &rl):
-			b.edits.block(rl.RetryAfter)
 			log.Warn("chat.update rate-limited: no DM edits until Retry-After runs out", "retry_after", rl.RetryAfter)
 			return p
 		case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
-			// A 429 without a Retry-After in seconds: wait a little.
-			b.edits.block(time.Second)
 			return p
 		case refused && (code == "edit_window_closed" || code == "message_not_found" || code == "cant_update_message"):
 			log.Warn("the DM message can no longer be edited", "reason", code)
@@ -442,6 +442,31 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 		}
 	}
 	return b.recordDM(ctx, p, dm, log)
+}
+
+// update makes one chat.update call, unless a 429's Retry-After is running
+// (then sent is false). Calls go one at a time, each after checking the
+// Retry-After: a call started beside the one Slack answered 429 would
+// arrive after it, before its Retry-After ran out.
+func (b *Bot) update(ctx context.Context, dm pairing.Surface, opts []slack.MsgOption) (sent bool, err error) {
+	b.updating.Lock()
+	defer b.updating.Unlock()
+	if b.edits.blocked() {
+		return false, nil
+	}
+	_, _, _, err = b.api.UpdateMessageContext(ctx, dm.Channel, dm.TS, opts...)
+	var (
+		rl     *slack.RateLimitedError
+		status slack.StatusCodeError
+	)
+	switch {
+	case errors.As(err, &rl):
+		b.edits.block(rl.RetryAfter)
+	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
+		// A 429 without a Retry-After in seconds: wait a little.
+		b.edits.block(time.Second)
+	}
+	return true, err
 }
 
 // repostDM posts p's final view anew in its DM, as a new message the DM

@@ -497,10 +497,14 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	if old.State == StateSuperseded {
 		return old, ErrReplaced
 	}
+	// The renewal is shown in the old pairing's DM message, which shows
+	// nothing of the renewal yet.
+	dm := old.DM
+	dm.LastView = ""
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: r.User, Team: old.Team, Channel: old.Channel,
-		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, Delivery: old.Delivery, DM: old.DM,
+		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, Delivery: old.Delivery, DM: dm,
 		Replaces: replaces, Message: old.MessageID(),
 	})
 }
@@ -509,9 +513,19 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 // anyone else); the code is wiped. The click's response_url (empty for a
 // click on the DM) becomes the ephemeral message's editor (see Refresh).
 // A pairing that already ended is left as it is and returned with
-// ErrEnded, rebound, so its message can show how it ended.
+// ErrEnded, rebound, so its message can show how it ended. A Cancel on a
+// pairing a renewal superseded cancels the renewal, if it still holds the
+// same message.
 func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
 	now := s.cfg.Now()
+	// A copy of a message that a renewal took over (the channel's line of
+	// a code sent by DM, where New code was clicked) cancels the code that
+	// message shows now.
+	if old, err := s.db.Pairing(ctx, id); err == nil && old.State == StateSuperseded && old.RequestedBy == user {
+		if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.MessageID() == old.MessageID() {
+			id = holder.ID
+		}
+	}
 	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
 		if p.RequestedBy != user {
 			return ErrNotYours

@@ -642,7 +642,9 @@ func TestRenew(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Delivery != pairing.DeliveryDM || p.DM != dm || p.ClickURL != "" || p.ResponseURL != "" || p.Code != "EFGH5678" {
+		want := dm
+		want.LastView = "" // the message shows nothing of the renewal yet
+		if p.Delivery != pairing.DeliveryDM || p.DM != want || p.ClickURL != "" || p.ResponseURL != "" || p.Code != "EFGH5678" {
 			t.Errorf("renewal = %+v; want the new code in the old pairing's DM message, no response_url", p)
 		}
 	})
@@ -822,6 +824,25 @@ func TestCancel(t *testing.T) {
 			}
 		})
 	}
+	t.Run("from a copy a renewal took over", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		req := request(inst1, digits, "U1")
+		req.Delivery = pairing.DeliveryDM
+		old := r.start(req)
+		r.wawp.codes = []string{"EFGH5678"}
+		renewed, err := r.svc.Renew(t.Context(), renewal(old.ID, "U1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The channel's line still carries the first pairing's ID.
+		got, err := r.svc.Cancel(t.Context(), old.ID, "U1", "", t0)
+		if err != nil || got.ID != renewed.ID || got.State != pairing.StateCancelled || r.stored(renewed.ID).Code != "" {
+			t.Errorf("Cancel from the old copy: %+v, %v; want the renewal cancelled", got, err)
+		}
+		if _, err := r.svc.Cancel(t.Context(), old.ID, "U2", "", t0); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("someone else's Cancel from the old copy: %v, want ErrNotYours", err)
+		}
+	})
 	t.Run("unknown pairing", func(t *testing.T) {
 		r := newRig(t, pairing.Config{})
 		if _, err := r.svc.Cancel(t.Context(), "nope", "U1", clickURL, t0); !errors.Is(err, pairing.ErrNotFound) {

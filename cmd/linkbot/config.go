@@ -35,7 +35,10 @@ type config struct {
 	// instances on another Wawp account than WAWP_ACCESS_TOKEN's.
 	Tokens map[string]string
 	// Access holds the access rules: "" for the default, else by instance ID.
-	Access       map[string]bot.Access
+	Access map[string]bot.Access
+	// Delivery is where codes go: "" for the default, else by instance ID
+	// (only those that set their own).
+	Delivery     map[string]pairing.Delivery
 	PhoneLimit   pairing.Window
 	UserLimit    pairing.Window
 	CodeLifetime time.Duration
@@ -64,13 +67,17 @@ type fileConfig struct {
 		Phone windowConfig `yaml:"phone"`
 		User  windowConfig `yaml:"user"`
 	} `yaml:"limits"`
-	Access    accessConfig `yaml:"access"`
+	Access accessConfig `yaml:"access"`
+	// Delivery is where codes go: ephemeral (the requester's ephemeral
+	// messages, the default) or dm (their DM with the app).
+	Delivery  string `yaml:"delivery"`
 	Instances []struct {
 		Alias    string        `yaml:"alias"`
 		ID       string        `yaml:"id"`
 		Region   string        `yaml:"region"`
 		TokenEnv string        `yaml:"token_env"`
 		Access   *accessConfig `yaml:"access"`
+		Delivery string        `yaml:"delivery"`
 	} `yaml:"instances"`
 }
 
@@ -99,6 +106,7 @@ func defaultConfig() config {
 		AuditRetention: 365 * 24 * time.Hour,
 		Tokens:         map[string]string{},
 		Access:         map[string]bot.Access{},
+		Delivery:       map[string]pairing.Delivery{"": pairing.DeliveryEphemeral},
 	}
 }
 
@@ -315,13 +323,31 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if in.Access != nil {
 			c.Access[in.ID] = in.Access.rules(fc, fmt.Sprintf("%s (%s).access", where, alias), where+".access")
 		}
+		if d, ok := fc.delivery(where+".delivery", fmt.Sprintf("%s (%s): delivery", where, alias), in.Delivery); ok && d != "" {
+			c.Delivery[in.ID] = d
+		}
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
 	c.Access[""] = f.Access.rules(fc, "access", "access")
+	if d, ok := fc.delivery("delivery", "delivery", f.Delivery); ok && d != "" {
+		c.Delivery[""] = d
+	}
 	if len(unsetEnv) > maxConfigProblems {
 		unsetEnv = append(unsetEnv[:maxConfigProblems], fmt.Sprintf("… and %d more unset token_env variables", len(unsetEnv)-maxConfigProblems))
 	}
 	return fc.list(), unsetEnv
+}
+
+// delivery reads a delivery setting (name is how a problem calls it, path
+// where it is): "" when it is not set, false when it is neither ephemeral
+// nor dm.
+func (fc *fileCheck) delivery(path, name, value string) (pairing.Delivery, bool) {
+	switch d := pairing.Delivery(strings.ToLower(strings.TrimSpace(value))); d {
+	case "", pairing.DeliveryEphemeral, pairing.DeliveryDM:
+		return d, true
+	}
+	fc.bad(path, "%s %q must be ephemeral (the requester's ephemeral messages in the channel) or dm (their DM with the bot)", name, value)
+	return "", false
 }
 
 // rules checks the Slack IDs' shapes (U…/W… users, S… groups, C…/G…
@@ -376,6 +402,7 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "audit events kept: %s\n", retention)
 	fmt.Fprintf(stdout, "access: %s\n", describeAccess(c.Access[""]))
+	fmt.Fprintf(stdout, "codes go to: %s\n", describeDelivery(c.Delivery[""]))
 	for _, in := range c.Instances {
 		account := "WAWP_ACCESS_TOKEN"
 		if _, ok := c.Tokens[in.ID]; ok {
@@ -384,6 +411,9 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 		line := fmt.Sprintf("instance %s = %s, region %s, %s", in.Name, in.ID, or(in.Region, or(c.DefaultRegion, "none")), account)
 		if a, ok := c.Access[in.ID]; ok {
 			line += ", access: " + describeAccess(a)
+		}
+		if d, ok := c.Delivery[in.ID]; ok {
+			line += ", codes go to: " + describeDelivery(d)
 		}
 		fmt.Fprintln(stdout, line)
 	}
@@ -398,6 +428,13 @@ func describeAccess(a bot.Access) string {
 		return "every member of the workspace"
 	}
 	return fmt.Sprintf("%d users, %d user groups, %d channels", len(a.Users), len(a.UserGroups), len(a.Channels))
+}
+
+func describeDelivery(d pairing.Delivery) string {
+	if d == pairing.DeliveryDM {
+		return "the requester's DM with the bot (needs the app's Messages tab)"
+	}
+	return "the requester's ephemeral messages in the channel"
 }
 
 func or(s, fallback string) string {

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/bot/fakeslack"
@@ -115,6 +118,28 @@ func (h *harness) tickAndWait() {
 	}
 }
 
+// manifestMessagesTab reads manifest.yml's
+// features.app_home.messages_tab_enabled: whether Slack lets the app post
+// in its DMs with people (delivery: dm).
+func manifestMessagesTab(t testing.TB) bool {
+	t.Helper()
+	raw, err := os.ReadFile("../../manifest.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Features struct {
+			AppHome struct {
+				MessagesTab bool `yaml:"messages_tab_enabled"`
+			} `yaml:"app_home"`
+		} `yaml:"features"`
+	}
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("manifest.yml: %v", err)
+	}
+	return m.Features.AppHome.MessagesTab
+}
+
 // baseConfig is the config file every end-to-end test starts from.
 const baseConfig = "wawp_timeout: 500ms\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + instanceEG + "\n    region: EG\n"
 
@@ -144,6 +169,10 @@ func newHarness(t testing.TB) *harness {
 	}
 	t.Cleanup(h.slack.Close)
 	t.Cleanup(h.wawp.Close)
+	// Slack as the app made from manifest.yml has it: its Messages tab, and
+	// the harness's clock for the fake's limits and lifetimes.
+	h.slack.SetMessagesTab(manifestMessagesTab(t))
+	h.slack.SetClock(h.clock.Now)
 	h.wawp.AddInstance(instanceEG, "")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "linkbot.yml")
