@@ -392,10 +392,18 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 	key := dmKey(p, now)
 	dm := p.DM
 	log := b.log.With("pairing", p.ID, "dm_view", key)
-	m := b.render(ctx, p, now, onDM)
-	opts := []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
+	message := func() []slack.MsgOption {
+		m := b.render(ctx, p, now, onDM)
+		return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
+	}
 	switch {
+	case dm.LastView == viewStuck:
+		// Its message can no longer be edited, and the final state is due
+		// (dmDue): post it anew, with chat.postMessage (the edit budget's
+		// grant, if any, goes back).
+		return b.repostDM(ctx, p, key, message(), log)
 	case post:
+		opts := message()
 		channel, ts, err := b.api.PostMessageContext(ctx, dm.Recipient, opts...)
 		if code, refused := slackRefusal(err); refused {
 			dm.Failed = code
@@ -410,9 +418,7 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 		return p // the shared edit budget has no use left now: a later tick edits it
 	default:
 		granted = false // spent
-		if dm.LastView == viewStuck {
-			return b.repostDM(ctx, p, key, opts, log)
-		}
+		opts := message()
 		sent, err := b.update(ctx, dm, opts)
 		if !sent {
 			return p // a 429 arrived meanwhile: no call until its Retry-After runs out
