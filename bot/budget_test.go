@@ -118,7 +118,7 @@ func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
 	versions := func(user string) int { return len(r.slack.DMScreen(user)[0].Versions) }
 	// At 32 s all three have a countdown step due; c is cancelled.
 	r.clock.Set(t0.Add(32 * time.Second))
-	if _, err := r.svc.Cancel(context.Background(), c.ID, "U3", "", r.clock.Now()); err != nil {
+	if _, err := r.svc.Cancel(context.Background(), c.ID, "U3", pairing.Click{}); err != nil {
 		t.Fatal(err)
 	}
 	r.tick()

@@ -466,6 +466,17 @@ func TooSoonView(instance, pairingID string, retryAt, now time.Time) Message {
 	return notice("Still starting up", t, actions(button(ActionTryAgain, pairingID, "Try again", "primary")))
 }
 
+// ReplacedView answers a click on an older copy of a code message whose
+// code a newer one replaced: the old code goes, and it says where the new
+// one is.
+func ReplacedView(inDM bool) Message {
+	where := "in your newer message below"
+	if inDM {
+		where = "in your DM with the bot"
+	}
+	return notice("This code was replaced", "↪️ This code was replaced by a newer one, shown "+where+".")
+}
+
 // EndedView answers a click on a message whose pairing is over.
 func EndedView() Message {
 	return notice("This pairing is over", "This pairing has already ended. Run `/link <instance> <phone>` for a new one.")

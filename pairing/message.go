@@ -19,7 +19,7 @@ func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
 // fresh response_url with a fresh budget of posts that replaces that
 // message: its later edits go through it (responseURL is empty for a
 // click on the DM, edited with chat.update).
-func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
+func (s *Service) Refresh(ctx context.Context, id, user string, click Click) (Pairing, error) {
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
 		return p, err
@@ -27,18 +27,18 @@ func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, iss
 	if p.RequestedBy != user {
 		return p, ErrNotYours
 	}
-	return s.rebind(ctx, p, responseURL, issued)
+	return s.rebind(ctx, p, click)
 }
 
-// rebind makes url, a click's response_url issued at issued, the editor of
-// p's ephemeral message (Pairing.ClickURL), unless it already is or url is
-// empty.
-func (s *Service) rebind(ctx context.Context, p Pairing, url string, issued time.Time) (Pairing, error) {
-	if url == "" || p.ClickURL == url {
+// rebind makes the click's response_url the editor of p's ephemeral
+// message (Pairing.ClickURL), unless it already is or the click brought
+// none (a click on the DM).
+func (s *Service) rebind(ctx context.Context, p Pairing, click Click) (Pairing, error) {
+	if click.ResponseURL == "" || p.ClickURL == click.ResponseURL {
 		return p, nil
 	}
-	return s.db.UpdatePairing(ctx, p.ID, issued, func(p *Pairing) error {
-		p.ClickURL, p.ClickIssued = url, issued
+	return s.db.UpdatePairing(ctx, p.ID, click.Issued, func(p *Pairing) error {
+		p.ClickURL, p.ClickIssued, p.ClickTS = click.ResponseURL, click.Issued, click.TS
 		return nil
 	})
 }

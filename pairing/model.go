@@ -71,9 +71,13 @@ type Pairing struct {
 	ResponseURL string    `json:"response_url"`
 	URLIssued   time.Time `json:"url_issued"`
 	// ClickURL is the response_url of the latest click on the pairing's
-	// ephemeral message; it replaces that message in place.
+	// ephemeral message; it replaces that message in place. ClickTS is
+	// that message's ts (from the click), which tells a click on it from
+	// one on an older copy, such as the code message posted through the
+	// command's response_url before the final state came below it.
 	ClickURL    string    `json:"click_url,omitempty"`
 	ClickIssued time.Time `json:"click_issued,omitempty"`
+	ClickTS     string    `json:"click_ts,omitempty"`
 	// Delivery is where the code goes: the requester's ephemeral messages
 	// (the default) or their DM with the app.
 	Delivery Delivery `json:"delivery,omitempty"`
@@ -137,6 +141,16 @@ func (s Surface) Posted() bool { return s.TS != "" && s.Failed == "" }
 // a recipient), and the DM did not fail (then the code is shown
 // ephemerally instead).
 func (p Pairing) InDM() bool { return p.DM.Recipient != "" && p.DM.Failed == "" }
+
+// Click is what a click on one of a pairing's ephemeral messages brings:
+// a response_url that replaces the clicked message, when it was issued,
+// and the clicked message's ts. The zero Click stands for a click on the
+// pairing's DM, which is edited with chat.update and binds nothing.
+type Click struct {
+	ResponseURL string
+	Issued      time.Time
+	TS          string
+}
 
 // Editor is the response_url the pairing's ephemeral message is edited
 // through, and whether it replaces that message (a click's) or only adds

@@ -234,6 +234,7 @@ type Request struct {
 	// clicked message.
 	ClickURL    string
 	ClickIssued time.Time
+	ClickTS     string // the clicked message's ts
 	// Delivery is where the code goes; with DeliveryDM and no DM, the DM
 	// is the requester's.
 	Delivery Delivery
@@ -256,7 +257,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	p := Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
 		Delivery: req.Delivery, DM: req.DM, Renews: req.Replaces, Message: req.Message,
 	}
 	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
@@ -445,6 +446,7 @@ type Renewal struct {
 	// edited with chat.update.
 	ResponseURL string
 	URLIssued   time.Time
+	ClickTS     string // the clicked message's ts
 	// Allowed says whether the access rules let User request codes for
 	// instanceID when asked in channel (where the pairing was requested);
 	// nil allows everyone.
@@ -504,7 +506,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: r.User, Team: old.Team, Channel: old.Channel,
-		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, Delivery: old.Delivery, DM: dm,
+		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm,
 		Replaces: replaces, Message: old.MessageID(),
 	})
 }
@@ -516,7 +518,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 // ErrEnded, rebound, so its message can show how it ended. A Cancel on a
 // pairing a renewal superseded cancels the renewal, if it still holds the
 // same message.
-func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
+func (s *Service) Cancel(ctx context.Context, id, user string, click Click) (Pairing, error) {
 	now := s.cfg.Now()
 	// A copy of a message that a renewal took over (the channel's line of
 	// a code sent by DM, where New code was clicked) cancels the code that
@@ -534,8 +536,8 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 			return ErrEnded
 		}
 		p.State = StateCancelled
-		if responseURL != "" && p.ClickURL != responseURL {
-			p.ClickURL, p.ClickIssued = responseURL, issued
+		if click.ResponseURL != "" && p.ClickURL != click.ResponseURL {
+			p.ClickURL, p.ClickIssued, p.ClickTS = click.ResponseURL, click.Issued, click.TS
 		}
 		return nil
 	})
@@ -543,7 +545,7 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 		if p, err = s.db.Pairing(ctx, id); err != nil {
 			return p, err
 		}
-		p, err = s.rebind(ctx, p, responseURL, issued)
+		p, err = s.rebind(ctx, p, click)
 		if err != nil {
 			return p, err
 		}

@@ -605,7 +605,7 @@ func TestRenew(t *testing.T) {
 		r.clock.Add(30 * time.Second)
 		r.wawp.takeCalls()
 		click := renewal(old.ID, "U1")
-		click.URLIssued = r.clock.Now()
+		click.URLIssued, click.ClickTS = r.clock.Now(), "1700000000.000002"
 		p, err := r.svc.Renew(context.Background(), click)
 		if err != nil {
 			t.Fatal(err)
@@ -616,7 +616,7 @@ func TestRenew(t *testing.T) {
 		// The click's url replaces the clicked message: the renewal's
 		// editor. It has no command url of its own.
 		if p.State != pairing.StateLive || p.Code != "EFGH5678" || p.Renews != old.ID || p.MessageID() != old.ID ||
-			p.ClickURL != click.ResponseURL || !p.ClickIssued.Equal(click.URLIssued) || p.ResponseURL != "" || p.Attempt != 2 || p.Channel != old.Channel {
+			p.ClickURL != click.ResponseURL || !p.ClickIssued.Equal(click.URLIssued) || p.ClickTS != click.ClickTS || p.ResponseURL != "" || p.Attempt != 2 || p.Channel != old.Channel {
 			t.Errorf("renewal = %+v", p)
 		}
 		if o := r.stored(old.ID); o.State != pairing.StateSuperseded || o.Code != "" {
@@ -776,12 +776,12 @@ func TestCancel(t *testing.T) {
 		audited []string
 	}{
 		{"by the requester", "U1", false, nil, func(p pairing.Pairing, at time.Time) pairing.Pairing {
-			p.State, p.Code, p.EndedAt, p.ClickURL, p.ClickIssued = pairing.StateCancelled, "", at, clickURL, at
+			p.State, p.Code, p.EndedAt, p.ClickURL, p.ClickIssued, p.ClickTS = pairing.StateCancelled, "", at, clickURL, at, "1700000000.000002"
 			return p
 		}, []string{"cancelled"}},
 		{"by someone else", "U2", false, pairing.ErrNotYours, func(p pairing.Pairing, _ time.Time) pairing.Pairing { return p }, nil},
 		{"after it ended", "U1", true, pairing.ErrEnded, func(p pairing.Pairing, at time.Time) pairing.Pairing {
-			p.ClickURL, p.ClickIssued = clickURL, at
+			p.ClickURL, p.ClickIssued, p.ClickTS = clickURL, at, "1700000000.000002"
 			return p
 		}, nil},
 	}
@@ -799,7 +799,7 @@ func TestCancel(t *testing.T) {
 			r.clock.Add(10 * time.Second)
 			at := r.clock.Now()
 			before := len(r.events())
-			got, err := r.svc.Cancel(t.Context(), p.ID, tt.user, clickURL, at)
+			got, err := r.svc.Cancel(t.Context(), p.ID, tt.user, pairing.Click{ResponseURL: clickURL, Issued: at, TS: "1700000000.000002"})
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -835,17 +835,17 @@ func TestCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The channel's line still carries the first pairing's ID.
-		got, err := r.svc.Cancel(t.Context(), old.ID, "U1", "", t0)
+		got, err := r.svc.Cancel(t.Context(), old.ID, "U1", pairing.Click{})
 		if err != nil || got.ID != renewed.ID || got.State != pairing.StateCancelled || r.stored(renewed.ID).Code != "" {
 			t.Errorf("Cancel from the old copy: %+v, %v; want the renewal cancelled", got, err)
 		}
-		if _, err := r.svc.Cancel(t.Context(), old.ID, "U2", "", t0); !errors.Is(err, pairing.ErrNotYours) {
+		if _, err := r.svc.Cancel(t.Context(), old.ID, "U2", pairing.Click{}); !errors.Is(err, pairing.ErrNotYours) {
 			t.Errorf("someone else's Cancel from the old copy: %v, want ErrNotYours", err)
 		}
 	})
 	t.Run("unknown pairing", func(t *testing.T) {
 		r := newRig(t, pairing.Config{})
-		if _, err := r.svc.Cancel(t.Context(), "nope", "U1", clickURL, t0); !errors.Is(err, pairing.ErrNotFound) {
+		if _, err := r.svc.Cancel(t.Context(), "nope", "U1", pairing.Click{ResponseURL: clickURL, Issued: t0}); !errors.Is(err, pairing.ErrNotFound) {
 			t.Errorf("err = %v, want ErrNotFound", err)
 		}
 	})
@@ -859,15 +859,15 @@ func TestRefresh(t *testing.T) {
 	p := r.start(request(inst1, digits, "U1"))
 	const clickURL = "https://hooks.slack.test/actions/refresh"
 	at := t0.Add(5 * time.Second)
-	if _, err := r.svc.Refresh(t.Context(), p.ID, "U2", clickURL, at); !errors.Is(err, pairing.ErrNotYours) {
+	if _, err := r.svc.Refresh(t.Context(), p.ID, "U2", pairing.Click{ResponseURL: clickURL, Issued: at}); !errors.Is(err, pairing.ErrNotYours) {
 		t.Errorf("Refresh by another user: %v, want ErrNotYours", err)
 	}
 	if diff := cmp.Diff(p, r.stored(p.ID)); diff != "" {
 		t.Errorf("another user's click changed the pairing (-want +got):\n%s", diff)
 	}
-	got, err := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at)
+	got, err := r.svc.Refresh(t.Context(), p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: at, TS: "1700000000.000002"})
 	want := p
-	want.ClickURL, want.ClickIssued = clickURL, at
+	want.ClickURL, want.ClickIssued, want.ClickTS = clickURL, at, "1700000000.000002"
 	if diff := cmp.Diff(want, got); diff != "" || err != nil {
 		t.Errorf("Refresh (-want +got):\n%s%v", diff, err)
 	}
@@ -875,14 +875,14 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
 	// The same url again changes nothing, not even its issue time.
-	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at.Add(time.Minute)); !got.ClickIssued.Equal(at) {
+	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: at.Add(time.Minute)}); !got.ClickIssued.Equal(at) {
 		t.Errorf("refreshing through the same url moved its issue time to %s", got.ClickIssued)
 	}
 	// A click on the DM brings no url for the ephemeral message.
-	if got, err := r.svc.Refresh(t.Context(), p.ID, "U1", "", at.Add(time.Minute)); err != nil || got.ClickURL != clickURL {
+	if got, err := r.svc.Refresh(t.Context(), p.ID, "U1", pairing.Click{Issued: at.Add(time.Minute)}); err != nil || got.ClickURL != clickURL {
 		t.Errorf("a DM click's refresh: %+v, %v; want the click url kept", got, err)
 	}
-	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", clickURL, at); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", pairing.Click{ResponseURL: clickURL, Issued: at}); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("unknown pairing: %v, want ErrNotFound", err)
 	}
 }
@@ -1072,8 +1072,14 @@ func TestDoneContext(t *testing.T) {
 			_, err := r.svc.Renew(ctx, pairing.Renewal{ID: p.ID, User: "U1", Team: "T1", ResponseURL: clickURL, URLIssued: t0})
 			return err
 		}},
-		{"Cancel", func() error { _, err := r.svc.Cancel(ctx, p.ID, "U1", clickURL, t0); return err }},
-		{"Refresh", func() error { _, err := r.svc.Refresh(ctx, p.ID, "U1", clickURL, t0); return err }},
+		{"Cancel", func() error {
+			_, err := r.svc.Cancel(ctx, p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: t0})
+			return err
+		}},
+		{"Refresh", func() error {
+			_, err := r.svc.Refresh(ctx, p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: t0})
+			return err
+		}},
 		{"Pairing", func() error { _, err := r.svc.Pairing(ctx, p.ID); return err }},
 		{"RecordView", func() error { return r.svc.RecordView(ctx, p.ID, "x", true) }},
 		{"UseResponseURL", func() error { return r.svc.UseResponseURL(ctx, clickURL, t0, 0) }},

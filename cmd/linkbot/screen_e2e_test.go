@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
 // What the requester sees in the channel, message by message, against
@@ -153,4 +154,44 @@ func changed(before, after []fakeslack.Message) bool {
 		}
 	}
 	return false
+}
+
+// A click on an older copy of the code message: the first code, posted
+// through the command's response_url and never editable, stays on the
+// screen above its final state; when New code was asked from the final
+// state and that copy's New code is clicked too, nothing is requested, and
+// the click's response_url takes the old code off that copy instead of
+// showing the new code twice.
+func TestNewCodeOnAnOlderCopy(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setConfig("code_lifetime: 5s\n")
+	h.manualTicks()
+	h.start()
+	env := h.command("U1", "support-eg +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	first := h.wawp.Code(instanceEG)
+	old, _ := h.waitMessage(env.MessageID, "Enter this code")
+	h.clock.advance(5 * time.Second)
+	h.tickAndWait()
+	h.waitText(env.MessageID, "Expired")
+	h.click(env.MessageID, "U1", "new_code") // on the final state, the newest message
+	h.waitText(env.MessageID, "Code 2 of 3")
+	second := h.wawp.Code(instanceEG)
+	calls := len(h.wawp.Calls(fakewawp.RequestCode))
+	if _, err := h.slack.Click(old.ID, "U1", "new_code"); err != nil {
+		t.Fatal(err)
+	}
+	if !h.slack.WaitFor(waitLong, func() bool { return !h.slack.Message(old.ID).Latest().ShowsCode() }) {
+		t.Errorf("the older copy still shows the first code:\n%s", screenText(h.slack.Screen("U1", "C0SUPPORT")))
+	}
+	h.stop()
+	if n := len(h.wawp.Calls(fakewawp.RequestCode)) - calls; n != 0 {
+		t.Errorf("the click on the older copy asked Wawp for %d codes", n)
+	}
+	h.checkCodes("U1", first, true, "the first code, after the click on its copy")
+	h.checkCodes("U1", second, false, "the second code")
+	if got := shown(h.slack.Message(old.ID).Latest()); !strings.Contains(got, "replaced by a newer one") {
+		t.Errorf("the older copy shows:\n%s", got)
+	}
 }
