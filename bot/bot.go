@@ -48,6 +48,10 @@ type Config struct {
 	// Delivery is where codes go (the config file's delivery): "" for the
 	// default, else by instance ID; unset means ephemeral.
 	Delivery map[string]pairing.Delivery
+	// Announce says whether a status card is posted in the channel where
+	// /link was typed (the config file's announce): "" for the default,
+	// else by instance ID; unset means no card.
+	Announce map[string]bool
 	// EditsPerMinute is the shared budget of chat.update calls (DM edits)
 	// across all pairings; zero means DefaultEditsPerMinute, below Slack's
 	// Tier 3 limit of about 50 a minute per workspace.
@@ -78,7 +82,9 @@ type Bot struct {
 	sm     *socketmode.Client
 	log    *slog.Logger
 	teamID string
-	work   sync.WaitGroup
+	// botName is the bot user's name (auth.test), for "/invite @name".
+	botName string
+	work    sync.WaitGroup
 	// working counts the work goroutines running, for the shutdown log.
 	working atomic.Int64
 
@@ -163,7 +169,7 @@ func (b *Bot) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("checking SLACK_BOT_TOKEN with Slack's auth.test: %w", err)
 	}
-	b.teamID = auth.TeamID
+	b.teamID, b.botName = auth.TeamID, auth.User
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
 	open := true
 	for _, a := range b.cfg.Access {

@@ -98,7 +98,7 @@ const maxEditsInFlight = 32
 // or rate-limited message never holds up the others, and a pairing whose
 // edit is still in flight is skipped until it lands.
 //
-// DM edits (chat.update) share the workspace's rate limit, so the tick
+// DM and card edits (chat.update) share the workspace's rate limit, so the tick
 // hands out the shared edit budget (editBudget) in order of importance:
 // final states first (they take a code off the screen), then countdown
 // steps, the oldest pairing first. A pairing left without a use is edited
@@ -112,21 +112,26 @@ func (b *Bot) Tick(ctx context.Context) {
 	}
 	now := b.cfg.Service.Now()
 	type job struct {
-		p      pairing.Pairing
-		update bool // a DM edit is due
-		other  bool // something else is: a post, or stopping to watch it
-		final  bool
+		p          pairing.Pairing
+		update     bool // a DM edit is due
+		cardUpdate bool // a card edit is due
+		other      bool // something else is: a post, or stopping to watch it
+		final      bool
 	}
 	var jobs []job
 	for _, p := range pairings {
 		post, update := dmDue(p, now)
+		cardPost, cardUpdate := cardDue(p, now)
 		// A final pairing is still watched only until show stops watching
 		// it, even when its views are already shown (or gone).
-		other := ephemeralDue(p, now) || post || p.Final()
-		if !other && !update {
+		other := ephemeralDue(p, now) || post || cardPost || p.Final()
+		if !other && !update && !cardUpdate {
 			continue
 		}
-		jobs = append(jobs, job{p: p, update: update, other: other, final: p.Final() || !showingCode(p, now)})
+		// A hand-off's code not yet in its recipient's DM ranks with the
+		// final states: someone is waiting for it.
+		urgent := p.Final() || !showingCode(p, now) || p.DM.LastView == viewWaiting
+		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, other: other, final: urgent})
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int {
 		if a.final != b.final {
@@ -141,11 +146,15 @@ func (b *Bot) Tick(ctx context.Context) {
 		if _, busy := b.editing.LoadOrStore(j.p.ID, true); busy {
 			continue
 		}
-		how := showing{answer: onNone, edit: editNot}
+		how := showing{answer: onNone, edit: editNot, card: editNot}
 		if j.update && b.edits.take() {
 			how.edit = editGranted
-		} else if !j.other {
-			b.editing.Delete(j.p.ID) // only a DM edit is due, and the budget has none left now
+		}
+		if j.cardUpdate && b.edits.take() {
+			how.card = editGranted
+		}
+		if !j.other && how.edit != editGranted && how.card != editGranted {
+			b.editing.Delete(j.p.ID) // only edits are due, and the budget has none left now
 			continue
 		}
 		b.ticking.Add(1)
@@ -155,8 +164,10 @@ func (b *Bot) Tick(ctx context.Context) {
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
-				if how.edit == editGranted {
-					b.edits.refund()
+				for _, e := range []dmEdit{how.edit, how.card} {
+					if e == editGranted {
+						b.edits.refund()
+					}
 				}
 				return
 			}

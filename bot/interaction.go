@@ -70,8 +70,10 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	case ActionNewCode, ActionTryAgain:
 		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
 			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: click.ResponseURL, URLIssued: now, ClickTS: click.TS,
-			// Checked against the channel the pairing was requested in.
-			Allowed: func(instanceID, channel string) bool { return b.allowed(instanceID, cb.User.ID, channel) },
+			// Checked for the pairing's requester (a hand-off's recipient
+			// clicks on their behalf), against the channel it was
+			// requested in.
+			Allowed: func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
 		})
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, click)

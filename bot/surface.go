@@ -31,7 +31,14 @@ import (
 //     countdown step, the link and the final state replace it in place, so
 //     the code is really gone when the pairing ends. chat.update is
 //     rate-limited per workspace: every DM edit spends the shared edit
-//     budget (editBudget).
+//     budget (editBudget). A hand-off's DM is its recipient's: it is
+//     opened before the code is asked for (HandoffWaitingView), then kept
+//     live the same way.
+//   - the status card (announce): one public message in the channel where
+//     /link was typed, posted with chat.postMessage once the code is live
+//     and kept current with chat.update (the shared edit budget too). It
+//     never shows the code or the full number, and it changes only with
+//     the pairing's state: no countdown.
 
 // surface names where a view is shown.
 type surface int
@@ -39,6 +46,7 @@ type surface int
 const (
 	onEphemeral surface = iota // the requester's ephemeral messages in the channel
 	onDM                       // the code's message in the DM
+	onCard                     // the status card in the channel
 	onNone      surface = -1
 )
 
@@ -57,10 +65,13 @@ const (
 	viewPosted = "live:posted"
 	// viewDMSent is the channel's line saying the code went to the DM.
 	viewDMSent = "dm_sent"
-	// viewStuck is the DM LastView of a message chat.update can no longer
-	// edit (edit_window_closed, message_not_found): no more countdown
-	// steps; its final state is posted anew.
+	// viewStuck is the DM or card LastView of a message chat.update can no
+	// longer edit (edit_window_closed, message_not_found): no more
+	// countdown steps; its final state is posted anew.
 	viewStuck = "stuck"
+	// viewWaiting is a hand-off DM's LastView once it is opened, before
+	// the code is there: who is sending it, for which phone.
+	viewWaiting = "waiting"
 )
 
 // dmSteps is how many steps a DM's countdown has: a DM has no use budget,
@@ -109,15 +120,18 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 		return ""
 	case p.InDM():
 		// The code is in the DM. The channel gets one line once the DM
-		// exists, and the end only where a click made its line editable
-		// (or when it never got the line).
+		// exists (a hand-off's, once it shows the code), and the end only
+		// where a click made its line editable (or when it never got the
+		// line). A hand-off's requester is told the end anyway: the
+		// command's response_url takes it as its second post, below the
+		// line, as in the ephemeral flow.
 		if showingCode(p, now) {
-			if !p.DM.Posted() {
+			if !p.DM.Posted() || p.HandedTo() != "" && !showsCode(p.DM.LastView) {
 				return ""
 			}
 			return viewDMSent
 		}
-		if !editable && p.LastView != "" {
+		if !editable && p.LastView != "" && p.HandedTo() == "" {
 			return p.LastView
 		}
 		return endKey(p)
@@ -136,8 +150,10 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 // dmKey names what p's DM message should show at now ("": p has no DM).
 func dmKey(p pairing.Pairing, now time.Time) string {
 	switch {
-	case !p.InDM() || p.State == pairing.StateRequesting:
+	case !p.InDM():
 		return ""
+	case p.State == pairing.StateRequesting:
+		return p.DM.LastView // in flight: it shows what it shows (a hand-off's, that the code is on its way)
 	case showingCode(p, now):
 		step, _ := dmStep(p, now)
 		return fmt.Sprintf("live:%d", step)
@@ -177,6 +193,43 @@ func dmDone(p pairing.Pairing, now time.Time) bool {
 	return p.DM.LastView == dmKey(p, now)
 }
 
+// cardKey names what p's status card should show at now ("": nothing,
+// or no card). A card is posted once the code is live (a request that
+// never got a code gets none); it changes with the state and with a new
+// code's expiry, never with the time left.
+func cardKey(p pairing.Pairing, now time.Time) string {
+	switch {
+	case !p.Announced():
+		return ""
+	case p.State == pairing.StateRequesting:
+		return p.Card.LastView // a renewal in flight: the card shows what it shows
+	case showingCode(p, now):
+		return fmt.Sprintf("card:live:%d", p.ExpiresAt.Unix())
+	case p.Card.TS == "":
+		return ""
+	}
+	return "card:" + endKey(p)
+}
+
+// cardDue reports what p's card needs at now: its first post
+// (chat.postMessage), or an edit (chat.update, from the edit budget).
+func cardDue(p pairing.Pairing, now time.Time) (post, update bool) {
+	if !p.Announced() {
+		return false, false
+	}
+	key := cardKey(p, now)
+	if p.Card.TS == "" {
+		return key != "", false
+	}
+	return false, key != "" && key != p.Card.LastView && (p.Card.LastView != viewStuck || p.Final())
+}
+
+// cardDone reports whether p's card shows all it ever will.
+func cardDone(p pairing.Pairing, now time.Time) bool {
+	post, update := cardDue(p, now)
+	return !post && !update
+}
+
 // render is the message for p at now on surface s.
 func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s surface) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
@@ -184,9 +237,16 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 	// nextCode is when the phone's limit next allows a code; only the code,
 	// expired and interrupted views show it, so only they read the store for it.
 	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(ctx, p.Phone, now) }
+	handedTo := p.HandedTo()
 	switch {
+	case s == onCard:
+		return b.renderCard(p, now)
+	case showingCode(p, now) && s == onEphemeral && handedTo != "":
+		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, b.cardNote(p))
 	case showingCode(p, now) && s == onEphemeral && p.InDM():
-		return DMSentView(p.ID, phone, p.InstanceName, p.ExpiresAt)
+		return withNote(DMSentView(p.ID, phone, p.InstanceName, p.ExpiresAt), b.cardNote(p))
+	case s == onDM && handedTo != "" && p.State == pairing.StateRequesting:
+		return HandoffWaitingView(p.RequestedBy, phone, p.InstanceName)
 	case showingCode(p, now):
 		m := CodeModel{
 			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
@@ -199,15 +259,29 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		if s == onDM {
 			_, m.Now = dmStep(p, now)
 			m.DM, m.Channel = true, p.Channel
+			if handedTo != "" {
+				m.HandedBy = p.RequestedBy
+			}
 		} else if _, _, editable := p.Editor(); editable {
 			_, m.Now = countdownStep(p, now)
 		} else {
 			m.Static = true
 		}
-		if s == onEphemeral && p.DM.Failed != "" {
-			m.Note = dmFailedNote(p.DM.Failed)
+		if s == onEphemeral {
+			var notes []string
+			if p.DM.Failed != "" {
+				notes = append(notes, dmFailedNote(p.DM.Failed))
+			}
+			if note := b.cardNote(p); note != "" {
+				notes = append(notes, note)
+			}
+			m.Note = strings.Join(notes, "\n")
 		}
 		return CodeView(m)
+	case s == onDM && handedTo != "" && p.IssuedAt.IsZero():
+		// The request ended without a code (Wawp failed, the bot was
+		// interrupted): the requester is told why, in their own words.
+		return HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
 	case p.State == pairing.StateLinked:
 		return LinkedView(phone, p.InstanceName, p.EndedAt)
 	case p.State == pairing.StateWrongPhone:
@@ -215,6 +289,9 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:
+		if code, ok := pairing.ReasonDM(p.Reason); ok {
+			return HandoffDMRefusedView(p.DM.Recipient, code)
+		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
 			return WawpErrorView(err, p.InstanceName)
 		}
@@ -236,6 +313,34 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
 	return EndedView()
+}
+
+// renderCard is p's status card at now.
+func (b *Bot) renderCard(p pairing.Pairing, now time.Time) Message {
+	m := CardModel{
+		Requester: p.RequestedBy, Recipient: p.HandedTo(), Instance: p.InstanceName,
+		Masked: pairing.MaskPhone(pairing.PhoneFromDigits(p.Phone).International), State: p.State,
+		ExpiresAt: p.ExpiresAt, EndedAt: p.EndedAt, Reason: p.Reason,
+	}
+	if showingCode(p, now) {
+		m.State = pairing.StateLive
+	} else if p.State == pairing.StateLive {
+		m.State = pairing.StateExpired // past its expiry, not marked yet
+	}
+	if p.LinkedPhone != "" {
+		m.LinkedMasked = pairing.MaskPhone(pairing.PhoneFromDigits(p.LinkedPhone).International)
+	}
+	return CardView(m)
+}
+
+// cardNote is what p's requester is told, once, in their first answer
+// (never in a renewal's), when its status card could not be posted: how to
+// add the bot to the channel.
+func (b *Bot) cardNote(p pairing.Pairing) string {
+	if p.Card.Failed == "" || p.Renews != "" {
+		return ""
+	}
+	return cardNote(b.botName, p.Card.Failed)
 }
 
 // later is the later of two times.
@@ -260,7 +365,8 @@ type showing struct {
 	// answer is the surface a click came from: its answer is posted there
 	// even when the view is already shown (onNone: nothing is forced).
 	answer surface
-	edit   dmEdit
+	edit   dmEdit // for the DM
+	card   dmEdit // for the status card
 }
 
 // show brings p's messages up to date: each surface only when its view
@@ -285,15 +391,20 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 		p = fresh
 	}
 	if p.State == pairing.StateSuperseded {
-		if how.edit == editGranted {
-			b.edits.refund()
+		for _, e := range []dmEdit{how.edit, how.card} {
+			if e == editGranted {
+				b.edits.refund()
+			}
 		}
 		b.recordView(ctx, p, p.LastView, true)
 		return
 	}
 	now := b.cfg.Service.Now()
+	// The card first: if it cannot be posted, the requester's first answer
+	// says how to add the bot to the channel.
+	p = b.showCard(ctx, p, now, how.card)
 	p = b.showDM(ctx, p, now, how)
-	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now))
+	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now) && b.cardSettled(ctx, p, now))
 }
 
 // recordView records key as p's ephemeral view, and unwatch.
@@ -371,55 +482,119 @@ func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Tim
 // user ID, which opens the app's DM with them), then chat.update for every
 // later view, each spending the shared edit budget. Slack refusing the DM
 // (the Messages tab is off, …) ends it for this pairing: the code goes to
-// the ephemeral message instead, which says why. A chat.update that can
-// no longer edit the message (edit_window_closed, message_not_found) stops
-// the countdown there; the final state is then posted anew and the DM
-// follows that message.
+// the ephemeral message instead, which says why. (A hand-off's DM is
+// opened before the code is asked for, by openHandoffDM, so a refused one
+// never gets a code.) A chat.update that can no longer edit the message
+// (edit_window_closed, message_not_found) stops the countdown there; the
+// final state is then posted anew and the DM follows that message.
 func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how showing) pairing.Pairing {
 	post, update := dmDue(p, now)
-	granted := how.edit == editGranted
+	return b.showPosted(ctx, p, now, how.edit, postedSurface{
+		kind: onDM, s: p.DM, to: p.DM.Recipient, key: dmKey(p, now), post: post, update: update,
+		record: func(ctx context.Context, dm pairing.Surface) (pairing.Pairing, error) {
+			return b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
+		},
+		refused: b.logDMRefused,
+	})
+}
+
+// showCard brings p's status card up to date and returns p as it then
+// stands: its first post in the channel (chat.postMessage, once the code
+// is live), then chat.update whenever the state changes, each spending the
+// shared edit budget. A channel the bot is not in (not_in_channel; a
+// private one: channel_not_found) ends the card for this pairing: the
+// requester's first answer says how to add the bot (cardNote).
+func (b *Bot) showCard(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit) pairing.Pairing {
+	post, update := cardDue(p, now)
+	if (post || update) && b.leavesCardAlone(ctx, p) {
+		post, update = false, false
+	}
+	return b.showPosted(ctx, p, now, edit, postedSurface{
+		kind: onCard, s: p.Card, to: p.Card.Channel, key: cardKey(p, now), post: post, update: update,
+		record: func(ctx context.Context, card pairing.Surface) (pairing.Pairing, error) {
+			return b.cfg.Service.RecordCard(ctx, p.ID, card)
+		},
+		refused: func(log *slog.Logger, code string) {
+			log.Warn("announce: Slack refused the status card; the pairing goes on without one, and the requester is told how to add the bot", "slack_error", code, "channel", p.Card.Channel)
+		},
+	})
+}
+
+// leavesCardAlone reports whether p, a renewal that got no code, leaves
+// the card to the pairing it renewed: Wawp turned the renewal away before
+// WhatsApp saw it, and the old code still works (the card goes on showing
+// it).
+func (b *Bot) leavesCardAlone(ctx context.Context, p pairing.Pairing) bool {
+	if p.Renews == "" || !p.IssuedAt.IsZero() || !p.Final() {
+		return false
+	}
+	old, err := b.cfg.Service.Pairing(ctx, p.Renews)
+	return err == nil && !old.Final()
+}
+
+// cardSettled reports whether p's card shows all it ever will (or is left
+// to the pairing p renewed).
+func (b *Bot) cardSettled(ctx context.Context, p pairing.Pairing, now time.Time) bool {
+	return cardDone(p, now) || b.leavesCardAlone(ctx, p)
+}
+
+// postedSurface is a non-ephemeral message of a pairing (its DM, its
+// card) as one show sees it.
+type postedSurface struct {
+	kind         surface
+	s            pairing.Surface
+	to           string // where the first post goes: a user ID (DM), a channel (card)
+	key          string // the view it should show
+	post, update bool
+	record       func(context.Context, pairing.Surface) (pairing.Pairing, error)
+	refused      func(log *slog.Logger, code string) // Slack refused the first post
+}
+
+// showPosted brings one posted surface up to date (see showDM, showCard)
+// and returns p as it then stands. edit says whether this show may spend
+// the shared edit budget on a chat.update.
+func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit, ps postedSurface) pairing.Pairing {
+	granted := edit == editGranted
 	defer func() {
 		if granted {
 			b.edits.refund() // the tick's grant went unused
 		}
 	}()
-	// A click on the DM is answered by the DM being current: a view it
-	// already shows is never posted again (it would only spend the edit
-	// budget).
-	if !post && !update {
+	// A click is answered by the message being current: a view it already
+	// shows is never posted again (it would only spend the edit budget).
+	if !ps.post && !ps.update {
 		return p
 	}
-	key := dmKey(p, now)
-	dm := p.DM
-	log := b.log.With("pairing", p.ID, "dm_view", key)
+	sf := ps.s
+	log := b.log.With("pairing", p.ID, "surface", surfaceName(ps.kind), "surface_view", ps.key)
 	message := func() []slack.MsgOption {
-		m := b.render(ctx, p, now, onDM)
+		m := b.render(ctx, p, now, ps.kind)
 		return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
 	}
 	switch {
-	case dm.LastView == viewStuck:
-		// Its message can no longer be edited, and the final state is due
-		// (dmDue): post it anew, with chat.postMessage (the edit budget's
-		// grant, if any, goes back).
-		return b.repostDM(ctx, p, key, message(), log)
-	case post:
+	case sf.LastView == viewStuck:
+		// Its message can no longer be edited, and the final state is due:
+		// post it anew, with chat.postMessage (the edit budget's grant, if
+		// any, goes back).
+		return b.repost(ctx, p, ps, message(), log)
+	case ps.post:
 		opts := message()
-		channel, ts, err := b.api.PostMessageContext(ctx, dm.Recipient, opts...)
+		channel, ts, err := b.api.PostMessageContext(ctx, ps.to, opts...)
 		if code, refused := slackRefusal(err); refused {
-			dm.Failed = code
-			b.logDMRefused(log, code)
+			sf.Failed = code
+			ps.refused(log, code)
 		} else if err != nil {
-			log.Warn("posting the code in a DM failed; the next tick tries again", "reason", webFailure(err))
+			log.Warn("posting the message failed; the next tick tries again", "reason", webFailure(err))
 			return p
 		} else {
-			dm.Channel, dm.TS, dm.LastView = channel, ts, key
+			sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
 		}
-	case how.edit == editNot, !granted && !b.edits.take():
+	case edit == editNot, !granted && !b.edits.take():
 		return p // the shared edit budget has no use left now: a later tick edits it
 	default:
 		granted = false // spent
 		opts := message()
-		sent, err := b.update(ctx, dm, opts)
+		sent, err := b.update(ctx, sf, opts)
 		if !sent {
 			return p // a 429 arrived meanwhile: no call until its Retry-After runs out
 		}
@@ -430,37 +605,48 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 		code, refused := slackRefusal(err)
 		switch {
 		case errors.As(err, &rl):
-			log.Warn("chat.update rate-limited: no DM edits until Retry-After runs out", "retry_after", rl.RetryAfter)
+			log.Warn("chat.update rate-limited: no edits until Retry-After runs out", "retry_after", rl.RetryAfter)
 			return p
 		case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
 			return p
 		case refused && (code == "edit_window_closed" || code == "message_not_found" || code == "cant_update_message"):
-			log.Warn("the DM message can no longer be edited", "reason", code)
+			log.Warn("the message can no longer be edited", "reason", code)
 			if p.Final() {
-				return b.repostDM(ctx, p, key, opts, log)
+				return b.repost(ctx, p, ps, opts, log)
 			}
-			dm.LastView = viewStuck
+			sf.LastView = viewStuck
 		case err != nil:
-			log.Warn("editing the DM failed; the next tick tries again", "reason", webFailure(err))
+			log.Warn("editing the message failed; the next tick tries again", "reason", webFailure(err))
 			return p
 		default:
-			dm.LastView = key
+			sf.LastView = ps.key
 		}
 	}
-	return b.recordDM(ctx, p, dm, log)
+	return b.recordSurface(ctx, p, ps, sf, log)
+}
+
+// surfaceName names a surface in the log.
+func surfaceName(s surface) string {
+	switch s {
+	case onDM:
+		return "dm"
+	case onCard:
+		return "card"
+	}
+	return "ephemeral"
 }
 
 // update makes one chat.update call, unless a 429's Retry-After is running
 // (then sent is false). Calls go one at a time, each after checking the
 // Retry-After: a call started beside the one Slack answered 429 would
 // arrive after it, before its Retry-After ran out.
-func (b *Bot) update(ctx context.Context, dm pairing.Surface, opts []slack.MsgOption) (sent bool, err error) {
+func (b *Bot) update(ctx context.Context, sf pairing.Surface, opts []slack.MsgOption) (sent bool, err error) {
 	b.updating.Lock()
 	defer b.updating.Unlock()
 	if b.edits.blocked() {
 		return false, nil
 	}
-	_, _, _, err = b.api.UpdateMessageContext(ctx, dm.Channel, dm.TS, opts...)
+	_, _, _, err = b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
@@ -475,25 +661,30 @@ func (b *Bot) update(ctx context.Context, dm pairing.Surface, opts []slack.MsgOp
 	return true, err
 }
 
-// repostDM posts p's final view anew in its DM, as a new message the DM
-// follows from then on: the old one can no longer be edited.
-func (b *Bot) repostDM(ctx context.Context, p pairing.Pairing, key string, opts []slack.MsgOption, log *slog.Logger) pairing.Pairing {
-	dm := p.DM
-	channel, ts, err := b.api.PostMessageContext(ctx, dm.Channel, opts...)
+// repost posts p's final view anew where its surface was, as a new
+// message the surface follows from then on: the old one can no longer be
+// edited.
+func (b *Bot) repost(ctx context.Context, p pairing.Pairing, ps postedSurface, opts []slack.MsgOption, log *slog.Logger) pairing.Pairing {
+	sf := ps.s
+	channel, ts, err := b.api.PostMessageContext(ctx, sf.Channel, opts...)
 	if err != nil {
-		log.Warn("posting the final state anew in the DM failed; the next tick tries again", "reason", webFailure(err))
+		log.Warn("posting the final state anew failed; the next tick tries again", "reason", webFailure(err))
 		return p
 	}
-	dm.Channel, dm.TS, dm.LastView = channel, ts, key
-	return b.recordDM(ctx, p, dm, log)
+	sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
+	return b.recordSurface(ctx, p, ps, sf, log)
 }
 
-// recordDM stores dm as p's DM surface and returns p as stored.
-func (b *Bot) recordDM(ctx context.Context, p pairing.Pairing, dm pairing.Surface, log *slog.Logger) pairing.Pairing {
-	stored, err := b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
+// recordSurface stores sf as the surface ps of p and returns p as stored.
+func (b *Bot) recordSurface(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
+	stored, err := ps.record(ctx, sf)
 	if err != nil {
-		log.Error("recording the DM", "err", err)
-		p.DM = dm
+		log.Error("recording the message", "err", err)
+		if ps.kind == onCard {
+			p.Card = sf
+		} else {
+			p.DM = sf
+		}
 		return p
 	}
 	return stored
@@ -503,11 +694,16 @@ func (b *Bot) recordDM(ctx context.Context, p pairing.Pairing, dm pairing.Surfac
 // went to the ephemeral message instead; for messages_tab_disabled it names
 // the manifest setting that fixes it.
 func (b *Bot) logDMRefused(log *slog.Logger, code string) {
+	b.logDMRefusedFor(log, code, "the code is shown ephemerally instead")
+}
+
+// logDMRefusedFor is logDMRefused with what happens instead.
+func (b *Bot) logDMRefusedFor(log *slog.Logger, code, instead string) {
 	if code == "messages_tab_disabled" {
-		log.Warn("delivery dm: Slack refused the DM because the app's Messages tab is off; the code is shown ephemerally instead. Turn on features.app_home.messages_tab_enabled in the app manifest (App Home → Messages Tab)", "slack_error", code)
+		log.Warn("Slack refused the DM because the app's Messages tab is off; "+instead+". Turn on features.app_home.messages_tab_enabled in the app manifest (App Home → Messages Tab)", "slack_error", code)
 		return
 	}
-	log.Warn("delivery dm: Slack refused the DM; the code is shown ephemerally instead", "slack_error", code)
+	log.Warn("Slack refused the DM; "+instead, "slack_error", code)
 }
 
 // slackRefusal reports whether err is Slack answering ok:false (a refusal

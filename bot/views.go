@@ -169,6 +169,12 @@ func UsageView(err *UsageError) Message {
 		t = "❓ History of what? Type `/link history <phone>` or `/link history <instance>`."
 	case UsageBadInstance:
 		t = fmt.Sprintf("❓ %s is not an instance name. Type `/link <instance> <phone>`; `/link help` lists the instances.", quote(err.Input))
+	case UsageMention:
+		t = "❓ To hand the code to the person holding the phone, mention them once, last: `/link <instance> <phone> @person`."
+	case UsageNotAPerson:
+		t = fmt.Sprintf("❓ %s is not a person. A code can be handed to one person only: `/link <instance> <phone> @person`.", quote(err.Input))
+	case UsageMentionUnescaped:
+		t = fmt.Sprintf("❓ Slack sent %s as plain text, so the bot cannot tell who it is. Ask the admin to turn on *Escape channels, users, and links* for /link (should_escape in manifest.yml); meanwhile run `/link <instance> <phone>` and read the code to them.", quote(err.Input))
 	default:
 		t = "❓ The command contains characters that cannot be part of an instance or a phone number. Type `/link <instance> <phone>`."
 	}
@@ -242,6 +248,9 @@ type CodeModel struct {
 	// where the code was asked for.
 	DM      bool
 	Channel string
+	// HandedBy is the requester who handed the code to the DM's recipient
+	// (a hand-off); "" when the requester reads their own DM.
+	HandedBy string
 	// Note, when set, comes first: why the code is here and not where it
 	// was meant to go (a DM Slack refused).
 	Note string
@@ -292,6 +301,9 @@ func CodeView(m CodeModel) Message {
 	meta := fmt.Sprintf("%s · requested by <@%s> · only you can see this", limitNote, escape(m.RequestedBy))
 	if m.DM {
 		meta = fmt.Sprintf("%s · requested by <@%s>", limitNote, escape(m.RequestedBy))
+		if m.HandedBy != "" {
+			meta = fmt.Sprintf("%s · sent to you by <@%s>", limitNote, escape(m.HandedBy))
+		}
 		if m.Channel != "" {
 			meta += fmt.Sprintf(" in <#%s>", escape(m.Channel))
 		}

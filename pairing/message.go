@@ -15,7 +15,7 @@ func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
 }
 
 // Refresh is a Refresh click by user on pairing id's message. Only the
-// requester may (ErrNotYours). A click on an ephemeral message brought a
+// requester, or the person it was handed to, may (ErrNotYours). A click on an ephemeral message brought a
 // fresh response_url with a fresh budget of posts that replaces that
 // message: its later edits go through it (responseURL is empty for a
 // click on the DM, edited with chat.update).
@@ -24,7 +24,7 @@ func (s *Service) Refresh(ctx context.Context, id, user string, click Click) (Pa
 	if err != nil {
 		return p, err
 	}
-	if p.RequestedBy != user {
+	if !p.MayUse(user) {
 		return p, ErrNotYours
 	}
 	return s.rebind(ctx, p, click)
@@ -63,6 +63,17 @@ func (s *Service) RecordDM(ctx context.Context, id string, dm Surface, unwatch b
 		return p, err
 	}
 	return p, s.db.RecordView(ctx, id, p.LastView, true)
+}
+
+// RecordCard stores pairing id's status card as the bot last left it (the
+// channel and ts chat.postMessage returned, the view it shows, or why it
+// could not be posted), so later edits, a restart's included, go to that
+// message.
+func (s *Service) RecordCard(ctx context.Context, id string, card Surface) (Pairing, error) {
+	return s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
+		p.Card = card
+		return nil
+	})
 }
 
 // NextCodeAt is when phone's limit next allows a code: now (or earlier)

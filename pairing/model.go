@@ -85,7 +85,7 @@ type Pairing struct {
 	// delivery dm (zero otherwise).
 	DM Surface `json:"dm,omitzero"`
 	// Card is the pairing's status card in the channel (announce; zero
-	// otherwise).
+	// otherwise): Channel is set when the card is wanted, TS once posted.
 	Card Surface `json:"card,omitzero"`
 
 	Code        string    `json:"code,omitempty"` // wiped when the pairing ends
@@ -126,7 +126,8 @@ type Surface struct {
 	TS      string `json:"ts,omitempty"` // the message's ts; empty until posted
 	// LastView is the key of the view the message shows.
 	LastView string `json:"last_view,omitempty"`
-	// Recipient is who a DM is for.
+	// Recipient is who a DM is for: the requester (delivery dm), or the
+	// person they handed the code to (hand-off).
 	Recipient string `json:"recipient,omitempty"`
 	// Failed is Slack's error when the message could not be posted (e.g.
 	// messages_tab_disabled); the pairing went on without it.
@@ -141,6 +142,28 @@ func (s Surface) Posted() bool { return s.TS != "" && s.Failed == "" }
 // a recipient), and the DM did not fail (then the code is shown
 // ephemerally instead).
 func (p Pairing) InDM() bool { return p.DM.Recipient != "" && p.DM.Failed == "" }
+
+// HandedTo is who the requester handed the code to (/link <instance>
+// <phone> @agent): the recipient of its DM when that is someone else, ""
+// when the requester keeps the code.
+func (p Pairing) HandedTo() string {
+	if p.DM.Recipient != p.RequestedBy {
+		return p.DM.Recipient
+	}
+	return ""
+}
+
+// MayUse reports whether user may use p's buttons: its requester, who owns
+// it, or the person it was handed to, who holds the phone (Refresh, Cancel,
+// and New code once the code has expired: issue 9's hand-off).
+func (p Pairing) MayUse(user string) bool {
+	return user != "" && (user == p.RequestedBy || user == p.HandedTo())
+}
+
+// Announced reports whether p has a status card to keep current: announce
+// was on for it, and the card was not refused (the bot not in the
+// channel: the pairing then goes on without one).
+func (p Pairing) Announced() bool { return p.Card.Channel != "" && p.Card.Failed == "" }
 
 // Click is what a click on one of a pairing's ephemeral messages brings:
 // a response_url that replaces the clicked message, when it was issued,
@@ -341,6 +364,10 @@ type Event struct {
 	// InstanceID is the 12-character Wawp instance ID (events written
 	// before it was recorded have only Instance).
 	InstanceID string `json:"instance_id,omitempty"`
+	// Recipient is who User handed the code to (/link <instance> <phone>
+	// @agent), on every event of a hand-off and on its refusals; empty
+	// when the requester kept the code.
+	Recipient string `json:"recipient,omitempty"`
 	// Digits is the phone, country code first, handed to the storage only
 	// so it can compute PhoneKey; it is never stored or returned.
 	Digits string `json:"-"`

@@ -32,6 +32,7 @@ func TestOutcomeOf(t *testing.T) {
 		{fmt.Errorf("pairing %q: %w", "x", ErrNotFound), "ended"},
 		{ErrNotYours, "ended"},
 		{ErrReplaced, "replaced"},
+		{fmt.Errorf("hand-off: %w", &DMError{Code: "messages_tab_disabled"}), "dm_refused"},
 		{fmt.Errorf("disk full"), "internal_error"},
 	}
 	for _, tt := range tests {

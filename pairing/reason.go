@@ -25,11 +25,28 @@ const (
 	ReasonInternal = "internal" // the bot itself failed
 	reasonWawp     = "wawp:"
 	reasonStatus   = "status:"
+	reasonDM       = "dm:"
 )
+
+// DMError says the DM a hand-off's code was to go to could not be posted:
+// Code is Slack's error (messages_tab_disabled, …), or how the call failed.
+// The request then ends before request-code, so it never counts.
+type DMError struct{ Code string }
+
+func (e *DMError) Error() string { return "the recipient's DM could not be posted: " + e.Code }
+
+// ReasonDM is the Slack error a failed pairing's Reason names when its
+// hand-off DM could not be posted ("" and false for any other reason).
+func ReasonDM(reason string) (string, bool) {
+	return strings.CutPrefix(reason, reasonDM)
+}
 
 // failureReason names cause for a failed pairing's Reason: "wawp:timeout"
 // and the like for a failed Wawp call, else ReasonInternal.
 func failureReason(cause error) string {
+	if derr, ok := errors.AsType[*DMError](cause); ok {
+		return reasonDM + derr.Code
+	}
 	for _, r := range wawpReasons {
 		if errors.Is(cause, r.kind) {
 			return reasonWawp + r.name

@@ -238,8 +238,18 @@ type Request struct {
 	// Delivery is where the code goes; with DeliveryDM and no DM, the DM
 	// is the requester's.
 	Delivery Delivery
-	// DM is the DM message a renewal inherits from the pairing it renews.
+	// DM is the DM message a renewal inherits from the pairing it renews;
+	// for a hand-off, its Recipient is the person the code goes to.
 	DM Surface
+	// Card is the status card: a renewal's, inherited; Channel alone asks
+	// for one to be posted there (announce).
+	Card Surface
+	// Prepare, when set, runs once the request is past the limits and the
+	// session check, just before request-code. A hand-off opens the
+	// recipient's DM there: a DM Slack refuses then costs no attempt, and
+	// no code exists that nobody could be shown. Its error ends the
+	// request uncounted (request-code was never sent); a *DMError says why.
+	Prepare func(ctx context.Context, p Pairing) error
 	// Replaces is the pairing a "New code" or "Try again" click renews.
 	Replaces string
 	// Message is the Slack message the pairing is shown in, when it is not
@@ -258,7 +268,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
-		Delivery: req.Delivery, DM: req.DM, Renews: req.Replaces, Message: req.Message,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces, Message: req.Message,
 	}
 	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
 		p.DM.Recipient = req.User
@@ -285,6 +295,11 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	session, err := s.sessionInfo(ctx, p.Instance)
 	if err == nil && session.Status != StatusScanQR {
 		err = &StatusError{Status: session.Status, Me: session.Me}
+	}
+	if err == nil && req.Prepare != nil {
+		if err = req.Prepare(ctx, p); err != nil && !errors.As(err, new(*DMError)) {
+			err = &DMError{Code: err.Error()}
+		}
 	}
 	if err != nil {
 		return s.fail(ctx, p, req, log, err, false)
@@ -439,7 +454,7 @@ func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairin
 // Renewal is a "New code" or "Try again" click.
 type Renewal struct {
 	ID   string // the pairing whose button was clicked
-	User string // who clicked
+	User string // who clicked: its requester, or the person it was handed to
 	Team string // the clicker's workspace
 	// ResponseURL is the click's, with a fresh budget of posts: it replaces
 	// the clicked ephemeral message. Empty for a click on the DM, which is
@@ -447,29 +462,31 @@ type Renewal struct {
 	ResponseURL string
 	URLIssued   time.Time
 	ClickTS     string // the clicked message's ts
-	// Allowed says whether the access rules let User request codes for
-	// instanceID when asked in channel (where the pairing was requested);
-	// nil allows everyone.
-	Allowed func(instanceID, channel string) bool
+	// Allowed says whether the access rules let user (the pairing's
+	// requester, whoever clicked) request codes for instanceID when asked in
+	// channel (where the pairing was requested); nil allows everyone.
+	Allowed func(user, instanceID, channel string) bool
 }
 
 // Renew asks again for the request behind pairing r.ID, through the same
-// limits. Only its requester may (ErrNotYours), and only while the access
-// rules still allow them: a message posted before the rules changed must
-// not keep handing out codes, so a click they no longer allow is audited
-// and refused with ErrNotAllowed. The renewal is shown where the old
-// pairing was: the click's response_url edits the clicked ephemeral
-// message, and the old pairing's DM, if any, carries on with the new code.
+// limits. Only its requester, or the person it was handed to, may
+// (ErrNotYours); the renewal is the requester's, who owns the pairing
+// (their user limit, their access), and only while the access rules still
+// allow the requester: a message posted before the rules changed must not
+// keep handing out codes, so a click they no longer allow is audited and
+// refused with ErrNotAllowed. The renewal is shown where the old pairing
+// was: the click's response_url edits the clicked ephemeral message, and
+// the old pairing's DM and card, if any, carry on with the new code.
 func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	old, err := s.db.Pairing(ctx, r.ID)
 	if err != nil {
 		return Pairing{}, err
 	}
-	if old.RequestedBy != r.User {
+	if !old.MayUse(r.User) {
 		return old, ErrNotYours
 	}
 	now := s.cfg.Now()
-	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
+	if r.Allowed != nil && !r.Allowed(old.RequestedBy, old.Instance, old.Channel) {
 		e := s.event(now, EventRefused, old, OutcomeAccessDenied)
 		e.Team = r.Team
 		if err := s.db.AppendAudit(ctx, e); err != nil {
@@ -505,14 +522,14 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	dm.LastView = ""
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: r.User, Team: old.Team, Channel: old.Channel,
-		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm,
+		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
+		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
 		Replaces: replaces, Message: old.MessageID(),
 	})
 }
 
-// Cancel ends a live pairing at its requester's wish (ErrNotYours for
-// anyone else); the code is wiped. The click's response_url (empty for a
+// Cancel ends a live pairing at the wish of its requester or of the person
+// it was handed to (ErrNotYours for anyone else); the code is wiped. The click's response_url (empty for a
 // click on the DM) becomes the ephemeral message's editor (see Refresh).
 // A pairing that already ended is left as it is and returned with
 // ErrEnded, rebound, so its message can show how it ended. A Cancel on a
@@ -523,13 +540,13 @@ func (s *Service) Cancel(ctx context.Context, id, user string, click Click) (Pai
 	// A copy of a message that a renewal took over (the channel's line of
 	// a code sent by DM, where New code was clicked) cancels the code that
 	// message shows now.
-	if old, err := s.db.Pairing(ctx, id); err == nil && old.State == StateSuperseded && old.RequestedBy == user {
+	if old, err := s.db.Pairing(ctx, id); err == nil && old.State == StateSuperseded && old.MayUse(user) {
 		if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.MessageID() == old.MessageID() {
 			id = holder.ID
 		}
 	}
 	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
-		if p.RequestedBy != user {
+		if !p.MayUse(user) {
 			return ErrNotYours
 		}
 		if !p.Live(now) {
@@ -566,7 +583,7 @@ func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
 		Instance: p.InstanceName, InstanceID: p.Instance, Phone: MaskPhone(PhoneFromDigits(p.Phone).International),
 		Digits:  p.Phone, // the store keeps only a keyed hash of it
-		Pairing: p.ID, Outcome: outcome,
+		Pairing: p.ID, Outcome: outcome, Recipient: p.HandedTo(),
 	}
 }
 

@@ -670,8 +670,8 @@ func TestRenew(t *testing.T) {
 		click := renewal(old.ID, "U1")
 		click.Team = "T-click"
 		var asked []string
-		click.Allowed = func(instanceID, channel string) bool {
-			asked = append(asked, instanceID+" "+channel)
+		click.Allowed = func(user, instanceID, channel string) bool {
+			asked = append(asked, user+" "+instanceID+" "+channel)
 			return false
 		}
 		before := len(r.events())
@@ -679,7 +679,7 @@ func TestRenew(t *testing.T) {
 		if !errors.Is(err, pairing.ErrNotAllowed) {
 			t.Errorf("err = %v, want ErrNotAllowed", err)
 		}
-		if diff := cmp.Diff([]string{inst1.ID + " C1"}, asked); diff != "" {
+		if diff := cmp.Diff([]string{"U1 " + inst1.ID + " C1"}, asked); diff != "" {
 			t.Errorf("access asked about (-want +got):\n%s", diff)
 		}
 		if calls := r.wawp.takeCalls(); len(calls) != 0 {
@@ -1107,4 +1107,116 @@ func TestDoneContext(t *testing.T) {
 	if diff := cmp.Diff(kinds(events), kinds(r.events())); diff != "" {
 		t.Errorf("the audit log changed (-want +got):\n%s", diff)
 	}
+}
+
+// handOff is U1's /link for phone on in, handed to U2: the code goes to
+// U2's DM, opened by prepare just before request-code.
+func handOff(in pairing.Instance, phone string, prepare func(context.Context, pairing.Pairing) error) pairing.Request {
+	req := request(in, phone, "U1")
+	req.Delivery, req.DM, req.Prepare = pairing.DeliveryDM, pairing.Surface{Recipient: "U2"}, prepare
+	return req
+}
+
+// TestHandOff (issue 9): a code handed to someone else is the requester's
+// (their limits, their access, their pairing) and is audited with its
+// recipient; the recipient may use its buttons, nobody else; a DM that
+// Slack refuses ends the request before request-code, uncounted.
+func TestHandOff(t *testing.T) {
+	t.Run("audited with the recipient", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		var prepared []string
+		p := r.start(handOff(inst1, digits, func(_ context.Context, p pairing.Pairing) error {
+			prepared = append(prepared, string(p.State)+" "+p.DM.Recipient)
+			return nil
+		}))
+		if diff := cmp.Diff([]string{"session INST00000001", "code INST00000001 " + digits}, r.wawp.takeCalls()); diff != "" {
+			t.Errorf("Wawp calls (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"requesting U2"}, prepared); diff != "" {
+			t.Errorf("prepare ran for (-want +got):\n%s", diff)
+		}
+		if p.RequestedBy != "U1" || p.HandedTo() != "U2" || !p.InDM() {
+			t.Errorf("pairing %+v; want U1's, handed to U2, in a DM", p)
+		}
+		if _, err := r.svc.Cancel(context.Background(), p.ID, "U2", pairing.Click{}); err != nil {
+			t.Fatalf("the recipient's Cancel: %v", err)
+		}
+		for _, e := range r.events() {
+			if e.User != "U1" || e.Recipient != "U2" {
+				t.Errorf("event %s: user %q, recipient %q; want U1 and U2", e.Kind, e.User, e.Recipient)
+			}
+		}
+		if diff := cmp.Diff([]string{"requested", "code_issued", "cancelled"}, kinds(r.events())); diff != "" {
+			t.Errorf("audit (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("the recipient's New code is the requester's request", func(t *testing.T) {
+		r := newRig(t, pairing.Config{UserLimit: pairing.Window{Max: 2, Period: time.Hour}})
+		old := r.start(handOff(inst1, digits, nil))
+		click := renewal(old.ID, "U2")
+		var asked []string
+		click.Allowed = func(user, instanceID, channel string) bool {
+			asked = append(asked, user)
+			return true
+		}
+		p, err := r.svc.Renew(context.Background(), click)
+		if err != nil || p.RequestedBy != "U1" || p.HandedTo() != "U2" || p.DM.Recipient != "U2" {
+			t.Fatalf("Renew by the recipient = %+v, %v; want U1's new code, still for U2", p, err)
+		}
+		if diff := cmp.Diff([]string{"U1"}, asked); diff != "" {
+			t.Errorf("access asked about (-want +got):\n%s", diff)
+		}
+		// Both codes count against the requester: a third is refused.
+		_, err = r.svc.Renew(context.Background(), renewal(p.ID, "U2"))
+		if lerr, ok := errors.AsType[*pairing.LimitError](err); !ok || lerr.Limit != pairing.LimitUser {
+			t.Errorf("third code: %v, want U1's user limit", err)
+		}
+	})
+	t.Run("nobody else may use its buttons", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		p := r.start(handOff(inst1, digits, nil))
+		r.wawp.takeCalls()
+		if _, err := r.svc.Cancel(context.Background(), p.ID, "U3", pairing.Click{}); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("Cancel by U3: %v, want ErrNotYours", err)
+		}
+		if _, err := r.svc.Renew(context.Background(), renewal(p.ID, "U3")); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("Renew by U3: %v, want ErrNotYours", err)
+		}
+		if _, err := r.svc.Refresh(context.Background(), p.ID, "U3", pairing.Click{}); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("Refresh by U3: %v, want ErrNotYours", err)
+		}
+		if calls := r.wawp.takeCalls(); len(calls) != 0 {
+			t.Errorf("Wawp called: %v", calls)
+		}
+	})
+	t.Run("a DM Slack refuses costs no attempt", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		p, err := r.svc.Start(context.Background(), handOff(inst1, digits, func(context.Context, pairing.Pairing) error {
+			return &pairing.DMError{Code: "messages_tab_disabled"}
+		}))
+		if derr, ok := errors.AsType[*pairing.DMError](err); !ok || derr.Code != "messages_tab_disabled" {
+			t.Fatalf("err = %v, want the DM's refusal", err)
+		}
+		if pairing.OutcomeOf(err) != pairing.OutcomeDMRefused {
+			t.Errorf("outcome %s", pairing.OutcomeOf(err))
+		}
+		if code, ok := pairing.ReasonDM(p.Reason); p.State != pairing.StateFailed || !ok || code != "messages_tab_disabled" || p.Code != "" {
+			t.Errorf("pairing %+v; want failed for the DM, no code", p)
+		}
+		if diff := cmp.Diff([]string{"session INST00000001"}, r.wawp.takeCalls()); diff != "" {
+			t.Errorf("Wawp calls (-want +got):\n%s", diff)
+		}
+		if n := r.count(digits); n != 0 {
+			t.Errorf("the phone's window counts %d codes, want 0", n)
+		}
+		ev := r.events()
+		if diff := cmp.Diff([]string{"requested", "error:dm_refused"}, kinds(ev)); diff != "" {
+			t.Errorf("audit (-want +got):\n%s", diff)
+		}
+		if ev[len(ev)-1].Recipient != "U2" {
+			t.Errorf("the refusal's recipient is %q", ev[len(ev)-1].Recipient)
+		}
+		// The instance is free again.
+		r.start(request(inst1, digits, "U1"))
+	})
 }

@@ -386,6 +386,41 @@ func TestCodeInPublicFails(t *testing.T) {
 	}
 }
 
+// A status card (a channel message) may show the masked phone and Slack's
+// markup (a date token's Unix time, user IDs), never the code or the whole
+// number: neither in its first post nor in an edit.
+func TestCardChecks(t *testing.T) {
+	var got []string
+	s := New(func(v string) { got = append(got, v) })
+	defer s.Close()
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	s.SetMessagesTab(true)
+	api := client(s)
+	section := func(text string) slack.MsgOption {
+		return slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject("mrkdwn", text, false, false), nil, nil))
+	}
+	fine := "📱 support-eg · +20 111 ••• 3333 · <@U0123456789> · expires at <!date^1764080000^{time_secs}|14:13:20 UTC> · code 1 of 3"
+	channel, ts, err := api.PostMessageContext(t.Context(), "CJOINED", msg("card"), section(fine))
+	if err != nil || len(got) != 0 {
+		t.Fatalf("a masked card: %v, violations %q", err, got)
+	}
+	for _, bad := range []string{
+		"+20 11 12223333 on support-eg", "201112223333", "(0111) 222-3333", "+1 415.555.2671", "code 7KQ2-M9XD",
+	} {
+		got = nil
+		api.UpdateMessageContext(t.Context(), channel, ts, msg("card"), section(bad))
+		api.PostMessageContext(t.Context(), "CJOINED", msg("card"), section(bad))
+		if len(got) != 2 {
+			t.Errorf("a card showing %q: violations %q, want one for the edit and one for the post", bad, got)
+		}
+	}
+	got = nil
+	api.PostMessageContext(t.Context(), "U1", msg("code"), section("7KQ2-M9XD for +20 11 12223333")) // a DM: fine
+	if len(got) != 0 {
+		t.Errorf("a DM: %q", got)
+	}
+}
+
 // chat.update is rate-limited per workspace: past the limit Slack answers
 // 429 with Retry-After, and a call before it runs out breaks the rules.
 func TestChatUpdateRateLimit(t *testing.T) {

@@ -139,6 +139,22 @@ var codePattern = regexp.MustCompile(`\b[A-Z0-9]{4}-[A-Z0-9]{4}\b`)
 // ShowsCode reports whether v shows something that looks like a pairing code.
 func (v Version) ShowsCode() bool { return codePattern.MatchString(v.Shown()) }
 
+// phonePattern is a phone number shown in full: seven digits or more in a
+// row, with the spaces, dashes, dots, slashes and parentheses numbers are
+// written with. A masked number (+20 111 ••• 3333) has at most five in a
+// row. Slack markup in angle brackets (date tokens carry a Unix time, user
+// IDs digits) is left out first (markup).
+var (
+	phonePattern = regexp.MustCompile(`\+?\d(?:[ \-./()\x{00a0}]*\d){6,}`)
+	markup       = regexp.MustCompile(`<[^<>]*>`)
+)
+
+// ShowsPhone reports whether v shows something that looks like a whole
+// phone number (markup aside).
+func (v Version) ShowsPhone() bool {
+	return phonePattern.MatchString(markup.ReplaceAllString(v.Shown(), ""))
+}
+
 // DMChannel is the ID of the app's DM with user, as chat.postMessage to
 // the user's ID reports it.
 func DMChannel(user string) string {
@@ -184,13 +200,18 @@ func (s *Server) changeMessageLocked(m *Message, v Version) {
 }
 
 // checkCodeLocked fails the test when v shows a pairing code where it must
-// never be: in a message a channel can see, or in any fallback text.
+// never be: in a message a channel can see, or in any fallback text; or a
+// whole phone number in a message a channel can see (a status card shows
+// only the masked number).
 func (s *Server) checkCodeLocked(m *Message, v Version) {
+	public := !m.Ephemeral && s.dmUser(m.Channel) == ""
 	switch {
 	case codePattern.MatchString(v.Text):
 		s.violateLocked("message %s: fallback text shows a pairing code: %q", m.ID, v.Text)
-	case !m.Ephemeral && s.dmUser(m.Channel) == "" && v.ShowsCode():
+	case public && v.ShowsCode():
 		s.violateLocked("message %s in channel %s shows a pairing code to everyone in it", m.ID, m.Channel)
+	case public && v.ShowsPhone():
+		s.violateLocked("message %s in channel %s shows a whole phone number to everyone in it: %q", m.ID, m.Channel, v.Shown())
 	}
 }
 

@@ -38,7 +38,10 @@ type config struct {
 	Access map[string]bot.Access
 	// Delivery is where codes go: "" for the default, else by instance ID
 	// (only those that set their own).
-	Delivery     map[string]pairing.Delivery
+	Delivery map[string]pairing.Delivery
+	// Announce says whether pairings get a status card in the channel: ""
+	// for the default, else by instance ID (only those that set their own).
+	Announce     map[string]bool
 	PhoneLimit   pairing.Window
 	UserLimit    pairing.Window
 	CodeLifetime time.Duration
@@ -70,7 +73,10 @@ type fileConfig struct {
 	Access accessConfig `yaml:"access"`
 	// Delivery is where codes go: ephemeral (the requester's ephemeral
 	// messages, the default) or dm (their DM with the app).
-	Delivery  string `yaml:"delivery"`
+	Delivery string `yaml:"delivery"`
+	// Announce posts a status card in the channel where /link was typed
+	// (who asked, for whom, the masked phone, how it stands).
+	Announce  *bool `yaml:"announce"`
 	Instances []struct {
 		Alias    string        `yaml:"alias"`
 		ID       string        `yaml:"id"`
@@ -78,6 +84,7 @@ type fileConfig struct {
 		TokenEnv string        `yaml:"token_env"`
 		Access   *accessConfig `yaml:"access"`
 		Delivery string        `yaml:"delivery"`
+		Announce *bool         `yaml:"announce"`
 	} `yaml:"instances"`
 }
 
@@ -107,6 +114,7 @@ func defaultConfig() config {
 		Tokens:         map[string]string{},
 		Access:         map[string]bot.Access{},
 		Delivery:       map[string]pairing.Delivery{"": pairing.DeliveryEphemeral},
+		Announce:       map[string]bool{"": false},
 	}
 }
 
@@ -326,11 +334,17 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if d, ok := fc.delivery(where+".delivery", fmt.Sprintf("%s (%s): delivery", where, alias), in.Delivery); ok && d != "" {
 			c.Delivery[in.ID] = d
 		}
+		if in.Announce != nil {
+			c.Announce[in.ID] = *in.Announce
+		}
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
 	c.Access[""] = f.Access.rules(fc, "access", "access")
 	if d, ok := fc.delivery("delivery", "delivery", f.Delivery); ok && d != "" {
 		c.Delivery[""] = d
+	}
+	if f.Announce != nil {
+		c.Announce[""] = *f.Announce
 	}
 	if len(unsetEnv) > maxConfigProblems {
 		unsetEnv = append(unsetEnv[:maxConfigProblems], fmt.Sprintf("… and %d more unset token_env variables", len(unsetEnv)-maxConfigProblems))
@@ -403,6 +417,7 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	fmt.Fprintf(stdout, "audit events kept: %s\n", retention)
 	fmt.Fprintf(stdout, "access: %s\n", describeAccess(c.Access[""]))
 	fmt.Fprintf(stdout, "codes go to: %s\n", describeDelivery(c.Delivery[""]))
+	fmt.Fprintf(stdout, "status cards: %s\n", describeAnnounce(c.Announce[""]))
 	for _, in := range c.Instances {
 		account := "WAWP_ACCESS_TOKEN"
 		if _, ok := c.Tokens[in.ID]; ok {
@@ -414,6 +429,9 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 		}
 		if d, ok := c.Delivery[in.ID]; ok {
 			line += ", codes go to: " + describeDelivery(d)
+		}
+		if a, ok := c.Announce[in.ID]; ok {
+			line += ", status cards: " + describeAnnounce(a)
 		}
 		fmt.Fprintln(stdout, line)
 	}
@@ -435,6 +453,13 @@ func describeDelivery(d pairing.Delivery) string {
 		return "the requester's DM with the bot (needs the app's Messages tab)"
 	}
 	return "the requester's ephemeral messages in the channel"
+}
+
+func describeAnnounce(on bool) string {
+	if on {
+		return "on (one public card per /link in its channel: masked phone and state, never the code; the bot must be in the channel)"
+	}
+	return "off"
 }
 
 func or(s, fallback string) string {
