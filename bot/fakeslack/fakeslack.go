@@ -132,7 +132,7 @@ func New(onViolation func(string)) *Server {
 		now:          time.Now, conns: map[*conn]bool{}, envelopes: map[string]*Envelope{},
 		urls: map[string]*responseURL{}, messages: map[string]*Message{},
 		changed: make(chan struct{}), onViolation: onViolation,
-		scopes:   map[string]bool{"commands": true, "chat:write": true, "usergroups:read": true},
+		scopes:   map[string]bool{"commands": true, "chat:write": true, "users:read": true, "usergroups:read": true},
 		channels: map[string]Channel{}, dms: map[string]string{}, users: map[string]User{}, limits: map[string]*methodLimit{},
 		// slack-go sends Origin: https://api.slack.com; accept it like Slack does.
 		upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
@@ -608,6 +608,9 @@ func (s *Server) SetUserGroup(group string, users ...string) {
 func (s *Server) userGroupMembers(w http.ResponseWriter, r *http.Request) {
 	if bearer(r) != BotToken {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	if !s.hasScope(w, "usergroups:read") {
 		return
 	}
 	r.ParseForm()

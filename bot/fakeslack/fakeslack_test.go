@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -485,6 +486,36 @@ func TestUsersInfo(t *testing.T) {
 	}
 	if _, err := api.GetUserInfoContext(t.Context(), "UNOBODY"); err == nil || err.Error() != "user_not_found" {
 		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// A Web API method called without the scope it needs answers
+// missing_scope: the scopes are manifest.yml's (the end-to-end harness
+// gives the fake those), so a scope the bot uses but the manifest lacks
+// fails a test.
+func TestMissingScope(t *testing.T) {
+	s := New(func(v string) { t.Errorf("%s", v) })
+	defer s.Close()
+	s.SetUser(User{ID: "U2", Name: "agent"})
+	s.SetUserGroup("S1", "U1")
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	api := client(s)
+	calls := func() []string {
+		var out []string
+		_, err := api.GetUserInfoContext(t.Context(), "U2")
+		out = append(out, fmt.Sprint(err))
+		_, err = api.GetUserGroupMembersContext(t.Context(), "S1")
+		out = append(out, fmt.Sprint(err))
+		_, _, err = api.PostMessageContext(t.Context(), "CJOINED", msg("card"))
+		out = append(out, fmt.Sprint(err))
+		return out
+	}
+	if diff := cmp.Diff([]string{"<nil>", "<nil>", "<nil>"}, calls()); diff != "" {
+		t.Errorf("with the default scopes (-want +got):\n%s", diff)
+	}
+	s.SetScopes("commands")
+	if diff := cmp.Diff([]string{"missing_scope", "missing_scope", "missing_scope"}, calls()); diff != "" {
+		t.Errorf("with commands only (-want +got):\n%s", diff)
 	}
 }
 

@@ -56,8 +56,10 @@ func (s *Server) SetMessagesTab(enabled bool) {
 }
 
 // SetScopes replaces the bot token's scopes (default: commands, chat:write,
-// usergroups:read). chat:write.public lets the bot post in public channels
-// it is not a member of.
+// users:read, usergroups:read). A Web API method called without the scope
+// it needs answers missing_scope (chat.* need chat:write, users.info
+// users:read, usergroups.users.list usergroups:read); chat:write.public
+// lets the bot post in public channels it is not a member of.
 func (s *Server) SetScopes(scopes ...string) {
 	s.mu.Lock()
 	s.scopes = map[string]bool{}
@@ -65,6 +67,18 @@ func (s *Server) SetScopes(scopes ...string) {
 		s.scopes[sc] = true
 	}
 	s.mu.Unlock()
+}
+
+// hasScope reports whether the bot token has scope; if not, it answers the
+// call missing_scope, as Slack does.
+func (s *Server) hasScope(w http.ResponseWriter, scope string) bool {
+	s.mu.Lock()
+	ok := s.scopes[scope]
+	s.mu.Unlock()
+	if !ok {
+		writeJSON(w, map[string]any{"ok": false, "error": "missing_scope", "needed": scope})
+	}
+	return ok
 }
 
 // SetChannel registers a channel. Channels a command is typed in are
@@ -274,6 +288,9 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
 		return
 	}
+	if !s.hasScope(w, "chat:write") {
+		return
+	}
 	r.ParseForm()
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
 	ephemeral := method == "chat.postEphemeral"
@@ -317,6 +334,9 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 	if bearer(r) != BotToken {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	if !s.hasScope(w, "chat:write") {
 		return
 	}
 	r.ParseForm()
@@ -381,6 +401,9 @@ func (s *Server) knownChannelLocked(id string) bool {
 func (s *Server) usersInfo(w http.ResponseWriter, r *http.Request) {
 	if bearer(r) != BotToken {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return
+	}
+	if !s.hasScope(w, "users:read") {
 		return
 	}
 	r.ParseForm()

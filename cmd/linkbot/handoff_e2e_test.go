@@ -460,3 +460,22 @@ func TestCardWithClickedEphemeral(t *testing.T) {
 	}
 	h.checkCard()
 }
+
+// TestManifest: the app manifest asks for exactly the scopes the bot uses
+// (the end-to-end tests run the fake with these scopes, so one missing
+// fails them: users:read for a hand-off's users.info, usergroups:read for
+// access rules), not chat:write.public (cards go only where the bot was
+// invited); /link escapes mentions, so a hand-off's arrives as <@U…|name>;
+// and the Messages tab is on, for DMs.
+func TestManifest(t *testing.T) {
+	m := readManifest(t)
+	if want := []string{"commands", "chat:write", "users:read", "usergroups:read"}; !slices.Equal(m.OAuth.Scopes.Bot, want) {
+		t.Errorf("bot scopes %q, want %q", m.OAuth.Scopes.Bot, want)
+	}
+	if len(m.Features.SlashCommands) != 1 || m.Features.SlashCommands[0].Command != "/link" || !m.Features.SlashCommands[0].ShouldEscape {
+		t.Errorf("slash commands %+v; want /link with should_escape: true", m.Features.SlashCommands)
+	}
+	if !m.Features.AppHome.MessagesTab {
+		t.Errorf("the Messages tab is off: DMs (delivery: dm, hand-offs) are refused")
+	}
+}

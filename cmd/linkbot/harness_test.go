@@ -118,26 +118,43 @@ func (h *harness) tickAndWait() {
 	}
 }
 
-// manifestMessagesTab reads manifest.yml's
-// features.app_home.messages_tab_enabled: whether Slack lets the app post
-// in its DMs with people (delivery: dm).
-func manifestMessagesTab(t testing.TB) bool {
+// appManifest is what manifest.yml sets that the fake must mirror.
+type appManifest struct {
+	Features struct {
+		AppHome struct {
+			MessagesTab bool `yaml:"messages_tab_enabled"`
+		} `yaml:"app_home"`
+		SlashCommands []struct {
+			Command      string `yaml:"command"`
+			ShouldEscape bool   `yaml:"should_escape"`
+		} `yaml:"slash_commands"`
+	} `yaml:"features"`
+	OAuth struct {
+		Scopes struct {
+			Bot []string `yaml:"bot"`
+		} `yaml:"scopes"`
+	} `yaml:"oauth_config"`
+}
+
+// readManifest reads manifest.yml.
+func readManifest(t testing.TB) appManifest {
 	t.Helper()
 	raw, err := os.ReadFile("../../manifest.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m struct {
-		Features struct {
-			AppHome struct {
-				MessagesTab bool `yaml:"messages_tab_enabled"`
-			} `yaml:"app_home"`
-		} `yaml:"features"`
-	}
+	var m appManifest
 	if err := yaml.Unmarshal(raw, &m); err != nil {
 		t.Fatalf("manifest.yml: %v", err)
 	}
-	return m.Features.AppHome.MessagesTab
+	return m
+}
+
+// manifestMessagesTab reads manifest.yml's
+// features.app_home.messages_tab_enabled: whether Slack lets the app post
+// in its DMs with people (delivery: dm, hand-offs).
+func manifestMessagesTab(t testing.TB) bool {
+	return readManifest(t).Features.AppHome.MessagesTab
 }
 
 // baseConfig is the config file every end-to-end test starts from.
@@ -169,9 +186,11 @@ func newHarness(t testing.TB) *harness {
 	}
 	t.Cleanup(h.slack.Close)
 	t.Cleanup(h.wawp.Close)
-	// Slack as the app made from manifest.yml has it: its Messages tab, and
-	// the harness's clock for the fake's limits and lifetimes.
+	// Slack as the app made from manifest.yml has it: its Messages tab, its
+	// bot scopes, and the harness's clock for the fake's limits and
+	// lifetimes.
 	h.slack.SetMessagesTab(manifestMessagesTab(t))
+	h.slack.SetScopes(readManifest(t).OAuth.Scopes.Bot...)
 	h.slack.SetClock(h.clock.Now)
 	h.wawp.AddInstance(instanceEG, "")
 	dir := t.TempDir()
