@@ -25,6 +25,13 @@ import (
 const (
 	demoInstance = "A1B2C3D4E5F6"
 	demoAgent    = "UAGENT"
+	// The hand-off: a coordinator in #field-ops sends a code for an
+	// instance with status cards (announce) to the field agent holding
+	// the phone.
+	demoField       = "B1B2C3D4E5F6"
+	demoCoordinator = "UCOORD"
+	demoFieldAgent  = "UFIELDAGENT"
+	demoFieldOps    = "C0FIELDOPS"
 	// demoLifetime is short so the demo ends in seconds; the transcript
 	// says so, since a real code lasts pairing.DefaultCodeLifetime.
 	demoLifetime = 9 * time.Second
@@ -47,6 +54,13 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	wawp := fakewawp.New("demo-wawp-token")
 	defer wawp.Close()
 	wawp.AddInstance(demoInstance, "")
+	wawp.AddInstance(demoField, "")
+	// Slack as the app made from manifest.yml has it (the Messages tab on,
+	// for DMs), the field agent a member of the workspace, and the bot
+	// invited to #field-ops (for its status cards).
+	slack.SetMessagesTab(true)
+	slack.SetUser(fakeslack.User{ID: demoFieldAgent, Name: "field-agent"})
+	slack.SetChannel(fakeslack.Channel{ID: demoFieldOps, Public: true, Member: true})
 
 	dir, err := os.MkdirTemp("", "linkbot-demo-")
 	if err != nil {
@@ -54,7 +68,8 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	}
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "linkbot.yml")
-	cfgText := "default_region: EG\ncode_lifetime: " + demoLifetime.String() + "\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + demoInstance + "\n    region: EG\n"
+	cfgText := "default_region: EG\ncode_lifetime: " + demoLifetime.String() + "\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + demoInstance + "\n    region: EG\n" +
+		"  - alias: field-eg\n    id: " + demoField + "\n    region: EG\n    announce: true\n"
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
 	}
@@ -79,10 +94,14 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 		<-done
 	}()
 
-	p := &transcript{out: stdout, slack: slack, json: *asJSON, reader: reader{names: map[string]string{demoAgent: "agent"}, loc: time.Local}}
+	p := &transcript{out: stdout, slack: slack, json: *asJSON, reader: reader{
+		names:    map[string]string{demoAgent: "agent", demoCoordinator: "coordinator", demoFieldAgent: "field-agent"},
+		channels: map[string]string{"C0SUPPORT": "support", demoFieldOps: "field-ops"},
+		loc:      time.Local,
+	}}
 	zone, _ := time.Now().Zone()
 	fmt.Fprintln(stdout, "linkbot demo: the real bot, with an in-process Slack and Wawp (no account, no network).")
-	fmt.Fprintf(stdout, "Messages are shown as Slack renders them for the agent; times are in your time zone (%s).\n", zone)
+	fmt.Fprintf(stdout, "Messages are shown as Slack renders them for whoever sees them; times are in your time zone (%s).\n", zone)
 	fmt.Fprintf(stdout, "Time is sped up: codes here last %.0f s instead of %.0f s, so the countdown reads \"under a minute left\" throughout.\n",
 		cmp.Or(opts.codeLifetime, demoLifetime).Seconds(), pairing.DefaultCodeLifetime.Seconds())
 	if !slack.WaitConnected(10 * time.Second) {
@@ -168,6 +187,37 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	if err := wait(env3.MessageID, "already had 3 codes"); err != nil {
 		return err
 	}
+
+	step("A hand-off: a coordinator in #field-ops, where the bot was invited, sends a code to the field agent holding\n  the phone: /link field-eg 0122 333 4444 @field-agent. The code goes to the agent's DM, never to the coordinator;\n  field-eg has announce: true, so the channel gets a status card (masked number, never the code).")
+	if _, err := slack.SendCommand(fakeslack.Command{User: demoCoordinator, Channel: demoFieldOps, Text: "field-eg 0122 333 4444 <@" + demoFieldAgent + "|field-agent>"}); err != nil {
+		return err
+	}
+	// shows reports whether one of msgs shows want now.
+	shows := func(msgs []fakeslack.Message, want string) bool {
+		return slices.ContainsFunc(msgs, func(m fakeslack.Message) bool { return strings.Contains(string(m.Latest().Blocks), want) })
+	}
+	waitUntil := func(what string, cond func() bool) error {
+		if !slack.WaitFor(15*time.Second, cond) {
+			return fmt.Errorf("demo: %s never happened", what)
+		}
+		p.flush()
+		return nil
+	}
+	if err := waitUntil("the hand-off", func() bool {
+		return shows(slack.DMScreen(demoFieldAgent), "Enter this code") && shows(slack.Screen(demoCoordinator, demoFieldOps), "Code sent to")
+	}); err != nil {
+		return err
+	}
+	step("The field agent types the code into WhatsApp on the phone.")
+	if err := wawp.EnterCode(demoField, wawp.Code(demoField)); err != nil {
+		return err
+	}
+	if err := waitUntil("the hand-off's link", func() bool {
+		return shows(slack.DMScreen(demoFieldAgent), "✅ Linked") && shows(slack.Screen("UANYONE", demoFieldOps), "✅ Linked at") &&
+			shows(slack.Screen(demoCoordinator, demoFieldOps), "✅ Linked —")
+	}); err != nil {
+		return err
+	}
 	fmt.Fprintf(stdout, "\nWawp received %d code requests; WhatsApp's lock-out was never reached. Slack rules broken: %d.\n",
 		len(wawp.Calls(fakewawp.RequestCode)), len(violations))
 	if len(violations) > 0 {
@@ -207,7 +257,14 @@ func (t *transcript) flush() {
 		if c.v.Via == fakeslack.ViaDelete {
 			continue
 		}
-		fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(c.m.User), howShown(c.m, c.v))
+		switch {
+		case c.m.Ephemeral:
+			fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(c.m.User), howShown(c.m, c.v))
+		case c.m.Channel == fakeslack.DMChannel(c.m.User):
+			fmt.Fprintf(t.out, "\n  [linkbot → @%s, in their DM with the bot; %s]\n", t.reader.name(c.m.User), howShown(c.m, c.v))
+		default:
+			fmt.Fprintf(t.out, "\n  [linkbot → #%s, everyone in the channel sees it; %s]\n", t.reader.channel(c.m.Channel), howShown(c.m, c.v))
+		}
 		if t.json {
 			var pretty any
 			json.Unmarshal(c.v.Blocks, &pretty)
@@ -234,9 +291,15 @@ func howShown(m fakeslack.Message, v fakeslack.Version) string {
 		}
 		return "replaces the message"
 	case fakeslack.ViaPostMessage:
-		return "in their DM with the bot"
+		if m.Channel == fakeslack.DMChannel(m.User) {
+			return "a new message"
+		}
+		return "the status card, a new message"
 	case fakeslack.ViaUpdate:
-		return "updates the DM message"
+		if m.Channel == fakeslack.DMChannel(m.User) {
+			return "updates that message"
+		}
+		return "updates the card"
 	}
 	return v.Via
 }
@@ -296,8 +359,9 @@ func blockTexts(blocks json.RawMessage, show func(text string, mrkdwn bool) stri
 // their time zone, mentions by name, mrkdwn as formatting rather than
 // marker characters (a terminal has no bold, so the markers just go).
 type reader struct {
-	names map[string]string // Slack user ID → display name
-	loc   *time.Location
+	names    map[string]string // Slack user ID → display name
+	channels map[string]string // channel ID → name
+	loc      *time.Location
 }
 
 // render draws Block Kit as plain text.
@@ -313,6 +377,11 @@ func (r reader) render(blocks json.RawMessage) string {
 // name is how Slack shows user id to this reader.
 func (r reader) name(id string) string {
 	return or(r.names[id], id)
+}
+
+// channel is how Slack shows channel id to this reader.
+func (r reader) channel(id string) string {
+	return or(r.channels[id], id)
 }
 
 var (
@@ -358,7 +427,7 @@ func (r reader) mrkdwn(text string) string {
 			}
 			return "@" + r.name(target[1:])
 		case strings.HasPrefix(target, "#"):
-			return "#" + or(label, target[1:])
+			return "#" + or(label, r.channel(target[1:]))
 		case strings.HasPrefix(target, "!"):
 			return "@" + strings.TrimPrefix(or(label, target[1:]), "@")
 		case hasLabel:
