@@ -15,6 +15,12 @@ import (
 // at issued on instance, and shows it as the bot does after Start: the code
 // in user's DM, one line in the channel.
 func (r *countdownRig) startDM(id, user, instance string, issued time.Time) pairing.Pairing {
+	return r.startDMCard(id, user, instance, issued, false)
+}
+
+// startDMCard is startDM with, if card, a status card in C0SUPPORT
+// (announce), posted with the code.
+func (r *countdownRig) startDMCard(id, user, instance string, issued time.Time, card bool) pairing.Pairing {
 	r.t.Helper()
 	r.wawp.AddInstance(instance, "")
 	_, url := r.slack.OpenMessage(user, "⏳ Requesting…")
@@ -24,15 +30,61 @@ func (r *countdownRig) startDM(id, user, instance string, issued time.Time) pair
 		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: user},
 		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: issued, IssuedAt: issued, ExpiresAt: issued.Add(pairing.DefaultCodeLifetime),
 	}
+	if card {
+		p.Card = pairing.Surface{Channel: "C0SUPPORT"}
+	}
 	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
 		r.t.Fatal(err)
 	}
 	r.bot.show(context.Background(), p, showing{answer: onNone})
 	p, err := r.db.Pairing(r.t.Context(), id)
-	if err != nil || !p.DM.Posted() {
-		r.t.Fatalf("the DM of %s was not posted: %+v, %v", id, p.DM, err)
+	if err != nil || !p.DM.Posted() || card && !p.Card.Posted() {
+		r.t.Fatalf("the DM or card of %s was not posted: %+v, %+v, %v", id, p.DM, p.Card, err)
 	}
 	return p
+}
+
+// Status cards share the workspace's chat.update limit with the DMs: 100
+// live DM pairings, each with a card, ticking at once stay inside the
+// fake's 50 a minute, and every DM and every card ends on its final state.
+func TestCardsShareTheEditLimit(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	const n = 100
+	for i := range n {
+		r.startDMCard(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, true)
+	}
+	maxCalls := 0
+	for s := 5; s <= 600; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+		maxCalls = max(maxCalls, r.slack.Calls("chat.update"))
+	}
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 0 {
+		t.Errorf("Slack answered %d chat.update calls with 429", n)
+	}
+	if maxCalls > fakeslack.DefaultMethodLimit {
+		t.Errorf("%d chat.update calls in one minute, more than Slack's %d", maxCalls, fakeslack.DefaultMethodLimit)
+	}
+	cards := r.slack.Screen("U9NOBODY", "C0SUPPORT")
+	if len(cards) != n {
+		t.Fatalf("%d cards, want %d", len(cards), n)
+	}
+	for _, c := range cards {
+		if !strings.Contains(shownText(c.Latest()), "Expired") {
+			t.Fatalf("a card at the end:\n%s\nwant the expiry", screenText([]fakeslack.Message{c}))
+		}
+	}
+	for i := range n {
+		if dm := r.slack.DMScreen(fmt.Sprintf("U%03d", i)); len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") {
+			t.Fatalf("a DM at the end:\n%s", screenText(dm))
+		}
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
 }
 
 // 200 live DM pairings ticking at once share the workspace's chat.update

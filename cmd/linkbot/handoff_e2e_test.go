@@ -479,3 +479,14 @@ func TestManifest(t *testing.T) {
 		t.Errorf("the Messages tab is off: DMs (delivery: dm, hand-offs) are refused")
 	}
 }
+
+// A guest (a restricted member of the workspace) may be handed a code:
+// field agents are often guests.
+func TestHandOffToAGuest(t *testing.T) {
+	t.Parallel()
+	h := cardHarness(t, "", true)
+	h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent", IsRestricted: true})
+	env := h.command("U1", handoffText)
+	h.waitText(env.MessageID, "Code sent to")
+	h.agentDM("Enter this code")
+}
