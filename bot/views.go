@@ -141,6 +141,7 @@ func HelpView(aliases []string, region string) Message {
 		text += fmt.Sprintf(" (%s unless set otherwise)", escape(region))
 	}
 	text += ": national, or after that region's international prefix"
+	text += "\n`/link <instance> <phone> @person` sends the code to that person (the one holding the phone) in their DM with the bot, instead of to you."
 	text += "\n`/link history <phone|instance>` shows the last 10 events for it."
 	text += "\nThe code is shown only to you. Read it to the person holding the phone; never paste it in a channel."
 	return Message{Text: "How to use /link", Blocks: []slack.Block{section("help", text)}}
