@@ -174,6 +174,11 @@ func (b *Bot) checkRecipient(ctx context.Context, user string) (pairing.Outcome,
 	return "", ""
 }
 
+// handoffDMTimeout bounds the post that opens a hand-off's DM: the margin
+// a request's lease has beyond its two Wawp calls (pairing.Service's
+// RequestLease).
+const handoffDMTimeout = 5 * time.Second
+
 // openHandoffDM opens a hand-off's DM with its recipient (the request's
 // Prepare, just before request-code): a message saying who is sending a
 // code for which phone, which the code then replaces. If Slack refuses it
@@ -183,7 +188,9 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	if p.DM.TS != "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// It runs inside the request's lease (two Wawp calls of up to
+	// wawp_timeout each, and 5 s more): it may take those 5 s.
+	ctx, cancel := context.WithTimeout(ctx, handoffDMTimeout)
 	defer cancel()
 	log := b.log.With("pairing", p.ID, "recipient", p.DM.Recipient)
 	m := b.render(ctx, p, b.cfg.Service.Now(), onDM)
