@@ -15,9 +15,12 @@
 // non-ephemeral messages, by channel ID and ts, within a per-workspace
 // rate limit (429 with Retry-After); chat.postMessage to a user ID needs
 // the Messages tab, to a channel the bot's membership or
-// chat:write.public. Acks within 3 s, at most 5 uses of a response_url
-// within 30 minutes, Block Kit limits, and no pairing code anywhere a
-// channel can see. Every broken rule is recorded as a violation.
+// chat:write.public; a method called without its scope answers
+// missing_scope (SetScopes: the end-to-end tests give it manifest.yml's).
+// Acks within 3 s, at most 5 uses of a response_url within 30 minutes,
+// Block Kit limits, and no pairing code, nor a whole phone number,
+// anywhere a channel can see (a status card shows the masked number only).
+// Every broken rule is recorded as a violation.
 package fakeslack
 
 import (
