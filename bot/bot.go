@@ -100,6 +100,11 @@ type Bot struct {
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
+
+	// beforeEdit, when set (tests only), runs in a tick's edit goroutine
+	// before it takes its message's lock: a test's way to decide an edit
+	// and let a click run first.
+	beforeEdit func()
 }
 
 // New returns a Bot; Run connects it.
@@ -234,8 +239,11 @@ func (b *Bot) Run(ctx context.Context) error {
 // lease, for posting its answer.
 const answerMargin = 5 * time.Second
 
-// shutdownCutoff bounds each last step of a shutdown that cut work short:
-// interrupting the requests in flight, and posting their messages.
+// shutdownCutoff bounds the last steps of a shutdown that cut work short:
+// interrupting the requests in flight takes at most one, and the work cut
+// short returning (each records what Wawp answered it, within
+// pairing.RecordTimeout) and the posts of the interrupted requests'
+// messages share a second one.
 const shutdownCutoff = 5 * time.Second
 
 // drain waits for in-flight work on shutdown, at most ShutdownGrace, which
@@ -251,12 +259,15 @@ const shutdownCutoff = 5 * time.Second
 // not: work outlives the serving context (goWork), so it must not outlive
 // the database, which is closed when Run returns. Cut work ends soon, since
 // every wait in it (Wawp calls, Slack posts, pauses before retries, edit
-// slots) follows its context.
+// slots) follows its context, and the writes recording what already
+// happened (Wawp's answer, a post that landed) are bounded by
+// pairing.RecordTimeout.
 func (b *Bot) drain() {
 	if b.waitWork(b.cfg.ShutdownGrace) {
 		return
 	}
 	// The serving context is done by now: interrupting gets its own.
+	cutoff := time.Now().Add(2 * shutdownCutoff)
 	ictx, icancel := context.WithTimeout(context.Background(), shutdownCutoff)
 	ended := b.cfg.Service.Interrupt(ictx)
 	icancel()
@@ -264,7 +275,7 @@ func (b *Bot) drain() {
 	b.stopWork()
 	b.log.Info("shutdown: waiting for the work cut short to return", "tasks", b.working.Load())
 	b.work.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownCutoff)
+	ctx, cancel := context.WithDeadline(context.Background(), cutoff)
 	defer cancel()
 	for _, p := range ended {
 		b.show(ctx, p, showing{answer: onNone})

@@ -104,10 +104,27 @@ const maxEditsInFlight = 32
 // steps, the oldest pairing first. A pairing left without a use is edited
 // by a later tick, which then draws its view as it is by then: a step
 // that never got its turn is skipped, never posted late.
+//
+// An edit takes its message's lock first and an edit slot only then. A
+// click holds its message's lock from before its change until its answer
+// is posted, across the Wawp calls of a New code (up to 2 × wawp_timeout):
+// an edit waiting for that lock while holding a slot would let 32 slow
+// clicks hold every slot and stall the edits of every other message. The
+// edit still waits for the click, so the click's promise holds: the tick
+// never posts the click's answer before the click does (it re-reads the
+// pairing under the lock and finds the answer shown).
+//
+// The edit budget is handed out here, in the order above, before any edit
+// starts; an edit waiting for a slow click holds its grant meanwhile (as a
+// use spent early: the bucket goes on refilling for other messages), and
+// gives it back if, once it has the message, the click already showed
+// what was due.
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
-		b.log.Error("tick", "err", err)
+		if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+			b.log.Error("tick", "err", err)
+		}
 		return
 	}
 	now := b.cfg.Service.Now()
@@ -161,6 +178,11 @@ func (b *Bot) Tick(ctx context.Context) {
 		b.goWork(ctx, func(ctx context.Context) {
 			defer b.ticking.Add(-1)
 			defer b.editing.Delete(j.p.ID)
+			if b.beforeEdit != nil {
+				b.beforeEdit()
+			}
+			unlock := b.locks.lock(j.p.MessageID())
+			defer unlock()
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
@@ -172,7 +194,7 @@ func (b *Bot) Tick(ctx context.Context) {
 				return
 			}
 			defer func() { <-b.editSlots }()
-			b.show(ctx, j.p, how)
+			b.showLocked(ctx, j.p, how)
 		})
 	}
 }
@@ -218,7 +240,9 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 	if _, err := c.AddFunc("@every 10m", func() {
 		st, err := b.cfg.Service.Prune(ctx)
 		if err != nil {
-			b.log.Error("prune", "err", err)
+			if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+				b.log.Error("prune", "err", err)
+			}
 			return
 		}
 		b.log.Info("pruned", "attempts", st.Attempts, "pairings", st.Pairings, "response_urls", st.ResponseURLs)

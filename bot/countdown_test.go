@@ -48,6 +48,18 @@ type countdownRig struct {
 const rigInstance = "INST00000001"
 
 func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	r := newCountdownRigOn(t, t0, db)
+	r.db = db
+	return r
+}
+
+// newCountdownRigOn is a rig on the storage given (r.db stays nil).
+func newCountdownRigOn(t testing.TB, t0 time.Time, db pairing.Storage) *countdownRig {
 	r := &countdownRig{t: t, clock: &clock{t: t0}}
 	r.slack = fakeslack.New(func(v string) { t.Errorf("%s", v) })
 	t.Cleanup(r.slack.Close)
@@ -56,12 +68,6 @@ func newCountdownRig(t testing.TB, t0 time.Time) *countdownRig {
 	t.Cleanup(r.wawp.Close)
 	r.wawp.SetClock(r.clock.Now)
 	r.wawp.AddInstance(rigInstance, "")
-	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	r.db = db
 	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
 	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken})
 	return r
@@ -531,6 +537,88 @@ func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 	}
 }
 
+// flakyBudget fails the next fail uses of a response_url as a database
+// that cannot be reached would, before taking anything.
+type flakyBudget struct {
+	pairing.Storage
+	fail atomic.Int32
+}
+
+func (s *flakyBudget) UseResponseURL(ctx context.Context, url string, issued, now time.Time, keep int) error {
+	if s.fail.Add(-1) >= 0 {
+		return fmt.Errorf("response_url %q: %w", "…", pairing.ErrUnavailable)
+	}
+	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
+}
+
+// A storage failure while taking a response_url use is not a spent
+// budget: the final view (here: linked) is posted by the next tick, and
+// the code leaves the message. (Before, any error counted as "spent",
+// and for a final view that stopped editing for good: the message kept
+// showing the code.)
+func TestStorageFailureTakingAUseIsNotASpentBudget(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	db := &flakyBudget{Storage: r.db}
+	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
+	msgID := r.start()
+	code := r.wawp.Code(rigInstance)
+	if err := r.wawp.EnterCode(rigInstance, code); err != nil {
+		t.Fatal(err)
+	}
+	db.fail.Store(1)
+	r.clock.Set(t0.Add(5 * time.Second))
+	r.tick() // the pairing ends as linked; its post cannot take a use
+	if last := r.latest(msgID); !shows(last, code) {
+		t.Fatalf("the storage failed, yet the message changed:\n%s", shownText(last))
+	}
+	r.clock.Set(t0.Add(10 * time.Second))
+	r.tick()
+	if m := shownText(r.latest(msgID)); !strings.Contains(m, "is now connected") {
+		t.Errorf("after the storage recovered the message shows:\n%s\nwant Linked", m)
+	}
+	if n := r.db.WatchedCount(); n != 0 {
+		t.Errorf("%d pairings still watched after the link was shown", n)
+	}
+}
+
+// A pairing that ended before the Reason vocabulary was one (stored as
+// "wawp:timeout", "internal", "status:WORKING", "status:OPENING") is still
+// drawn with its own view after an upgrade: its Reason reads in today's
+// spelling.
+func TestOldReasonsKeepTheirViews(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		state  pairing.State
+		reason string
+		want   string
+	}{
+		{pairing.StateFailed, "wawp:timeout", "Wawp did not answer in time"},
+		{pairing.StateFailed, "internal", "Something went wrong inside the bot"},
+		{pairing.StateRefused, "status:WORKING", "is already linked and working"},
+		{pairing.StateRefused, "status:OPENING", "reports status `OPENING`"},
+	} {
+		t.Run(tt.reason, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+			var p pairing.Pairing
+			raw := fmt.Sprintf(`{"id":"old1","instance":%q,"instance_name":"support","phone":"201112223333","requested_by":"U1","response_url":%q,"url_issued":%q,"state":%q,"reason":%q}`,
+				rigInstance, url, t0.Format(time.RFC3339), tt.state, tt.reason)
+			if err := json.Unmarshal([]byte(raw), &p); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+				t.Fatal(err)
+			}
+			r.bot.show(context.Background(), pairing.Pairing{ID: "old1"}, showing{answer: onEphemeral})
+			if m := shownText(r.latest(msgID)); !strings.Contains(m, tt.want) {
+				t.Errorf("shows:\n%s\nwant %q", m, tt.want)
+			}
+		})
+	}
+}
+
 // An edit whose answer is lost (the client timed out, but Slack took the
 // post) keeps its use: giving it back would let the countdown take one of
 // the final state's uses, and the final state could become Slack's 6th
@@ -583,14 +671,20 @@ func (r *countdownRig) press(msgID, action, pairingID string) {
 // button is the one in thread msgID's newest message that shows it (the
 // newest message of the thread when none does: a stale copy's button).
 func (r *countdownRig) pressCtx(ctx context.Context, msgID, action, pairingID string) {
+	r.bot.interaction(ctx, r.clickBy("U1", msgID, action, pairingID))
+}
+
+// clickBy is the callback Slack sends when user presses action's button
+// in thread msgID (see pressCtx).
+func (r *countdownRig) clickBy(user, msgID, action, pairingID string) slack.InteractionCallback {
 	target := r.target(msgID, action)
 	var cb slack.InteractionCallback
 	cb.Type = slack.InteractionTypeBlockActions
-	cb.User.ID = "U1"
+	cb.User.ID = user
 	cb.ResponseURL = r.slack.NewResponseURL(target.ID)
 	cb.Container = slack.Container{Type: "message", IsEphemeral: target.Ephemeral, ChannelID: target.Channel, MessageTs: target.TS}
 	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
-	r.bot.interaction(ctx, cb)
+	return cb
 }
 
 // target is the message of thread msgID a click on action lands on.
@@ -780,6 +874,39 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 	}
 }
 
+// The second half of a double click on New code is answered with the
+// renewal its first half asked for, through the second click's fresh
+// response_url, and the message's later edits go through that url too
+// (each click brings a fresh budget of posts): the holder is rebound to it.
+func TestDoubleClickRebindsToTheFreshURL(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	w, _ := r.db.WatchedPairings(t.Context())
+	a := w[0]
+	r.click(msgID, ActionNewCode, a.ID)
+	versions := r.changeCount(msgID)
+	// The double click's second half, on the same message (the one the
+	// first half's answer replaced).
+	cb := r.clickBy("U1", msgID, ActionNewCode, a.ID)
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+	holder, err := r.db.Holder(t.Context(), rigInstance, r.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if holder.ClickURL != cb.ResponseURL {
+		t.Errorf("the pairing holding the message is edited through %s, want the second click's fresh %s", holder.ClickURL, cb.ResponseURL)
+	}
+	last := r.latest(msgID)
+	if n := r.changeCount(msgID) - versions; n != 1 || last.Via != fakeslack.ViaClickURL || !shows(last, r.wawp.Code(rigInstance)) {
+		t.Errorf("the second click posted %d versions, the last (via %s) showing:\n%s\nwant one, the live code", n, last.Via, shownText(last))
+	}
+	if th := r.slack.Thread(msgID); len(th) != 2 {
+		t.Errorf("the thread has %d messages, want the ack and the code message:\n%v", len(th), th)
+	}
+}
+
 // A New code refused because another pairing holds the instance names the
 // instance it was asked for (the refusal of a renewal has no stored
 // pairing of its own to draw the name from).
@@ -840,17 +967,14 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	msgID := r.startRefreshed()
 	watched, _ := r.db.WatchedPairings(t.Context())
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
-	// Hold every edit slot: the tick decides to edit, and its edit waits.
-	for range maxEditsInFlight {
-		r.bot.editSlots <- struct{}{}
-	}
+	// The tick decides to edit; its edit waits until the click is done.
+	clicked := make(chan struct{})
+	r.bot.beforeEdit = func() { <-clicked }
 	r.bot.Tick(context.Background())
 	r.press(msgID, ActionNewCode, watched[0].ID)
 	second := r.wawp.Code(rigInstance)
 	versions := r.changeCount(msgID)
-	for range maxEditsInFlight {
-		<-r.bot.editSlots
-	}
+	close(clicked)
 	r.bot.work.Wait()
 	if last := r.latest(msgID); !shows(last, second) {
 		t.Errorf("after New code the message shows %s %s, want the new code", last.Text, last.Blocks)

@@ -196,6 +196,10 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	m := b.render(ctx, p, b.cfg.Service.Now(), onDM)
 	dm := p.DM
 	channel, ts, err := b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+	// Slack has answered: what it did is recorded even if ctx ended
+	// meanwhile (the 5 s ran out, a shutdown).
+	rctx, rcancel := pairing.RecordContext(ctx)
+	defer rcancel()
 	if err != nil {
 		code, refused := slackRefusal(err)
 		if refused {
@@ -205,13 +209,13 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 			log.Warn("hand-off: the recipient's DM could not be posted; no code is requested", "reason", code)
 		}
 		dm.Failed = code
-		if _, err := b.cfg.Service.RecordDM(ctx, p.ID, dm, false); err != nil {
+		if _, err := b.cfg.Service.RecordDM(rctx, p.ID, dm, false); err != nil {
 			log.Error("recording the DM", "err", err)
 		}
 		return &pairing.DMError{Code: code}
 	}
 	dm.Channel, dm.TS, dm.LastView = channel, ts, viewWaiting
-	if _, err := b.cfg.Service.RecordDM(ctx, p.ID, dm, false); err != nil {
+	if _, err := b.cfg.Service.RecordDM(rctx, p.ID, dm, false); err != nil {
 		// Its edits would go nowhere: no code is requested.
 		log.Error("recording the DM", "err", err)
 		return &pairing.DMError{Code: "internal"}

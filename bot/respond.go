@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 // postOutcome is how a response_url post ended.
@@ -61,6 +63,15 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			}
 		}
 		if err := b.cfg.Service.UseResponseURL(ctx, url, issued, keep); err != nil {
+			if !errors.Is(err, pairing.ErrBudgetSpent) {
+				// The storage failed, not the budget: nothing was posted or
+				// taken, and the next tick (or the next start) tries again.
+				// Read as "spent", a final view would stop editing for good.
+				if ctx.Err() == nil {
+					log.Error("taking a response_url use", "err", err)
+				}
+				return postFailed
+			}
 			log.Warn("response_url not used", "reason", err)
 			return budgetSpent
 		}

@@ -105,7 +105,7 @@ func endKey(p pairing.Pairing) string {
 	case pairing.StateLive:
 		return "expired"
 	case pairing.StateFailed:
-		return "failed:" + p.Reason
+		return "failed:" + string(p.Reason)
 	}
 	return string(p.State)
 }
@@ -298,7 +298,7 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		if p.Reason == pairing.ReasonInternal {
 			return InternalErrorView(p.ID)
 		}
-		return FailedView(phone, p.InstanceName, p.Reason)
+		return FailedView(phone, p.InstanceName, string(p.Reason))
 	case p.RefusedBy() != pairing.LimitNone:
 		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
 	case p.State == pairing.StateRefused:
@@ -466,7 +466,11 @@ func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Tim
 		// without budget can never be shown, so editing ends.
 		b.recordView(ctx, p, key, unwatch)
 	case posted:
-		b.recordView(ctx, p, key, unwatch)
+		// The post reached Slack: that is recorded even if ctx ended
+		// meanwhile (a shutdown), or the next start posts it again.
+		rctx, cancel := pairing.RecordContext(ctx)
+		b.recordView(rctx, p, key, unwatch)
+		cancel()
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.
@@ -676,8 +680,13 @@ func (b *Bot) repost(ctx context.Context, p pairing.Pairing, ps postedSurface, o
 }
 
 // recordSurface stores sf as the surface ps of p and returns p as stored.
+// Slack has answered by then (the message posted, edited, or refused), so
+// it is recorded even if ctx ended meanwhile (a shutdown), or the next
+// start would post or edit it again.
 func (b *Bot) recordSurface(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
-	stored, err := ps.record(ctx, sf)
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	stored, err := ps.record(rctx, sf)
 	if err != nil {
 		log.Error("recording the message", "err", err)
 		if ps.kind == onCard {

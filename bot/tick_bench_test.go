@@ -10,16 +10,37 @@ import (
 	"github.com/linkbot/linkbot/internal/procstat"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/store/postgres"
+	"github.com/linkbot/linkbot/store/postgres/pgtest"
 )
 
 // BenchmarkTick10k: one countdown tick over 10,000 live pairings on 100
-// instances, fake Wawp answering each call in 20 ms, durable file. The
-// pairings are seeded with store.Restore: the bot itself allows one live
-// code per instance, so 100 per instance only exists in a seeded store.
+// instances, fake Wawp answering each call in 20 ms, on each store: the
+// bbolt file (durable) and PostgreSQL (the local server, a schema of its
+// own; skipped without LINKBOT_TEST_DATABASE_URL outside CI). The
+// pairings are seeded with the store's Restore: the bot itself allows one
+// live code per instance, so 100 per instance only exists in a seeded
+// store.
 func BenchmarkTick10k(b *testing.B) {
+	b.Run("bbolt", func(b *testing.B) {
+		t0 := time.Now()
+		r := newCountdownRig(b, t0)
+		benchmarkTick(b, r, t0, r.db.Restore)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		db, err := postgres.Open(b.Context(), pgtest.URL(b), postgres.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		t0 := time.Now()
+		r := newCountdownRigOn(b, t0, db)
+		benchmarkTick(b, r, t0, func(ps []pairing.Pairing) error { return db.Restore(context.Background(), ps) })
+	})
+}
+
+func benchmarkTick(b *testing.B, r *countdownRig, t0 time.Time, restore func([]pairing.Pairing) error) {
 	const pairings, instances = 10_000, 100
-	t0 := time.Now()
-	r := newCountdownRig(b, t0)
 	r.wawp.SetDelay(20 * time.Millisecond)
 	var ps []pairing.Pairing
 	for i := range pairings {
@@ -33,7 +54,7 @@ func BenchmarkTick10k(b *testing.B) {
 			ExpiresAt: t0.Add(time.Hour), LastView: "live:0", ResponseURL: "http://127.0.0.1:1/unused",
 		})
 	}
-	if err := r.db.Restore(ps); err != nil {
+	if err := restore(ps); err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()

@@ -386,7 +386,10 @@ func StatusView(err *pairing.StatusError, instance, pairingID string, now time.T
 	case pairing.StatusFailed:
 		return notice("The instance has failed", fmt.Sprintf("⚠️ %s is in a failed state. Restart it in the Wawp dashboard, then run /link again.", in))
 	}
-	return notice("The instance is not ready", fmt.Sprintf("⏳ %s reports status %s and is not waiting for a phone yet. Try again in a minute; if it persists, check it in the Wawp dashboard.", in, quote(string(err.Status))))
+	// A status Wawp does not document: no code is asked of a session the bot
+	// does not understand; like STARTING, it is most likely passing.
+	t := fmt.Sprintf("⏳ %s reports status %s, which the bot does not know, and is not waiting for a phone yet. Try again in a moment; if it persists, check it in the Wawp dashboard.", in, quote(string(err.Status)))
+	return notice("The instance is not ready", t, actions(button(ActionTryAgain, pairingID, "Try again", "primary")))
 }
 
 // WawpErrorView explains a failed Wawp call without internals.

@@ -118,7 +118,7 @@ type CardModel struct {
 	EndedAt   time.Time // for a linked one
 	// LinkedMasked is the other number a wrong-phone link came up with, masked.
 	LinkedMasked string
-	Reason       string // a failed pairing's
+	Reason       pairing.Reason // a failed pairing's
 }
 
 // CardView is the status card in the channel where /link was typed.
@@ -142,10 +142,10 @@ func CardView(m CardModel) Message {
 		state, short = fmt.Sprintf("⚠️ Failed — %s linked another number (%s), not this one", escape(m.Instance), escape(m.LinkedMasked)), "failed"
 	default:
 		what := "no code could be used"
-		switch m.Reason {
-		case string(pairing.OutcomeInstanceFailed):
+		switch m.Reason.Outcome() {
+		case pairing.OutcomeInstanceFailed:
 			what = escape(m.Instance) + " failed"
-		case string(pairing.OutcomeInstanceGone):
+		case pairing.OutcomeInstanceGone:
 			what = escape(m.Instance) + " no longer exists in Wawp"
 		}
 		state, short = "⚠️ Failed — "+what, "failed"

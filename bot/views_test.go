@@ -81,8 +81,8 @@ func allViews() map[string]Message {
 		"card_expired":        cardState(pairing.StateExpired, nil),
 		"card_cancelled":      cardState(pairing.StateCancelled, nil),
 		"card_wrong_phone":    cardState(pairing.StateWrongPhone, func(m *CardModel) { m.LinkedMasked = "+20 100 ••• 8888" }),
-		"card_failed":         cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = string(pairing.OutcomeInstanceFailed) }),
-		"card_failed_gone":    cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = string(pairing.OutcomeInstanceGone) }),
+		"card_failed":         cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = pairing.Reason(pairing.OutcomeInstanceFailed) }),
+		"card_failed_gone":    cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = pairing.Reason(pairing.OutcomeInstanceGone) }),
 		"card_failed_no_code": cardState(pairing.StateInterrupted, nil),
 
 		"help":               HelpView([]string{"support-eg", "field-ng"}, "EG"),
@@ -112,6 +112,7 @@ func allViews() map[string]Message {
 		"status_working":     StatusView(&pairing.StatusError{Status: pairing.StatusWorking, Me: "201009998888"}, "support-eg", "p1", now),
 		"status_stopped":     StatusView(&pairing.StatusError{Status: pairing.StatusStopped}, "support-eg", "p1", now),
 		"status_failed":      StatusView(&pairing.StatusError{Status: pairing.StatusFailed}, "support-eg", "p1", now),
+		"status_unknown":     StatusView(&pairing.StatusError{Status: "OPENING"}, "support-eg", "p4x7k2m9q3w8z5y6", now),
 		"wawp_timeout":       WawpErrorView(&pairing.APIError{Kind: pairing.ErrTimeout}, "support-eg"),
 		"wawp_unauthorized":  WawpErrorView(&pairing.APIError{Kind: pairing.ErrUnauthorized}, "support-eg"),
 		"internal_error":     InternalErrorView("E123"),

@@ -54,7 +54,7 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 				if q.State != StateLive {
 					return ErrEnded
 				}
-				q.State, q.Reason = next, string(outcome)
+				q.State, q.Reason = next, Reason(outcome)
 				if next == StateLinked || next == StateWrongPhone {
 					q.LinkedPhone = st.session.Me
 				}
@@ -67,7 +67,7 @@ func (s *Service) Advance(ctx context.Context) ([]Pairing, error) {
 			ended, err = s.db.Pairing(ctx, p.ID)
 		}
 		if err != nil {
-			s.cfg.Log.Error("ending pairing", "pairing", p.ID, "err", err)
+			s.logStorageError(ctx, "ending pairing", "pairing", p.ID, "err", err)
 			continue
 		}
 		s.cfg.Log.Info("pairing ended", "pairing", p.ID, "instance", p.InstanceName, "phone", MaskPhone(PhoneFromDigits(p.Phone).International), "user", p.RequestedBy, "state", next)
@@ -121,7 +121,7 @@ func (s *Service) pollSessions(ctx context.Context, instances map[string]bool) m
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			session, err := s.sessionInfo(ctx, id)
-			if err != nil {
+			if err != nil && ctx.Err() == nil { // else the tick was stopped: not Wawp's fault
 				s.cfg.Log.Warn("polling session", "instance", id, "err", err)
 			}
 			mu.Lock()

@@ -15,17 +15,18 @@ func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
 }
 
 // Refresh is a Refresh click by user on pairing id's message. Only the
-// requester, or the person it was handed to, may (ErrNotYours). A click on an ephemeral message brought a
+// requester, or the person it was handed to, may (ErrNotYours, with no
+// pairing: see ErrNotYours). A click on an ephemeral message brought a
 // fresh response_url with a fresh budget of posts that replaces that
-// message: its later edits go through it (responseURL is empty for a
-// click on the DM, edited with chat.update).
+// message: its later edits go through it (click.ResponseURL is empty for
+// a click on the DM, edited with chat.update).
 func (s *Service) Refresh(ctx context.Context, id, user string, click Click) (Pairing, error) {
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
 		return p, err
 	}
 	if !p.MayUse(user) {
-		return p, ErrNotYours
+		return Pairing{}, ErrNotYours
 	}
 	return s.rebind(ctx, p, click)
 }

@@ -100,7 +100,7 @@ type Pairing struct {
 	Renews      string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
 	Message     string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
 	HeldBy      string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
-	Reason      string    `json:"reason,omitempty"`    // why a failed pairing failed
+	Reason      Reason    `json:"reason,omitempty"`    // why it ended as it did (a final state's outcome; see Reason)
 	LastView    string    `json:"last_view,omitempty"` // key of the view the ephemeral surface shows
 }
 
@@ -185,6 +185,41 @@ func (p Pairing) Editor() (url string, issued time.Time, replaces bool) {
 	return p.ResponseURL, p.URLIssued, false
 }
 
+// View is the key of the view shown on surface (see ViewClaim): LastView
+// for the ephemeral message, DM.LastView, Card.LastView; "" for none, and
+// for a surface p does not have.
+func (p Pairing) View(surface string) string {
+	switch surface {
+	case SurfaceEphemeral:
+		return p.LastView
+	case SurfaceDM:
+		return p.DM.LastView
+	case SurfaceCard:
+		return p.Card.LastView
+	}
+	return ""
+}
+
+// WithShown is p with surface as a claimed edit left it (see
+// Storage.FinishView): shown.LastView is the view it shows; for the DM and
+// the card, shown is the whole message as the post left it (Channel and TS
+// of a message posted anew, Failed when Slack refused it), except its
+// Recipient, which stays p's. For the ephemeral message only LastView
+// counts. A surface p does not have changes nothing.
+func (p Pairing) WithShown(surface string, shown Surface) Pairing {
+	switch surface {
+	case SurfaceEphemeral:
+		p.LastView = shown.LastView
+	case SurfaceDM:
+		shown.Recipient = p.DM.Recipient
+		p.DM = shown
+	case SurfaceCard:
+		shown.Recipient = p.Card.Recipient
+		p.Card = shown
+	}
+	return p
+}
+
 // MessageID names the Slack message the pairing is shown in. A /link
 // starts a message of its own; a renewal (New code, Try again) is shown in
 // the message whose button asked for it, so it inherits that message.
@@ -197,12 +232,12 @@ func (p Pairing) MessageID() string {
 
 // RefusedBy is the limit that refused the request (LimitNone if none did).
 // Its Reason is the limit's outcome (limit_phone; older versions wrote
-// limit:phone, which ParseOutcome reads too).
+// limit:phone, which ParseReason reads too).
 func (p Pairing) RefusedBy() Limit {
 	if p.State != StateRefused {
 		return LimitNone
 	}
-	return ParseOutcome(p.Reason).Limit()
+	return ParseReason(string(p.Reason)).Outcome().Limit()
 }
 
 // Final reports whether the pairing has reached a state it never leaves.
@@ -239,6 +274,14 @@ const (
 // ErrNotFound is returned when a pairing does not exist (or was pruned).
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable means the storage could not be reached (a database server
+// down, restarting or failing over, a connection lost mid-call). The call
+// was not applied (a transaction cut off is rolled back; only a connection
+// lost while its commit was on the way leaves the outcome unknown), and the
+// same call may succeed in a moment. The Slack edge answers it with "try
+// again" (issue 11); the bbolt file never returns it.
+var ErrUnavailable = errors.New("storage unreachable, try again")
+
 // Reservation asks to record a code request and create its pairing, if the
 // limits allow it.
 type Reservation struct {
@@ -257,6 +300,10 @@ type Reservation struct {
 	// transaction, whichever applies (on refusal, Outcome is the refusing
 	// limit's: Limit.Outcome).
 	Granted, Refused Event
+	// Dedupe names the Slack command asking (see Dedupe); its key is
+	// recorded in the same transaction as the decision, so a redelivery of
+	// the command finds it however the first delivery was decided.
+	Dedupe Dedupe
 }
 
 // Decision is the outcome of Reserve.
@@ -273,13 +320,18 @@ type Decision struct {
 	// a limit refused a request of its own (not a renewal), kept so its
 	// message can be drawn again if the post of the refusal is lost.
 	Pairing Pairing
+	// Duplicate says the reservation's dedupe key was already claimed: the
+	// command was handled before (a redelivered envelope, a repeated
+	// click), and nothing was checked or stored — no attempt, no pairing,
+	// no audit event. Every other field is zero.
+	Duplicate bool
 }
 
 // RefusedPairing is request p as stored when d refused it at now: final,
 // saying which limit refused it, when it may be asked again and who holds
 // the instance, so its message can be drawn again from the record alone.
 func (d Decision) RefusedPairing(p Pairing, now time.Time) Pairing {
-	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, string(d.Refused.Outcome()), d.RetryAt, d.Count
+	p.State, p.Reason, p.RetryAt, p.Attempt = StateRefused, Reason(d.Refused.Outcome()), d.RetryAt, d.Count
 	p.RequestedAt, p.ExpiresAt, p.EndedAt, p.HeldBy = now, now, now, d.Holder.ID
 	return p
 }
@@ -424,4 +476,6 @@ type PruneStats struct {
 	// they could never be advanced or shown, so they are dropped (and
 	// counted in Pairings too).
 	DamagedPairings int
+	// DedupeKeys counts the command keys whose Until had passed.
+	DedupeKeys int
 }

@@ -18,12 +18,14 @@ const (
 	OutcomeLimitUser     Outcome = "limit_user"     // refused by the user's window
 	OutcomeLimitInstance Outcome = "limit_instance" // refused: another live code holds the instance
 	// The session was not waiting for a phone: status_ and its status in
-	// lower case (see StatusOutcome). A warm-up (STARTING, or Wawp's 422)
-	// is status_starting.
+	// lower case for a status Wawp documents, status_unknown for any other
+	// (see StatusOutcome). A warm-up (STARTING, or Wawp's 422) is
+	// status_starting.
 	OutcomeStatusStarting Outcome = "status_starting"
 	OutcomeStatusWorking  Outcome = "status_working"
 	OutcomeStatusStopped  Outcome = "status_stopped"
 	OutcomeStatusFailed   Outcome = "status_failed"
+	OutcomeStatusUnknown  Outcome = "status_unknown"
 	OutcomeWawpError      Outcome = "wawp_error"  // a Wawp call failed
 	OutcomeInterrupted    Outcome = "interrupted" // ended before its answer was stored
 	OutcomeTooSoon        Outcome = "too_soon"    // "Try again" before the warm-up wait was over
@@ -98,10 +100,24 @@ func OutcomeOf(err error) Outcome {
 }
 
 // StatusOutcome is the outcome of a request the session's status turned
-// away: status_ and the status in lower case (status_opening for a status
-// Wawp does not document).
+// away: status_ and the status in lower case for the statuses Wawp
+// documents, and status_unknown for any other. The outcome is a metrics
+// label and is audited, and a status is whatever string Wawp's answer
+// holds: each one of its own would be a new time series, of any length.
+// The status itself is kept only in the pairing's Reason and the log,
+// bounded (see boundedStatus).
 func StatusOutcome(st Status) Outcome {
-	return Outcome("status_" + strings.ToLower(string(st)))
+	switch st {
+	case StatusStarting:
+		return OutcomeStatusStarting
+	case StatusWorking:
+		return OutcomeStatusWorking
+	case StatusStopped:
+		return OutcomeStatusStopped
+	case StatusFailed:
+		return OutcomeStatusFailed
+	}
+	return OutcomeStatusUnknown
 }
 
 // IsStatus reports whether o is a session status's refusal.
@@ -137,13 +153,15 @@ func linkedOther(masked string) Outcome { return Outcome("linked " + masked) }
 
 // ParseOutcome reads an outcome as any version wrote it. Versions before
 // the outcome vocabulary was one spelled some outcomes differently in the
-// audit log and in refused pairings' Reason: "limit:phone" (limit_phone),
+// audit log and in refused pairings' Reason (see ParseReason): "limit:phone" (limit_phone),
 // "access" (access_denied), "warming_up" (status_starting),
 // "status:WORKING" (status_working). They are normalised on read, so
 // history and `linkbot audit` show one spelling whatever an event's age,
-// and the old spellings are recognised nowhere else. "error", which older
-// versions wrote for a failed Wawp call and for the bot's own failure
-// alike, cannot be told apart and stays as it is.
+// and the old spellings are recognised nowhere else. A status Wawp does
+// not document reads as status_unknown, however it was written
+// ("status:OPENING", or "status_opening" as one version wrote it). "error",
+// which older versions wrote for a failed Wawp call and for the bot's own
+// failure alike, cannot be told apart and stays as it is.
 func ParseOutcome(s string) Outcome {
 	if l, ok := strings.CutPrefix(s, "limit:"); ok {
 		if o := Limit(l).Outcome(); o != "" {
@@ -152,6 +170,9 @@ func ParseOutcome(s string) Outcome {
 	}
 	if st, ok := strings.CutPrefix(s, "status:"); ok && st != "" {
 		return StatusOutcome(Status(st))
+	}
+	if st, ok := strings.CutPrefix(s, "status_"); ok && st != "" {
+		return StatusOutcome(Status(strings.ToUpper(st)))
 	}
 	switch s {
 	case "access":

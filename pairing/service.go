@@ -125,6 +125,8 @@ func (e *TooSoonError) Error() string {
 }
 
 // ErrNotYours means someone other than the requester pressed a button.
+// It comes with no pairing (the zero Pairing): the clicker is never handed
+// the requester's pairing, let alone its code.
 var ErrNotYours = errors.New("pairing belongs to another user")
 
 // ErrEnded means the pairing already reached a final state.
@@ -145,6 +147,24 @@ var ErrReplaced = errors.New("the message now shows another pairing")
 // answer was stored: its lease ran out, or a shutdown could not wait for it.
 var ErrInterrupted = errors.New("code request interrupted")
 
+// RecordTimeout bounds a write that records what already happened — what
+// Wawp answered a request, a post that reached Slack — when it runs on a
+// context of its own (RecordContext). One write to the bbolt file takes
+// milliseconds; a PostgreSQL write that needs longer is failing anyway.
+const RecordTimeout = 2 * time.Second
+
+// RecordContext is the context for recording what already happened: not
+// cancelled with ctx (it keeps ctx's values), and ended after
+// RecordTimeout. A shutdown that cuts work short cancels the work's ctx
+// (see bot's drain), but Wawp's answer to a request, once it came, is a
+// fact: dropping it would leave the request unsettled until its lease ran
+// out, log a storage error for what is a requested stop, and count the
+// request under the wrong outcome. The write is bounded, so the work
+// still returns soon after the cut.
+func RecordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), RecordTimeout)
+}
+
 // Config configures a Service.
 type Config struct {
 	PhoneLimit   Window
@@ -162,6 +182,16 @@ type Config struct {
 	// Directory names the configured instances: an audit event written
 	// before instance IDs were recorded is attributed through its alias.
 	Directory *Directory
+	// DedupeWindow is how long a command's dedupe key is remembered
+	// (DefaultDedupeWindow when zero).
+	DedupeWindow time.Duration
+	// LeaderID names this replica in the ticker's election (see Lead); a
+	// random ID when empty. Each replica's must differ.
+	LeaderID string
+	// LeaderTTL is how long the ticker's leader lease lasts unrenewed
+	// (DefaultLeaderTTL when zero): the leader renews it every tick, so
+	// about three ticks.
+	LeaderTTL time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -171,6 +201,7 @@ type Service struct {
 	cfg  Config
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
+	lead     leadership
 }
 
 // NewService returns a Service that asks wawp (the default account's
@@ -199,6 +230,15 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.Directory == nil {
 		cfg.Directory = NewDirectory(nil, "")
+	}
+	if cfg.DedupeWindow == 0 {
+		cfg.DedupeWindow = DefaultDedupeWindow
+	}
+	if cfg.LeaderID == "" {
+		cfg.LeaderID = newID()
+	}
+	if cfg.LeaderTTL <= 0 {
+		cfg.LeaderTTL = DefaultLeaderTTL
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -255,6 +295,10 @@ type Request struct {
 	// Message is the Slack message the pairing is shown in, when it is not
 	// a message of its own: a renewal is shown where its button was.
 	Message string
+	// DedupeKey is the command's identity (see Dedupe): a request whose
+	// key was already claimed does nothing and returns ErrDuplicate.
+	// Empty: not deduplicated.
+	DedupeKey string
 }
 
 // Start runs a request: limits, session precheck, request-code. It returns
@@ -262,6 +306,9 @@ type Request struct {
 // a *LimitError, *StatusError or *APIError. Every outcome has a pairing
 // record, watched until its message shows it, except a renewal's limit
 // refusal, which stores nothing but the audit event (it only answers a click).
+// A request whose DedupeKey was claimed before returns ErrDuplicate and
+// does nothing at all: the key is claimed with the reservation, in one
+// transaction, so of two deliveries of one command exactly one goes on.
 func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	now := s.cfg.Now()
 	p := Pairing{
@@ -279,9 +326,14 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		Replaces: req.Replaces, Now: now, Hold: s.RequestLease(),
 		Granted: s.event(now, EventRequested, p, ""),
 		Refused: s.event(now, EventRefused, p, ""),
+		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
 	if err != nil {
 		return Pairing{}, err
+	}
+	if d.Duplicate {
+		log.Info("duplicate command dropped", "dedupe_key", req.DedupeKey)
+		return Pairing{}, ErrDuplicate
 	}
 	if d.Refused != LimitNone {
 		lerr := &LimitError{Limit: d.Refused, Phone: req.Phone, Count: d.Count, RetryAt: d.RetryAt, Holder: d.Holder, Window: s.window(d.Refused)}
@@ -294,7 +346,12 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 
 	session, err := s.sessionInfo(ctx, p.Instance)
 	if err == nil && session.Status != StatusScanQR {
-		err = &StatusError{Status: session.Status, Me: session.Me}
+		// Only SCAN_QR_CODE proceeds: a status Wawp does not document is
+		// refused too (DESIGN says "treat unknown ones as pending", which
+		// the countdown does; a new code is never asked of a session the
+		// bot does not understand), and its refusal says to try again in a
+		// moment, as STARTING's does.
+		err = &StatusError{Status: boundedStatus(session.Status), Me: session.Me}
 	}
 	if err == nil && req.Prepare != nil {
 		if err = req.Prepare(ctx, p); err != nil && !errors.As(err, new(*DMError)) {
@@ -305,9 +362,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return s.fail(ctx, p, req, log, err, false)
 	}
 
-	callCtx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	callCtx, cancelCall := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	code, err := s.client(p.Instance).RequestCode(callCtx, p.Instance, p.Phone)
-	cancel()
+	cancelCall()
 	if err != nil {
 		var aerr *APIError
 		// WhatsApp may have counted a request that reached Wawp, unless Wawp
@@ -318,7 +375,10 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		return s.fail(ctx, p, req, log, err, counted)
 	}
 	issued := s.cfg.Now()
-	settled, err := s.db.Settle(ctx, Settlement{
+	// The code came: it is recorded even if ctx ended meanwhile.
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	settled, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
 			// A request past its lease no longer holds the instance, which
@@ -337,9 +397,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		// Ended meanwhile (a shutdown cut it short, or the countdown found
 		// its lease run out), or its lease ran out just now: it ends as
 		// interrupted, and the code came too late to be shown.
-		s.interrupt(ctx, p.ID, true)
+		s.interrupt(rctx, p.ID, true)
 		log.Warn("code arrived after the request's lease ran out or it was interrupted")
-		return s.stored(ctx, p), ErrInterrupted
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		return Pairing{}, err
@@ -363,8 +423,19 @@ func (s *Service) client(instance string) Wawp {
 	return s.wawp
 }
 
-// fail ends a reserved request that produced no code.
+// fail ends a reserved request that produced no code. What Wawp answered
+// is recorded on a context of its own (RecordContext), so a shutdown that
+// cut the request short still finds it ended; a Wawp call cut off by that
+// shutdown (ctx done: no answer came) ends the request as interrupted, as
+// the shutdown's Interrupt does, if that has not already.
 func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Logger, cause error, counted bool) (Pairing, error) {
+	rctx, cancel := RecordContext(ctx)
+	defer cancel()
+	if ctx.Err() != nil && (errors.Is(cause, ErrTimeout) || errors.Is(cause, ErrUnreachable)) {
+		s.interrupt(rctx, p.ID, false)
+		log.Warn("no code: the request was cut short", "err", cause)
+		return s.stored(rctx, p), ErrInterrupted
+	}
 	now := s.cfg.Now()
 	state, reason := StateFailed, failureReason(cause)
 	var serr *StatusError
@@ -374,14 +445,17 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
 		cause = serr
 	case serr != nil:
-		state, reason = StateRefused, reasonStatus+string(serr.Status)
+		state, reason = StateRefused, statusReason(serr.Status)
 	}
 	outcome := OutcomeOf(cause)
-	updated, err := s.db.Settle(ctx, Settlement{
+	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
 		Replaced: req.Replaces, ReplacedURL: req.ClickURL,
 		Change: func(p *Pairing) error {
-			if p.State != StateRequesting {
+			// As in Start: a request past its lease no longer holds the
+			// instance, and its settlement must not give a code it renewed
+			// that instance back (another request may hold it by now).
+			if p.State != StateRequesting || !now.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
 			p.State, p.Reason = state, reason
@@ -394,8 +468,11 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		ReplacedAudit: s.replacedEvent(p, req.Replaces),
 	})
 	if errors.Is(err, ErrInterrupted) {
-		log.Warn("no code, and the request was already ended as interrupted", "err", cause)
-		return s.stored(ctx, p), ErrInterrupted
+		// Ended meanwhile, or its lease ran out just now: it ends as
+		// interrupted (a code it renewed is void; see Interruption).
+		s.interrupt(rctx, p.ID, true)
+		log.Warn("no code, and the request's lease ran out or it was interrupted", "err", cause)
+		return s.stored(rctx, p), ErrInterrupted
 	}
 	if err != nil {
 		log.Error("ending pairing", "err", err)
@@ -403,6 +480,17 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 	}
 	log.Warn("no code", "outcome", outcome, "counted", counted, "err", cause)
 	return updated, cause
+}
+
+// logStorageError logs a storage call that failed: at ERROR, unless ctx
+// is done, when the caller stopped it (a tick or a request the shutdown
+// cut short) and the refusal is what was asked for: then at DEBUG.
+func (s *Service) logStorageError(ctx context.Context, msg string, args ...any) {
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelDebug
+	}
+	s.cfg.Log.Log(ctx, level, msg, args...)
 }
 
 // stored is pairing p as the store has it now (p itself if it cannot be read).
@@ -435,13 +523,13 @@ func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairin
 	now := s.cfg.Now()
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
-		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		s.logStorageError(ctx, "interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
 	p, ended, err := s.db.Interrupt(ctx, Interruption{ID: id, Now: now, Lapsed: lapsed, Audit: s.event(now, EventInterrupted, p, ""),
 		ReplacedAudit: s.replacedEvent(p, p.Renews)})
 	if err != nil {
-		s.cfg.Log.Error("interrupting request", "pairing", id, "err", err)
+		s.logStorageError(ctx, "interrupting request", "pairing", id, "err", err)
 		return p, false
 	}
 	if ended {
@@ -466,27 +554,39 @@ type Renewal struct {
 	// requester, whoever clicked) request codes for instanceID when asked in
 	// channel (where the pairing was requested); nil allows everyone.
 	Allowed func(user, instanceID, channel string) bool
+	// DedupeKey is the click's identity (see Dedupe): a click whose key
+	// was already claimed does nothing and returns ErrDuplicate.
+	DedupeKey string
 }
 
 // Renew asks again for the request behind pairing r.ID, through the same
 // limits. Only its requester, or the person it was handed to, may
-// (ErrNotYours); the renewal is the requester's, who owns the pairing
-// (their user limit, their access), and only while the access rules still
-// allow the requester: a message posted before the rules changed must not
-// keep handing out codes, so a click they no longer allow is audited and
-// refused with ErrNotAllowed. The renewal is shown where the old pairing
-// was: the click's response_url edits the clicked ephemeral message, and
-// the old pairing's DM and card, if any, carry on with the new code.
+// (ErrNotYours, with no pairing); the renewal is the requester's, who owns
+// the pairing (their user limit, their access), and only while the access
+// rules still allow the requester: a message posted before the rules
+// changed must not keep handing out codes, so a click they no longer allow
+// is audited and refused with ErrNotAllowed. The renewal is shown where
+// the old pairing was: the click's response_url edits the clicked
+// ephemeral message, and the old pairing's DM and card, if any, carry on
+// with the new code.
+//
+// A click whose DedupeKey was claimed before returns ErrDuplicate and does
+// nothing: a renewal claims it with its reservation (see Start), a refusal
+// before the limits (ErrNotYours, ErrNotAllowed, *TooSoonError,
+// ErrReplaced) claims it alone, before it audits anything.
 func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	old, err := s.db.Pairing(ctx, r.ID)
 	if err != nil {
 		return Pairing{}, err
 	}
 	if !old.MayUse(r.User) {
-		return old, ErrNotYours
+		return Pairing{}, s.refuse(ctx, r.DedupeKey, ErrNotYours)
 	}
 	now := s.cfg.Now()
 	if r.Allowed != nil && !r.Allowed(old.RequestedBy, old.Instance, old.Channel) {
+		if err := s.refuse(ctx, r.DedupeKey, ErrNotAllowed); errors.Is(err, ErrDuplicate) {
+			return old, err
+		}
 		e := s.event(now, EventRefused, old, OutcomeAccessDenied)
 		e.Team = r.Team
 		if err := s.db.AppendAudit(ctx, e); err != nil {
@@ -495,7 +595,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 		return old, ErrNotAllowed
 	}
 	if old.State == StateWarmingUp && now.Before(old.RetryAt) {
-		return old, &TooSoonError{RetryAt: old.RetryAt}
+		return old, s.refuse(ctx, r.DedupeKey, &TooSoonError{RetryAt: old.RetryAt})
 	}
 	// A "New code" that never reached WhatsApp left the code it meant to
 	// replace working; trying again replaces that one.
@@ -509,12 +609,29 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// the renewal its first half asked for holds the message now, live or
 	// still being requested; or it was replaced and has ended) renews
 	// nothing: a second request would be refused by the instance limit at
-	// best, and its refusal would cover the live code.
+	// best, and its refusal would cover the live code. The holder is the
+	// answer, shown through the click's fresh response_url, which its
+	// later edits go through too (as a Refresh's would) — unless the click
+	// came from an older copy of the message than the one the holder's
+	// editor replaces (the code as first posted, above the message where
+	// New code was clicked): that editor stays, so the one message showing
+	// the holder's code is the one kept current, and the Slack edge takes
+	// the old code off the older copy through its click's own url.
 	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
-		return holder, ErrReplaced
+		if err := s.refuse(ctx, r.DedupeKey, ErrReplaced); !errors.Is(err, ErrReplaced) {
+			return holder, err
+		}
+		if r.ClickTS != "" && holder.ClickTS != "" && r.ClickTS != holder.ClickTS {
+			return holder, ErrReplaced
+		}
+		rebound, err := s.rebind(ctx, holder, Click{ResponseURL: r.ResponseURL, Issued: r.URLIssued, TS: r.ClickTS})
+		if err != nil {
+			return holder, err
+		}
+		return rebound, ErrReplaced
 	}
 	if old.State == StateSuperseded {
-		return old, ErrReplaced
+		return old, s.refuse(ctx, r.DedupeKey, ErrReplaced)
 	}
 	// The renewal is shown in the old pairing's DM message, which shows
 	// nothing of the renewal yet.
@@ -525,16 +642,60 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
 		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
 		Replaces: replaces, Message: old.MessageID(),
+		DedupeKey: r.DedupeKey,
 	})
 }
 
+// ClaimCommand claims the dedupe key of a command that reserves nothing
+// (Cancel, Refresh, a help or history command), before it acts:
+// ErrDuplicate when the key was claimed before, and the command must do
+// nothing. An empty key is always claimed. A command whose process stops
+// between the claim and the act is lost, not done twice; its user sees
+// no answer and clicks again (a new click is a new key).
+func (s *Service) ClaimCommand(ctx context.Context, key string) error {
+	now := s.cfg.Now()
+	first, err := s.db.ClaimCommand(ctx, s.dedupe(key, now), now)
+	if err != nil {
+		return err
+	}
+	if !first {
+		s.cfg.Log.Info("duplicate command dropped", "request", RequestID(ctx), "dedupe_key", key)
+		return ErrDuplicate
+	}
+	return nil
+}
+
+// refuse is refusal, the answer to a command that reserves nothing,
+// unless the command's key was claimed before: then ErrDuplicate, and the
+// refusal is not shown twice. When the key cannot be claimed (the storage
+// is down) the refusal stands: it changes nothing, so showing it twice is
+// the worst that can happen.
+func (s *Service) refuse(ctx context.Context, key string, refusal error) error {
+	err := s.ClaimCommand(ctx, key)
+	if errors.Is(err, ErrDuplicate) {
+		return err
+	}
+	if err != nil {
+		s.cfg.Log.Error("claiming a command", "request", RequestID(ctx), "err", err)
+	}
+	return refusal
+}
+
+// dedupe is the Dedupe of a command with key at now.
+func (s *Service) dedupe(key string, now time.Time) Dedupe {
+	if key == "" {
+		return Dedupe{}
+	}
+	return Dedupe{Key: key, Until: now.Add(s.cfg.DedupeWindow)}
+}
+
 // Cancel ends a live pairing at the wish of its requester or of the person
-// it was handed to (ErrNotYours for anyone else); the code is wiped. The click's response_url (empty for a
-// click on the DM) becomes the ephemeral message's editor (see Refresh).
-// A pairing that already ended is left as it is and returned with
-// ErrEnded, rebound, so its message can show how it ended. A Cancel on a
-// pairing a renewal superseded cancels the renewal, if it still holds the
-// same message.
+// it was handed to (ErrNotYours, with no pairing, for anyone else); the
+// code is wiped. The click's response_url (empty for a click on the DM)
+// becomes the ephemeral message's editor (see Refresh). A pairing that
+// already ended is left as it is and returned with ErrEnded, rebound, so
+// its message can show how it ended. A Cancel on a pairing a renewal
+// superseded cancels the renewal, if it still holds the same message.
 func (s *Service) Cancel(ctx context.Context, id, user string, click Click) (Pairing, error) {
 	now := s.cfg.Now()
 	// A copy of a message that a renewal took over (the channel's line of
@@ -558,6 +719,9 @@ func (s *Service) Cancel(ctx context.Context, id, user string, click Click) (Pai
 		}
 		return nil
 	})
+	if errors.Is(err, ErrNotYours) {
+		return Pairing{}, err
+	}
 	if errors.Is(err, ErrEnded) {
 		if p, err = s.db.Pairing(ctx, id); err != nil {
 			return p, err

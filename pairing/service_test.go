@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -379,22 +381,33 @@ func TestStartRefusedByLimit(t *testing.T) {
 
 // TestStartSessionStatus: a session that is not waiting for a phone stops
 // the request before request-code: it does not count, frees the instance,
-// and says what to do (warming up: retry after the warm-up wait).
+// and says what to do (warming up: retry after the warm-up wait). A status
+// Wawp does not document is refused too (no code is asked of a session
+// the bot does not understand), counted and audited as the one outcome
+// status_unknown — the outcome is a metrics label, and each string Wawp
+// sends would otherwise be a time series of its own, of any length —
+// while the status itself, bounded, is kept in the pairing's Reason.
 func TestStartSessionStatus(t *testing.T) {
+	long := pairing.Status(strings.Repeat("X", 300))
 	tests := []struct {
 		status    pairing.Status
 		me        string
 		wantState pairing.State
 		wantErr   pairing.StatusError
-		reason    string
+		reason    pairing.Reason
+		outcome   pairing.Outcome
 	}{
-		{pairing.StatusStarting, "", pairing.StateWarmingUp, pairing.StatusError{Status: pairing.StatusStarting, RetryAt: t0.Add(pairing.DefaultWarmup)}, ""},
-		{pairing.StatusWorking, otherNum, pairing.StateRefused, pairing.StatusError{Status: pairing.StatusWorking, Me: otherNum}, "status:WORKING"},
-		{pairing.StatusStopped, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusStopped}, "status:STOPPED"},
-		{pairing.StatusFailed, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusFailed}, "status:FAILED"},
+		{pairing.StatusStarting, "", pairing.StateWarmingUp, pairing.StatusError{Status: pairing.StatusStarting, RetryAt: t0.Add(pairing.DefaultWarmup)}, "", pairing.OutcomeStatusStarting},
+		{pairing.StatusWorking, otherNum, pairing.StateRefused, pairing.StatusError{Status: pairing.StatusWorking, Me: otherNum}, "status_working", pairing.OutcomeStatusWorking},
+		{pairing.StatusStopped, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusStopped}, "status_stopped", pairing.OutcomeStatusStopped},
+		{pairing.StatusFailed, "", pairing.StateRefused, pairing.StatusError{Status: pairing.StatusFailed}, "status_failed", pairing.OutcomeStatusFailed},
+		{"OPENING", "", pairing.StateRefused, pairing.StatusError{Status: "OPENING"}, "status_unknown:OPENING", pairing.OutcomeStatusUnknown},
+		{"QR_TIMEOUT_9F3A", "", pairing.StateRefused, pairing.StatusError{Status: "QR_TIMEOUT_9F3A"}, "status_unknown:QR_TIMEOUT_9F3A", pairing.OutcomeStatusUnknown},
+		{long, "", pairing.StateRefused, pairing.StatusError{Status: long[:40] + "…"}, pairing.Reason("status_unknown:" + long[:40] + "…"), pairing.OutcomeStatusUnknown},
+		{"<!here> 1", "", pairing.StateRefused, pairing.StatusError{Status: "??here??1"}, "status_unknown:??here??1", pairing.OutcomeStatusUnknown},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.status), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%.20s", tt.status), func(t *testing.T) {
 			r := newRig(t, pairing.Config{})
 			r.wawp.setStatus(inst1.ID, tt.status, tt.me)
 			p, err := r.svc.Start(context.Background(), request(inst1, digits, "U1"))
@@ -417,7 +430,10 @@ func TestStartSessionStatus(t *testing.T) {
 			if n := r.count(digits); n != 0 {
 				t.Errorf("phone counts %d requests; a request that never reached request-code does not count", n)
 			}
-			want := []string{"requested", "error:" + string(pairing.StatusOutcome(tt.status))}
+			if o := pairing.OutcomeOf(err); o != tt.outcome {
+				t.Errorf("outcome (the metrics label) %.50q, want %s", o, tt.outcome)
+			}
+			want := []string{"requested", "error:" + string(tt.outcome)}
 			if diff := cmp.Diff(want, kinds(r.events())); diff != "" {
 				t.Errorf("audited (-want +got):\n%s", diff)
 			}
@@ -439,25 +455,25 @@ func TestStartWawpError(t *testing.T) {
 		session   error // from session info
 		code      error // from request-code
 		wantState pairing.State
-		reason    string
+		reason    pairing.Reason
 		counted   bool
 	}{
-		{"session timeout", apiError(session, pairing.ErrTimeout, true), nil, pairing.StateFailed, "wawp:timeout", false},
-		{"session unreachable", apiError(session, pairing.ErrUnreachable, false), nil, pairing.StateFailed, "wawp:unreachable", false},
-		{"session no instance", apiError(session, pairing.ErrNoInstance, true), nil, pairing.StateFailed, "wawp:no_instance", false},
-		{"session unauthorized", apiError(session, pairing.ErrUnauthorized, true), nil, pairing.StateFailed, "wawp:unauthorized", false},
-		{"session garbage", apiError(session, pairing.ErrBadResponse, true), nil, pairing.StateFailed, "wawp:bad_response", false},
-		{"code unauthorized", nil, apiError(reqCode, pairing.ErrUnauthorized, true), pairing.StateFailed, "wawp:unauthorized", false},
-		{"code no instance", nil, apiError(reqCode, pairing.ErrNoInstance, true), pairing.StateFailed, "wawp:no_instance", false},
-		{"code bad request", nil, apiError(reqCode, pairing.ErrBadRequest, true), pairing.StateFailed, "wawp:bad_request", false},
+		{"session timeout", apiError(session, pairing.ErrTimeout, true), nil, pairing.StateFailed, "wawp_error:timeout", false},
+		{"session unreachable", apiError(session, pairing.ErrUnreachable, false), nil, pairing.StateFailed, "wawp_error:unreachable", false},
+		{"session no instance", apiError(session, pairing.ErrNoInstance, true), nil, pairing.StateFailed, "wawp_error:no_instance", false},
+		{"session unauthorized", apiError(session, pairing.ErrUnauthorized, true), nil, pairing.StateFailed, "wawp_error:unauthorized", false},
+		{"session garbage", apiError(session, pairing.ErrBadResponse, true), nil, pairing.StateFailed, "wawp_error:bad_response", false},
+		{"code unauthorized", nil, apiError(reqCode, pairing.ErrUnauthorized, true), pairing.StateFailed, "wawp_error:unauthorized", false},
+		{"code no instance", nil, apiError(reqCode, pairing.ErrNoInstance, true), pairing.StateFailed, "wawp_error:no_instance", false},
+		{"code bad request", nil, apiError(reqCode, pairing.ErrBadRequest, true), pairing.StateFailed, "wawp_error:bad_request", false},
 		{"code not ready (422)", nil, apiError(reqCode, pairing.ErrNotReady, true), pairing.StateWarmingUp, "", false},
-		{"code rate limited", nil, apiError(reqCode, pairing.ErrRateLimited, true), pairing.StateFailed, "wawp:rate_limited", true},
-		{"code server error", nil, apiError(reqCode, pairing.ErrServer, true), pairing.StateFailed, "wawp:server", true},
-		{"code upstream", nil, apiError(reqCode, pairing.ErrUpstream, true), pairing.StateFailed, "wawp:upstream", true},
-		{"code garbage", nil, apiError(reqCode, pairing.ErrBadResponse, true), pairing.StateFailed, "wawp:bad_response", true},
-		{"code timeout after sending", nil, apiError(reqCode, pairing.ErrTimeout, true), pairing.StateFailed, "wawp:timeout", true},
-		{"code timeout before sending", nil, apiError(reqCode, pairing.ErrTimeout, false), pairing.StateFailed, "wawp:timeout", false},
-		{"code unreachable", nil, apiError(reqCode, pairing.ErrUnreachable, false), pairing.StateFailed, "wawp:unreachable", false},
+		{"code rate limited", nil, apiError(reqCode, pairing.ErrRateLimited, true), pairing.StateFailed, "wawp_error:rate_limited", true},
+		{"code server error", nil, apiError(reqCode, pairing.ErrServer, true), pairing.StateFailed, "wawp_error:server", true},
+		{"code upstream", nil, apiError(reqCode, pairing.ErrUpstream, true), pairing.StateFailed, "wawp_error:upstream", true},
+		{"code garbage", nil, apiError(reqCode, pairing.ErrBadResponse, true), pairing.StateFailed, "wawp_error:bad_response", true},
+		{"code timeout after sending", nil, apiError(reqCode, pairing.ErrTimeout, true), pairing.StateFailed, "wawp_error:timeout", true},
+		{"code timeout before sending", nil, apiError(reqCode, pairing.ErrTimeout, false), pairing.StateFailed, "wawp_error:timeout", false},
+		{"code unreachable", nil, apiError(reqCode, pairing.ErrUnreachable, false), pairing.StateFailed, "wawp_error:unreachable", false},
 		{"code: not a Wawp error", nil, context.Canceled, pairing.StateFailed, pairing.ReasonInternal, false},
 	}
 	for _, tt := range tests {
@@ -589,6 +605,77 @@ func TestInterrupt(t *testing.T) {
 	}
 }
 
+// TestStartCutShort: a shutdown that cannot wait cancels the request's ctx
+// while Wawp is being asked (after ending it as interrupted, or before it
+// could). What Wawp answered is still recorded — on a context of its own,
+// since the request's is done — so a call cut off ends the request as
+// interrupted (it counts: request-code may have reached WhatsApp) and says
+// ErrInterrupted, whose outcome the metrics count, instead of a storage
+// error logged and wawp_error counted; a code that came as the cut did is
+// stored and shown by the next tick. No ERROR is logged.
+func TestStartCutShort(t *testing.T) {
+	cutOff := apiError("/v2/auth/request-code", pairing.ErrTimeout, true)
+	tests := []struct {
+		name        string
+		interrupted bool  // the shutdown's Interrupt ran before the cut
+		answer      error // what request-code returns after the cut; nil: a code
+		wantState   pairing.State
+		want        pairing.Outcome // of Start's error: what the metrics count
+		audited     []string
+	}{
+		{"interrupted, then cut off", true, cutOff, pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"cut off before Interrupt found it", false, cutOff, pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"connection cut", false, apiError("/v2/auth/request-code", pairing.ErrUnreachable, true), pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"interrupted, then the code came", true, nil, pairing.StateInterrupted, pairing.OutcomeInterrupted, []string{"requested", "interrupted"}},
+		{"the code came as the cut did", false, nil, pairing.StateLive, pairing.OutcomeCodeIssued, []string{"requested", "code_issued"}},
+		{"a clear answer came as the cut did", false, apiError("/v2/auth/request-code", pairing.ErrNotReady, true), pairing.StateWarmingUp, pairing.OutcomeStatusStarting, []string{"requested", "error:status_starting"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs := &strings.Builder{}
+			var mu sync.Mutex
+			r := newRig(t, pairing.Config{Log: slog.New(slog.NewTextHandler(lockedWriter{&mu, logs}, nil))})
+			ctx, cancel := context.WithCancel(t.Context())
+			r.wawp.duringCode = func() {
+				if tt.interrupted {
+					if ended := r.svc.Interrupt(t.Context()); len(ended) != 1 {
+						t.Errorf("Interrupt ended %d requests, want 1", len(ended))
+					}
+				}
+				cancel()
+			}
+			r.wawp.failCode(tt.answer)
+			p, err := r.svc.Start(ctx, request(inst1, digits, "U1"))
+			if o := pairing.OutcomeOf(err); o != tt.want {
+				t.Errorf("outcome %s (err %v), want %s", o, err, tt.want)
+			}
+			if got := r.stored(p.ID); p.State != tt.wantState || got.State != tt.wantState {
+				t.Errorf("returned %s, stored %s; want %s", p.State, got.State, tt.wantState)
+			}
+			if diff := cmp.Diff(tt.audited, kinds(r.events())); diff != "" {
+				t.Errorf("audited (-want +got):\n%s", diff)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("a request cut short logged an error:\n%s", logs)
+			}
+		})
+	}
+}
+
+// lockedWriter is a log destination safe for concurrent writers.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // renewal is U1's "New code" click on pairing id.
 func renewal(id, user string) pairing.Renewal {
 	return pairing.Renewal{ID: id, User: user, Team: "T1", ResponseURL: "https://hooks.slack.test/actions/" + id, URLIssued: t0}
@@ -653,8 +740,8 @@ func TestRenew(t *testing.T) {
 		old := r.start(request(inst1, digits, "U1"))
 		r.wawp.takeCalls()
 		p, err := r.svc.Renew(context.Background(), renewal(old.ID, "U2"))
-		if !errors.Is(err, pairing.ErrNotYours) || p.ID != old.ID {
-			t.Errorf("Renew by another user = %v, %v; want ErrNotYours", p.ID, err)
+		if !errors.Is(err, pairing.ErrNotYours) || p.ID != "" {
+			t.Errorf("Renew by another user = %q, %v; want ErrNotYours and no pairing", p.ID, err)
 		}
 		if calls := r.wawp.takeCalls(); len(calls) != 0 {
 			t.Errorf("Wawp called: %v", calls)
@@ -752,6 +839,97 @@ func TestRenew(t *testing.T) {
 		}
 		if diff := cmp.Diff([]string{p.ID}, r.liveOn(inst1.ID)); diff != "" {
 			t.Errorf("live on the instance (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("turned away by Wawp after its lease ran out: no orphan code", func(t *testing.T) {
+		// The lease rule (a request past its lease no longer holds the
+		// instance) holds for a renewal turned away as for one that got a
+		// code (TestStartAfterLeaseRanOut): before, the late 422 settled,
+		// and the replaced pairing stayed live, code and all, unwatched,
+		// while another agent's request held the instance.
+		r := newRig(t, pairing.Config{})
+		old := r.start(request(inst1, digits, "U1"))
+		var other pairing.Pairing
+		r.wawp.codes = []string{"OTHR0001"}
+		r.wawp.duringCode = func() {
+			r.clock.Add(r.svc.RequestLease())
+			other = r.start(request(inst1, otherNum, "U2"))
+			r.wawp.failCode(apiError("/v2/auth/request-code", pairing.ErrNotReady, true))
+		}
+		p, err := r.svc.Renew(context.Background(), renewal(old.ID, "U1"))
+		if !errors.Is(err, pairing.ErrInterrupted) || p.State != pairing.StateInterrupted {
+			t.Errorf("late renewal = %s, %v; want interrupted, ErrInterrupted", p.State, err)
+		}
+		if o := r.stored(old.ID); o.State != pairing.StateSuperseded || o.Code != "" {
+			t.Errorf("replaced pairing = %s, code %q; want superseded without its code", o.State, o.Code)
+		}
+		if diff := cmp.Diff([]string{other.ID}, r.liveOn(inst1.ID)); diff != "" {
+			t.Errorf("live on the instance (-want +got):\n%s", diff)
+		}
+		r.clock.Add(pairing.DefaultCodeLifetime) // the old code's time is over
+		if _, err := r.svc.Advance(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if o := r.stored(old.ID); !o.Final() || o.Code != "" {
+			t.Errorf("replaced pairing after its expiry and a tick: %s, code %q; want it ended with its code wiped", o.State, o.Code)
+		}
+	})
+	t.Run("double click: the renewal holding the message answers, through the second click's url", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		old := r.start(request(inst1, digits, "U1"))
+		r.wawp.codes = []string{"EFGH5678"}
+		first, err := r.svc.Renew(context.Background(), renewal(old.ID, "U1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.wawp.takeCalls()
+		r.clock.Add(time.Second)
+		second := renewal(old.ID, "U1") // the second half carries the first pairing's ID
+		second.ResponseURL, second.URLIssued = "https://hooks.slack.test/actions/second", r.clock.Now()
+		p, err := r.svc.Renew(context.Background(), second)
+		if !errors.Is(err, pairing.ErrReplaced) || p.ID != first.ID {
+			t.Fatalf("second half = %s, %v; want %s, ErrReplaced", p.ID, err, first.ID)
+		}
+		if calls := r.wawp.takeCalls(); len(calls) != 0 {
+			t.Errorf("Wawp called: %v", calls)
+		}
+		want := first
+		want.ClickURL, want.ClickIssued = second.ResponseURL, second.URLIssued
+		if diff := cmp.Diff(want, r.stored(first.ID)); diff != "" {
+			t.Errorf("the renewal holding the message (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff(want, p); diff != "" {
+			t.Errorf("returned (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("a click on an older copy of the message leaves the holder's editor", func(t *testing.T) {
+		// The code as first posted through the command's url (ts 1), the
+		// final state below it (ts 2), where New code was clicked: the
+		// renewal's editor replaces ts 2. New code on ts 1 then finds the
+		// renewal holding the message; the renewal is the answer, but its
+		// editor stays the message showing it (the Slack edge takes the old
+		// code off ts 1 through that click's own url).
+		r := newRig(t, pairing.Config{})
+		old := r.start(request(inst1, digits, "U1"))
+		r.wawp.codes = []string{"EFGH5678"}
+		click := renewal(old.ID, "U1")
+		click.ClickTS = "1700000000.000002"
+		first, err := r.svc.Renew(context.Background(), click)
+		if err != nil || first.ClickTS != click.ClickTS {
+			t.Fatalf("first click: ts %q, %v", first.ClickTS, err)
+		}
+		r.clock.Add(time.Second)
+		older := renewal(old.ID, "U1")
+		older.ResponseURL, older.URLIssued, older.ClickTS = "https://hooks.slack.test/actions/older", r.clock.Now(), "1700000000.000001"
+		p, err := r.svc.Renew(context.Background(), older)
+		if !errors.Is(err, pairing.ErrReplaced) || p.ID != first.ID {
+			t.Fatalf("click on the older copy = %s, %v; want %s, ErrReplaced", p.ID, err, first.ID)
+		}
+		if diff := cmp.Diff(first, r.stored(first.ID)); diff != "" {
+			t.Errorf("the renewal holding the message (-want +got):\n%s", diff)
+		}
+		if p.ClickURL != first.ClickURL || p.ClickTS != first.ClickTS {
+			t.Errorf("returned the editor %q (ts %q), want the holder's %q (ts %q)", p.ClickURL, p.ClickTS, first.ClickURL, first.ClickTS)
 		}
 	})
 	t.Run("unknown pairing", func(t *testing.T) {
@@ -887,6 +1065,48 @@ func TestRefresh(t *testing.T) {
 	}
 }
 
+// TestNotYoursHandsOutNoPairing: a click by someone other than the
+// requester (Refresh, New code, Try again, Cancel) is refused with
+// ErrNotYours and no pairing at all: the Slack edge must never be handed
+// another user's pairing, let alone its live code. (Before, each returned
+// the requester's pairing, code and all, beside the error.)
+func TestNotYoursHandsOutNoPairing(t *testing.T) {
+	const clickURL = "https://hooks.slack.test/actions/other"
+	for _, tt := range []struct {
+		name string
+		call func(svc *pairing.Service, id string) (pairing.Pairing, error)
+	}{
+		{"Refresh", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
+			return svc.Refresh(context.Background(), id, "U2", pairing.Click{ResponseURL: clickURL, Issued: t0})
+		}},
+		{"Renew", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
+			return svc.Renew(context.Background(), renewal(id, "U2"))
+		}},
+		{"Cancel", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
+			return svc.Cancel(context.Background(), id, "U2", pairing.Click{ResponseURL: clickURL, Issued: t0})
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRig(t, pairing.Config{})
+			p := r.start(request(inst1, digits, "U1"))
+			r.wawp.takeCalls()
+			got, err := tt.call(r.svc, p.ID)
+			if !errors.Is(err, pairing.ErrNotYours) {
+				t.Errorf("err = %v, want ErrNotYours", err)
+			}
+			if diff := cmp.Diff(pairing.Pairing{}, got); diff != "" {
+				t.Errorf("handed to another user (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(p, r.stored(p.ID)); diff != "" {
+				t.Errorf("another user's click changed the pairing (-want +got):\n%s", diff)
+			}
+			if calls := r.wawp.takeCalls(); len(calls) != 0 {
+				t.Errorf("Wawp called: %v", calls)
+			}
+		})
+	}
+}
+
 // TestAdvance: each tick asks Wawp once per instance with a live code and
 // ends a pairing only on a clear answer or its own expiry; Wawp faults
 // change nothing.
@@ -899,7 +1119,7 @@ func TestAdvance(t *testing.T) {
 		me        string
 		err       error
 		wantState pairing.State
-		reason    string
+		reason    pairing.Reason
 		linked    string
 		audited   []string
 	}{

@@ -19,7 +19,8 @@ import (
 //
 // Every method is safe for concurrent use. Errors are storage failures,
 // except the ones documented (ErrNotFound, ErrBudgetSpent, and whatever a
-// change function returns). Package store/storetest is the contract in
+// change function returns); a backend on a server wraps ErrUnavailable
+// around a failure to reach it. Package store/storetest is the contract in
 // full: every implementation runs it and passes.
 //
 // Every method takes the caller's ctx first, for a backend that talks to
@@ -39,7 +40,20 @@ type Storage interface {
 	// phone, then the user: the first limit that says no is reported. The
 	// attempt counts in the phone's and the user's windows until a
 	// settlement that does not count removes it from both.
+	//
+	// With r.Dedupe.Key set, the key is checked before anything else: one
+	// already claimed (by Reserve or ClaimCommand) and unexpired at r.Now
+	// makes a Decision with only Duplicate set, and nothing is stored;
+	// otherwise the key is claimed until r.Dedupe.Until in the same
+	// transaction as the decision, granted or refused. Two reservations
+	// with one key, racing on any replica: exactly one is decided.
 	Reserve(ctx context.Context, r Reservation) (Decision, error)
+	// ClaimCommand claims d.Key for a command that reserves nothing (a
+	// Cancel, a Refresh, a refusal): true when this call claimed it, false
+	// when it was already claimed and is unexpired at now (a duplicate:
+	// nothing changes). An expired key is claimed again. An empty key is
+	// always claimed, and nothing is stored.
+	ClaimCommand(ctx context.Context, d Dedupe, now time.Time) (bool, error)
 	// Settle applies s to a reserved request in one step and returns the
 	// pairing as stored; when s.Change fails, nothing of s is stored. A
 	// replaced pairing that already reached a final state keeps it, and
@@ -66,8 +80,37 @@ type Storage interface {
 	// current: live ones, and ended ones whose final view is not shown yet.
 	WatchedPairings(ctx context.Context) ([]Pairing, error)
 	// RecordView remembers the key of the view pairing id's message shows
-	// now; unwatch stops keeping the message current for good.
+	// now; unwatch stops keeping the message current for good. It claims
+	// nothing: ClaimView and FinishView are the edits' path.
+	// Kept for the Slack edge until it claims its edits.
 	RecordView(ctx context.Context, id, key string, unwatch bool) error
+	// ClaimView claims the edit c names (see ViewClaim), in one step: it
+	// wins (true) when pairing c.ID shows c.From on c.Surface (View) and no
+	// other claim on that surface holds (unfinished, and before the time
+	// its For ran out on the storage's clock, as Lead's leases); the claim
+	// then holds until c.For has passed or FinishView ends it, and with
+	// c.URL one use of the url is taken in the same step. Otherwise it
+	// returns false and changes nothing; ErrBudgetSpent, changing nothing,
+	// when the claim would win but the url has no use it may take;
+	// ErrNotFound when the pairing is gone; ErrNoSurface for a surface
+	// pairings do not have. Of any number of claims racing for one
+	// surface, on any replicas, at most one wins. A claim changes no view
+	// (Pairing is as it was): FinishView does.
+	ClaimView(ctx context.Context, c ViewClaim) (bool, error)
+	// FinishView ends claim token on pairing id's surface: the surface is
+	// as shown from now on (Pairing.WithShown): shown.LastView is the view
+	// it shows (the claim's To when its post landed; its From when the
+	// post certainly did not, so the edit may be claimed again; any other
+	// view, such as a message that is gone), and for the DM and the card
+	// shown is also where the message is (a message posted anew, the
+	// first post's channel and ts, or Slack's refusal); the claim stops
+	// holding, and with unwatch the message is no longer kept current. It
+	// returns true, or false and changes nothing when token is not the
+	// surface's claim any more (it ran out and another claim was made
+	// since); ErrNotFound when the pairing is gone; ErrNoSurface for a
+	// surface pairings do not have. A claim that ran out but was not
+	// replaced can still be finished.
+	FinishView(ctx context.Context, id, surface, token string, shown Surface, unwatch bool) (bool, error)
 	// NextAllowed returns when phone may next get a code under limit (now
 	// if it may already) and how many requests are in its window.
 	NextAllowed(ctx context.Context, phone string, now time.Time, limit Window) (time.Time, int, error)
@@ -85,8 +128,32 @@ type Storage interface {
 	// RefundResponseURL gives back a use Slack certainly did not count.
 	RefundResponseURL(ctx context.Context, url string) error
 
+	// Lead elects leader as the ticker's leader, or renews its term, in
+	// one step, with a lease measured on the storage's clock (PostgreSQL's
+	// now(): replicas whose clocks disagree still agree on when a lease
+	// has run out; elsewhere the clock now gives). A lease runs while the
+	// clock is before its expiry:
+	//   - held is a term of leader's whose lease still runs: the lease is
+	//     renewed for ttl from now, and held returned;
+	//   - no lease runs (none was taken, it ran out, or its leader
+	//     resigned): leader is elected for ttl, and its new Term returned
+	//     (ElectedAt: now on the storage's clock);
+	//   - otherwise (another leader's lease runs; or leader's own, from a
+	//     term it does not name): the zero Term, and nothing changes.
+	// held is the zero Term, or a term Lead returned to leader; ttl is
+	// positive. Of any number of candidates racing, on any replicas, at
+	// most one holds a running lease.
+	Lead(ctx context.Context, leader string, held Term, ttl time.Duration, now time.Time) (Term, error)
+	// Resign ends term's lease at once, so that another replica is
+	// elected at its next attempt instead of waiting the lease out (a
+	// replica stopping). A term that no longer holds the lease changes
+	// nothing.
+	Resign(ctx context.Context, term Term) error
+
 	// Prune deletes what before allows: old attempts, ended and unwatched
 	// pairings, instance slots no live pairing holds, expired response_url
-	// budgets and old audit events. PruneStats counts each attempt once.
+	// budgets and old audit events; and command keys expired at now, and
+	// claimed edits that ran out (a storage may keep those until the
+	// pairing goes). PruneStats counts each attempt once.
 	Prune(ctx context.Context, now time.Time, before PruneBefore) (PruneStats, error)
 }

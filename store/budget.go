@@ -24,20 +24,9 @@ func (db *DB) UseResponseURL(ctx context.Context, url string, issued, now time.T
 	// Batch: concurrent edits share one fsync. The function only reports
 	// through spent, so running it twice (as Batch may) is harmless.
 	err := db.batch(ctx, func(tx *bolt.Tx) error {
-		spent = false
-		b := tx.Bucket(bucketResponseURLs)
-		budget := urlBudget{Issued: issued}
-		if raw := b.Get([]byte(url)); raw != nil {
-			if err := json.Unmarshal(raw, &budget); err != nil {
-				return err
-			}
-		}
-		if !now.Before(budget.Issued.Add(pairing.ResponseURLLifetime)) || pairing.ResponseURLUses-budget.Used-1 < keep {
-			spent = true
-			return nil
-		}
-		budget.Used++
-		return putJSON(b, []byte(url), budget)
+		var err error
+		spent, err = takeUse(tx, url, issued, now, keep)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("use response_url: %w", err)
@@ -46,6 +35,23 @@ func (db *DB) UseResponseURL(ctx context.Context, url string, issued, now time.T
 		return pairing.ErrBudgetSpent
 	}
 	return nil
+}
+
+// takeUse takes one use of url's budget in tx, keeping keep, or reports
+// spent (and writes nothing) when none may be taken.
+func takeUse(tx *bolt.Tx, url string, issued, now time.Time, keep int) (spent bool, err error) {
+	b := tx.Bucket(bucketResponseURLs)
+	budget := urlBudget{Issued: issued}
+	if raw := b.Get([]byte(url)); raw != nil {
+		if err := json.Unmarshal(raw, &budget); err != nil {
+			return false, err
+		}
+	}
+	if !now.Before(budget.Issued.Add(pairing.ResponseURLLifetime)) || pairing.ResponseURLUses-budget.Used-1 < keep {
+		return true, nil
+	}
+	budget.Used++
+	return false, putJSON(b, []byte(url), budget)
 }
 
 // RefundResponseURL gives back a use that Slack certainly did not count:

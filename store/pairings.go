@@ -38,6 +38,10 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 	var d pairing.Decision
 	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		d = pairing.Decision{}
+		if first, err := claimCommand(tx, r.Dedupe, r.Now); err != nil || !first {
+			d.Duplicate = !first
+			return err
+		}
 		p := r.Pairing
 		live := tx.Bucket(bucketLive)
 		pairings := tx.Bucket(bucketPairings)
@@ -193,7 +197,16 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 	}
 	live := tx.Bucket(bucketLive)
 	if held := live.Get([]byte(old.Instance)); held != nil && string(held) != renewal.ID && string(held) != old.ID {
-		return watched.Delete([]byte(s.Replaced)) // someone else's pairing holds it now
+		// Someone else's pairing holds the instance now (the renewal's
+		// lease ran out before it settled): its request voids the old code
+		// on WhatsApp, and one instance never has two live codes. The old
+		// pairing ends as superseded, code wiped and audited; left live
+		// and unwatched, nothing would ever end it.
+		ended, err := endPairing(tx, old.ID, pairing.StateSuperseded, s.Now)
+		if err != nil || !ended {
+			return err
+		}
+		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
 	if s.ReplacedURL != "" {
 		old.ClickURL, old.ClickIssued = s.ReplacedURL, s.Now

@@ -81,6 +81,20 @@ func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefo
 			return json.Unmarshal(v, &b) != nil || now.Sub(b.Issued) > pairing.ResponseURLLifetime
 		})
 		st.ResponseURLs = n
+		if err != nil {
+			return err
+		}
+		st.DedupeKeys, err = deleteWhere(tx.Bucket(bucketDedupe), func(_, v []byte) bool { return !now.Before(dedupeUntil(v)) })
+		if err != nil {
+			return err
+		}
+		// Claimed edits whose claim ran out (their claimer is gone) or
+		// whose pairing is.
+		_, err = deleteWhere(tx.Bucket(bucketViewClaims), func(k, v []byte) bool {
+			id, _, _ := bytes.Cut(k, []byte{0})
+			var c viewClaim
+			return json.Unmarshal(v, &c) != nil || !now.Before(c.Until) || pairings.Get(id) == nil
+		})
 		if err != nil || before.AuditEvents.IsZero() {
 			return err
 		}

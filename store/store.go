@@ -32,8 +32,10 @@ var (
 	bucketResponseURLs  = []byte("response_urls")
 	bucketAudit         = []byte("audit")
 	bucketWatched       = []byte("watched")
+	bucketDedupe        = []byte("dedupe")
+	bucketViewClaims    = []byte("view_claims")
 	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched,
-		bucketMeta, bucketAuditByPhone, bucketAuditByInstance}
+		bucketMeta, bucketAuditByPhone, bucketAuditByInstance, bucketDedupe, bucketViewClaims}
 )
 
 // ErrLocked means another process holds the database file. bbolt takes an
@@ -48,6 +50,9 @@ var ErrDamaged = errors.New("database file is damaged")
 type DB struct {
 	bolt *bolt.DB
 	log  *slog.Logger
+	// lease is the ticker's leader lease (see Lead): in memory, since
+	// bbolt's file lock lets only one process use the file at a time.
+	lease leaderLease
 }
 
 // Options tune Open. The zero value is a durable database that waits up to

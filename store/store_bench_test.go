@@ -12,7 +12,8 @@ import (
 )
 
 // BenchmarkReserveParallel measures check-and-record with 50 concurrent
-// callers on a real, durable (fsync on) file, each for its own phone.
+// callers on a real, durable (fsync on) file, each for its own phone,
+// each with the dedupe key of its command (as the bot sends them).
 func BenchmarkReserveParallel(b *testing.B) {
 	db, err := Open(filepath.Join(b.TempDir(), "bench.db"), Options{})
 	if err != nil {
@@ -28,6 +29,7 @@ func BenchmarkReserveParallel(b *testing.B) {
 		for pb.Next() {
 			i := n.Add(1)
 			r := reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), fmt.Sprint("2010", 10000000+i), fmt.Sprint("U", i), t0)
+			r.Dedupe = pairing.Dedupe{Key: fmt.Sprint("envelope:", i), Until: t0.Add(time.Hour)}
 			if d, err := db.Reserve(b.Context(), r); err != nil || d.Refused != pairing.LimitNone {
 				b.Errorf("reserve %d: %+v %v", i, d, err)
 			}

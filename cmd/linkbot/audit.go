@@ -13,12 +13,14 @@ import (
 
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
+	"github.com/linkbot/linkbot/store/postgres"
 )
 
 // auditCommand prints audit events: `linkbot audit [--since 24h] [--phone …]
 // [--instance …] [--limit 1000] [--json]`. It reads the database file
 // directly; while the bot runs (and holds the file) it asks the bot over
 // the unix socket beside the file, which only the file's owner may open.
+// With LINKBOT_DATABASE_URL set it reads PostgreSQL instead.
 func auditCommand(ctx context.Context, opts serveOptions, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	since := fs.Duration("since", defaultAuditSince, "how far back, e.g. 24h, 30m, 720h")
@@ -37,12 +39,20 @@ func auditCommand(ctx context.Context, opts serveOptions, args []string, getenv 
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	path := or(getenv("LINKBOT_DB"), "linkbot.db")
 	wait := auditLockWait
 	if opts.lockWait > 0 {
 		wait = opts.lockWait
 	}
-	events, more, err := readAudit(ctx, path, req, wait, slog.New(slog.NewTextHandler(stderr, nil)))
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	var (
+		events []pairing.Event
+		more   bool
+	)
+	if url := getenv("LINKBOT_DATABASE_URL"); url != "" {
+		events, more, err = readAuditPostgres(ctx, url, req, log)
+	} else {
+		events, more, err = readAudit(ctx, or(getenv("LINKBOT_DB"), "linkbot.db"), req, wait, log)
+	}
 	if err != nil {
 		return err
 	}
@@ -89,6 +99,21 @@ func readAudit(ctx context.Context, path string, req auditRequest, wait time.Dur
 	default:
 		return nil, false, err
 	}
+}
+
+// readAuditPostgres answers req from the PostgreSQL database at url,
+// directly: whoever has the database's credentials can read its audit log
+// anyway, and every replica writes to it. It runs no migration.
+func readAuditPostgres(ctx context.Context, url string, req auditRequest, log *slog.Logger) ([]pairing.Event, bool, error) {
+	if err := postgres.CheckURL(url); err != nil {
+		return nil, false, &configError{problems: []string{"LINKBOT_DATABASE_URL " + err.Error()}}
+	}
+	db, err := postgres.Open(ctx, url, postgres.Options{ReadOnly: true, Log: log})
+	if err != nil {
+		return nil, false, err
+	}
+	defer db.Close()
+	return db.Audit(ctx, req.query())
 }
 
 // auditDirectory reads what `linkbot audit` needs from the configuration:

@@ -16,6 +16,7 @@ import (
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/wawp"
+	"github.com/linkbot/linkbot/store/postgres"
 )
 
 // config is everything run needs, from the environment and LINKBOT_CONFIG.
@@ -26,6 +27,7 @@ type config struct {
 	SlackAPIURL   string
 	WawpBaseURL   string
 	DBPath        string
+	DatabaseURL   string // LINKBOT_DATABASE_URL: when set, PostgreSQL instead of the file at DBPath
 	ConfigPath    string
 	DefaultRegion string
 	HTTPAddr      string
@@ -127,6 +129,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.SlackAPIURL = getenv("SLACK_API_URL")
 	c.WawpBaseURL = getenv("WAWP_BASE_URL")
 	c.DBPath = getenv("LINKBOT_DB")
+	c.DatabaseURL = getenv("LINKBOT_DATABASE_URL")
 	c.ConfigPath = getenv("LINKBOT_CONFIG")
 	c.DefaultRegion = strings.ToUpper(strings.TrimSpace(getenv("LINKBOT_DEFAULT_REGION")))
 	c.HTTPAddr = getenv("LINKBOT_HTTP_ADDR")
@@ -160,6 +163,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.DBPath == "" {
 		c.DBPath = "linkbot.db"
+	}
+	if c.DatabaseURL != "" {
+		if err := postgres.CheckURL(c.DatabaseURL); err != nil {
+			problems = append(problems, "LINKBOT_DATABASE_URL "+err.Error())
+		}
 	}
 	if c.HTTPAddr != "" {
 		if err := checkListenAddr(c.HTTPAddr); err != nil {

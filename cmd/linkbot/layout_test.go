@@ -16,6 +16,8 @@ const (
 	module  = "github.com/linkbot/linkbot"
 	slackGo = "github.com/slack-go/slack"
 	bbolt   = "go.etcd.io/bbolt"
+	pgx     = "github.com/jackc/pgx"
+	goose   = "github.com/pressly/goose"
 )
 
 // goPackage is what `go list -json` says about one package.
@@ -50,6 +52,8 @@ var onlyImporters = []struct {
 }{
 	{slackGo, []string{"bot", "bot/fakeslack"}},
 	{bbolt, []string{"store"}},
+	{pgx, []string{"store/postgres", "store/postgres/pgtest"}},
+	{goose, []string{"store/postgres"}},
 }
 
 // layoutProblems lists every way pkgs break the layout, one line each.

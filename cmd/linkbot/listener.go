@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/linkbot/linkbot/pairing"
-	"github.com/linkbot/linkbot/store"
 )
 
 // metrics are linkbot's Prometheus series; it implements bot.Observer and
@@ -30,7 +29,9 @@ type metrics struct {
 	everUp     atomic.Bool
 }
 
-func newMetrics(db *store.DB) *metrics {
+// newMetrics makes the series; watched counts the pairings whose messages
+// are kept current (the store's WatchedCount).
+func newMetrics(watched func() int) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -53,7 +54,7 @@ func newMetrics(db *store.DB) *metrics {
 		}, []string{"limit"}),
 	}
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linkbot_live_pairings", Help: "Pairings whose messages are being kept current."},
-		func() float64 { return float64(db.WatchedCount()) })
+		func() float64 { return float64(watched()) })
 	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linkbot_socket_connected", Help: "1 while the Socket Mode connection is up."},
 		func() float64 {
 			if m.connected.Load() {

@@ -16,6 +16,7 @@ import (
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
+	"github.com/linkbot/linkbot/store/postgres"
 )
 
 // version is set at build time with -ldflags "-X main.version=…" (the
@@ -74,7 +75,12 @@ Usage:
   linkbot check-config [FILE]
                      validate a config file (default $LINKBOT_CONFIG) without connecting
   linkbot audit [--since 24h] [--phone P] [--instance I] [--limit 1000] [--json]
-                     print audit events from LINKBOT_DB (through the running bot's socket while it runs)
+                     print audit events from LINKBOT_DB (through the running bot's socket while it runs),
+                     or from PostgreSQL when LINKBOT_DATABASE_URL is set
+  linkbot migrate    run the PostgreSQL migrations on LINKBOT_DATABASE_URL and say what it applied
+  linkbot copy-store [--from linkbot.db] [--to postgres://…]
+                     copy a bbolt file (the bot stopped) into an empty PostgreSQL database
+                     (--to defaults to LINKBOT_DATABASE_URL, --from to LINKBOT_DB)
   linkbot version    print the version
   linkbot help       show this text
 `
@@ -145,6 +151,10 @@ func runWith(ctx context.Context, opts serveOptions, args []string, getenv func(
 		return demo(ctx, opts, args[2:], stdout, stderr)
 	case "audit":
 		return auditCommand(ctx, opts, args[2:], getenv, stdout, stderr)
+	case "migrate":
+		return migrateCommand(ctx, args[2:], getenv, stdout)
+	case "copy-store":
+		return copyStoreCommand(ctx, args[2:], getenv, stdout)
 	case "version", "--version":
 		if help, err := parseFlags(flag.NewFlagSet(sub, flag.ContinueOnError), args[2:], "linkbot version", stdout); help || err != nil {
 			return err
@@ -158,7 +168,7 @@ func runWith(ctx context.Context, opts serveOptions, args []string, getenv func(
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		return &usageError{fmt.Sprintf("unknown command %q (commands: run, demo, check-config, audit, version, help; see linkbot help)", sub)}
+		return &usageError{fmt.Sprintf("unknown command %q (commands: run, demo, check-config, audit, migrate, copy-store, version, help; see linkbot help)", sub)}
 	}
 
 	cfg, err := loadConfig(getenv)
@@ -236,26 +246,21 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	if opts.lockWait > 0 {
 		wait = opts.lockWait
 	}
-	db, err := openDB(ctx, cfg.DBPath, wait, log)
+	db, where, closeDB, err := openStorage(ctx, cfg, wait, log)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil // SIGTERM while waiting for the file: a requested stop
+			return nil // SIGTERM while waiting for the file or the server: a requested stop
 		}
 		return err
 	}
-	defer db.Close()
-	if stop, err := serveAuditSocket(auditSocketPath(cfg.DBPath), db, log); err != nil {
-		log.Warn("audit socket unavailable: linkbot audit cannot read the log while the bot runs", "err", err)
-	} else {
-		defer stop()
-	}
+	defer closeDB()
 
 	// Keep connections to Wawp and Slack warm: the default of two idle
 	// connections per host forces a new TLS handshake under any load.
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.MaxIdleConnsPerHost = 64
 	wawpHTTP := wawpHTTPClient(cfg.WawpTimeout, transport)
-	m := newMetrics(db)
+	m := newMetrics(db.WatchedCount)
 	client := wawp.NewClient(cfg.WawpBaseURL, cfg.WawpToken, wawpHTTP).Observe(m)
 	accounts := map[string]pairing.Wawp{}
 	for id, token := range cfg.Tokens {
@@ -266,7 +271,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
 	})
-	log.Info("linkbot starting", "version", versionString(), "db", cfg.DBPath, "instances", len(cfg.Instances),
+	log.Info("linkbot starting", "version", versionString(), "db", where, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
@@ -294,6 +299,37 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	}
 	log.Info("linkbot stopped")
 	return nil
+}
+
+// storage is the store serve runs on: bbolt's or PostgreSQL's.
+type storage interface {
+	pairing.Storage
+	WatchedCount() int
+}
+
+// openStorage opens the PostgreSQL store when LINKBOT_DATABASE_URL is set
+// (running its migrations), else the bbolt file with the audit socket
+// beside it (with PostgreSQL, `linkbot audit` reads the database itself).
+// where names what it opened for the log, never a password.
+func openStorage(ctx context.Context, cfg config, wait time.Duration, log *slog.Logger) (db storage, where string, closeDB func(), err error) {
+	if cfg.DatabaseURL != "" {
+		pg, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{Log: log})
+		if err != nil {
+			return nil, "", nil, err
+		}
+		return pg, "postgres " + pg.Where(), func() { pg.Close() }, nil
+	}
+	file, err := openDB(ctx, cfg.DBPath, wait, log)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	closeDB = func() { file.Close() }
+	if stop, err := serveAuditSocket(auditSocketPath(cfg.DBPath), file, log); err != nil {
+		log.Warn("audit socket unavailable: linkbot audit cannot read the log while the bot runs", "err", err)
+	} else {
+		closeDB = func() { stop(); file.Close() }
+	}
+	return file, cfg.DBPath, closeDB, nil
 }
 
 // wawpHTTPClient is the HTTP client for Wawp calls. Each call is bounded by

@@ -2,6 +2,8 @@ package main
 
 import (
 	"os"
+	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -86,5 +88,47 @@ func TestRestartAfterCrashMidRequest(t *testing.T) {
 	h.stop()
 	if kinds := h.auditKinds(); !slices.Contains(kinds, "interrupted") {
 		t.Errorf("audit %v has no interrupted event", kinds)
+	}
+}
+
+// TestNoGoroutineOutlivesRun: once run has returned, no goroutine of
+// linkbot's own (bot, pairing, store, the serve code, cron, bbolt, Socket
+// Mode) is left, so nothing can touch the closed database. The fakes'
+// goroutines and the test's own are left out. (An outside review's check;
+// it held.)
+func TestNoGoroutineOutlivesRun(t *testing.T) {
+	h := newHarness(t)
+	h.env["LINKBOT_HTTP_ADDR"] = freeAddr(t)
+	h.start()
+	env := h.command("U1", "support-eg +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	get(t, "http://"+h.env["LINKBOT_HTTP_ADDR"]+"/metrics")
+	h.stop()
+	own := regexp.MustCompile(`linkbot/linkbot/(bot|pairing|store|cmd/linkbot)\.|robfig/cron|bbolt|socketmode`)
+	leaked := func() []string {
+		buf := make([]byte, 1<<22)
+		var out []string
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			switch {
+			case strings.Contains(g, "fakeslack"), strings.Contains(g, "fakewawp"), strings.Contains(g, "TestNoGoroutineOutlivesRun("):
+			case own.MatchString(g) && !strings.Contains(g, "testing.tRunner"):
+				out = append(out, g)
+			}
+		}
+		return out
+	}
+	// A goroutine may be on its way out when run returns; it has a moment.
+	deadline := time.After(waitLong)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for len(leaked()) > 0 {
+		select {
+		case <-deadline:
+			for _, g := range leaked() {
+				t.Errorf("goroutine left after run returned:\n%s", g)
+			}
+			return
+		case <-tick.C:
+		}
 	}
 }

@@ -49,6 +49,8 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 			live(t, s, reservation("d", "I4", phone(4), "U4", t0))
 			endLive(t, s, "d", t0.Add(time.Second), pairing.StateCancelled, true)
 			use(t, s, hookURL, t0, t0, 0, nil, "before")
+			leader := lead(t, s, "A", pairing.Term{}, t0, pairing.Term{Leader: "A", ElectedAt: t0}, "before")
+			claimView(t, s, claim("a", "dm", "", "x", "held", t0), true, "before")
 			before := storedState(t, s)
 
 			ctx := done.ctx(t)
@@ -65,7 +67,26 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 				name string
 				call func() error
 			}{
-				{"Reserve", func() error { _, err := s.Reserve(ctx, reservation("c", "I3", phone(3), "U3", now)); return err }},
+				{"Reserve", func() error {
+					r := reservation("c", "I3", phone(3), "U3", now)
+					r.Dedupe = envelope("done-reserve", now)
+					_, err := s.Reserve(ctx, r)
+					return err
+				}},
+				{"ClaimCommand", func() error { _, err := s.ClaimCommand(ctx, envelope("done-claim", now), now); return err }},
+				{"Lead", func() error { _, err := s.Lead(ctx, "done", pairing.Term{}, ttl, now); return err }},
+				{"Lead renewing", func() error { _, err := s.Lead(ctx, "A", leader, ttl, now); return err }},
+				{"Resign", func() error { return s.Resign(ctx, leader) }},
+				{"ClaimView", func() error {
+					c := claim("a", pairing.SurfaceEphemeral, "", "x", "done", now)
+					c.URL, c.Issued = hookURL, t0
+					_, err := s.ClaimView(ctx, c)
+					return err
+				}},
+				{"FinishView", func() error {
+					_, err := s.FinishView(ctx, "a", pairing.SurfaceEphemeral, "held", pairing.Surface{LastView: "y"}, true)
+					return err
+				}},
 				{"Reserve refused", func() error { _, err := s.Reserve(ctx, reservation("e", "I1", phone(5), "U5", now)); return err }},
 				{"Settle", func() error {
 					_, err := s.Settle(ctx, pairing.Settlement{ID: "b", Now: now, Counted: true, Change: change("Settle"), Audit: event(now, pairing.EventError, b, pairing.OutcomeWawpError)})
@@ -104,6 +125,18 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 			if diff := cmp.Diff(before, storedState(t, s)); diff != "" {
 				t.Errorf("stored state changed (-before +after):\n%s", diff)
 			}
+			// A's lease was neither renewed nor resigned: it runs out at
+			// t0 + ttl, not a moment before or after.
+			lead(t, s, "B", pairing.Term{}, t0.Add(ttl-time.Nanosecond), pairing.Term{}, "B before A's lease runs out")
+			lead(t, s, "B", pairing.Term{}, t0.Add(ttl), pairing.Term{Leader: "B", ElectedAt: t0.Add(ttl)}, "B once it ran out")
+			// The claim made before is still held, and still its
+			// claimer's; no claim was made on the ephemeral message.
+			claimView(t, s, claim("a", "dm", "", "x", "other", now), false, "the dm edit")
+			claimView(t, s, claim("a", pairing.SurfaceEphemeral, "", "x", "after", now), true, "the ephemeral edit")
+			finishView(t, s, "a", "dm", "held", "x", false, true, "the claim made before")
+			// Neither key was claimed.
+			claimCommand(t, s, envelope("done-reserve", now), now, true, "the done Reserve's key")
+			claimCommand(t, s, envelope("done-claim", now), now, true, "the done ClaimCommand's key")
 			// One use taken before: four left, neither taken nor given back.
 			for i := range pairing.ResponseURLUses - 1 {
 				use(t, s, hookURL, t0, now, 0, nil, fmt.Sprintf("use %d after the done calls", i+2))

@@ -19,6 +19,7 @@ var limitCases = []testCase{
 	{"instance checked first, then phone, then user", testLimitOrder},
 	{"refusals and grants are audited", testLimitAudit},
 	{"uncounted attempts leave both windows", testUncounted},
+	{"retry time when a window holds more than Max (a limit lowered)", testLoweredLimit},
 	{"50 concurrent callers for one phone", testConcurrentPhone},
 	{"50 concurrent callers for one user", testConcurrentUser},
 	{"50 concurrent callers for one instance", testConcurrentInstance},
@@ -327,5 +328,33 @@ func testConcurrentInstance(t *testing.T, open func(*testing.T) Harness) {
 		if n := count(t, s, phone(i), t0); n > 1 {
 			t.Errorf("phone %d counts %d requests", i, n)
 		}
+	}
+}
+
+// testLoweredLimit: a phone and a user with three requests in their
+// windows, then the limits lowered to two (a restart with a stricter
+// config): the refusal, and NextAllowed, say when the window next holds
+// fewer than Max — when the second oldest leaves it, not the oldest.
+func testLoweredLimit(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	for i := range 3 {
+		reserve(t, s, reservation(fmt.Sprint("p", i), fmt.Sprint("I", i), phone(1), "U1", t0.Add(time.Duration(i)*time.Minute)))
+	}
+	now := t0.Add(5 * time.Minute)
+	lowered := pairing.Window{Max: 2, Period: phoneLimit.Period}
+	r := reservation("x", "I9", phone(1), "U9", now)
+	r.PhoneLimit = lowered
+	d, err := s.Reserve(t.Context(), r)
+	if want := t0.Add(time.Minute + phoneLimit.Period); err != nil || d.Refused != pairing.LimitPhone || !d.RetryAt.Equal(want) || d.Count != 3 {
+		t.Errorf("phone: refused by %q until %s, count %d (%v); want the phone limit until %s, 3", d.Refused, d.RetryAt.Format(time.TimeOnly), d.Count, err, want.Format(time.TimeOnly))
+	}
+	if at, n, err := s.NextAllowed(t.Context(), phone(1), now, lowered); err != nil || n != 3 || !at.Equal(t0.Add(time.Minute+phoneLimit.Period)) {
+		t.Errorf("NextAllowed = %s, %d, %v; want 14:16, 3", at.Format(time.TimeOnly), n, err)
+	}
+	r = reservation("y", "I8", phone(2), "U1", now)
+	r.UserLimit = pairing.Window{Max: 2, Period: userLimit.Period}
+	d, err = s.Reserve(t.Context(), r)
+	if want := t0.Add(time.Minute + userLimit.Period); err != nil || d.Refused != pairing.LimitUser || !d.RetryAt.Equal(want) || d.Count != 3 {
+		t.Errorf("user: refused by %q until %s, count %d (%v); want the user limit until %s, 3", d.Refused, d.RetryAt.Format(time.TimeOnly), d.Count, err, want.Format(time.TimeOnly))
 	}
 }

@@ -27,8 +27,10 @@ var leaseCases = []testCase{
 var renewalCases = []testCase{
 	{"counted: the old code is superseded", testRenewalCounted},
 	{"not counted: the old code goes on", testRenewalUncounted},
+	{"not counted, clicked in the DM: the old message's editors stay", testRenewalUncountedFromDM},
 	{"not counted, old code over: the renewal's view is the message's", testRenewalOldEnded},
 	{"not counted, old code ran out unended: it ends as expired", testRenewalOldRanOut},
+	{"not counted, someone else holds the instance: the old code ends as superseded", testRenewalOthersHold},
 	{"a final state is never overwritten", testFinalNeverOverwritten},
 	{"an interrupted renewal supersedes", testInterruptedRenewal},
 	{"a failed change changes nothing", testSettleChangeError},
@@ -387,6 +389,31 @@ func testRenewalUncounted(t *testing.T, open func(*testing.T) Harness) {
 	}
 }
 
+// testRenewalUncountedFromDM: a renewal clicked in the DM (no
+// response_url: ReplacedURL is empty) that never reached WhatsApp leaves
+// the old code working, and its ephemeral message's editors as they were:
+// the command's response_url and the click's that replaced it before, with
+// their times.
+func testRenewalUncountedFromDM(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	r := reservation("a", "I1", phone(1), "U1", t0)
+	r.Pairing.ClickURL, r.Pairing.ClickIssued, r.Pairing.ClickTS = clickURL+"-earlier", t0.Add(time.Second), "1700000000.000100"
+	r.Pairing.Delivery = pairing.DeliveryDM
+	r.Pairing.DM = pairing.Surface{Channel: "D1", TS: "1700000000.000200", LastView: "dm:live:0", Recipient: "U1"}
+	a := live(t, s, r)
+	renewal(t, s, "b", "a", t0.Add(10*time.Second))
+	at := t0.Add(12 * time.Second)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a",
+		ReplacedAudit: replacedAudit("a")}); err != nil {
+		t.Fatalf("settling the renewal: %v", err)
+	}
+	if diff := cmp.Diff(a, mustPairing(t, s, "a")); diff != "" {
+		t.Errorf("the replaced pairing (-want +got):\n%s", diff)
+	}
+	checkWatched(t, s, "a")
+	checkHolder(t, s, "I1", "a", at)
+}
+
 // testRenewalOldEnded: a renewal that never reached WhatsApp, of a code
 // that is over anyway: nothing gives the old pairing back its instance,
 // and only the renewal is watched (its view is the message's now).
@@ -430,6 +457,31 @@ func testRenewalOldRanOut(t *testing.T, open func(*testing.T) Harness) {
 	checkEndAudit(t, s, "a", pairing.EventExpired, at)
 	checkWatched(t, s, "b")
 	checkHolder(t, s, "I1", "", at)
+}
+
+// testRenewalOthersHold: a New code whose lease ran out (the instance went
+// to another user's request meanwhile) and which then settles without
+// counting never takes the instance back — one live code per instance —
+// and the old code, void once the other request asks WhatsApp for one,
+// ends as superseded: code wiped, audited, no longer watched. (Left live
+// and unwatched, nothing would ever end it: an orphan code in the store.)
+func testRenewalOthersHold(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	renewal(t, s, "b", "a", t0.Add(10*time.Second)) // lease to t0+40s
+	at := t0.Add(10*time.Second + hold + time.Second)
+	reserve(t, s, reservation("c", "I1", phone(2), "U2", at))
+	checkHolder(t, s, "I1", "c", at)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
+		ReplacedAudit: replacedAudit("a")}); err != nil {
+		t.Fatal(err)
+	}
+	checkHolder(t, s, "I1", "c", at)
+	if got := mustPairing(t, s, "a"); got.State != pairing.StateSuperseded || got.Code != "" || !got.EndedAt.Equal(at) {
+		t.Errorf("the replaced pairing = %s ended %s (code %q); want superseded at %s without its code", got.State, got.EndedAt.Format(time.TimeOnly), got.Code, at.Format(time.TimeOnly))
+	}
+	checkEndAudit(t, s, "a", pairing.EventSuperseded, at)
+	checkWatched(t, s, "b", "c")
 }
 
 // testFinalNeverOverwritten: a renewal of a pairing that already ended

@@ -16,7 +16,7 @@ import (
 var pruneCases = []testCase{
 	{"attempts", testPruneAttempts},
 	{"pairings: ended and shown ones go, live and watched ones stay", testPrunePairings},
-	{"response_url budgets", testPruneBudgets},
+	{"response_url budgets: only those past their thirty minutes go", testPruneBudgets},
 	{"audit retention, queries right afterwards", testPruneAudit},
 }
 
@@ -101,22 +101,36 @@ func testPrunePairings(t *testing.T, open func(*testing.T) Harness) {
 
 // testPruneBudgets: budgets of response_urls past their thirty minutes go;
 // a budget still running keeps its count.
+//
+// A budget is pruned only once its thirty minutes are over: one issued 29
+// minutes ago with two uses taken still has exactly three after Prune
+// (pruned too early, it would have five, and Slack refuses the 6th post).
 func testPruneBudgets(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	now := t0.Add(2 * time.Hour)
 	use(t, s, hookURL+"-old", t0, t0, 0, nil, "old url")
-	recent := hookURL + "-recent"
-	for range 2 {
-		use(t, s, recent, now.Add(-10*time.Minute), now.Add(-10*time.Minute), 0, nil, "recent url")
+	budgets := []struct {
+		url    string
+		issued time.Time
+	}{
+		{hookURL + "-recent", now.Add(-10 * time.Minute)},
+		{hookURL + "-29min", now.Add(-pairing.ResponseURLLifetime + time.Minute)},
+	}
+	for _, b := range budgets {
+		for range 2 {
+			use(t, s, b.url, b.issued, b.issued, 0, nil, b.url+" before pruning")
+		}
 	}
 	st, err := s.Prune(t.Context(), now, pairing.PruneBefore{})
 	if diff := cmp.Diff(pairing.PruneStats{ResponseURLs: 1}, st); diff != "" || err != nil {
 		t.Errorf("Prune (-want +got):\n%s%v", diff, err)
 	}
-	for i := range 3 {
-		use(t, s, recent, now.Add(-10*time.Minute), now, 0, nil, fmt.Sprintf("recent url, use %d", i+3))
+	for _, b := range budgets {
+		for i := range 3 {
+			use(t, s, b.url, b.issued, now, 0, nil, fmt.Sprintf("%s, use %d after pruning", b.url, i+3))
+		}
+		use(t, s, b.url, b.issued, now, 0, pairing.ErrBudgetSpent, b.url+", 6th use after pruning")
 	}
-	use(t, s, recent, now.Add(-10*time.Minute), now, 0, pairing.ErrBudgetSpent, "recent url, 6th use")
 }
 
 // testPruneAudit: events before PruneBefore.AuditEvents go and nothing

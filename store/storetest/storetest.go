@@ -83,6 +83,9 @@ var suite = []struct {
 	{"audit", auditCases},
 	{"prune", pruneCases},
 	{"restart", restartCases},
+	{"dedupe", dedupeCases},
+	{"leader", leaderCases},
+	{"claims", claimCases},
 	{"context", contextCases},
 }
 

@@ -1,0 +1,186 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// Import is a whole store to copy into an empty database (`linkbot
+// copy-store` fills it from a bbolt file).
+type Import struct {
+	// PhoneKeySecret replaces the database's own, so events keyed under it
+	// are still found by phone (nil keeps the database's).
+	PhoneKeySecret []byte
+	Attempts       []Attempt
+	Pairings       []pairing.Pairing
+	Watched        []string          // IDs of the pairings whose messages are kept current
+	Holders        map[string]string // instance → the pairing in its slot
+	ResponseURLs   []ResponseURL
+}
+
+// Attempt is one code request as the limits count it.
+type Attempt struct {
+	Phone, User, Team, Instance, Pairing string
+	At                                   time.Time
+	Outcome                              string
+}
+
+// ResponseURL is the budget of one Slack response_url.
+type ResponseURL struct {
+	URL    string
+	Issued time.Time
+	Used   int
+}
+
+// ImportStats counts what Import copied.
+type ImportStats struct {
+	Attempts     int
+	Pairings     int
+	Watched      int
+	Holders      int
+	ResponseURLs int
+	AuditEvents  int
+	Secret       bool // the phone-key secret was taken over
+}
+
+// ErrNotEmpty means Import's target already holds pairings, attempts,
+// budgets or audit events: it copies into an empty database only, so
+// running it twice cannot double anything.
+var ErrNotEmpty = errors.New("the database is not empty")
+
+// importChunk is how many audit events one COPY carries.
+const importChunk = 5000
+
+// Import copies in, and the audit events audit hands over (oldest first,
+// each with the phone key it was stored with), into this database in one
+// transaction that first locks every table against writers and checks
+// they hold nothing (ErrNotEmpty otherwise): it copies everything or
+// nothing. Live pairings hold their instances for the rest of their
+// ExpiresAt, measured from now on the database's clock.
+func (db *DB) Import(ctx context.Context, in Import, audit func(add func(pairing.Event) error) error) (ImportStats, error) {
+	var st ImportStats
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		st = ImportStats{}
+		if _, err := tx.Exec(ctx, `LOCK TABLE pairings, live_by_instance, attempts, response_urls, audit_events IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		var counts [5]int64
+		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM pairings), (SELECT count(*) FROM attempts),
+			(SELECT count(*) FROM response_urls), (SELECT count(*) FROM audit_events), (SELECT count(*) FROM live_by_instance)`).
+			Scan(&counts[0], &counts[1], &counts[2], &counts[3], &counts[4]); err != nil {
+			return err
+		}
+		if counts != [5]int64{} {
+			return fmt.Errorf("%w: it holds %d pairings, %d attempts, %d response_url budgets and %d audit events", ErrNotEmpty, counts[0], counts[1], counts[2], counts[3])
+		}
+		if in.PhoneKeySecret != nil {
+			if _, err := tx.Exec(ctx, `INSERT INTO linkbot_meta (key, value) VALUES ('phone_key_secret', $1)
+				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, in.PhoneKeySecret); err != nil {
+				return err
+			}
+			st.Secret = true
+		}
+		callerNow := time.Now()
+		dbNow, err := db.dbNow(ctx, tx, callerNow)
+		if err != nil {
+			return err
+		}
+
+		copyRows := func(table string, cols []string, rows [][]any) (int, error) {
+			n, err := tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows))
+			return int(n), err
+		}
+		var rows [][]any
+		for _, a := range in.Attempts {
+			rows = append(rows, []any{pgText(a.Phone), pgText(a.User), nanos(a.At), pgText(a.Pairing), pgText(a.Team), pgText(a.Instance), pgText(a.Outcome)})
+		}
+		if st.Attempts, err = copyRows("attempts", []string{"phone", "user_id", "at_ns", "pairing_id", "team", "instance", "outcome"}, rows); err != nil {
+			return fmt.Errorf("attempts: %w", err)
+		}
+
+		rows = nil
+		ids, watchedIDs := map[string]bool{}, map[string]bool{}
+		for _, id := range in.Watched {
+			watchedIDs[id] = true
+		}
+		for _, p := range in.Pairings {
+			doc, err := encodeJSON(p)
+			if err != nil {
+				return err
+			}
+			watched := watchedIDs[p.ID]
+			if watched {
+				st.Watched++
+			}
+			ids[p.ID] = true
+			rows = append(rows, []any{pgText(p.ID), pgText(p.Instance), string(p.State), watched, lease(dbNow, p.ExpiresAt, callerNow), endedNanos(p), string(doc)})
+		}
+		if st.Pairings, err = copyRows("pairings", []string{"id", "instance", "state", "watched", "lease_until_ns", "ended_ns", "doc"}, rows); err != nil {
+			return fmt.Errorf("pairings: %w", err)
+		}
+
+		rows = nil
+		for instance, id := range in.Holders {
+			if ids[id] { // a slot naming a pairing that is gone holds nothing
+				rows = append(rows, []any{pgText(instance), pgText(id)})
+			}
+		}
+		if st.Holders, err = copyRows("live_by_instance", []string{"instance", "pairing_id"}, rows); err != nil {
+			return fmt.Errorf("instance slots: %w", err)
+		}
+
+		rows = nil
+		for _, u := range in.ResponseURLs {
+			rows = append(rows, []any{pgText(u.URL), nanos(u.Issued), int32(min(max(u.Used, 0), pairing.ResponseURLUses))})
+		}
+		if st.ResponseURLs, err = copyRows("response_urls", []string{"url", "issued_ns", "used"}, rows); err != nil {
+			return fmt.Errorf("response_url budgets: %w", err)
+		}
+
+		rows = nil
+		flush := func() error {
+			n, err := copyRows("audit_events", []string{"at_ns", "phone_key", "instance_key", "doc"}, rows)
+			st.AuditEvents += n
+			rows = rows[:0]
+			return err
+		}
+		err = audit(func(e pairing.Event) error {
+			if e.Kind == "" {
+				return nil
+			}
+			key := e.PhoneKey
+			e.PhoneKey, e.Digits = "", ""
+			doc, err := encodeJSON(e)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, []any{nanos(e.Time), nullIfEmpty(pgText(key)), nullIfEmpty(eventInstanceName(e)), string(doc)})
+			if len(rows) == importChunk {
+				return flush()
+			}
+			return nil
+		})
+		if err == nil {
+			err = flush()
+		}
+		if err != nil {
+			return fmt.Errorf("audit events: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return ImportStats{}, fmt.Errorf("import: %w", err)
+	}
+	if in.PhoneKeySecret != nil {
+		secret := slices.Clone(in.PhoneKeySecret)
+		db.secret.Store(&secret)
+	}
+	return st, nil
+}

@@ -1,0 +1,243 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// queueClaimCommand queues claiming d's key (not empty) on b: the
+// statement returns a row when it claimed it. A concurrent claim of the
+// same key waits on the key's row until the first transaction ends, then
+// sees its key (READ COMMITTED re-checks ON CONFLICT against the committed
+// row): of two claims, on any replicas, exactly one returns a row.
+func queueClaimCommand(b *pgx.Batch, d pairing.Dedupe, now time.Time) *pgx.QueuedQuery {
+	return b.Queue(`INSERT INTO dedupe_keys AS k (key, until_ns) VALUES ($1, $2)
+		ON CONFLICT (key) DO UPDATE SET until_ns = EXCLUDED.until_ns WHERE k.until_ns <= $3
+		RETURNING 1`, pgText(d.Key), nanos(d.Until), nanos(now))
+}
+
+// ClaimCommand claims d.Key (see pairing.Storage) in one statement.
+func (db *DB) ClaimCommand(ctx context.Context, d pairing.Dedupe, now time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if d.Key == "" {
+		return true, nil
+	}
+	b := &pgx.Batch{}
+	first := false
+	queueClaimCommand(b, d, now).Query(func(rows pgx.Rows) error {
+		first = rows.Next()
+		rows.Close()
+		return rows.Err()
+	})
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return false, fmt.Errorf("claim command: %w", db.classify(ctx, err))
+	}
+	return first, nil
+}
+
+// Lead elects leader or renews held (see pairing.Storage) in one
+// statement on the leader_lease row, with the lease on the database's
+// clock (with CallerClock, now's): the row is inserted when there is
+// none; otherwise updated only when its lease ran out (an election: a new
+// term) or it is held's own term still running (a renewal: the same
+// term, a later expiry). Concurrent candidates, on any replicas, wait for
+// each other on the row and each sees what the one before it left, so at
+// most one wins. No session lock: a pooled connection, a pooler or a
+// half-open socket cannot keep or lose leadership by accident, only the
+// row's expiry decides.
+func (db *DB) Lead(ctx context.Context, leader string, held pairing.Term, ttl time.Duration, now time.Time) (pairing.Term, error) {
+	if err := ctx.Err(); err != nil {
+		return pairing.Term{}, err
+	}
+	var heldNs *int64
+	if !held.IsZero() && held.Leader == leader {
+		n := nanos(held.ElectedAt)
+		heldNs = &n
+	}
+	var elected int64
+	err := db.pool.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($2::bigint, `+sqlNow+`) AS now)
+		INSERT INTO leader_lease AS l (leader_id, elected_ns, expires_ns)
+		SELECT $1, clock.now, clock.now + $3::bigint FROM clock
+		ON CONFLICT (name) DO UPDATE SET
+			leader_id = EXCLUDED.leader_id,
+			elected_ns = CASE WHEN l.expires_ns > EXCLUDED.elected_ns THEN l.elected_ns ELSE EXCLUDED.elected_ns END,
+			expires_ns = EXCLUDED.expires_ns
+		WHERE l.expires_ns <= EXCLUDED.elected_ns
+			OR (l.leader_id = EXCLUDED.leader_id AND l.elected_ns = $4::bigint)
+		RETURNING l.elected_ns`,
+		pgText(leader), db.nowParam(now), int64(ttl), heldNs).Scan(&elected)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return pairing.Term{}, nil
+	}
+	if err != nil {
+		return pairing.Term{}, fmt.Errorf("lead: %w", db.classify(ctx, err))
+	}
+	return pairing.Term{Leader: leader, ElectedAt: time.Unix(0, elected)}, nil
+}
+
+// Resign deletes term's lease row, if it is still term's.
+func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if term.IsZero() {
+		return nil
+	}
+	if _, err := db.pool.Exec(ctx, `DELETE FROM leader_lease WHERE leader_id = $1 AND elected_ns = $2`,
+		pgText(term.Leader), nanos(term.ElectedAt)); err != nil {
+		return fmt.Errorf("resign: %w", db.classify(ctx, err))
+	}
+	return nil
+}
+
+// checkSurface refuses a surface pairings do not have (pairing.ErrNoSurface),
+// after ctx: a call whose context is done says so first, as every other.
+func checkSurface(ctx context.Context, surface string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return pairing.CheckSurface(surface)
+}
+
+// viewPath is where the view shown on surface is in a pairing's document
+// (see pairing.Pairing.View): last_view for the ephemeral message, dm →
+// last_view and card → last_view for the others.
+func viewPath(surface string) []string {
+	if surface == pairing.SurfaceEphemeral {
+		return []string{"last_view"}
+	}
+	return []string{surface, "last_view"}
+}
+
+// ClaimView claims the edit c names (see pairing.Storage), with its
+// response_url use, in one transaction. The claim is kept in the
+// pairing's document under view_claims → surface (token, to, and until_ns
+// on the database's clock): a key pairing.Pairing does not have, so no
+// write of the pairing drops it (see save), and one row holds both what
+// the claim checks and what it writes. The conditional UPDATE locks the
+// row, so claims racing for it, on any replicas, are decided one after
+// the other, each against what the one before left; the use is taken
+// after (lock order: pairing row, then response_url row), and a spent
+// budget rolls the claim back.
+func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	if err := checkSurface(ctx, c.Surface); err != nil {
+		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
+	}
+	var won bool
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		won = false
+		err := tx.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($6::bigint, `+sqlNow+`) AS now)
+			UPDATE pairings SET doc = jsonb_set(doc || jsonb_build_object('view_claims', coalesce(doc->'view_claims', '{}'::jsonb)),
+				ARRAY['view_claims', $2::text], jsonb_build_object('token', $4::text, 'to', $5::text, 'until_ns', clock.now + $7::bigint))
+			FROM clock
+			WHERE id = $1 AND coalesce(doc #>> $3::text[], '') = $8::text
+				AND NOT coalesce((doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false)
+			RETURNING true`,
+			pgText(c.ID), pgText(c.Surface), viewPath(pgText(c.Surface)), pgText(c.Token), pgText(c.To), db.nowParam(c.Now), int64(c.For), pgText(c.From),
+		).Scan(&won)
+		if errors.Is(err, pgx.ErrNoRows) {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pairings WHERE id = $1)`, pgText(c.ID)).Scan(&exists); err != nil {
+				return err
+			}
+			if !exists {
+				return pairing.ErrNotFound
+			}
+			return nil
+		}
+		if err != nil || c.URL == "" {
+			return err
+		}
+		taken, err := takeUse(ctx, tx, c.URL, c.Issued, c.Now, c.Keep)
+		if err != nil {
+			return err
+		}
+		if !taken {
+			won = false
+			return pairing.ErrBudgetSpent
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, pairing.ErrBudgetSpent) {
+			return false, err
+		}
+		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
+	}
+	return won, nil
+}
+
+// FinishView ends claim token on pairing id's surface (see
+// pairing.Storage), in one transaction: the row is locked and read, the
+// surface set as pairing.Pairing.WithShown sets it, the claim removed. The
+// ephemeral message's view is the document's last_view; the DM and the
+// card are the document's dm and card, each replaced whole (as every
+// write of the pairing replaces them), and left out when zero, as
+// encoding/json leaves them out.
+func (db *DB) FinishView(ctx context.Context, id, surface, token string, shown pairing.Surface, unwatch bool) (bool, error) {
+	if err := checkSurface(ctx, surface); err != nil {
+		return false, fmt.Errorf("finish view of %q: %w", id, err)
+	}
+	var done bool
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		done = false
+		var (
+			raw  []byte
+			held *string
+		)
+		err := tx.QueryRow(ctx, `SELECT doc, doc->'view_claims'->$2::text->>'token' FROM pairings WHERE id = $1 FOR UPDATE`,
+			pgText(id), pgText(surface)).Scan(&raw, &held)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return pairing.ErrNotFound
+		}
+		if err != nil || held == nil || *held != pgText(token) {
+			return err
+		}
+		var p pairing.Pairing
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("the stored pairing does not parse: %w", err)
+		}
+		p = p.WithShown(surface, shown)
+		var set []byte // the surface's document key as it is now; null: none
+		switch surface {
+		case pairing.SurfaceEphemeral:
+			set, err = encodeJSON(map[string]string{"last_view": p.LastView})
+		case pairing.SurfaceDM:
+			set, err = surfaceDoc(surface, p.DM)
+		case pairing.SurfaceCard:
+			set, err = surfaceDoc(surface, p.Card)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE pairings SET
+				doc = (doc - $2::text || coalesce($3::jsonb, '{}'::jsonb)) #- ARRAY['view_claims', $2::text],
+				watched = watched AND NOT $4::boolean
+			WHERE id = $1`, pgText(id), pgText(surface), set, unwatch)
+		done = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("finish view of %q: %w", id, err)
+	}
+	return done, nil
+}
+
+// surfaceDoc is the document key of a DM or card surface sf, named
+// surface (its key in pairing.Pairing's JSON): {"dm": {...}}, or nil for
+// a zero sf, which encoding/json leaves out.
+func surfaceDoc(surface string, sf pairing.Surface) ([]byte, error) {
+	if sf == (pairing.Surface{}) {
+		return nil, nil
+	}
+	return encodeJSON(map[string]pairing.Surface{surface: sf})
+}
