@@ -45,6 +45,17 @@ type Config struct {
 	MaxRetryWait time.Duration
 	// Access holds the access rules: "" for the default, else by instance ID.
 	Access map[string]Access
+	// Delivery is where codes go (the config file's delivery): "" for the
+	// default, else by instance ID; unset means ephemeral.
+	Delivery map[string]pairing.Delivery
+	// Announce says whether a status card is posted in the channel where
+	// /link was typed (the config file's announce): "" for the default,
+	// else by instance ID; unset means no card.
+	Announce map[string]bool
+	// EditsPerMinute is the shared budget of chat.update calls (DM edits)
+	// across all pairings; zero means DefaultEditsPerMinute, below Slack's
+	// Tier 3 limit of about 50 a minute per workspace.
+	EditsPerMinute int
 	// Observer is told about commands, acks and edits (metrics); may be nil.
 	Observer Observer
 }
@@ -71,7 +82,9 @@ type Bot struct {
 	sm     *socketmode.Client
 	log    *slog.Logger
 	teamID string
-	work   sync.WaitGroup
+	// botName is the bot user's name (auth.test), for "/invite @name".
+	botName string
+	work    sync.WaitGroup
 	// working counts the work goroutines running, for the shutdown log.
 	working atomic.Int64
 
@@ -80,7 +93,10 @@ type Bot struct {
 	stopWork context.CancelFunc
 
 	editing   sync.Map      // pairing ID → an edit is in flight
+	ticking   atomic.Int64  // edits started by ticks and still running
 	editSlots chan struct{} // bounds concurrent edits
+	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
+	updating  sync.Mutex    // one chat.update call at a time (see update)
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
@@ -105,6 +121,9 @@ func New(cfg Config) *Bot {
 	if cfg.MaxRetryWait <= 0 {
 		cfg.MaxRetryWait = maxRetryWait
 	}
+	if cfg.EditsPerMinute <= 0 {
+		cfg.EditsPerMinute = DefaultEditsPerMinute
+	}
 	if cfg.ShutdownGrace <= 0 {
 		cfg.ShutdownGrace = 10 * time.Second
 		if cfg.Service != nil {
@@ -117,6 +136,11 @@ func New(cfg Config) *Bot {
 	}
 	api := slack.New(cfg.BotToken, opts...)
 	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight), obs: cfg.Observer}
+	clock := time.Now
+	if cfg.Service != nil {
+		clock = cfg.Service.Now
+	}
+	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}
@@ -150,7 +174,7 @@ func (b *Bot) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("checking SLACK_BOT_TOKEN with Slack's auth.test: %w", err)
 	}
-	b.teamID = auth.TeamID
+	b.teamID, b.botName = auth.TeamID, auth.User
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
 	open := true
 	for _, a := range b.cfg.Access {
@@ -254,7 +278,7 @@ func (b *Bot) drain() {
 	ctx, cancel := context.WithDeadline(context.Background(), cutoff)
 	defer cancel()
 	for _, p := range ended {
-		b.show(ctx, p, false)
+		b.show(ctx, p, showing{answer: onNone})
 	}
 }
 

@@ -26,6 +26,9 @@ type Command struct {
 	Instance string
 	Phone    string
 	Subject  string // for history: a phone or an instance
+	// Recipient is the user ID of the person the code is handed to
+	// (/link <instance> <phone> @agent), "" when the requester keeps it.
+	Recipient string
 }
 
 // UsageProblem says what is wrong with a /link text.
@@ -37,6 +40,14 @@ const (
 	UsageBadInstance UsageProblem = "bad_instance"
 	UsageControl     UsageProblem = "control_characters"
 	UsageNoSubject   UsageProblem = "no_subject"
+	// A hand-off's mention that is not one person, last: a mention
+	// elsewhere, two of them, or one in history.
+	UsageMention UsageProblem = "mention"
+	// The last word mentions a channel, a user group or @here, not a person.
+	UsageNotAPerson UsageProblem = "not_a_person"
+	// The last word is @name as typed: Slack sent the mention unescaped,
+	// so its user ID is unknown (the command lacks should_escape).
+	UsageMentionUnescaped UsageProblem = "mention_unescaped"
 )
 
 // UsageError is a /link text that cannot be parsed.
@@ -55,15 +66,49 @@ var slackLink = regexp.MustCompile(`<([^<>|]*)(?:\|([^<>]*))?>`)
 
 var instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`)
 
+// Mentions as Slack sends them in a command with should_escape (manifest.yml):
+// a person <@U…|name> (W… in Enterprise Grid), and anything else a mention
+// can name: <#C…|channel>, <!subteam^S…|@group>, <!here>.
+var (
+	userMention    = regexp.MustCompile(`^<@([UW][A-Z0-9]+)(?:\|[^<>]*)?>$`)
+	anyMention     = regexp.MustCompile(`<[@#!][^<>]*>`)
+	trailingAtName = regexp.MustCompile(`(?:^|\s)@[^\s@<>]+$`)
+)
+
+// entities undoes Slack's escaping of &, < and > in what was typed (it
+// always sends them as &amp; &lt; &gt;; real < and > are its markup).
+var entities = strings.NewReplacer("&lt;", "<", "&gt;", ">", "&amp;", "&")
+
 // ParseCommand parses /link's text: the first word is the instance (alias
-// or 12-character ID), the rest is the phone, which may contain spaces.
-// Slack may wrap a number as <tel:…|…>; it is unwrapped first.
+// or 12-character ID), the rest is the phone, which may contain spaces,
+// and a last word that mentions a person hands the code to them
+// (/link <instance> <phone> @agent). The text is read as Slack sends it
+// with should_escape on: a mention as <@U…|name>, a number it recognised as
+// <tel:…|…> (unwrapped), and &, <, > typed by the user as entities.
 func ParseCommand(text string) (Command, error) {
 	if !utf8.ValidString(text) {
 		return Command{}, &UsageError{Problem: UsageControl, Input: text}
 	}
 	if utf8.RuneCountInString(text) > maxCommandText {
 		return Command{}, &UsageError{Problem: UsageTooLong, Input: text}
+	}
+	text = strings.TrimSpace(text)
+	var recipient string
+	if i := strings.LastIndexAny(text, " \t\n"); strings.HasSuffix(text, ">") {
+		last := text[i+1:]
+		switch m := userMention.FindStringSubmatch(last); {
+		case m != nil:
+			recipient, text = m[1], text[:i+1]
+		case anyMention.FindString(last) == last:
+			return Command{}, &UsageError{Problem: UsageNotAPerson, Input: entities.Replace(last)}
+		}
+	}
+	switch {
+	case strings.Contains(text, "<@"):
+		// A person mentioned anywhere but last, or twice.
+		return Command{}, &UsageError{Problem: UsageMention, Input: text}
+	case trailingAtName.MatchString(text):
+		return Command{}, &UsageError{Problem: UsageMentionUnescaped, Input: strings.TrimSpace(trailingAtName.FindString(text))}
 	}
 	text = slackLink.ReplaceAllStringFunc(text, func(m string) string {
 		sub := slackLink.FindStringSubmatch(m)
@@ -72,6 +117,7 @@ func ParseCommand(text string) (Command, error) {
 		}
 		return strings.TrimPrefix(sub[1], "tel:")
 	})
+	text = entities.Replace(text)
 	for _, r := range text {
 		if unicode.IsControl(r) && r != '\t' && r != '\n' {
 			return Command{}, &UsageError{Problem: UsageControl, Input: text}
@@ -82,6 +128,9 @@ func ParseCommand(text string) (Command, error) {
 		return Command{Kind: CommandHelp}, nil
 	}
 	if strings.EqualFold(fields[0], "history") {
+		if recipient != "" {
+			return Command{}, &UsageError{Problem: UsageMention, Input: text}
+		}
 		if len(fields) == 1 {
 			return Command{}, &UsageError{Problem: UsageNoSubject, Input: fields[0]}
 		}
@@ -93,7 +142,7 @@ func ParseCommand(text string) (Command, error) {
 	if len(fields) == 1 {
 		return Command{}, &UsageError{Problem: UsageNoPhone, Input: fields[0]}
 	}
-	return Command{Kind: CommandLink, Instance: fields[0], Phone: strings.Join(fields[1:], " ")}, nil
+	return Command{Kind: CommandLink, Instance: fields[0], Phone: strings.Join(fields[1:], " "), Recipient: recipient}, nil
 }
 
 // escape makes user text safe inside mrkdwn: no <!channel>, no links, no

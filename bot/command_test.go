@@ -2,6 +2,7 @@ package bot
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -33,6 +34,23 @@ func TestParseCommand(t *testing.T) {
 		{"support-eg 1\x00", Command{}, UsageControl},
 		{strings.Repeat("a", 201), Command{}, UsageTooLong},
 		{"bad\xff 1", Command{}, UsageControl},
+		// Hand-off: as Slack sends it with should_escape (manifest.yml):
+		// mentions as <@U…|name>, numbers it recognised as <tel:…|…>, and
+		// what the user typed with &, <, > as entities.
+		{"support-eg +20 111 222 3333 <@U0AGENT|agent>", Command{Kind: CommandLink, Instance: "support-eg", Phone: "+20 111 222 3333", Recipient: "U0AGENT"}, ""},
+		{"support-eg <tel:+201112223333|+20 111 222 3333> <@U0AGENT|agent>", Command{Kind: CommandLink, Instance: "support-eg", Phone: "+20 111 222 3333", Recipient: "U0AGENT"}, ""},
+		{" support-eg  <tel:+201112223333>\t<@W0AGENT> ", Command{Kind: CommandLink, Instance: "support-eg", Phone: "+201112223333", Recipient: "W0AGENT"}, ""},
+		{"support-eg 0111&amp;222 <@U0AGENT|agent>", Command{Kind: CommandLink, Instance: "support-eg", Phone: "0111&222", Recipient: "U0AGENT"}, ""},
+		{"support-eg &lt;0111&gt; 222", Command{Kind: CommandLink, Instance: "support-eg", Phone: "<0111> 222"}, ""},
+		{"&lt;!channel&gt; 123", Command{}, UsageBadInstance},
+		{"support-eg <@U0AGENT|agent>", Command{}, UsageNoPhone},
+		{"support-eg +20 111 @agent", Command{}, UsageMentionUnescaped},
+		{"support-eg <@U0AGENT|agent> +20 111", Command{}, UsageMention},
+		{"support-eg +20 111 <@U1AA|a> <@U2BB|b>", Command{}, UsageMention},
+		{"history +20 111 <@U0AGENT|agent>", Command{}, UsageMention},
+		{"support-eg +20 111 <#C0SUPPORT|support>", Command{}, UsageNotAPerson},
+		{"support-eg +20 111 <!subteam^S0TEAM|@field>", Command{}, UsageNotAPerson},
+		{"support-eg +20 111 <!here>", Command{}, UsageNotAPerson},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
@@ -61,7 +79,8 @@ func TestEscape(t *testing.T) {
 }
 
 func FuzzParseCommand(f *testing.F) {
-	for _, s := range []string{"", "help", "support-eg +20 111", "x <tel:+1|+1>", "<!here>", "a\x00b", "<<<|>>>"} {
+	for _, s := range []string{"", "help", "support-eg +20 111", "x <tel:+1|+1>", "<!here>", "a\x00b", "<<<|>>>",
+		"support-eg +20 111 <@U0AGENT|agent>", "x 1 <@U1>", "x &lt;1&gt; &amp;", "x 1 @a"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
@@ -75,6 +94,9 @@ func FuzzParseCommand(f *testing.F) {
 		}
 		if c.Kind == CommandLink && (c.Instance == "" || strings.TrimSpace(c.Phone) == "" || !instanceName.MatchString(c.Instance)) {
 			t.Fatalf("ParseCommand(%q) = %+v", text, c)
+		}
+		if c.Recipient != "" && (c.Kind != CommandLink || !regexp.MustCompile(`^[UW][A-Z0-9]+$`).MatchString(c.Recipient)) {
+			t.Fatalf("ParseCommand(%q) = %+v: a recipient that is no user ID", text, c)
 		}
 		// What is echoed back can never hold live mrkdwn control sequences.
 		if e := escape(c.Phone); strings.ContainsAny(e, "<>") {

@@ -3,7 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,14 +12,15 @@ import (
 	"github.com/linkbot/linkbot/pairing"
 )
 
-// A response_url takes 5 posts. The code message takes the first; the last
-// two are kept for the final state (linked, expired, cancelled), so that a
-// final post lost on the way (a broken connection, a 5xx: Slack may have
-// counted it) is posted again and the code still leaves the message; that
-// leaves two countdown edits. The countdown therefore moves in coarse
-// steps, and every rendering inside one step is identical, so the ticker
-// edits only when a step changes. The absolute expiry (a Slack date token)
-// keeps the message right between edits.
+// A click's response_url takes 5 posts. The click's answer takes the
+// first; the last two are kept for the final state (linked, expired,
+// cancelled), so that a final post lost on the way (a broken connection, a
+// 5xx: Slack may have counted it) is posted again and the code still
+// leaves the message; that leaves two countdown edits. The countdown
+// therefore moves in coarse steps, and every rendering inside one step is
+// identical, so the ticker edits only when a step changes. The absolute
+// expiry (a Slack date token) keeps the message right between edits. (A
+// slash command's response_url edits nothing: see surface.go.)
 const (
 	countdownSteps = 2
 	finalUses      = 2 // uses of a response_url kept for the final state
@@ -39,193 +40,6 @@ func countdownStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 		}
 	}
 	return step, drawn
-}
-
-// viewKey names what p's message should show at now; the message is edited
-// only when it changes. It is cheap: the ticker computes it for every
-// watched pairing on every tick.
-func viewKey(p pairing.Pairing, now time.Time) string {
-	switch {
-	case p.State == pairing.StateRequesting:
-		return "" // nothing to show until it settles (or its lease runs out)
-	case p.Live(now) && p.Code != "":
-		step, _ := countdownStep(p, now)
-		return fmt.Sprintf("live:%d", step)
-	case p.State == pairing.StateLive:
-		return "expired" // past its expiry, about to be marked so
-	case p.State == pairing.StateFailed:
-		return "failed:" + string(p.Reason)
-	}
-	return string(p.State)
-}
-
-// viewGone is the LastView of a pairing whose response_url Slack answered
-// 404/410: its message cannot be edited any more (the agent dismissed it),
-// so nothing more is posted to it unless a click brings a fresh
-// response_url. It is recorded apart from watching: the pairing is still
-// advanced to its end (the link recorded and audited, the code wiped), and
-// unwatched then, without a post.
-const viewGone = "gone"
-
-// showsCode reports whether the view named key shows a code.
-func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
-
-// render is the message for p at now; its key is viewKey(p, now).
-func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time) Message {
-	phone := pairing.PhoneFromDigits(p.Phone).International
-	limit := b.cfg.Service.PhoneLimit()
-	// nextCode is when the phone's limit next allows a code; only the code,
-	// expired and interrupted views show it, so only they read the store for it.
-	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(ctx, p.Phone, now) }
-	switch {
-	case p.Live(now) && p.Code != "":
-		_, drawn := countdownStep(p, now)
-		nextAt := nextCode()
-		if !nextAt.After(now) {
-			nextAt = time.Time{} // allowed now
-		}
-		return CodeView(CodeModel{
-			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
-			RequestedBy: p.RequestedBy, Now: drawn, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
-			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextAt,
-		})
-	case p.State == pairing.StateLinked:
-		return LinkedView(phone, p.InstanceName, p.EndedAt)
-	case p.State == pairing.StateWrongPhone:
-		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
-	case p.State == pairing.StateCancelled:
-		return CancelledView(phone)
-	case p.State == pairing.StateFailed:
-		if err := pairing.ReasonError(p.Reason); err != nil {
-			return WawpErrorView(err, p.InstanceName)
-		}
-		if p.Reason == pairing.ReasonInternal {
-			return InternalErrorView(p.ID)
-		}
-		return FailedView(phone, p.InstanceName, string(p.Reason))
-	case p.RefusedBy() != pairing.LimitNone:
-		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
-	case p.State == pairing.StateRefused:
-		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
-	case p.State == pairing.StateWarmingUp:
-		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
-	case p.State == pairing.StateInterrupted:
-		return InterruptedView(InterruptedModel{
-			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
-		})
-	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
-		return ExpiredView(phone, p.ID, now, nextCode())
-	}
-	return EndedView()
-}
-
-// later is the later of two times.
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-// show brings p's message up to date through its response_url: only when
-// the view changed (or force, for a click that expects an answer), and
-// within the url's budget, keeping the last two uses for the final state.
-//
-// A message has one writer at a time. A pairing and its renewal share one
-// message (the renewal's response_url replaces the message that held the
-// button), so posts are serialised per message, not per pairing, and each
-// starts from the stored pairing: a click (Cancel, New code) and a
-// countdown edit racing for one message cannot land out of order. A
-// superseded pairing never posts: its renewal owns the message now.
-func (b *Bot) show(ctx context.Context, p pairing.Pairing, force bool) {
-	unlock := b.locks.lock(p.MessageID())
-	defer unlock()
-	b.showLocked(ctx, p, force)
-}
-
-// showLocked is show for a caller that holds p's message lock.
-func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, force bool) {
-	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
-		p = fresh
-	}
-	if p.State == pairing.StateSuperseded {
-		if err := b.cfg.Service.RecordView(ctx, p.ID, p.LastView, true); err != nil {
-			b.log.Error("recording view", "pairing", p.ID, "err", err)
-		}
-		return
-	}
-	if p.LastView == viewGone && !force {
-		if p.Final() {
-			if err := b.cfg.Service.RecordView(ctx, p.ID, viewGone, true); err != nil {
-				b.log.Error("recording view", "pairing", p.ID, "err", err)
-			}
-		}
-		return
-	}
-	now := b.cfg.Service.Now()
-	key := viewKey(p, now)
-	if key == "" {
-		return // a request in flight: it shows its own outcome
-	}
-	final := p.Final()
-	if key == p.LastView && !force {
-		if final {
-			// Already showing its final view (a click just past the expiry
-			// drew "expired" before the tick ended the pairing): done.
-			if err := b.cfg.Service.RecordView(ctx, p.ID, key, true); err != nil {
-				b.log.Error("recording view", "pairing", p.ID, "err", err)
-			}
-		}
-		return
-	}
-	log := b.log.With("pairing", p.ID, "view", key)
-	keep := finalUses
-	if final {
-		keep = 0
-	}
-	// Before a retry, re-read the pairing: if what it should show changed
-	// (or a click gave it another response_url), whoever changed it shows
-	// the new state, and this post is dropped.
-	again := func() (Message, bool) {
-		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
-		if err != nil {
-			return Message{}, false
-		}
-		now := b.cfg.Service.Now()
-		if fresh.ResponseURL != p.ResponseURL || viewKey(fresh, now) != key {
-			return Message{}, false
-		}
-		return b.render(ctx, fresh, now), true
-	}
-	var err error
-	switch b.post(ctx, log, p.ResponseURL, p.URLIssued, keep, b.render(ctx, p, now), again) {
-	case budgetSpent:
-		if final && showsCode(p.LastView) {
-			// Every use is spent (its final posts were lost, or something
-			// else used them): Slack allows nothing more, and the message
-			// keeps showing a code that no longer works.
-			log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
-		}
-		// Without budget this step is skipped for good; a final state
-		// without budget can never be shown, so editing ends.
-		err = b.cfg.Service.RecordView(ctx, p.ID, key, final)
-	case posted:
-		// The post reached Slack: that is recorded even if ctx ended
-		// meanwhile (a shutdown), or the next start posts it again.
-		rctx, cancel := pairing.RecordContext(ctx)
-		err = b.cfg.Service.RecordView(rctx, p.ID, key, final)
-		cancel()
-	case urlGone:
-		// The message is gone, not the pairing: it goes on being watched
-		// (advanced) until it ends, with no more posts.
-		err = b.cfg.Service.RecordView(ctx, p.ID, viewGone, final)
-	case postFailed, postDropped:
-		// Left as it was: the next tick (or the writer that changed the
-		// pairing) shows what is due.
-	}
-	if err != nil {
-		log.Error("recording view", "err", err)
-	}
 }
 
 // messageLocks serialise the posts to each Slack message. A lock exists
@@ -276,13 +90,20 @@ func (l *messageLocks) queued(id string) int {
 	return 0
 }
 
-// maxEditsInFlight bounds concurrent response_url edits started by ticks.
+// maxEditsInFlight bounds concurrent edits started by ticks.
 const maxEditsInFlight = 32
 
 // Tick moves every watched pairing on (one Wawp call per instance) and
 // starts the edits whose view changed. It does not wait for them: a slow
 // or rate-limited message never holds up the others, and a pairing whose
 // edit is still in flight is skipped until it lands.
+//
+// DM and card edits (chat.update) share the workspace's rate limit, so the tick
+// hands out the shared edit budget (editBudget) in order of importance:
+// final states first (they take a code off the screen), then countdown
+// steps, the oldest pairing first. A pairing left without a use is edited
+// by a later tick, which then draws its view as it is by then: a step
+// that never got its turn is skipped, never posted late.
 //
 // An edit takes its message's lock first and an edit slot only then. A
 // click holds its message's lock from before its change until its answer
@@ -292,6 +113,12 @@ const maxEditsInFlight = 32
 // edit still waits for the click, so the click's promise holds: the tick
 // never posts the click's answer before the click does (it re-reads the
 // pairing under the lock and finds the answer shown).
+//
+// The edit budget is handed out here, in the order above, before any edit
+// starts; an edit waiting for a slow click holds its grant meanwhile (as a
+// use spent early: the bucket goes on refilling for other messages), and
+// gives it back if, once it has the message, the click already showed
+// what was due.
 func (b *Bot) Tick(ctx context.Context) {
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
@@ -301,33 +128,79 @@ func (b *Bot) Tick(ctx context.Context) {
 		return
 	}
 	now := b.cfg.Service.Now()
+	type job struct {
+		p          pairing.Pairing
+		update     bool // a DM edit is due
+		cardUpdate bool // a card edit is due
+		other      bool // something else is: a post, or stopping to watch it
+		final      bool
+	}
+	var jobs []job
 	for _, p := range pairings {
+		post, update := dmDue(p, now)
+		cardPost, cardUpdate := cardDue(p, now)
 		// A final pairing is still watched only until show stops watching
-		// it, even when its view is already on the message (or the message
-		// is gone).
-		if (viewKey(p, now) == p.LastView || p.LastView == viewGone) && !p.Final() {
+		// it, even when its views are already shown (or gone).
+		other := ephemeralDue(p, now) || post || cardPost || p.Final()
+		if !other && !update && !cardUpdate {
 			continue
 		}
-		if _, busy := b.editing.LoadOrStore(p.ID, true); busy {
+		// A hand-off's code not yet in its recipient's DM ranks with the
+		// final states: someone is waiting for it.
+		urgent := p.Final() || !showingCode(p, now) || p.DM.LastView == viewWaiting
+		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, other: other, final: urgent})
+	}
+	slices.SortStableFunc(jobs, func(a, b job) int {
+		if a.final != b.final {
+			if a.final {
+				return -1
+			}
+			return 1
+		}
+		return a.p.IssuedAt.Compare(b.p.IssuedAt)
+	})
+	for _, j := range jobs {
+		if _, busy := b.editing.LoadOrStore(j.p.ID, true); busy {
 			continue
 		}
+		how := showing{answer: onNone, edit: editNot, card: editNot}
+		if j.update && b.edits.take() {
+			how.edit = editGranted
+		}
+		if j.cardUpdate && b.edits.take() {
+			how.card = editGranted
+		}
+		if !j.other && how.edit != editGranted && how.card != editGranted {
+			b.editing.Delete(j.p.ID) // only edits are due, and the budget has none left now
+			continue
+		}
+		b.ticking.Add(1)
 		b.goWork(ctx, func(ctx context.Context) {
-			defer b.editing.Delete(p.ID)
+			defer b.ticking.Add(-1)
+			defer b.editing.Delete(j.p.ID)
 			if b.beforeEdit != nil {
 				b.beforeEdit()
 			}
-			unlock := b.locks.lock(p.MessageID())
+			unlock := b.locks.lock(j.p.MessageID())
 			defer unlock()
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
+				for _, e := range []dmEdit{how.edit, how.card} {
+					if e == editGranted {
+						b.edits.refund()
+					}
+				}
 				return
 			}
 			defer func() { <-b.editSlots }()
-			b.showLocked(ctx, p, false)
+			b.showLocked(ctx, j.p, how)
 		})
 	}
 }
+
+// EditsInFlight is how many edits started by ticks are still running.
+func (b *Bot) EditsInFlight() int { return int(b.ticking.Load()) }
 
 // cronLogger sends robfig/cron's messages to slog.
 type cronLogger struct{ b *Bot }

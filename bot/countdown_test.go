@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,7 +69,7 @@ func newCountdownRigOn(t testing.TB, t0 time.Time, db pairing.Storage) *countdow
 	r.wawp.SetClock(r.clock.Now)
 	r.wawp.AddInstance(rigInstance, "")
 	r.svc = pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), db, pairing.Config{Now: r.clock.Now})
-	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken})
 	return r
 }
 
@@ -82,7 +83,16 @@ func (r *countdownRig) start() string {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.bot.show(context.Background(), p, true)
+	r.bot.show(context.Background(), p, showing{answer: onEphemeral})
+	return msgID
+}
+
+// startRefreshed is start followed by a Refresh click on the code: the
+// click's response_url is then the editor of the code message, and the
+// countdown moves in place.
+func (r *countdownRig) startRefreshed() string {
+	msgID := r.start()
+	r.click(msgID, ActionRefresh, r.watched()[0].ID)
 	return msgID
 }
 
@@ -92,22 +102,72 @@ func (r *countdownRig) tick() {
 	r.bot.work.Wait()
 }
 
-// edits returns, for each response_url post to msgID, the second (since
-// t0) at which it was made and a short label of what it showed.
+// changes returns every change to the messages of thread (a command's
+// ack message ID: the messages its response_url and clicks on them
+// brought), in the order they happened, after the change numbered after;
+// and the number of the last one.
+func (r *countdownRig) changes(thread string, after int) ([]fakeslack.Version, int) {
+	var got []fakeslack.Version
+	for _, m := range r.slack.Thread(thread) {
+		for _, v := range m.Versions {
+			if v.Seq > after {
+				got = append(got, v)
+			}
+		}
+	}
+	slices.SortFunc(got, func(a, b fakeslack.Version) int { return a.Seq - b.Seq })
+	if len(got) > 0 {
+		after = got[len(got)-1].Seq
+	}
+	return got, after
+}
+
+// latest is what changed last among thread's messages: what the requester
+// just saw happen.
+func (r *countdownRig) latest(thread string) fakeslack.Version {
+	all, _ := r.changes(thread, 0)
+	if len(all) == 0 {
+		return fakeslack.Version{}
+	}
+	return all[len(all)-1]
+}
+
+// changeCount is how many changes thread's messages have had.
+func (r *countdownRig) changeCount(thread string) int {
+	all, _ := r.changes(thread, 0)
+	return len(all)
+}
+
+// editableCode reports the messages of user's screen in C0SUPPORT and in
+// their DM that the bot could still edit and that show code: after a
+// pairing ends there must be none, and while it lives at most one.
+func (r *countdownRig) editableCode(user, code string) []fakeslack.Message {
+	var out []fakeslack.Message
+	for _, m := range append(r.slack.Screen(user, "C0SUPPORT"), r.slack.DMScreen(user)...) {
+		if m.Editable && shows(m.Latest(), code) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// run ticks every 5 s from t0 to until seconds, calling at[s] first, and
+// returns a label for each change to thread's messages: the second it
+// happened at and what it showed.
 func (r *countdownRig) run(t0 time.Time, msgID string, until int, at map[int]func()) []string {
 	var got []string
-	seen := len(r.slack.Message(msgID).Versions) // the ack and the code
+	_, seen := r.changes(msgID, 0) // the ack and the code
 	for s := 0; s <= until; s += 5 {
 		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 		if f := at[s]; f != nil {
 			f()
 		}
 		r.tick()
-		m := r.slack.Message(msgID)
-		for _, v := range m.Versions[seen:] {
+		var vs []fakeslack.Version
+		vs, seen = r.changes(msgID, seen)
+		for _, v := range vs {
 			got = append(got, label(s, v))
 		}
-		seen = len(m.Versions)
 	}
 	return got
 }
@@ -115,6 +175,8 @@ func (r *countdownRig) run(t0 time.Time, msgID string, until int, at map[int]fun
 func label(s int, v fakeslack.Version) string {
 	b := string(v.Blocks)
 	switch {
+	case strings.Contains(b, "Refresh shows the time left"):
+		return secs(s) + " code"
 	case strings.Contains(b, `"header"`):
 		for _, bar := range []string{"▓▓▓▓▓▓▓▓▓▓", "▓▓▓▓▓░░░░░", "▓▓░░░░░░░░"} {
 			if strings.Contains(b, bar) {
@@ -134,26 +196,39 @@ func label(s int, v fakeslack.Version) string {
 
 func secs(s int) string { return (time.Duration(s) * time.Second).String() }
 
+// TestCountdownSchedule: what the requester sees of a code's life, in
+// order. Before any click, the slash command's response_url is all the bot
+// has, and each post to it adds a message (Slack replaces nothing through
+// it): the code once, with only its absolute expiry, then the final state
+// once, below it. After a click (Refresh), the click's response_url
+// replaces the message in place: the countdown moves in two steps and the
+// final state takes the code off that message. (This test used to expect
+// the countdown edits through the command's response_url: under Slack's
+// documented rules each would have added one more message with the code.)
 func TestCountdownSchedule(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	tests := []struct {
-		name string
-		at   map[int]func(r *countdownRig)
-		want []string
+		name      string
+		at        map[int]func(r *countdownRig)
+		want      []string // no click
+		refreshed []string // Refresh clicked right after the code arrived
 	}{
 		{
-			name: "expires unused",
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+			name:      "expires unused",
+			want:      []string{"0s code", "2m30s expired"},
+			refreshed: []string{"0s code", "0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
 		},
 		{
-			name: "phone enters the code",
-			at:   map[int]func(r *countdownRig){90: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m30s linked"},
+			name:      "phone enters the code",
+			at:        map[int]func(r *countdownRig){90: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) }},
+			want:      []string{"0s code", "1m30s linked"},
+			refreshed: []string{"0s code", "0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m30s linked"},
 		},
 		{
-			name: "wrong phone linked",
-			at:   map[int]func(r *countdownRig){15: func(r *countdownRig) { r.wawp.SetStatus(rigInstance, "WORKING", "201009998888") }},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "15s wrong phone"},
+			name:      "wrong phone linked",
+			at:        map[int]func(r *countdownRig){15: func(r *countdownRig) { r.wawp.SetStatus(rigInstance, "WORKING", "201009998888") }},
+			want:      []string{"0s code", "15s wrong phone"},
+			refreshed: []string{"0s code", "0s code ▓▓▓▓▓▓▓▓▓▓", "15s wrong phone"},
 		},
 		{
 			name: "Wawp times out, then the phone links",
@@ -164,49 +239,102 @@ func TestCountdownSchedule(t *testing.T) {
 				40: func(r *countdownRig) { r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance)) },
 				80: func(r *countdownRig) { r.wawp.FailAlways(rigInstance, fakewawp.SessionInfo, nil) },
 			},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m20s linked"},
+			want:      []string{"0s code", "1m20s linked"},
+			refreshed: []string{"0s code", "0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "1m20s linked"},
 		},
 		{
 			name: "STARTING blip never ends the pairing",
 			at: map[int]func(r *countdownRig){
 				20: func(r *countdownRig) { r.wawp.WarmUp(rigInstance, 10*time.Second) },
 			},
-			want: []string{"0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
+			want:      []string{"0s code", "2m30s expired"},
+			refreshed: []string{"0s code", "0s code ▓▓▓▓▓▓▓▓▓▓", "1m15s code ▓▓▓▓▓░░░░░", "2m10s code ▓▓░░░░░░░░", "2m30s expired"},
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := newCountdownRig(t, t0)
-			msgID := r.start()
-			at := map[int]func(){}
-			for s, f := range tt.at {
-				at[s] = func() { f(r) }
+		for _, refresh := range []bool{false, true} {
+			name := tt.name
+			if refresh {
+				name += ", refreshed"
 			}
-			got := append([]string{label(0, r.slack.Message(msgID).Versions[1])}, r.run(t0, msgID, 180, at)...)
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("edits (-want +got):\n%s", diff)
-			}
-			last := r.slack.Message(msgID).Latest()
-			if code := r.wawp.Code(rigInstance); strings.Contains(string(last.Blocks), `"header"`) || (code != "" && strings.Contains(string(last.Blocks), code[:4])) {
-				t.Errorf("final message still shows the code: %s", last.Blocks)
-			}
-			if live, _ := r.db.WatchedPairings(t.Context()); len(live) != 0 {
-				t.Errorf("still watching %d pairings after the final state", len(live))
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				r := newCountdownRig(t, t0)
+				msgID := r.start()
+				code := r.wawp.Code(rigInstance)
+				id := r.watched()[0].ID
+				at := map[int]func(){}
+				for s, f := range tt.at {
+					at[s] = func() { f(r) }
+				}
+				want := tt.want
+				if refresh {
+					want = tt.refreshed
+					before := at[0]
+					at[0] = func() {
+						if before != nil {
+							before()
+						}
+						r.click(msgID, ActionRefresh, id)
+					}
+				}
+				all, _ := r.changes(msgID, 0)
+				got := append([]string{label(0, all[1])}, r.run(t0, msgID, 180, at)...)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("what U1 saw happen (-want +got):\n%s", diff)
+				}
+				// The screen: the ack, the code message (replaced in place once
+				// clicked), and below it the final state unless the click's
+				// url could show it in place.
+				screen := r.slack.Screen("U1", "C0SUPPORT")
+				wantMessages := 3
+				if refresh {
+					wantMessages = 2
+				}
+				if len(screen) != wantMessages {
+					t.Errorf("U1 sees %d messages, want %d:\n%s", len(screen), wantMessages, screenText(screen))
+				}
+				if last := screen[len(screen)-1].Latest(); shows(last, code) || strings.Contains(string(last.Blocks), `"header"`) {
+					t.Errorf("the last message still shows the code: %s", last.Blocks)
+				}
+				if m := r.editableCode("U1", code); len(m) != 0 {
+					t.Errorf("after the end, messages the bot could still edit show the code:\n%s", screenText(m))
+				}
+				if live, _ := r.db.WatchedPairings(t.Context()); len(live) != 0 {
+					t.Errorf("still watching %d pairings after the final state", len(live))
+				}
+			})
+		}
 	}
 }
 
+// watched is the store's watch list.
+func (r *countdownRig) watched() []pairing.Pairing {
+	w, err := r.db.WatchedPairings(r.t.Context())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return w
+}
+
+// screenText is a screen as text, for failure messages.
+func screenText(ms []fakeslack.Message) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "  [%s %s editable=%v] %s\n", m.ID, m.Via, m.Editable, strings.ReplaceAll(shownText(m.Latest()), "\n", " | "))
+	}
+	return b.String()
+}
+
 // The budget is shared with whatever else used the url: with only two uses
-// left, the countdown edits nothing (they are the final state's) and the
-// final state still arrives.
+// left of the click's url, the countdown edits nothing (they are the final
+// state's) and the final state still arrives.
 func TestCountdownKeepsTwoUsesForFinalState(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	p, _ := r.db.WatchedPairings(t.Context())
 	for range 2 {
-		if err := r.db.UseResponseURL(t.Context(), p[0].ResponseURL, t0, t0, 0); err != nil {
+		if err := r.db.UseResponseURL(t.Context(), p[0].ClickURL, t0, t0, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -233,7 +361,7 @@ func TestFinalStateSurvivesOneLostPost(t *testing.T) {
 			msgID := r.start()
 			code := r.wawp.Code(rigInstance)
 			got := r.run(t0, msgID, 200, map[int]func(){150: func() { tt.fault(r) }})
-			if last := r.slack.Message(msgID).Latest(); shows(last, code) || !strings.Contains(shownText(last), "Expired") {
+			if last := r.latest(msgID); shows(last, code) || !strings.Contains(shownText(last), "Expired") {
 				t.Errorf("the pairing expired, but after a lost final post the message shows:\n%s\n(edits %v, %d still watched)",
 					shownText(last), got, r.db.WatchedCount())
 			}
@@ -297,7 +425,7 @@ func (s *syncBuffer) String() string {
 func TestCountdownSlackFaults(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	r.slack.RateLimitNext(time.Second)
 	r.slack.FailNextResponse(http.StatusInternalServerError)
 	got := r.run(t0, msgID, 180, nil)
@@ -307,7 +435,7 @@ func TestCountdownSlackFaults(t *testing.T) {
 	}
 
 	r2 := newCountdownRig(t, t0)
-	msgID = r2.start()
+	msgID = r2.startRefreshed()
 	r2.slack.FailNextResponse(http.StatusNotFound)
 	if got := r2.run(t0, msgID, 180, nil); len(got) != 0 {
 		t.Errorf("edits after the url was gone: %v", got)
@@ -384,12 +512,12 @@ func usesLeft(t *testing.T, db pairing.Storage, url string, now time.Time) int {
 func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	w, _ := r.db.WatchedPairings(t.Context())
 	id := w[0].ID
 	code := r.wawp.Code(rigInstance)
 	r.run(t0, msgID, 90, map[int]func(){75: func() { r.slack.FailNextResponse(http.StatusNotFound) }})
-	versions := len(r.slack.Message(msgID).Versions)
+	versions := r.changeCount(msgID)
 	if err := r.wawp.EnterCode(rigInstance, code); err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +529,7 @@ func TestDismissedMessageStillAdvancesThePairing(t *testing.T) {
 	if diff := cmp.Diff([]string{"requested", "code_issued", "linked"}, r.auditKinds(id)); diff != "" {
 		t.Errorf("audit (-want +got):\n%s", diff)
 	}
-	if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
+	if n := r.changeCount(msgID) - versions; n != 0 {
 		t.Errorf("%d posts to a message whose url is gone", n)
 	}
 	if n := r.db.WatchedCount(); n != 0 {
@@ -442,12 +570,12 @@ func TestStorageFailureTakingAUseIsNotASpentBudget(t *testing.T) {
 	db.fail.Store(1)
 	r.clock.Set(t0.Add(5 * time.Second))
 	r.tick() // the pairing ends as linked; its post cannot take a use
-	if last := r.slack.Message(msgID).Latest(); !shows(last, code) {
+	if last := r.latest(msgID); !shows(last, code) {
 		t.Fatalf("the storage failed, yet the message changed:\n%s", shownText(last))
 	}
 	r.clock.Set(t0.Add(10 * time.Second))
 	r.tick()
-	if m := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(m, "is now connected") {
+	if m := shownText(r.latest(msgID)); !strings.Contains(m, "is now connected") {
 		t.Errorf("after the storage recovered the message shows:\n%s\nwant Linked", m)
 	}
 	if n := r.db.WatchedCount(); n != 0 {
@@ -483,8 +611,8 @@ func TestOldReasonsKeepTheirViews(t *testing.T) {
 			if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
 				t.Fatal(err)
 			}
-			r.bot.show(context.Background(), pairing.Pairing{ID: "old1"}, true)
-			if m := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(m, tt.want) {
+			r.bot.show(context.Background(), pairing.Pairing{ID: "old1"}, showing{answer: onEphemeral})
+			if m := shownText(r.latest(msgID)); !strings.Contains(m, tt.want) {
 				t.Errorf("shows:\n%s\nwant %q", m, tt.want)
 			}
 		})
@@ -498,7 +626,7 @@ func TestOldReasonsKeepTheirViews(t *testing.T) {
 func TestLostAnswerKeepsItsUse(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	r.bot.cfg.HTTP = &http.Client{Timeout: time.Second}
 	r.slack.SlowNextResponse(3 * time.Second) // the first countdown edit
 	got := r.run(t0, msgID, 180, nil)
@@ -539,14 +667,38 @@ func (r *countdownRig) press(msgID, action, pairingID string) {
 	r.pressCtx(context.Background(), msgID, action, pairingID)
 }
 
-// pressCtx is press with the context the bot handles the click in.
+// pressCtx is press with the context the bot handles the click in. The
+// button is the one in thread msgID's newest message that shows it (the
+// newest message of the thread when none does: a stale copy's button).
 func (r *countdownRig) pressCtx(ctx context.Context, msgID, action, pairingID string) {
+	r.bot.interaction(ctx, r.clickBy("U1", msgID, action, pairingID))
+}
+
+// clickBy is the callback Slack sends when user presses action's button
+// in thread msgID (see pressCtx).
+func (r *countdownRig) clickBy(user, msgID, action, pairingID string) slack.InteractionCallback {
+	target := r.target(msgID, action)
 	var cb slack.InteractionCallback
 	cb.Type = slack.InteractionTypeBlockActions
-	cb.User.ID = "U1"
-	cb.ResponseURL = r.slack.NewResponseURL(msgID)
+	cb.User.ID = user
+	cb.ResponseURL = r.slack.NewResponseURL(target.ID)
+	cb.Container = slack.Container{Type: "message", IsEphemeral: target.Ephemeral, ChannelID: target.Channel, MessageTs: target.TS}
 	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
-	r.bot.interaction(ctx, cb)
+	return cb
+}
+
+// target is the message of thread msgID a click on action lands on.
+func (r *countdownRig) target(msgID, action string) fakeslack.Message {
+	thread := r.slack.Thread(msgID)
+	for i := len(thread) - 1; i >= 0; i-- {
+		if strings.Contains(string(thread[i].Latest().Blocks), `"action_id":"`+action+`"`) {
+			return thread[i]
+		}
+	}
+	if len(thread) < 2 {
+		r.t.Fatalf("no message to click %s on in thread %s", action, msgID)
+	}
+	return thread[len(thread)-1]
 }
 
 // A Cancel pressed on a stale copy of the message, after the phone linked,
@@ -560,7 +712,7 @@ func TestCancelAfterTheEndShowsTheEnd(t *testing.T) {
 	r.clock.Set(t0.Add(5 * time.Second))
 	r.tick()
 	r.click(msgID, ActionCancel, watched[0].ID)
-	if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Linked —") {
+	if last := r.latest(msgID); !strings.Contains(string(last.Blocks), "Linked —") {
 		t.Errorf("cancel after the link shows: %s", last.Blocks)
 	}
 }
@@ -570,7 +722,7 @@ func TestCancelAfterTheEndShowsTheEnd(t *testing.T) {
 func TestCancelRacingAnEdit(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	watched, _ := r.db.WatchedPairings(t.Context())
 	id := watched[0].ID
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
@@ -581,7 +733,7 @@ func TestCancelRacingAnEdit(t *testing.T) {
 	}
 	// The edit now waits out its 429 while the agent clicks Cancel.
 	r.click(msgID, ActionCancel, id)
-	last := r.slack.Message(msgID).Latest()
+	last := r.latest(msgID)
 	if !strings.Contains(string(last.Blocks), "Cancelled") || strings.Contains(string(last.Blocks), `"header"`) {
 		t.Errorf("after cancel the message shows: %s", last.Blocks)
 	}
@@ -599,7 +751,7 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 		code := r.wawp.Code(rigInstance)
 		r.wawp.WarmUp(rigInstance, 10*time.Second)
 		r.click(msgID, ActionNewCode, first[0].ID)
-		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "still starting up") {
+		if last := r.latest(msgID); !strings.Contains(string(last.Blocks), "still starting up") {
 			t.Fatalf("new code during warm-up shows: %s", last.Blocks)
 		}
 		r.wawp.WarmUp(rigInstance, 0)
@@ -608,7 +760,7 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 		}
 		r.clock.Set(t0.Add(5 * time.Second))
 		r.tick()
-		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Linked —") {
+		if last := r.latest(msgID); !strings.Contains(string(last.Blocks), "Linked —") {
 			t.Errorf("the first code's link was not reported: %s", last.Blocks)
 		}
 	})
@@ -618,14 +770,13 @@ func TestNewCodeRefusedKeepsTheOldCode(t *testing.T) {
 		first, _ := r.db.WatchedPairings(t.Context())
 		r.wawp.WarmUp(rigInstance, 10*time.Second)
 		r.click(msgID, ActionNewCode, first[0].ID)
-		m := r.slack.Message(msgID)
 		var warming string
-		for _, line := range strings.Split(string(m.Latest().Blocks), `"value":"`)[1:] {
+		for _, line := range strings.Split(string(r.latest(msgID).Blocks), `"value":"`)[1:] {
 			warming = line[:strings.Index(line, `"`)]
 		}
 		r.clock.Set(t0.Add(11 * time.Second))
 		r.click(msgID, ActionTryAgain, warming)
-		if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Code 2 of 3") {
+		if last := r.latest(msgID); !strings.Contains(string(last.Blocks), "Code 2 of 3") {
 			t.Fatalf("try again shows: %s", last.Blocks)
 		}
 		if p, _ := r.db.Pairing(t.Context(), first[0].ID); p.State != pairing.StateSuperseded {
@@ -648,7 +799,7 @@ func TestNewCodeRefusedAfterExpiryEndsTheOldPairing(t *testing.T) {
 	r.clock.Set(t0.Add(151 * time.Second)) // just past expiry, no tick yet
 	r.wawp.WarmUp(rigInstance, time.Minute)
 	r.click(msgID, ActionNewCode, a.ID)
-	if last := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(last, "still starting up") {
+	if last := shownText(r.latest(msgID)); !strings.Contains(last, "still starting up") {
 		t.Errorf("New code during warm-up shows:\n%s", last)
 	}
 	for s := 155; s <= 175; s += 5 {
@@ -690,7 +841,7 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 						t.Fatalf("watched %+v besides the first pairing", p)
 					}
 				}
-				m := shownText(r.slack.Message(msgID).Latest())
+				m := shownText(r.latest(msgID))
 				if !strings.Contains(m, "still starting up") {
 					t.Fatalf("New code during the warm-up shows:\n%s", m)
 				}
@@ -704,12 +855,12 @@ func TestDoubleClickNewCodeKeepsTheNewCode(t *testing.T) {
 			}
 			r.click(msgID, action, clicked)
 			second := r.wawp.Code(rigInstance)
-			if !shows(r.slack.Message(msgID).Latest(), second) {
-				t.Fatalf("the first click did not show the new code:\n%s", shownText(r.slack.Message(msgID).Latest()))
+			if !shows(r.latest(msgID), second) {
+				t.Fatalf("the first click did not show the new code:\n%s", shownText(r.latest(msgID)))
 			}
 			calls := len(r.wawp.Calls(fakewawp.RequestCode))
 			r.click(msgID, action, clicked) // the double click's second half
-			last := r.slack.Message(msgID).Latest()
+			last := r.latest(msgID)
 			if !shows(last, second) {
 				t.Errorf("after a double click on %s the live code %s is gone; the message shows:\n%s", action, formatCode(second), shownText(last))
 			}
@@ -734,24 +885,25 @@ func TestDoubleClickRebindsToTheFreshURL(t *testing.T) {
 	w, _ := r.db.WatchedPairings(t.Context())
 	a := w[0]
 	r.click(msgID, ActionNewCode, a.ID)
-	versions := len(r.slack.Message(msgID).Versions)
-	var cb slack.InteractionCallback
-	cb.Type = slack.InteractionTypeBlockActions
-	cb.User.ID = "U1"
-	cb.ResponseURL = r.slack.NewResponseURL(msgID)
-	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionNewCode, Value: a.ID}}
-	r.bot.interaction(context.Background(), cb) // the double click's second half
+	versions := r.changeCount(msgID)
+	// The double click's second half, on the same message (the one the
+	// first half's answer replaced).
+	cb := r.clickBy("U1", msgID, ActionNewCode, a.ID)
+	r.bot.interaction(context.Background(), cb)
 	r.bot.work.Wait()
 	holder, err := r.db.Holder(t.Context(), rigInstance, r.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if holder.ResponseURL != cb.ResponseURL {
-		t.Errorf("the pairing holding the message is edited through %s, want the second click's fresh %s", holder.ResponseURL, cb.ResponseURL)
+	if holder.ClickURL != cb.ResponseURL {
+		t.Errorf("the pairing holding the message is edited through %s, want the second click's fresh %s", holder.ClickURL, cb.ResponseURL)
 	}
-	m := r.slack.Message(msgID)
-	if n := len(m.Versions) - versions; n != 1 || m.Latest().Via != "response_url" || !shows(m.Latest(), r.wawp.Code(rigInstance)) {
-		t.Errorf("the second click posted %d versions, the last showing:\n%s\nwant one, the live code", n, shownText(m.Latest()))
+	last := r.latest(msgID)
+	if n := r.changeCount(msgID) - versions; n != 1 || last.Via != fakeslack.ViaClickURL || !shows(last, r.wawp.Code(rigInstance)) {
+		t.Errorf("the second click posted %d versions, the last (via %s) showing:\n%s\nwant one, the live code", n, last.Via, shownText(last))
+	}
+	if th := r.slack.Thread(msgID); len(th) != 2 {
+		t.Errorf("the thread has %d messages, want the ack and the code message:\n%v", len(th), th)
 	}
 }
 
@@ -771,7 +923,7 @@ func TestNewCodeRefusedByInstanceLimitNamesTheInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.click(msgID, ActionNewCode, w[0].ID)
-	if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, "support already has a live code, requested by <@U2>") {
+	if got := shownText(r.latest(msgID)); !strings.Contains(got, "support already has a live code, requested by <@U2>") {
 		t.Errorf("the refusal shows:\n%s", got)
 	}
 }
@@ -787,7 +939,7 @@ func shows(v fakeslack.Version, code string) bool {
 func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	first := r.wawp.Code(rigInstance)
 	watched, _ := r.db.WatchedPairings(t.Context())
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
@@ -799,7 +951,7 @@ func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 	// The edit now waits out its 429 while the agent clicks New code.
 	r.click(msgID, ActionNewCode, watched[0].ID)
 	second := r.wawp.Code(rigInstance)
-	last := r.slack.Message(msgID).Latest()
+	last := r.latest(msgID)
 	if shows(last, first) || !shows(last, second) {
 		t.Errorf("after New code the message shows %s, want the new code %s (the first was %s)", last.Blocks, second, first)
 	}
@@ -812,7 +964,7 @@ func TestRetryAfterNewCodeKeepsTheNewCode(t *testing.T) {
 func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	watched, _ := r.db.WatchedPairings(t.Context())
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
 	// The tick decides to edit; its edit waits until the click is done.
@@ -821,14 +973,13 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 	r.bot.Tick(context.Background())
 	r.press(msgID, ActionNewCode, watched[0].ID)
 	second := r.wawp.Code(rigInstance)
-	versions := len(r.slack.Message(msgID).Versions)
+	versions := r.changeCount(msgID)
 	close(clicked)
 	r.bot.work.Wait()
-	m := r.slack.Message(msgID)
-	if last := m.Latest(); !shows(last, second) {
+	if last := r.latest(msgID); !shows(last, second) {
 		t.Errorf("after New code the message shows %s %s, want the new code", last.Text, last.Blocks)
 	}
-	if n := len(m.Versions) - versions; n != 0 {
+	if n := r.changeCount(msgID) - versions; n != 0 {
 		t.Errorf("the superseded pairing posted %d more versions", n)
 	}
 	if p, _ := r.db.Pairing(t.Context(), watched[0].ID); p.State != pairing.StateSuperseded {
@@ -845,7 +996,7 @@ func TestTickEditAfterNewCodeIsSilent(t *testing.T) {
 func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
-	msgID := r.start()
+	msgID := r.startRefreshed()
 	watched, _ := r.db.WatchedPairings(t.Context())
 	first := r.wawp.Code(rigInstance)
 	r.clock.Set(t0.Add(75 * time.Second)) // a countdown step is due
@@ -862,7 +1013,7 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 	// The click's post must wait for the edit in flight: either it queues
 	// behind it, or (the bug) it reaches Slack first.
 	waiting := func() bool {
-		return r.bot.locks.queued(watched[0].ID) == 2 || shows(r.slack.Message(msgID).Latest(), r.wawp.Code(rigInstance)) && r.wawp.Code(rigInstance) != first
+		return r.bot.locks.queued(watched[0].ID) == 2 || shows(r.latest(msgID), r.wawp.Code(rigInstance)) && r.wawp.Code(rigInstance) != first
 	}
 	if !poll(5*time.Second, waiting) {
 		t.Fatal("the New code click neither posted nor waited")
@@ -874,7 +1025,7 @@ func TestEditInFlightLandsBeforeTheNewCode(t *testing.T) {
 		t.Fatal("the click never finished")
 	}
 	r.bot.work.Wait()
-	if last := r.slack.Message(msgID).Latest(); shows(last, first) || !shows(last, r.wawp.Code(rigInstance)) {
+	if last := r.latest(msgID); shows(last, first) || !shows(last, r.wawp.Code(rigInstance)) {
 		t.Errorf("after New code the message shows %s, want the new code (the first was %s)", last.Blocks, first)
 	}
 }
@@ -928,7 +1079,7 @@ func TestConcurrentClicksTicksAndPruningEndWithoutCode(t *testing.T) {
 			r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 			r.tick()
 		}
-		if last := r.slack.Message(msgID).Latest(); strings.Contains(string(last.Blocks), `"header"`) {
+		if last := r.latest(msgID); strings.Contains(string(last.Blocks), `"header"`) {
 			t.Errorf("iteration %d: message still shows a code after everything ended:\n%s", i, shownText(last))
 		}
 		if n := r.db.WatchedCount(); n != 0 {
@@ -965,10 +1116,10 @@ func TestClickJustPastExpiryStopsWatching(t *testing.T) {
 			watched, _ := r.db.WatchedPairings(t.Context())
 			r.clock.Set(t0.Add(151 * time.Second))
 			r.click(msgID, action, watched[0].ID)
-			if last := r.slack.Message(msgID).Latest(); !strings.Contains(string(last.Blocks), "Expired") {
+			if last := r.latest(msgID); !strings.Contains(string(last.Blocks), "Expired") {
 				t.Fatalf("click past expiry shows %s", last.Blocks)
 			}
-			versions := len(r.slack.Message(msgID).Versions)
+			versions := r.changeCount(msgID)
 			for s := 155; s <= 165; s += 5 {
 				r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 				r.tick()
@@ -979,7 +1130,7 @@ func TestClickJustPastExpiryStopsWatching(t *testing.T) {
 			if p, _ := r.db.Pairing(t.Context(), watched[0].ID); p.State != pairing.StateExpired {
 				t.Errorf("state %s, want expired", p.State)
 			}
-			if n := len(r.slack.Message(msgID).Versions) - versions; n != 0 {
+			if n := r.changeCount(msgID) - versions; n != 0 {
 				t.Errorf("%d more posts of the view already shown", n)
 			}
 		})
@@ -1029,12 +1180,12 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 	// Within the lease the request may still settle: its message is left alone.
 	r.clock.Set(t0.Add(10 * time.Second))
 	r.tick()
-	if n := len(r.slack.Message(msgID).Versions); n != 1 {
+	if n := r.changeCount(msgID); n != 1 {
 		t.Fatalf("message edited %d times within the lease", n-1)
 	}
 	r.clock.Set(t0.Add(r.svc.RequestLease()))
 	r.tick()
-	got := shownText(r.slack.Message(msgID).Latest())
+	got := shownText(r.latest(msgID))
 	for _, want := range []string{"Interrupted", "+20 11 12223333", "support", "counts", "1 of 3", "/link support +20 11 12223333"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("interrupted message lacks %q:\n%s", want, got)
@@ -1052,7 +1203,7 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 	}
 	// The instance is free, and the interrupted request counted.
 	next := r.start()
-	if got := shownText(r.slack.Message(next).Latest()); !strings.Contains(got, "Code 2 of 3") {
+	if got := shownText(r.latest(next)); !strings.Contains(got, "Code 2 of 3") {
 		t.Errorf("next code shows %s", got)
 	}
 }
@@ -1126,12 +1277,12 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 			tt.setup(r)
 			r.slack.DropNextResponse() // the answer never reaches Slack
 			msgID := r.command(rigInstance + " +201112223333")
-			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, "Requesting") {
+			if got := shownText(r.latest(msgID)); !strings.Contains(got, "Requesting") {
 				t.Fatalf("the lost answer arrived: %s", got)
 			}
 			r.clock.Set(t0.Add(5 * time.Second))
 			r.tick()
-			if got := shownText(r.slack.Message(msgID).Latest()); !strings.Contains(got, tt.want) {
+			if got := shownText(r.latest(msgID)); !strings.Contains(got, tt.want) {
 				t.Errorf("after the next tick the message shows\n%s\nwant %q", got, tt.want)
 			}
 			watched, _ := r.db.WatchedPairings(t.Context())
@@ -1163,12 +1314,12 @@ func TestShutdownInterruptsAStuckRequest(t *testing.T) {
 		t.Fatal("request-code was never called")
 	}
 	r.bot.drain()
-	got := shownText(r.slack.Message(msgID).Latest())
+	got := shownText(r.latest(msgID))
 	if !strings.Contains(got, "Interrupted") || !strings.Contains(got, "1 of 3") {
 		t.Errorf("after shutdown the message shows\n%s\nwant it interrupted", got)
 	}
 	r.bot.work.Wait()
-	if n := len(r.slack.Message(msgID).Versions); n != 2 {
+	if n := r.changeCount(msgID); n != 2 {
 		t.Errorf("message has %d versions, want 2 (requesting, interrupted)", n)
 	}
 	if w, _ := r.db.WatchedPairings(t.Context()); len(w) != 0 {

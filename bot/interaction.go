@@ -28,17 +28,27 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	// for the click's answer and then finds it shown, instead of posting
 	// it first and having the click post it again.
 	message, instance := action.Value, ""
+	// A click on the pairing's DM message is answered there, with
+	// chat.update; a click on an ephemeral message brings a response_url
+	// that replaces that message, which becomes its editor (the service
+	// keeps it as the pairing's ClickURL). The DM's click url is not kept:
+	// the DM is edited by channel and ts.
+	where, click := onEphemeral, pairing.Click{ResponseURL: cb.ResponseURL, Issued: now, TS: cb.Container.MessageTs}
 	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
+		if !cb.Container.IsEphemeral && clicked.DM.Posted() && cb.Container.ChannelID == clicked.DM.Channel {
+			where, click = onDM, pairing.Click{}
+		}
 	}
 	unlock := b.locks.lock(message)
 	defer unlock()
 	show := func(p pairing.Pairing) {
+		how := showing{answer: where}
 		if p.MessageID() == message {
-			b.showLocked(ctx, p, true)
+			b.showLocked(ctx, p, how)
 			return
 		}
-		b.show(ctx, p, true)
+		b.show(ctx, p, how)
 	}
 	answer := func(p pairing.Pairing, err error) {
 		if p.InstanceName != "" {
@@ -56,15 +66,17 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	)
 	switch action.ActionID {
 	case ActionRefresh:
-		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, click)
 	case ActionNewCode, ActionTryAgain:
 		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
-			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: cb.ResponseURL, URLIssued: now,
-			// Checked against the channel the pairing was requested in.
-			Allowed: func(instanceID, channel string) bool { return b.allowed(instanceID, cb.User.ID, channel) },
+			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: click.ResponseURL, URLIssued: now, ClickTS: click.TS,
+			// Checked for the pairing's requester (a hand-off's recipient
+			// clicks on their behalf), against the channel it was
+			// requested in.
+			Allowed: func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
 		})
 	case ActionCancel:
-		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, cb.ResponseURL, now)
+		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, click)
 	default:
 		log.Warn("unknown action")
 		return
@@ -79,8 +91,17 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			// ended since: that view stays.
 			return
 		}
-		// The pairing that holds the message now is the answer (through the
-		// click's fresh response_url, like Refresh).
+		if where == onEphemeral && click.TS != "" && p.ClickTS != "" && click.TS != p.ClickTS {
+			// The click came from an older copy of the message (the code
+			// as first posted, below which the final state and then the
+			// newer code came): it still shows a code that is over. Its
+			// own response_url takes that code off it; the newer code
+			// stays where it is, the one message showing it.
+			b.respond(ctx, log, cb.ResponseURL, now, 0, ReplacedView(p.InDM()))
+			return
+		}
+		// The pairing that holds the message now is the answer, through
+		// its editor: a double click's second half, from the same message.
 		err = nil
 	}
 	if err != nil && p.ID != "" && p.ID != action.Value && p.State != pairing.StateRequesting {

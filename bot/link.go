@@ -59,7 +59,7 @@ type reply struct {
 // no disk) and what to do after the ack.
 func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	if b.teamID != "" && cmd.TeamID != b.teamID {
-		return reply{msg: ForeignTeamView(), outcome: pairing.OutcomeForeignTeam, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeForeignTeam)}
+		return reply{msg: ForeignTeamView(), outcome: pairing.OutcomeForeignTeam, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeForeignTeam, "")}
 	}
 	parsed, err := ParseCommand(cmd.Text)
 	var uerr *UsageError
@@ -77,7 +77,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 		return reply{msg: UnknownInstanceView(parsed.Instance, b.cfg.Directory.Names()), outcome: pairing.OutcomeUnknownInstance}
 	}
 	if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, parsed.Phone, pairing.OutcomeAccessDenied)}
+		return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, parsed.Phone, pairing.OutcomeAccessDenied, "")}
 	}
 	phone, err := pairing.NormalizePhone(parsed.Phone, in.Region)
 	var perr *pairing.PhoneError
@@ -86,28 +86,151 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 	}
 	req := pairing.Request{
 		Instance: in, Phone: phone, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID,
-		ResponseURL: cmd.ResponseURL, URLIssued: now,
+		ResponseURL: cmd.ResponseURL, URLIssued: now, Delivery: b.deliveryFor(in.ID),
 	}
-	return reply{msg: RequestingView(phone, in.Name), after: func(ctx, reqCtx context.Context, log *slog.Logger) {
+	if b.announceFor(in.ID) && !strings.HasPrefix(cmd.ChannelID, "D") {
+		// A status card in the channel (not in a DM, which is nobody's
+		// coordination channel).
+		req.Card = pairing.Surface{Channel: cmd.ChannelID}
+	}
+	msg := RequestingView(phone, in.Name)
+	recipient := parsed.Recipient
+	if recipient != "" {
+		again := fmt.Sprintf("`/link %s %s`", escape(parsed.Instance), escape(phone.International))
+		if recipient == cmd.UserID {
+			return reply{msg: RecipientRefusedView(pairing.OutcomeRecipientSelf, recipient, again, ""), outcome: pairing.OutcomeRecipientSelf}
+		}
+		// Handed off: the code goes to the recipient's DM, opened just
+		// before request-code (openHandoffDM), and never to the requester.
+		req.Delivery, req.DM, req.Prepare = pairing.DeliveryDM, pairing.Surface{Recipient: recipient}, b.openHandoffDM
+		msg = HandoffRequestingView(phone, in.Name, recipient)
+	}
+	return reply{msg: msg, after: func(ctx, reqCtx context.Context, log *slog.Logger) {
+		if recipient != "" {
+			// Who it goes to is Slack's to say, and Slack is asked only
+			// after the ack.
+			if why, detail := b.checkRecipient(ctx, recipient); why != "" {
+				b.obs.Command(why)
+				log.Info("hand-off refused", "outcome", why, "recipient", recipient)
+				b.auditRefusal(cmd, now, in, parsed.Phone, why, recipient)(ctx, reqCtx, log)
+				again := fmt.Sprintf("`/link %s %s`", escape(parsed.Instance), escape(phone.International))
+				b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, RecipientRefusedView(why, recipient, again, detail))
+				return
+			}
+		}
 		p, err := b.cfg.Service.Start(reqCtx, req)
 		b.obs.Command(pairing.OutcomeOf(err))
 		if p.ID != "" && p.State != pairing.StateRequesting {
 			// Every request past the limits has a stored pairing, watched
 			// until its message shows how it ended; shown from the store, an
 			// answer whose post is lost is posted again by the next tick.
-			b.show(ctx, p, false)
+			b.show(ctx, p, showing{answer: onNone})
 			return
 		}
 		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
 	}}
 }
 
+// deliveryFor is where instance's codes go: its own setting, else the
+// default, else ephemeral.
+func (b *Bot) deliveryFor(instance string) pairing.Delivery {
+	if d, ok := b.cfg.Delivery[instance]; ok && d != "" {
+		return d
+	}
+	if d := b.cfg.Delivery[""]; d != "" {
+		return d
+	}
+	return pairing.DeliveryEphemeral
+}
+
+// announceFor says whether instance's pairings get a status card: its own
+// setting, else the default.
+func (b *Bot) announceFor(instance string) bool {
+	if a, ok := b.cfg.Announce[instance]; ok {
+		return a
+	}
+	return b.cfg.Announce[""]
+}
+
+// checkRecipient asks Slack (users.info) who a hand-off's recipient is
+// and returns why the code may not go to them ("" when it may): a bot, a
+// deactivated member, or a member of another organisation (Slack Connect:
+// codes stay in the installing workspace). Guests may get codes. When
+// Slack cannot say, the hand-off is refused too (detail says why).
+func (b *Bot) checkRecipient(ctx context.Context, user string) (pairing.Outcome, string) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	u, err := b.api.GetUserInfoContext(ctx, user)
+	switch {
+	case err != nil:
+		return pairing.OutcomeRecipientUnknown, webFailure(err)
+	case u.IsBot || u.ID == "USLACKBOT":
+		return pairing.OutcomeRecipientBot, ""
+	case u.Deleted:
+		return pairing.OutcomeRecipientDeactivated, ""
+	case b.teamID != "" && u.TeamID != b.teamID:
+		return pairing.OutcomeRecipientForeign, ""
+	}
+	return "", ""
+}
+
+// handoffDMTimeout bounds the post that opens a hand-off's DM: the margin
+// a request's lease has beyond its two Wawp calls (pairing.Service's
+// RequestLease).
+const handoffDMTimeout = 5 * time.Second
+
+// openHandoffDM opens a hand-off's DM with its recipient (the request's
+// Prepare, just before request-code): a message saying who is sending a
+// code for which phone, which the code then replaces. If Slack refuses it
+// (messages_tab_disabled, …) no code is requested: nobody could be shown
+// it. A renewal's DM is open already.
+func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
+	if p.DM.TS != "" {
+		return nil
+	}
+	// It runs inside the request's lease (two Wawp calls of up to
+	// wawp_timeout each, and 5 s more): it may take those 5 s.
+	ctx, cancel := context.WithTimeout(ctx, handoffDMTimeout)
+	defer cancel()
+	log := b.log.With("pairing", p.ID, "recipient", p.DM.Recipient)
+	m := b.render(ctx, p, b.cfg.Service.Now(), onDM)
+	dm := p.DM
+	channel, ts, err := b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+	// Slack has answered: what it did is recorded even if ctx ended
+	// meanwhile (the 5 s ran out, a shutdown).
+	rctx, rcancel := pairing.RecordContext(ctx)
+	defer rcancel()
+	if err != nil {
+		code, refused := slackRefusal(err)
+		if refused {
+			b.logDMRefusedFor(log, code, "the hand-off is refused and no code is requested")
+		} else {
+			code = webFailure(err)
+			log.Warn("hand-off: the recipient's DM could not be posted; no code is requested", "reason", code)
+		}
+		dm.Failed = code
+		if _, err := b.cfg.Service.RecordDM(rctx, p.ID, dm, false); err != nil {
+			log.Error("recording the DM", "err", err)
+		}
+		return &pairing.DMError{Code: code}
+	}
+	dm.Channel, dm.TS, dm.LastView = channel, ts, viewWaiting
+	if _, err := b.cfg.Service.RecordDM(rctx, p.ID, dm, false); err != nil {
+		// Its edits would go nowhere: no code is requested.
+		log.Error("recording the DM", "err", err)
+		return &pairing.DMError{Code: "internal"}
+	}
+	return nil
+}
+
 // auditRefusal records a refusal decided before the ack (writing is disk
-// I/O, so it happens after). The phone, if it parses, is stored masked.
-func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome) func(context.Context, context.Context, *slog.Logger) {
+// I/O, so it happens after). The phone, if it parses, is stored masked;
+// recipient is who a refused hand-off named.
+func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome, recipient string) func(context.Context, context.Context, *slog.Logger) {
 	return func(ctx, _ context.Context, log *slog.Logger) {
 		err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
 			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
+			Recipient: recipient,
 		})
 		if err != nil {
 			log.Error("audit", "err", err)
@@ -125,13 +248,13 @@ const historyLimit = 10
 // and a phone's history leaves out other instances' events.
 func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) reply {
 	if !b.allowedAnywhere(cmd.UserID, cmd.ChannelID) {
-		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeAccessDenied)}
+		return reply{msg: AccessDeniedView("any instance", b.rulesFor("").Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, pairing.Instance{}, "", pairing.OutcomeAccessDenied, "")}
 	}
 	q := pairing.HistoryQuery{Limit: historyLimit}
 	shown := subject
 	if in, err := b.cfg.Directory.Resolve(subject); err == nil {
 		if !b.allowed(in.ID, cmd.UserID, cmd.ChannelID) {
-			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, "", pairing.OutcomeAccessDenied)}
+			return reply{msg: AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask), outcome: pairing.OutcomeAccessDenied, after: b.auditRefusal(cmd, now, in, "", pairing.OutcomeAccessDenied, "")}
 		}
 		q.Instances = []string{in.ID, in.Name}
 		shown = in.Name

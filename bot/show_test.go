@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/slack-go/slack"
-
+	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/wawp"
 )
@@ -44,9 +43,10 @@ func TestClickAndTickPostTheClicksAnswerOnce(t *testing.T) {
 	msgID := r.start()
 	watched, _ := r.db.WatchedPairings(context.Background())
 	uses := func() int {
+		all, _ := r.changes(msgID, 0)
 		total := 0
-		for _, v := range r.slack.Message(msgID).Versions {
-			if v.Via == "response_url" {
+		for _, v := range all {
+			if v.Via == fakeslack.ViaClickURL || v.Via == fakeslack.ViaCommandURL {
 				total++
 			}
 		}
@@ -113,13 +113,15 @@ func (w *gateWawp) RequestCode(context.Context, string, string) (string, error) 
 // waiting on a slow Wawp, a tick must still edit an unrelated message —
 // here one whose phone just linked — at once. (Before, each clicked
 // message's edit took an edit slot and then waited for the click's lock,
-// so every slot waited for Wawp and no other message was edited.)
+// so every slot waited for Wawp and no other message was edited.) Every
+// message was refreshed first, so its countdown moves in place (a
+// click's response_url is its editor) and each tick has an edit for it.
 func TestSlowClicksDoNotStallOtherMessagesEdits(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	stub := &gateWawp{release: make(chan struct{}), waiting: make(chan struct{}, 100), working: map[string]string{}}
 	r.svc = pairing.NewService(stub, r.db, pairing.Config{Now: r.clock.Now})
-	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, "")})
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken})
 	const n = maxEditsInFlight + 1
 	type msg struct {
 		id string
@@ -127,28 +129,27 @@ func TestSlowClicksDoNotStallOtherMessagesEdits(t *testing.T) {
 	}
 	var msgs []msg
 	for i := range n {
-		msgID, url := r.slack.OpenMessage(fmt.Sprint("U", i), "⏳ Requesting…")
+		user := fmt.Sprint("U", i)
+		msgID, url := r.slack.OpenMessage(user, "⏳ Requesting…")
 		p, err := r.svc.Start(context.Background(), pairing.Request{
 			Instance: pairing.Instance{ID: fmt.Sprintf("INST%08d", i), Name: fmt.Sprint("i", i)}, Phone: pairing.PhoneFromDigits(fmt.Sprintf("2011122%05d", i)),
-			User: fmt.Sprint("U", i), ResponseURL: url, URLIssued: t0,
+			User: user, ResponseURL: url, URLIssued: t0,
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.bot.show(context.Background(), p, true)
+		r.bot.show(context.Background(), p, showing{answer: onEphemeral})
+		r.bot.interaction(context.Background(), r.clickBy(user, msgID, ActionRefresh, p.ID))
 		msgs = append(msgs, msg{msgID, p})
 	}
+	r.bot.work.Wait()
 	stub.mu.Lock()
 	stub.slow = true
 	stub.mu.Unlock()
 	defer func() { close(stub.release); r.bot.work.Wait() }()
 	r.clock.Set(t0.Add(70 * time.Second))
 	for _, m := range msgs[:n-1] { // New code on every message but the last
-		var cb slack.InteractionCallback
-		cb.Type = slack.InteractionTypeBlockActions
-		cb.User.ID = m.p.RequestedBy
-		cb.ResponseURL = r.slack.NewResponseURL(m.id)
-		cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionNewCode, Value: m.p.ID}}
+		cb := r.clickBy(m.p.RequestedBy, m.id, ActionNewCode, m.p.ID)
 		r.bot.goWork(context.Background(), func(ctx context.Context) { r.bot.interaction(ctx, cb) })
 	}
 	for range n - 1 {
@@ -166,12 +167,15 @@ func TestSlowClicksDoNotStallOtherMessagesEdits(t *testing.T) {
 	if !poll(10*time.Second, func() bool { _, editing := r.bot.editing.Load(last.p.ID); return !editing }) {
 		t.Fatal("the last message's countdown edit never ended")
 	}
+	if got := r.latest(last.id); !strings.Contains(string(got.Blocks), "▓▓▓▓▓░░░░░") {
+		t.Errorf("the last message's countdown did not move on: %s", got.Blocks)
+	}
 	// The last message's phone links.
 	stub.mu.Lock()
 	stub.working[last.p.Instance] = last.p.Phone
 	stub.mu.Unlock()
 	r.bot.Tick(context.Background())
-	if !poll(10*time.Second, func() bool { return strings.Contains(shownText(r.slack.Message(last.id).Latest()), "is now connected") }) {
+	if !poll(10*time.Second, func() bool { return strings.Contains(shownText(r.latest(last.id)), "is now connected") }) {
 		t.Errorf("an unrelated message does not show Linked: the edit slots wait for clicks on a slow Wawp (slots in use %d)", len(r.bot.editSlots))
 	}
 }

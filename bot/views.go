@@ -141,6 +141,7 @@ func HelpView(aliases []string, region string) Message {
 		text += fmt.Sprintf(" (%s unless set otherwise)", escape(region))
 	}
 	text += ": national, or after that region's international prefix"
+	text += "\n`/link <instance> <phone> @person` sends the code to that person (the one holding the phone) in their DM with the bot, instead of to you."
 	text += "\n`/link history <phone|instance>` shows the last 10 events for it."
 	text += "\nThe code is shown only to you. Read it to the person holding the phone; never paste it in a channel."
 	return Message{Text: "How to use /link", Blocks: []slack.Block{section("help", text)}}
@@ -169,6 +170,12 @@ func UsageView(err *UsageError) Message {
 		t = "❓ History of what? Type `/link history <phone>` or `/link history <instance>`."
 	case UsageBadInstance:
 		t = fmt.Sprintf("❓ %s is not an instance name. Type `/link <instance> <phone>`; `/link help` lists the instances.", quote(err.Input))
+	case UsageMention:
+		t = "❓ To hand the code to the person holding the phone, mention them once, last: `/link <instance> <phone> @person`."
+	case UsageNotAPerson:
+		t = fmt.Sprintf("❓ %s is not a person. A code can be handed to one person only: `/link <instance> <phone> @person`.", quote(err.Input))
+	case UsageMentionUnescaped:
+		t = fmt.Sprintf("❓ Slack sent %s as plain text, so the bot cannot tell who it is. Ask the admin to turn on *Escape channels, users, and links* for /link (should_escape in manifest.yml); meanwhile run `/link <instance> <phone>` and read the code to them.", quote(err.Input))
 	default:
 		t = "❓ The command contains characters that cannot be part of an instance or a phone number. Type `/link <instance> <phone>`."
 	}
@@ -234,6 +241,20 @@ type CodeModel struct {
 	PhoneLimit  pairing.Window
 	// NewCodeAt is when the phone's limit next allows a code; zero means now.
 	NewCodeAt time.Time
+	// Static: the message will never be edited (posted through a slash
+	// command's response_url, which only adds messages), so it shows
+	// nothing that goes stale: the absolute expiry, no time left.
+	Static bool
+	// DM: the message is in the recipient's DM with the app; Channel is
+	// where the code was asked for.
+	DM      bool
+	Channel string
+	// HandedBy is the requester who handed the code to the DM's recipient
+	// (a hand-off); "" when the requester reads their own DM.
+	HandedBy string
+	// Note, when set, comes first: why the code is here and not where it
+	// was meant to go (a DM Slack refused).
+	Note string
 }
 
 // progress draws the time left as a ten-step bar.
@@ -272,17 +293,56 @@ func CodeView(m CodeModel) Message {
 		limitNote += " · next code allowed at " + slackTime(m.NewCodeAt, "{time}")
 	}
 	buttons = append(buttons, button(ActionCancel, m.PairingID, "Cancel", "danger"))
-	return Message{
-		Text: fmt.Sprintf("Pairing code ready for %s on %s (shown only to you in Slack)", escape(m.Phone), escape(m.Instance)),
-		Blocks: []slack.Block{
-			slack.NewHeaderBlock(plain(formatCode(m.Code)), slack.HeaderBlockOptionBlockID("code")),
-			section("intro", fmt.Sprintf("Enter this code on the phone *%s* to link it to %s.", escape(m.Phone), where)),
-			section("steps", "1. Open WhatsApp on that phone\n2. *Settings → Linked devices → Link a device*\n3. Tap *Link with phone number instead*\n4. Type the code"),
-			contextBlock("countdown", fmt.Sprintf("⏱ Expires at %s (your time) · %s  %s", slackTime(m.ExpiresAt, "{time_secs}"), timeLeft(left), progress(left, m.Lifetime))),
-			actions(buttons...),
-			contextBlock("meta", fmt.Sprintf("%s · requested by <@%s> · only you can see this", limitNote, escape(m.RequestedBy))),
-		},
+	// A message nothing will edit shows only what stays true: the expiry
+	// as an absolute time (in the reader's zone), no time left, no bar.
+	countdown := fmt.Sprintf("⏱ Expires at %s (your time) · %s  %s", slackTime(m.ExpiresAt, "{time_secs}"), timeLeft(left), progress(left, m.Lifetime))
+	if m.Static {
+		countdown = fmt.Sprintf("⏱ Expires at %s (your time) · Refresh shows the time left", slackTime(m.ExpiresAt, "{time_secs}"))
 	}
+	meta := fmt.Sprintf("%s · requested by <@%s> · only you can see this", limitNote, escape(m.RequestedBy))
+	if m.DM {
+		meta = fmt.Sprintf("%s · requested by <@%s>", limitNote, escape(m.RequestedBy))
+		if m.HandedBy != "" {
+			meta = fmt.Sprintf("%s · sent to you by <@%s>", limitNote, escape(m.HandedBy))
+		}
+		if m.Channel != "" {
+			meta += fmt.Sprintf(" in <#%s>", escape(m.Channel))
+		}
+		meta += " · only you and the bot see this DM"
+	}
+	var blocks []slack.Block
+	if m.Note != "" {
+		blocks = append(blocks, contextBlock("note", m.Note))
+	}
+	blocks = append(blocks,
+		slack.NewHeaderBlock(plain(formatCode(m.Code)), slack.HeaderBlockOptionBlockID("code")),
+		section("intro", fmt.Sprintf("Enter this code on the phone *%s* to link it to %s.", escape(m.Phone), where)),
+		section("steps", "1. Open WhatsApp on that phone\n2. *Settings → Linked devices → Link a device*\n3. Tap *Link with phone number instead*\n4. Type the code"),
+		contextBlock("countdown", countdown),
+		actions(buttons...),
+		contextBlock("meta", meta),
+	)
+	return Message{
+		Text:   fmt.Sprintf("Pairing code ready for %s on %s (shown only to you in Slack)", escape(m.Phone), escape(m.Instance)),
+		Blocks: blocks,
+	}
+}
+
+// DMSentView is the channel's one ephemeral line when the code went to the
+// requester's DM: where it is, until when (an absolute time: the line is
+// never edited), and Cancel.
+func DMSentView(pairingID, phone, instance string, expiresAt time.Time) Message {
+	t := fmt.Sprintf("📨 Sent to you in a DM · the code for %s on %s expires at %s (your time)", escape(phone), escape(instance), slackTime(expiresAt, "{time_secs}"))
+	return notice("Pairing code sent to you in a DM", t, actions(button(ActionCancel, pairingID, "Cancel", "danger")))
+}
+
+// dmFailedNote says why a code meant for a DM is shown ephemerally: Slack
+// refused the DM (errCode is Slack's error).
+func dmFailedNote(errCode string) string {
+	if errCode == "messages_tab_disabled" {
+		return "📨 The bot cannot send you DMs (its Messages tab is off: ask the admin to turn on App Home → Messages Tab), so the code is here, where only you can see it."
+	}
+	return fmt.Sprintf("📨 Slack did not let the bot send you a DM (%s), so the code is here, where only you can see it.", escape(errCode))
 }
 
 // LimitView explains a refusal by one of the limits; Wawp was not called.
@@ -420,6 +480,17 @@ func InterruptedView(m InterruptedModel) Message {
 func TooSoonView(instance, pairingID string, retryAt, now time.Time) Message {
 	t := fmt.Sprintf("⏳ %s needs a little longer to start. Try again in %s.", escape(instance), inAbout(retryAt.Sub(now)))
 	return notice("Still starting up", t, actions(button(ActionTryAgain, pairingID, "Try again", "primary")))
+}
+
+// ReplacedView answers a click on an older copy of a code message whose
+// code a newer one replaced: the old code goes, and it says where the new
+// one is.
+func ReplacedView(inDM bool) Message {
+	where := "in your newer message below"
+	if inDM {
+		where = "in your DM with the bot"
+	}
+	return notice("This code was replaced", "↪️ This code was replaced by a newer one, shown "+where+".")
 }
 
 // EndedView answers a click on a message whose pairing is over.

@@ -34,8 +34,57 @@ func allViews() map[string]Message {
 	lastMinute.Now = now.Add(130 * time.Second)
 	limited := code
 	limited.Attempt, limited.NewCodeAt = 3, now.Add(12*time.Minute)
+	posted := code
+	posted.Static = true
+	dm := midCountdown
+	dm.DM, dm.Channel = true, "C0SUPPORT"
+	dmFailed := posted
+	dmFailed.Note = dmFailedNote("messages_tab_disabled")
 	holder := pairing.Pairing{RequestedBy: "U999", Phone: "201009998888", ExpiresAt: now.Add(2 * time.Minute)}
+	handoffDM := dm
+	handoffDM.HandedBy = "U123"
+	withCardNote := posted
+	withCardNote.Note = cardNote("linkbot", "not_in_channel")
+	card := CardModel{Requester: "U123", Recipient: "U456", Instance: "support-eg", Masked: "+20 111 ••• 3333", State: pairing.StateLive, ExpiresAt: now.Add(150 * time.Second)}
+	cardState := func(st pairing.State, change func(*CardModel)) Message {
+		m := card
+		m.State = st
+		if change != nil {
+			change(&m)
+		}
+		return CardView(m)
+	}
+	again := "`/link support-eg +20 11 12223333`"
 	return map[string]Message{
+		// Hand-off (issue 9): the requester's views, then the agent's DM.
+		"handoff_requesting":        HandoffRequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg", "U456"),
+		"handoff_sent":              HandoffSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", "U456", now.Add(150*time.Second), ""),
+		"handoff_sent_card_note":    HandoffSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", "U456", now.Add(150*time.Second), cardNote("linkbot", "channel_not_found")),
+		"handoff_dm_refused":        HandoffDMRefusedView("U456", "messages_tab_disabled"),
+		"handoff_recipient_self":    RecipientRefusedView(pairing.OutcomeRecipientSelf, "U123", again, ""),
+		"handoff_recipient_bot":     RecipientRefusedView(pairing.OutcomeRecipientBot, "U456", again, ""),
+		"handoff_recipient_gone":    RecipientRefusedView(pairing.OutcomeRecipientDeactivated, "U456", again, ""),
+		"handoff_recipient_foreign": RecipientRefusedView(pairing.OutcomeRecipientForeign, "U456", again, ""),
+		"handoff_recipient_unknown": RecipientRefusedView(pairing.OutcomeRecipientUnknown, "U456", again, "user_not_found"),
+		"handoff_dm_waiting":        HandoffWaitingView("U123", "+20 11 12223333", "support-eg"),
+		"code_handoff_dm":           CodeView(handoffDM),
+		"handoff_dm_no_code":        HandoffNoCodeView("U123", "+20 11 12223333", "support-eg"),
+		"usage_mention":             UsageView(&UsageError{Problem: UsageMention, Input: "support-eg <@U1> 1"}),
+		"usage_not_a_person":        UsageView(&UsageError{Problem: UsageNotAPerson, Input: "<#C0SUPPORT|support>"}),
+		"usage_mention_unescaped":   UsageView(&UsageError{Problem: UsageMentionUnescaped, Input: "@agent"}),
+		"code_posted_card_note":     CodeView(withCardNote),
+		"dm_sent_card_note":         withNote(DMSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", now.Add(150*time.Second)), cardNote("linkbot", "not_in_channel")),
+		// The status card, in every state.
+		"card_waiting":        CardView(card),
+		"card_waiting_own":    cardState(pairing.StateLive, func(m *CardModel) { m.Recipient = "" }),
+		"card_linked":         cardState(pairing.StateLinked, func(m *CardModel) { m.EndedAt = now.Add(70 * time.Second) }),
+		"card_expired":        cardState(pairing.StateExpired, nil),
+		"card_cancelled":      cardState(pairing.StateCancelled, nil),
+		"card_wrong_phone":    cardState(pairing.StateWrongPhone, func(m *CardModel) { m.LinkedMasked = "+20 100 ••• 8888" }),
+		"card_failed":         cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = pairing.Reason(pairing.OutcomeInstanceFailed) }),
+		"card_failed_gone":    cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = pairing.Reason(pairing.OutcomeInstanceGone) }),
+		"card_failed_no_code": cardState(pairing.StateInterrupted, nil),
+
 		"help":               HelpView([]string{"support-eg", "field-ng"}, "EG"),
 		"requesting":         RequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg"),
 		"requesting_ext":     RequestingView(pairing.Phone{Digits: "14155552671", International: "+1 415-555-2671", Extension: "89"}, "support-us"),
@@ -52,6 +101,10 @@ func allViews() map[string]Message {
 		"failed":             FailedView("+20 11 12223333", "support-eg", "instance_failed"),
 		"failed_gone":        FailedView("+20 11 12223333", "support-eg", "instance_gone"),
 		"code_limit":         CodeView(limited),
+		"code_posted":        CodeView(posted),
+		"code_dm":            CodeView(dm),
+		"code_dm_failed":     CodeView(dmFailed),
+		"dm_sent":            DMSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", now.Add(150*time.Second)),
 		"limit_phone":        LimitView(&pairing.LimitError{Limit: pairing.LimitPhone, Count: 3, Window: limit, RetryAt: now.Add(15 * time.Minute), Phone: pairing.Phone{International: "+20 11 12223333"}}, "support-eg", now),
 		"limit_user":         LimitView(&pairing.LimitError{Limit: pairing.LimitUser, Count: 20, Window: pairing.Window{Max: 20, Period: time.Hour}, RetryAt: now.Add(5 * time.Minute)}, "support-eg", now),
 		"limit_instance":     LimitView(&pairing.LimitError{Limit: pairing.LimitInstance, RetryAt: holder.ExpiresAt, Holder: holder}, "support-eg", now),
@@ -70,6 +123,7 @@ func allViews() map[string]Message {
 		"cancelled":          CancelledView("+20 11 12223333"),
 		"too_soon":           TooSoonView("support-eg", "p4x7k2m9q3w8z5y6", now.Add(4*time.Second), now),
 		"ended":              EndedView(),
+		"replaced":           ReplacedView(false),
 		"interrupted": InterruptedView(InterruptedModel{Phone: "+20 11 12223333", Instance: "support-eg", Attempt: 2, PhoneLimit: limit,
 			Now: now, NewCodeAt: now}),
 		"interrupted_limited": InterruptedView(InterruptedModel{Phone: "+20 11 12223333", Instance: "support-eg", Attempt: 3, PhoneLimit: limit,
@@ -118,6 +172,11 @@ func TestViewsWithinSlackLimits(t *testing.T) {
 			}
 			if n := strings.Count(string(blocks), testCode[:4]+"-"+testCode[4:]); strings.HasPrefix(name, "code_") && n != 1 {
 				t.Errorf("code appears %d times, want once (in the header)", n)
+			}
+			// What a channel sees (the status card) shows neither a code nor
+			// a whole number, as fakeslack checks it.
+			if v := (fakeslack.Version{Text: m.Text, Blocks: blocks}); strings.HasPrefix(name, "card_") && (v.ShowsCode() || v.ShowsPhone()) {
+				t.Errorf("a card shows a code or a whole number: %s", v.Shown())
 			}
 		})
 	}

@@ -27,13 +27,15 @@ func (s *Service) ClaimView(ctx context.Context, c ViewClaim) (ViewClaim, bool, 
 	return c, won, err
 }
 
-// FinishView ends claim c: the surface shows shown from now on (c.To
-// after a post that landed; c.From after one that certainly did not, so
-// the edit may be claimed again; any other view), and with unwatch the
-// message is no longer kept current. False when c is no longer the
-// surface's claim (it ran out and was claimed again): then whoever holds
-// the newer claim records what it shows.
-func (s *Service) FinishView(ctx context.Context, c ViewClaim, shown string, unwatch bool) (bool, error) {
+// FinishView ends claim c: the surface is as shown from now on (see
+// Storage.FinishView: shown.LastView is c.To after a post that landed,
+// c.From after one that certainly did not, so the edit may be claimed
+// again, or any other view; for the DM and the card, shown is also where
+// the message now is), and with unwatch the message is no longer kept
+// current. False when c is no longer the surface's claim (it ran out and
+// was claimed again): then whoever holds the newer claim records what it
+// shows.
+func (s *Service) FinishView(ctx context.Context, c ViewClaim, shown Surface, unwatch bool) (bool, error) {
 	if unwatch {
 		// A QR pairing stays watched until its link is revoked.
 		if p, err := s.db.Pairing(ctx, c.ID); err == nil && p.Method == MethodQR && p.RevokeDue {

@@ -28,10 +28,10 @@ func TestClaimView(t *testing.T) {
 	if err != nil || won || c2.Token == c.Token {
 		t.Errorf("second claim: %v, %v (token %q); want lost, with a token of its own", won, err, c2.Token)
 	}
-	if done, err := r.svc.FinishView(ctx, c2, "live:0", false); done || err != nil {
+	if done, err := r.svc.FinishView(ctx, c2, pairing.Surface{LastView: "live:0"}, false); done || err != nil {
 		t.Errorf("the loser finishing: %v, %v", done, err)
 	}
-	if done, err := r.svc.FinishView(ctx, c, "live:0", false); !done || err != nil {
+	if done, err := r.svc.FinishView(ctx, c, pairing.Surface{LastView: "live:0"}, false); !done || err != nil {
 		t.Errorf("the winner finishing: %v, %v", done, err)
 	}
 	if got := r.stored(p.ID); got.LastView != "live:0" {

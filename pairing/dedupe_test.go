@@ -91,7 +91,7 @@ func TestRenewDuplicate(t *testing.T) {
 	}{
 		{"not yours", func(err error) bool { return errors.Is(err, pairing.ErrNotYours) }, func(_ *rig, c *pairing.Renewal) { c.User = "U2" }},
 		{"no longer allowed", func(err error) bool { return errors.Is(err, pairing.ErrNotAllowed) }, func(_ *rig, c *pairing.Renewal) {
-			c.Allowed = func(string, string) bool { return false }
+			c.Allowed = func(string, string, string) bool { return false }
 		}},
 		{"too soon", func(err error) bool { return errors.As(err, new(*pairing.TooSoonError)) }, nil},
 	} {

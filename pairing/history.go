@@ -20,14 +20,16 @@ type Refusal struct {
 	// the phone's history finds it) when it reads as a number in the
 	// instance's region; otherwise it is left out.
 	Phone   string
-	Outcome Outcome // OutcomeAccessDenied or OutcomeForeignTeam
+	Outcome Outcome // OutcomeAccessDenied, OutcomeForeignTeam, or a hand-off's OutcomeRecipient…
+	// Recipient is who a refused hand-off named.
+	Recipient string
 }
 
 // AuditRefusal appends refusal r to the audit log.
 func (s *Service) AuditRefusal(ctx context.Context, r Refusal) error {
 	e := Event{
 		Time: r.Time, Kind: EventRefused, User: r.User, Team: r.Team, Channel: r.Channel,
-		Instance: r.Instance.Name, InstanceID: r.Instance.ID, Outcome: r.Outcome,
+		Instance: r.Instance.Name, InstanceID: r.Instance.ID, Outcome: r.Outcome, Recipient: r.Recipient,
 	}
 	if p, err := NormalizePhone(r.Phone, r.Instance.Region); err == nil {
 		e.Phone, e.Digits = p.Masked(), p.Digits

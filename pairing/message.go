@@ -15,35 +15,38 @@ func (s *Service) Pairing(ctx context.Context, id string) (Pairing, error) {
 }
 
 // Refresh is a Refresh click by user on pairing id's message. Only the
-// requester may (ErrNotYours, with no pairing: see ErrNotYours). The click
-// brought a fresh response_url with a fresh budget of posts: the
-// message's later edits go through it.
-func (s *Service) Refresh(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
+// requester, or the person it was handed to, may (ErrNotYours, with no
+// pairing: see ErrNotYours). A click on an ephemeral message brought a
+// fresh response_url with a fresh budget of posts that replaces that
+// message: its later edits go through it (click.ResponseURL is empty for
+// a click on the DM, edited with chat.update).
+func (s *Service) Refresh(ctx context.Context, id, user string, click Click) (Pairing, error) {
 	p, err := s.db.Pairing(ctx, id)
 	if err != nil {
 		return p, err
 	}
-	if p.RequestedBy != user {
+	if !p.MayUse(user) {
 		return Pairing{}, ErrNotYours
 	}
-	return s.rebind(ctx, p, responseURL, issued)
+	return s.rebind(ctx, p, click)
 }
 
-// rebind makes url, issued at issued, the response_url p's message is
-// edited through, unless it already is.
-func (s *Service) rebind(ctx context.Context, p Pairing, url string, issued time.Time) (Pairing, error) {
-	if p.ResponseURL == url {
+// rebind makes the click's response_url the editor of p's ephemeral
+// message (Pairing.ClickURL), unless it already is or the click brought
+// none (a click on the DM).
+func (s *Service) rebind(ctx context.Context, p Pairing, click Click) (Pairing, error) {
+	if click.ResponseURL == "" || p.ClickURL == click.ResponseURL {
 		return p, nil
 	}
-	return s.db.UpdatePairing(ctx, p.ID, issued, func(p *Pairing) error {
-		p.ResponseURL, p.URLIssued = url, issued
+	return s.db.UpdatePairing(ctx, p.ID, click.Issued, func(p *Pairing) error {
+		p.ClickURL, p.ClickIssued, p.ClickTS = click.ResponseURL, click.Issued, click.TS
 		return nil
 	})
 }
 
-// RecordView remembers that pairing id's message now shows the view named
-// key, so it is edited only when that changes; unwatch stops editing it
-// for good.
+// RecordView remembers that pairing id's ephemeral message now shows the
+// view named key, so it is edited only when that changes; unwatch stops
+// editing the pairing's messages for good.
 func (s *Service) RecordView(ctx context.Context, id, key string, unwatch bool) error {
 	if unwatch {
 		// A QR pairing stays watched until its link is revoked.
@@ -52,6 +55,32 @@ func (s *Service) RecordView(ctx context.Context, id, key string, unwatch bool) 
 		}
 	}
 	return s.db.RecordView(ctx, id, key, unwatch)
+}
+
+// RecordDM stores pairing id's DM surface as the bot last left it (the
+// channel and ts chat.postMessage returned, the view it shows, or why it
+// could not be posted), so later edits, a restart's included, go to that
+// message; unwatch then stops editing the pairing's messages for good.
+func (s *Service) RecordDM(ctx context.Context, id string, dm Surface, unwatch bool) (Pairing, error) {
+	p, err := s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
+		p.DM = dm
+		return nil
+	})
+	if err != nil || !unwatch {
+		return p, err
+	}
+	return p, s.RecordView(ctx, id, p.LastView, true) // a QR pairing stays watched until its link is revoked
+}
+
+// RecordCard stores pairing id's status card as the bot last left it (the
+// channel and ts chat.postMessage returned, the view it shows, or why it
+// could not be posted), so later edits, a restart's included, go to that
+// message.
+func (s *Service) RecordCard(ctx context.Context, id string, card Surface) (Pairing, error) {
+	return s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
+		p.Card = card
+		return nil
+	})
 }
 
 // NextCodeAt is when phone's limit next allows a code: now (or earlier)

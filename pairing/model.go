@@ -2,7 +2,6 @@ package pairing
 
 import (
 	"errors"
-	"maps"
 	"time"
 )
 
@@ -36,35 +35,77 @@ const (
 )
 
 // Pairing is one request for a pairing code and everything needed to keep
-// its ephemeral Slack message current. Slack forgets ephemeral messages on
-// reload, so this record, keyed by ID, is the only state there is.
+// its Slack messages current: its surfaces. Slack forgets ephemeral
+// messages on reload, so this record, keyed by ID, is the only state there
+// is; the surfaces are stored in it (so a restart resumes their edits).
+//
+// The surfaces, and what Slack lets the bot do with each (issue 9):
+//   - The ephemeral surface, the requester's, in the channel where /link was
+//     typed. ResponseURL is the slash command's response_url: each post to
+//     it adds a new ephemeral message, and Slack documents no way to
+//     replace an earlier one through it (slackapi/bolt-python issue 1268,
+//     bolt-js issue 2287), so it carries the code message and then the
+//     final state only. ClickURL is the response_url of the latest click
+//     on one of the pairing's ephemeral messages: it replaces the message
+//     that held the button, so once set it is the surface's editor
+//     (countdown steps and the final state in place). LastView is the view
+//     the surface shows.
+//   - DM, the code in the app's DM with Recipient (delivery: dm), kept live
+//     with chat.update by channel and ts.
+//   - Card, a status card in the channel (announce), kept current the same
+//     way.
+//
+// A QR pairing (Method MethodQR, issue 10; see qr.go) has the same
+// surfaces: its Link is shown where a code would be (the ephemeral
+// message, or the DM), never on the card, which shows only its state.
+//
+// Records written before surfaces existed have only ResponseURL and
+// LastView; ResponseURL is then read as a command's (posts add messages),
+// the safe reading: such a pairing still shows its final state.
 type Pairing struct {
-	ID           string    `json:"id"`
-	Instance     string    `json:"instance"`      // 12-character Wawp instance ID
-	InstanceName string    `json:"instance_name"` // alias as configured, or the ID
-	Phone        string    `json:"phone"`         // digits, country code first
-	RequestedBy  string    `json:"requested_by"`
-	Team         string    `json:"team"`
-	Channel      string    `json:"channel"`
-	ResponseURL  string    `json:"response_url"`
-	URLIssued    time.Time `json:"url_issued"`
-	Code         string    `json:"code,omitempty"` // wiped when the pairing ends
-	RequestedAt  time.Time `json:"requested_at"`
-	IssuedAt     time.Time `json:"issued_at,omitempty"` // when the code arrived
-	ExpiresAt    time.Time `json:"expires_at"`
-	RetryAt      time.Time `json:"retry_at,omitempty"`
-	State        State     `json:"state"`
-	Attempt      int       `json:"attempt"` // n-th code for this phone in the window
-	LinkedPhone  string    `json:"linked_phone,omitempty"`
-	EndedAt      time.Time `json:"ended_at,omitempty"`
-	Renews       string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
-	Message      string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
-	HeldBy       string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
-	Reason       Reason    `json:"reason,omitempty"`    // why it ended as it did (a final state's outcome; see Reason)
-	LastView     string    `json:"last_view,omitempty"` // key of the view last shown
-	// Views are the keys of the views shown on surfaces other than the
-	// ephemeral message (whose view is LastView), by surface; see View.
-	Views map[string]string `json:"views,omitempty"`
+	ID           string `json:"id"`
+	Instance     string `json:"instance"`      // 12-character Wawp instance ID
+	InstanceName string `json:"instance_name"` // alias as configured, or the ID
+	Phone        string `json:"phone"`         // digits, country code first
+	RequestedBy  string `json:"requested_by"`
+	Team         string `json:"team"`
+	Channel      string `json:"channel"`
+	// ResponseURL is the slash command's response_url (empty for a
+	// renewal, which a click asked for): each post adds a message.
+	ResponseURL string    `json:"response_url"`
+	URLIssued   time.Time `json:"url_issued"`
+	// ClickURL is the response_url of the latest click on the pairing's
+	// ephemeral message; it replaces that message in place. ClickTS is
+	// that message's ts (from the click), which tells a click on it from
+	// one on an older copy, such as the code message posted through the
+	// command's response_url before the final state came below it.
+	ClickURL    string    `json:"click_url,omitempty"`
+	ClickIssued time.Time `json:"click_issued,omitempty"`
+	ClickTS     string    `json:"click_ts,omitempty"`
+	// Delivery is where the code goes: the requester's ephemeral messages
+	// (the default) or their DM with the app.
+	Delivery Delivery `json:"delivery,omitempty"`
+	// DM is the code's message in the app's DM with its recipient, for
+	// delivery dm (zero otherwise).
+	DM Surface `json:"dm,omitzero"`
+	// Card is the pairing's status card in the channel (announce; zero
+	// otherwise): Channel is set when the card is wanted, TS once posted.
+	Card Surface `json:"card,omitzero"`
+
+	Code        string    `json:"code,omitempty"` // wiped when the pairing ends
+	RequestedAt time.Time `json:"requested_at"`
+	IssuedAt    time.Time `json:"issued_at,omitempty"` // when the code arrived
+	ExpiresAt   time.Time `json:"expires_at"`
+	RetryAt     time.Time `json:"retry_at,omitempty"`
+	State       State     `json:"state"`
+	Attempt     int       `json:"attempt"` // n-th code for this phone in the window
+	LinkedPhone string    `json:"linked_phone,omitempty"`
+	EndedAt     time.Time `json:"ended_at,omitempty"`
+	Renews      string    `json:"renews,omitempty"`    // the pairing this one asked to replace ("New code")
+	Message     string    `json:"message,omitempty"`   // the Slack message it is shown in; empty: its own (see MessageID)
+	HeldBy      string    `json:"held_by,omitempty"`   // for a request refused by the instance limit: the pairing holding it
+	Reason      Reason    `json:"reason,omitempty"`    // why it ended as it did (a final state's outcome; see Reason)
+	LastView    string    `json:"last_view,omitempty"` // key of the view the ephemeral surface shows
 
 	// The QR fallback (issue 10; see qr.go). Method is MethodQR for a
 	// hosted QR page instead of a code; Phone is then the number expected
@@ -87,41 +128,119 @@ type Pairing struct {
 	ExpiredInARow int `json:"expired_in_a_row,omitempty"`
 }
 
-// View is the key of the view shown on surface: LastView for the
-// ephemeral message (SurfaceEphemeral), else Views[surface]; "" for none.
+// Delivery is where a pairing's code is shown.
+type Delivery string
+
+// Deliveries (the config file's delivery).
+const (
+	// DeliveryEphemeral shows the code in the requester's ephemeral
+	// messages in the channel (the default; also "").
+	DeliveryEphemeral Delivery = "ephemeral"
+	// DeliveryDM shows it in the requester's DM with the app, kept live
+	// with chat.update; the channel gets one ephemeral line.
+	DeliveryDM Delivery = "dm"
+)
+
+// Surface is a non-ephemeral Slack message a pairing is shown in (its DM,
+// its status card): the bot edits it with chat.update by Channel and TS.
+type Surface struct {
+	// Channel is the conversation: the D… ID chat.postMessage returned for
+	// a DM, a C… ID for a card. Empty until posted.
+	Channel string `json:"channel,omitempty"`
+	TS      string `json:"ts,omitempty"` // the message's ts; empty until posted
+	// LastView is the key of the view the message shows.
+	LastView string `json:"last_view,omitempty"`
+	// Recipient is who a DM is for: the requester (delivery dm), or the
+	// person they handed the code to (hand-off).
+	Recipient string `json:"recipient,omitempty"`
+	// Failed is Slack's error when the message could not be posted (e.g.
+	// messages_tab_disabled); the pairing went on without it.
+	Failed string `json:"failed,omitempty"`
+}
+
+// Posted reports whether the surface's message exists (was posted and has
+// not failed).
+func (s Surface) Posted() bool { return s.TS != "" && s.Failed == "" }
+
+// InDM reports whether p's code is shown in a DM: delivery dm (its DM has
+// a recipient), and the DM did not fail (then the code is shown
+// ephemerally instead).
+func (p Pairing) InDM() bool { return p.DM.Recipient != "" && p.DM.Failed == "" }
+
+// HandedTo is who the requester handed the code to (/link <instance>
+// <phone> @agent): the recipient of its DM when that is someone else, ""
+// when the requester keeps the code.
+func (p Pairing) HandedTo() string {
+	if p.DM.Recipient != p.RequestedBy {
+		return p.DM.Recipient
+	}
+	return ""
+}
+
+// MayUse reports whether user may use p's buttons: its requester, who owns
+// it, or the person it was handed to, who holds the phone (Refresh, Cancel,
+// and New code once the code has expired: issue 9's hand-off).
+func (p Pairing) MayUse(user string) bool {
+	return user != "" && (user == p.RequestedBy || user == p.HandedTo())
+}
+
+// Announced reports whether p has a status card to keep current: announce
+// was on for it, and the card was not refused (the bot not in the
+// channel: the pairing then goes on without one).
+func (p Pairing) Announced() bool { return p.Card.Channel != "" && p.Card.Failed == "" }
+
+// Click is what a click on one of a pairing's ephemeral messages brings:
+// a response_url that replaces the clicked message, when it was issued,
+// and the clicked message's ts. The zero Click stands for a click on the
+// pairing's DM, which is edited with chat.update and binds nothing.
+type Click struct {
+	ResponseURL string
+	Issued      time.Time
+	TS          string
+}
+
+// Editor is the response_url the pairing's ephemeral message is edited
+// through, and whether it replaces that message (a click's) or only adds
+// messages below it (the command's).
+func (p Pairing) Editor() (url string, issued time.Time, replaces bool) {
+	if p.ClickURL != "" {
+		return p.ClickURL, p.ClickIssued, true
+	}
+	return p.ResponseURL, p.URLIssued, false
+}
+
+// View is the key of the view shown on surface (see ViewClaim): LastView
+// for the ephemeral message, DM.LastView, Card.LastView; "" for none, and
+// for a surface p does not have.
 func (p Pairing) View(surface string) string {
-	if surface == SurfaceEphemeral {
+	switch surface {
+	case SurfaceEphemeral:
 		return p.LastView
+	case SurfaceDM:
+		return p.DM.LastView
+	case SurfaceCard:
+		return p.Card.LastView
 	}
-	return p.Views[surface]
+	return ""
 }
 
-// setView records key as the view shown on surface; an empty key leaves
-// no entry in Views (and no empty map), so a record reads the same
-// whichever store it went through.
-func (p *Pairing) setView(surface, key string) {
-	if surface == SurfaceEphemeral {
-		p.LastView = key
-		return
+// WithShown is p with surface as a claimed edit left it (see
+// Storage.FinishView): shown.LastView is the view it shows; for the DM and
+// the card, shown is the whole message as the post left it (Channel and TS
+// of a message posted anew, Failed when Slack refused it), except its
+// Recipient, which stays p's. For the ephemeral message only LastView
+// counts. A surface p does not have changes nothing.
+func (p Pairing) WithShown(surface string, shown Surface) Pairing {
+	switch surface {
+	case SurfaceEphemeral:
+		p.LastView = shown.LastView
+	case SurfaceDM:
+		shown.Recipient = p.DM.Recipient
+		p.DM = shown
+	case SurfaceCard:
+		shown.Recipient = p.Card.Recipient
+		p.Card = shown
 	}
-	if key == "" {
-		delete(p.Views, surface)
-		if len(p.Views) == 0 {
-			p.Views = nil
-		}
-		return
-	}
-	if p.Views == nil {
-		p.Views = map[string]string{}
-	}
-	p.Views[surface] = key
-}
-
-// WithView is p showing key on surface (Views copied, never shared with
-// p's), for a storage recording a finished edit.
-func (p Pairing) WithView(surface, key string) Pairing {
-	p.Views = maps.Clone(p.Views)
-	p.setView(surface, key)
 	return p
 }
 
@@ -261,9 +380,10 @@ type Settlement struct {
 	// Replaced is the pairing this request renewed ("New code"), if any.
 	// When Counted, WhatsApp saw the new request, which voids the old code:
 	// the old pairing ends as superseded. Otherwise its code still works,
-	// so it takes its instance back, and its message (ReplacedURL, the
-	// click's fresh response_url) goes on tracking it; the renewal's view
-	// is then only the click's answer, and is not watched.
+	// so it takes its instance back, and its message goes on tracking it
+	// (ReplacedURL, the click's fresh response_url, becomes its ClickURL
+	// when set); the renewal's view is then only the click's answer, and
+	// is not watched.
 	Replaced    string
 	ReplacedURL string
 	// ReplacedAudit is the audit record of the Replaced pairing, Kind and
@@ -325,6 +445,10 @@ type Event struct {
 	// InstanceID is the 12-character Wawp instance ID (events written
 	// before it was recorded have only Instance).
 	InstanceID string `json:"instance_id,omitempty"`
+	// Recipient is who User handed the code to (/link <instance> <phone>
+	// @agent), on every event of a hand-off and on its refusals; empty
+	// when the requester kept the code.
+	Recipient string `json:"recipient,omitempty"`
 	// Digits is the phone, country code first, handed to the storage only
 	// so it can compute PhoneKey; it is never stored or returned.
 	Digits string `json:"-"`

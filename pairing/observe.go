@@ -78,7 +78,7 @@ func (o *observed) ClaimView(ctx context.Context, c ViewClaim) (won bool, err er
 	return o.db.ClaimView(ctx, c)
 }
 
-func (o *observed) FinishView(ctx context.Context, id, surface, token, shown string, unwatch bool) (done bool, err error) {
+func (o *observed) FinishView(ctx context.Context, id, surface, token string, shown Surface, unwatch bool) (done bool, err error) {
 	defer o.report("FinishView", time.Now(), &err)
 	return o.db.FinishView(ctx, id, surface, token, shown, unwatch)
 }

@@ -34,6 +34,21 @@ const (
 	OutcomeReplaced       Outcome = "replaced"    // New code or Try again from a message another pairing took over (a double click)
 	OutcomeAccessDenied   Outcome = "access_denied"
 	OutcomeInternalError  Outcome = "internal_error" // the bot itself failed
+	// OutcomeDMRefused: Slack refused the DM a hand-off's code was to go
+	// to (the app's Messages tab is off, …), so no code was requested.
+	OutcomeDMRefused Outcome = "dm_refused"
+)
+
+// Outcomes of a hand-off (/link <instance> <phone> @agent) refused because
+// of whom it named: a bot, a deactivated member, a member of another
+// organisation, the requester themself, or someone Slack could not tell
+// about.
+const (
+	OutcomeRecipientBot         Outcome = "recipient_bot"
+	OutcomeRecipientDeactivated Outcome = "recipient_deactivated"
+	OutcomeRecipientForeign     Outcome = "recipient_foreign"
+	OutcomeRecipientSelf        Outcome = "recipient_self"
+	OutcomeRecipientUnknown     Outcome = "recipient_unknown"
 )
 
 // Outcomes of commands answered in the ack, before any request.
@@ -92,6 +107,9 @@ func OutcomeOf(err error) Outcome {
 	}
 	if _, ok := errors.AsType[*APIError](err); ok {
 		return OutcomeWawpError
+	}
+	if _, ok := errors.AsType[*DMError](err); ok {
+		return OutcomeDMRefused
 	}
 	switch {
 	case errors.Is(err, ErrInterrupted):

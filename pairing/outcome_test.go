@@ -42,6 +42,7 @@ func TestOutcomeOf(t *testing.T) {
 		{ErrReplaced, "replaced"},
 		{fmt.Errorf("%w: %w", ErrQRUnavailable, &APIError{Kind: ErrForbidden}), "qr_unavailable"},
 		{&LimitError{Limit: LimitQR}, "limit_qr"},
+		{fmt.Errorf("hand-off: %w", &DMError{Code: "messages_tab_disabled"}), "dm_refused"},
 		{fmt.Errorf("disk full"), "internal_error"},
 	}
 	for _, tt := range tests {

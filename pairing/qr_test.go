@@ -255,7 +255,7 @@ func TestStartQRRefused(t *testing.T) {
 		r := newQRRig(t, pairing.Config{QRLimit: pairing.Window{Max: 2, Period: 10 * time.Minute}})
 		for range 2 {
 			p := r.startQR(qrRequest(inst1, "", "U1"))
-			if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", p.ResponseURL, t0); err != nil {
+			if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{}); err != nil {
 				t.Fatal(err)
 			}
 			r.clock.Add(time.Minute)
@@ -402,7 +402,7 @@ func TestQRRevokedInEveryEnding(t *testing.T) {
 			r.advance()
 		}, pairing.StateWrongPhone, []string{session, revoke}, otherNum, []string{"wrong_phone:linked +20 100 ••• 8888", "qr_revoked"}},
 		{"cancelled", digits, func(r *qrRig, p pairing.Pairing) {
-			if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", "https://hooks.slack.test/actions/cancel", r.clock.Now()); err != nil {
+			if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{ResponseURL: "https://hooks.slack.test/actions/cancel", Issued: r.clock.Now(), TS: "1700000000.000002"}); err != nil {
 				r.t.Fatal(err)
 			}
 		}, pairing.StateCancelled, []string{revoke}, "", []string{"cancelled", "qr_revoked"}},
@@ -599,7 +599,7 @@ func TestQRRevokeRetried(t *testing.T) {
 		r := newQRRig(t, pairing.Config{})
 		p := r.startQR(qrRequest(inst1, "", "U1"))
 		r.qr.failRevokes(down)
-		if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", p.ResponseURL, t0); err != nil {
+		if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{}); err != nil {
 			t.Fatal(err)
 		}
 		if got := r.stored(p.ID); got.State != pairing.StateCancelled || !got.RevokeDue {
@@ -627,7 +627,7 @@ func TestQRRevokeRetried(t *testing.T) {
 		r := newQRRig(t, pairing.Config{})
 		p := r.startQR(qrRequest(inst1, "", "U1"))
 		r.qr.failRevokes(down)
-		r.svc.Cancel(context.Background(), p.ID, "U1", p.ResponseURL, t0)
+		r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{})
 		r.wawp.takeCalls()
 		r.clock.Add(r.svc.RequestLease() + 30*time.Minute)
 		r.advance()
@@ -643,7 +643,7 @@ func TestQRRevokeRetried(t *testing.T) {
 		r := newQRRig(t, pairing.Config{})
 		a := r.startQR(qrRequest(inst1, "", "U1"))
 		r.qr.failRevokes(down, nil)
-		r.svc.Cancel(context.Background(), a.ID, "U1", a.ResponseURL, t0)
+		r.svc.Cancel(context.Background(), a.ID, "U1", pairing.Click{})
 		b := r.startQR(qrRequest(inst1, "", "U2")) // Wawp expired a's link when it made b's
 		r.wawp.takeCalls()
 		r.clock.Add(time.Minute)
@@ -667,12 +667,12 @@ func TestQRFinishViewKeepsWatching(t *testing.T) {
 	r := newQRRig(t, pairing.Config{})
 	p := r.startQR(qrRequest(inst1, "", "U1"))
 	r.qr.failRevokes(apiError("DELETE /v2/session/temp-link", pairing.ErrTimeout, true), nil)
-	r.svc.Cancel(context.Background(), p.ID, "U1", p.ResponseURL, t0)
+	r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{})
 	c, won, err := r.svc.ClaimView(context.Background(), pairing.ViewClaim{ID: p.ID, Surface: "dm", From: "", To: "cancelled"})
 	if err != nil || !won {
 		t.Fatalf("ClaimView = %v, %v", won, err)
 	}
-	if ok, err := r.svc.FinishView(context.Background(), c, "cancelled", true); err != nil || !ok {
+	if ok, err := r.svc.FinishView(context.Background(), c, pairing.Surface{LastView: "cancelled"}, true); err != nil || !ok {
 		t.Fatalf("FinishView = %v, %v", ok, err)
 	}
 	if !r.watched(p.ID) || r.stored(p.ID).View("dm") != "cancelled" {

@@ -79,16 +79,36 @@ type QRRequest struct {
 	// Phone is the number expected to scan the code: another number
 	// linking is then the wrong phone. Zero: any number links; with
 	// Replaces, the replaced pairing's phone.
-	Phone       Phone
-	User        string
-	Team        string
-	Channel     string
+	Phone   Phone
+	User    string
+	Team    string
+	Channel string
+	// ResponseURL is the slash command's, for a QR link asked for with a
+	// command (empty for one asked for with a button): posts to it add
+	// messages (see Pairing).
 	ResponseURL string
 	URLIssued   time.Time
+	// ClickURL is the response_url of the click that asked for the link
+	// ("New link" on a QR pairing's message, "Link by QR instead" on a
+	// code's; empty for a click on a DM, which is edited with
+	// chat.update): it replaces the clicked message, as a code renewal's
+	// (Request.ClickURL).
+	ClickURL    string
+	ClickIssued time.Time
+	ClickTS     string // the clicked message's ts
+	// Delivery is where the link goes, as a code (Request.Delivery): the
+	// requester's ephemeral messages, or their DM (DeliveryDM; with no DM,
+	// the requester's). Card asks for a status card (Request.Card), which
+	// never shows the link, as it never shows a code. With Replaces, all
+	// three are the replaced pairing's instead.
+	Delivery Delivery
+	DM       Surface
+	Card     Surface
 	// Replaces is the requester's own pairing on Instance whose message
 	// offered the QR link (a code, or an earlier QR link: "New link"); the
-	// QR pairing is shown in that message. ErrNotYours when it is someone
-	// else's or on another instance.
+	// QR pairing is shown in that message, and takes over its DM and card,
+	// if any, as a code renewal does (Renew). ErrNotYours when it is
+	// someone else's or on another instance.
 	Replaces string
 	// DedupeKey is the command's identity (see Dedupe): a request whose
 	// key was claimed before does nothing and returns ErrDuplicate.
@@ -138,7 +158,8 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 	p := Pairing{
 		ID: newID(), Method: MethodQR, Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces,
 		// From the request on, a link may exist at Wawp until revoked.
 		RevokeDue: true,
 	}
@@ -155,7 +176,14 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		if p.Phone == "" {
 			p.Phone = old.Phone
 		}
+		// Shown where the old pairing was: its DM message (which shows
+		// nothing of the link yet) and its card carry on with the link.
+		p.Delivery, p.DM, p.Card = old.Delivery, old.DM, old.Card
+		p.DM.LastView = ""
 		replacedAudit = s.event(time.Time{}, "", old, "")
+	}
+	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
+		p.DM.Recipient = req.User
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "method", MethodQR, "instance", p.InstanceName, "phone", maskDigits(p.Phone), "user", req.User)
 	d, err := s.db.Reserve(ctx, Reservation{
@@ -305,7 +333,7 @@ func (s *Service) failQR(ctx context.Context, p Pairing, req QRRequest, log *slo
 	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: made,
-		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
+		Replaced: req.Replaces, ReplacedURL: req.ClickURL,
 		Change: func(q *Pairing) error {
 			// As in fail: past its lease it no longer holds the instance.
 			if q.State != StateRequesting || !now.Before(q.ExpiresAt) {
@@ -342,24 +370,26 @@ func (s *Service) failQR(ctx context.Context, p Pairing, req QRRequest, log *slo
 	return updated, cause
 }
 
-// cancelQR is Cancel of live QR pairing p by its requester: the link is
-// revoked first, while the pairing still holds its instance, then the
-// pairing ends as cancelled (a revocation that failed is retried by later
-// ticks).
-func (s *Service) cancelQR(ctx context.Context, p Pairing, user, responseURL string, issued time.Time) (Pairing, error) {
+// cancelQR is Cancel of live QR pairing p by its requester (or the person
+// it was handed to): the link is revoked first, while the pairing still
+// holds its instance, then the pairing ends as cancelled (a revocation
+// that failed is retried by later ticks). The click's response_url (none
+// for a click on the DM) becomes the ephemeral message's editor, as in
+// Cancel.
+func (s *Service) cancelQR(ctx context.Context, p Pairing, user string, click Click) (Pairing, error) {
 	now := s.cfg.Now()
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "method", MethodQR, "instance", p.InstanceName, "user", user)
 	rev, revErr := s.revokeLink(ctx, p, now)
 	q, err := s.db.UpdatePairing(ctx, p.ID, now, func(q *Pairing) error {
-		if q.RequestedBy != user {
+		if !q.MayUse(user) {
 			return ErrNotYours
 		}
 		if !q.Live(now) {
 			return ErrEnded
 		}
 		q.State = StateCancelled
-		if q.ResponseURL != responseURL {
-			q.ResponseURL, q.URLIssued = responseURL, issued
+		if click.ResponseURL != "" && q.ClickURL != click.ResponseURL {
+			q.ClickURL, q.ClickIssued, q.ClickTS = click.ResponseURL, click.Issued, click.TS
 		}
 		s.noteRevocation(q, rev, now)
 		return nil
@@ -369,7 +399,7 @@ func (s *Service) cancelQR(ctx context.Context, p Pairing, user, responseURL str
 		if rev == revoked {
 			s.settleRevocation(ctx, p.ID, rev, now, log)
 		}
-		return s.Cancel(ctx, p.ID, user, responseURL, issued)
+		return s.Cancel(ctx, p.ID, user, click)
 	}
 	if errors.Is(err, ErrNotYours) {
 		return Pairing{}, err

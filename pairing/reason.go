@@ -14,6 +14,7 @@ import (
 //	limit_phone, status_working, instance_gone, internal_error   the outcome alone
 //	wawp_error:timeout       the kind of failed Wawp call (see ReasonError)
 //	status_unknown:OPENING   an undocumented session status as Wawp sent it, bounded (see ReasonStatus)
+//	dm_refused:messages_tab_disabled   Slack's error for a hand-off's DM it refused (see ReasonDM)
 //
 // (A wrong phone's is its outcome, "linked " and the masked number that
 // came up.) Versions before the vocabulary was one wrote "status:WORKING",
@@ -56,10 +57,31 @@ var wawpReasons = []struct {
 	{ErrUnreachable, "unreachable"}, {ErrForbidden, "forbidden"}, {ErrLockedOut, "locked_out"},
 }
 
+// DMError says the DM a hand-off's code was to go to could not be posted:
+// Code is Slack's error (messages_tab_disabled, …), or how the call failed.
+// The request then ends before request-code, so it never counts.
+type DMError struct{ Code string }
+
+func (e *DMError) Error() string { return "the recipient's DM could not be posted: " + e.Code }
+
+// ReasonDM is the Slack error a failed pairing's Reason names when its
+// hand-off DM could not be posted ("dm_refused:messages_tab_disabled"; ""
+// and false for any other reason).
+func ReasonDM(r Reason) (string, bool) {
+	if r.Outcome() != OutcomeDMRefused {
+		return "", false
+	}
+	return r.detail(), true
+}
+
 // failureReason is the Reason of a request that failed with cause:
-// wawp_error and the kind of call failure ("wawp_error:timeout"), else
-// ReasonInternal.
+// dm_refused and Slack's error for a hand-off's DM that could not be
+// posted ("dm_refused:messages_tab_disabled"), wawp_error and the kind of
+// call failure ("wawp_error:timeout"), else ReasonInternal.
 func failureReason(cause error) Reason {
+	if derr, ok := errors.AsType[*DMError](cause); ok {
+		return reasonOf(OutcomeDMRefused, derr.Code)
+	}
 	for _, r := range wawpReasons {
 		if errors.Is(cause, r.kind) {
 			return reasonOf(OutcomeWawpError, r.name)

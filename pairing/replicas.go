@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -52,11 +53,33 @@ func (t Term) IsZero() bool { return t.Leader == "" && t.ElectedAt.IsZero() }
 // Equal reports whether t and u are the same tenure.
 func (t Term) Equal(u Term) bool { return t.Leader == u.Leader && t.ElectedAt.Equal(u.ElectedAt) }
 
-// SurfaceEphemeral is the surface of a pairing's ephemeral message, edited
-// through its response_url; its view is Pairing.LastView. Other surfaces
-// (a DM, a channel card) are named by the Slack edge; their views are in
-// Pairing.Views.
-const SurfaceEphemeral = "ephemeral"
+// The surfaces a claimed edit names (ViewClaim.Surface): a pairing's
+// messages, whose views are in its Surface fields (see Pairing.View).
+const (
+	// SurfaceEphemeral is the requester's ephemeral message, edited through
+	// its response_url; its view is Pairing.LastView.
+	SurfaceEphemeral = "ephemeral"
+	// SurfaceDM is the code's message in the app's DM with its recipient,
+	// edited with chat.update; its view is Pairing.DM.LastView.
+	SurfaceDM = "dm"
+	// SurfaceCard is the status card in the channel, edited with
+	// chat.update; its view is Pairing.Card.LastView.
+	SurfaceCard = "card"
+)
+
+// ErrNoSurface means a claimed edit named a surface a pairing does not
+// have (not SurfaceEphemeral, SurfaceDM or SurfaceCard). Nothing changed.
+var ErrNoSurface = errors.New("no such surface")
+
+// CheckSurface returns ErrNoSurface, naming surface, unless it is one of a
+// pairing's surfaces.
+func CheckSurface(surface string) error {
+	switch surface {
+	case SurfaceEphemeral, SurfaceDM, SurfaceCard:
+		return nil
+	}
+	return fmt.Errorf("%w: %q", ErrNoSurface, surface)
+}
 
 // DefaultEditClaim is how long a claimed edit holds unless its claimer
 // finishes it: longer than a post with its retries can take (the bot's:
@@ -71,7 +94,7 @@ const DefaultEditClaim = 90 * time.Second
 // the same edit, and only the one that wins the claim posts it (issue 11).
 type ViewClaim struct {
 	ID      string // the pairing
-	Surface string // SurfaceEphemeral, or another surface's name
+	Surface string // SurfaceEphemeral, SurfaceDM or SurfaceCard
 	From    string // the view the claimer saw shown (Pairing.View(Surface)); "" for none
 	To      string // the view it will post
 	// Token names this claim, for FinishView; unique to each claim.

@@ -266,13 +266,36 @@ func (s *Service) UserLimit() Window { return s.cfg.UserLimit }
 
 // Request is one ask for a pairing code.
 type Request struct {
-	Instance    Instance
-	Phone       Phone
-	User        string
-	Team        string
-	Channel     string
+	Instance Instance
+	Phone    Phone
+	User     string
+	Team     string
+	Channel  string
+	// ResponseURL is the slash command's (empty for a renewal): posts to
+	// it add messages.
 	ResponseURL string
 	URLIssued   time.Time
+	// ClickURL is a renewal's click's response_url (empty when the click
+	// was on a DM, which is edited with chat.update): it replaces the
+	// clicked message.
+	ClickURL    string
+	ClickIssued time.Time
+	ClickTS     string // the clicked message's ts
+	// Delivery is where the code goes; with DeliveryDM and no DM, the DM
+	// is the requester's.
+	Delivery Delivery
+	// DM is the DM message a renewal inherits from the pairing it renews;
+	// for a hand-off, its Recipient is the person the code goes to.
+	DM Surface
+	// Card is the status card: a renewal's, inherited; Channel alone asks
+	// for one to be posted there (announce).
+	Card Surface
+	// Prepare, when set, runs once the request is past the limits and the
+	// session check, just before request-code. A hand-off opens the
+	// recipient's DM there: a DM Slack refuses then costs no attempt, and
+	// no code exists that nobody could be shown. Its error ends the
+	// request uncounted (request-code was never sent); a *DMError says why.
+	Prepare func(ctx context.Context, p Pairing) error
 	// Replaces is the pairing a "New code" or "Try again" click renews.
 	Replaces string
 	// Message is the Slack message the pairing is shown in, when it is not
@@ -297,7 +320,11 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	p := Pairing{
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
-		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, Renews: req.Replaces, Message: req.Message,
+		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces, Message: req.Message,
+	}
+	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
+		p.DM.Recipient = req.User
 	}
 	log := s.cfg.Log.With("request", RequestID(ctx), "pairing", p.ID, "instance", p.InstanceName, "phone", req.Phone.Masked(), "user", req.User)
 	d, err := s.db.Reserve(ctx, Reservation{
@@ -331,6 +358,11 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		// bot does not understand), and its refusal says to try again in a
 		// moment, as STARTING's does.
 		err = &StatusError{Status: boundedStatus(session.Status), Me: session.Me}
+	}
+	if err == nil && req.Prepare != nil {
+		if err = req.Prepare(ctx, p); err != nil && !errors.As(err, new(*DMError)) {
+			err = &DMError{Code: err.Error()}
+		}
 	}
 	if err != nil {
 		return s.fail(ctx, p, req, log, err, false)
@@ -424,7 +456,7 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
-		Replaced: req.Replaces, ReplacedURL: req.ResponseURL,
+		Replaced: req.Replaces, ReplacedURL: req.ClickURL,
 		Change: func(p *Pairing) error {
 			// As in Start: a request past its lease no longer holds the
 			// instance, and its settlement must not give a code it renewed
@@ -515,26 +547,34 @@ func (s *Service) interrupt(ctx context.Context, id string, lapsed bool) (Pairin
 
 // Renewal is a "New code" or "Try again" click.
 type Renewal struct {
-	ID          string // the pairing whose button was clicked
-	User        string // who clicked
-	Team        string // the clicker's workspace
-	ResponseURL string // the click's, with a fresh budget of posts
+	ID   string // the pairing whose button was clicked
+	User string // who clicked: its requester, or the person it was handed to
+	Team string // the clicker's workspace
+	// ResponseURL is the click's, with a fresh budget of posts: it replaces
+	// the clicked ephemeral message. Empty for a click on the DM, which is
+	// edited with chat.update.
+	ResponseURL string
 	URLIssued   time.Time
-	// Allowed says whether the access rules let User request codes for
-	// instanceID when asked in channel (where the pairing was requested);
-	// nil allows everyone.
-	Allowed func(instanceID, channel string) bool
+	ClickTS     string // the clicked message's ts
+	// Allowed says whether the access rules let user (the pairing's
+	// requester, whoever clicked) request codes for instanceID when asked in
+	// channel (where the pairing was requested); nil allows everyone.
+	Allowed func(user, instanceID, channel string) bool
 	// DedupeKey is the click's identity (see Dedupe): a click whose key
 	// was already claimed does nothing and returns ErrDuplicate.
 	DedupeKey string
 }
 
 // Renew asks again for the request behind pairing r.ID, through the same
-// limits. Only its requester may (ErrNotYours), and only while the access
-// rules still allow them: a message posted before the rules changed must
-// not keep handing out codes, so a click they no longer allow is audited
-// and refused with ErrNotAllowed. The click's fresh response_url replaces
-// the old one.
+// limits. Only its requester, or the person it was handed to, may
+// (ErrNotYours, with no pairing); the renewal is the requester's, who owns
+// the pairing (their user limit, their access), and only while the access
+// rules still allow the requester: a message posted before the rules
+// changed must not keep handing out codes, so a click they no longer allow
+// is audited and refused with ErrNotAllowed. The renewal is shown where
+// the old pairing was: the click's response_url edits the clicked
+// ephemeral message, and the old pairing's DM and card, if any, carry on
+// with the new code.
 //
 // A click whose DedupeKey was claimed before returns ErrDuplicate and does
 // nothing: a renewal claims it with its reservation (see Start), a refusal
@@ -545,11 +585,11 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	if err != nil {
 		return Pairing{}, err
 	}
-	if old.RequestedBy != r.User {
+	if !old.MayUse(r.User) {
 		return Pairing{}, s.refuse(ctx, r.DedupeKey, ErrNotYours)
 	}
 	now := s.cfg.Now()
-	if r.Allowed != nil && !r.Allowed(old.Instance, old.Channel) {
+	if r.Allowed != nil && !r.Allowed(old.RequestedBy, old.Instance, old.Channel) {
 		if err := s.refuse(ctx, r.DedupeKey, ErrNotAllowed); errors.Is(err, ErrDuplicate) {
 			return old, err
 		}
@@ -577,12 +617,20 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// nothing: a second request would be refused by the instance limit at
 	// best, and its refusal would cover the live code. The holder is the
 	// answer, shown through the click's fresh response_url, which its
-	// later edits go through too (as a Refresh's would).
+	// later edits go through too (as a Refresh's would) — unless the click
+	// came from an older copy of the message than the one the holder's
+	// editor replaces (the code as first posted, above the message where
+	// New code was clicked): that editor stays, so the one message showing
+	// the holder's code is the one kept current, and the Slack edge takes
+	// the old code off the older copy through its click's own url.
 	if holder, err := s.db.Holder(ctx, old.Instance, now); err == nil && holder.ID != replaces && holder.MessageID() == old.MessageID() {
 		if err := s.refuse(ctx, r.DedupeKey, ErrReplaced); !errors.Is(err, ErrReplaced) {
 			return holder, err
 		}
-		rebound, err := s.rebind(ctx, holder, r.ResponseURL, r.URLIssued)
+		if r.ClickTS != "" && holder.ClickTS != "" && r.ClickTS != holder.ClickTS {
+			return holder, ErrReplaced
+		}
+		rebound, err := s.rebind(ctx, holder, Click{ResponseURL: r.ResponseURL, Issued: r.URLIssued, TS: r.ClickTS})
 		if err != nil {
 			return holder, err
 		}
@@ -592,17 +640,25 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 		return old, s.refuse(ctx, r.DedupeKey, ErrReplaced)
 	}
 	if old.Method == MethodQR {
-		// A QR pairing's renewal is a new link (its POST expires the old one).
+		// A QR pairing's renewal ("New link") is a new link (its POST
+		// expires the old one), shown where the old one was, as a code's
+		// renewal is (StartQR takes the old pairing's DM and card).
 		return s.StartQR(ctx, QRRequest{
 			Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: qrPhone(old.Phone),
-			User: r.User, Team: old.Team, Channel: old.Channel,
-			ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, DedupeKey: r.DedupeKey,
+			User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
+			ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS,
+			Replaces: replaces, DedupeKey: r.DedupeKey,
 		})
 	}
+	// The renewal is shown in the old pairing's DM message, which shows
+	// nothing of the renewal yet.
+	dm := old.DM
+	dm.LastView = ""
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: r.User, Team: old.Team, Channel: old.Channel,
-		ResponseURL: r.ResponseURL, URLIssued: r.URLIssued, Replaces: replaces, Message: old.MessageID(),
+		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
+		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
+		Replaces: replaces, Message: old.MessageID(),
 		DedupeKey: r.DedupeKey,
 	})
 }
@@ -650,25 +706,38 @@ func (s *Service) dedupe(key string, now time.Time) Dedupe {
 	return Dedupe{Key: key, Until: now.Add(s.cfg.DedupeWindow)}
 }
 
-// Cancel ends a live pairing at its requester's wish (ErrNotYours, with
-// no pairing, for anyone else); the code is wiped. The click's response_url becomes the
-// message's (see Refresh). A pairing that already ended is left as it is
-// and returned with ErrEnded, rebound, so its message can show how it ended.
-func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issued time.Time) (Pairing, error) {
+// Cancel ends a live pairing at the wish of its requester or of the person
+// it was handed to (ErrNotYours, with no pairing, for anyone else); the
+// code is wiped. The click's response_url (empty for a click on the DM)
+// becomes the ephemeral message's editor (see Refresh). A pairing that
+// already ended is left as it is and returned with ErrEnded, rebound, so
+// its message can show how it ended. A Cancel on a pairing a renewal
+// superseded cancels the renewal, if it still holds the same message.
+func (s *Service) Cancel(ctx context.Context, id, user string, click Click) (Pairing, error) {
 	now := s.cfg.Now()
-	if q, err := s.db.Pairing(ctx, id); err == nil && q.Method == MethodQR && q.RequestedBy == user && q.Live(now) {
-		return s.cancelQR(ctx, q, user, responseURL, issued) // revokes its link first
+	// A copy of a message that a renewal took over (the channel's line of
+	// a code sent by DM, where New code was clicked; a code's message where
+	// Link by QR instead was clicked) cancels what that message shows now.
+	q, qerr := s.db.Pairing(ctx, id)
+	if qerr == nil && q.State == StateSuperseded && q.MayUse(user) {
+		if holder, err := s.db.Holder(ctx, q.Instance, now); err == nil && holder.MessageID() == q.MessageID() {
+			id = holder.ID
+			q, qerr = s.db.Pairing(ctx, id)
+		}
+	}
+	if qerr == nil && q.Method == MethodQR && q.MayUse(user) && q.Live(now) {
+		return s.cancelQR(ctx, q, user, click) // revokes its link first
 	}
 	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
-		if p.RequestedBy != user {
+		if !p.MayUse(user) {
 			return ErrNotYours
 		}
 		if !p.Live(now) {
 			return ErrEnded
 		}
 		p.State = StateCancelled
-		if p.ResponseURL != responseURL {
-			p.ResponseURL, p.URLIssued = responseURL, issued
+		if click.ResponseURL != "" && p.ClickURL != click.ResponseURL {
+			p.ClickURL, p.ClickIssued, p.ClickTS = click.ResponseURL, click.Issued, click.TS
 		}
 		return nil
 	})
@@ -679,7 +748,7 @@ func (s *Service) Cancel(ctx context.Context, id, user, responseURL string, issu
 		if p, err = s.db.Pairing(ctx, id); err != nil {
 			return p, err
 		}
-		p, err = s.rebind(ctx, p, responseURL, issued)
+		p, err = s.rebind(ctx, p, click)
 		if err != nil {
 			return p, err
 		}
@@ -700,7 +769,7 @@ func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome
 		Time: at, Kind: kind, User: p.RequestedBy, Team: p.Team, Channel: p.Channel,
 		Instance: p.InstanceName, InstanceID: p.Instance, Phone: maskDigits(p.Phone),
 		Digits:  p.Phone, // the store keeps only a keyed hash of it
-		Pairing: p.ID, Outcome: outcome,
+		Pairing: p.ID, Outcome: outcome, Recipient: p.HandedTo(),
 	}
 }
 

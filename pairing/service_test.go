@@ -692,7 +692,7 @@ func TestRenew(t *testing.T) {
 		r.clock.Add(30 * time.Second)
 		r.wawp.takeCalls()
 		click := renewal(old.ID, "U1")
-		click.URLIssued = r.clock.Now()
+		click.URLIssued, click.ClickTS = r.clock.Now(), "1700000000.000002"
 		p, err := r.svc.Renew(context.Background(), click)
 		if err != nil {
 			t.Fatal(err)
@@ -700,12 +700,39 @@ func TestRenew(t *testing.T) {
 		if diff := cmp.Diff([]string{"session INST00000001", "code INST00000001 " + digits}, r.wawp.takeCalls()); diff != "" {
 			t.Errorf("Wawp calls (-want +got):\n%s", diff)
 		}
+		// The click's url replaces the clicked message: the renewal's
+		// editor. It has no command url of its own.
 		if p.State != pairing.StateLive || p.Code != "EFGH5678" || p.Renews != old.ID || p.MessageID() != old.ID ||
-			p.ResponseURL != click.ResponseURL || p.Attempt != 2 || p.Channel != old.Channel {
+			p.ClickURL != click.ResponseURL || !p.ClickIssued.Equal(click.URLIssued) || p.ClickTS != click.ClickTS || p.ResponseURL != "" || p.Attempt != 2 || p.Channel != old.Channel {
 			t.Errorf("renewal = %+v", p)
 		}
 		if o := r.stored(old.ID); o.State != pairing.StateSuperseded || o.Code != "" {
 			t.Errorf("old pairing = %s, code %q; want superseded without its code", o.State, o.Code)
+		}
+	})
+	t.Run("delivery dm: the renewal carries on in the same DM message", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		req := request(inst1, digits, "U1")
+		req.Delivery = pairing.DeliveryDM
+		old := r.start(req)
+		if old.DM != (pairing.Surface{Recipient: "U1"}) {
+			t.Fatalf("DM of a dm delivery = %+v, want the requester's, not yet posted", old.DM)
+		}
+		dm := pairing.Surface{Channel: "D1", TS: "1700000000.000100", LastView: "live:0", Recipient: "U1"}
+		if _, err := r.svc.RecordDM(t.Context(), old.ID, dm, false); err != nil {
+			t.Fatal(err)
+		}
+		r.wawp.codes = []string{"EFGH5678"}
+		click := renewal(old.ID, "U1")
+		click.ResponseURL = "" // clicked in the DM, which chat.update edits
+		p, err := r.svc.Renew(context.Background(), click)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := dm
+		want.LastView = "" // the message shows nothing of the renewal yet
+		if p.Delivery != pairing.DeliveryDM || p.DM != want || p.ClickURL != "" || p.ResponseURL != "" || p.Code != "EFGH5678" {
+			t.Errorf("renewal = %+v; want the new code in the old pairing's DM message, no response_url", p)
 		}
 	})
 	t.Run("not yours", func(t *testing.T) {
@@ -730,8 +757,8 @@ func TestRenew(t *testing.T) {
 		click := renewal(old.ID, "U1")
 		click.Team = "T-click"
 		var asked []string
-		click.Allowed = func(instanceID, channel string) bool {
-			asked = append(asked, instanceID+" "+channel)
+		click.Allowed = func(user, instanceID, channel string) bool {
+			asked = append(asked, user+" "+instanceID+" "+channel)
 			return false
 		}
 		before := len(r.events())
@@ -739,7 +766,7 @@ func TestRenew(t *testing.T) {
 		if !errors.Is(err, pairing.ErrNotAllowed) {
 			t.Errorf("err = %v, want ErrNotAllowed", err)
 		}
-		if diff := cmp.Diff([]string{inst1.ID + " C1"}, asked); diff != "" {
+		if diff := cmp.Diff([]string{"U1 " + inst1.ID + " C1"}, asked); diff != "" {
 			t.Errorf("access asked about (-want +got):\n%s", diff)
 		}
 		if calls := r.wawp.takeCalls(); len(calls) != 0 {
@@ -798,7 +825,7 @@ func TestRenew(t *testing.T) {
 			t.Fatalf("Renew = %s, %v; want failed, ErrUnauthorized", failed.State, err)
 		}
 		o := r.stored(old.ID)
-		if o.State != pairing.StateLive || o.Code != code || o.ResponseURL != click.ResponseURL {
+		if o.State != pairing.StateLive || o.Code != code || o.ClickURL != click.ResponseURL || o.ResponseURL != old.ResponseURL {
 			t.Errorf("old pairing = %+v; want live with its code, edited through the click's url", o)
 		}
 		r.wawp.failCode(nil)
@@ -867,12 +894,42 @@ func TestRenew(t *testing.T) {
 			t.Errorf("Wawp called: %v", calls)
 		}
 		want := first
-		want.ResponseURL, want.URLIssued = second.ResponseURL, second.URLIssued
+		want.ClickURL, want.ClickIssued = second.ResponseURL, second.URLIssued
 		if diff := cmp.Diff(want, r.stored(first.ID)); diff != "" {
 			t.Errorf("the renewal holding the message (-want +got):\n%s", diff)
 		}
 		if diff := cmp.Diff(want, p); diff != "" {
 			t.Errorf("returned (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("a click on an older copy of the message leaves the holder's editor", func(t *testing.T) {
+		// The code as first posted through the command's url (ts 1), the
+		// final state below it (ts 2), where New code was clicked: the
+		// renewal's editor replaces ts 2. New code on ts 1 then finds the
+		// renewal holding the message; the renewal is the answer, but its
+		// editor stays the message showing it (the Slack edge takes the old
+		// code off ts 1 through that click's own url).
+		r := newRig(t, pairing.Config{})
+		old := r.start(request(inst1, digits, "U1"))
+		r.wawp.codes = []string{"EFGH5678"}
+		click := renewal(old.ID, "U1")
+		click.ClickTS = "1700000000.000002"
+		first, err := r.svc.Renew(context.Background(), click)
+		if err != nil || first.ClickTS != click.ClickTS {
+			t.Fatalf("first click: ts %q, %v", first.ClickTS, err)
+		}
+		r.clock.Add(time.Second)
+		older := renewal(old.ID, "U1")
+		older.ResponseURL, older.URLIssued, older.ClickTS = "https://hooks.slack.test/actions/older", r.clock.Now(), "1700000000.000001"
+		p, err := r.svc.Renew(context.Background(), older)
+		if !errors.Is(err, pairing.ErrReplaced) || p.ID != first.ID {
+			t.Fatalf("click on the older copy = %s, %v; want %s, ErrReplaced", p.ID, err, first.ID)
+		}
+		if diff := cmp.Diff(first, r.stored(first.ID)); diff != "" {
+			t.Errorf("the renewal holding the message (-want +got):\n%s", diff)
+		}
+		if p.ClickURL != first.ClickURL || p.ClickTS != first.ClickTS {
+			t.Errorf("returned the editor %q (ts %q), want the holder's %q (ts %q)", p.ClickURL, p.ClickTS, first.ClickURL, first.ClickTS)
 		}
 	})
 	t.Run("unknown pairing", func(t *testing.T) {
@@ -897,12 +954,12 @@ func TestCancel(t *testing.T) {
 		audited []string
 	}{
 		{"by the requester", "U1", false, nil, func(p pairing.Pairing, at time.Time) pairing.Pairing {
-			p.State, p.Code, p.EndedAt, p.ResponseURL, p.URLIssued = pairing.StateCancelled, "", at, clickURL, at
+			p.State, p.Code, p.EndedAt, p.ClickURL, p.ClickIssued, p.ClickTS = pairing.StateCancelled, "", at, clickURL, at, "1700000000.000002"
 			return p
 		}, []string{"cancelled"}},
 		{"by someone else", "U2", false, pairing.ErrNotYours, func(p pairing.Pairing, _ time.Time) pairing.Pairing { return p }, nil},
 		{"after it ended", "U1", true, pairing.ErrEnded, func(p pairing.Pairing, at time.Time) pairing.Pairing {
-			p.ResponseURL, p.URLIssued = clickURL, at
+			p.ClickURL, p.ClickIssued, p.ClickTS = clickURL, at, "1700000000.000002"
 			return p
 		}, nil},
 	}
@@ -920,7 +977,7 @@ func TestCancel(t *testing.T) {
 			r.clock.Add(10 * time.Second)
 			at := r.clock.Now()
 			before := len(r.events())
-			got, err := r.svc.Cancel(t.Context(), p.ID, tt.user, clickURL, at)
+			got, err := r.svc.Cancel(t.Context(), p.ID, tt.user, pairing.Click{ResponseURL: clickURL, Issued: at, TS: "1700000000.000002"})
 			if !errors.Is(err, tt.wantErr) {
 				t.Errorf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -945,30 +1002,50 @@ func TestCancel(t *testing.T) {
 			}
 		})
 	}
+	t.Run("from a copy a renewal took over", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		req := request(inst1, digits, "U1")
+		req.Delivery = pairing.DeliveryDM
+		old := r.start(req)
+		r.wawp.codes = []string{"EFGH5678"}
+		renewed, err := r.svc.Renew(t.Context(), renewal(old.ID, "U1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The channel's line still carries the first pairing's ID.
+		got, err := r.svc.Cancel(t.Context(), old.ID, "U1", pairing.Click{})
+		if err != nil || got.ID != renewed.ID || got.State != pairing.StateCancelled || r.stored(renewed.ID).Code != "" {
+			t.Errorf("Cancel from the old copy: %+v, %v; want the renewal cancelled", got, err)
+		}
+		if _, err := r.svc.Cancel(t.Context(), old.ID, "U2", pairing.Click{}); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("someone else's Cancel from the old copy: %v, want ErrNotYours", err)
+		}
+	})
 	t.Run("unknown pairing", func(t *testing.T) {
 		r := newRig(t, pairing.Config{})
-		if _, err := r.svc.Cancel(t.Context(), "nope", "U1", clickURL, t0); !errors.Is(err, pairing.ErrNotFound) {
+		if _, err := r.svc.Cancel(t.Context(), "nope", "U1", pairing.Click{ResponseURL: clickURL, Issued: t0}); !errors.Is(err, pairing.ErrNotFound) {
 			t.Errorf("err = %v, want ErrNotFound", err)
 		}
 	})
 }
 
 // TestRefresh: only the requester may refresh; the click's fresh url
-// becomes the message's.
+// becomes the editor of the message (its ClickURL; the command's url
+// stays as it was).
 func TestRefresh(t *testing.T) {
 	r := newRig(t, pairing.Config{})
 	p := r.start(request(inst1, digits, "U1"))
 	const clickURL = "https://hooks.slack.test/actions/refresh"
 	at := t0.Add(5 * time.Second)
-	if _, err := r.svc.Refresh(t.Context(), p.ID, "U2", clickURL, at); !errors.Is(err, pairing.ErrNotYours) {
+	if _, err := r.svc.Refresh(t.Context(), p.ID, "U2", pairing.Click{ResponseURL: clickURL, Issued: at}); !errors.Is(err, pairing.ErrNotYours) {
 		t.Errorf("Refresh by another user: %v, want ErrNotYours", err)
 	}
 	if diff := cmp.Diff(p, r.stored(p.ID)); diff != "" {
 		t.Errorf("another user's click changed the pairing (-want +got):\n%s", diff)
 	}
-	got, err := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at)
+	got, err := r.svc.Refresh(t.Context(), p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: at, TS: "1700000000.000002"})
 	want := p
-	want.ResponseURL, want.URLIssued = clickURL, at
+	want.ClickURL, want.ClickIssued, want.ClickTS = clickURL, at, "1700000000.000002"
 	if diff := cmp.Diff(want, got); diff != "" || err != nil {
 		t.Errorf("Refresh (-want +got):\n%s%v", diff, err)
 	}
@@ -976,10 +1053,14 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("stored (-want +got):\n%s", diff)
 	}
 	// The same url again changes nothing, not even its issue time.
-	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", clickURL, at.Add(time.Minute)); !got.URLIssued.Equal(at) {
-		t.Errorf("refreshing through the same url moved its issue time to %s", got.URLIssued)
+	if got, _ := r.svc.Refresh(t.Context(), p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: at.Add(time.Minute)}); !got.ClickIssued.Equal(at) {
+		t.Errorf("refreshing through the same url moved its issue time to %s", got.ClickIssued)
 	}
-	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", clickURL, at); !errors.Is(err, pairing.ErrNotFound) {
+	// A click on the DM brings no url for the ephemeral message.
+	if got, err := r.svc.Refresh(t.Context(), p.ID, "U1", pairing.Click{Issued: at.Add(time.Minute)}); err != nil || got.ClickURL != clickURL {
+		t.Errorf("a DM click's refresh: %+v, %v; want the click url kept", got, err)
+	}
+	if _, err := r.svc.Refresh(t.Context(), "nope", "U1", pairing.Click{ResponseURL: clickURL, Issued: at}); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("unknown pairing: %v, want ErrNotFound", err)
 	}
 }
@@ -996,13 +1077,13 @@ func TestNotYoursHandsOutNoPairing(t *testing.T) {
 		call func(svc *pairing.Service, id string) (pairing.Pairing, error)
 	}{
 		{"Refresh", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
-			return svc.Refresh(context.Background(), id, "U2", clickURL, t0)
+			return svc.Refresh(context.Background(), id, "U2", pairing.Click{ResponseURL: clickURL, Issued: t0})
 		}},
 		{"Renew", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
 			return svc.Renew(context.Background(), renewal(id, "U2"))
 		}},
 		{"Cancel", func(svc *pairing.Service, id string) (pairing.Pairing, error) {
-			return svc.Cancel(context.Background(), id, "U2", clickURL, t0)
+			return svc.Cancel(context.Background(), id, "U2", pairing.Click{ResponseURL: clickURL, Issued: t0})
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1214,8 +1295,14 @@ func TestDoneContext(t *testing.T) {
 			_, err := r.svc.Renew(ctx, pairing.Renewal{ID: p.ID, User: "U1", Team: "T1", ResponseURL: clickURL, URLIssued: t0})
 			return err
 		}},
-		{"Cancel", func() error { _, err := r.svc.Cancel(ctx, p.ID, "U1", clickURL, t0); return err }},
-		{"Refresh", func() error { _, err := r.svc.Refresh(ctx, p.ID, "U1", clickURL, t0); return err }},
+		{"Cancel", func() error {
+			_, err := r.svc.Cancel(ctx, p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: t0})
+			return err
+		}},
+		{"Refresh", func() error {
+			_, err := r.svc.Refresh(ctx, p.ID, "U1", pairing.Click{ResponseURL: clickURL, Issued: t0})
+			return err
+		}},
 		{"Pairing", func() error { _, err := r.svc.Pairing(ctx, p.ID); return err }},
 		{"RecordView", func() error { return r.svc.RecordView(ctx, p.ID, "x", true) }},
 		{"UseResponseURL", func() error { return r.svc.UseResponseURL(ctx, clickURL, t0, 0) }},
@@ -1243,4 +1330,116 @@ func TestDoneContext(t *testing.T) {
 	if diff := cmp.Diff(kinds(events), kinds(r.events())); diff != "" {
 		t.Errorf("the audit log changed (-want +got):\n%s", diff)
 	}
+}
+
+// handOff is U1's /link for phone on in, handed to U2: the code goes to
+// U2's DM, opened by prepare just before request-code.
+func handOff(in pairing.Instance, phone string, prepare func(context.Context, pairing.Pairing) error) pairing.Request {
+	req := request(in, phone, "U1")
+	req.Delivery, req.DM, req.Prepare = pairing.DeliveryDM, pairing.Surface{Recipient: "U2"}, prepare
+	return req
+}
+
+// TestHandOff (issue 9): a code handed to someone else is the requester's
+// (their limits, their access, their pairing) and is audited with its
+// recipient; the recipient may use its buttons, nobody else; a DM that
+// Slack refuses ends the request before request-code, uncounted.
+func TestHandOff(t *testing.T) {
+	t.Run("audited with the recipient", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		var prepared []string
+		p := r.start(handOff(inst1, digits, func(_ context.Context, p pairing.Pairing) error {
+			prepared = append(prepared, string(p.State)+" "+p.DM.Recipient)
+			return nil
+		}))
+		if diff := cmp.Diff([]string{"session INST00000001", "code INST00000001 " + digits}, r.wawp.takeCalls()); diff != "" {
+			t.Errorf("Wawp calls (-want +got):\n%s", diff)
+		}
+		if diff := cmp.Diff([]string{"requesting U2"}, prepared); diff != "" {
+			t.Errorf("prepare ran for (-want +got):\n%s", diff)
+		}
+		if p.RequestedBy != "U1" || p.HandedTo() != "U2" || !p.InDM() {
+			t.Errorf("pairing %+v; want U1's, handed to U2, in a DM", p)
+		}
+		if _, err := r.svc.Cancel(context.Background(), p.ID, "U2", pairing.Click{}); err != nil {
+			t.Fatalf("the recipient's Cancel: %v", err)
+		}
+		for _, e := range r.events() {
+			if e.User != "U1" || e.Recipient != "U2" {
+				t.Errorf("event %s: user %q, recipient %q; want U1 and U2", e.Kind, e.User, e.Recipient)
+			}
+		}
+		if diff := cmp.Diff([]string{"requested", "code_issued", "cancelled"}, kinds(r.events())); diff != "" {
+			t.Errorf("audit (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("the recipient's New code is the requester's request", func(t *testing.T) {
+		r := newRig(t, pairing.Config{UserLimit: pairing.Window{Max: 2, Period: time.Hour}})
+		old := r.start(handOff(inst1, digits, nil))
+		click := renewal(old.ID, "U2")
+		var asked []string
+		click.Allowed = func(user, instanceID, channel string) bool {
+			asked = append(asked, user)
+			return true
+		}
+		p, err := r.svc.Renew(context.Background(), click)
+		if err != nil || p.RequestedBy != "U1" || p.HandedTo() != "U2" || p.DM.Recipient != "U2" {
+			t.Fatalf("Renew by the recipient = %+v, %v; want U1's new code, still for U2", p, err)
+		}
+		if diff := cmp.Diff([]string{"U1"}, asked); diff != "" {
+			t.Errorf("access asked about (-want +got):\n%s", diff)
+		}
+		// Both codes count against the requester: a third is refused.
+		_, err = r.svc.Renew(context.Background(), renewal(p.ID, "U2"))
+		if lerr, ok := errors.AsType[*pairing.LimitError](err); !ok || lerr.Limit != pairing.LimitUser {
+			t.Errorf("third code: %v, want U1's user limit", err)
+		}
+	})
+	t.Run("nobody else may use its buttons", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		p := r.start(handOff(inst1, digits, nil))
+		r.wawp.takeCalls()
+		if _, err := r.svc.Cancel(context.Background(), p.ID, "U3", pairing.Click{}); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("Cancel by U3: %v, want ErrNotYours", err)
+		}
+		if _, err := r.svc.Renew(context.Background(), renewal(p.ID, "U3")); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("Renew by U3: %v, want ErrNotYours", err)
+		}
+		if _, err := r.svc.Refresh(context.Background(), p.ID, "U3", pairing.Click{}); !errors.Is(err, pairing.ErrNotYours) {
+			t.Errorf("Refresh by U3: %v, want ErrNotYours", err)
+		}
+		if calls := r.wawp.takeCalls(); len(calls) != 0 {
+			t.Errorf("Wawp called: %v", calls)
+		}
+	})
+	t.Run("a DM Slack refuses costs no attempt", func(t *testing.T) {
+		r := newRig(t, pairing.Config{})
+		p, err := r.svc.Start(context.Background(), handOff(inst1, digits, func(context.Context, pairing.Pairing) error {
+			return &pairing.DMError{Code: "messages_tab_disabled"}
+		}))
+		if derr, ok := errors.AsType[*pairing.DMError](err); !ok || derr.Code != "messages_tab_disabled" {
+			t.Fatalf("err = %v, want the DM's refusal", err)
+		}
+		if pairing.OutcomeOf(err) != pairing.OutcomeDMRefused {
+			t.Errorf("outcome %s", pairing.OutcomeOf(err))
+		}
+		if code, ok := pairing.ReasonDM(p.Reason); p.State != pairing.StateFailed || !ok || code != "messages_tab_disabled" || p.Code != "" {
+			t.Errorf("pairing %+v; want failed for the DM, no code", p)
+		}
+		if diff := cmp.Diff([]string{"session INST00000001"}, r.wawp.takeCalls()); diff != "" {
+			t.Errorf("Wawp calls (-want +got):\n%s", diff)
+		}
+		if n := r.count(digits); n != 0 {
+			t.Errorf("the phone's window counts %d codes, want 0", n)
+		}
+		ev := r.events()
+		if diff := cmp.Diff([]string{"requested", "error:dm_refused"}, kinds(ev)); diff != "" {
+			t.Errorf("audit (-want +got):\n%s", diff)
+		}
+		if ev[len(ev)-1].Recipient != "U2" {
+			t.Errorf("the refusal's recipient is %q", ev[len(ev)-1].Recipient)
+		}
+		// The instance is free again.
+		r.start(request(inst1, digits, "U1"))
+	})
 }

@@ -91,27 +91,32 @@ type Storage interface {
 	// Kept for the Slack edge until it claims its edits.
 	RecordView(ctx context.Context, id, key string, unwatch bool) error
 	// ClaimView claims the edit c names (see ViewClaim), in one step: it
-	// wins (true) when pairing c.ID shows c.From on c.Surface and no other
-	// claim on that surface holds (unfinished, and before the time its For
-	// ran out on the storage's clock, as Lead's leases); the claim then
-	// holds until c.For has passed or FinishView ends it, and with c.URL
-	// one use of the url is taken in the same step. Otherwise it returns
-	// false and changes nothing; ErrBudgetSpent, changing nothing, when
-	// the claim would win but the url has no use it may take; ErrNotFound
-	// when the pairing is gone. Of any number of claims racing for one
+	// wins (true) when pairing c.ID shows c.From on c.Surface (View) and no
+	// other claim on that surface holds (unfinished, and before the time
+	// its For ran out on the storage's clock, as Lead's leases); the claim
+	// then holds until c.For has passed or FinishView ends it, and with
+	// c.URL one use of the url is taken in the same step. Otherwise it
+	// returns false and changes nothing; ErrBudgetSpent, changing nothing,
+	// when the claim would win but the url has no use it may take;
+	// ErrNotFound when the pairing is gone; ErrNoSurface for a surface
+	// pairings do not have. Of any number of claims racing for one
 	// surface, on any replicas, at most one wins. A claim changes no view
 	// (Pairing is as it was): FinishView does.
 	ClaimView(ctx context.Context, c ViewClaim) (bool, error)
-	// FinishView ends claim token on pairing id's surface: the surface
-	// shows shown from now on (the claim's To when its post landed; its
-	// From when the post certainly did not, so the edit may be claimed
-	// again; any other view, such as a message that is gone), the claim
-	// stops holding, and with unwatch the message is no longer kept
-	// current. It returns true, or false and changes nothing when token
-	// is not the surface's claim any more (it ran out and another claim
-	// was made since); ErrNotFound when the pairing is gone. A claim that
-	// ran out but was not replaced can still be finished.
-	FinishView(ctx context.Context, id, surface, token, shown string, unwatch bool) (bool, error)
+	// FinishView ends claim token on pairing id's surface: the surface is
+	// as shown from now on (Pairing.WithShown): shown.LastView is the view
+	// it shows (the claim's To when its post landed; its From when the
+	// post certainly did not, so the edit may be claimed again; any other
+	// view, such as a message that is gone), and for the DM and the card
+	// shown is also where the message is (a message posted anew, the
+	// first post's channel and ts, or Slack's refusal); the claim stops
+	// holding, and with unwatch the message is no longer kept current. It
+	// returns true, or false and changes nothing when token is not the
+	// surface's claim any more (it ran out and another claim was made
+	// since); ErrNotFound when the pairing is gone; ErrNoSurface for a
+	// surface pairings do not have. A claim that ran out but was not
+	// replaced can still be finished.
+	FinishView(ctx context.Context, id, surface, token string, shown Surface, unwatch bool) (bool, error)
 	// NextAllowed returns when phone may next get a code under limit (now
 	// if it may already) and how many requests are in its window.
 	NextAllowed(ctx context.Context, phone string, now time.Time, limit Window) (time.Time, int, error)

@@ -209,7 +209,9 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 		}
 		return appendEndAudit(tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
-	old.ResponseURL, old.URLIssued = s.ReplacedURL, s.Now
+	if s.ReplacedURL != "" {
+		old.ClickURL, old.ClickIssued = s.ReplacedURL, s.Now
+	}
 	if err := putJSON(tx.Bucket(bucketPairings), []byte(old.ID), old); err != nil {
 		return err
 	}

@@ -114,6 +114,15 @@ func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
 	return nil
 }
 
+// checkSurface refuses a surface pairings do not have (pairing.ErrNoSurface),
+// after ctx: a call whose context is done says so first, as every other.
+func checkSurface(ctx context.Context, surface string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return pairing.CheckSurface(surface)
+}
+
 // viewClaim is a claimed edit as the view_claims bucket keeps it, under
 // the pairing's ID, a 0 byte and the surface.
 type viewClaim struct {
@@ -127,6 +136,9 @@ func viewClaimKey(id, surface string) []byte { return []byte(id + "\x00" + surfa
 // ClaimView claims the edit c names (see pairing.Storage), with its
 // response_url use, in one transaction.
 func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	if err := checkSurface(ctx, c.Surface); err != nil {
+		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
+	}
 	var won, spent bool
 	// Batch: the function decides only from the transaction and writes
 	// nothing when it does not win, so running it again is harmless.
@@ -166,7 +178,10 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 
 // FinishView ends claim token on pairing id's surface (see
 // pairing.Storage), in one transaction.
-func (db *DB) FinishView(ctx context.Context, id, surface, token, shown string, unwatch bool) (bool, error) {
+func (db *DB) FinishView(ctx context.Context, id, surface, token string, shown pairing.Surface, unwatch bool) (bool, error) {
+	if err := checkSurface(ctx, surface); err != nil {
+		return false, fmt.Errorf("finish view of %q: %w", id, err)
+	}
 	var done bool
 	err := db.batch(ctx, func(tx *bolt.Tx) error {
 		done = false
@@ -193,7 +208,7 @@ func (db *DB) FinishView(ctx context.Context, id, surface, token, shown string, 
 			}
 		}
 		done = true
-		return putJSON(pairings, []byte(id), p.WithView(surface, shown))
+		return putJSON(pairings, []byte(id), p.WithShown(surface, shown))
 	})
 	if err != nil {
 		return false, fmt.Errorf("finish view of %q: %w", id, err)

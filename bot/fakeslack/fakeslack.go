@@ -1,9 +1,26 @@
 // Package fakeslack is an in-process Slack for tests and the demo. It speaks
 // real Socket Mode over a WebSocket (hello, envelopes, acks, pings,
-// disconnect), serves the Web API methods linkbot uses and response_url
-// endpoints, records everything, and enforces Slack's rules: acks within 3 s,
-// at most 5 uses of a response_url within 30 minutes, Block Kit limits, and
-// 429 with Retry-After on demand. Broken rules are recorded as violations.
+// disconnect), serves the Web API methods linkbot uses (chat.postMessage,
+// chat.postEphemeral, chat.update, chat.delete, users.info, …) and
+// response_url endpoints, and records what each person sees: a screen per
+// user and conversation (Screen, DMScreen), in order, each message with
+// how it was made and whether the app can still change it.
+//
+// It takes the strictest documented reading of Slack's rules (issue 9):
+// the ack of a slash command is an ephemeral message that can never be
+// changed; every post to a command's response_url adds a new ephemeral
+// message (replace_original and delete_original do nothing there); a
+// click's response_url replaces or deletes the message that held the
+// button; chat.update and chat.delete work only on the bot's own
+// non-ephemeral messages, by channel ID and ts, within a per-workspace
+// rate limit (429 with Retry-After); chat.postMessage to a user ID needs
+// the Messages tab, to a channel the bot's membership or
+// chat:write.public; a method called without its scope answers
+// missing_scope (SetScopes: the end-to-end tests give it manifest.yml's).
+// Acks within 3 s, at most 5 uses of a response_url within 30 minutes,
+// Block Kit limits, and no pairing code, nor a whole phone number,
+// anywhere a channel can see (a status card shows the masked number only).
+// Every broken rule is recorded as a violation.
 package fakeslack
 
 import (
@@ -11,7 +28,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,49 +53,20 @@ const (
 	BotToken = "xoxb-fake"
 )
 
-// Version is one state of a message as the user sees it.
-type Version struct {
-	Text         string
-	Blocks       json.RawMessage
-	ResponseType string
-	At           time.Time
-	Via          string // "ack" or "response_url"
-}
-
-// Message is an ephemeral message shown to one user: a command's reply or a
-// message posted through a response_url without replace_original.
-type Message struct {
-	ID       string
-	User     string
-	Channel  string
-	Versions []Version
-}
-
-// Latest is the message's current state.
-func (m Message) Latest() Version {
-	if len(m.Versions) == 0 {
-		return Version{}
-	}
-	return m.Versions[len(m.Versions)-1]
-}
-
 // Envelope is one Socket Mode request the fake sent.
 type Envelope struct {
 	ID          string
 	Type        string
 	Payload     json.RawMessage
 	ResponseURL string
-	MessageID   string
-	SentAt      time.Time
-	AckedAt     time.Time
-	AckPayload  json.RawMessage
-}
+	// MessageID is, for a slash command, the ID its ack's message gets
+	// (and the ID of its Thread); for a click, the clicked message's.
+	MessageID  string
+	SentAt     time.Time
+	AckedAt    time.Time
+	AckPayload json.RawMessage
 
-type responseURL struct {
-	id        string
-	messageID string
-	issued    time.Time
-	uses      int
+	user, channel string // who sent it, and where
 }
 
 type conn struct {
@@ -115,7 +102,8 @@ type Server struct {
 	urls         map[string]*responseURL
 	messages     map[string]*Message
 	msgOrder     []string
-	posted       []Version // chat.postMessage / chat.postEphemeral
+	seq          int // orders messages and versions (Message.ID, Version.Seq)
+	tsSeq        int // the last message ts handed out
 	violations   []string
 	rateLimit    []time.Duration // Retry-After for the next response_url posts
 	failStatus   []int           // statuses for the next response_url posts
@@ -126,10 +114,17 @@ type Server struct {
 	changed      chan struct{}
 	onViolation  func(string)
 	ackLatencies []time.Duration
-	seq          int
 	userGroups   map[string][]string
 	rateLimited  int
 	outage       bool
+	closed       bool
+
+	messagesTab bool                    // the app's Messages tab is on (manifest: features.app_home.messages_tab_enabled)
+	scopes      map[string]bool         // the bot token's scopes
+	channels    map[string]Channel      // conversations by ID
+	dms         map[string]string       // the app's DM channels → their user
+	users       map[string]User         // members, for users.info
+	limits      map[string]*methodLimit // per-workspace limits of Web API methods
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -140,6 +135,8 @@ func New(onViolation func(string)) *Server {
 		now:          time.Now, conns: map[*conn]bool{}, envelopes: map[string]*Envelope{},
 		urls: map[string]*responseURL{}, messages: map[string]*Message{},
 		changed: make(chan struct{}), onViolation: onViolation,
+		scopes:   map[string]bool{"commands": true, "chat:write": true, "users:read": true, "usergroups:read": true},
+		channels: map[string]Channel{}, dms: map[string]string{}, users: map[string]User{}, limits: map[string]*methodLimit{},
 		// slack-go sends Origin: https://api.slack.com; accept it like Slack does.
 		upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
 	}
@@ -148,35 +145,56 @@ func New(onViolation func(string)) *Server {
 	mux.HandleFunc("/api/auth.test", s.authTest)
 	mux.HandleFunc("/api/chat.postEphemeral", s.chatPost)
 	mux.HandleFunc("/api/chat.postMessage", s.chatPost)
+	mux.HandleFunc("/api/chat.update", s.chatChange)
+	mux.HandleFunc("/api/chat.delete", s.chatChange)
+	mux.HandleFunc("/api/users.info", s.usersInfo)
 	mux.HandleFunc("/api/usergroups.users.list", s.userGroupMembers)
 	mux.HandleFunc("/socket", s.socket)
 	mux.HandleFunc("/response/", s.response)
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
+	for _, m := range rateLimitedMethods {
+		s.limits[m] = &methodLimit{perMinute: DefaultMethodLimit}
+	}
 	return s
 }
 
 // APIURL is the value for slack.OptionAPIURL (trailing slash included).
 func (s *Server) APIURL() string { return s.URL + "/api/" }
 
-// Close drops every socket and stops the server.
+// Close drops every socket and stops the server. Rules broken after it
+// (an envelope whose ack deadline runs out later) are not reported: the
+// test that owned the fake is over.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.DropConnections()
 	s.srv.CloseClientConnections()
 	s.srv.Close()
 }
 
-// SetClock makes response_url lifetimes use now.
+// SetClock makes the fake's rules use now: response_url lifetimes, the
+// Web API's per-minute limits and their Retry-After, and what can still
+// be edited.
 func (s *Server) SetClock(now func() time.Time) { s.mu.Lock(); s.now = now; s.mu.Unlock() }
 
 func (s *Server) violate(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.violateLocked(format, args...)
+}
+
+// violateLocked records a broken rule and reports it. s.mu must be held
+// (onViolation, a test's Errorf, never calls back into the fake).
+func (s *Server) violateLocked(format string, args ...any) {
+	if s.closed {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
 	s.violations = append(s.violations, msg)
-	f := s.onViolation
-	s.mu.Unlock()
-	if f != nil {
-		f("fakeslack: " + msg)
+	if s.onViolation != nil {
+		s.onViolation("fakeslack: " + msg)
 	}
 }
 
@@ -262,25 +280,6 @@ func (s *Server) authTest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"ok": true, "url": "https://linkbot-test.slack.com/", "team": "Linkbot Test", "user": "linkbot", "team_id": TeamID, "user_id": BotUser, "bot_id": "B0LINKBOT"})
-}
-
-func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
-	if bearer(r) != BotToken {
-		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
-		return
-	}
-	r.ParseForm()
-	v := Version{Text: r.Form.Get("text"), Blocks: json.RawMessage(r.Form.Get("blocks")), At: time.Now(), Via: r.URL.Path}
-	if err := ValidateMessage(v.Text, v.Blocks); err != nil {
-		s.violate("%s: %v", r.URL.Path, err)
-		writeJSON(w, map[string]any{"ok": false, "error": "invalid_blocks"})
-		return
-	}
-	s.mu.Lock()
-	s.posted = append(s.posted, v)
-	s.notifyLocked()
-	s.mu.Unlock()
-	writeJSON(w, map[string]any{"ok": true, "channel": r.Form.Get("channel"), "ts": "1700000000.000100", "message_ts": "1700000000.000100"})
 }
 
 // socket serves the Socket Mode WebSocket.
@@ -377,7 +376,9 @@ func (s *Server) ack(id string, payload json.RawMessage) {
 			msgErr = fmt.Errorf("reply is in_channel (visible to everyone)")
 		}
 		if msgErr == nil {
-			s.messages[env.MessageID].Versions = append(s.messages[env.MessageID].Versions, Version{Text: m.Text, Blocks: m.Blocks, ResponseType: m.ResponseType, At: now, Via: "ack"})
+			// The ack becomes an ephemeral message nothing can change.
+			s.addMessageLocked(&Message{ID: env.MessageID, User: env.user, Channel: env.channel, Ephemeral: true, Via: ViaAck},
+				Version{Text: m.Text, Blocks: m.Blocks, ResponseType: m.ResponseType, At: now, Via: ViaAck})
 		}
 	}
 	s.notifyLocked()
@@ -421,12 +422,6 @@ func (s *Server) anyConn() *conn {
 	return nil
 }
 
-func (s *Server) newResponseURL(messageID string) string {
-	id := newID("R")
-	s.urls[id] = &responseURL{id: id, messageID: messageID, issued: s.now()}
-	return s.URL + "/response/" + id
-}
-
 func (s *Server) send(env *Envelope, payload any) (*Envelope, error) {
 	c := s.anyConn()
 	if c == nil {
@@ -465,7 +460,8 @@ type Command struct {
 }
 
 // SendCommand delivers "/link text" from user over the socket and returns
-// the envelope; its reply message has ID env.MessageID.
+// the envelope: its ack becomes message env.MessageID, and Thread
+// (env.MessageID) lists what the command brought to the user's screen.
 func (s *Server) SendCommand(cmd Command) (*Envelope, error) {
 	if cmd.Team == "" {
 		cmd.Team = TeamID
@@ -475,12 +471,16 @@ func (s *Server) SendCommand(cmd Command) (*Envelope, error) {
 	}
 	s.mu.Lock()
 	s.seq++
-	msgID := fmt.Sprintf("M%05d", s.seq)
-	s.messages[msgID] = &Message{ID: msgID, User: cmd.User, Channel: cmd.Channel}
-	s.msgOrder = append(s.msgOrder, msgID)
-	url := s.newResponseURL(msgID)
+	msgID := fmt.Sprintf("M%05d", s.seq) // the ack's message, once acked
+	if _, ok := s.channels[cmd.Channel]; !ok && !strings.HasPrefix(cmd.Channel, "D") {
+		s.channels[cmd.Channel] = Channel{ID: cmd.Channel, Public: true}
+	}
+	if _, ok := s.users[cmd.User]; !ok {
+		s.users[cmd.User] = User{ID: cmd.User, Name: strings.ToLower(cmd.User), TeamID: cmd.Team}
+	}
+	url := s.newResponseURLLocked(commandURL, msgID, cmd.User, cmd.Channel)
 	s.mu.Unlock()
-	env := &Envelope{ID: newID("E"), Type: "slash_commands", ResponseURL: url, MessageID: msgID}
+	env := &Envelope{ID: newID("E"), Type: "slash_commands", ResponseURL: url, MessageID: msgID, user: cmd.User, channel: cmd.Channel}
 	return s.send(env, map[string]any{
 		"token": "deprecated", "team_id": cmd.Team, "team_domain": "linkbot-test", "channel_id": cmd.Channel, "channel_name": "support",
 		"user_id": cmd.User, "user_name": strings.ToLower(cmd.User), "command": "/link", "text": cmd.Text,
@@ -489,13 +489,18 @@ func (s *Server) SendCommand(cmd Command) (*Envelope, error) {
 }
 
 // Click presses the button with actionID in message msgID's latest version,
-// as user. It fails if the message shows no such button.
+// as user, and returns the envelope (its ResponseURL replaces msgID). It
+// fails if user cannot see the message or it shows no such button.
 func (s *Server) Click(msgID, user, actionID string) (*Envelope, error) {
 	s.mu.Lock()
 	m := s.messages[msgID]
-	if m == nil {
+	switch {
+	case m == nil || m.Deleted || m.removed:
 		s.mu.Unlock()
 		return nil, fmt.Errorf("no message %s", msgID)
+	case m.Ephemeral && m.User != user, s.dmUser(m.Channel) != "" && s.dmUser(m.Channel) != user:
+		s.mu.Unlock()
+		return nil, fmt.Errorf("%s cannot see message %s", user, msgID)
 	}
 	latest := m.Latest()
 	btn, blockID, ok := findButton(latest.Blocks, actionID)
@@ -503,22 +508,31 @@ func (s *Server) Click(msgID, user, actionID string) (*Envelope, error) {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("message %s shows no %q button", msgID, actionID)
 	}
-	url := s.newResponseURL(msgID)
-	channel := m.Channel
+	url := s.newResponseURLLocked(clickURL, msgID, user, m.Channel)
+	channel, ts, ephemeral := m.Channel, m.TS, m.Ephemeral
+	team := TeamID
+	if u, ok := s.users[user]; ok && u.TeamID != "" {
+		team = u.TeamID
+	}
 	s.mu.Unlock()
-	env := &Envelope{ID: newID("E"), Type: "interactive", ResponseURL: url, MessageID: msgID}
-	return s.send(env, map[string]any{
+	env := &Envelope{ID: newID("E"), Type: "interactive", ResponseURL: url, MessageID: msgID, user: user, channel: channel}
+	payload := map[string]any{
 		"type": "block_actions", "team": map[string]string{"id": TeamID, "domain": "linkbot-test"},
-		"user":       map[string]string{"id": user, "team_id": TeamID, "username": strings.ToLower(user)},
+		"user":       map[string]string{"id": user, "team_id": team, "username": strings.ToLower(user)},
 		"api_app_id": AppID, "token": "deprecated", "trigger_id": newID("T"),
-		"container":    map[string]any{"type": "message", "is_ephemeral": true, "channel_id": channel},
+		"container":    map[string]any{"type": "message", "is_ephemeral": ephemeral, "channel_id": channel, "message_ts": ts},
 		"channel":      map[string]string{"id": channel, "name": "support"},
 		"response_url": url,
 		"actions": []map[string]any{{
 			"type": "button", "action_id": actionID, "block_id": blockID, "value": btn["value"],
 			"text": btn["text"], "action_ts": "1700000000.000200",
 		}},
-	})
+	}
+	if !ephemeral {
+		// Slack sends a non-ephemeral message along with a click on it.
+		payload["message"] = map[string]any{"type": "message", "ts": ts, "text": latest.Text, "blocks": latest.Blocks}
+	}
+	return s.send(env, payload)
 }
 
 func findButton(blocks json.RawMessage, actionID string) (map[string]any, string, bool) {
@@ -574,219 +588,6 @@ func (s *Server) DropConnections() {
 	}
 }
 
-// RateLimitNext makes the next response_url post answer 429 with Retry-After.
-func (s *Server) RateLimitNext(retryAfter time.Duration) {
-	s.mu.Lock()
-	s.rateLimit = append(s.rateLimit, retryAfter)
-	s.mu.Unlock()
-}
-
-// RateLimited counts the 429s the fake has answered.
-func (s *Server) RateLimited() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.rateLimited
-}
-
-// FailNextResponse makes the next response_url post answer status (e.g.
-// 500) without changing the message. A 5xx still counts as a use: Slack
-// may have counted the post before failing, and the fake takes the
-// strictest reading.
-func (s *Server) FailNextResponse(status int) {
-	s.mu.Lock()
-	s.failStatus = append(s.failStatus, status)
-	s.mu.Unlock()
-}
-
-// SlowNextResponse makes the next response_url post take effect (the use is
-// counted and the message changed) but answer only after d, so a client
-// with a shorter timeout never learns that Slack took it.
-func (s *Server) SlowNextResponse(d time.Duration) {
-	s.mu.Lock()
-	s.slowNext = append(s.slowNext, d)
-	s.mu.Unlock()
-}
-
-// HoldNextResponse keeps the next response_url post on its way, as a slow
-// network would, until release is called; only then does Slack see it.
-func (s *Server) HoldNextResponse() (release func()) {
-	ch := make(chan struct{})
-	s.mu.Lock()
-	s.holds = append(s.holds, ch)
-	s.mu.Unlock()
-	var once sync.Once
-	return func() { once.Do(func() { close(ch) }) }
-}
-
-// DropNextResponse makes the next response_url post lose its connection
-// before Slack takes it: the client gets a network error, and the message
-// and the url's uses stay as they were.
-func (s *Server) DropNextResponse() {
-	s.mu.Lock()
-	s.drops++
-	s.mu.Unlock()
-}
-
-// HeldResponses is the number of response_url posts waiting on a hold.
-func (s *Server) HeldResponses() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.held
-}
-
-func (s *Server) response(w http.ResponseWriter, r *http.Request) {
-	id := strings.TrimPrefix(r.URL.Path, "/response/")
-	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	s.mu.Lock()
-	if s.drops > 0 {
-		s.drops--
-		s.mu.Unlock()
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			conn.Close()
-		}
-		return
-	}
-	if len(s.holds) > 0 {
-		hold := s.holds[0]
-		s.holds = s.holds[1:]
-		s.held++
-		s.notifyLocked()
-		s.mu.Unlock()
-		select {
-		case <-hold:
-		case <-r.Context().Done():
-		}
-		s.mu.Lock()
-		s.held--
-		if r.Context().Err() != nil {
-			s.mu.Unlock()
-			return
-		}
-	}
-	u := s.urls[id]
-	if u == nil {
-		s.mu.Unlock()
-		http.Error(w, "no_such_url", http.StatusNotFound)
-		return
-	}
-	if len(s.rateLimit) > 0 {
-		ra := s.rateLimit[0]
-		s.rateLimit = s.rateLimit[1:]
-		s.rateLimited++
-		s.notifyLocked()
-		s.mu.Unlock()
-		w.Header().Set("Retry-After", fmt.Sprint(int(ra.Seconds())))
-		http.Error(w, "rate_limited", http.StatusTooManyRequests)
-		return
-	}
-	if len(s.failStatus) > 0 {
-		st := s.failStatus[0]
-		s.failStatus = s.failStatus[1:]
-		if st >= 500 {
-			u.uses++
-		}
-		over := u.uses > ResponseURLUses
-		s.mu.Unlock()
-		if over {
-			s.violate("response_url used %d times (limit %d)", u.uses, ResponseURLUses)
-		}
-		http.Error(w, "internal_error", st)
-		return
-	}
-	now := s.now()
-	if now.Sub(u.issued) > ResponseURLLifetime {
-		s.mu.Unlock()
-		s.violate("response_url used %s after it was issued (limit %s)", now.Sub(u.issued), ResponseURLLifetime)
-		http.Error(w, "expired_url", http.StatusNotFound)
-		return
-	}
-	u.uses++
-	if u.uses > ResponseURLUses {
-		s.mu.Unlock()
-		s.violate("response_url used %d times (limit %d)", u.uses, ResponseURLUses)
-		http.Error(w, "used_url", http.StatusNotFound)
-		return
-	}
-	var m struct {
-		Text            string          `json:"text"`
-		Blocks          json.RawMessage `json:"blocks"`
-		ResponseType    string          `json:"response_type"`
-		ReplaceOriginal bool            `json:"replace_original"`
-		DeleteOriginal  bool            `json:"delete_original"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil {
-		s.mu.Unlock()
-		s.violate("response_url body is not JSON: %v", err)
-		http.Error(w, "invalid_payload", http.StatusBadRequest)
-		return
-	}
-	if err := ValidateMessage(m.Text, m.Blocks); err != nil && !m.DeleteOriginal {
-		s.mu.Unlock()
-		s.violate("response_url message: %v", err)
-		http.Error(w, "invalid_blocks", http.StatusBadRequest)
-		return
-	}
-	if m.ResponseType == "in_channel" {
-		// linkbot's messages carry credentials: only their requester may see them.
-		s.mu.Unlock()
-		s.violate("response_url message posted in_channel (visible to everyone)")
-		s.mu.Lock()
-	}
-	v := Version{Text: m.Text, Blocks: m.Blocks, ResponseType: m.ResponseType, At: time.Now(), Via: "response_url"}
-	orig := s.messages[u.messageID]
-	switch {
-	case m.ReplaceOriginal || m.DeleteOriginal:
-		if m.DeleteOriginal {
-			v = Version{At: v.At, Via: "deleted"}
-		}
-		orig.Versions = append(orig.Versions, v)
-	default:
-		s.seq++
-		nm := &Message{ID: fmt.Sprintf("M%05d", s.seq), User: orig.User, Channel: orig.Channel, Versions: []Version{v}}
-		s.messages[nm.ID] = nm
-		s.msgOrder = append(s.msgOrder, nm.ID)
-	}
-	var slow time.Duration
-	if len(s.slowNext) > 0 {
-		slow, s.slowNext = s.slowNext[0], s.slowNext[1:]
-	}
-	s.notifyLocked()
-	s.mu.Unlock()
-	if slow > 0 {
-		select {
-		case <-time.After(slow):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	w.Write([]byte("ok"))
-}
-
-// Message returns a copy of message id.
-func (s *Server) Message(id string) Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := s.messages[id]
-	if m == nil {
-		return Message{}
-	}
-	c := *m
-	c.Versions = append([]Version(nil), m.Versions...)
-	return c
-}
-
-// Messages returns every message in the order they appeared.
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	ids := append([]string(nil), s.msgOrder...)
-	s.mu.Unlock()
-	out := make([]Message, 0, len(ids))
-	for _, id := range ids {
-		out = append(out, s.Message(id))
-	}
-	return out
-}
-
 // Envelope returns the envelope with id.
 func (s *Server) Envelope(id string) Envelope {
 	s.mu.Lock()
@@ -795,36 +596,6 @@ func (s *Server) Envelope(id string) Envelope {
 		return *e
 	}
 	return Envelope{}
-}
-
-// Posted returns what arrived through chat.postMessage/chat.postEphemeral.
-func (s *Server) Posted() []Version {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Version(nil), s.posted...)
-}
-
-// ResponseURLUses reports how often the response_url was posted to.
-func (s *Server) ResponseURLUses(url string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if u := s.urls[strings.TrimPrefix(url, s.URL+"/response/")]; u != nil {
-		return u.uses
-	}
-	return 0
-}
-
-// OpenMessage creates an ephemeral message for user and a response_url for
-// it, as if a command had been delivered and acked with text; for tests
-// that drive the bot's edits without a socket.
-func (s *Server) OpenMessage(user, text string) (msgID, url string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.seq++
-	msgID = fmt.Sprintf("M%05d", s.seq)
-	s.messages[msgID] = &Message{ID: msgID, User: user, Channel: "C0SUPPORT", Versions: []Version{{Text: text, At: time.Now(), Via: "ack"}}}
-	s.msgOrder = append(s.msgOrder, msgID)
-	return msgID, s.newResponseURL(msgID)
 }
 
 // SetUserGroup makes usergroups.users.list answer users for group.
@@ -842,6 +613,9 @@ func (s *Server) userGroupMembers(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
 		return
 	}
+	if !s.hasScope(w, "usergroups:read") {
+		return
+	}
 	r.ParseForm()
 	s.mu.Lock()
 	users, ok := s.userGroups[r.Form.Get("usergroup")]
@@ -851,12 +625,4 @@ func (s *Server) userGroupMembers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, map[string]any{"ok": true, "users": users})
-}
-
-// NewResponseURL issues another response_url for message msgID, as a click
-// on one of its buttons would.
-func (s *Server) NewResponseURL(msgID string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.newResponseURL(msgID)
 }

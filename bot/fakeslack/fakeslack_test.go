@@ -2,12 +2,17 @@ package fakeslack
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/gorilla/websocket"
+	"github.com/slack-go/slack"
 )
 
 // dial opens a raw Socket Mode connection the way slack-go does.
@@ -67,30 +72,450 @@ func withCommand(t *testing.T) (*Server, *Envelope) {
 	return s, env
 }
 
+// post sends body to a response_url and returns the HTTP status.
+func post(t *testing.T, url, body string) int {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// ack acks env with an ephemeral reply, over a raw socket.
+func ackWith(t *testing.T, ws *websocket.Conn, env *Envelope, reply string) {
+	t.Helper()
+	if err := ws.WriteJSON(map[string]any{"envelope_id": env.ID, "payload": json.RawMessage(reply)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const (
+	hi         = `{"text":"hi","blocks":[{"type":"section","text":{"type":"mrkdwn","text":"hi"}}]}`
+	hiReplaces = `{"text":"hi","replace_original":true,"blocks":[{"type":"section","text":{"type":"mrkdwn","text":"hi"}}]}`
+	withButton = `{"text":"code","replace_original":true,"blocks":[{"type":"actions","block_id":"a","elements":[{"type":"button","action_id":"refresh","value":"p1","text":{"type":"plain_text","text":"Refresh"}}]}]}`
+)
+
+// texts lists the latest fallback text of each message.
+func texts(ms []Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Latest().Text)
+	}
+	return out
+}
+
 func TestResponseURLRules(t *testing.T) {
 	s, env := withCommand(t)
-	post := func(body string) int {
-		resp, err := http.Post(env.ResponseURL, "application/json", bytes.NewBufferString(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	ok := `{"text":"hi","replace_original":true,"blocks":[{"type":"section","text":{"type":"mrkdwn","text":"hi"}}]}`
 	for i := range ResponseURLUses {
-		if st := post(ok); st != 200 {
+		if st := post(t, env.ResponseURL, hiReplaces); st != 200 {
 			t.Fatalf("use %d: HTTP %d", i+1, st)
 		}
 	}
-	if st := post(ok); st != 404 {
+	if st := post(t, env.ResponseURL, hiReplaces); st != 404 {
 		t.Errorf("6th use: HTTP %d, want 404", st)
 	}
 	if v := s.Violations(); len(v) != 1 || !strings.Contains(v[0], "used 6 times") {
 		t.Errorf("violations = %q", v)
 	}
-	if m := s.Message(env.MessageID); len(m.Versions) != ResponseURLUses {
-		t.Errorf("message has %d versions, want %d", len(m.Versions), ResponseURLUses)
+	// A command's response_url adds a message each time, replace_original
+	// or not.
+	if th := s.Thread(env.MessageID); len(th) != ResponseURLUses {
+		t.Errorf("thread has %d messages, want %d", len(th), ResponseURLUses)
+	}
+}
+
+// The screen after a slash command: the ack can never change; every post
+// to the command's response_url adds an ephemeral message whatever its
+// flags; only the command's user sees them; none can be edited.
+func TestCommandResponseURLAddsMessages(t *testing.T) {
+	s, ws := connected(t)
+	env, err := s.SendCommand(Command{User: "U1", Text: "help"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
+	if !s.WaitFor(time.Second, func() bool { return len(s.Thread(env.MessageID)) == 1 }) {
+		t.Fatal("the ack never showed")
+	}
+	post(t, env.ResponseURL, `{"text":"first","replace_original":true}`)
+	post(t, env.ResponseURL, `{"text":"second","replace_original":true}`)
+	post(t, env.ResponseURL, `{"delete_original":true}`)
+	post(t, env.ResponseURL, `{"text":"third"}`)
+	screen := s.Screen("U1", "C0SUPPORT")
+	if diff := cmp.Diff([]string{"requesting", "first", "second", "third"}, texts(screen)); diff != "" {
+		t.Errorf("U1's screen (-want +got):\n%s", diff)
+	}
+	for _, m := range screen {
+		if !m.Ephemeral || m.Editable || len(m.Versions) != 1 {
+			t.Errorf("message %q: ephemeral %v, editable %v, %d versions; want ephemeral, not editable, never changed", m.Latest().Text, m.Ephemeral, m.Editable, len(m.Versions))
+		}
+	}
+	if want := []string{ViaAck, ViaCommandURL, ViaCommandURL, ViaCommandURL}; !cmp.Equal(want, vias(screen)) {
+		t.Errorf("made via %v, want %v", vias(screen), want)
+	}
+	if other := s.Screen("U2", "C0SUPPORT"); len(other) != 0 {
+		t.Errorf("U2 sees %d of U1's ephemeral messages", len(other))
+	}
+}
+
+func vias(ms []Message) []string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Via)
+	}
+	return out
+}
+
+// A click's response_url replaces the message that held the button (which
+// stays editable while the url has uses), deletes it, or adds one.
+func TestClickResponseURLReplacesTheClickedMessage(t *testing.T) {
+	s, ws := connected(t)
+	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
+	post(t, env.ResponseURL, withButton)
+	code := s.Thread(env.MessageID)[1]
+	if _, err := s.Click(code.ID, "U2", "refresh"); err == nil {
+		t.Error("U2 clicked a button in U1's ephemeral message")
+	}
+	click, err := s.Click(code.ID, "U1", "refresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Message(code.ID).Editable {
+		t.Error("a clicked message is not editable through the click's response_url")
+	}
+	post(t, click.ResponseURL, strings.Replace(withButton, `"text":"code"`, `"text":"replaced"`, 1))
+	post(t, click.ResponseURL, `{"text":"added"}`)
+	if diff := cmp.Diff([]string{"requesting", "replaced", "added"}, texts(s.Screen("U1", "C0SUPPORT"))); diff != "" {
+		t.Errorf("screen (-want +got):\n%s", diff)
+	}
+	for range ResponseURLUses - 2 {
+		post(t, click.ResponseURL, withButton)
+	}
+	if s.Message(code.ID).Editable {
+		t.Error("still editable with every use of its click's url spent")
+	}
+	click2, err := s.Click(code.ID, "U1", "refresh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Message(code.ID); !m.Editable {
+		t.Error("a second click did not make it editable again")
+	}
+	// A click on a message without the button fails.
+	if _, err := s.Click(code.ID, "U1", "new_code"); err == nil {
+		t.Error("clicked a button the message does not show")
+	}
+	post(t, click2.ResponseURL, `{"delete_original":true}`)
+	if diff := cmp.Diff([]string{"requesting", "added"}, texts(s.Screen("U1", "C0SUPPORT"))); diff != "" {
+		t.Errorf("after delete_original (-want +got):\n%s", diff)
+	}
+}
+
+// The ack of a slash command can never be changed, not even through a
+// click on a button it shows.
+func TestAckCannotBeReplaced(t *testing.T) {
+	s, ws := connected(t)
+	var got []string
+	s.onViolation = func(v string) { got = append(got, v) }
+	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"ack","blocks":[{"type":"actions","block_id":"a","elements":[{"type":"button","action_id":"go","value":"x","text":{"type":"plain_text","text":"Go"}}]}]}`)
+	if !s.WaitFor(time.Second, func() bool { return len(s.Thread(env.MessageID)) == 1 }) {
+		t.Fatal("no ack")
+	}
+	click, err := s.Click(env.MessageID, "U1", "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(t, click.ResponseURL, `{"text":"changed","replace_original":true}`)
+	if m := s.Message(env.MessageID); len(m.Versions) != 1 || m.Editable {
+		t.Errorf("the ack has %d versions, editable %v", len(m.Versions), m.Editable)
+	}
+	if len(got) != 1 || !strings.Contains(got[0], "can never be changed") {
+		t.Errorf("violations = %q", got)
+	}
+}
+
+// connected starts a fake with a raw client connected.
+func connected(t *testing.T) (*Server, *websocket.Conn) {
+	t.Helper()
+	s := New(func(v string) { t.Errorf("%s", v) })
+	t.Cleanup(s.Close)
+	ws := dial(t, s)
+	if !s.WaitConnected(time.Second) {
+		t.Fatal("not connected")
+	}
+	return s, ws
+}
+
+// client is a slack-go client pointed at s, as the bot makes it.
+func client(s *Server) *slack.Client {
+	return slack.New(BotToken, slack.OptionAPIURL(s.APIURL()))
+}
+
+func msg(text string) slack.MsgOption { return slack.MsgOptionText(text, false) }
+
+func TestDirectMessages(t *testing.T) {
+	s := New(func(v string) { t.Errorf("%s", v) })
+	defer s.Close()
+	api := client(s)
+	ctx := t.Context()
+	if _, _, err := api.PostMessageContext(ctx, "U1", msg("code")); err == nil || err.Error() != "messages_tab_disabled" {
+		t.Errorf("DM with the Messages tab off: err = %v, want messages_tab_disabled", err)
+	}
+	s.SetMessagesTab(true)
+	channel, ts, err := api.PostMessageContext(ctx, "U1", msg("code"))
+	if err != nil || channel != DMChannel("U1") || ts == "" {
+		t.Fatalf("DM: channel %q ts %q err %v; want %s and a ts", channel, ts, err, DMChannel("U1"))
+	}
+	if _, _, _, err := api.UpdateMessageContext(ctx, "U1", ts, msg("x")); err == nil {
+		t.Error("chat.update by user ID worked; Slack wants the D… channel")
+	}
+	if _, _, _, err := api.UpdateMessageContext(ctx, channel, ts, msg("countdown")); err != nil {
+		t.Fatalf("chat.update: %v", err)
+	}
+	dm := s.DMScreen("U1")
+	if len(dm) != 1 || dm[0].Latest().Text != "countdown" || !dm[0].Editable || dm[0].Ephemeral || dm[0].Latest().Via != ViaUpdate {
+		t.Errorf("U1's DM: %+v", dm)
+	}
+	if len(s.DMScreen("U2")) != 0 || len(s.Screen("U2", channel)) != 0 {
+		t.Error("U2 sees U1's DM")
+	}
+	if _, _, _, err := api.UpdateMessageContext(ctx, channel, "1.2", msg("x")); err == nil || err.Error() != "message_not_found" {
+		t.Errorf("update of an unknown ts: %v, want message_not_found", err)
+	}
+	s.FailNextCall("chat.update", "message_not_found")
+	if _, _, _, err := api.UpdateMessageContext(ctx, channel, ts, msg("x")); err == nil || err.Error() != "message_not_found" {
+		t.Errorf("injected failure: %v", err)
+	}
+	s.CloseEditWindow(channel, ts)
+	if _, _, _, err := api.UpdateMessageContext(ctx, channel, ts, msg("x")); err == nil || err.Error() != "edit_window_closed" {
+		t.Errorf("update after the edit window closed: %v, want edit_window_closed", err)
+	}
+	if s.DMScreen("U1")[0].Editable {
+		t.Error("editable after its edit window closed")
+	}
+	_, ts2, _ := api.PostMessageContext(ctx, channel, msg("second"))
+	if _, _, err := api.DeleteMessageContext(ctx, channel, ts2); err != nil {
+		t.Fatalf("chat.delete: %v", err)
+	}
+	if n := len(s.DMScreen("U1")); n != 1 {
+		t.Errorf("%d messages in the DM after deleting one of two", n)
+	}
+	s.RemoveMessage(channel, ts)
+	if _, _, _, err := api.UpdateMessageContext(ctx, channel, ts, msg("x")); err == nil || err.Error() != "message_not_found" {
+		t.Errorf("update of a removed message: %v, want message_not_found", err)
+	}
+}
+
+// chat.update and chat.delete work only on the bot's own non-ephemeral
+// messages: not on ephemeral ones, however they were made.
+func TestEphemeralMessagesCannotBeUpdated(t *testing.T) {
+	s, ws := connected(t)
+	s.SetChannel(Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
+	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"ack"}`)
+	post(t, env.ResponseURL, hi)
+	api := client(s)
+	ts, err := api.PostEphemeralContext(t.Context(), "C0SUPPORT", "U1", msg("eph"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.WaitFor(time.Second, func() bool { return len(s.Screen("U1", "C0SUPPORT")) == 3 }) {
+		t.Fatalf("screen %v", texts(s.Screen("U1", "C0SUPPORT")))
+	}
+	for _, m := range s.Screen("U1", "C0SUPPORT") {
+		if _, _, _, err := api.UpdateMessageContext(t.Context(), "C0SUPPORT", m.TS, msg("x")); err == nil || err.Error() != "cant_update_message" {
+			t.Errorf("chat.update of %s message: %v, want cant_update_message", m.Via, err)
+		}
+		if _, _, err := api.DeleteMessageContext(t.Context(), "C0SUPPORT", m.TS); err == nil || err.Error() != "cant_update_message" {
+			t.Errorf("chat.delete of %s message: %v, want cant_update_message", m.Via, err)
+		}
+	}
+	_ = ts
+}
+
+func TestPostingInChannels(t *testing.T) {
+	s := New(func(v string) { t.Errorf("%s", v) })
+	defer s.Close()
+	s.SetChannel(Channel{ID: "CPUBLIC", Public: true})
+	s.SetChannel(Channel{ID: "GPRIVATE"})
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	api := client(s)
+	try := func(channel string) string {
+		_, _, err := api.PostMessageContext(t.Context(), channel, msg("card"))
+		if err != nil {
+			return err.Error()
+		}
+		return "ok"
+	}
+	got := []string{try("CPUBLIC"), try("GPRIVATE"), try("CJOINED"), try("CNOSUCH")}
+	if diff := cmp.Diff([]string{"not_in_channel", "channel_not_found", "ok", "channel_not_found"}, got); diff != "" {
+		t.Errorf("without chat:write.public (-want +got):\n%s", diff)
+	}
+	s.SetScopes("commands", "chat:write", "chat:write.public")
+	got = []string{try("CPUBLIC"), try("GPRIVATE")}
+	if diff := cmp.Diff([]string{"ok", "channel_not_found"}, got); diff != "" {
+		t.Errorf("with chat:write.public (-want +got):\n%s", diff)
+	}
+	// Everyone in the channel sees a channel message.
+	if n := len(s.Screen("U7", "CPUBLIC")); n != 1 {
+		t.Errorf("U7 sees %d messages in CPUBLIC, want 1", n)
+	}
+}
+
+// A pairing code anywhere a channel can see it, or in any fallback text,
+// fails the test.
+func TestCodeInPublicFails(t *testing.T) {
+	var got []string
+	s := New(func(v string) { got = append(got, v) })
+	defer s.Close()
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	s.SetMessagesTab(true)
+	api := client(s)
+	card := slack.MsgOptionBlocks(slack.NewHeaderBlock(slack.NewTextBlockObject("plain_text", "7KQ2-M9XD", false, false)))
+	api.PostMessageContext(t.Context(), "U1", msg("your code"), card) // a DM: fine
+	if len(got) != 0 {
+		t.Errorf("a code in a DM: %q", got)
+	}
+	api.PostMessageContext(t.Context(), "CJOINED", msg("card"), card)
+	api.PostMessageContext(t.Context(), "U1", msg("code 7KQ2-M9XD"))
+	if len(got) != 2 || !strings.Contains(got[0], "to everyone in it") || !strings.Contains(got[1], "fallback text") {
+		t.Errorf("violations = %q", got)
+	}
+}
+
+// A status card (a channel message) may show the masked phone and Slack's
+// markup (a date token's Unix time, user IDs), never the code or the whole
+// number: neither in its first post nor in an edit.
+func TestCardChecks(t *testing.T) {
+	var got []string
+	s := New(func(v string) { got = append(got, v) })
+	defer s.Close()
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	s.SetMessagesTab(true)
+	api := client(s)
+	section := func(text string) slack.MsgOption {
+		return slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject("mrkdwn", text, false, false), nil, nil))
+	}
+	fine := "📱 support-eg (INST00000001) · +20 111 ••• 3333 · <@U0123456789> · expires at <!date^1764080000^{time_secs}|14:13:20 UTC> · code 1 of 3"
+	channel, ts, err := api.PostMessageContext(t.Context(), "CJOINED", msg("card"), section(fine))
+	if err != nil || len(got) != 0 {
+		t.Fatalf("a masked card: %v, violations %q", err, got)
+	}
+	for _, bad := range []string{
+		"+20 11 12223333 on support-eg", "201112223333", "(0111) 222-3333", "+1 415.555.2671", "tel:+201112223333", "code 7KQ2-M9XD",
+	} {
+		got = nil
+		api.UpdateMessageContext(t.Context(), channel, ts, msg("card"), section(bad))
+		api.PostMessageContext(t.Context(), "CJOINED", msg("card"), section(bad))
+		if len(got) != 2 {
+			t.Errorf("a card showing %q: violations %q, want one for the edit and one for the post", bad, got)
+		}
+	}
+	got = nil
+	api.PostMessageContext(t.Context(), "U1", msg("code"), section("7KQ2-M9XD for +20 11 12223333")) // a DM: fine
+	if len(got) != 0 {
+		t.Errorf("a DM: %q", got)
+	}
+}
+
+// chat.update is rate-limited per workspace: past the limit Slack answers
+// 429 with Retry-After, and a call before it runs out breaks the rules.
+func TestChatUpdateRateLimit(t *testing.T) {
+	var got []string
+	s := New(func(v string) { got = append(got, v) })
+	defer s.Close()
+	now := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	s.SetMessagesTab(true)
+	s.SetMethodLimit("chat.update", 3)
+	api := client(s)
+	channel, ts, _ := api.PostMessageContext(t.Context(), "U1", msg("code"))
+	update := func() error {
+		_, _, _, err := api.UpdateMessageContext(t.Context(), channel, ts, msg("x"))
+		return err
+	}
+	for i := range 3 {
+		if err := update(); err != nil {
+			t.Fatalf("update %d: %v", i+1, err)
+		}
+		now = now.Add(10 * time.Second)
+	}
+	var rl *slack.RateLimitedError
+	if err := update(); !errors.As(err, &rl) || rl.RetryAfter != 30*time.Second {
+		t.Fatalf("4th update in a minute: %v, want 429 with Retry-After 30s (the first leaves the minute then)", err)
+	}
+	if s.RateLimitedCalls("chat.update") != 1 || len(got) != 0 {
+		t.Errorf("429s %d, violations %q", s.RateLimitedCalls("chat.update"), got)
+	}
+	now = now.Add(29 * time.Second)
+	update() // too early: a broken rule
+	if len(got) != 1 || !strings.Contains(got[0], "before the Retry-After") {
+		t.Errorf("violations = %q", got)
+	}
+	now = now.Add(2 * time.Second)
+	got = nil
+	if err := update(); err != nil || len(got) != 0 {
+		t.Errorf("update after Retry-After: %v, violations %q", err, got)
+	}
+	s.RateLimitNextCall("chat.update", 5*time.Second)
+	if err := update(); !errors.As(err, &rl) || rl.RetryAfter != 5*time.Second {
+		t.Errorf("injected 429: %v", err)
+	}
+}
+
+func TestUsersInfo(t *testing.T) {
+	s := New(nil)
+	defer s.Close()
+	s.SetUser(User{ID: "UBOT", Name: "helper", IsBot: true})
+	s.SetUser(User{ID: "UGONE", Name: "gone", Deleted: true})
+	s.SetUser(User{ID: "UEXT", Name: "partner", TeamID: "TOTHER"})
+	api := client(s)
+	for id, check := range map[string]func(*slack.User) bool{
+		"UBOT":  func(u *slack.User) bool { return u.IsBot && u.TeamID == TeamID },
+		"UGONE": func(u *slack.User) bool { return u.Deleted },
+		"UEXT":  func(u *slack.User) bool { return u.TeamID == "TOTHER" },
+	} {
+		u, err := api.GetUserInfoContext(t.Context(), id)
+		if err != nil || !check(u) {
+			t.Errorf("users.info %s = %+v, %v", id, u, err)
+		}
+	}
+	if _, err := api.GetUserInfoContext(t.Context(), "UNOBODY"); err == nil || err.Error() != "user_not_found" {
+		t.Errorf("unknown user: %v", err)
+	}
+}
+
+// A Web API method called without the scope it needs answers
+// missing_scope: the scopes are manifest.yml's (the end-to-end harness
+// gives the fake those), so a scope the bot uses but the manifest lacks
+// fails a test.
+func TestMissingScope(t *testing.T) {
+	s := New(func(v string) { t.Errorf("%s", v) })
+	defer s.Close()
+	s.SetUser(User{ID: "U2", Name: "agent"})
+	s.SetUserGroup("S1", "U1")
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	api := client(s)
+	calls := func() []string {
+		var out []string
+		_, err := api.GetUserInfoContext(t.Context(), "U2")
+		out = append(out, fmt.Sprint(err))
+		_, err = api.GetUserGroupMembersContext(t.Context(), "S1")
+		out = append(out, fmt.Sprint(err))
+		_, _, err = api.PostMessageContext(t.Context(), "CJOINED", msg("card"))
+		out = append(out, fmt.Sprint(err))
+		return out
+	}
+	if diff := cmp.Diff([]string{"<nil>", "<nil>", "<nil>"}, calls()); diff != "" {
+		t.Errorf("with the default scopes (-want +got):\n%s", diff)
+	}
+	s.SetScopes("commands")
+	if diff := cmp.Diff([]string{"missing_scope", "missing_scope", "missing_scope"}, calls()); diff != "" {
+		t.Errorf("with commands only (-want +got):\n%s", diff)
 	}
 }
 
@@ -155,8 +580,8 @@ func TestServerErrorCountsAUse(t *testing.T) {
 	if resp.StatusCode != 500 || s.ResponseURLUses(env.ResponseURL) != 1 {
 		t.Errorf("got HTTP %d and %d uses, want 500 and 1", resp.StatusCode, s.ResponseURLUses(env.ResponseURL))
 	}
-	if n := len(s.Message(env.MessageID).Versions); n != 0 {
-		t.Errorf("message has %d versions after a 500, want none", n)
+	if n := len(s.Thread(env.MessageID)); n != 0 {
+		t.Errorf("%d messages after a 500, want none", n)
 	}
 }
 
@@ -169,8 +594,8 @@ func TestSlowNextResponse(t *testing.T) {
 	if err == nil {
 		t.Fatal("answered within 100 ms, want a timeout")
 	}
-	if s.ResponseURLUses(env.ResponseURL) != 1 || s.Message(env.MessageID).Latest().Text != "x" {
-		t.Errorf("the slow post did not take effect: %d uses, latest %+v", s.ResponseURLUses(env.ResponseURL), s.Message(env.MessageID).Latest())
+	if th := s.Thread(env.MessageID); s.ResponseURLUses(env.ResponseURL) != 1 || len(th) != 1 || th[0].Latest().Text != "x" {
+		t.Errorf("the slow post did not take effect: %d uses, screen %v", s.ResponseURLUses(env.ResponseURL), texts(th))
 	}
 }
 
@@ -191,12 +616,12 @@ func TestHoldNextResponse(t *testing.T) {
 	if !s.WaitFor(time.Second, func() bool { return s.HeldResponses() == 1 }) {
 		t.Fatal("the post never arrived")
 	}
-	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Message(env.MessageID).Versions) != 0 {
+	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Thread(env.MessageID)) != 0 {
 		t.Error("a held post took effect")
 	}
 	release()
-	if st := <-done; st != 200 || s.Message(env.MessageID).Latest().Text != "x" {
-		t.Errorf("after release: HTTP %d, latest %+v", st, s.Message(env.MessageID).Latest())
+	if st, th := <-done, s.Thread(env.MessageID); st != 200 || len(th) != 1 || th[0].Latest().Text != "x" {
+		t.Errorf("after release: HTTP %d, screen %v", st, texts(th))
 	}
 }
 
@@ -207,7 +632,7 @@ func TestDropNextResponse(t *testing.T) {
 	if _, err := http.Post(env.ResponseURL, "application/json", strings.NewReader(`{"text":"x","replace_original":true}`)); err == nil {
 		t.Error("a dropped post got an answer")
 	}
-	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Message(env.MessageID).Versions) != 0 {
+	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Thread(env.MessageID)) != 0 {
 		t.Error("a dropped post took effect")
 	}
 }

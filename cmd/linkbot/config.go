@@ -37,7 +37,13 @@ type config struct {
 	// instances on another Wawp account than WAWP_ACCESS_TOKEN's.
 	Tokens map[string]string
 	// Access holds the access rules: "" for the default, else by instance ID.
-	Access       map[string]bot.Access
+	Access map[string]bot.Access
+	// Delivery is where codes go: "" for the default, else by instance ID
+	// (only those that set their own).
+	Delivery map[string]pairing.Delivery
+	// Announce says whether pairings get a status card in the channel: ""
+	// for the default, else by instance ID (only those that set their own).
+	Announce     map[string]bool
 	PhoneLimit   pairing.Window
 	UserLimit    pairing.Window
 	QRLimit      pairing.Window // QR links per instance (the QR fallback, issue 10)
@@ -68,13 +74,21 @@ type fileConfig struct {
 		User  windowConfig `yaml:"user"`
 		QR    windowConfig `yaml:"qr"`
 	} `yaml:"limits"`
-	Access    accessConfig `yaml:"access"`
+	Access accessConfig `yaml:"access"`
+	// Delivery is where codes go: ephemeral (the requester's ephemeral
+	// messages, the default) or dm (their DM with the app).
+	Delivery string `yaml:"delivery"`
+	// Announce posts a status card in the channel where /link was typed
+	// (who asked, for whom, the masked phone, how it stands).
+	Announce  *bool `yaml:"announce"`
 	Instances []struct {
 		Alias    string        `yaml:"alias"`
 		ID       string        `yaml:"id"`
 		Region   string        `yaml:"region"`
 		TokenEnv string        `yaml:"token_env"`
 		Access   *accessConfig `yaml:"access"`
+		Delivery string        `yaml:"delivery"`
+		Announce *bool         `yaml:"announce"`
 	} `yaml:"instances"`
 }
 
@@ -104,6 +118,8 @@ func defaultConfig() config {
 		AuditRetention: 365 * 24 * time.Hour,
 		Tokens:         map[string]string{},
 		Access:         map[string]bot.Access{},
+		Delivery:       map[string]pairing.Delivery{"": pairing.DeliveryEphemeral},
+		Announce:       map[string]bool{"": false},
 	}
 }
 
@@ -326,13 +342,37 @@ func (c *config) loadFile(getenv func(string) string) (problems, unsetEnv []stri
 		if in.Access != nil {
 			c.Access[in.ID] = in.Access.rules(fc, fmt.Sprintf("%s (%s).access", where, alias), where+".access")
 		}
+		if d, ok := fc.delivery(where+".delivery", fmt.Sprintf("%s (%s): delivery", where, alias), in.Delivery); ok && d != "" {
+			c.Delivery[in.ID] = d
+		}
+		if in.Announce != nil {
+			c.Announce[in.ID] = *in.Announce
+		}
 		c.Instances = append(c.Instances, pairing.Instance{ID: in.ID, Name: alias, Region: region})
 	}
 	c.Access[""] = f.Access.rules(fc, "access", "access")
+	if d, ok := fc.delivery("delivery", "delivery", f.Delivery); ok && d != "" {
+		c.Delivery[""] = d
+	}
+	if f.Announce != nil {
+		c.Announce[""] = *f.Announce
+	}
 	if len(unsetEnv) > maxConfigProblems {
 		unsetEnv = append(unsetEnv[:maxConfigProblems], fmt.Sprintf("… and %d more unset token_env variables", len(unsetEnv)-maxConfigProblems))
 	}
 	return fc.list(), unsetEnv
+}
+
+// delivery reads a delivery setting (name is how a problem calls it, path
+// where it is): "" when it is not set, false when it is neither ephemeral
+// nor dm.
+func (fc *fileCheck) delivery(path, name, value string) (pairing.Delivery, bool) {
+	switch d := pairing.Delivery(strings.ToLower(strings.TrimSpace(value))); d {
+	case "", pairing.DeliveryEphemeral, pairing.DeliveryDM:
+		return d, true
+	}
+	fc.bad(path, "%s %q must be ephemeral (the requester's ephemeral messages in the channel) or dm (their DM with the bot)", name, value)
+	return "", false
 }
 
 // rules checks the Slack IDs' shapes (U…/W… users, S… groups, C…/G…
@@ -388,6 +428,8 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "audit events kept: %s\n", retention)
 	fmt.Fprintf(stdout, "access: %s\n", describeAccess(c.Access[""]))
+	fmt.Fprintf(stdout, "codes go to: %s\n", describeDelivery(c.Delivery[""]))
+	fmt.Fprintf(stdout, "status cards: %s\n", describeAnnounce(c.Announce[""]))
 	for _, in := range c.Instances {
 		account := "WAWP_ACCESS_TOKEN"
 		if _, ok := c.Tokens[in.ID]; ok {
@@ -396,6 +438,12 @@ func checkConfig(path string, getenv func(string) string, stdout io.Writer) erro
 		line := fmt.Sprintf("instance %s = %s, region %s, %s", in.Name, in.ID, or(in.Region, or(c.DefaultRegion, "none")), account)
 		if a, ok := c.Access[in.ID]; ok {
 			line += ", access: " + describeAccess(a)
+		}
+		if d, ok := c.Delivery[in.ID]; ok {
+			line += ", codes go to: " + describeDelivery(d)
+		}
+		if a, ok := c.Announce[in.ID]; ok {
+			line += ", status cards: " + describeAnnounce(a)
 		}
 		fmt.Fprintln(stdout, line)
 	}
@@ -410,6 +458,20 @@ func describeAccess(a bot.Access) string {
 		return "every member of the workspace"
 	}
 	return fmt.Sprintf("%d users, %d user groups, %d channels", len(a.Users), len(a.UserGroups), len(a.Channels))
+}
+
+func describeDelivery(d pairing.Delivery) string {
+	if d == pairing.DeliveryDM {
+		return "the requester's DM with the bot (needs the app's Messages tab)"
+	}
+	return "the requester's ephemeral messages in the channel"
+}
+
+func describeAnnounce(on bool) string {
+	if on {
+		return "on (one public card per /link in its channel: masked phone and state, never the code; the bot must be in the channel)"
+	}
+	return "off"
 }
 
 func or(s, fallback string) string {

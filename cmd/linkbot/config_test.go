@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/linkbot/linkbot/pairing"
 )
 
 func baseEnv(cfgPath string) map[string]string {
@@ -29,9 +31,13 @@ limits:
   phone: {max: 2, window: 30m}
 access:
   users: [U1]
+delivery: dm
+announce: true
 instances:
   - alias: support-eg
     id: A1B2C3D4E5F6
+    delivery: ephemeral
+    announce: false
   - alias: field-ng
     id: B1B2C3D4E5F6
     region: NG
@@ -44,8 +50,10 @@ instances:
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{c.DefaultRegion, c.CodeLifetime, c.TickInterval, c.PhoneLimit.Max, c.PhoneLimit.Period, c.UserLimit.Max, len(c.Instances), c.Instances[1].Region, c.Tokens["B1B2C3D4E5F6"], c.Access[""].Users}
-	want := []any{"GB", 120 * time.Second, 2 * time.Second, 2, 30 * time.Minute, 20, 2, "NG", "ng-token", []string{"U1"}}
+	got := []any{c.DefaultRegion, c.CodeLifetime, c.TickInterval, c.PhoneLimit.Max, c.PhoneLimit.Period, c.UserLimit.Max, len(c.Instances), c.Instances[1].Region, c.Tokens["B1B2C3D4E5F6"], c.Access[""].Users, c.Delivery, c.Announce}
+	want := []any{"GB", 120 * time.Second, 2 * time.Second, 2, 30 * time.Minute, 20, 2, "NG", "ng-token", []string{"U1"},
+		map[string]pairing.Delivery{"": pairing.DeliveryDM, "A1B2C3D4E5F6": pairing.DeliveryEphemeral},
+		map[string]bool{"": true, "A1B2C3D4E5F6": false}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
@@ -67,9 +75,9 @@ func TestConfigFileProblems(t *testing.T) {
 		{"unknown nested key", "limits:\n  phone: {max: 2, windw: 30m}\n", []string{`FILE:2: unknown key "windw" in limits.phone (did you mean "window"?)`}},
 		{"unknown key in an instance", "instances:\n  - alias: a\n    id: A1B2C3D4E5F6\n    regoin: EG\n", []string{`FILE:4: unknown key "regoin" in instances[0] (did you mean "region"?)`}},
 		{"part of a key", "timeout: 5s\n", []string{`FILE:1: unknown key "timeout" (did you mean "wawp_timeout"?)`}},
-		{"unrelated key", "colour: red\n", []string{`FILE:1: unknown key "colour" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		{"unrelated key", "colour: red\n", []string{`FILE:1: unknown key "colour" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, delivery, announce, instances)`}},
 		// A one-letter key: never `did you mean ""?`, and a near key is found.
-		{"one-letter key", "u: 1\n", []string{`FILE:1: unknown key "u" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, instances)`}},
+		{"one-letter key", "u: 1\n", []string{`FILE:1: unknown key "u" (known keys: default_region, code_lifetime, wawp_timeout, tick_interval, audit_retention, limits, access, delivery, announce, instances)`}},
 		{"one-letter key near a short one", "limits:\n  phone: {m: 2}\n", []string{`FILE:2: unknown key "m" in limits.phone (did you mean "max"?)`}},
 		{"one-letter key in access", "access: {u: [U1]}\n", []string{`FILE:1: unknown key "u" in access (known keys: users, usergroups, channels, ask)`}},
 		{"key twice", "code_lifetime: 100s\ncode_lifetime: 120s\n", []string{"FILE:2: code_lifetime is set twice (first on line 1)"}},
@@ -98,6 +106,14 @@ func TestConfigFileProblems(t *testing.T) {
 		{"name for an ID", "access:\n  users: [alice]\n", []string{`FILE:2: access.users: "alice" is not a Slack ID (expected one starting with U or W)`}},
 		{"missing token env", "instances:\n  - {alias: a, id: A1B2C3D4E5F6, token_env: NOPE}\n", []string{"FILE:2: instances[0] (a): token_env NOPE is not set in the environment"}},
 		{"short retention", "audit_retention: 1h\n", []string{`FILE:1: audit_retention "1h" must be a duration of at least 24h, or forever`}},
+		{"bad announce", "announce: yes please\ninstances:\n  - {alias: a, id: A1B2C3D4E5F6, announce: [C1]}\n", []string{
+			`FILE:1: announce: want true or false, not "yes please"`,
+			`FILE:3: instances[0].announce: want true or false, not a list`,
+		}},
+		{"bad delivery", "delivery: email\ninstances:\n  - {alias: a, id: A1B2C3D4E5F6, delivery: DMs}\n", []string{
+			`FILE:1: delivery "email" must be ephemeral (the requester's ephemeral messages in the channel) or dm (their DM with the bot)`,
+			`FILE:3: instances[0] (a): delivery "DMs" must be ephemeral (the requester's ephemeral messages in the channel) or dm (their DM with the bot)`,
+		}},
 		{"missing file", "", []string{"FILE: no such file or directory"}},
 	}
 	for _, tt := range tests {
@@ -179,7 +195,7 @@ func TestConfigAliasesCheckedOnce(t *testing.T) {
 
 func TestCheckConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.yml")
-	writeFile(t, path, "default_region: EG\ninstances:\n  - {alias: support-eg, id: A1B2C3D4E5F6, access: {users: [U1], ask: \"@leads\"}}\n")
+	writeFile(t, path, "default_region: EG\ninstances:\n  - {alias: support-eg, id: A1B2C3D4E5F6, access: {users: [U1], ask: \"@leads\"}}\n  - {alias: field-ng, id: B1B2C3D4E5F6, delivery: dm, announce: true}\n")
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"linkbot", "check-config", path}, func(string) string { return "" }, &out, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -190,7 +206,10 @@ limits: 3 codes per phone per 15m0s, 20 per user per 1h0m0s, 3 QR links per inst
 code lifetime 2m30s, tick every 5s, Wawp timeout 10s
 audit events kept: 8760h0m0s
 access: every member of the workspace
+codes go to: the requester's ephemeral messages in the channel
+status cards: off
 instance support-eg = A1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, access: 1 users, 0 user groups, 0 channels
+instance field-ng = B1B2C3D4E5F6, region EG, WAWP_ACCESS_TOKEN, codes go to: the requester's DM with the bot (needs the app's Messages tab), status cards: on (one public card per /link in its channel: masked phone and state, never the code; the bot must be in the channel)
 `
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("check-config output (-want +got):\n%s", diff)

@@ -248,6 +248,15 @@ func (fc *fileCheck) walk(n *yaml.Node, t reflect.Type, path string) {
 		if n.Kind != yaml.ScalarNode {
 			problem("want a single value, not %s", kindName(n))
 		}
+	case reflect.Bool:
+		var v bool
+		if n.Kind != yaml.ScalarNode || n.Decode(&v) != nil {
+			if n.Kind == yaml.ScalarNode {
+				problem("want true or false, not %q", n.Value)
+			} else {
+				problem("want true or false, not %s", kindName(n))
+			}
+		}
 	}
 }
 

@@ -92,7 +92,7 @@ func TestCodeExpires(t *testing.T) {
 		t.Errorf("expired message still shows the code: %s", v.Blocks)
 	}
 	// New code still obeys the limits, and works.
-	if _, err := h.slack.Click(env.MessageID, "U1", "new_code"); err != nil {
+	if _, err := h.tryClick(env.MessageID, "U1", "new_code"); err != nil {
 		t.Fatal(err)
 	}
 	h.waitText(env.MessageID, "Code 2 of 3")
@@ -130,7 +130,7 @@ func TestWawpTimesOutThenRecovers(t *testing.T) {
 	if !eventually(waitLong, func() bool { return len(h.wawp.Calls(fakewawp.SessionInfo)) >= calls+3 }) {
 		t.Fatal("the bot stopped polling")
 	}
-	if v := h.slack.Message(env.MessageID).Latest(); !strings.Contains(string(v.Blocks), `"header"`) {
+	if v := h.latest(env.MessageID); !strings.Contains(string(v.Blocks), `"header"`) {
 		t.Fatalf("pairing ended during Wawp's outage: %s", shown(v))
 	}
 	h.wawp.FailAlways(instanceEG, fakewawp.SessionInfo, nil)

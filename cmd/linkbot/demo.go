@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,13 @@ import (
 const (
 	demoInstance = "A1B2C3D4E5F6"
 	demoAgent    = "UAGENT"
+	// The hand-off: a coordinator in #field-ops sends a code for an
+	// instance with status cards (announce) to the field agent holding
+	// the phone.
+	demoField       = "B1B2C3D4E5F6"
+	demoCoordinator = "UCOORD"
+	demoFieldAgent  = "UFIELDAGENT"
+	demoFieldOps    = "C0FIELDOPS"
 	// demoLifetime is short so the demo ends in seconds; the transcript
 	// says so, since a real code lasts pairing.DefaultCodeLifetime.
 	demoLifetime = 9 * time.Second
@@ -46,6 +54,13 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	wawp := fakewawp.New("demo-wawp-token")
 	defer wawp.Close()
 	wawp.AddInstance(demoInstance, "")
+	wawp.AddInstance(demoField, "")
+	// Slack as the app made from manifest.yml has it (the Messages tab on,
+	// for DMs), the field agent a member of the workspace, and the bot
+	// invited to #field-ops (for its status cards).
+	slack.SetMessagesTab(true)
+	slack.SetUser(fakeslack.User{ID: demoFieldAgent, Name: "field-agent"})
+	slack.SetChannel(fakeslack.Channel{ID: demoFieldOps, Public: true, Member: true})
 
 	dir, err := os.MkdirTemp("", "linkbot-demo-")
 	if err != nil {
@@ -53,7 +68,8 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	}
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "linkbot.yml")
-	cfgText := "default_region: EG\ncode_lifetime: " + demoLifetime.String() + "\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + demoInstance + "\n    region: EG\n"
+	cfgText := "default_region: EG\ncode_lifetime: " + demoLifetime.String() + "\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + demoInstance + "\n    region: EG\n" +
+		"  - alias: field-eg\n    id: " + demoField + "\n    region: EG\n    announce: true\n"
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
 	}
@@ -78,22 +94,44 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 		<-done
 	}()
 
-	p := &transcript{out: stdout, slack: slack, json: *asJSON, reader: reader{names: map[string]string{demoAgent: "agent"}, loc: time.Local}}
+	p := &transcript{out: stdout, slack: slack, json: *asJSON, reader: reader{
+		names:    map[string]string{demoAgent: "agent", demoCoordinator: "coordinator", demoFieldAgent: "field-agent"},
+		channels: map[string]string{"C0SUPPORT": "support", demoFieldOps: "field-ops"},
+		loc:      time.Local,
+	}}
 	zone, _ := time.Now().Zone()
 	fmt.Fprintln(stdout, "linkbot demo: the real bot, with an in-process Slack and Wawp (no account, no network).")
-	fmt.Fprintf(stdout, "Messages are shown as Slack renders them for the agent; times are in your time zone (%s).\n", zone)
+	fmt.Fprintf(stdout, "Messages are shown as Slack renders them for whoever sees them; times are in your time zone (%s).\n", zone)
 	fmt.Fprintf(stdout, "Time is sped up: codes here last %.0f s instead of %.0f s, so the countdown reads \"under a minute left\" throughout.\n",
 		cmp.Or(opts.codeLifetime, demoLifetime).Seconds(), pairing.DefaultCodeLifetime.Seconds())
 	if !slack.WaitConnected(10 * time.Second) {
 		return errors.New("demo: the bot did not connect to the fake Slack")
 	}
 	step := func(format string, a ...any) { fmt.Fprintf(stdout, "\n▶ "+format+"\n", a...) }
-	wait := func(id, want string) error {
-		if !slack.WaitFor(15*time.Second, func() bool { return strings.Contains(string(slack.Message(id).Latest().Blocks), want) }) {
+	// newest is the newest message of a command's thread showing want.
+	newest := func(thread, want string) (fakeslack.Message, bool) {
+		th := slack.Thread(thread)
+		for i := len(th) - 1; i >= 0; i-- {
+			if strings.Contains(string(th[i].Latest().Blocks), want) {
+				return th[i], true
+			}
+		}
+		return fakeslack.Message{}, false
+	}
+	wait := func(thread, want string) error {
+		if !slack.WaitFor(15*time.Second, func() bool { _, ok := newest(thread, want); return ok }) {
 			return fmt.Errorf("demo: message never showed %q", want)
 		}
 		p.flush()
 		return nil
+	}
+	click := func(thread, action string) error {
+		m, ok := newest(thread, `"action_id":"`+action+`"`)
+		if !ok {
+			return fmt.Errorf("demo: no %s button to click", action)
+		}
+		_, err := slack.Click(m.ID, demoAgent, action)
+		return err
 	}
 
 	step("An agent in #support types: /link support-eg 0111 222 3333")
@@ -104,8 +142,11 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	if err := wait(env1.MessageID, "Enter this code"); err != nil {
 		return err
 	}
-	step("The countdown moves on by itself (sped up: a cron tick edits the message in coarse steps):")
-	if !slack.WaitFor(15*time.Second, func() bool { return len(slack.Message(env1.MessageID).Versions) >= 4 }) {
+	step("Slack lets no one edit a message posted through a slash command's response_url, so the code shows its expiry\n  as a time. The agent clicks Refresh: a click's response_url can replace the message, and from then on the\n  countdown moves in place (sped up: a cron tick edits it in coarse steps).")
+	if err := click(env1.MessageID, "refresh"); err != nil {
+		return err
+	}
+	if !slack.WaitFor(15*time.Second, func() bool { m, _ := newest(env1.MessageID, "Enter this code"); return len(m.Versions) >= 4 }) {
 		return errors.New("demo: the countdown did not move")
 	}
 	p.flush()
@@ -127,7 +168,7 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 		return err
 	}
 	for n, action := range []string{"new_code", "new_code", "cancel"} {
-		if _, err := slack.Click(env2.MessageID, demoAgent, action); err != nil {
+		if err := click(env2.MessageID, action); err != nil {
 			return err
 		}
 		want := fmt.Sprintf("Code %d of 3", n+2)
@@ -144,6 +185,37 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 		return err
 	}
 	if err := wait(env3.MessageID, "already had 3 codes"); err != nil {
+		return err
+	}
+
+	step("A hand-off: a coordinator in #field-ops, where the bot was invited, sends a code to the field agent holding\n  the phone: /link field-eg 0122 333 4444 @field-agent. The code goes to the agent's DM, never to the coordinator;\n  field-eg has announce: true, so the channel gets a status card (masked number, never the code).")
+	if _, err := slack.SendCommand(fakeslack.Command{User: demoCoordinator, Channel: demoFieldOps, Text: "field-eg 0122 333 4444 <@" + demoFieldAgent + "|field-agent>"}); err != nil {
+		return err
+	}
+	// shows reports whether one of msgs shows want now.
+	shows := func(msgs []fakeslack.Message, want string) bool {
+		return slices.ContainsFunc(msgs, func(m fakeslack.Message) bool { return strings.Contains(string(m.Latest().Blocks), want) })
+	}
+	waitUntil := func(what string, cond func() bool) error {
+		if !slack.WaitFor(15*time.Second, cond) {
+			return fmt.Errorf("demo: %s never happened", what)
+		}
+		p.flush()
+		return nil
+	}
+	if err := waitUntil("the hand-off", func() bool {
+		return shows(slack.DMScreen(demoFieldAgent), "Enter this code") && shows(slack.Screen(demoCoordinator, demoFieldOps), "Code sent to")
+	}); err != nil {
+		return err
+	}
+	step("The field agent types the code into WhatsApp on the phone.")
+	if err := wawp.EnterCode(demoField, wawp.Code(demoField)); err != nil {
+		return err
+	}
+	if err := waitUntil("the hand-off's link", func() bool {
+		return shows(slack.DMScreen(demoFieldAgent), "✅ Linked") && shows(slack.Screen("UANYONE", demoFieldOps), "✅ Linked at") &&
+			shows(slack.Screen(demoCoordinator, demoFieldOps), "✅ Linked —")
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\nWawp received %d code requests; WhatsApp's lock-out was never reached. Slack rules broken: %d.\n",
@@ -168,26 +240,68 @@ func (t *transcript) flush() {
 	if t.printed == nil {
 		t.printed = map[string]int{}
 	}
+	// Every change not printed yet, in the order it happened.
+	type change struct {
+		m fakeslack.Message
+		v fakeslack.Version
+	}
+	var changes []change
 	for _, m := range t.slack.Messages() {
 		for _, v := range m.Versions[t.printed[m.ID]:] {
-			how := "replaces the message"
-			if v.Via == "ack" {
-				how = "answers at once"
-			}
-			fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(m.User), how)
-			if t.json {
-				var pretty any
-				json.Unmarshal(v.Blocks, &pretty)
-				b, _ := json.MarshalIndent(map[string]any{"text": v.Text, "blocks": pretty}, "  ", "  ")
-				fmt.Fprintf(t.out, "  %s\n", b)
-				continue
-			}
-			for _, line := range strings.Split(t.reader.render(v.Blocks), "\n") {
-				fmt.Fprintf(t.out, "  %s\n", line)
-			}
+			changes = append(changes, change{m, v})
 		}
 		t.printed[m.ID] = len(m.Versions)
 	}
+	slices.SortFunc(changes, func(a, b change) int { return a.v.Seq - b.v.Seq })
+	for _, c := range changes {
+		if c.v.Via == fakeslack.ViaDelete {
+			continue
+		}
+		switch {
+		case c.m.Ephemeral:
+			fmt.Fprintf(t.out, "\n  [linkbot → @%s, only they see it; %s]\n", t.reader.name(c.m.User), howShown(c.m, c.v))
+		case c.m.Channel == fakeslack.DMChannel(c.m.User):
+			fmt.Fprintf(t.out, "\n  [linkbot → @%s, in their DM with the bot; %s]\n", t.reader.name(c.m.User), howShown(c.m, c.v))
+		default:
+			fmt.Fprintf(t.out, "\n  [linkbot → #%s, everyone in the channel sees it; %s]\n", t.reader.channel(c.m.Channel), howShown(c.m, c.v))
+		}
+		if t.json {
+			var pretty any
+			json.Unmarshal(c.v.Blocks, &pretty)
+			b, _ := json.MarshalIndent(map[string]any{"text": c.v.Text, "blocks": pretty}, "  ", "  ")
+			fmt.Fprintf(t.out, "  %s\n", b)
+			continue
+		}
+		for _, line := range strings.Split(t.reader.render(c.v.Blocks), "\n") {
+			fmt.Fprintf(t.out, "  %s\n", line)
+		}
+	}
+}
+
+// howShown says how a version of a message reached the screen.
+func howShown(m fakeslack.Message, v fakeslack.Version) string {
+	switch v.Via {
+	case fakeslack.ViaAck:
+		return "answers at once"
+	case fakeslack.ViaCommandURL:
+		return "a new message below"
+	case fakeslack.ViaClickURL:
+		if len(m.Versions) > 0 && m.Versions[0].Seq == v.Seq {
+			return "a new message below"
+		}
+		return "replaces the message"
+	case fakeslack.ViaPostMessage:
+		if m.Channel == fakeslack.DMChannel(m.User) {
+			return "a new message"
+		}
+		return "the status card, a new message"
+	case fakeslack.ViaUpdate:
+		if m.Channel == fakeslack.DMChannel(m.User) {
+			return "updates that message"
+		}
+		return "updates the card"
+	}
+	return v.Via
 }
 
 // blockLines lists a message's blocks as text lines, roughly as Slack lays
@@ -245,8 +359,9 @@ func blockTexts(blocks json.RawMessage, show func(text string, mrkdwn bool) stri
 // their time zone, mentions by name, mrkdwn as formatting rather than
 // marker characters (a terminal has no bold, so the markers just go).
 type reader struct {
-	names map[string]string // Slack user ID → display name
-	loc   *time.Location
+	names    map[string]string // Slack user ID → display name
+	channels map[string]string // channel ID → name
+	loc      *time.Location
 }
 
 // render draws Block Kit as plain text.
@@ -262,6 +377,11 @@ func (r reader) render(blocks json.RawMessage) string {
 // name is how Slack shows user id to this reader.
 func (r reader) name(id string) string {
 	return or(r.names[id], id)
+}
+
+// channel is how Slack shows channel id to this reader.
+func (r reader) channel(id string) string {
+	return or(r.channels[id], id)
 }
 
 var (
@@ -307,7 +427,7 @@ func (r reader) mrkdwn(text string) string {
 			}
 			return "@" + r.name(target[1:])
 		case strings.HasPrefix(target, "#"):
-			return "#" + or(label, target[1:])
+			return "#" + or(label, r.channel(target[1:]))
 		case strings.HasPrefix(target, "!"):
 			return "@" + strings.TrimPrefix(or(label, target[1:]), "@")
 		case hasLabel:

@@ -36,7 +36,17 @@ func TestDemo(t *testing.T) {
 		"Code 3 of 3 for this number in 15 min · next code allowed at",
 		"🛑 Cancelled",
 		"🚫 +20 10 01234567 already had 3 codes in the last 15 min.",
-		"Wawp received 4 code requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
+		// The hand-off, as each person sees it: the coordinator (never the
+		// code), the field agent's DM, and #field-ops's card.
+		"[linkbot → @coordinator, only they see it; answers at once]\n  ⏳ Requesting a pairing code for +20 12 23334444 on field-eg, to send to @field-agent privately…",
+		"[linkbot → @field-agent, in their DM with the bot; a new message]\n  📨 @coordinator is getting you a WhatsApp pairing code for the phone +20 12 23334444",
+		"[linkbot → #field-ops, everyone in the channel sees it; the status card, a new message]\n  📱 WhatsApp pairing · field-eg · +20 122 ••• 4444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ⏳ Waiting for the phone",
+		"[linkbot → @field-agent, in their DM with the bot; updates that message]\n  ┃ ",
+		"Code 1 of 3 for this number in 15 min · sent to you by @coordinator in #field-ops · only you and the bot see this DM",
+		"[linkbot → @coordinator, only they see it; a new message below]\n  📨 Code sent to @field-agent privately",
+		"[linkbot → #field-ops, everyone in the channel sees it; updates the card]\n  📱 WhatsApp pairing · field-eg · +20 122 ••• 4444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ✅ Linked at",
+		"[linkbot → @coordinator, only they see it; a new message below]\n  ✅ Linked — +20 12 23334444 is now connected to field-eg",
+		"Wawp received 5 code requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("transcript lacks %q", want)
@@ -52,10 +62,18 @@ func TestDemo(t *testing.T) {
 			t.Errorf("transcript shows %q as it is sent, not as Slack renders it", raw)
 		}
 	}
-	// The first code and its two countdown edits, and the second phone's
-	// three codes (a countdown edit among them if the clicks lag).
-	if n := strings.Count(got, "┃ "); n < 6 || n > 7 {
-		t.Errorf("transcript shows %d code headers, want 6 or 7", n)
+	// The first code and its two countdown edits, the second phone's three
+	// codes (a countdown edit among them if the clicks lag), and the
+	// hand-off's code in the field agent's DM (a countdown step too if the
+	// phone is slow).
+	if n := strings.Count(got, "┃ "); n < 7 || n > 9 {
+		t.Errorf("transcript shows %d code headers, want 7 to 9", n)
+	}
+	// What the coordinator and the channel see never holds the code.
+	for _, block := range strings.Split(got, "\n\n") {
+		if (strings.Contains(block, "→ @coordinator") || strings.Contains(block, "→ #field-ops")) && strings.Contains(block, "┃") {
+			t.Errorf("the coordinator or the channel was shown a code:\n%s", block)
+		}
 	}
 }
 

@@ -37,7 +37,7 @@ func TestLinkHappyPath(t *testing.T) {
 			h := newHarness(t)
 			h.start()
 			env := h.command("U1", tt.text)
-			ack := h.waitVersions(env.MessageID, 1)
+			ack := h.waitAck(env)
 			if want := "Requesting a pairing code for " + tt.phone + " on "; !strings.Contains(ack.Text, want) {
 				t.Errorf("ack text = %q, want it to contain %q", ack.Text, want)
 			}
@@ -147,7 +147,7 @@ func TestWarmUpRetryButton(t *testing.T) {
 	h.waitText(env.MessageID, "still starting up. Try again in 10 s")
 	// Pressed at once: refused by the bot, Wawp not asked again.
 	before := len(h.wawp.Calls(""))
-	if _, err := h.slack.Click(env.MessageID, "U1", "try_again"); err != nil {
+	if _, err := h.tryClick(env.MessageID, "U1", "try_again"); err != nil {
 		t.Fatal(err)
 	}
 	h.waitText(env.MessageID, "needs a little longer to start")
@@ -197,7 +197,7 @@ func TestConcurrentRequestsForOnePhone(t *testing.T) {
 	for _, env := range envs {
 		v := h.waitText(env.MessageID, "")
 		ok := h.slack.WaitFor(waitLong, func() bool {
-			v = h.slack.Message(env.MessageID).Latest()
+			v = h.latest(env.MessageID)
 			s := shown(v)
 			return strings.Contains(s, "Enter this code") || strings.Contains(s, "already had 3 codes")
 		})
@@ -226,7 +226,7 @@ func TestOneLivePairingPerInstance(t *testing.T) {
 	second := h.command("U2", "support-eg +201009998888")
 	h.waitText(second.MessageID, "already has a live code, requested by <@U1>")
 	// Cancel frees the instance and withdraws the code.
-	if _, err := h.slack.Click(first.MessageID, "U1", "cancel"); err != nil {
+	if _, err := h.tryClick(first.MessageID, "U1", "cancel"); err != nil {
 		t.Fatal(err)
 	}
 	v := h.waitText(first.MessageID, "Cancelled")
@@ -237,37 +237,38 @@ func TestOneLivePairingPerInstance(t *testing.T) {
 	h.waitText(third.MessageID, "Enter this code")
 }
 
+// TestButtons: every button answers in place, on the message that held it
+// (a click's response_url replaces that message): Refresh shows the live
+// countdown, New code the next code, and at the phone's limit no New code.
 func TestButtons(t *testing.T) {
 	h := newHarness(t)
 	h.start()
 	env := h.command("U1", "support-eg +201112223333")
 	h.waitText(env.MessageID, "Code 1 of 3")
 	first := h.wawp.Code(instanceEG)
-	if _, err := h.slack.Click(env.MessageID, "U1", "refresh"); err != nil {
-		t.Fatal(err)
-	}
-	n := len(h.slack.Message(env.MessageID).Versions)
-	v := h.waitVersions(env.MessageID, n+1)
+	code, _ := h.waitMessage(env.MessageID, "Code 1 of 3")
+	h.click(env.MessageID, "U1", "refresh")
+	v := h.waitText(env.MessageID, "min left")
 	if !strings.Contains(shown(v), first[:4]+"-"+first[4:]) {
 		t.Errorf("refresh lost the code: %s", shown(v))
 	}
-	if _, err := h.slack.Click(env.MessageID, "U1", "new_code"); err != nil {
-		t.Fatal(err)
-	}
+	h.click(env.MessageID, "U1", "new_code")
 	h.waitText(env.MessageID, "Code 2 of 3")
-	if second := h.wawp.Code(instanceEG); second == first || !strings.Contains(shown(h.slack.Message(env.MessageID).Latest()), second[:4]+"-"+second[4:]) {
-		t.Errorf("new code not shown")
+	if second := h.wawp.Code(instanceEG); second == first || !strings.Contains(shown(h.slack.Message(code.ID).Latest()), second[:4]+"-"+second[4:]) {
+		t.Errorf("new code not shown in place of the first")
 	}
 	// Third code: the limit leaves no New code button, and says when.
-	if _, err := h.slack.Click(env.MessageID, "U1", "new_code"); err != nil {
-		t.Fatal(err)
-	}
+	h.click(env.MessageID, "U1", "new_code")
 	v = h.waitText(env.MessageID, "Code 3 of 3")
 	if !strings.Contains(shown(v), "next code allowed at") {
 		t.Errorf("no next-code time: %s", shown(v))
 	}
-	if _, err := h.slack.Click(env.MessageID, "U1", "new_code"); err == nil {
+	if _, err := h.tryClick(env.MessageID, "U1", "new_code"); err == nil {
 		t.Error("New code button shown although the phone's limit is reached")
+	}
+	// All of it happened in one message, below the ack.
+	if screen := h.slack.Screen("U1", "C0SUPPORT"); len(screen) != 2 || screen[1].ID != code.ID {
+		t.Errorf("U1's screen:\n%s\nwant the ack and the code message, changed in place", screenText(screen))
 	}
 }
 
@@ -290,7 +291,7 @@ func TestInputProblemsAnsweredInAck(t *testing.T) {
 			h := newHarness(t)
 			h.start()
 			env := h.command("U1", tt.text)
-			v := h.waitVersions(env.MessageID, 1)
+			v := h.waitAck(env)
 			if !strings.Contains(shown(v), tt.want) {
 				t.Errorf("reply = %q, want it to contain %q", shown(v), tt.want)
 			}

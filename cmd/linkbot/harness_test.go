@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/linkbot/linkbot/bot"
 	"github.com/linkbot/linkbot/bot/fakeslack"
@@ -104,6 +108,55 @@ func (h *harness) tick() {
 	b.Tick(context.Background())
 }
 
+// tickAndWait is tick that also waits for the edits the tick started.
+func (h *harness) tickAndWait() {
+	h.t.Helper()
+	h.tick()
+	b := h.bot.Load()
+	if !eventually(waitLong, func() bool { return b.EditsInFlight() == 0 }) {
+		h.t.Fatal("the tick's edits never finished")
+	}
+}
+
+// appManifest is what manifest.yml sets that the fake must mirror.
+type appManifest struct {
+	Features struct {
+		AppHome struct {
+			MessagesTab bool `yaml:"messages_tab_enabled"`
+		} `yaml:"app_home"`
+		SlashCommands []struct {
+			Command      string `yaml:"command"`
+			ShouldEscape bool   `yaml:"should_escape"`
+		} `yaml:"slash_commands"`
+	} `yaml:"features"`
+	OAuth struct {
+		Scopes struct {
+			Bot []string `yaml:"bot"`
+		} `yaml:"scopes"`
+	} `yaml:"oauth_config"`
+}
+
+// readManifest reads manifest.yml.
+func readManifest(t testing.TB) appManifest {
+	t.Helper()
+	raw, err := os.ReadFile("../../manifest.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m appManifest
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("manifest.yml: %v", err)
+	}
+	return m
+}
+
+// manifestMessagesTab reads manifest.yml's
+// features.app_home.messages_tab_enabled: whether Slack lets the app post
+// in its DMs with people (delivery: dm, hand-offs).
+func manifestMessagesTab(t testing.TB) bool {
+	return readManifest(t).Features.AppHome.MessagesTab
+}
+
 // baseConfig is the config file every end-to-end test starts from.
 const baseConfig = "wawp_timeout: 500ms\ntick_interval: 1s\ninstances:\n  - alias: support-eg\n    id: " + instanceEG + "\n    region: EG\n"
 
@@ -133,6 +186,12 @@ func newHarness(t testing.TB) *harness {
 	}
 	t.Cleanup(h.slack.Close)
 	t.Cleanup(h.wawp.Close)
+	// Slack as the app made from manifest.yml has it: its Messages tab, its
+	// bot scopes, and the harness's clock for the fake's limits and
+	// lifetimes.
+	h.slack.SetMessagesTab(manifestMessagesTab(t))
+	h.slack.SetScopes(readManifest(t).OAuth.Scopes.Bot...)
+	h.slack.SetClock(h.clock.Now)
 	h.wawp.AddInstance(instanceEG, "")
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "linkbot.yml")
@@ -196,29 +255,98 @@ func (h *harness) command(user, text string) *fakeslack.Envelope {
 	return env
 }
 
-// waitText waits until message id's latest text contains want and returns it.
-func (h *harness) waitText(id, want string) fakeslack.Version {
-	h.t.Helper()
-	var v fakeslack.Version
-	ok := h.slack.WaitFor(waitLong, func() bool {
-		v = h.slack.Message(id).Latest()
-		return strings.Contains(shown(v), want)
-	})
-	if !ok {
-		h.t.Fatalf("message %s never showed %q; latest: %s %s\nlogs:\n%s", id, want, v.Text, v.Blocks, h.logs.String())
+// latest is what changed last among the messages of thread (a command's
+// ack message ID, Envelope.MessageID): what its user just saw happen.
+func (h *harness) latest(thread string) fakeslack.Version {
+	var last fakeslack.Version
+	for _, m := range h.slack.Thread(thread) {
+		if v := m.Latest(); v.Seq > last.Seq {
+			last = v
+		}
 	}
-	return v
+	return last
 }
 
-// waitFinal waits until message id has n versions and returns the last.
-func (h *harness) waitVersions(id string, n int) fakeslack.Version {
+// waitText waits until one of thread's messages (what the command brought
+// to its user's screen: its ack and every message its response_url or
+// clicks on them made) shows want, and returns that message as it is then.
+func (h *harness) waitText(thread, want string) fakeslack.Version {
 	h.t.Helper()
-	ok := h.slack.WaitFor(waitLong, func() bool { return len(h.slack.Message(id).Versions) >= n })
-	m := h.slack.Message(id)
+	m, ok := h.waitMessage(thread, want)
 	if !ok {
-		h.t.Fatalf("message %s has %d versions, want %d: %+v\nlogs:\n%s", id, len(m.Versions), n, m.Versions, h.logs.String())
+		h.t.Fatalf("thread %s never showed %q; it shows:\n%s\nlogs:\n%s", thread, want, screenText(h.slack.Thread(thread)), h.logs.String())
 	}
 	return m.Latest()
+}
+
+// waitMessage waits until one of thread's messages shows want and returns
+// the newest such message.
+func (h *harness) waitMessage(thread, want string) (fakeslack.Message, bool) {
+	var found fakeslack.Message
+	ok := h.slack.WaitFor(waitLong, func() bool {
+		th := h.slack.Thread(thread)
+		for i := len(th) - 1; i >= 0; i-- {
+			if strings.Contains(shown(th[i].Latest()), want) {
+				found = th[i]
+				return true
+			}
+		}
+		return false
+	})
+	return found, ok
+}
+
+// waitAck waits for the command's ack and returns it.
+func (h *harness) waitAck(env *fakeslack.Envelope) fakeslack.Version {
+	h.t.Helper()
+	var m fakeslack.Message
+	if !h.slack.WaitFor(waitLong, func() bool { m = h.slack.Message(env.MessageID); return len(m.Versions) > 0 }) {
+		h.t.Fatalf("command %s never acked", env.ID)
+	}
+	return m.Versions[0]
+}
+
+// click presses action as user on the newest message of thread that shows
+// the button (as a person would: the one at the bottom).
+func (h *harness) click(thread, user, action string) *fakeslack.Envelope {
+	h.t.Helper()
+	env, err := h.tryClick(thread, user, action)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return env
+}
+
+// tryClick is click that reports a button no message shows.
+func (h *harness) tryClick(thread, user, action string) (*fakeslack.Envelope, error) {
+	th := h.slack.Thread(thread)
+	for i := len(th) - 1; i >= 0; i-- {
+		if strings.Contains(string(th[i].Latest().Blocks), `"action_id":"`+action+`"`) {
+			return h.slack.Click(th[i].ID, user, action)
+		}
+	}
+	return nil, fmt.Errorf("no message of thread %s shows a %q button:\n%s", thread, action, screenText(th))
+}
+
+// editableCode lists the messages on user's screens (the channel, their
+// DM) that the bot could still edit and that show code.
+func (h *harness) editableCode(user, code string) []fakeslack.Message {
+	var out []fakeslack.Message
+	for _, m := range append(h.slack.Screen(user, "C0SUPPORT"), h.slack.DMScreen(user)...) {
+		if m.Editable && strings.Contains(shown(m.Latest()), code[:4]+"-"+code[4:]) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// screenText is a screen as text, for failure messages.
+func screenText(ms []fakeslack.Message) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "  [%s %s editable=%v] %s\n", m.ID, m.Via, m.Editable, strings.ReplaceAll(shown(m.Latest()), "\n", " | "))
+	}
+	return b.String()
 }
 
 // shown is everything a person sees in a message version, markup kept:

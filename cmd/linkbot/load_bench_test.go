@@ -43,7 +43,7 @@ func loadRun(b *testing.B, n int, rate float64) (acks, overhead []time.Duration)
 	delivered := func() int {
 		c := 0
 		for _, env := range envs {
-			if len(h.slack.Message(env.MessageID).Versions) >= 2 {
+			if len(h.slack.Thread(env.MessageID)) >= 2 { // the ack and the code below it
 				c++
 			}
 		}
@@ -56,12 +56,12 @@ func loadRun(b *testing.B, n int, rate float64) (acks, overhead []time.Duration)
 	for _, env := range envs {
 		e := h.slack.Envelope(env.ID)
 		acks = append(acks, e.AckedAt.Sub(e.SentAt))
-		m := h.slack.Message(env.MessageID)
+		m := h.slack.Thread(env.MessageID)[1]
 		if !strings.Contains(shown(m.Latest()), "Enter this code") {
-			b.Fatalf("message %s: %s", env.MessageID, shown(m.Latest()))
+			b.Fatalf("message %s: %s", m.ID, shown(m.Latest()))
 		}
 		// Two Wawp calls per command: session info, then request-code.
-		overhead = append(overhead, m.Versions[1].At.Sub(e.AckedAt)-2*wawpLatency)
+		overhead = append(overhead, m.Versions[0].At.Sub(e.AckedAt)-2*wawpLatency)
 	}
 	calls := h.wawp.Calls(fakewawp.RequestCode)
 	phones := map[string]int{}

@@ -95,7 +95,7 @@ func TestOperations(t *testing.T) {
 	for range 2 { // two more codes, cancelled, then the 4th is refused
 		env = h.command("U1", "support-eg 0111 222 3333")
 		h.waitText(env.MessageID, "Enter this code")
-		h.slack.Click(env.MessageID, "U1", "cancel")
+		h.tryClick(env.MessageID, "U1", "cancel")
 		h.waitText(env.MessageID, "Cancelled")
 	}
 	env = h.command("U2", "support-eg +20 111 222 3333")
@@ -103,7 +103,7 @@ func TestOperations(t *testing.T) {
 
 	hist := h.command("U2", "history +20 111 222 3333")
 	h.waitText(hist.MessageID, "Last 10 events for")
-	golden(t, "history.txt", shown(h.slack.Message(hist.MessageID).Latest()))
+	golden(t, "history.txt", shown(h.latest(hist.MessageID)))
 	env = h.command("UINTRUDER", "support-eg +20 111 222 3333")
 	h.waitText(env.MessageID, "You are not on the list")
 

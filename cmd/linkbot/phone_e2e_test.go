@@ -24,7 +24,7 @@ func TestPastedPhonesEndToEnd(t *testing.T) {
 			h := newHarness(t)
 			h.start()
 			env := h.command("U1", tt.text)
-			ack := h.waitVersions(env.MessageID, 1)
+			ack := h.waitAck(env)
 			if want := "Requesting a pairing code for " + tt.phone + " on support-eg…"; !strings.Contains(ack.Text, want) {
 				t.Errorf("ack text = %q, want it to contain %q", ack.Text, want)
 			}

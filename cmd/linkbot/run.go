@@ -276,7 +276,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
 		Service: svc, Directory: dir,
-		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
+		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Delivery: cfg.Delivery, Announce: cfg.Announce, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
 		stop, err := listen(cfg.HTTPAddr, m, log)

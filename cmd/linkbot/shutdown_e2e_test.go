@@ -45,7 +45,7 @@ func TestShutdownWaitsForASlowRequest(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 	h.cancel = nil
-	if got := shown(h.slack.Message(env.MessageID).Latest()); !strings.Contains(got, "Wawp did not answer in time") {
+	if got := shown(h.latest(env.MessageID)); !strings.Contains(got, "Wawp did not answer in time") {
 		t.Errorf("after shutdown the message shows\n%s\nwant Wawp's timeout\nlogs:\n%s", got, h.logs.String())
 	}
 }
@@ -71,7 +71,7 @@ func TestRestartAfterCrashMidRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.stop()
-	if got := shown(h.slack.Message(env.MessageID).Latest()); !strings.Contains(got, "Requesting") {
+	if got := shown(h.latest(env.MessageID)); !strings.Contains(got, "Requesting") {
 		t.Fatalf("the dead process's answer showed: %s", got)
 	}
 	writeFile(t, h.env["LINKBOT_DB"], string(crashImage))

@@ -457,7 +457,12 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 		return db.appendEndAudit(ctx, tx, s.ReplacedAudit, pairing.EventSuperseded, s.Now)
 	}
 	p := old.p
-	p.ResponseURL, p.URLIssued = s.ReplacedURL, s.Now
+	if s.ReplacedURL != "" {
+		// The click's fresh response_url replaces the clicked message: it
+		// edits the old pairing's ephemeral message from now on. A click
+		// in the DM brought none, and the editors stay as they were.
+		p.ClickURL, p.ClickIssued = s.ReplacedURL, s.Now
+	}
 	if err := db.save(ctx, tx, *old, &p, dbNow, s.Now); err != nil {
 		return err
 	}

@@ -99,13 +99,23 @@ func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
 	return nil
 }
 
-// viewPath is where the view shown on surface is in a pairing's document:
-// last_view for the ephemeral message, views → surface for the others.
+// checkSurface refuses a surface pairings do not have (pairing.ErrNoSurface),
+// after ctx: a call whose context is done says so first, as every other.
+func checkSurface(ctx context.Context, surface string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return pairing.CheckSurface(surface)
+}
+
+// viewPath is where the view shown on surface is in a pairing's document
+// (see pairing.Pairing.View): last_view for the ephemeral message, dm →
+// last_view and card → last_view for the others.
 func viewPath(surface string) []string {
 	if surface == pairing.SurfaceEphemeral {
 		return []string{"last_view"}
 	}
-	return []string{"views", surface}
+	return []string{surface, "last_view"}
 }
 
 // ClaimView claims the edit c names (see pairing.Storage), with its
@@ -119,6 +129,9 @@ func viewPath(surface string) []string {
 // after (lock order: pairing row, then response_url row), and a spent
 // budget rolls the claim back.
 func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	if err := checkSurface(ctx, c.Surface); err != nil {
+		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
+	}
 	var won bool
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		won = false
@@ -165,9 +178,15 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 
 // FinishView ends claim token on pairing id's surface (see
 // pairing.Storage), in one transaction: the row is locked and read, the
-// view set as pairing.Pairing sets it (an empty view leaves no entry),
-// the claim removed.
-func (db *DB) FinishView(ctx context.Context, id, surface, token, shown string, unwatch bool) (bool, error) {
+// surface set as pairing.Pairing.WithShown sets it, the claim removed. The
+// ephemeral message's view is the document's last_view; the DM and the
+// card are the document's dm and card, each replaced whole (as every
+// write of the pairing replaces them), and left out when zero, as
+// encoding/json leaves them out.
+func (db *DB) FinishView(ctx context.Context, id, surface, token string, shown pairing.Surface, unwatch bool) (bool, error) {
+	if err := checkSurface(ctx, surface); err != nil {
+		return false, fmt.Errorf("finish view of %q: %w", id, err)
+	}
 	var done bool
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		done = false
@@ -187,16 +206,23 @@ func (db *DB) FinishView(ctx context.Context, id, surface, token, shown string, 
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return fmt.Errorf("the stored pairing does not parse: %w", err)
 		}
-		p = p.WithView(surface, pgText(shown))
-		views, err := encodeJSON(p.Views)
+		p = p.WithShown(surface, shown)
+		var set []byte // the surface's document key as it is now; null: none
+		switch surface {
+		case pairing.SurfaceEphemeral:
+			set, err = encodeJSON(map[string]string{"last_view": p.LastView})
+		case pairing.SurfaceDM:
+			set, err = surfaceDoc(surface, p.DM)
+		case pairing.SurfaceCard:
+			set, err = surfaceDoc(surface, p.Card)
+		}
 		if err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE pairings SET
-				doc = jsonb_set(doc - 'views', '{last_view}', to_jsonb($3::text)) || CASE WHEN $4::jsonb = 'null' THEN '{}'::jsonb ELSE jsonb_build_object('views', $4::jsonb) END
-					#- ARRAY['view_claims', $2::text],
-				watched = watched AND NOT $5::boolean
-			WHERE id = $1`, pgText(id), pgText(surface), p.LastView, views, unwatch)
+				doc = (doc - $2::text || coalesce($3::jsonb, '{}'::jsonb)) #- ARRAY['view_claims', $2::text],
+				watched = watched AND NOT $4::boolean
+			WHERE id = $1`, pgText(id), pgText(surface), set, unwatch)
 		done = err == nil
 		return err
 	})
@@ -204,4 +230,14 @@ func (db *DB) FinishView(ctx context.Context, id, surface, token, shown string, 
 		return false, fmt.Errorf("finish view of %q: %w", id, err)
 	}
 	return done, nil
+}
+
+// surfaceDoc is the document key of a DM or card surface sf, named
+// surface (its key in pairing.Pairing's JSON): {"dm": {...}}, or nil for
+// a zero sf, which encoding/json leaves out.
+func surfaceDoc(surface string, sf pairing.Surface) ([]byte, error) {
+	if sf == (pairing.Surface{}) {
+		return nil, nil
+	}
+	return encodeJSON(map[string]pairing.Surface{surface: sf})
 }

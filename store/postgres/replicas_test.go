@@ -288,7 +288,7 @@ func TestClaimLapsesOnDatabaseClock(t *testing.T) {
 	granted(t, dbs[0], reservation("a", "I1", "201112223333", "U1", time.Now()))
 	behind := time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
 	ahead := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := pairing.ViewClaim{ID: "a", Surface: "dm", To: "live:0", Token: "T1", Now: behind, For: time.Hour}
+	c := pairing.ViewClaim{ID: "a", Surface: pairing.SurfaceDM, To: "live:0", Token: "T1", Now: behind, For: time.Hour}
 	if won, err := dbs[0].ClaimView(t.Context(), c); !won || err != nil {
 		t.Fatalf("first claim: %v, %v", won, err)
 	}
@@ -296,7 +296,7 @@ func TestClaimLapsesOnDatabaseClock(t *testing.T) {
 	if won, err := dbs[1].ClaimView(t.Context(), c); won || err != nil {
 		t.Errorf("a claimer in 2100: %v, %v; want the hour's claim to hold", won, err)
 	}
-	if done, err := dbs[0].FinishView(t.Context(), "a", "dm", "T1", "", false); !done || err != nil {
+	if done, err := dbs[0].FinishView(t.Context(), "a", pairing.SurfaceDM, "T1", pairing.Surface{}, false); !done || err != nil {
 		t.Fatalf("release: %v, %v", done, err)
 	}
 	c.Token, c.Now, c.For = "T3", ahead, time.Microsecond
@@ -307,7 +307,7 @@ func TestClaimLapsesOnDatabaseClock(t *testing.T) {
 	if won, err := dbs[1].ClaimView(t.Context(), c); !won || err != nil {
 		t.Errorf("a claimer in 1990 after the microsecond: %v, %v; want it to win", won, err)
 	}
-	if done, err := dbs[0].FinishView(t.Context(), "a", "dm", "T3", "live:0", false); done || err != nil {
+	if done, err := dbs[0].FinishView(t.Context(), "a", pairing.SurfaceDM, "T3", pairing.Surface{LastView: "live:0"}, false); done || err != nil {
 		t.Errorf("the lapsed claimer finishing: %v, %v; want nothing", done, err)
 	}
 }

@@ -30,7 +30,7 @@ func seedPhone(i int) string {
 // seedEvents appends 60 events, one a minute from t0: 3 phones, 2
 // instances (support-eg recorded with its ID from the 30th on, as the
 // service writes events today; the earlier ones by alias alone, as older
-// versions did), 4 users. It returns them as Audit should return them:
+// versions did), 4 users, every fifth a hand-off's (with a recipient). It returns them as Audit should return them:
 // without digits or phone key.
 func seedEvents(t *testing.T, s pairing.Storage) []pairing.Event {
 	t.Helper()
@@ -46,6 +46,9 @@ func seedEvents(t *testing.T, s pairing.Storage) []pairing.Event {
 		}
 		if i%2 == 0 && i >= 30 {
 			e.InstanceID = "A1B2C3D4E5F6"
+		}
+		if i%5 == 0 {
+			e.Recipient = "U9" // a hand-off's: who got the code (issue 9)
 		}
 		if err := s.AppendAudit(t.Context(), e); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,8 @@ var claimCases = []testCase{
 	{"a claim holds until For runs out, then the edit may be claimed again", testClaimLapse},
 	{"finishing with From releases the edit", testClaimRelease},
 	{"surfaces are claimed and shown apart", testClaimSurfaces},
+	{"a DM's or card's finish records where its message is", testClaimPlacement},
+	{"a surface pairings do not have", testClaimNoSurface},
 	{"the response_url use is taken with the claim, or nothing is", testClaimBudget},
 	{"a claim survives the pairing's other writes and a restart", testClaimKept},
 	{"a pairing that is gone", testClaimGone},
@@ -45,7 +47,7 @@ func claimView(t *testing.T, s pairing.Storage, c pairing.ViewClaim, want bool, 
 // is want.
 func finishView(t *testing.T, s pairing.Storage, id, surface, token, shown string, unwatch, want bool, what string) {
 	t.Helper()
-	done, err := s.FinishView(t.Context(), id, surface, token, shown, unwatch)
+	done, err := s.FinishView(t.Context(), id, surface, token, pairing.Surface{LastView: shown}, unwatch)
 	if err != nil || done != want {
 		t.Errorf("%s: FinishView(%s, %s, %q) = %v, %v; want %v", what, surface, token, shown, done, err, want)
 	}
@@ -122,33 +124,115 @@ func testClaimRelease(t *testing.T, open func(*testing.T) Harness) {
 	claimView(t, s, claim("a", eph, "", "live:0", "T2", t0.Add(time.Second)), true, "the edit again")
 }
 
-// testClaimSurfaces: each surface has its own view and its own claim; a
-// view of another surface is kept in Views, and one set back to none
-// leaves no entry.
+// testClaimSurfaces: each surface has its own view and its own claim; the
+// DM's and the card's views are their Surface's LastView, and one set back
+// to none leaves the surface as it was.
 func testClaimSurfaces(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
-	for _, surface := range []string{pairing.SurfaceEphemeral, "dm", "card"} {
+	for _, surface := range []string{pairing.SurfaceEphemeral, pairing.SurfaceDM, pairing.SurfaceCard} {
 		claimView(t, s, claim("a", surface, "", surface+":live:0", "T-"+surface, t0), true, surface)
 	}
-	finishView(t, s, "a", "dm", "T-dm", "dm:live:0", false, true, "dm")
-	finishView(t, s, "a", "card", "T-card", "card:live:0", false, true, "card")
+	finishView(t, s, "a", pairing.SurfaceDM, "T-dm", "dm:live:0", false, true, "dm")
+	finishView(t, s, "a", pairing.SurfaceCard, "T-card", "card:live:0", false, true, "card")
 	claimView(t, s, claim("a", pairing.SurfaceEphemeral, "", "x", "T-again", t0), false, "the ephemeral claim still holds")
 	want := a
-	want.Views = map[string]string{"dm": "dm:live:0", "card": "card:live:0"}
+	want.DM.LastView, want.Card.LastView = "dm:live:0", "card:live:0"
 	got := mustPairing(t, s, "a")
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("views (-want +got):\n%s", diff)
 	}
-	if got.View("dm") != "dm:live:0" || got.View(pairing.SurfaceEphemeral) != "" || got.View("other") != "" {
-		t.Errorf("View: dm %q, ephemeral %q, other %q", got.View("dm"), got.View(pairing.SurfaceEphemeral), got.View("other"))
+	if got.View(pairing.SurfaceDM) != "dm:live:0" || got.View(pairing.SurfaceCard) != "card:live:0" || got.View(pairing.SurfaceEphemeral) != "" || got.View("other") != "" {
+		t.Errorf("View: dm %q, card %q, ephemeral %q, other %q", got.View(pairing.SurfaceDM), got.View(pairing.SurfaceCard), got.View(pairing.SurfaceEphemeral), got.View("other"))
 	}
-	claimView(t, s, claim("a", "dm", "dm:live:0", "gone", "T-dm2", t0), true, "dm again")
-	finishView(t, s, "a", "dm", "T-dm2", "", false, true, "dm back to none")
-	claimView(t, s, claim("a", "card", "card:live:0", "gone", "T-card2", t0), true, "card again")
-	finishView(t, s, "a", "card", "T-card2", "", false, true, "card back to none")
-	if got := mustPairing(t, s, "a"); got.Views != nil {
-		t.Errorf("Views = %#v after every surface went back to none, want nil", got.Views)
+	claimView(t, s, claim("a", pairing.SurfaceDM, "dm:live:0", "gone", "T-dm2", t0), true, "dm again")
+	finishView(t, s, "a", pairing.SurfaceDM, "T-dm2", "", false, true, "dm back to none")
+	claimView(t, s, claim("a", pairing.SurfaceCard, "card:live:0", "gone", "T-card2", t0), true, "card again")
+	finishView(t, s, "a", pairing.SurfaceCard, "T-card2", "", false, true, "card back to none")
+	if diff := cmp.Diff(a, mustPairing(t, s, "a")); diff != "" {
+		t.Errorf("after every surface went back to none (-want +got):\n%s", diff)
+	}
+}
+
+// testClaimPlacement: finishing a DM's or a card's edit records the
+// surface as the post left it — the first post's channel and ts, a
+// message posted anew, Slack's refusal — with its view, keeps the
+// recipient it was reserved with whatever the finish says, and leaves the
+// other surfaces alone; a restart keeps it.
+func testClaimPlacement(t *testing.T, open func(*testing.T) Harness) {
+	h := open(t)
+	s := h.Storage
+	r := reservation("a", "I1", phone(1), "U1", t0)
+	r.Pairing.Delivery = pairing.DeliveryDM
+	r.Pairing.DM = pairing.Surface{Recipient: "U9"}
+	r.Pairing.Card = pairing.Surface{Channel: "C1"}
+	a := live(t, s, r)
+
+	// The DM's first post: where it went, and what it shows.
+	claimView(t, s, claim("a", pairing.SurfaceDM, "", "dm:live:0", "T1", t0), true, "the DM's first post")
+	posted := pairing.Surface{Channel: "D1", TS: "1700000000.000100", LastView: "dm:live:0", Recipient: "U-other"}
+	if done, err := s.FinishView(t.Context(), "a", pairing.SurfaceDM, "T1", posted, false); !done || err != nil {
+		t.Fatalf("FinishView of the DM's first post: %v, %v", done, err)
+	}
+	want := a
+	want.DM = pairing.Surface{Channel: "D1", TS: "1700000000.000100", LastView: "dm:live:0", Recipient: "U9"}
+	if diff := cmp.Diff(want, mustPairing(t, s, "a")); diff != "" {
+		t.Errorf("after the DM's first post (-want +got):\n%s", diff)
+	}
+
+	// The card refused (the bot is not in the channel).
+	claimView(t, s, claim("a", pairing.SurfaceCard, "", "card:live:0", "T2", t0), true, "the card's first post")
+	refused := pairing.Surface{Channel: "C1", Failed: "not_in_channel"}
+	if done, err := s.FinishView(t.Context(), "a", pairing.SurfaceCard, "T2", refused, false); !done || err != nil {
+		t.Fatalf("FinishView of the refused card: %v, %v", done, err)
+	}
+	want.Card = refused
+
+	// The DM's message could no longer be edited: the final view posted
+	// anew, which the DM follows from then on.
+	endLive(t, s, "a", t0.Add(time.Second), pairing.StateExpired, false)
+	claimView(t, s, claim("a", pairing.SurfaceDM, "dm:live:0", "dm:expired", "T3", t0.Add(time.Second)), true, "the DM's final view")
+	anew := pairing.Surface{Channel: "D1", TS: "1700000060.000200", LastView: "dm:expired", Recipient: "U9"}
+	if done, err := s.FinishView(t.Context(), "a", pairing.SurfaceDM, "T3", anew, false); !done || err != nil {
+		t.Fatalf("FinishView of the DM posted anew: %v, %v", done, err)
+	}
+	want.DM = anew
+	s = h.Restart(t)
+	got := mustPairing(t, s, "a")
+	if got.State != pairing.StateExpired || got.Code != "" {
+		t.Errorf("pairing %s, code %q; want expired, no code", got.State, got.Code)
+	}
+	if diff := cmp.Diff([]pairing.Surface{want.DM, want.Card}, []pairing.Surface{got.DM, got.Card}); diff != "" {
+		t.Errorf("DM and card after a restart (-want +got):\n%s", diff)
+	}
+	if got.ClickURL != a.ClickURL || got.ResponseURL != a.ResponseURL || got.Delivery != pairing.DeliveryDM {
+		t.Errorf("the ephemeral surface changed: %+v", got)
+	}
+}
+
+// testClaimNoSurface: a claim or a finish naming a surface pairings do
+// not have returns ErrNoSurface and changes nothing: no claim is made,
+// the pairing is as it was.
+func testClaimNoSurface(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	for _, surface := range []string{"other", "", "views", "last_view"} {
+		c := claim("a", surface, "", "x", "T-"+surface, t0)
+		c.URL, c.Issued = hookURL, t0
+		if won, err := s.ClaimView(t.Context(), c); won || !errors.Is(err, pairing.ErrNoSurface) {
+			t.Errorf("ClaimView(%q) = %v, %v; want ErrNoSurface", surface, won, err)
+		}
+		if done, err := s.FinishView(t.Context(), "a", surface, "T-"+surface, pairing.Surface{LastView: "x"}, true); done || !errors.Is(err, pairing.ErrNoSurface) {
+			t.Errorf("FinishView(%q) = %v, %v; want ErrNoSurface", surface, done, err)
+		}
+	}
+	if diff := cmp.Diff(a, mustPairing(t, s, "a")); diff != "" {
+		t.Errorf("the pairing changed (-want +got):\n%s", diff)
+	}
+	checkWatched(t, s, "a")
+	// No use of the url was taken: all five are left.
+	for i := range pairing.ResponseURLUses {
+		use(t, s, hookURL, t0, t0, 0, nil, fmt.Sprintf("use %d", i+1))
 	}
 }
 
@@ -198,9 +282,9 @@ func testClaimKept(t *testing.T, open func(*testing.T) Harness) {
 	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
 	const eph = pairing.SurfaceEphemeral
 	claimView(t, s, claim("a", eph, "", "live:0", "T1", t0), true, "claim")
-	claimView(t, s, claim("a", "dm", "", "dm:live:0", "T-dm", t0), true, "dm claim")
-	finishView(t, s, "a", "dm", "T-dm", "dm:live:0", false, true, "dm finish")
-	claimView(t, s, claim("a", "dm", "dm:live:0", "dm:cancelled", "T-dm2", t0), true, "dm claim again")
+	claimView(t, s, claim("a", pairing.SurfaceDM, "", "dm:live:0", "T-dm", t0), true, "dm claim")
+	finishView(t, s, "a", pairing.SurfaceDM, "T-dm", "dm:live:0", false, true, "dm finish")
+	claimView(t, s, claim("a", pairing.SurfaceDM, "dm:live:0", "dm:cancelled", "T-dm2", t0), true, "dm claim again")
 	endLive(t, s, "a", t0.Add(time.Second), pairing.StateCancelled, false)
 	if err := s.RecordView(t.Context(), "a", "", false); err != nil {
 		t.Fatal(err)
@@ -208,12 +292,12 @@ func testClaimKept(t *testing.T, open func(*testing.T) Harness) {
 	s = h.Restart(t)
 	now := t0.Add(2 * time.Second)
 	claimView(t, s, claim("a", eph, "", "cancelled", "T2", now), false, "another claim after the writes and the restart")
-	claimView(t, s, claim("a", "dm", "dm:live:0", "dm:cancelled", "T3", now), false, "another dm claim")
+	claimView(t, s, claim("a", pairing.SurfaceDM, "dm:live:0", "dm:cancelled", "T3", now), false, "another dm claim")
 	finishView(t, s, "a", eph, "T1", "cancelled", true, true, "the claimer finishing")
-	finishView(t, s, "a", "dm", "T-dm2", "dm:cancelled", false, true, "the dm claimer finishing")
+	finishView(t, s, "a", pairing.SurfaceDM, "T-dm2", "dm:cancelled", false, true, "the dm claimer finishing")
 	p := mustPairing(t, s, "a")
-	if p.State != pairing.StateCancelled || p.LastView != "cancelled" || p.View("dm") != "dm:cancelled" || p.Code != "" {
-		t.Errorf("pairing %s, views %q and %q, code %q; want cancelled, shown on both, no code", p.State, p.LastView, p.View("dm"), p.Code)
+	if p.State != pairing.StateCancelled || p.LastView != "cancelled" || p.View(pairing.SurfaceDM) != "dm:cancelled" || p.Code != "" {
+		t.Errorf("pairing %s, views %q and %q, code %q; want cancelled, shown on both, no code", p.State, p.LastView, p.View(pairing.SurfaceDM), p.Code)
 	}
 	checkWatched(t, s)
 }
@@ -225,7 +309,7 @@ func testClaimGone(t *testing.T, open func(*testing.T) Harness) {
 	if _, err := s.ClaimView(t.Context(), claim("nope", pairing.SurfaceEphemeral, "", "x", "T1", t0)); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("ClaimView: %v, want ErrNotFound", err)
 	}
-	if _, err := s.FinishView(t.Context(), "nope", pairing.SurfaceEphemeral, "T1", "x", true); !errors.Is(err, pairing.ErrNotFound) {
+	if _, err := s.FinishView(t.Context(), "nope", pairing.SurfaceEphemeral, "T1", pairing.Surface{LastView: "x"}, true); !errors.Is(err, pairing.ErrNotFound) {
 		t.Errorf("FinishView: %v, want ErrNotFound", err)
 	}
 }

@@ -84,7 +84,7 @@ func testDoneContext(t *testing.T, open func(*testing.T) Harness) {
 					return err
 				}},
 				{"FinishView", func() error {
-					_, err := s.FinishView(ctx, "a", pairing.SurfaceEphemeral, "held", "y", true)
+					_, err := s.FinishView(ctx, "a", pairing.SurfaceEphemeral, "held", pairing.Surface{LastView: "y"}, true)
 					return err
 				}},
 				{"Reserve refused", func() error { _, err := s.Reserve(ctx, reservation("e", "I1", phone(5), "U5", now)); return err }},

@@ -27,6 +27,7 @@ var leaseCases = []testCase{
 var renewalCases = []testCase{
 	{"counted: the old code is superseded", testRenewalCounted},
 	{"not counted: the old code goes on", testRenewalUncounted},
+	{"not counted, clicked in the DM: the old message's editors stay", testRenewalUncountedFromDM},
 	{"not counted, old code over: the renewal's view is the message's", testRenewalOldEnded},
 	{"not counted, old code ran out unended: it ends as expired", testRenewalOldRanOut},
 	{"not counted, someone else holds the instance: the old code ends as superseded", testRenewalOthersHold},
@@ -38,6 +39,7 @@ var renewalCases = []testCase{
 var updateCases = []testCase{
 	{"not found", testNotFound},
 	{"change", testUpdatePairing},
+	{"surfaces are kept, across a restart and past the end", testSurfaces},
 }
 
 // testInstanceHeld: while a code is live, another request for its instance
@@ -360,8 +362,9 @@ func testRenewalCounted(t *testing.T, open func(*testing.T) Harness) {
 
 // testRenewalUncounted: a renewal that never reached WhatsApp leaves the
 // old code working: the old pairing keeps its code and takes its instance
-// back, its message goes on through the click's response_url, and it is
-// the one watched; the renewal no longer counts.
+// back, its ephemeral message goes on through the click's response_url
+// (its ClickURL, which replaces the clicked message), and it is the one
+// watched; the renewal no longer counts.
 func testRenewalUncounted(t *testing.T, open func(*testing.T) Harness) {
 	s := open(t).Storage
 	a := live(t, s, reservation("a", "I1", phone(1), "U1", t0))
@@ -374,7 +377,7 @@ func testRenewalUncounted(t *testing.T, open func(*testing.T) Harness) {
 	}
 	checkEndAudit(t, s, "a", "", at)
 	want := a
-	want.ResponseURL, want.URLIssued = clickURL, at
+	want.ClickURL, want.ClickIssued = clickURL, at
 	if diff := cmp.Diff(want, mustPairing(t, s, "a")); diff != "" {
 		t.Errorf("the replaced pairing (-want +got):\n%s", diff)
 	}
@@ -384,6 +387,31 @@ func testRenewalUncounted(t *testing.T, open func(*testing.T) Harness) {
 	if n := count(t, s, phone(1), at); n != 1 {
 		t.Errorf("phone counts %d requests, want 1", n)
 	}
+}
+
+// testRenewalUncountedFromDM: a renewal clicked in the DM (no
+// response_url: ReplacedURL is empty) that never reached WhatsApp leaves
+// the old code working, and its ephemeral message's editors as they were:
+// the command's response_url and the click's that replaced it before, with
+// their times.
+func testRenewalUncountedFromDM(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	r := reservation("a", "I1", phone(1), "U1", t0)
+	r.Pairing.ClickURL, r.Pairing.ClickIssued, r.Pairing.ClickTS = clickURL+"-earlier", t0.Add(time.Second), "1700000000.000100"
+	r.Pairing.Delivery = pairing.DeliveryDM
+	r.Pairing.DM = pairing.Surface{Channel: "D1", TS: "1700000000.000200", LastView: "dm:live:0", Recipient: "U1"}
+	a := live(t, s, r)
+	renewal(t, s, "b", "a", t0.Add(10*time.Second))
+	at := t0.Add(12 * time.Second)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a",
+		ReplacedAudit: replacedAudit("a")}); err != nil {
+		t.Fatalf("settling the renewal: %v", err)
+	}
+	if diff := cmp.Diff(a, mustPairing(t, s, "a")); diff != "" {
+		t.Errorf("the replaced pairing (-want +got):\n%s", diff)
+	}
+	checkWatched(t, s, "a")
+	checkHolder(t, s, "I1", "a", at)
 }
 
 // testRenewalOldEnded: a renewal that never reached WhatsApp, of a code
@@ -615,4 +643,40 @@ func testUpdatePairing(t *testing.T, open func(*testing.T) Harness) {
 		t.Errorf("as stored (-want +got):\n%s", diff)
 	}
 	checkHolder(t, s, "I1", "a", at)
+}
+
+// testSurfaces: a pairing's surfaces (the click's url that edits its
+// ephemeral message, its delivery, its DM and card messages) are stored as
+// given, changed by UpdatePairing, kept by a restart (so the bot resumes
+// its edits) and kept when the pairing ends and its code is wiped (the
+// final state still has to reach them).
+func testSurfaces(t *testing.T, open func(*testing.T) Harness) {
+	h := open(t)
+	s := h.Storage
+	r := reservation("a", "I1", phone(1), "U1", t0)
+	r.Pairing.ClickURL, r.Pairing.ClickIssued = clickURL, t0
+	r.Pairing.Delivery = pairing.DeliveryDM
+	r.Pairing.DM = pairing.Surface{Recipient: "U1"}
+	r.Pairing.Card = pairing.Surface{Channel: "C1"}
+	a := live(t, s, r)
+	if a.ClickURL != clickURL || a.Delivery != pairing.DeliveryDM || a.DM.Recipient != "U1" || a.Card.Channel != "C1" {
+		t.Fatalf("stored %+v; want the surfaces reserved with it", a)
+	}
+	at := t0.Add(time.Second)
+	dm := pairing.Surface{Channel: "D1", TS: "1700000000.000100", LastView: "live:0", Recipient: "U1"}
+	p, err := s.UpdatePairing(t.Context(), "a", at, func(p *pairing.Pairing) error { p.DM = dm; return nil })
+	if err != nil || p.DM != dm {
+		t.Fatalf("UpdatePairing of the DM: %+v, %v", p.DM, err)
+	}
+	want := a
+	want.DM = dm
+	s = h.Restart(t)
+	if diff := cmp.Diff(want, mustPairing(t, s, "a")); diff != "" {
+		t.Errorf("after a restart (-want +got):\n%s", diff)
+	}
+	end := t0.Add(2 * time.Second)
+	p, err = s.UpdatePairing(t.Context(), "a", end, func(p *pairing.Pairing) error { p.State = pairing.StateCancelled; return nil })
+	if err != nil || p.Code != "" || p.DM != dm || p.Card != want.Card || p.ClickURL != clickURL {
+		t.Errorf("ended: %+v, %v; want the code wiped and the surfaces kept", p, err)
+	}
 }

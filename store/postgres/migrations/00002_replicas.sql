@@ -9,8 +9,8 @@
 -- A third mechanism needs no schema: a claimed Slack edit is kept in the
 -- pairing's document (doc->'view_claims', a key pairing.Pairing does not
 -- have, so every write keeps it, as it keeps any key it does not know),
--- and the view a surface other than the ephemeral message shows in
--- doc->'views'.
+-- and what each surface shows in the pairing's own keys (last_view for the
+-- ephemeral message; dm and card, with their last_view, for the others).
 
 -- +goose Up
 

@@ -1,0 +1,198 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// startDM stores a live pairing of user's with delivery dm, its code issued
+// at issued on instance, and shows it as the bot does after Start: the code
+// in user's DM, one line in the channel.
+func (r *countdownRig) startDM(id, user, instance string, issued time.Time) pairing.Pairing {
+	return r.startDMCard(id, user, instance, issued, false)
+}
+
+// startDMCard is startDM with, if card, a status card in C0SUPPORT
+// (announce), posted with the code.
+func (r *countdownRig) startDMCard(id, user, instance string, issued time.Time, card bool) pairing.Pairing {
+	r.t.Helper()
+	r.wawp.AddInstance(instance, "")
+	_, url := r.slack.OpenMessage(user, "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: id, Instance: instance, InstanceName: instance, Phone: "20101" + fmt.Sprintf("%07d", len(id)*1000+int(id[len(id)-1])),
+		RequestedBy: user, Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: issued,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: user},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: issued, IssuedAt: issued, ExpiresAt: issued.Add(pairing.DefaultCodeLifetime),
+	}
+	if card {
+		p.Card = pairing.Surface{Channel: "C0SUPPORT"}
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		r.t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	p, err := r.db.Pairing(r.t.Context(), id)
+	if err != nil || !p.DM.Posted() || card && !p.Card.Posted() {
+		r.t.Fatalf("the DM or card of %s was not posted: %+v, %+v, %v", id, p.DM, p.Card, err)
+	}
+	return p
+}
+
+// Status cards share the workspace's chat.update limit with the DMs: 100
+// live DM pairings, each with a card, ticking at once stay inside the
+// fake's 50 a minute, and every DM and every card ends on its final state.
+func TestCardsShareTheEditLimit(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	const n = 100
+	for i := range n {
+		r.startDMCard(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, true)
+	}
+	maxCalls := 0
+	for s := 5; s <= 600; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+		maxCalls = max(maxCalls, r.slack.Calls("chat.update"))
+	}
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 0 {
+		t.Errorf("Slack answered %d chat.update calls with 429", n)
+	}
+	if maxCalls > fakeslack.DefaultMethodLimit {
+		t.Errorf("%d chat.update calls in one minute, more than Slack's %d", maxCalls, fakeslack.DefaultMethodLimit)
+	}
+	cards := r.slack.Screen("U9NOBODY", "C0SUPPORT")
+	if len(cards) != n {
+		t.Fatalf("%d cards, want %d", len(cards), n)
+	}
+	for _, c := range cards {
+		if !strings.Contains(shownText(c.Latest()), "Expired") {
+			t.Fatalf("a card at the end:\n%s\nwant the expiry", screenText([]fakeslack.Message{c}))
+		}
+	}
+	for i := range n {
+		if dm := r.slack.DMScreen(fmt.Sprintf("U%03d", i)); len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") {
+			t.Fatalf("a DM at the end:\n%s", screenText(dm))
+		}
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// 200 live DM pairings ticking at once share the workspace's chat.update
+// limit (the fake's 50 a minute, on the test's clock): the bot stays inside
+// it (the fake never has to answer 429, and fails the test on any call
+// made before a Retry-After ran out), every DM still ends showing its final
+// state, and nothing stays watched.
+func TestTwoHundredDMsStayWithinTheEditLimit(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	const n = 200
+	for i := range n {
+		r.startDM(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0)
+	}
+	maxCalls := 0
+	for s := 5; s <= 600; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+		maxCalls = max(maxCalls, r.slack.Calls("chat.update"))
+	}
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 0 {
+		t.Errorf("Slack answered %d chat.update calls with 429", n)
+	}
+	if maxCalls > fakeslack.DefaultMethodLimit {
+		t.Errorf("%d chat.update calls in one minute, more than Slack's %d", maxCalls, fakeslack.DefaultMethodLimit)
+	}
+	for i := range n {
+		user := fmt.Sprintf("U%03d", i)
+		dm := r.slack.DMScreen(user)
+		if len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") || shows(dm[0].Latest(), "ABCD1234") {
+			t.Fatalf("%s's DM at the end:\n%s\nwant its one message showing the expiry, no code", user, screenText(dm))
+		}
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// A 429 on chat.update stops every DM edit until its Retry-After has run
+// out (the fake fails the test on any call before), then the edit due by
+// then is made.
+func TestDMEditsHonourRetryAfter(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	p := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0)
+	r.slack.RateLimitNextCall("chat.update", 20*time.Second) // other calls used the workspace's minute
+	for s := 5; s <= 45; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 1 {
+		t.Fatalf("%d 429s, want the one Slack answered at 30 s", n)
+	}
+	dm := r.slack.Message(r.slack.DMScreen("U1")[0].ID)
+	if len(dm.Versions) != 1 {
+		t.Errorf("the DM was edited %d times while Retry-After ran", len(dm.Versions)-1)
+	}
+	r.clock.Set(t0.Add(50 * time.Second)) // the 429's Retry-After has run out
+	r.tick()
+	for _, user := range []string{"U1", "U2"} {
+		if dm := r.slack.DMScreen(user)[0]; len(dm.Versions) != 2 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓▓▓░░") {
+			t.Errorf("%s's DM after Retry-After: %d versions\n%s\nwant the step due then", user, len(dm.Versions), screenText([]fakeslack.Message{dm}))
+		}
+	}
+	_ = p
+}
+
+// With one use of the edit budget left, a final state goes before a
+// countdown step (it takes a code off the screen), and among countdown
+// steps the oldest pairing's goes first; what waits is edited by a later
+// tick, as it is by then.
+func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s, one at a time
+	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	b := r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
+	c := r.startDM("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second))
+	versions := func(user string) int { return len(r.slack.DMScreen(user)[0].Versions) }
+	// At 32 s all three have a countdown step due; c is cancelled.
+	r.clock.Set(t0.Add(32 * time.Second))
+	if _, err := r.svc.Cancel(context.Background(), c.ID, "U3", pairing.Click{}); err != nil {
+		t.Fatal(err)
+	}
+	r.tick()
+	if got := []int{versions("U1"), versions("U2"), versions("U3")}; fmt.Sprint(got) != "[1 1 2]" || !strings.Contains(shownText(r.slack.DMScreen("U3")[0].Latest()), "Cancelled") {
+		t.Errorf("DM versions of a, b, c after one use: %v; want only c's cancellation", got)
+	}
+	r.clock.Set(t0.Add(47 * time.Second))
+	r.tick()
+	if got := []int{versions("U1"), versions("U2")}; fmt.Sprint(got) != "[2 1]" {
+		t.Errorf("DM versions of a, b after the next use: %v; want the oldest, a, first", got)
+	}
+	r.clock.Set(t0.Add(62 * time.Second))
+	r.tick()
+	if got := []int{versions("U1"), versions("U2")}; fmt.Sprint(got) != "[3 1]" {
+		t.Errorf("DM versions of a, b at 62 s: %v; want a's second step first (a is older)", got)
+	}
+	r.clock.Set(t0.Add(77 * time.Second))
+	r.tick()
+	// b's first step never got its turn; by now its second is due, and
+	// that is what is drawn: a view no longer true is never posted late.
+	if dm := r.slack.DMScreen("U2")[0]; len(dm.Versions) != 2 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓░░░░") {
+		t.Errorf("b's DM: %d versions\n%s\nwant one edit, to the step due now", len(dm.Versions), screenText([]fakeslack.Message{dm}))
+	}
+	_, _ = a, b
+}

@@ -1,0 +1,741 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// A pairing is shown on surfaces, each edited only as Slack allows
+// (issue 9; README "What can be edited"):
+//
+//   - the requester's ephemeral messages in the channel where /link was
+//     typed. The slash command's response_url adds a message with every
+//     post and replaces none (slackapi/bolt-python issue 1268, bolt-js
+//     issue 2287), so through it the bot posts the code once and then the
+//     final state once (with replace_original, which reads right whether
+//     Slack replaces or appends), nothing in between. A click on one of
+//     the pairing's messages brings a response_url that replaces that
+//     message: from then on it is the editor, and the countdown steps and
+//     the final state happen in place, within its five posts.
+//   - the code's message in the app's DM with the requester (delivery: dm),
+//     posted with chat.postMessage and kept live with chat.update: every
+//     countdown step, the link and the final state replace it in place, so
+//     the code is really gone when the pairing ends. chat.update is
+//     rate-limited per workspace: every DM edit spends the shared edit
+//     budget (editBudget). A hand-off's DM is its recipient's: it is
+//     opened before the code is asked for (HandoffWaitingView), then kept
+//     live the same way.
+//   - the status card (announce): one public message in the channel where
+//     /link was typed, posted with chat.postMessage once the code is live
+//     and kept current with chat.update (the shared edit budget too). It
+//     never shows the code or the full number, and it changes only with
+//     the pairing's state: no countdown.
+
+// surface names where a view is shown.
+type surface int
+
+const (
+	onEphemeral surface = iota // the requester's ephemeral messages in the channel
+	onDM                       // the code's message in the DM
+	onCard                     // the status card in the channel
+	onNone      surface = -1
+)
+
+// Keys of views that are not a pairing state.
+const (
+	// viewGone is the ephemeral LastView of a pairing whose response_url
+	// Slack answered 404/410: its message cannot be edited any more (the
+	// agent dismissed it), so nothing more is posted to it unless a click
+	// brings a fresh response_url. It is recorded apart from watching: the
+	// pairing is still advanced to its end (the link recorded and audited,
+	// the code wiped), and unwatched then, without a post.
+	viewGone = "gone"
+	// viewPosted is the code as posted through a slash command's
+	// response_url: it is never edited, so it shows the absolute expiry
+	// only.
+	viewPosted = "live:posted"
+	// viewDMSent is the channel's line saying the code went to the DM.
+	viewDMSent = "dm_sent"
+	// viewStuck is the DM or card LastView of a message chat.update can no
+	// longer edit (edit_window_closed, message_not_found): no more
+	// countdown steps; its final state is posted anew.
+	viewStuck = "stuck"
+	// viewWaiting is a hand-off DM's LastView once it is opened, before
+	// the code is there: who is sending it, for which phone.
+	viewWaiting = "waiting"
+)
+
+// dmSteps is how many steps a DM's countdown has: a DM has no use budget,
+// only the shared edit budget, so it moves every fifth of the lifetime.
+const dmSteps = 5
+
+// dmStep returns which step of a DM's countdown p is in at now (0 = as
+// issued) and the moment that step is drawn for.
+func dmStep(p pairing.Pairing, now time.Time) (int, time.Time) {
+	lifetime := p.ExpiresAt.Sub(p.IssuedAt)
+	elapsed := now.Sub(p.IssuedAt)
+	if lifetime <= 0 || elapsed <= 0 {
+		return 0, p.IssuedAt
+	}
+	step := min(int(elapsed*dmSteps/lifetime), dmSteps-1)
+	return step, p.IssuedAt.Add(lifetime * time.Duration(step) / dmSteps)
+}
+
+// showingCode reports whether p's views show its code at now.
+func showingCode(p pairing.Pairing, now time.Time) bool { return p.Live(now) && p.Code != "" }
+
+// showsCode reports whether the view named key shows a code.
+func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
+
+// endKey names the view of p once it shows no code: its final state, or
+// "expired" for a code past its expiry that no tick has marked yet.
+func endKey(p pairing.Pairing) string {
+	switch p.State {
+	case pairing.StateRequesting:
+		return "" // nothing to show until it settles (or its lease runs out)
+	case pairing.StateLive:
+		return "expired"
+	case pairing.StateFailed:
+		return "failed:" + string(p.Reason)
+	}
+	return string(p.State)
+}
+
+// ephemeralKey names what p's ephemeral message should show at now ("":
+// nothing yet). It is cheap: the ticker computes it for every watched
+// pairing on every tick.
+func ephemeralKey(p pairing.Pairing, now time.Time) string {
+	_, _, editable := p.Editor()
+	switch {
+	case p.State == pairing.StateRequesting:
+		return ""
+	case p.InDM():
+		// The code is in the DM. The channel gets one line once the DM
+		// exists (a hand-off's, once it shows the code), and the end only
+		// where a click made its line editable (or when it never got the
+		// line). A hand-off's requester is told the end anyway: the
+		// command's response_url takes it as its second post, below the
+		// line, as in the ephemeral flow.
+		if showingCode(p, now) {
+			if !p.DM.Posted() || p.HandedTo() != "" && !showsCode(p.DM.LastView) {
+				return ""
+			}
+			return viewDMSent
+		}
+		if !editable && p.LastView != "" && p.HandedTo() == "" {
+			return p.LastView
+		}
+		return endKey(p)
+	case showingCode(p, now) && editable:
+		step, _ := countdownStep(p, now)
+		return fmt.Sprintf("live:%d", step)
+	case showingCode(p, now):
+		if showsCode(p.LastView) {
+			return p.LastView // posted already, never to be edited (or an older version's edit)
+		}
+		return viewPosted
+	}
+	return endKey(p)
+}
+
+// dmKey names what p's DM message should show at now ("": p has no DM).
+func dmKey(p pairing.Pairing, now time.Time) string {
+	switch {
+	case !p.InDM():
+		return ""
+	case p.State == pairing.StateRequesting:
+		return p.DM.LastView // in flight: it shows what it shows (a hand-off's, that the code is on its way)
+	case showingCode(p, now):
+		step, _ := dmStep(p, now)
+		return fmt.Sprintf("live:%d", step)
+	}
+	return endKey(p)
+}
+
+// ephemeralDue reports whether p's ephemeral message needs a post at now.
+func ephemeralDue(p pairing.Pairing, now time.Time) bool {
+	url, _, _ := p.Editor()
+	key := ephemeralKey(p, now)
+	return url != "" && key != "" && key != p.LastView && p.LastView != viewGone
+}
+
+// dmDue reports what p's DM needs at now: its first post
+// (chat.postMessage), or an edit (chat.update, from the edit budget).
+func dmDue(p pairing.Pairing, now time.Time) (post, update bool) {
+	if !p.InDM() {
+		return false, false
+	}
+	if p.DM.TS == "" {
+		return showingCode(p, now), false
+	}
+	key := dmKey(p, now)
+	return false, key != p.DM.LastView && (p.DM.LastView != viewStuck || p.Final())
+}
+
+// dmDone reports whether p's DM shows all it ever will: it has none, it
+// failed, it was never posted and no code is due, or it shows its last view.
+func dmDone(p pairing.Pairing, now time.Time) bool {
+	switch {
+	case !p.InDM():
+		return true
+	case p.DM.TS == "":
+		return !showingCode(p, now)
+	}
+	return p.DM.LastView == dmKey(p, now)
+}
+
+// cardKey names what p's status card should show at now ("": nothing,
+// or no card). A card is posted once the code is live (a request that
+// never got a code gets none); it changes with the state and with a new
+// code's expiry, never with the time left.
+func cardKey(p pairing.Pairing, now time.Time) string {
+	switch {
+	case !p.Announced():
+		return ""
+	case p.State == pairing.StateRequesting:
+		return p.Card.LastView // a renewal in flight: the card shows what it shows
+	case showingCode(p, now):
+		return fmt.Sprintf("card:live:%d", p.ExpiresAt.Unix())
+	case p.Card.TS == "":
+		return ""
+	}
+	return "card:" + endKey(p)
+}
+
+// cardDue reports what p's card needs at now: its first post
+// (chat.postMessage), or an edit (chat.update, from the edit budget).
+func cardDue(p pairing.Pairing, now time.Time) (post, update bool) {
+	if !p.Announced() {
+		return false, false
+	}
+	key := cardKey(p, now)
+	if p.Card.TS == "" {
+		return key != "", false
+	}
+	return false, key != "" && key != p.Card.LastView && (p.Card.LastView != viewStuck || p.Final())
+}
+
+// cardDone reports whether p's card shows all it ever will.
+func cardDone(p pairing.Pairing, now time.Time) bool {
+	post, update := cardDue(p, now)
+	return !post && !update
+}
+
+// render is the message for p at now on surface s.
+func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s surface) Message {
+	phone := pairing.PhoneFromDigits(p.Phone).International
+	limit := b.cfg.Service.PhoneLimit()
+	// nextCode is when the phone's limit next allows a code; only the code,
+	// expired and interrupted views show it, so only they read the store for it.
+	nextCode := func() time.Time { return b.cfg.Service.NextCodeAt(ctx, p.Phone, now) }
+	handedTo := p.HandedTo()
+	switch {
+	case s == onCard:
+		return b.renderCard(p, now)
+	case showingCode(p, now) && s == onEphemeral && handedTo != "":
+		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, b.cardNote(p))
+	case showingCode(p, now) && s == onEphemeral && p.InDM():
+		return withNote(DMSentView(p.ID, phone, p.InstanceName, p.ExpiresAt), b.cardNote(p))
+	case s == onDM && handedTo != "" && p.State == pairing.StateRequesting:
+		return HandoffWaitingView(p.RequestedBy, phone, p.InstanceName)
+	case showingCode(p, now):
+		m := CodeModel{
+			PairingID: p.ID, Code: p.Code, Phone: phone, Instance: p.InstanceName, InstanceID: p.Instance,
+			RequestedBy: p.RequestedBy, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
+			Attempt: p.Attempt, PhoneLimit: limit, NewCodeAt: nextCode(),
+		}
+		if !m.NewCodeAt.After(now) {
+			m.NewCodeAt = time.Time{} // allowed now
+		}
+		if s == onDM {
+			_, m.Now = dmStep(p, now)
+			m.DM, m.Channel = true, p.Channel
+			if handedTo != "" {
+				m.HandedBy = p.RequestedBy
+			}
+		} else if _, _, editable := p.Editor(); editable {
+			_, m.Now = countdownStep(p, now)
+		} else {
+			m.Static = true
+		}
+		if s == onEphemeral {
+			var notes []string
+			if p.DM.Failed != "" {
+				notes = append(notes, dmFailedNote(p.DM.Failed))
+			}
+			if note := b.cardNote(p); note != "" {
+				notes = append(notes, note)
+			}
+			m.Note = strings.Join(notes, "\n")
+		}
+		return CodeView(m)
+	case s == onDM && handedTo != "" && p.IssuedAt.IsZero():
+		// The request ended without a code (Wawp failed, the bot was
+		// interrupted): the requester is told why, in their own words.
+		return HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
+	case p.State == pairing.StateLinked:
+		return LinkedView(phone, p.InstanceName, p.EndedAt)
+	case p.State == pairing.StateWrongPhone:
+		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
+	case p.State == pairing.StateCancelled:
+		return CancelledView(phone)
+	case p.State == pairing.StateFailed:
+		if code, ok := pairing.ReasonDM(p.Reason); ok {
+			return HandoffDMRefusedView(p.DM.Recipient, code)
+		}
+		if err := pairing.ReasonError(p.Reason); err != nil {
+			return WawpErrorView(err, p.InstanceName)
+		}
+		if p.Reason == pairing.ReasonInternal {
+			return InternalErrorView(p.ID)
+		}
+		return FailedView(phone, p.InstanceName, string(p.Reason))
+	case p.RefusedBy() != pairing.LimitNone:
+		return LimitView(b.cfg.Service.LimitError(ctx, p), p.InstanceName, now)
+	case p.State == pairing.StateRefused:
+		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
+	case p.State == pairing.StateWarmingUp:
+		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
+	case p.State == pairing.StateInterrupted:
+		return InterruptedView(InterruptedModel{
+			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
+		})
+	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
+		return ExpiredView(phone, p.ID, now, nextCode())
+	}
+	return EndedView()
+}
+
+// renderCard is p's status card at now.
+func (b *Bot) renderCard(p pairing.Pairing, now time.Time) Message {
+	m := CardModel{
+		Requester: p.RequestedBy, Recipient: p.HandedTo(), Instance: p.InstanceName,
+		Masked: pairing.MaskPhone(pairing.PhoneFromDigits(p.Phone).International), State: p.State,
+		ExpiresAt: p.ExpiresAt, EndedAt: p.EndedAt, Reason: p.Reason,
+	}
+	if showingCode(p, now) {
+		m.State = pairing.StateLive
+	} else if p.State == pairing.StateLive {
+		m.State = pairing.StateExpired // past its expiry, not marked yet
+	}
+	if p.LinkedPhone != "" {
+		m.LinkedMasked = pairing.MaskPhone(pairing.PhoneFromDigits(p.LinkedPhone).International)
+	}
+	return CardView(m)
+}
+
+// cardNote is what p's requester is told, once, in their first answer
+// (never in a renewal's), when its status card could not be posted: how to
+// add the bot to the channel.
+func (b *Bot) cardNote(p pairing.Pairing) string {
+	if p.Card.Failed == "" || p.Renews != "" {
+		return ""
+	}
+	return cardNote(b.botName, p.Card.Failed)
+}
+
+// later is the later of two times.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// dmEdit says whether a show may edit the DM with chat.update.
+type dmEdit int
+
+const (
+	editIfBudget dmEdit = iota // if the shared edit budget has a use now (clicks, answers)
+	editGranted                // the tick gave this show one use of the budget
+	editNot                    // not this time (the tick had no use left for it)
+)
+
+// showing is how a show goes about it.
+type showing struct {
+	// answer is the surface a click came from: its answer is posted there
+	// even when the view is already shown (onNone: nothing is forced).
+	answer surface
+	edit   dmEdit // for the DM
+	card   dmEdit // for the status card
+}
+
+// show brings p's messages up to date: each surface only when its view
+// changed (or it answers a click), within what Slack allows on it.
+//
+// A message has one writer at a time. A pairing and its renewal share one
+// message (the renewal's response_url replaces the message that held the
+// button, its DM is the same message), so posts are serialised per
+// message, not per pairing, and each starts from the stored pairing: a
+// click (Cancel, New code) and a countdown edit racing for one message
+// cannot land out of order. A superseded pairing never posts: its renewal
+// owns the message now.
+func (b *Bot) show(ctx context.Context, p pairing.Pairing, how showing) {
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
+	b.showLocked(ctx, p, how)
+}
+
+// showLocked is show for a caller that holds p's message lock.
+func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
+	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
+		p = fresh
+	}
+	if p.State == pairing.StateSuperseded {
+		for _, e := range []dmEdit{how.edit, how.card} {
+			if e == editGranted {
+				b.edits.refund()
+			}
+		}
+		b.recordView(ctx, p, p.LastView, true)
+		return
+	}
+	now := b.cfg.Service.Now()
+	// The card first: if it cannot be posted, the requester's first answer
+	// says how to add the bot to the channel.
+	p = b.showCard(ctx, p, now, how.card)
+	p = b.showDM(ctx, p, now, how)
+	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now) && b.cardSettled(ctx, p, now))
+}
+
+// recordView records key as p's ephemeral view, and unwatch.
+func (b *Bot) recordView(ctx context.Context, p pairing.Pairing, key string, unwatch bool) {
+	if err := b.cfg.Service.RecordView(ctx, p.ID, key, unwatch); err != nil {
+		b.log.Error("recording view", "pairing", p.ID, "err", err)
+	}
+}
+
+// showEphemeral brings p's ephemeral message up to date through its
+// editor: the click's response_url, which replaces the message, within its
+// budget (the last two uses kept for the final state); or, before any
+// click, the command's, which adds a message with each post: the code
+// once, then the final state. force answers a click. With everything
+// shown and the DM done, a final pairing stops being watched.
+func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Time, force, dmDone bool) {
+	final := p.Final()
+	unwatch := final && dmDone
+	url, issued, _ := p.Editor()
+	key := ephemeralKey(p, now)
+	switch {
+	case p.LastView == viewGone && !force, key == "", url == "", key == p.LastView && !force:
+		// Nothing to post: a message that is gone, a request in flight
+		// (it shows its own outcome), a renewal asked from the DM (no
+		// ephemeral message of its own), or the view already shown.
+		if unwatch {
+			b.recordView(ctx, p, p.LastView, true)
+		}
+		return
+	}
+	log := b.log.With("pairing", p.ID, "view", key)
+	keep := finalUses
+	if final {
+		keep = 0
+	}
+	// Before a retry, re-read the pairing: if what it should show changed
+	// (or a click gave it another response_url), whoever changed it shows
+	// the new state, and this post is dropped.
+	again := func() (Message, bool) {
+		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
+		if err != nil {
+			return Message{}, false
+		}
+		now := b.cfg.Service.Now()
+		if u, _, _ := fresh.Editor(); u != url || ephemeralKey(fresh, now) != key {
+			return Message{}, false
+		}
+		return b.render(ctx, fresh, now, onEphemeral), true
+	}
+	switch b.post(ctx, log, url, issued, keep, b.render(ctx, p, now, onEphemeral), again) {
+	case budgetSpent:
+		if final && showsCode(p.LastView) {
+			// Every use is spent (its final posts were lost, or something
+			// else used them): Slack allows nothing more, and the message
+			// keeps showing a code that no longer works.
+			log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
+		}
+		// Without budget this step is skipped for good; a final state
+		// without budget can never be shown, so editing ends.
+		b.recordView(ctx, p, key, unwatch)
+	case posted:
+		// The post reached Slack: that is recorded even if ctx ended
+		// meanwhile (a shutdown), or the next start posts it again.
+		rctx, cancel := pairing.RecordContext(ctx)
+		b.recordView(rctx, p, key, unwatch)
+		cancel()
+	case urlGone:
+		// The message is gone, not the pairing: it goes on being watched
+		// (advanced) until it ends, with no more posts.
+		b.recordView(ctx, p, viewGone, unwatch)
+	case postFailed, postDropped:
+		// Left as it was: the next tick (or the writer that changed the
+		// pairing) shows what is due.
+	}
+}
+
+// showDM brings p's DM message up to date and returns p as it then
+// stands: the first post of the code (chat.postMessage to the recipient's
+// user ID, which opens the app's DM with them), then chat.update for every
+// later view, each spending the shared edit budget. Slack refusing the DM
+// (the Messages tab is off, …) ends it for this pairing: the code goes to
+// the ephemeral message instead, which says why. (A hand-off's DM is
+// opened before the code is asked for, by openHandoffDM, so a refused one
+// never gets a code.) A chat.update that can no longer edit the message
+// (edit_window_closed, message_not_found) stops the countdown there; the
+// final state is then posted anew and the DM follows that message.
+func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how showing) pairing.Pairing {
+	post, update := dmDue(p, now)
+	return b.showPosted(ctx, p, now, how.edit, postedSurface{
+		kind: onDM, s: p.DM, to: p.DM.Recipient, key: dmKey(p, now), post: post, update: update,
+		record: func(ctx context.Context, dm pairing.Surface) (pairing.Pairing, error) {
+			return b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
+		},
+		refused: b.logDMRefused,
+	})
+}
+
+// showCard brings p's status card up to date and returns p as it then
+// stands: its first post in the channel (chat.postMessage, once the code
+// is live), then chat.update whenever the state changes, each spending the
+// shared edit budget. A channel the bot is not in (not_in_channel; a
+// private one: channel_not_found) ends the card for this pairing: the
+// requester's first answer says how to add the bot (cardNote).
+func (b *Bot) showCard(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit) pairing.Pairing {
+	post, update := cardDue(p, now)
+	if (post || update) && b.leavesCardAlone(ctx, p) {
+		post, update = false, false
+	}
+	return b.showPosted(ctx, p, now, edit, postedSurface{
+		kind: onCard, s: p.Card, to: p.Card.Channel, key: cardKey(p, now), post: post, update: update,
+		record: func(ctx context.Context, card pairing.Surface) (pairing.Pairing, error) {
+			return b.cfg.Service.RecordCard(ctx, p.ID, card)
+		},
+		refused: func(log *slog.Logger, code string) {
+			log.Warn("announce: Slack refused the status card; the pairing goes on without one, and the requester is told how to add the bot", "slack_error", code, "channel", p.Card.Channel)
+		},
+	})
+}
+
+// leavesCardAlone reports whether p, a renewal that got no code, leaves
+// the card to the pairing it renewed: Wawp turned the renewal away before
+// WhatsApp saw it, and the old code still works (the card goes on showing
+// it).
+func (b *Bot) leavesCardAlone(ctx context.Context, p pairing.Pairing) bool {
+	if p.Renews == "" || !p.IssuedAt.IsZero() || !p.Final() {
+		return false
+	}
+	old, err := b.cfg.Service.Pairing(ctx, p.Renews)
+	return err == nil && !old.Final()
+}
+
+// cardSettled reports whether p's card shows all it ever will (or is left
+// to the pairing p renewed).
+func (b *Bot) cardSettled(ctx context.Context, p pairing.Pairing, now time.Time) bool {
+	return cardDone(p, now) || b.leavesCardAlone(ctx, p)
+}
+
+// postedSurface is a non-ephemeral message of a pairing (its DM, its
+// card) as one show sees it.
+type postedSurface struct {
+	kind         surface
+	s            pairing.Surface
+	to           string // where the first post goes: a user ID (DM), a channel (card)
+	key          string // the view it should show
+	post, update bool
+	record       func(context.Context, pairing.Surface) (pairing.Pairing, error)
+	refused      func(log *slog.Logger, code string) // Slack refused the first post
+}
+
+// showPosted brings one posted surface up to date (see showDM, showCard)
+// and returns p as it then stands. edit says whether this show may spend
+// the shared edit budget on a chat.update.
+func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit, ps postedSurface) pairing.Pairing {
+	granted := edit == editGranted
+	defer func() {
+		if granted {
+			b.edits.refund() // the tick's grant went unused
+		}
+	}()
+	// A click is answered by the message being current: a view it already
+	// shows is never posted again (it would only spend the edit budget).
+	if !ps.post && !ps.update {
+		return p
+	}
+	sf := ps.s
+	log := b.log.With("pairing", p.ID, "surface", surfaceName(ps.kind), "surface_view", ps.key)
+	message := func() []slack.MsgOption {
+		m := b.render(ctx, p, now, ps.kind)
+		return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
+	}
+	switch {
+	case sf.LastView == viewStuck:
+		// Its message can no longer be edited, and the final state is due:
+		// post it anew, with chat.postMessage (the edit budget's grant, if
+		// any, goes back).
+		return b.repost(ctx, p, ps, message(), log)
+	case ps.post:
+		opts := message()
+		channel, ts, err := b.api.PostMessageContext(ctx, ps.to, opts...)
+		if code, refused := slackRefusal(err); refused {
+			sf.Failed = code
+			ps.refused(log, code)
+		} else if err != nil {
+			log.Warn("posting the message failed; the next tick tries again", "reason", webFailure(err))
+			return p
+		} else {
+			sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
+		}
+	case edit == editNot, !granted && !b.edits.take():
+		return p // the shared edit budget has no use left now: a later tick edits it
+	default:
+		granted = false // spent
+		opts := message()
+		sent, err := b.update(ctx, sf, opts)
+		if !sent {
+			return p // a 429 arrived meanwhile: no call until its Retry-After runs out
+		}
+		var (
+			rl     *slack.RateLimitedError
+			status slack.StatusCodeError
+		)
+		code, refused := slackRefusal(err)
+		switch {
+		case errors.As(err, &rl):
+			log.Warn("chat.update rate-limited: no edits until Retry-After runs out", "retry_after", rl.RetryAfter)
+			return p
+		case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
+			return p
+		case refused && (code == "edit_window_closed" || code == "message_not_found" || code == "cant_update_message"):
+			log.Warn("the message can no longer be edited", "reason", code)
+			if p.Final() {
+				return b.repost(ctx, p, ps, opts, log)
+			}
+			sf.LastView = viewStuck
+		case err != nil:
+			log.Warn("editing the message failed; the next tick tries again", "reason", webFailure(err))
+			return p
+		default:
+			sf.LastView = ps.key
+		}
+	}
+	return b.recordSurface(ctx, p, ps, sf, log)
+}
+
+// surfaceName names a surface in the log.
+func surfaceName(s surface) string {
+	switch s {
+	case onDM:
+		return "dm"
+	case onCard:
+		return "card"
+	}
+	return "ephemeral"
+}
+
+// update makes one chat.update call, unless a 429's Retry-After is running
+// (then sent is false). Calls go one at a time, each after checking the
+// Retry-After: a call started beside the one Slack answered 429 would
+// arrive after it, before its Retry-After ran out.
+func (b *Bot) update(ctx context.Context, sf pairing.Surface, opts []slack.MsgOption) (sent bool, err error) {
+	b.updating.Lock()
+	defer b.updating.Unlock()
+	if b.edits.blocked() {
+		return false, nil
+	}
+	_, _, _, err = b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
+	var (
+		rl     *slack.RateLimitedError
+		status slack.StatusCodeError
+	)
+	switch {
+	case errors.As(err, &rl):
+		b.edits.block(rl.RetryAfter)
+	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
+		// A 429 without a Retry-After in seconds: wait a little.
+		b.edits.block(time.Second)
+	}
+	return true, err
+}
+
+// repost posts p's final view anew where its surface was, as a new
+// message the surface follows from then on: the old one can no longer be
+// edited.
+func (b *Bot) repost(ctx context.Context, p pairing.Pairing, ps postedSurface, opts []slack.MsgOption, log *slog.Logger) pairing.Pairing {
+	sf := ps.s
+	channel, ts, err := b.api.PostMessageContext(ctx, sf.Channel, opts...)
+	if err != nil {
+		log.Warn("posting the final state anew failed; the next tick tries again", "reason", webFailure(err))
+		return p
+	}
+	sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
+	return b.recordSurface(ctx, p, ps, sf, log)
+}
+
+// recordSurface stores sf as the surface ps of p and returns p as stored.
+// Slack has answered by then (the message posted, edited, or refused), so
+// it is recorded even if ctx ended meanwhile (a shutdown), or the next
+// start would post or edit it again.
+func (b *Bot) recordSurface(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	stored, err := ps.record(rctx, sf)
+	if err != nil {
+		log.Error("recording the message", "err", err)
+		if ps.kind == onCard {
+			p.Card = sf
+		} else {
+			p.DM = sf
+		}
+		return p
+	}
+	return stored
+}
+
+// logDMRefused says, once per pairing, that Slack refused a DM and the code
+// went to the ephemeral message instead; for messages_tab_disabled it names
+// the manifest setting that fixes it.
+func (b *Bot) logDMRefused(log *slog.Logger, code string) {
+	b.logDMRefusedFor(log, code, "the code is shown ephemerally instead")
+}
+
+// logDMRefusedFor is logDMRefused with what happens instead.
+func (b *Bot) logDMRefusedFor(log *slog.Logger, code, instead string) {
+	if code == "messages_tab_disabled" {
+		log.Warn("Slack refused the DM because the app's Messages tab is off; "+instead+". Turn on features.app_home.messages_tab_enabled in the app manifest (App Home → Messages Tab)", "slack_error", code)
+		return
+	}
+	log.Warn("Slack refused the DM; "+instead, "slack_error", code)
+}
+
+// slackRefusal reports whether err is Slack answering ok:false (a refusal
+// that trying again will not change) and its error code.
+func slackRefusal(err error) (string, bool) {
+	var resp slack.SlackErrorResponse
+	if errors.As(err, &resp) {
+		return resp.Err, true
+	}
+	return "", false
+}
+
+// webFailure describes a Web API error without anything but its kind.
+func webFailure(err error) string {
+	var code slack.StatusCodeError
+	switch {
+	case errors.As(err, &code):
+		return fmt.Sprintf("HTTP %d", code.Code)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return "timed out"
+	}
+	if c, ok := slackRefusal(err); ok {
+		return c
+	}
+	return "network error"
+}
