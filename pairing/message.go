@@ -83,6 +83,18 @@ func (s *Service) RecordCard(ctx context.Context, id string, card Surface) (Pair
 	})
 }
 
+// RecordModal stores pairing id's live code window as the bot last left
+// it (the view ID and hash views.update returned, the view it shows, or
+// that it was closed), so later updates, a restart's included, go to that
+// modal. A pairing that ended keeps it: its final state is still shown
+// there.
+func (s *Service) RecordModal(ctx context.Context, id string, m ModalSurface) (Pairing, error) {
+	return s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
+		p.Modal = m
+		return nil
+	})
+}
+
 // NextCodeAt is when phone's limit next allows a code: now (or earlier)
 // when it already does. If the count cannot be read it answers a whole
 // window from now, so a message never offers a code the limit may refuse.

@@ -195,6 +195,9 @@ type Config struct {
 	// QRLimit is how many QR links one instance may get per period
 	// (DefaultQRLimit when zero; a Max below zero turns QR links off).
 	QRLimit Window
+	// StatusTTL is how long a cached instance status is shown as current
+	// (DefaultStatusTTL when zero; see status.go).
+	StatusTTL time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -205,6 +208,7 @@ type Service struct {
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
 	lead     leadership
+	statuses statusCache // instances' last known sessions (status.go)
 }
 
 // NewService returns a Service that asks wawp (the default account's
@@ -245,6 +249,9 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.QRLimit.Max == 0 {
 		cfg.QRLimit = DefaultQRLimit
+	}
+	if cfg.StatusTTL <= 0 {
+		cfg.StatusTTL = DefaultStatusTTL
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -415,10 +422,16 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	return p, nil
 }
 
+// sessionInfo asks Wawp for instance's session, and keeps the answer in
+// the status cache (a call cut short by ctx tells nothing about Wawp).
 func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	return s.client(instance).SessionInfo(ctx, instance)
+	sess, err := s.client(instance).SessionInfo(cctx, instance)
+	if ctx.Err() == nil {
+		s.statuses.put(instance, statusOf(sess, err, s.cfg.Now()))
+	}
+	return sess, err
 }
 
 // client is the Wawp client for instance's account.

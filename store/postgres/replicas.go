@@ -215,6 +215,10 @@ func (db *DB) FinishView(ctx context.Context, id, surface, token string, shown p
 			set, err = surfaceDoc(surface, p.DM)
 		case pairing.SurfaceCard:
 			set, err = surfaceDoc(surface, p.Card)
+		case pairing.SurfaceModal:
+			if p.Modal != (pairing.ModalSurface{}) {
+				set, err = encodeJSON(map[string]pairing.ModalSurface{surface: p.Modal})
+			}
 		}
 		if err != nil {
 			return err

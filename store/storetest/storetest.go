@@ -87,6 +87,7 @@ var suite = []struct {
 	{"leader", leaderCases},
 	{"claims", claimCases},
 	{"qr", qrCases},
+	{"modal", modalCases},
 	{"context", contextCases},
 }
 
