@@ -17,8 +17,20 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	action := cb.ActionCallback.BlockActions[0]
 	now := b.cfg.Service.Now()
 	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
+	inWindow := cb.Container.Type == "view" // a button in the code window: no response_url
+	reply := func(m Message) {
+		if inWindow {
+			b.showRefusalInWindow(ctx, cb.View.ID, m, log)
+			return
+		}
+		b.respond(ctx, log, cb.ResponseURL, now, 0, m)
+	}
 	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
-		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
+		reply(ForeignTeamView())
+		return
+	}
+	if action.ActionID == ActionShowWindow {
+		b.openWindow(ctx, cb, action.Value, log)
 		return
 	}
 	// Answers go to the message the click came from, in turn with its
@@ -36,7 +48,11 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	where, click := onEphemeral, pairing.Click{ResponseURL: cb.ResponseURL, Issued: now, TS: cb.Container.MessageTs}
 	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
-		if !cb.Container.IsEphemeral && clicked.DM.Posted() && cb.Container.ChannelID == clicked.DM.Channel {
+		switch {
+		case inWindow:
+			// Answered in the window, with views.update; it binds nothing.
+			where, click = onModal, pairing.Click{}
+		case !cb.Container.IsEphemeral && clicked.DM.Posted() && cb.Container.ChannelID == clicked.DM.Channel:
 			where, click = onDM, pairing.Click{}
 		}
 	}
@@ -56,7 +72,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		}
 		// A renewal refused by a limit has no pairing of its own: its
 		// refusal names the clicked pairing's instance.
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
+		reply(b.result(p, err, instance, cb.TriggerID))
 	}
 	// Each click brings a fresh response_url with a fresh budget: the
 	// service makes it the one the message's later edits go through.

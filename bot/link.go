@@ -22,7 +22,11 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 	received := b.cfg.Service.Now()
 	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
 	reply := b.safePrepare(cmd, received, log)
-	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.ackPayload())
+	var payload any
+	if reply.msg.Text != "" { // the form's ack is empty: the modal answers it
+		payload = reply.msg.ackPayload()
+	}
+	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, payload)
 	b.obs.Ack(time.Since(start))
 	if reply.outcome != "" {
 		b.obs.Command(reply.outcome)
@@ -71,6 +75,8 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: pairing.OutcomeHelp}
 	case CommandHistory:
 		return b.history(cmd, parsed.Subject, now)
+	case CommandForm:
+		return b.form(cmd, parsed, now)
 	}
 	in, err := b.cfg.Directory.Resolve(parsed.Instance)
 	if err != nil {

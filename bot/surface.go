@@ -47,6 +47,7 @@ const (
 	onEphemeral surface = iota // the requester's ephemeral messages in the channel
 	onDM                       // the code's message in the DM
 	onCard                     // the status card in the channel
+	onModal                    // the live code window (window.go)
 	onNone      surface = -1
 )
 
@@ -241,6 +242,8 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 	switch {
 	case s == onCard:
 		return b.renderCard(p, now)
+	case showingCode(p, now) && s == onModal && handedTo != "":
+		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, "")
 	case showingCode(p, now) && s == onEphemeral && handedTo != "":
 		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, b.cardNote(p))
 	case showingCode(p, now) && s == onEphemeral && p.InDM():
@@ -262,6 +265,9 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 			if handedTo != "" {
 				m.HandedBy = p.RequestedBy
 			}
+		} else if s == onModal {
+			_, m.Now = dmStep(p, now)
+			m.Window = true
 		} else if _, _, editable := p.Editor(); editable {
 			_, m.Now = countdownStep(p, now)
 		} else {
@@ -367,6 +373,7 @@ type showing struct {
 	answer surface
 	edit   dmEdit // for the DM
 	card   dmEdit // for the status card
+	modal  dmEdit // for the code window
 }
 
 // show brings p's messages up to date: each surface only when its view
@@ -391,7 +398,7 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 		p = fresh
 	}
 	if p.State == pairing.StateSuperseded {
-		for _, e := range []dmEdit{how.edit, how.card} {
+		for _, e := range []dmEdit{how.edit, how.card, how.modal} {
 			if e == editGranted {
 				b.edits.refund()
 			}
@@ -404,7 +411,8 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 	// says how to add the bot to the channel.
 	p = b.showCard(ctx, p, now, how.card)
 	p = b.showDM(ctx, p, now, how)
-	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now) && b.cardSettled(ctx, p, now))
+	p = b.showModal(ctx, p, now, how.modal)
+	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now) && b.cardSettled(ctx, p, now) && modalDone(p, now))
 }
 
 // recordView records key as p's ephemeral view, and unwatch.
@@ -636,6 +644,8 @@ func surfaceName(s surface) string {
 		return "dm"
 	case onCard:
 		return "card"
+	case onModal:
+		return "modal"
 	}
 	return "ephemeral"
 }

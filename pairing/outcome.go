@@ -56,6 +56,7 @@ const (
 	OutcomeForeignTeam     Outcome = "foreign_team" // from another workspace (Slack Connect)
 	OutcomeUsage           Outcome = "usage"
 	OutcomeHelp            Outcome = "help"
+	OutcomeForm            Outcome = "form" // /link without a phone: the form was opened
 	OutcomeHistory         Outcome = "history"
 	OutcomeUnknownInstance Outcome = "unknown_instance"
 	OutcomeBadPhone        Outcome = "bad_phone"

@@ -96,6 +96,9 @@ type QRRequest struct {
 	ClickURL    string
 	ClickIssued time.Time
 	ClickTS     string // the clicked message's ts
+	// Modal is the live code window the request was made from (issue 10),
+	// if any; with Replaces, the replaced pairing's.
+	Modal ModalSurface
 	// Delivery is where the link goes, as a code (Request.Delivery): the
 	// requester's ephemeral messages, or their DM (DeliveryDM; with no DM,
 	// the requester's). Card asks for a status card (Request.Card), which
@@ -159,7 +162,7 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		ID: newID(), Method: MethodQR, Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
-		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Modal: req.Modal, Renews: req.Replaces,
 		// From the request on, a link may exist at Wawp until revoked.
 		RevokeDue: true,
 	}
@@ -178,8 +181,8 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		}
 		// Shown where the old pairing was: its DM message (which shows
 		// nothing of the link yet) and its card carry on with the link.
-		p.Delivery, p.DM, p.Card = old.Delivery, old.DM, old.Card
-		p.DM.LastView = ""
+		p.Delivery, p.DM, p.Card, p.Modal = old.Delivery, old.DM, old.Card, old.Modal
+		p.DM.LastView, p.Modal.LastView = "", ""
 		replacedAudit = s.event(time.Time{}, "", old, "")
 	}
 	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -80,6 +81,23 @@ func (d *Directory) Resolve(name string) (Instance, error) {
 		in.Region = d.defaultRegion
 	}
 	return in, nil
+}
+
+// Instances lists the configured instances, each once, by name, with
+// their regions filled in.
+func (d *Directory) Instances() []Instance {
+	var out []Instance
+	for k, in := range d.byName {
+		if k != strings.ToLower(in.ID) {
+			continue // its alias's key: the ID's key lists it
+		}
+		if in.Region == "" {
+			in.Region = d.defaultRegion
+		}
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b Instance) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
+	return out
 }
 
 // Names lists the configured aliases, for help messages.
@@ -297,6 +315,9 @@ type Request struct {
 	// Card is the status card: a renewal's, inherited; Channel alone asks
 	// for one to be posted there (announce).
 	Card Surface
+	// Modal is the live code window the request was made from (the /link
+	// form turned into it), or a renewal's, inherited (issue 10).
+	Modal ModalSurface
 	// Prepare, when set, runs once the request is past the limits and the
 	// session check, just before request-code. A hand-off opens the
 	// recipient's DM there: a DM Slack refuses then costs no attempt, and
@@ -328,7 +349,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
-		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces, Message: req.Message,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Modal: req.Modal, Renews: req.Replaces, Message: req.Message,
 	}
 	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
 		p.DM.Recipient = req.User
@@ -667,10 +688,12 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// nothing of the renewal yet.
 	dm := old.DM
 	dm.LastView = ""
+	modal := old.Modal // the window too, if it is open
+	modal.LastView = ""
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
-		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
+		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card, Modal: modal,
 		Replaces: replaces, Message: old.MessageID(),
 		DedupeKey: r.DedupeKey,
 	})
