@@ -86,6 +86,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	case ActionNewCode, ActionTryAgain:
 		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
 			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: click.ResponseURL, URLIssued: now, ClickTS: click.TS,
+			Window: where == onModal,
 			// Checked for the pairing's requester (a hand-off's recipient
 			// clicks on their behalf), against the channel it was
 			// requested in.

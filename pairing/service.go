@@ -590,6 +590,11 @@ type Renewal struct {
 	ResponseURL string
 	URLIssued   time.Time
 	ClickTS     string // the clicked message's ts
+	// Window says the click came from the pairing's live code window (a
+	// modal: no response_url of its own, issue 10). The renewal then keeps
+	// the old pairing's ephemeral editors (the command's response_url, the
+	// last click's), so the requester's messages follow it there as well.
+	Window bool
 	// Allowed says whether the access rules let user (the pairing's
 	// requester, whoever clicked) request codes for instanceID when asked in
 	// channel (where the pairing was requested); nil allows everyone.
@@ -690,9 +695,15 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	dm.LastView = ""
 	modal := old.Modal // the window too, if it is open
 	modal.LastView = ""
+	var commandURL string
+	var commandIssued time.Time
+	if r.Window {
+		commandURL, commandIssued = old.ResponseURL, old.URLIssued
+		r.ResponseURL, r.URLIssued, r.ClickTS = old.ClickURL, old.ClickIssued, old.ClickTS
+	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
+		User: old.RequestedBy, Team: old.Team, Channel: old.Channel, ResponseURL: commandURL, URLIssued: commandIssued,
 		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card, Modal: modal,
 		Replaces: replaces, Message: old.MessageID(),
 		DedupeKey: r.DedupeKey,

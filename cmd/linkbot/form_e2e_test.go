@@ -233,3 +233,37 @@ func TestShowCodeWindowButton(t *testing.T) {
 	h.tick()
 	h.modal("U1", "✅ Linked")
 }
+
+// TestWindowButtons: New code and Cancel work inside the window, answered
+// there with views.update.
+func TestWindowButtons(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	env := h.command("U1", "")
+	h.modal("U1", "Instance states as of now.")
+	h.submitForm("U1", instanceEG, "0111 222 3333", "")
+	h.modal("U1", "Enter this code on the phone")
+	first := h.wawp.Code(instanceEG)
+	if _, err := h.slack.ClickInView("U1", "new_code"); err != nil {
+		t.Fatal(err)
+	}
+	var second string
+	if !h.slack.WaitFor(waitLong, func() bool {
+		second = h.wawp.Code(instanceEG)
+		v, _ := h.slack.Modal("U1")
+		return second != first && strings.Contains(v.Shown(), second[:4]+"-"+second[4:])
+	}) {
+		v, _ := h.slack.Modal("U1")
+		t.Fatalf("the window never showed the new code; it shows\n%s\nlogs:\n%s", v.Shown(), h.logs.String())
+	}
+	if _, err := h.slack.ClickInView("U1", "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	v := h.modal("U1", "Cancelled")
+	if strings.Contains(v.Shown(), second[:4]) {
+		t.Errorf("the cancelled window still shows the code:\n%s", v.Shown())
+	}
+	h.tick()
+	h.waitText(env.MessageID, "Cancelled")
+}
