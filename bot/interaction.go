@@ -46,7 +46,8 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	// keeps it as the pairing's ClickURL). The DM's click url is not kept:
 	// the DM is edited by channel and ts.
 	where, click := onEphemeral, pairing.Click{ResponseURL: cb.ResponseURL, Issued: now, TS: cb.Container.MessageTs}
-	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
+	clicked, cerr := b.cfg.Service.Pairing(ctx, action.Value)
+	if cerr == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
 		switch {
 		case inWindow:
@@ -94,6 +95,9 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		})
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, click)
+	case ActionLinkByQR:
+		p, err = b.linkByQR(ctx, clicked, cerr, cb, click, where == onModal)
+		b.obs.Command(pairing.OutcomeOfQR(err))
 	default:
 		log.Warn("unknown action")
 		return

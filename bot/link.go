@@ -299,13 +299,19 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 	switch o := pairing.OutcomeOf(err); {
 	case o.Limit() != pairing.LimitNone:
 		if lerr, ok := errors.AsType[*pairing.LimitError](err); ok {
+			if p.ID != "" && p.HandedTo() == "" && b.cfg.Service.QRSuggested(p, err) {
+				return withQROffer(LimitView(lerr, instance, now), p.ID)
+			}
 			return LimitView(lerr, instance, now)
 		}
 	case o.IsStatus():
 		if serr, ok := errors.AsType[*pairing.StatusError](err); ok {
 			return StatusView(serr, instance, p.ID, now)
 		}
-	case o == pairing.OutcomeWawpError:
+	case o == pairing.OutcomeWawpError, o == pairing.OutcomeQRUnavailable:
+		if p.ID != "" && p.HandedTo() == "" && b.cfg.Service.QRSuggested(p, err) {
+			return withQROffer(WawpErrorView(err, instance), p.ID)
+		}
 		return WawpErrorView(err, instance)
 	case o == pairing.OutcomeTooSoon:
 		if terr, ok := errors.AsType[*pairing.TooSoonError](err); ok {

@@ -91,8 +91,11 @@ func dmStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 	return step, p.IssuedAt.Add(lifetime * time.Duration(step) / dmSteps)
 }
 
-// showingCode reports whether p's views show its code at now.
-func showingCode(p pairing.Pairing, now time.Time) bool { return p.Live(now) && p.Code != "" }
+// showingCode reports whether p's views show its code (or its QR link)
+// at now.
+func showingCode(p pairing.Pairing, now time.Time) bool {
+	return p.Live(now) && (p.Code != "" || p.Link != "")
+}
 
 // showsCode reports whether the view named key shows a code.
 func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
@@ -231,8 +234,18 @@ func cardDone(p pairing.Pairing, now time.Time) bool {
 	return !post && !update
 }
 
-// render is the message for p at now on surface s.
+// render is the message for p at now on surface s: with the offer of a
+// QR link when a code cannot do the job (issue 10), except on the card.
 func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s surface) Message {
+	m := b.renderView(ctx, p, now, s)
+	if s != onCard && p.Final() && p.HandedTo() == "" && b.cfg.Service.QRSuggested(p, nil) {
+		return withQROffer(m, p.ID)
+	}
+	return m
+}
+
+// renderView is render without the QR offer.
+func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, s surface) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
 	// nextCode is when the phone's limit next allows a code; only the code,
@@ -242,6 +255,22 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 	switch {
 	case s == onCard:
 		return b.renderCard(p, now)
+	case showingCode(p, now) && p.Method == pairing.MethodQR && (s != onEphemeral || !p.InDM()):
+		m := QRModel{
+			PairingID: p.ID, Link: p.Link, Instance: p.InstanceName, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
+			Window: s == onModal,
+		}
+		if p.Phone != "" {
+			m.Phone = phone
+		}
+		if s == onDM || s == onModal {
+			_, m.Now = dmStep(p, now)
+		} else if _, _, editable := p.Editor(); editable {
+			_, m.Now = countdownStep(p, now)
+		} else {
+			m.Static = true
+		}
+		return QRView(m)
 	case showingCode(p, now) && s == onModal && handedTo != "":
 		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, "")
 	case showingCode(p, now) && s == onEphemeral && handedTo != "":
@@ -288,6 +317,8 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		// The request ended without a code (Wawp failed, the bot was
 		// interrupted): the requester is told why, in their own words.
 		return HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
+	case p.State == pairing.StateLinked && p.Method == pairing.MethodQR:
+		return QRLinkedView(qrLinkedPhone(p), p.InstanceName, p.EndedAt)
 	case p.State == pairing.StateLinked:
 		return LinkedView(phone, p.InstanceName, p.EndedAt)
 	case p.State == pairing.StateWrongPhone:
@@ -315,6 +346,8 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
 		})
+	case (p.State == pairing.StateLive || p.State == pairing.StateExpired) && p.Method == pairing.MethodQR:
+		return QRExpiredView(p.InstanceName, p.ID)
 	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}

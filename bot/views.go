@@ -429,6 +429,10 @@ func WawpErrorView(err error, instance string) Message {
 		t = "⚠️ Wawp had an internal error. Wait a minute, then try again; if it keeps failing, check Wawp's status."
 	case errors.Is(err, pairing.ErrTimeout):
 		t = "⌛ Wawp did not answer in time. Wait a minute before trying again: the request may still have reached WhatsApp."
+	case errors.Is(err, pairing.ErrLockedOut):
+		t = "🔒 WhatsApp is refusing codes for this number for now: it asked for too many. Codes will not work for hours; link it by QR code instead, or try again much later."
+	case errors.Is(err, pairing.ErrQRUnavailable), errors.Is(err, pairing.ErrForbidden):
+		t = fmt.Sprintf("🚫 The Wawp plan of %s has no QR links (temporary links). Link with a pairing code instead, or ask the bot's admin about the plan.", in)
 	case errors.Is(err, pairing.ErrUnreachable):
 		t = "📡 The bot cannot reach Wawp right now. Try again in a minute; if it persists, tell the bot's admin."
 	default:

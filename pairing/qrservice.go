@@ -57,6 +57,13 @@ const (
 	maxRevokeRetry   = 5 * time.Minute
 )
 
+// qrEndMargin is how long before Wawp's expiry a QR pairing ends (and
+// its link is revoked): the message showing the link is replaced through
+// the response_url of the click that asked for it ("Link by QR instead"),
+// which Slack honours for 30 minutes, as long as the link lives; ended a
+// minute early, the link still leaves the message (issue 10).
+const qrEndMargin = time.Minute
+
 // ErrQRUnavailable means QR links cannot be had for the instance: its
 // account's plan has no temporary links (Wawp answered 403 or 402; the
 // *APIError is wrapped too), QR links are turned off (Config.QRLimit.Max
@@ -291,11 +298,12 @@ func linkMayExist(err error) bool {
 	return true
 }
 
-// linkExpiry is when a link issued at issued runs out: Wawp's expiry, but
-// never later than QRLinkLifetime after issued (an expiry that is missing,
-// unreadable, too late, or not after issued reads as that).
+// linkExpiry is when the pairing of a link issued at issued ends: Wawp's
+// expiry, but never later than QRLinkLifetime less qrEndMargin after
+// issued (an expiry that is missing, unreadable, too late, or not after
+// issued reads as that).
 func linkExpiry(l TempLink, issued time.Time) time.Time {
-	exp := issued.Add(QRLinkLifetime)
+	exp := issued.Add(QRLinkLifetime - qrEndMargin)
 	if l.ExpiresAt.After(issued) && l.ExpiresAt.Before(exp) {
 		return l.ExpiresAt
 	}
