@@ -96,7 +96,9 @@ type Bot struct {
 	ticking   atomic.Int64  // edits started by ticks and still running
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
-	updating  sync.Mutex    // one chat.update call at a time (see update)
+	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
+	posts     *editBudget   // chat.postMessage's hold: a 429's Retry-After (its budget unused)
+	posting   sync.Mutex    // one chat.postMessage call of a DM or card at a time
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
@@ -141,6 +143,7 @@ func New(cfg Config) *Bot {
 		clock = cfg.Service.Now
 	}
 	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
+	b.posts = newEditBudget(cfg.EditsPerMinute, clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}

@@ -52,6 +52,9 @@ func TestCardsShareTheEditLimit(t *testing.T) {
 	r := newCountdownRig(t, t0)
 	r.slack.SetMessagesTab(true)
 	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	// The cards are posted at one instant as the test's setup: Slack's
+	// one post a second per channel is TestPostRateLimitIsHeld's.
+	r.slack.SetPostsPerSecond(0)
 	const n = 100
 	for i := range n {
 		r.startDMCard(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, true)
@@ -142,13 +145,13 @@ func TestDMEditsHonourRetryAfter(t *testing.T) {
 		t.Fatalf("%d 429s, want the one Slack answered at 30 s", n)
 	}
 	dm := r.slack.Message(r.slack.DMScreen("U1")[0].ID)
-	if len(dm.Versions) != 1 {
-		t.Errorf("the DM was edited %d times while Retry-After ran", len(dm.Versions)-1)
+	if len(dm.Versions) != 2 { // opened, then the code put in
+		t.Errorf("the DM was edited %d times while Retry-After ran", len(dm.Versions)-2)
 	}
 	r.clock.Set(t0.Add(50 * time.Second)) // the 429's Retry-After has run out
 	r.tick()
 	for _, user := range []string{"U1", "U2"} {
-		if dm := r.slack.DMScreen(user)[0]; len(dm.Versions) != 2 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓▓▓░░") {
+		if dm := r.slack.DMScreen(user)[0]; len(dm.Versions) != 3 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓▓▓░░") {
 			t.Errorf("%s's DM after Retry-After: %d versions\n%s\nwant the step due then", user, len(dm.Versions), screenText([]fakeslack.Message{dm}))
 		}
 	}
@@ -163,11 +166,12 @@ func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	r.slack.SetMessagesTab(true)
-	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s, one at a time
 	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
 	b := r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
 	c := r.startDM("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second))
-	versions := func(user string) int { return len(r.slack.DMScreen(user)[0].Versions) }
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s, one at a time
+	// Each DM was opened, then its code put in: its versions count from there.
+	versions := func(user string) int { return len(r.slack.DMScreen(user)[0].Versions) - 1 }
 	// At 32 s all three have a countdown step due; c is cancelled.
 	r.clock.Set(t0.Add(32 * time.Second))
 	if _, err := r.svc.Cancel(context.Background(), c.ID, "U3", pairing.Click{}); err != nil {
@@ -191,7 +195,7 @@ func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
 	r.tick()
 	// b's first step never got its turn; by now its second is due, and
 	// that is what is drawn: a view no longer true is never posted late.
-	if dm := r.slack.DMScreen("U2")[0]; len(dm.Versions) != 2 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓░░░░") {
+	if dm := r.slack.DMScreen("U2")[0]; len(dm.Versions) != 3 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓░░░░") {
 		t.Errorf("b's DM: %d versions\n%s\nwant one edit, to the step due now", len(dm.Versions), screenText([]fakeslack.Message{dm}))
 	}
 	_, _ = a, b

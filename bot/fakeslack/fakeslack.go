@@ -125,6 +125,9 @@ type Server struct {
 	dms         map[string]string       // the app's DM channels → their user
 	users       map[string]User         // members, for users.info
 	limits      map[string]*methodLimit // per-workspace limits of Web API methods
+
+	postsPerSecond int                     // chat.postMessage's limit per channel (0: none)
+	postLimits     map[string]*methodLimit // chat.postMessage's calls by channel
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -137,6 +140,7 @@ func New(onViolation func(string)) *Server {
 		changed: make(chan struct{}), onViolation: onViolation,
 		scopes:   map[string]bool{"commands": true, "chat:write": true, "users:read": true, "usergroups:read": true},
 		channels: map[string]Channel{}, dms: map[string]string{}, users: map[string]User{}, limits: map[string]*methodLimit{},
+		postsPerSecond: DefaultPostsPerSecond, postLimits: map[string]*methodLimit{},
 		// slack-go sends Origin: https://api.slack.com; accept it like Slack does.
 		upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
 	}

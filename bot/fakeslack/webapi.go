@@ -36,14 +36,62 @@ type User struct {
 	IsRestricted bool // a guest
 }
 
-// methodLimit is the sliding one-minute window of one method's calls.
+// methodLimit is the sliding window (a minute, unless per says otherwise)
+// of one method's calls, or of chat.postMessage's calls to one channel.
 type methodLimit struct {
-	perMinute  int
-	calls      []time.Time // successful calls in the last minute
-	retryUntil time.Time   // the Retry-After of the last 429 runs out then
-	limited    int         // 429s answered
+	perMinute  int           // calls allowed in one window
+	per        time.Duration // the window; 0: a minute
+	calls      []time.Time   // successful calls in the last window
+	retryUntil time.Time     // the Retry-After of the last 429 runs out then
+	limited    int           // 429s answered
 	injected   []time.Duration
 	fail       []string // error codes for the next calls
+	drops      int      // the next calls are done, and their answers lost
+}
+
+// DefaultPostsPerSecond is how many messages a second chat.postMessage
+// may post to one channel before the fake answers 429 with Retry-After:
+// "chat.postMessage … will generally allow an app to post 1 message per
+// second to a specific channel" (api.slack.com/methods/chat.postMessage,
+// Rate limiting), taken without the burst Slack may grant.
+const DefaultPostsPerSecond = 1
+
+// SetPostsPerSecond sets how many messages a second chat.postMessage may
+// post to one channel (0: no limit).
+func (s *Server) SetPostsPerSecond(n int) {
+	s.mu.Lock()
+	s.postsPerSecond = n
+	s.mu.Unlock()
+}
+
+// DropNextReply makes the next call of method (chat.postMessage,
+// chat.update, chat.delete) do what it asks and then lose its answer: the
+// connection closes before a byte of the reply is sent, as when a reply is
+// lost or times out on the way back.
+func (s *Server) DropNextReply(method string) {
+	s.mu.Lock()
+	if s.limits[method] == nil {
+		s.limits[method] = &methodLimit{}
+	}
+	s.limits[method].drops++
+	s.mu.Unlock()
+}
+
+// dropReplyLocked reports whether method's answer is to be lost, and if so
+// closes the connection instead of answering. s.mu must be held.
+func (s *Server) dropReplyLocked(w http.ResponseWriter, method string) bool {
+	l := s.limits[method]
+	if l == nil || l.drops == 0 {
+		return false
+	}
+	l.drops--
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			c.Close()
+			return true
+		}
+	}
+	panic(http.ErrAbortHandler) // closes the connection without an answer
 }
 
 // SetMessagesTab turns the app's Messages tab on or off (manifest.yml's
@@ -188,11 +236,19 @@ func (s *Server) byTSLocked(channel, ts string) *Message {
 // window drops the calls older than a minute and returns the rest.
 func (l *methodLimit) window(now time.Time) []time.Time {
 	i := 0
-	for i < len(l.calls) && now.Sub(l.calls[i]) >= time.Minute {
+	for i < len(l.calls) && now.Sub(l.calls[i]) >= l.span() {
 		i++
 	}
 	l.calls = l.calls[i:]
 	return l.calls
+}
+
+// span is the limit's window.
+func (l *methodLimit) span() time.Duration {
+	if l.per > 0 {
+		return l.per
+	}
+	return time.Minute
 }
 
 // admitLocked decides whether a call of a rate-limited method may go on
@@ -200,7 +256,11 @@ func (l *methodLimit) window(now time.Time) []time.Time {
 // the test for a call made before the Retry-After of an earlier 429 ran
 // out. s.mu must be held.
 func (s *Server) admitLocked(w http.ResponseWriter, method string, now time.Time) bool {
-	l := s.limits[method]
+	return s.admitOnLocked(w, method, s.limits[method], now)
+}
+
+// admitOnLocked is admitLocked for the limit l (nil: none).
+func (s *Server) admitOnLocked(w http.ResponseWriter, method string, l *methodLimit, now time.Time) bool {
 	if l == nil {
 		return true
 	}
@@ -212,7 +272,7 @@ func (s *Server) admitLocked(w http.ResponseWriter, method string, now time.Time
 	case len(l.injected) > 0:
 		retry, l.injected = l.injected[0], l.injected[1:]
 	case l.perMinute > 0 && len(calls) >= l.perMinute:
-		retry = calls[len(calls)-l.perMinute].Add(time.Minute).Sub(now)
+		retry = calls[len(calls)-l.perMinute].Add(l.span()).Sub(now)
 	default:
 		return true
 	}
@@ -314,6 +374,20 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": errCode})
 		return
 	}
+	now := s.now()
+	var perChannel *methodLimit
+	if !ephemeral && s.postsPerSecond > 0 {
+		perChannel = s.postLimits[channel]
+		if perChannel == nil {
+			perChannel = &methodLimit{per: time.Second}
+			s.postLimits[channel] = perChannel
+		}
+		perChannel.perMinute = s.postsPerSecond
+		if !s.admitOnLocked(w, method+" to "+channel, perChannel, now) {
+			return
+		}
+		perChannel.calls = append(perChannel.calls, now)
+	}
 	m := &Message{Channel: channel, Via: method}
 	if ephemeral {
 		m.Ephemeral, m.User = true, r.Form.Get("user")
@@ -322,6 +396,9 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 		m.User = s.dmUser(channel)
 	}
 	m = s.addMessageLocked(m, v)
+	if s.dropReplyLocked(w, method) {
+		return
+	}
 	if ephemeral {
 		writeJSON(w, map[string]any{"ok": true, "message_ts": m.TS})
 		return
@@ -384,10 +461,16 @@ func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 	s.countLocked(method, now)
 	if method == "chat.delete" {
 		s.changeMessageLocked(m, Version{At: v.At, Via: ViaDelete})
+		if s.dropReplyLocked(w, method) {
+			return
+		}
 		writeJSON(w, map[string]any{"ok": true, "channel": channel, "ts": ts})
 		return
 	}
 	s.changeMessageLocked(m, v)
+	if s.dropReplyLocked(w, method) {
+		return
+	}
 	writeJSON(w, map[string]any{"ok": true, "channel": channel, "ts": ts, "text": v.Text})
 }
 
