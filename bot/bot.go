@@ -97,7 +97,7 @@ type Bot struct {
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
-	posts     *editBudget   // chat.postMessage's hold: a 429's Retry-After (its budget unused)
+	posts     *postHolds    // chat.postMessage's Retry-Afters, per channel
 	posting   sync.Mutex    // one chat.postMessage call of a DM or card at a time
 	groups    groupMembers
 	obs       Observer
@@ -143,7 +143,7 @@ func New(cfg Config) *Bot {
 		clock = cfg.Service.Now
 	}
 	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
-	b.posts = newEditBudget(cfg.EditsPerMinute, clock)
+	b.posts = newPostHolds(clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}

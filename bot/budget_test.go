@@ -200,3 +200,97 @@ func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
 	}
 	_, _ = a, b
 }
+
+// A chat.update Slack refuses for good (msg_too_long, is_archived,
+// channel_not_found, …) is not tried again every tick: it would spend the
+// shared edit budget on a call that can only fail, and starve the other
+// pairings. The message is stuck; at the end it is deleted and the final
+// state posted anew, once, while the other pairing gets every step.
+func TestPermanentEditRefusalStopsEditing(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0)
+	r.slack.Refuse("chat.update", a.DM.Channel, "msg_too_long")
+	for s := 5; s <= 200; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.Refused("chat.update", a.DM.Channel); n != 1 {
+		t.Errorf("chat.update refused for good was called %d times, want once", n)
+	}
+	dm := r.slack.DMScreen("U1")
+	if len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") || dm[0].Latest().ShowsCode() {
+		t.Errorf("a's DM at the end:\n%s\nwant the stuck message deleted and the final state posted anew", screenText(dm))
+	}
+	if b := r.slack.DMScreen("U2")[0]; len(b.Versions) != 1+1+dmSteps || !strings.Contains(shownText(b.Latest()), "Expired") {
+		t.Errorf("b's DM: %d versions\n%s\nwant opened, the code, %d steps and the end", len(b.Versions), screenText([]fakeslack.Message{b}), dmSteps-1)
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// When the final state of a message that can no longer be edited cannot
+// be posted anew either (not_in_channel, channel_not_found, …), the
+// surface ends there: no tick posts it again.
+func TestRefusedRepostIsNotRetried(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.slack.CloseEditWindow(a.DM.Channel, a.DM.TS)
+	r.slack.Refuse("chat.postMessage", a.DM.Channel, "channel_not_found")
+	for s := 5; s <= 200; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.Refused("chat.postMessage", a.DM.Channel); n != 1 {
+		t.Errorf("the refused post was made %d times, want once", n)
+	}
+	if dm := r.slack.DMScreen("U1"); len(dm) != 0 {
+		t.Errorf("U1's DM at the end:\n%s\nwant the stuck message (with its code) deleted", screenText(dm))
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// Status cards posted into one channel at once meet Slack's one post a
+// second per channel: the 429's Retry-After holds that channel's posts
+// (the fake fails the test on a post before it ran out), and every card
+// is posted by later ticks.
+func TestPostRateLimitIsHeld(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	for i := range 3 {
+		id, user, instance := fmt.Sprintf("p%d", i), fmt.Sprintf("U%d", i), fmt.Sprintf("INST0000000%d", i)
+		r.wawp.AddInstance(instance, "")
+		_, url := r.slack.OpenMessage(user, "⏳ Requesting…")
+		p := pairing.Pairing{
+			ID: id, Instance: instance, InstanceName: instance, Phone: fmt.Sprintf("2010100000%02d", i),
+			RequestedBy: user, Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+			Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: user}, Card: pairing.Surface{Channel: "C0SUPPORT"},
+			State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+		}
+		if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+			t.Fatal(err)
+		}
+		r.bot.show(context.Background(), p, showing{answer: onNone})
+	}
+	for s := range 4 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if cards := r.slack.Screen("U9NOBODY", "C0SUPPORT"); len(cards) != 3 {
+		t.Errorf("%d cards, want 3:\n%s", len(cards), screenText(cards))
+	}
+	for i := range 3 {
+		if dm := r.slack.DMScreen(fmt.Sprintf("U%d", i)); len(dm) != 1 || !shows(dm[0].Latest(), "ABCD1234") {
+			t.Errorf("U%d's DM:\n%s\nwant the code (another channel's 429 holds nothing here)", i, screenText(dm))
+		}
+	}
+}

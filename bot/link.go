@@ -195,7 +195,17 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	log := b.log.With("pairing", p.ID, "recipient", p.DM.Recipient)
 	m := b.render(ctx, p, b.cfg.Service.Now(), onDM)
 	dm := p.DM
-	channel, ts, err := b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+	var channel, ts string
+	// Through the recipient's post hold: a 429 on their DM holds the
+	// next posts to it (a hand-off asked while one runs is refused:
+	// Slack said ratelimited).
+	sent, err := b.limited(&b.posting, b.posts.on(dm.Recipient), func() (err error) {
+		channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+		return err
+	})
+	if !sent {
+		err = slack.SlackErrorResponse{Err: "ratelimited"}
+	}
 	// Slack has answered: what it did is recorded even if ctx ended
 	// meanwhile (the 5 s ran out, a shutdown).
 	rctx, rcancel := pairing.RecordContext(ctx)

@@ -646,7 +646,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		key = viewOpening
 	}
 	var channel, ts string
-	sent, err := b.limited(&b.posting, b.posts, func() (err error) {
+	sent, err := b.limited(&b.posting, b.posts.on(ps.to), func() (err error) {
 		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, message(key)...)
 		return err
 	})
@@ -728,7 +728,7 @@ func surfaceName(s surface) string {
 // Retry-After: a call started beside the one Slack answered 429 would
 // arrive after it, before its Retry-After ran out. A 429 holds every call
 // guarded by hold until its Retry-After runs out.
-func (b *Bot) limited(mu *sync.Mutex, hold *editBudget, call func() error) (sent bool, err error) {
+func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, err error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if hold.blocked() {

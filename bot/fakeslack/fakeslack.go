@@ -128,6 +128,8 @@ type Server struct {
 
 	postsPerSecond int                     // chat.postMessage's limit per channel (0: none)
 	postLimits     map[string]*methodLimit // chat.postMessage's calls by channel
+	refusals       map[string]string       // "method channel" → the error code every call gets (Refuse)
+	refusedCalls   map[string]int          // "method channel" → calls answered so
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the

@@ -183,6 +183,40 @@ func (s *Server) FailNextCall(method, errCode string) {
 	s.mu.Unlock()
 }
 
+// Refuse makes every call of method (chat.postMessage, chat.update,
+// chat.delete) on channel (its ID; a DM's D… ID) answer ok:false with
+// errCode from now on, as Slack does for a channel archived
+// (is_archived), gone (channel_not_found), or a message it will never
+// take (msg_too_long). Refused counts those answers.
+func (s *Server) Refuse(method, channel, errCode string) {
+	s.mu.Lock()
+	if s.refusals == nil {
+		s.refusals = map[string]string{}
+	}
+	s.refusals[method+" "+channel] = errCode
+	s.mu.Unlock()
+}
+
+// Refused counts the calls of method on channel answered by Refuse.
+func (s *Server) Refused(method, channel string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refusedCalls[method+" "+channel]
+}
+
+// refusalLocked returns the error code Refuse set for method on channel,
+// counting the call. s.mu must be held.
+func (s *Server) refusalLocked(method, channel string) string {
+	code := s.refusals[method+" "+channel]
+	if code != "" {
+		if s.refusedCalls == nil {
+			s.refusedCalls = map[string]int{}
+		}
+		s.refusedCalls[method+" "+channel]++
+	}
+	return code
+}
+
 // RateLimitedCalls counts the 429s the fake answered to method.
 func (s *Server) RateLimitedCalls(method string) int {
 	s.mu.Lock()
@@ -374,6 +408,10 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": errCode})
 		return
 	}
+	if code := s.refusalLocked(method, channel); code != "" {
+		writeJSON(w, map[string]any{"ok": false, "error": code})
+		return
+	}
 	now := s.now()
 	var perChannel *methodLimit
 	if !ephemeral && s.postsPerSecond > 0 {
@@ -438,6 +476,10 @@ func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 	}
 	fail := func(code string) { writeJSON(w, map[string]any{"ok": false, "error": code}) }
 	if code := s.injectedFailureLocked(method); code != "" {
+		fail(code)
+		return
+	}
+	if code := s.refusalLocked(method, channel); code != "" {
 		fail(code)
 		return
 	}

@@ -272,3 +272,35 @@ func TestDMLostPostAnswerShowsOneCode(t *testing.T) {
 		}
 	}
 }
+
+// New code clicked in a DM message Slack no longer lets the bot edit: the
+// new code is shown where the requester sees it, in a fresh DM message,
+// and the stuck one (showing the old code) is deleted.
+func TestDMNewCodeOnAStuckMessage(t *testing.T) {
+	t.Parallel()
+	h, _, first := dmHarness(t, "")
+	dm := h.dmMessage("Code 1 of 3")
+	h.slack.CloseEditWindow(dm.Channel, dm.TS)
+	h.clock.advance(2 * time.Second)
+	h.tickAndWait() // a countdown step Slack refuses: the message is stuck
+	if _, err := h.slack.Click(dm.ID, "U1", "new_code"); err != nil {
+		t.Fatal(err)
+	}
+	h.dmMessage("Code 2 of 3")
+	second := h.wawp.Code(instanceEG)
+	if second == first {
+		t.Fatal("no new code")
+	}
+	dms := h.slack.DMScreen("U1")
+	if len(dms) != 1 || dms[0].ID == dm.ID || !strings.Contains(shown(dms[0].Latest()), second[:4]+"-"+second[4:]) {
+		t.Errorf("U1's DM:\n%s\nwant one fresh message showing the new code", screenText(dms))
+	}
+	if old := h.slack.Message(dm.ID); !old.Deleted {
+		t.Errorf("the stuck message: %s; want it deleted", screenText([]fakeslack.Message{old}))
+	}
+	h.clock.advance(10 * time.Second)
+	h.tickAndWait()
+	h.dmMessage("Expired")
+	h.stop()
+	h.checkCodes("U1", second, true, "after the end")
+}
