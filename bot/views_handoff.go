@@ -120,7 +120,7 @@ type CardModel struct {
 	Requester string
 	Recipient string // who the code was handed to; "" when the requester has it
 	Instance  string
-	Masked    string // the masked phone, e.g. +20 111 ••• 3333
+	Masked    string // the masked phone, e.g. +20 11 ••• 333
 	State     pairing.State
 	ExpiresAt time.Time // for a live code
 	EndedAt   time.Time // for a linked one

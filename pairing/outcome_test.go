@@ -86,7 +86,7 @@ func TestParseOutcome(t *testing.T) {
 		"error":                   "error",
 		"foreign_team":            OutcomeForeignTeam,
 		"instance_gone":           OutcomeInstanceGone,
-		"linked +20 100 ••• 8888": "linked +20 100 ••• 8888",
+		"linked +20 10 ••• 888": "linked +20 10 ••• 888",
 		"limit:sideways":          "limit:sideways",
 		"":                        "",
 	}
@@ -174,7 +174,7 @@ func TestReason(t *testing.T) {
 		{"limit:phone", "limit_phone", OutcomeLimitPhone, nil, ""},
 		{"limit_phone", "limit_phone", OutcomeLimitPhone, nil, ""},
 		{"instance_gone", "instance_gone", OutcomeInstanceGone, nil, ""},
-		{"linked +20 100 ••• 8888", "linked +20 100 ••• 8888", "linked +20 100 ••• 8888", nil, ""},
+		{"linked +20 10 ••• 888", "linked +20 10 ••• 888", "linked +20 10 ••• 888", nil, ""},
 		{"", "", "", nil, ""},
 	}
 	for _, tt := range tests {

@@ -403,7 +403,7 @@ func TestCardChecks(t *testing.T) {
 	section := func(text string) slack.MsgOption {
 		return slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject("mrkdwn", text, false, false), nil, nil))
 	}
-	fine := "📱 support-eg (INST00000001) · +20 111 ••• 3333 · <@U0123456789> · expires at <!date^1764080000^{time_secs}|14:13:20 UTC> · code 1 of 3"
+	fine := "📱 support-eg (INST00000001) · +20 11 ••• 333 · <@U0123456789> · expires at <!date^1764080000^{time_secs}|14:13:20 UTC> · code 1 of 3"
 	channel, ts, err := api.PostMessageContext(t.Context(), "CJOINED", msg("card"), section(fine))
 	if err != nil || len(got) != 0 {
 		t.Fatalf("a masked card: %v, violations %q", err, got)

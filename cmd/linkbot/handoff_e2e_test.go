@@ -21,7 +21,7 @@ const (
 	// (manifest.yml): the number it recognised wrapped as <tel:…|…>, the
 	// mention as <@U…|name>.
 	handoffText = "support-eg <tel:+201112223333|+20 111 222 3333> <@" + agent + "|agent>"
-	maskedEG    = "+20 111 ••• 3333"
+	maskedEG    = "+20 11 ••• 333"
 )
 
 // cardHarness runs the bot with 5 s codes and status cards (announce),
