@@ -174,6 +174,27 @@ func (b *Bot) checkRecipient(ctx context.Context, user string) (pairing.Outcome,
 	return "", ""
 }
 
+// prepareHandoffRenewal is a renewal's Prepare (New code, Try again):
+// for a hand-off, the checks its first /link ran before request-code, run
+// again, since the recipient or Slack may have changed since: who the
+// recipient is (checkRecipient: a bot, deactivated, another organisation),
+// then their DM opened (openHandoffDM, when it is not open yet). A refusal
+// asks for no code; the requester is told why. Both share the 5 s a
+// request's lease keeps for its DM (handoffDMTimeout).
+func (b *Bot) prepareHandoffRenewal(ctx context.Context, p pairing.Pairing) error {
+	recipient := p.HandedTo()
+	if recipient == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, handoffDMTimeout)
+	defer cancel()
+	if why, detail := b.checkRecipient(ctx, recipient); why != "" {
+		b.log.Info("hand-off renewal refused", "pairing", p.ID, "outcome", why, "recipient", recipient, "detail", detail)
+		return &pairing.DMError{Code: string(why)}
+	}
+	return b.openHandoffDM(ctx, p)
+}
+
 // handoffDMTimeout bounds the post that opens a hand-off's DM: the margin
 // a request's lease has beyond its two Wawp calls (pairing.Service's
 // RequestLease).

@@ -297,6 +297,12 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:
 		if code, ok := pairing.ReasonDM(p.Reason); ok {
+			switch why := pairing.Outcome(code); why {
+			case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
+				// A renewal's recipient check (prepareHandoffRenewal).
+				again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
+				return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
+			}
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
@@ -670,7 +676,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		ps.refused(log, code)
 	}
 	p, stored := b.recordSurfaceOK(ctx, p, ps, sf, log)
-	if key == ps.key || !stored {
+	if key == ps.key || !stored || sf.Failed != "" {
 		// Unless its channel and ts are stored, the code never goes in: a
 		// retry would post another message, and the two would show it.
 		return p

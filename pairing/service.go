@@ -563,6 +563,10 @@ type Renewal struct {
 	// DedupeKey is the click's identity (see Dedupe): a click whose key
 	// was already claimed does nothing and returns ErrDuplicate.
 	DedupeKey string
+	// Prepare is the renewal's Request.Prepare: for a hand-off, the checks
+	// its first request ran before request-code (who the recipient is, the
+	// DM opened), run again, since either may have changed since.
+	Prepare func(ctx context.Context, p Pairing) error
 }
 
 // Renew asks again for the request behind pairing r.ID, through the same
@@ -654,12 +658,17 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	// nothing of the renewal yet.
 	dm := old.DM
 	dm.LastView = ""
+	if old.HandedTo() != "" && dm.Failed != "" {
+		// A hand-off whose DM could not be posted: the renewal opens it
+		// anew (Prepare), or asks for no code.
+		dm = Surface{Recipient: old.DM.Recipient}
+	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
 		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
 		Replaces: replaces, Message: old.MessageID(),
-		DedupeKey: r.DedupeKey,
+		DedupeKey: r.DedupeKey, Prepare: r.Prepare,
 	})
 }
 

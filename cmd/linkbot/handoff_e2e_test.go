@@ -490,3 +490,44 @@ func TestHandOffToAGuest(t *testing.T) {
 	h.waitText(env.MessageID, "Code sent to")
 	h.agentDM("Enter this code")
 }
+
+// Try again on a hand-off that failed before its DM was opened (the
+// instance was starting up) runs the checks the first /link ran: who the
+// recipient is now (deactivated since: refused), and the DM opened before
+// request-code (the Messages tab turned off since: refused). Neither asks
+// Wawp for a code, and no code reaches anyone.
+func TestHandOffTryAgainChecksTheRecipient(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		change func(h *harness)
+		want   string
+	}{
+		{"deactivated since", func(h *harness) { h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent", Deleted: true}) }, "account is deactivated"},
+		{"Messages tab off since", func(h *harness) { h.slack.SetMessagesTab(false) }, "could not send <@" + agent + "> a DM"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := cardHarness(t, "", true)
+			h.wawp.SetStatus(instanceEG, "STARTING", "")
+			env := h.command("U1", handoffText)
+			h.waitText(env.MessageID, "still starting up")
+			h.wawp.SetStatus(instanceEG, "SCAN_QR_CODE", "")
+			h.clock.advance(time.Minute)
+			tt.change(h)
+			h.click(env.MessageID, "U1", "try_again")
+			h.waitText(env.MessageID, tt.want)
+			h.clock.advance(10 * time.Second)
+			h.tickAndWait()
+			h.stop()
+			if n := len(h.wawp.Calls(fakewawp.RequestCode)); n != 0 {
+				t.Errorf("Wawp was asked for %d codes", n)
+			}
+			for _, m := range h.slack.Messages() {
+				if slices.ContainsFunc(m.Versions, fakeslack.Version.ShowsCode) {
+					t.Errorf("a code was shown: %s", screenText([]fakeslack.Message{m}))
+				}
+			}
+		})
+	}
+}
