@@ -294,3 +294,43 @@ func TestPostRateLimitIsHeld(t *testing.T) {
 		}
 	}
 }
+
+// A DM whose code Slack never lets into the message (every chat.update on
+// it refused for good) is replaced once, not over and over: the DM then
+// fails as a refused post does, the code is shown ephemerally, and no
+// tick loops on it.
+func TestCodeEditRefusedForGoodDoesNotLoop(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.Refuse("chat.update", fakeslack.DMChannel("U1"), "msg_too_long")
+	_, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: "a", Instance: rigInstance, InstanceName: "support", Phone: "201012345678",
+		RequestedBy: "U1", Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: "U1"},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	if got := shownText(r.slack.Screen("U1", "C0SUPPORT")[len(r.slack.Screen("U1", "C0SUPPORT"))-1].Latest()); !strings.Contains(got, "ABCD-1234") {
+		t.Errorf("the channel shows %q; want the code, ephemerally, since the DM would not take it", got)
+	}
+	for s := 5; s <= 200; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.Refused("chat.update", fakeslack.DMChannel("U1")); n > 2 {
+		t.Errorf("chat.update refused for good was called %d times, want at most twice (the message, then its one replacement)", n)
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+	for _, m := range r.slack.DMScreen("U1") {
+		if m.Latest().ShowsCode() {
+			t.Errorf("U1's DM shows a code at the end: %s", screenText([]fakeslack.Message{m}))
+		}
+	}
+}

@@ -564,7 +564,11 @@ type postedSurface struct {
 	key          string // the view it should show
 	post, update bool
 	record       func(context.Context, pairing.Surface) (pairing.Pairing, error)
-	refused      func(log *slog.Logger, code string) // Slack refused the first post
+	// fresh says the message was just posted by this show: an edit Slack
+	// refuses for good leaves it stuck, not replaced again (which could
+	// loop for a view Slack never takes).
+	fresh   bool
+	refused func(log *slog.Logger, code string) // Slack refused the first post
 }
 
 // showPosted brings one posted surface up to date (see showDM, showCard)
@@ -631,6 +635,14 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 				return p
 			}
 			log.Warn("Slack refused to edit the message for good: no more edits to it", "reason", code)
+			if ps.fresh {
+				// The code never goes into a message posted for it: the DM
+				// fails here, as a refused first post does (the code is
+				// shown ephemerally instead, unless it was handed off).
+				sf.Failed = code
+				ps.refused(log, code)
+				return b.recordSurface(ctx, p, ps, sf, log)
+			}
 			if !p.Final() && !(showsCode(ps.key) && !showsCode(sf.LastView)) {
 				// Its countdown stops here; it is deleted once the
 				// pairing ends (or a new code is due).
@@ -683,7 +695,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 	}
 	// The DM is open and stored: the code goes in now if the budget has a
 	// use, else the next tick puts it in (urgently).
-	ps.s, ps.post, ps.update = p.DM, false, true
+	ps.s, ps.post, ps.update, ps.fresh = p.DM, false, true, true
 	return b.showPosted(ctx, p, now, editIfBudget, ps)
 }
 

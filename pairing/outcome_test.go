@@ -81,14 +81,14 @@ func TestParseOutcome(t *testing.T) {
 		"status_unknown":         OutcomeStatusUnknown,
 		"status_working":         OutcomeStatusWorking,
 		// Today's spellings, and what cannot be told apart, stay as they are.
-		"limit_phone":             OutcomeLimitPhone,
-		"access_denied":           OutcomeAccessDenied,
-		"error":                   "error",
-		"foreign_team":            OutcomeForeignTeam,
-		"instance_gone":           OutcomeInstanceGone,
+		"limit_phone":           OutcomeLimitPhone,
+		"access_denied":         OutcomeAccessDenied,
+		"error":                 "error",
+		"foreign_team":          OutcomeForeignTeam,
+		"instance_gone":         OutcomeInstanceGone,
 		"linked +20 10 ••• 888": "linked +20 10 ••• 888",
-		"limit:sideways":          "limit:sideways",
-		"":                        "",
+		"limit:sideways":        "limit:sideways",
+		"":                      "",
 	}
 	for in, want := range tests {
 		if got := ParseOutcome(in); got != want {
