@@ -656,6 +656,19 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	}
 	// The renewal is shown in the old pairing's DM message, which shows
 	// nothing of the renewal yet.
+	// A click in a hand-off's DM (the recipient's New code) brings no
+	// response_url the requester sees: they learn how the renewal goes
+	// through the old pairing's editor, as they did for the first code.
+	clickURL, clickIssued, clickTS := r.ResponseURL, r.URLIssued, r.ClickTS
+	var cmdURL string
+	var cmdIssued time.Time
+	if clickURL == "" && old.HandedTo() != "" {
+		if url, issued, replaces := old.Editor(); replaces {
+			clickURL, clickIssued, clickTS = url, issued, old.ClickTS
+		} else {
+			cmdURL, cmdIssued = url, issued
+		}
+	}
 	dm := old.DM
 	dm.LastView = ""
 	if old.HandedTo() != "" && dm.Failed != "" {
@@ -665,8 +678,8 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
-		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
+		User: old.RequestedBy, Team: old.Team, Channel: old.Channel, ResponseURL: cmdURL, URLIssued: cmdIssued,
+		ClickURL: clickURL, ClickIssued: clickIssued, ClickTS: clickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
 		Replaces: replaces, Message: old.MessageID(),
 		DedupeKey: r.DedupeKey, Prepare: r.Prepare,
 	})

@@ -252,6 +252,8 @@ func TestHandOffNewCodeFromTheDM(t *testing.T) {
 	h.tickAndWait()
 	h.agentDM("Linked —")
 	h.card("✅ Linked at")
+	// The requester learns that the renewed code linked, as for the first.
+	h.waitText(env.MessageID, "Linked —")
 	h.stop()
 	if dms := h.slack.DMScreen(agent); len(dms) != 1 {
 		t.Errorf("the agent's DM:\n%s\nwant the one message", screenText(dms))
