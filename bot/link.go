@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -168,10 +169,19 @@ func (b *Bot) checkRecipient(ctx context.Context, user string) (pairing.Outcome,
 		return pairing.OutcomeRecipientBot, ""
 	case u.Deleted:
 		return pairing.OutcomeRecipientDeactivated, ""
-	case b.teamID != "" && u.TeamID != b.teamID:
+	case b.teamID != "" && u.TeamID != b.teamID && !b.memberHere(u):
 		return pairing.OutcomeRecipientForeign, ""
 	}
 	return "", ""
+}
+
+// memberHere reports whether u, whose home workspace is another, belongs
+// to this one all the same: in Enterprise Grid a member's team_id is their
+// home workspace, and enterprise_user lists every workspace of the
+// organisation they are in (api.slack.com/enterprise/apps/changes-apis).
+// A member of another organisation (Slack Connect) never is.
+func (b *Bot) memberHere(u *slack.User) bool {
+	return b.enterpriseID != "" && u.Enterprise.EnterpriseID == b.enterpriseID && slices.Contains(u.Enterprise.Teams, b.teamID)
 }
 
 // prepareHandoffRenewal is a renewal's Prepare (New code, Try again):

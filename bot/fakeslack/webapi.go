@@ -34,6 +34,11 @@ type User struct {
 	IsBot        bool
 	Deleted      bool // deactivated
 	IsRestricted bool // a guest
+	// EnterpriseID and Teams are an Enterprise Grid member's organisation
+	// and the workspaces of it they belong to (users.info's
+	// enterprise_user); TeamID is then their home workspace.
+	EnterpriseID string
+	Teams        []string
 }
 
 // methodLimit is the sliding window (a minute, unless per says otherwise)
@@ -539,9 +544,13 @@ func (s *Server) usersInfo(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": "user_not_found"})
 		return
 	}
-	writeJSON(w, map[string]any{"ok": true, "user": map[string]any{
+	user := map[string]any{
 		"id": u.ID, "team_id": u.TeamID, "name": strings.ToLower(u.Name), "real_name": u.Name,
 		"deleted": u.Deleted, "is_bot": u.IsBot, "is_restricted": u.IsRestricted,
 		"profile": map[string]any{"display_name": u.Name, "real_name": u.Name},
-	}})
+	}
+	if u.EnterpriseID != "" {
+		user["enterprise_user"] = map[string]any{"id": u.ID, "enterprise_id": u.EnterpriseID, "teams": u.Teams}
+	}
+	writeJSON(w, map[string]any{"ok": true, "user": user})
 }

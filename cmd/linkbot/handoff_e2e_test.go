@@ -533,3 +533,34 @@ func TestHandOffTryAgainChecksTheRecipient(t *testing.T) {
 		})
 	}
 }
+
+// Enterprise Grid, the app installed to one workspace of the organisation
+// (manifest.yml: org_deploy_enabled: false): a member of that workspace
+// whose home workspace is another of the organisation (users.info's
+// team_id) may be handed a code; a member of the organisation who is not
+// in this workspace, or of another organisation, may not.
+func TestHandOffInEnterpriseGrid(t *testing.T) {
+	t.Parallel()
+	const org = "E0LINKBOT"
+	for _, tt := range []struct {
+		name string
+		user fakeslack.User
+		want string
+	}{
+		{"a member of this workspace from another of the organisation", fakeslack.User{ID: agent, Name: "agent", TeamID: "T0OTHERWS", EnterpriseID: org, Teams: []string{"T0OTHERWS", fakeslack.TeamID}}, "Code sent to"},
+		{"a member of the organisation not in this workspace", fakeslack.User{ID: agent, Name: "agent", TeamID: "T0OTHERWS", EnterpriseID: org, Teams: []string{"T0OTHERWS"}}, "is in another organisation"},
+		{"a member of another organisation", fakeslack.User{ID: agent, Name: "agent", TeamID: "T0PARTNER", EnterpriseID: "E0PARTNER", Teams: []string{"T0PARTNER", fakeslack.TeamID}}, "is in another organisation"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.setConfig("code_lifetime: 5s\n")
+			h.manualTicks()
+			h.slack.SetEnterprise(org, false)
+			h.slack.SetUser(tt.user)
+			h.start()
+			env := h.command("U1", handoffText)
+			h.waitText(env.MessageID, tt.want)
+		})
+	}
+}
