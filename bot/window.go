@@ -145,6 +145,13 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 		b.respond(ctx, log, cb.ResponseURL, b.cfg.Service.Now(), 0, EndedView())
 		return
 	}
+	// The message's writers wait until the window is recorded: a tick
+	// ending the pairing meanwhile would not know it has a window.
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
+	if p, err = b.cfg.Service.Pairing(ctx, id); err != nil {
+		return
+	}
 	now := b.cfg.Service.Now()
 	opened, err := b.api.OpenViewContext(ctx, cb.TriggerID, windowOf(b.render(ctx, p, now, onModal), p.ID))
 	if err != nil {
@@ -156,9 +163,13 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 	m.LastView = modalKey(p, now)
 	rctx, cancel := pairing.RecordContext(ctx)
 	defer cancel()
-	if _, err := b.cfg.Service.RecordModal(rctx, p.ID, m); err != nil {
+	stored, err := b.cfg.Service.RecordModal(rctx, p.ID, m)
+	if err != nil {
 		log.Error("recording the window", "err", err)
+		return
 	}
+	// Whatever changed since it was drawn is shown now.
+	b.showLocked(ctx, stored, showing{answer: onNone, edit: editNot, card: editNot, modal: editIfBudget})
 }
 
 // windowClosed records that the person closed the window (view_closed):

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
@@ -60,7 +61,7 @@ func TestQRLinkRevokedInEveryEnding(t *testing.T) {
 			if err := h.wawp.ScanLink(link, "201112223333"); err != nil {
 				h.t.Fatal(err)
 			}
-		}, "✅ Linked by QR — +20 111 ••• 3333 is now connected to support-eg"},
+		}, "✅ Linked by QR — " + pairing.MaskPhone("+20 11 12223333") + " is now connected to support-eg"},
 		{"wrong phone", func(h *harness, _, link string) {
 			if err := h.wawp.ScanLink(link, "201009998888"); err != nil {
 				h.t.Fatal(err)
