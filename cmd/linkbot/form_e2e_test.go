@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -266,4 +267,35 @@ func TestWindowButtons(t *testing.T) {
 	}
 	h.tick()
 	h.waitText(env.MessageID, "Cancelled")
+}
+
+// TestFormExternalSelect: past 100 instances the form's select is an
+// external one, answered over the socket (block_suggestion) with the
+// instances matching what was typed, each with its state.
+func TestFormExternalSelect(t *testing.T) {
+	h := newHarness(t)
+	var cfg strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&cfg, "  - alias: field-%03d\n    id: F%011d\n    region: NG\n", i, i)
+	}
+	h.setConfig(cfg.String())
+	h.start()
+	h.command("U1", "")
+	v := h.modal("U1", "Link a WhatsApp number")
+	if !strings.Contains(string(v.Blocks), `"external_select"`) {
+		t.Fatalf("101 instances in a form without an external select: %s", v.Blocks)
+	}
+	opts, err := h.slack.Suggest("U1", "instance", "support")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(opts) != 1 || opts[0].Value != instanceEG || !strings.HasPrefix(opts[0].Text, "support-eg · ") {
+		t.Errorf("suggestions for %q: %+v", "support", opts)
+	}
+	if all, err := h.slack.Suggest("U1", "instance", ""); err != nil || len(all) != 100 {
+		t.Errorf("suggestions for nothing typed: %d, %v; want the first 100", len(all), err)
+	}
+	h.slack.Suggest("U1", "instance", "support") // the person types again, then chooses
+	h.submitForm("U1", instanceEG, "0111 222 3333", "")
+	h.modal("U1", "Enter this code on the phone")
 }
