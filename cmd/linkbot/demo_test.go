@@ -46,7 +46,15 @@ func TestDemo(t *testing.T) {
 		"[linkbot → @coordinator, only they see it; a new message below]\n  📨 Code sent to @field-agent privately",
 		"[linkbot → #field-ops, everyone in the channel sees it; updates the card]\n  📱 WhatsApp pairing · field-eg · +20 12 ••• 444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ✅ Linked at",
 		"[linkbot → @coordinator, only they see it; a new message below]\n  ✅ Linked — +20 12 23334444 is now connected to field-eg",
-		"Wawp received 5 code requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
+		// The QR fallback, then the form and its code window (issue 10).
+		"[ Link by QR instead ]",
+		"Open the QR page",
+		"✅ Linked by QR — +20 10 ••• 567 is now connected to support-eg",
+		"[linkbot → @agent, a window only they see]\n  Link a WhatsApp number",
+		"Instance: support-eg · 🟢 ready to pair",
+		"[linkbot → @agent, a window only they see]\n  WhatsApp pairing\n  ",
+		"⏳ Waiting for the phone… this window updates by itself.",
+		"Wawp received 6 code requests and 1 QR link requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("transcript lacks %q", want)
