@@ -237,7 +237,10 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	if _, err := slack.SendCommand(fakeslack.Command{User: demoAgent, Text: ""}); err != nil {
 		return err
 	}
-	if !slack.WaitFor(15*time.Second, func() bool { v, _ := slack.Modal(demoAgent); return strings.Contains(v.Shown(), "Instance states as of now.") }) {
+	if !slack.WaitFor(15*time.Second, func() bool {
+		v, _ := slack.Modal(demoAgent)
+		return strings.Contains(v.Shown(), "Instance states as of now.")
+	}) {
 		return errors.New("demo: the form's states were never refreshed")
 	}
 	if err := slack.Fill(demoAgent, "instance", fakeslack.Input{Option: demoInstance}); err != nil {
