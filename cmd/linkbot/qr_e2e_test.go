@@ -122,3 +122,39 @@ func TestQRRefusedByPlan(t *testing.T) {
 	h.click(env.MessageID, "U1", "link_by_qr")
 	h.waitText(env.MessageID, "has no QR links")
 }
+
+// TestFormLimitInWindowThenQR: a limit is checked in the store, after the
+// submission's ack, so its refusal (with when) is shown in the window;
+// the phone's limit offers a QR link there, and the link appears in the
+// window, then leaves it when the phone links.
+func TestFormLimitInWindowThenQR(t *testing.T) {
+	h := newHarness(t)
+	h.setConfig("limits:\n  phone: {max: 1, window: 15m}\n")
+	h.start()
+	first := h.command("U1", "support-eg 0111 222 3333")
+	h.waitText(first.MessageID, "Enter this code")
+	h.click(first.MessageID, "U1", "cancel")
+	h.waitText(first.MessageID, "Cancelled")
+	h.command("U1", "")
+	h.modal("U1", "Instance states as of now.")
+	h.submitForm("U1", instanceEG, "0111 222 3333", "")
+	h.modal("U1", "already had 1 codes in the last 15 min")
+	if _, err := h.slack.ClickInView("U1", "link_by_qr"); err != nil {
+		t.Fatal(err)
+	}
+	v := h.modal("U1", "Open the QR page")
+	link := h.wawp.ActiveLink(instanceEG)
+	if link == "" || !strings.Contains(string(v.Blocks), link) {
+		t.Fatalf("the window shows %s; want Wawp's link", v.Blocks)
+	}
+	if err := h.wawp.ScanLink(link, "201112223333"); err != nil {
+		t.Fatal(err)
+	}
+	v = h.modal("U1", "✅ Linked by QR")
+	if strings.Contains(string(v.Blocks), link) {
+		t.Error("the window still shows the link")
+	}
+	if !h.slack.WaitFor(waitLong, h.revoked) {
+		t.Error("the link was never revoked")
+	}
+}
