@@ -382,7 +382,10 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 		return errs(BlockInstance, UnknownInstanceView(instanceID, b.cfg.Directory.Names()))
 	}
 	if !b.allowed(in.ID, cb.User.ID, meta.Channel) {
-		return errs(BlockInstance, AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask))
+		// Audited as the command's refusal is (after the ack: a write).
+		payload, _ := errs(BlockInstance, AccessDeniedView(in.Name, b.rulesFor(in.ID).Ask))
+		audit := b.auditRefusal(slack.SlashCommand{UserID: cb.User.ID, TeamID: cb.Team.ID, ChannelID: meta.Channel}, now, in, phoneText, pairing.OutcomeAccessDenied, "")
+		return payload, func(ctx context.Context) { audit(ctx, ctx, log) }
 	}
 	if st, ok := b.cfg.Service.CachedStatus(in.ID); ok && !st.Gone && !st.Failed && st.Status != pairing.StatusScanQR {
 		// What the cache says now is what the command's precheck would

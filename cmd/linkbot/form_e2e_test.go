@@ -299,3 +299,24 @@ func TestFormExternalSelect(t *testing.T) {
 	h.submitForm("U1", instanceEG, "0111 222 3333", "")
 	h.modal("U1", "Enter this code on the phone")
 }
+
+// TestFormFollowsAccessRules: the form offers only the instances the
+// person may use; someone who may use none gets the command's refusal and
+// no form.
+func TestFormFollowsAccessRules(t *testing.T) {
+	h := newHarness(t)
+	h.setConfig("  - alias: field-ng\n    id: B1B2C3D4E5F6\n    region: NG\n    access:\n      users: [UFIELD]\naccess:\n  users: [UALLOWED]\n  ask: \"<@UADMIN>\"\n")
+	h.start()
+	h.command("UALLOWED", "")
+	v := h.modal("UALLOWED", "Link a WhatsApp number")
+	if blocks := string(v.Blocks); !strings.Contains(blocks, "support-eg") || strings.Contains(blocks, "field-ng") {
+		t.Errorf("UALLOWED is offered %s; want support-eg only", blocks)
+	}
+	env := h.command("USTRANGER", "")
+	if got := shown(h.waitAck(env)); !strings.Contains(got, "You are not on the list") {
+		t.Errorf("/link by someone allowed nothing answered %q", got)
+	}
+	if _, open := h.slack.Modal("USTRANGER"); open {
+		t.Error("a form opened for someone allowed nothing")
+	}
+}
