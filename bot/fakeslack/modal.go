@@ -81,6 +81,14 @@ func (s *Server) newTriggerLocked(user string) string {
 	return id
 }
 
+// NewTrigger hands out a trigger_id for user, as an interaction would,
+// for tests that drive the bot without a socket.
+func (s *Server) NewTrigger(user string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newTriggerLocked(user)
+}
+
 // ExpireTrigger ages trigger id past TriggerLifetime, as if the bot had
 // taken longer than 3 s to use it.
 func (s *Server) ExpireTrigger(id string) {
