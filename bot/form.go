@@ -268,11 +268,7 @@ func (b *Bot) openForm(ctx context.Context, cmd slack.SlashCommand, m FormModel,
 		b.respond(ctx, log, cmd.ResponseURL, now, 0, FormFailedView(b.cfg.Directory.Names()))
 		return
 	}
-	ids := make([]string, len(m.Options))
-	for i, o := range m.Options {
-		ids[i] = o.Instance.ID
-	}
-	statuses := b.cfg.Service.CheckStatuses(ctx, ids)
+	statuses := b.cfg.Service.CheckStatuses(ctx, checkedOptions(m.Options, m.Selected))
 	for i, o := range m.Options {
 		if st, ok := statuses[o.Instance.ID]; ok {
 			m.Options[i].Status = st
@@ -291,6 +287,28 @@ func (b *Bot) openForm(ctx context.Context, cmd slack.SlashCommand, m FormModel,
 	case err != nil:
 		log.Warn("refreshing the form's states failed", "reason", webFailure(err))
 	}
+}
+
+// maxStatusChecks bounds how many instances one form asks Wawp about:
+// past it (a form with an external select), the rest show what the cache
+// knows, and the ticks and other forms fill it in. Every instance shown is
+// asked again, cached or not: the cache may be up to 30 s old, and the
+// submission's check reads it.
+const maxStatusChecks = maxStaticOptions
+
+// checkedOptions lists the instances the refresh asks Wawp about: the one
+// chosen first, then the others, at most maxStatusChecks.
+func checkedOptions(opts []FormOption, first string) []string {
+	var ids []string
+	if first != "" {
+		ids = append(ids, first)
+	}
+	for _, o := range opts {
+		if o.Instance.ID != first && len(ids) < maxStatusChecks {
+			ids = append(ids, o.Instance.ID)
+		}
+	}
+	return ids
 }
 
 // updateView makes one views.update call, unless a 429's Retry-After is
