@@ -330,6 +330,8 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 		return LinkedView(phone, p.InstanceName, p.EndedAt)
 	case p.State == pairing.StateWrongPhone:
 		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
+	case p.State == pairing.StateCancelled && p.Method == pairing.MethodQR:
+		return QRCancelledView(p.InstanceName)
 	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:

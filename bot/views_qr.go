@@ -131,3 +131,8 @@ func QRExpiredView(instance, pairingID string) Message {
 	t := fmt.Sprintf("⌛ Expired — the QR page for %s was not scanned in time, and it was revoked.", escape(instance))
 	return notice("QR link expired", t, actions(button(ActionNewCode, pairingID, "New link", "primary")))
 }
+
+// QRCancelledView is a QR link the requester cancelled (revoked).
+func QRCancelledView(instance string) Message {
+	return notice("QR link cancelled", fmt.Sprintf("🛑 Cancelled — the QR page for %s was revoked. Run /link again when the phone is ready.", escape(instance)))
+}

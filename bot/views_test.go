@@ -72,6 +72,7 @@ func allViews() map[string]Message {
 		"qr_live_any_phone":   QRView(qrAny),
 		"qr_linked":           QRLinkedView("+20 111 ••• 3333", "support-eg", now),
 		"qr_expired":          QRExpiredView("support-eg", "p4x7k2m9q3w8z5y6"),
+		"qr_cancelled":        QRCancelledView("support-eg"),
 		"qr_unavailable":      WawpErrorView(pairing.ErrQRUnavailable, "support-eg"),
 		// Hand-off (issue 9): the requester's views, then the agent's DM.
 		"handoff_requesting":        HandoffRequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg", "U456"),
