@@ -192,6 +192,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	}
 	b.teamID, b.enterpriseID, b.botName = auth.TeamID, auth.EnterpriseID, auth.User
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
+	b.loadHolds(ctx)
 	open := true
 	for _, a := range b.cfg.Access {
 		open = open && a.Open()

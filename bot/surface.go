@@ -756,15 +756,47 @@ func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, 
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
+		until  time.Time
 	)
 	switch {
 	case errors.As(err, &rl):
-		hold.block(rl.RetryAfter)
+		until = hold.block(rl.RetryAfter)
 	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
 		// A 429 without a Retry-After in seconds: wait a little.
-		hold.block(time.Second)
+		until = hold.block(time.Second)
+	default:
+		return true, err
+	}
+	// Stored, so that a restarted bot (or another replica) waits it out
+	// too; the call's ctx may be ending (a shutdown), the hold still counts.
+	rctx, cancel := pairing.RecordContext(b.workCtx)
+	defer cancel()
+	if serr := b.cfg.Service.SetHold(rctx, hold.key(), until); serr != nil {
+		b.log.Error("recording Slack's Retry-After", "hold", hold.key(), "err", serr)
 	}
 	return true, err
+}
+
+// loadHolds waits out the Retry-Afters a previous run (or another
+// replica) recorded: a restart during one does not call Slack before it
+// runs out.
+func (b *Bot) loadHolds(ctx context.Context) {
+	holds, err := b.cfg.Service.Holds(ctx)
+	if err != nil {
+		b.log.Error("reading Slack's Retry-Afters; starting without them", "err", err)
+		return
+	}
+	for key, until := range holds {
+		switch {
+		case key == b.edits.key():
+			b.edits.blockUntil(until)
+		case strings.HasPrefix(key, postHoldPrefix):
+			b.posts.blockUntil(strings.TrimPrefix(key, postHoldPrefix), until)
+		default:
+			continue
+		}
+		b.log.Info("waiting out Slack's Retry-After from before the start", "hold", key, "until", until)
+	}
 }
 
 // rateLimited reports whether err is Slack's 429.
