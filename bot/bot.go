@@ -102,7 +102,7 @@ type Bot struct {
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
 	posts     *postHolds    // chat.postMessage's Retry-Afters, per channel
-	posting   sync.Mutex    // one chat.postMessage call of a DM or card at a time
+	postLocks messageLocks  // one chat.postMessage call at a time per destination (see lockPosts)
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message

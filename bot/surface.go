@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -616,8 +615,9 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		}
 		granted = false // spent
 		if sf.LastView != viewStuck {
-			sent, err := b.limited(&b.updating, b.edits, func() error {
-				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, message(ps.key)...)
+			opts := message(ps.key) // rendered before the call's turn: rendering reads the store
+			sent, err := b.limited(b.lockUpdates, b.edits, func() error {
+				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
 				return err
 			})
 			code, refused := slackRefusal(err)
@@ -664,8 +664,9 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		key = viewOpening
 	}
 	var channel, ts string
-	sent, err := b.limited(&b.posting, b.posts.on(ps.to), func() (err error) {
-		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, message(key)...)
+	opts := message(key)
+	sent, err := b.limited(b.lockPosts(ps.to), b.posts.on(ps.to), func() (err error) {
+		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, opts...)
 		return err
 	})
 	code, refused := slackRefusal(err)
@@ -707,7 +708,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 // the view is posted anew all the same: the old message cannot be changed
 // by the bot any more.
 func (b *Bot) deleteStuck(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, pairing.Surface, bool) {
-	sent, err := b.limited(&b.updating, b.edits, func() error {
+	sent, err := b.limited(b.lockUpdates, b.edits, func() error {
 		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
 		return err
 	})
@@ -741,14 +742,14 @@ func surfaceName(s surface) string {
 }
 
 // limited makes one call of a rate-limited Web API method, in turn with
-// the others guarded by mu, unless hold's Retry-After is running (then
+// the others lock guards (every chat.update and chat.delete; the posts to
+// one destination), unless hold's Retry-After is running (then
 // sent is false). Calls go one at a time, each after checking the
 // Retry-After: a call started beside the one Slack answered 429 would
 // arrive after it, before its Retry-After ran out. A 429 holds every call
 // guarded by hold until its Retry-After runs out.
-func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, err error) {
-	mu.Lock()
-	defer mu.Unlock()
+func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error) (sent bool, err error) {
+	defer lock()()
 	if hold.blocked() {
 		return false, nil
 	}
@@ -797,6 +798,20 @@ func (b *Bot) loadHolds(ctx context.Context) {
 		}
 		b.log.Info("waiting out Slack's Retry-After from before the start", "hold", key, "until", until)
 	}
+}
+
+// lockUpdates takes the turn of chat.update and chat.delete calls: one at
+// a time in the workspace, whose limit they share.
+func (b *Bot) lockUpdates() func() {
+	b.updating.Lock()
+	return b.updating.Unlock
+}
+
+// lockPosts is the turn of chat.postMessage calls to destination to: one
+// at a time per channel (or person's DM), whose limit they share; posts
+// elsewhere go on meanwhile.
+func (b *Bot) lockPosts(to string) func() func() {
+	return func() func() { return b.postLocks.lock(to) }
 }
 
 // rateLimited reports whether err is Slack's 429.
