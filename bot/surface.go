@@ -765,6 +765,9 @@ func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error)
 	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
 		// A 429 without a Retry-After in seconds: wait a little.
 		until = hold.block(time.Second)
+	case rateLimitedRefusal(err):
+		// ok:false, "ratelimited", without the 429: the same, a little.
+		until = hold.block(time.Second)
 	default:
 		return true, err
 	}
@@ -814,13 +817,21 @@ func (b *Bot) lockPosts(to string) func() func() {
 	return func() func() { return b.postLocks.lock(to) }
 }
 
-// rateLimited reports whether err is Slack's 429.
+// rateLimited reports whether err is Slack's 429 (or its ok:false
+// "ratelimited").
 func rateLimited(err error) bool {
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
 	)
-	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests
+	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests || rateLimitedRefusal(err)
+}
+
+// rateLimitedRefusal reports whether err is ok:false with Slack's
+// rate-limit error code.
+func rateLimitedRefusal(err error) bool {
+	code, refused := slackRefusal(err)
+	return refused && (code == "ratelimited" || code == "rate_limited")
 }
 
 // transientRefusal reports whether Slack's error code may clear by
