@@ -200,7 +200,7 @@ func (b *Bot) prepareHandoffRenewal(ctx context.Context, p pairing.Pairing) erro
 	defer cancel()
 	if why, detail := b.checkRecipient(ctx, recipient); why != "" {
 		b.log.Info("hand-off renewal refused", "pairing", p.ID, "outcome", why, "recipient", recipient, "detail", detail)
-		return &pairing.DMError{Code: string(why)}
+		return &pairing.DMError{Code: string(why), Refused: why}
 	}
 	return b.openHandoffDM(ctx, p)
 }

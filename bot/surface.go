@@ -295,13 +295,13 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:
+		switch why := p.Reason.Outcome(); why {
+		case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
+			// A renewal's recipient check (prepareHandoffRenewal).
+			again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
+			return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
+		}
 		if code, ok := pairing.ReasonDM(p.Reason); ok {
-			switch why := pairing.Outcome(code); why {
-			case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
-				// A renewal's recipient check (prepareHandoffRenewal).
-				again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
-				return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
-			}
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
