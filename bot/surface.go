@@ -771,7 +771,7 @@ func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error)
 	default:
 		return true, err
 	}
-	// Stored, so that a restarted bot (or another replica) waits it out
+	// Stored, so that a restarted bot (or a replica starting meanwhile) waits it out
 	// too; the call's ctx may be ending (a shutdown), the hold still counts.
 	rctx, cancel := pairing.RecordContext(b.workCtx)
 	defer cancel()

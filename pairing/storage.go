@@ -119,7 +119,7 @@ type Storage interface {
 	FinishView(ctx context.Context, id, surface, token string, shown Surface, unwatch bool) (bool, error)
 	// SetHold records that the Slack calls named key (a Web API method's
 	// Retry-After: "chat.update", "chat.postMessage U123") may not be
-	// made before until, so that a restarted process, or another replica,
+	// made before until, so that a restarted process, or a replica starting meanwhile,
 	// honours it too. A later until replaces an earlier one; an earlier
 	// one changes nothing.
 	SetHold(ctx context.Context, key string, until time.Time) error

@@ -1,5 +1,5 @@
 -- linkbot's PostgreSQL schema, version 3: Slack's Retry-After holds
--- (issue 9 review), so that a restarted bot, or another replica, does not
+-- (issue 9 review), so that a restarted bot, or a replica starting meanwhile, does not
 -- call Slack while one runs.
 --
 -- Expand only: it adds one table and changes nothing versions 1 and 2
