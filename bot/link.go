@@ -206,7 +206,7 @@ func (b *Bot) prepareHandoffRenewal(ctx context.Context, p pairing.Pairing) erro
 	defer cancel()
 	if why, detail := b.checkRecipient(ctx, recipient); why != "" {
 		b.log.Info("hand-off renewal refused", "pairing", p.ID, "outcome", why, "recipient", recipient, "detail", detail)
-		return &pairing.DMError{Code: string(why)}
+		return &pairing.DMError{Code: string(why), Refused: why}
 	}
 	return b.openHandoffDM(ctx, p)
 }
@@ -236,7 +236,7 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	// Through the recipient's post hold: a 429 on their DM holds the
 	// next posts to it (a hand-off asked while one runs is refused:
 	// Slack said ratelimited).
-	sent, err := b.limited(&b.posting, b.posts.on(dm.Recipient), func() (err error) {
+	sent, err := b.limited(b.lockPosts(dm.Recipient), b.posts.on(dm.Recipient), func() (err error) {
 		channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
 		return err
 	})

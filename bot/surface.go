@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -335,13 +334,13 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:
+		switch why := p.Reason.Outcome(); why {
+		case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
+			// A renewal's recipient check (prepareHandoffRenewal).
+			again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
+			return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
+		}
 		if code, ok := pairing.ReasonDM(p.Reason); ok {
-			switch why := pairing.Outcome(code); why {
-			case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
-				// A renewal's recipient check (prepareHandoffRenewal).
-				again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
-				return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
-			}
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
@@ -659,8 +658,9 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		}
 		granted = false // spent
 		if sf.LastView != viewStuck {
-			sent, err := b.limited(&b.updating, b.edits, func() error {
-				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, message(ps.key)...)
+			opts := message(ps.key) // rendered before the call's turn: rendering reads the store
+			sent, err := b.limited(b.lockUpdates, b.edits, func() error {
+				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
 				return err
 			})
 			code, refused := slackRefusal(err)
@@ -707,8 +707,9 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		key = viewOpening
 	}
 	var channel, ts string
-	sent, err := b.limited(&b.posting, b.posts.on(ps.to), func() (err error) {
-		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, message(key)...)
+	opts := message(key)
+	sent, err := b.limited(b.lockPosts(ps.to), b.posts.on(ps.to), func() (err error) {
+		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, opts...)
 		return err
 	})
 	code, refused := slackRefusal(err)
@@ -750,7 +751,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 // the view is posted anew all the same: the old message cannot be changed
 // by the bot any more.
 func (b *Bot) deleteStuck(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, pairing.Surface, bool) {
-	sent, err := b.limited(&b.updating, b.edits, func() error {
+	sent, err := b.limited(b.lockUpdates, b.edits, func() error {
 		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
 		return err
 	})
@@ -786,14 +787,14 @@ func surfaceName(s surface) string {
 }
 
 // limited makes one call of a rate-limited Web API method, in turn with
-// the others guarded by mu, unless hold's Retry-After is running (then
+// the others lock guards (every chat.update and chat.delete; the posts to
+// one destination), unless hold's Retry-After is running (then
 // sent is false). Calls go one at a time, each after checking the
 // Retry-After: a call started beside the one Slack answered 429 would
 // arrive after it, before its Retry-After ran out. A 429 holds every call
 // guarded by hold until its Retry-After runs out.
-func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, err error) {
-	mu.Lock()
-	defer mu.Unlock()
+func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error) (sent bool, err error) {
+	defer lock()()
 	if hold.blocked() {
 		return false, nil
 	}
@@ -801,24 +802,81 @@ func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, 
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
+		until  time.Time
 	)
 	switch {
 	case errors.As(err, &rl):
-		hold.block(rl.RetryAfter)
+		until = hold.block(rl.RetryAfter)
 	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
 		// A 429 without a Retry-After in seconds: wait a little.
-		hold.block(time.Second)
+		until = hold.block(time.Second)
+	case rateLimitedRefusal(err):
+		// ok:false, "ratelimited", without the 429: the same, a little.
+		until = hold.block(time.Second)
+	default:
+		return true, err
+	}
+	// Stored, so that a restarted bot (or a replica starting meanwhile) waits it out
+	// too; the call's ctx may be ending (a shutdown), the hold still counts.
+	rctx, cancel := pairing.RecordContext(b.workCtx)
+	defer cancel()
+	if serr := b.cfg.Service.SetHold(rctx, hold.key(), until); serr != nil {
+		b.log.Error("recording Slack's Retry-After", "hold", hold.key(), "err", serr)
 	}
 	return true, err
 }
 
-// rateLimited reports whether err is Slack's 429.
+// loadHolds waits out the Retry-Afters a previous run (or another
+// replica) recorded: a restart during one does not call Slack before it
+// runs out.
+func (b *Bot) loadHolds(ctx context.Context) {
+	holds, err := b.cfg.Service.Holds(ctx)
+	if err != nil {
+		b.log.Error("reading Slack's Retry-Afters; starting without them", "err", err)
+		return
+	}
+	for key, until := range holds {
+		switch {
+		case key == b.edits.key():
+			b.edits.blockUntil(until)
+		case strings.HasPrefix(key, postHoldPrefix):
+			b.posts.blockUntil(strings.TrimPrefix(key, postHoldPrefix), until)
+		default:
+			continue
+		}
+		b.log.Info("waiting out Slack's Retry-After from before the start", "hold", key, "until", until)
+	}
+}
+
+// lockUpdates takes the turn of chat.update and chat.delete calls: one at
+// a time in the workspace, whose limit they share.
+func (b *Bot) lockUpdates() func() {
+	b.updating.Lock()
+	return b.updating.Unlock
+}
+
+// lockPosts is the turn of chat.postMessage calls to destination to: one
+// at a time per channel (or person's DM), whose limit they share; posts
+// elsewhere go on meanwhile.
+func (b *Bot) lockPosts(to string) func() func() {
+	return func() func() { return b.postLocks.lock(to) }
+}
+
+// rateLimited reports whether err is Slack's 429 (or its ok:false
+// "ratelimited").
 func rateLimited(err error) bool {
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
 	)
-	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests
+	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests || rateLimitedRefusal(err)
+}
+
+// rateLimitedRefusal reports whether err is ok:false with Slack's
+// rate-limit error code.
+func rateLimitedRefusal(err error) bool {
+	code, refused := slackRefusal(err)
+	return refused && (code == "ratelimited" || code == "rate_limited")
 }
 
 // transientRefusal reports whether Slack's error code may clear by

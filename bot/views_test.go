@@ -85,6 +85,7 @@ func allViews() map[string]Message {
 		"handoff_recipient_foreign": RecipientRefusedView(pairing.OutcomeRecipientForeign, "U456", again, ""),
 		"handoff_recipient_unknown": RecipientRefusedView(pairing.OutcomeRecipientUnknown, "U456", again, "user_not_found"),
 		"handoff_dm_waiting":        HandoffWaitingView("U123", "+20 11 12223333", "support-eg"),
+		"dm_opening":                DMOpeningView("+20 11 12223333", "support-eg"),
 		"code_handoff_dm":           CodeView(handoffDM),
 		"handoff_dm_no_code":        HandoffNoCodeView("U123", "+20 11 12223333", "support-eg"),
 		"usage_mention":             UsageView(&UsageError{Problem: UsageMention, Input: "support-eg <@U1> 1"}),

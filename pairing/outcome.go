@@ -109,7 +109,10 @@ func OutcomeOf(err error) Outcome {
 	if _, ok := errors.AsType[*APIError](err); ok {
 		return OutcomeWawpError
 	}
-	if _, ok := errors.AsType[*DMError](err); ok {
+	if derr, ok := errors.AsType[*DMError](err); ok {
+		if derr.Refused != "" {
+			return derr.Refused
+		}
 		return OutcomeDMRefused
 	}
 	switch {

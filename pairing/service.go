@@ -617,7 +617,11 @@ type Renewal struct {
 // is audited and refused with ErrNotAllowed. The renewal is shown where
 // the old pairing was: the click's response_url edits the clicked
 // ephemeral message, and the old pairing's DM and card, if any, carry on
-// with the new code.
+// with the new code. A click in a hand-off's DM brings no response_url the
+// requester sees: the renewal takes the old pairing's editor, so the
+// requester learns how it goes. r.Prepare runs as the renewal's
+// Request.Prepare (a hand-off's checks, again); a hand-off whose DM failed
+// gets its DM opened anew there.
 //
 // A click whose DedupeKey was claimed before returns ErrDuplicate and does
 // nothing: a renewal claims it with its reservation (see Start), a refusal
@@ -693,8 +697,6 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 			Replaces: replaces, DedupeKey: r.DedupeKey,
 		})
 	}
-	// The renewal is shown in the old pairing's DM message, which shows
-	// nothing of the renewal yet.
 	// A click in a hand-off's DM (the recipient's New code) brings no
 	// response_url the requester sees: they learn how the renewal goes
 	// through the old pairing's editor, as they did for the first code.
@@ -710,6 +712,8 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 			cmdURL, cmdIssued = url, issued
 		}
 	}
+	// The renewal is shown in the old pairing's DM message, which shows
+	// nothing of the renewal yet.
 	dm := old.DM
 	dm.LastView = ""
 	modal := old.Modal // the window too, if it is open

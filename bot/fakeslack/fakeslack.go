@@ -15,7 +15,11 @@
 // non-ephemeral messages, by channel ID and ts, within a per-workspace
 // rate limit (429 with Retry-After); chat.postMessage to a user ID needs
 // the Messages tab, to a channel the bot's membership or
-// chat:write.public; a method called without its scope answers
+// chat:write.public, and posts at most one message a second to a channel
+// (429 with Retry-After: SetPostsPerSecond); a reply can be lost after the
+// call was done (DropNextReply), and a method refused on a channel for
+// good (Refuse); auth.test and users.info can describe an Enterprise Grid
+// organisation (SetEnterprise, User.EnterpriseID); a method called without its scope answers
 // missing_scope (SetScopes: the end-to-end tests give it manifest.yml's).
 // Acks within 3 s, at most 5 uses of a response_url within 30 minutes,
 // Block Kit limits, and no pairing code, nor a whole phone number,

@@ -104,7 +104,8 @@ func TestReplicasMigrationBesideOlder(t *testing.T) {
 	db := mustOpenWith(t, url, v1)
 	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
 
-	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 2 {
+	v2 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"]}
+	if applied, err := migrate(t.Context(), db.pool, v2); err != nil || len(applied) != 1 || applied[0].Version != 2 {
 		t.Fatalf("migrating to version 2: %+v, %v", applied, err)
 	}
 	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
@@ -129,6 +130,35 @@ func TestReplicasMigrationBesideOlder(t *testing.T) {
 	granted(t, db, r)
 	if d, err := db.Reserve(t.Context(), r); err != nil || !d.Duplicate {
 		t.Errorf("a redelivery to the newer binary: %+v, %v; want a duplicate", d, err)
+	}
+}
+
+// TestHoldsMigrationBesideOlder: 00003_holds.sql only expands. A database
+// at version 2 with data in it takes it without losing anything; a binary
+// that knows only version 2 then opens it and works on it, beside one that
+// records holds.
+func TestHoldsMigrationBesideOlder(t *testing.T) {
+	url := pgtest.URL(t)
+	all := mustReadDir(t)
+	v2 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"]}
+	db := mustOpenWith(t, url, v2)
+	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
+	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 3 {
+		t.Fatalf("migrating to version 3: %+v, %v", applied, err)
+	}
+	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
+		t.Errorf("the pairing from version 2: %+v, %v", p, err)
+	}
+	older := mustOpenWith(t, url, v2)
+	granted(t, older, reservation("b", "I2", "201112224444", "U2", t0))
+	if _, err := older.Prune(t.Context(), t0, pairing.PruneBefore{}); err != nil {
+		t.Error(err)
+	}
+	if err := db.SetHold(t.Context(), "chat.update", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := db.Holds(t.Context(), t0); err != nil || len(h) != 1 {
+		t.Errorf("holds beside the older binary: %v, %v", h, err)
 	}
 }
 

@@ -79,6 +79,7 @@ var suite = []struct {
 	{"renewal", renewalCases},
 	{"update", updateCases},
 	{"budget", budgetCases},
+	{"holds", holdCases},
 	{"watch", watchCases},
 	{"audit", auditCases},
 	{"prune", pruneCases},
