@@ -320,3 +320,16 @@ func TestFormFollowsAccessRules(t *testing.T) {
 		t.Error("a form opened for someone allowed nothing")
 	}
 }
+
+// TestFormNotOpened: when Slack refuses the form (the trigger ran out),
+// the person is told, privately, to type the command instead.
+func TestFormNotOpened(t *testing.T) {
+	h := newHarness(t)
+	h.slack.FailNextCall("views.open", "expired_trigger_id")
+	h.start()
+	env := h.command("U1", "")
+	h.waitText(env.MessageID, "The form could not be opened. Type the instance and the number instead")
+	if _, open := h.slack.Modal("U1"); open {
+		t.Error("a modal is open")
+	}
+}
