@@ -125,10 +125,21 @@ func option(o FormOption) *slack.OptionBlockObject {
 	return slack.NewOptionBlockObject(o.Instance.ID, slack.NewTextBlockObject(slack.PlainTextType, optionText(o), true, false), nil)
 }
 
+// Bounds of the phone field's hint. Slack refuses a view whose input hint
+// is longer than 2,000 characters (views.open answers invalid_arguments;
+// https://api.slack.com/reference/block-kit/blocks#input), so the hint
+// never lists instances, only regions, and at most hintRegions of them.
+const (
+	maxHint     = 2000
+	hintRegions = 3
+)
+
 // regionHint is the phone field's hint: how a number without + is read,
-// with an example.
+// with an example: one short line per region of the instances offered
+// (never their names: there may be hundreds), at most hintRegions of
+// them, then "…".
 func regionHint(m FormModel) string {
-	regions := map[string][]string{}
+	seen := map[string]bool{}
 	var order []string
 	for _, o := range m.Options {
 		if m.Selected != "" && o.Instance.ID != m.Selected {
@@ -138,29 +149,35 @@ func regionHint(m FormModel) string {
 		if r == "" {
 			r = m.Region
 		}
-		if _, ok := regions[r]; !ok {
+		if !seen[r] {
+			seen[r] = true
 			order = append(order, r)
 		}
-		regions[r] = append(regions[r], o.Instance.Name)
 	}
+	var hint string
 	switch {
 	case len(order) == 1 && order[0] != "":
-		return fmt.Sprintf("Without a +, the number is read as one from %s, e.g. %s.", order[0], pairing.RegionExample(order[0]))
+		hint = fmt.Sprintf("Without a +, the number is read as one from %s, e.g. %s.", order[0], pairing.RegionExample(order[0]))
 	case len(order) <= 1:
-		return "Include the country code, e.g. +20 111 222 3333."
-	}
-	var parts []string
-	for _, r := range order {
-		if len(parts) == 4 {
-			parts = append(parts, "…")
-			break
+		hint = "Include the country code, e.g. +20 111 222 3333."
+	default:
+		lines := []string{"Without a +, the number is read in the chosen instance's region:"}
+		for _, r := range order {
+			if r == "" {
+				continue
+			}
+			if len(lines) > hintRegions {
+				lines = append(lines, "…")
+				break
+			}
+			lines = append(lines, fmt.Sprintf("%s: e.g. %s", r, pairing.RegionExample(r)))
 		}
-		if r == "" {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s for %s (e.g. %s)", r, strings.Join(regions[r], ", "), pairing.RegionExample(r)))
+		hint = strings.Join(lines, "\n")
 	}
-	return "Without a +, the number is read in the instance's region: " + strings.Join(parts, "; ") + "."
+	if utf8.RuneCountInString(hint) > maxHint { // a region code from a config gone wrong
+		hint = string([]rune(hint)[:maxHint-1]) + "…"
+	}
+	return hint
 }
 
 // FormView is the /link form.

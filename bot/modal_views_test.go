@@ -103,3 +103,53 @@ func TestPlainWords(t *testing.T) {
 		}
 	}
 }
+
+// TestFormViewLimits: however many instances there are, in however many
+// regions, with whatever names, the form is one Slack accepts (a hint
+// listing every instance once went past Slack's 2,000 characters and the
+// form never opened), and the phone hint names regions, never instances.
+func TestFormViewLimits(t *testing.T) {
+	regions := []string{"EG", "NG", "GH", "KE", "ZA", "US", "GB", "FR", "DE", "IN", "BR", "MX", "ES", "IT", "TZ", "UG", "SN", "CI", "MA", "DZ"}
+	instances := func(n, nregions int, name string) []FormOption {
+		out := make([]FormOption, n)
+		for i := range out {
+			out[i] = FormOption{Instance: pairing.Instance{ID: fmt.Sprintf("F%011d", i), Name: fmt.Sprintf("%s-%03d", name, i), Region: regions[i%nregions]}}
+		}
+		return out
+	}
+	long := strings.Repeat("field-agents-lagos-", 3)
+	for _, tc := range []struct {
+		name      string
+		options   []FormOption
+		selected  string
+		wantHint  string // a line the hint has
+		wantLines int
+	}{
+		{"95 in two regions", instances(96, 2, "field-agents-lagos"), "", "NG: e.g. +234 802 123 4567", 3},
+		{"100 long names in 20 regions", instances(100, 20, long), "", "…", 5},
+		{"400 in 20 regions", instances(400, 20, long), "", "…", 5},
+		{"400 in 20 regions, one chosen", instances(400, 20, long), "F00000000001", "Without a +, the number is read as one from NG, e.g. +234 802 123 4567.", 1},
+		{"400 in 3 regions", instances(400, 3, long), "", "GH: e.g. +233 23 123 4567", 4},
+		{"400 in 4 regions", instances(400, 4, long), "", "…", 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := FormModel{Options: tc.options, Selected: tc.selected, Checking: true, Region: "EG",
+				Meta: `{"c":"C0SUPPORT","t":"T0LINKBOT","u":"https://hooks.slack.com/commands/T0/1/abc","i":1795000000}`}
+			got, err := json.Marshal(FormView(m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fakeslack.ValidateModal(got); err != nil {
+				t.Fatalf("Slack would refuse the form: %v", err)
+			}
+			hint := regionHint(m)
+			lines := strings.Split(hint, "\n")
+			if len(lines) != tc.wantLines || !strings.Contains(hint, tc.wantHint) {
+				t.Errorf("hint %q: %d lines, want %d with %q", hint, len(lines), tc.wantLines, tc.wantHint)
+			}
+			if strings.Contains(hint, "field-agents") {
+				t.Errorf("hint %q names instances", hint)
+			}
+		})
+	}
+}

@@ -333,3 +333,20 @@ func TestFormNotOpened(t *testing.T) {
 		t.Error("a modal is open")
 	}
 }
+
+// TestFormHintWithManyInstancesInTwoRegions: 95 instances in NG plus
+// support-eg in EG fit a static select (≤ 100); the phone field's hint
+// must stay within Slack's 2,000 characters whatever the instances are
+// called, or views.open is refused and the form never opens (found by the
+// issue 10 review).
+func TestFormHintWithManyInstancesInTwoRegions(t *testing.T) {
+	h := newHarness(t)
+	var cfg strings.Builder
+	for i := range 95 {
+		fmt.Fprintf(&cfg, "  - alias: field-agents-lagos-%03d\n    id: F%011d\n    region: NG\n", i, i)
+	}
+	h.setConfig(cfg.String())
+	h.start()
+	h.command("U1", "")
+	h.modal("U1", "Link a WhatsApp number")
+}
