@@ -483,25 +483,60 @@ func (b *Bot) showRefusalInWindow(ctx context.Context, viewID string, m Message,
 	}
 }
 
+// maxSuggestionBytes bounds a block_suggestion answer's JSON. The answer
+// goes in the envelope's ack, and Slack silently drops a Socket Mode
+// message of 20 KB or more (slack-go refuses to send one:
+// socketmode.maxResponseSize; https://api.slack.com/apis/socket-mode
+// "Payloads ... must be less than 20KB"). 100 options of 75 characters in
+// Arabic or emoji (2–4 bytes each, 6 for <, > and & as json escapes them)
+// are well past it; 1 KB is left for the envelope's own fields.
+const maxSuggestionBytes = 19 * 1024
+
 // suggestions answers a block_suggestion for the form's external select,
 // in the ack (no I/O): the instances whose name contains what was typed.
 func (b *Bot) suggestions(cb slack.InteractionCallback) any {
 	var meta formMeta
 	json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta)
-	q := strings.ToLower(strings.TrimSpace(cb.Value))
-	var opts []*slack.OptionBlockObject
-	for _, o := range b.formOptions(cb.User.ID, meta.Channel) {
-		if len(opts) == maxStaticOptions {
-			break
-		}
-		if q == "" || strings.Contains(strings.ToLower(o.Instance.Name), q) || strings.Contains(strings.ToLower(o.Instance.ID), q) {
-			opts = append(opts, option(o))
-		}
+	resp, matching := suggestionsFor(b.formOptions(cb.User.ID, meta.Channel), cb.Value)
+	if matching > len(resp.Options) {
+		b.log.Info("suggestions cut to fit Slack's limits", "user", cb.User.ID, "shown", len(resp.Options), "matching", matching)
 	}
-	if opts == nil {
-		opts = []*slack.OptionBlockObject{}
+	return resp
+}
+
+// suggestionsFor is the answer for query: the first options whose name or
+// ID contains it, at most 100 and at most maxSuggestionBytes of JSON, and
+// how many matched in all.
+func suggestionsFor(all []FormOption, query string) (slack.OptionsResponse, int) {
+	q := strings.ToLower(strings.TrimSpace(query))
+	resp := slack.OptionsResponse{Options: []*slack.OptionBlockObject{}}
+	empty, _ := json.Marshal(resp)
+	size, matching := len(empty), 0
+	for _, o := range all {
+		if q != "" && !strings.Contains(strings.ToLower(o.Instance.Name), q) && !strings.Contains(strings.ToLower(o.Instance.ID), q) {
+			continue
+		}
+		matching++
+		if len(resp.Options) == maxStaticOptions || size > maxSuggestionBytes {
+			continue
+		}
+		opt := option(o)
+		enc, err := json.Marshal(opt)
+		if err != nil {
+			continue
+		}
+		n := len(enc)
+		if len(resp.Options) > 0 {
+			n++ // the comma
+		}
+		if size+n > maxSuggestionBytes {
+			size = maxSuggestionBytes + 1 // full: the rest are only counted
+			continue
+		}
+		size += n
+		resp.Options = append(resp.Options, opt)
 	}
-	return slack.OptionsResponse{Options: opts}
+	return resp, matching
 }
 
 // FormFailedView is said when the form could not be opened (Slack

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
@@ -150,6 +151,68 @@ func TestFormViewLimits(t *testing.T) {
 			if strings.Contains(hint, "field-agents") {
 				t.Errorf("hint %q names instances", hint)
 			}
+		})
+	}
+}
+
+// TestSuggestionsFitTheAck: a block_suggestion answer goes in the ack,
+// which Slack drops at 20 KB or more; 100 options of 75 characters of 3
+// or 4 bytes each (or 6, for what json escapes) are far past it. The
+// answer stops at what fits, as many as fit, in the order asked for.
+func TestSuggestionsFitTheAck(t *testing.T) {
+	options := func(n int, letter string) []FormOption {
+		out := make([]FormOption, n)
+		for i := range out {
+			name := fmt.Sprintf("%03d-%s", i, strings.Repeat(letter, 80))
+			out[i] = FormOption{Instance: pairing.Instance{ID: fmt.Sprintf("F%011d", i), Name: name, Region: "EG"}}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		options  []FormOption
+		query    string
+		wantAll  bool // all that match fit
+		matching int
+	}{
+		{"ASCII", options(120, "a"), "", true, 120},
+		{"2 bytes (Arabic)", options(120, "د"), "", false, 120},
+		{"3 bytes (CJK)", options(100, "中"), "", false, 100},
+		{"4 bytes (emoji)", options(100, "😀"), "", false, 100},
+		{"escaped by json (&)", options(100, "&"), "", false, 100},
+		{"a query matching few", options(100, "😀"), "f0000000001", true, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, matching := suggestionsFor(tc.options, tc.query)
+			if matching != tc.matching {
+				t.Errorf("%d matching, want %d", matching, tc.matching)
+			}
+			got := len(resp.Options)
+			if tc.wantAll && got != min(matching, maxStaticOptions) || got == 0 {
+				t.Errorf("%d options of %d matching", got, matching)
+			}
+			for i, o := range resp.Options {
+				if want := fmt.Sprintf("%03d-", i); tc.query == "" && !strings.HasPrefix(o.Text.Text, want) {
+					t.Fatalf("option %d is %q: not in the order asked for", i, o.Text.Text)
+				}
+			}
+			// The ack as slack-go sends it: Slack drops it at 20 KB.
+			ack, err := json.Marshal(socketmode.Response{EnvelopeID: "dbdd0ef3-1543-4f92-9f4c-3e2c7b1b4c4e", Payload: resp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ack) >= fakeslack.MaxAckPayload {
+				t.Errorf("the ack is %d bytes; Slack drops %d or more", len(ack), fakeslack.MaxAckPayload)
+			}
+			if got < min(matching, maxStaticOptions) {
+				// Cut for size: one more would not have fitted.
+				payload, _ := json.Marshal(resp)
+				next, _ := json.Marshal(option(tc.options[got]))
+				if len(payload)+1+len(next) <= maxSuggestionBytes {
+					t.Errorf("%d options (%d bytes): option %d (%d bytes) would have fitted", got, len(payload), got, len(next))
+				}
+			}
+			t.Logf("%d options, ack %d bytes", got, len(ack))
 		})
 	}
 }

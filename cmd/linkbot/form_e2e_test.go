@@ -350,3 +350,27 @@ func TestFormHintWithManyInstancesInTwoRegions(t *testing.T) {
 	h.command("U1", "")
 	h.modal("U1", "Link a WhatsApp number")
 }
+
+// TestSuggestionsAckUnder20KB: past 100 instances the select is external
+// and block_suggestion is answered in the ack. With instance names in
+// Arabic (2 bytes a letter in UTF-8), 100 options of up to 75 characters
+// are more than Slack's 20 KB for an ack: the answer must stop at what
+// fits, or it is dropped and the person sees no instance to choose (found
+// by the issue 10 review).
+func TestSuggestionsAckUnder20KB(t *testing.T) {
+	h := newHarness(t)
+	var cfg strings.Builder
+	name := strings.Repeat("دعم", 22) // 66 letters
+	for i := range 120 {
+		fmt.Fprintf(&cfg, "  - alias: %s-%03d\n    id: F%011d\n    region: EG\n", name, i, i)
+		h.wawp.AddInstance(fmt.Sprintf("F%011d", i), "SCAN_QR_CODE")
+	}
+	h.setConfig(cfg.String())
+	h.start()
+	h.command("U1", "")
+	h.modal("U1", "Link a WhatsApp number")
+	opts, err := h.slack.Suggest("U1", "instance", "")
+	if err != nil || len(opts) == 0 {
+		t.Errorf("suggestions for nothing typed: %d options, %v; want some\nlogs:\n%s", len(opts), err, h.logs.String())
+	}
+}
