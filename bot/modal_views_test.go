@@ -49,6 +49,7 @@ func allModals() map[string]slack.ModalViewRequest {
 		"window_handoff":    WindowRequestingView("+20 11 12223333", "support-eg", "U456"),
 		"window_code":       windowOf(CodeView(code), "p4x7k2m9q3w8z5y6"),
 		"window_linked":     windowOf(LinkedView("+20 11 12223333", "support-eg", now), "p4x7k2m9q3w8z5y6"),
+		"window_replaced":   windowOf(WindowReplacedView(), ""),
 		"window_expired":    windowOf(ExpiredView("+20 11 12223333", "p4x7k2m9q3w8z5y6", now, now), "p4x7k2m9q3w8z5y6"),
 		"window_qr": windowOf(QRView(QRModel{PairingID: "p4x7k2m9q3w8z5y6", Link: "https://app.wawp.net/temp-qr/9f86d081884c7d659a2feaa0c55ad015", Phone: "+20 11 12223333",
 			Instance: "support-eg", Now: now, ExpiresAt: now.Add(29 * time.Minute), Lifetime: 29 * time.Minute, Window: true}), "p4x7k2m9q3w8z5y6"),

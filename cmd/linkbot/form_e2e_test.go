@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
@@ -233,6 +234,68 @@ func TestShowCodeWindowButton(t *testing.T) {
 	}
 	h.tick()
 	h.modal("U1", "✅ Linked")
+}
+
+// TestShowWindowNotHeldBySlowWawp: "Show code window" opens the window
+// within its trigger's 3 seconds whatever Wawp does. A New code click
+// holds the code message's lock for its whole Wawp round trip (4 s here,
+// Wawp hanging); the window must not wait for it before views.open, or
+// the trigger has expired and nothing opens (found by the issue 10
+// review). Once the click is done, the window shows what it left.
+func TestShowWindowNotHeldBySlowWawp(t *testing.T) {
+	h := newHarness(t)
+	writeFile(t, h.configPath, strings.Replace(baseConfig, "wawp_timeout: 500ms", "wawp_timeout: 4s", 1))
+	h.manualTicks()
+	h.start()
+	env := h.command("U1", "support-eg 0111 222 3333")
+	h.waitText(env.MessageID, "Show code window")
+	code := h.wawp.Code(instanceEG)
+	arrived := make(chan struct{}, 1)
+	h.wawp.FailNext(instanceEG, fakewawp.SessionInfo, fakewawp.Failure{Hang: true, Arrived: arrived})
+	h.click(env.MessageID, "U1", "new_code")
+	select {
+	case <-arrived:
+	case <-time.After(waitLong):
+		t.Fatalf("New code never asked Wawp; logs:\n%s", h.logs.String())
+	}
+	h.click(env.MessageID, "U1", "show_window")
+	v := h.modal("U1", "Enter this code on the phone")
+	if !strings.Contains(v.Shown(), code[:4]+"-"+code[4:]) {
+		t.Errorf("the window does not show the live code %s:\n%s", code, v.Shown())
+	}
+	// New code gives up on Wawp (its timeout), which leaves the code it
+	// meant to replace working: the window, recorded as that pairing's
+	// once the click let go of the message, follows it to the end.
+	h.waitText(env.MessageID, "Wawp did not answer in time")
+	if err := h.wawp.EnterCode(instanceEG, code); err != nil {
+		t.Fatal(err)
+	}
+	h.tick()
+	h.modal("U1", "✅ Linked")
+}
+
+// TestShowWindowNotOpened: when Slack refuses to open the code window
+// (the click's trigger ran out), the person is told, privately, in a
+// message of its own: the code message keeps its code.
+func TestShowWindowNotOpened(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	env := h.command("U1", "support-eg 0111 222 3333")
+	h.waitText(env.MessageID, "Show code window")
+	code := h.wawp.Code(instanceEG)
+	h.slack.FailNextCall("views.open", "expired_trigger_id")
+	h.click(env.MessageID, "U1", "show_window")
+	told := h.waitText(env.MessageID, "The code window could not be opened. The code is still in the message above")
+	if strings.Contains(shown(told), code[:4]) {
+		t.Errorf("the notice shows the code:\n%s", shown(told))
+	}
+	if got := h.editableCode("U1", code); len(got) != 1 {
+		t.Errorf("%d editable messages show the code, want the code message only:\n%s", len(got), screenText(h.slack.Thread(env.MessageID)))
+	}
+	if _, open := h.slack.Modal("U1"); open {
+		t.Error("a modal is open")
+	}
 }
 
 // TestWindowButtons: New code and Cancel work inside the window, answered
