@@ -15,6 +15,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	action := cb.ActionCallback.BlockActions[0]
+	ctx = withDedupeKey(ctx, clickKey(cb, action))
 	now := b.cfg.Service.Now()
 	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
 	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
@@ -65,6 +66,14 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		err error
 	)
 	switch action.ActionID {
+	case ActionRefresh, ActionCancel:
+		// They reserve nothing: the click's key is claimed first.
+		if !b.claim(ctx, log) {
+			log.Info("duplicate click dropped")
+			return
+		}
+	}
+	switch action.ActionID {
 	case ActionRefresh:
 		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, click)
 	case ActionNewCode, ActionTryAgain:
@@ -73,12 +82,19 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			// Checked for the pairing's requester (a hand-off's recipient
 			// clicks on their behalf), against the channel it was
 			// requested in.
-			Allowed: func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
+			Allowed:   func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
+			DedupeKey: dedupeKey(ctx),
 		})
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, click)
 	default:
 		log.Warn("unknown action")
+		return
+	}
+	if errors.Is(err, pairing.ErrDuplicate) {
+		// Slack delivered the click twice (or again): the first delivery
+		// answers it.
+		log.Info("duplicate click dropped")
 		return
 	}
 	log.Info("button handled", "err", err)

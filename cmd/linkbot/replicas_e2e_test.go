@@ -1,0 +1,60 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+)
+
+// TestDuplicateDeliveryRequestsOneCode: Slack delivers a /link envelope
+// twice (issue 11); both deliveries are acked at once, and the command is
+// handled once: one request-code, one code message. A click delivered
+// twice is handled once too: one Cancel, no second answer. On the bbolt
+// file and on PostgreSQL.
+func TestDuplicateDeliveryRequestsOneCode(t *testing.T) {
+	for _, backend := range []string{"bbolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			h := newHarness(t)
+			if backend == "postgres" {
+				h.env["LINKBOT_DATABASE_URL"] = pgURL(t)
+			}
+			h.start()
+			h.slack.DuplicateNext(1)
+			env := h.command("U1", "support-eg +201112223333")
+			h.waitText(env.MessageID, "Enter this code")
+			h.slack.DuplicateNext(1)
+			other := h.command("U2", "help")
+			h.waitAck(other)
+			if got := len(h.wawp.Calls(fakewawp.RequestCode)); got != 1 {
+				t.Errorf("request-code called %d times for one command delivered twice; want 1", got)
+			}
+			if e := h.slack.Envelope(env.ID); e.Deliveries != 2 || e.AckedAt.IsZero() {
+				t.Errorf("the envelope was delivered %d times (acked %v); want 2, acked", e.Deliveries, !e.AckedAt.IsZero())
+			}
+			codes := 0
+			for _, m := range h.slack.Thread(env.MessageID) {
+				if strings.Contains(m.Latest().Text, "code") && strings.Contains(string(m.Latest().Blocks), "Enter this code") {
+					codes++
+				}
+			}
+			if screen := screenText(h.slack.Thread(env.MessageID)); strings.Contains(screen, "already has a live code") {
+				t.Errorf("the second delivery was handled as a second command:\n%s", screen)
+			}
+			if codes != 1 {
+				t.Errorf("%d code messages for one command; want 1:\n%s", codes, screenText(h.slack.Thread(env.MessageID)))
+			}
+
+			h.slack.DuplicateNext(1)
+			click := h.click(env.MessageID, "U1", "cancel")
+			h.waitText(env.MessageID, "Cancelled")
+			h.stop()
+			if e := h.slack.Envelope(click.ID); e.Deliveries != 2 {
+				t.Errorf("the click was delivered %d times; want 2", e.Deliveries)
+			}
+			if n := strings.Count(h.logs.String(), "duplicate"); n < 2 {
+				t.Errorf("the duplicates are not logged as dropped (%d lines):\n%s", n, h.logs.String())
+			}
+		})
+	}
+}
