@@ -212,7 +212,10 @@ func (b *Bot) Run(ctx context.Context) error {
 	// finish. Run returns only when every goroutine it started has.
 	defer b.drain()
 	defer closeSocket()
-	defer func() { <-c.Stop().Done() }()
+	defer func() {
+		<-c.Stop().Done()
+		b.resign() // no more ticks here: another replica may lead now
+	}()
 	for {
 		select {
 		case <-ctx.Done():

@@ -267,7 +267,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		accounts[id] = wawp.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
 	}
 	dir := pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion)
-	svc := pairing.NewService(client, db, pairing.Config{
+	svc := pairing.NewService(client, pairing.ObserveStorage(db, m.StorageCall), pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, QRLimit: cfg.QRLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
 	})
@@ -279,7 +279,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Delivery: cfg.Delivery, Announce: cfg.Announce, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
-		stop, err := listen(cfg.HTTPAddr, m, log)
+		stop, err := listen(cfg.HTTPAddr, m, readiness(db), log)
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
 			// Another process may free it: a restart can succeed.
@@ -298,6 +298,15 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		return err
 	}
 	log.Info("linkbot stopped")
+	return nil
+}
+
+// readiness is the database check of /readyz: PostgreSQL's ping; none for
+// the bbolt file, which is open as long as the process runs.
+func readiness(db storage) func(context.Context) error {
+	if p, ok := db.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping
+	}
 	return nil
 }
 

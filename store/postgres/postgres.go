@@ -265,6 +265,15 @@ func (db *DB) Close() error {
 	return nil
 }
 
+// Ping reports whether the database answers now (ErrUnavailable,
+// errors.Is, when it does not), for /readyz.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", db.classify(ctx, err))
+	}
+	return nil
+}
+
 // Where names the database, without its password: user@host:port/database.
 func (db *DB) Where() string { return db.where }
 
