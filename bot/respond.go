@@ -42,15 +42,25 @@ const maxRetryWait = 10 * time.Second
 // logged, never shown, and the url itself is never logged (it is a
 // credential for the message).
 func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
-	return b.post(ctx, log, url, issued, keep, m, nil)
+	return b.post(ctx, log, url, issued, keep, m, nil, nil)
 }
+
+// errClaimLost means an edit's claim was not won (another replica, or
+// another writer here, holds it or already showed the view): the post is
+// not made.
+var errClaimLost = errors.New("the edit is claimed elsewhere")
 
 // post is respond for a message that follows stored state: before every
 // retry, again (when set) says what the message should show now, or false
 // when that changed, and the retry is dropped. A pause for Retry-After can
 // outlast the state it was rendered from (a New code click lands in it),
 // and a retry must never post a view that is no longer true.
-func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool)) postOutcome {
+//
+// take, when set, takes the first try's use instead of UseResponseURL: a
+// claimed edit (ClaimView takes the use with the claim), which returns
+// errClaimLost when the claim was not won (postDropped, nothing posted).
+// Its retries take their uses as any post does, while the claim holds.
+func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool), take func() error) postOutcome {
 	for try := 1; ; try++ {
 		if ctx.Err() != nil {
 			return postFailed // shutting down: keep the use for the next start
@@ -62,7 +72,14 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 				return postDropped
 			}
 		}
-		if err := b.cfg.Service.UseResponseURL(ctx, url, issued, keep); err != nil {
+		use := func() error { return b.cfg.Service.UseResponseURL(ctx, url, issued, keep) }
+		if try == 1 && take != nil {
+			use = take
+		}
+		if err := use(); err != nil {
+			if errors.Is(err, errClaimLost) {
+				return postDropped
+			}
 			if !errors.Is(err, pairing.ErrBudgetSpent) {
 				// The storage failed, not the budget: nothing was posted or
 				// taken, and the next tick (or the next start) tries again.

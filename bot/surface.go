@@ -440,44 +440,85 @@ func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Tim
 	if final {
 		keep = 0
 	}
+	// The edit is claimed in the database first, with its response_url
+	// use (issue 11): of two writers deciding the same edit (two replicas
+	// that both believe they lead, a tick and a click), only the one that
+	// wins the claim posts it.
+	var claim pairing.ViewClaim
+	won := false
+	take := func() error {
+		c, ok, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{
+			ID: p.ID, Surface: pairing.SurfaceEphemeral, From: p.LastView, To: key, URL: url, Issued: issued, Keep: keep,
+		})
+		claim, won = c, ok
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			log.Info("edit not posted: another writer claimed it or showed it already")
+			return errClaimLost
+		}
+		return nil
+	}
 	// Before a retry, re-read the pairing: if what it should show changed
 	// (or a click gave it another response_url), whoever changed it shows
-	// the new state, and this post is dropped.
+	// the new state, and this post is dropped; so is a retry that would
+	// come after its claim stops holding.
 	again := func() (Message, bool) {
+		now := b.cfg.Service.Now()
+		if won && !claim.HoldsAt(now) {
+			return Message{}, false
+		}
 		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
 		if err != nil {
 			return Message{}, false
 		}
-		now := b.cfg.Service.Now()
 		if u, _, _ := fresh.Editor(); u != url || ephemeralKey(fresh, now) != key {
 			return Message{}, false
 		}
 		return b.render(ctx, fresh, now, onEphemeral), true
 	}
-	switch b.post(ctx, log, url, issued, keep, b.render(ctx, p, now, onEphemeral), again) {
-	case budgetSpent:
-		if final && showsCode(p.LastView) {
-			// Every use is spent (its final posts were lost, or something
-			// else used them): Slack allows nothing more, and the message
-			// keeps showing a code that no longer works.
-			log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
+	outcome := b.post(ctx, log, url, issued, keep, b.render(ctx, p, now, onEphemeral), again, take)
+	if !won {
+		switch outcome {
+		case budgetSpent:
+			if final && showsCode(p.LastView) {
+				// Every use is spent (its final posts were lost, or something
+				// else used them): Slack allows nothing more, and the message
+				// keeps showing a code that no longer works.
+				log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
+			}
+			// Without budget this step is skipped for good; a final state
+			// without budget can never be shown, so editing ends.
+			b.recordView(ctx, p, key, unwatch)
 		}
-		// Without budget this step is skipped for good; a final state
-		// without budget can never be shown, so editing ends.
-		b.recordView(ctx, p, key, unwatch)
+		return // the claim was lost, or the storage failed: nothing was posted
+	}
+	// Slack has answered (or the post was given up): the claim ends with
+	// what the message shows now, recorded even if ctx ended meanwhile (a
+	// shutdown), or the next start would post it again.
+	shown, keepWatching := p.LastView, false
+	switch outcome {
 	case posted:
-		// The post reached Slack: that is recorded even if ctx ended
-		// meanwhile (a shutdown), or the next start posts it again.
-		rctx, cancel := pairing.RecordContext(ctx)
-		b.recordView(rctx, p, key, unwatch)
-		cancel()
+		shown = key
+	case budgetSpent:
+		// A retry found no use left: this step is skipped for good.
+		shown = key
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.
-		b.recordView(ctx, p, viewGone, unwatch)
+		shown = viewGone
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.
+		keepWatching = true
+	}
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	if ok, err := b.cfg.Service.FinishView(rctx, claim, pairing.Surface{LastView: shown}, unwatch && !keepWatching); err != nil {
+		log.Error("recording view", "err", err)
+	} else if !ok {
+		log.Warn("the edit's claim ran out before it was recorded; the newer claim's writer records what the message shows")
 	}
 }
 
@@ -495,9 +536,6 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 	post, update := dmDue(p, now)
 	return b.showPosted(ctx, p, now, how.edit, postedSurface{
 		kind: onDM, s: p.DM, to: p.DM.Recipient, key: dmKey(p, now), post: post, update: update,
-		record: func(ctx context.Context, dm pairing.Surface) (pairing.Pairing, error) {
-			return b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
-		},
 		refused: b.logDMRefused,
 	})
 }
@@ -515,9 +553,6 @@ func (b *Bot) showCard(ctx context.Context, p pairing.Pairing, now time.Time, ed
 	}
 	return b.showPosted(ctx, p, now, edit, postedSurface{
 		kind: onCard, s: p.Card, to: p.Card.Channel, key: cardKey(p, now), post: post, update: update,
-		record: func(ctx context.Context, card pairing.Surface) (pairing.Pairing, error) {
-			return b.cfg.Service.RecordCard(ctx, p.ID, card)
-		},
 		refused: func(log *slog.Logger, code string) {
 			log.Warn("announce: Slack refused the status card; the pairing goes on without one, and the requester is told how to add the bot", "slack_error", code, "channel", p.Card.Channel)
 		},
@@ -550,7 +585,6 @@ type postedSurface struct {
 	to           string // where the first post goes: a user ID (DM), a channel (card)
 	key          string // the view it should show
 	post, update bool
-	record       func(context.Context, pairing.Surface) (pairing.Pairing, error)
 	refused      func(log *slog.Logger, code string) // Slack refused the first post
 }
 
@@ -575,12 +609,40 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		m := b.render(ctx, p, now, ps.kind)
 		return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
 	}
+	isUpdate := !ps.post && sf.LastView != viewStuck
+	if isUpdate {
+		if edit == editNot || !granted && !b.edits.take() {
+			return p // the shared edit budget has no use left now: a later tick edits it
+		}
+		granted = false // spent, unless the claim is lost (refunded below)
+	}
+	// The post or edit is claimed in the database first (issue 11): of two
+	// writers deciding it (two replicas that both believe they lead, a
+	// tick and a click), only the one that wins the claim makes it, so no
+	// view is posted twice and no edit budget is spent twice.
+	c, won, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{ID: p.ID, Surface: surfaceKey(ps.kind), From: sf.LastView, To: ps.key})
+	if err != nil || !won {
+		if err != nil {
+			log.Warn("claiming the edit failed; the next tick tries again", "err", err)
+		} else {
+			log.Info("edit not made: another writer claimed it or made it already")
+		}
+		if isUpdate {
+			b.edits.refund()
+		}
+		return p
+	}
+	// left releases the claim with the message as it was.
+	left := func() pairing.Pairing {
+		b.finishSurface(ctx, p, c, ps.s, log)
+		return p
+	}
 	switch {
 	case sf.LastView == viewStuck:
 		// Its message can no longer be edited, and the final state is due:
 		// post it anew, with chat.postMessage (the edit budget's grant, if
 		// any, goes back).
-		return b.repost(ctx, p, ps, message(), log)
+		return b.repost(ctx, p, c, ps, message(), log)
 	case ps.post:
 		opts := message()
 		channel, ts, err := b.api.PostMessageContext(ctx, ps.to, opts...)
@@ -589,18 +651,15 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 			ps.refused(log, code)
 		} else if err != nil {
 			log.Warn("posting the message failed; the next tick tries again", "reason", webFailure(err))
-			return p
+			return left()
 		} else {
 			sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
 		}
-	case edit == editNot, !granted && !b.edits.take():
-		return p // the shared edit budget has no use left now: a later tick edits it
 	default:
-		granted = false // spent
 		opts := message()
 		sent, err := b.update(ctx, sf, opts)
 		if !sent {
-			return p // a 429 arrived meanwhile: no call until its Retry-After runs out
+			return left() // a 429 arrived meanwhile: no call until its Retry-After runs out
 		}
 		var (
 			rl     *slack.RateLimitedError
@@ -610,23 +669,34 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		switch {
 		case errors.As(err, &rl):
 			log.Warn("chat.update rate-limited: no edits until Retry-After runs out", "retry_after", rl.RetryAfter)
-			return p
+			return left()
 		case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
-			return p
+			return left()
 		case refused && (code == "edit_window_closed" || code == "message_not_found" || code == "cant_update_message"):
 			log.Warn("the message can no longer be edited", "reason", code)
 			if p.Final() {
-				return b.repost(ctx, p, ps, opts, log)
+				return b.repost(ctx, p, c, ps, opts, log)
 			}
 			sf.LastView = viewStuck
 		case err != nil:
 			log.Warn("editing the message failed; the next tick tries again", "reason", webFailure(err))
-			return p
+			return left()
 		default:
 			sf.LastView = ps.key
 		}
 	}
-	return b.recordSurface(ctx, p, ps, sf, log)
+	return b.finishSurface(ctx, p, c, sf, log)
+}
+
+// surfaceKey is the storage's name of surface s (pairing.SurfaceDM, …).
+func surfaceKey(s surface) string {
+	switch s {
+	case onDM:
+		return pairing.SurfaceDM
+	case onCard:
+		return pairing.SurfaceCard
+	}
+	return pairing.SurfaceEphemeral
 }
 
 // surfaceName names a surface in the log.
@@ -667,34 +737,38 @@ func (b *Bot) update(ctx context.Context, sf pairing.Surface, opts []slack.MsgOp
 
 // repost posts p's final view anew where its surface was, as a new
 // message the surface follows from then on: the old one can no longer be
-// edited.
-func (b *Bot) repost(ctx context.Context, p pairing.Pairing, ps postedSurface, opts []slack.MsgOption, log *slog.Logger) pairing.Pairing {
+// edited. c is the edit's claim.
+func (b *Bot) repost(ctx context.Context, p pairing.Pairing, c pairing.ViewClaim, ps postedSurface, opts []slack.MsgOption, log *slog.Logger) pairing.Pairing {
 	sf := ps.s
 	channel, ts, err := b.api.PostMessageContext(ctx, sf.Channel, opts...)
 	if err != nil {
 		log.Warn("posting the final state anew failed; the next tick tries again", "reason", webFailure(err))
+		b.finishSurface(ctx, p, c, ps.s, log)
 		return p
 	}
 	sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
-	return b.recordSurface(ctx, p, ps, sf, log)
+	return b.finishSurface(ctx, p, c, sf, log)
 }
 
-// recordSurface stores sf as the surface ps of p and returns p as stored.
-// Slack has answered by then (the message posted, edited, or refused), so
-// it is recorded even if ctx ended meanwhile (a shutdown), or the next
-// start would post or edit it again.
-func (b *Bot) recordSurface(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
+// finishSurface ends claim c with sf as the surface's message (posted,
+// edited, refused, or as it was when nothing was made) and returns p as
+// stored. Slack has answered by then, so it is recorded even if ctx
+// ended meanwhile (a shutdown), or the next start would post or edit it
+// again.
+func (b *Bot) finishSurface(ctx context.Context, p pairing.Pairing, c pairing.ViewClaim, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
 	rctx, cancel := pairing.RecordContext(ctx)
 	defer cancel()
-	stored, err := ps.record(rctx, sf)
+	ok, err := b.cfg.Service.FinishView(rctx, c, sf, false)
 	if err != nil {
 		log.Error("recording the message", "err", err)
-		if ps.kind == onCard {
-			p.Card = sf
-		} else {
-			p.DM = sf
-		}
-		return p
+		return p.WithShown(c.Surface, sf)
+	}
+	if !ok {
+		log.Warn("the edit's claim ran out before it was recorded; the newer claim's writer records what the message shows")
+	}
+	stored, err := b.cfg.Service.Pairing(rctx, p.ID)
+	if err != nil {
+		return p.WithShown(c.Surface, sf)
 	}
 	return stored
 }

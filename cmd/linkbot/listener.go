@@ -110,6 +110,7 @@ func (m *metrics) Connected(up bool) {
 	}
 	m.connected.Store(up)
 }
+
 // Leader implements bot.LeaderObserver: a term it had not seen leading
 // counts as an election won.
 func (m *metrics) Leader(leading bool, term pairing.Term) {
