@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -125,7 +126,11 @@ func (b *Bot) Tick(ctx context.Context) {
 	}
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
-		if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+		switch {
+		case ctx.Err() != nil: // the shutdown stopped it: not a failure
+		case errors.Is(err, pairing.ErrUnavailable):
+			b.log.Warn("tick skipped: the database cannot be reached", "err", err)
+		default:
 			b.log.Error("tick", "err", err)
 		}
 		return

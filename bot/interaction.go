@@ -57,7 +57,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		}
 		// A renewal refused by a limit has no pairing of its own: its
 		// refusal names the clicked pairing's instance.
-		b.respond(ctx, log, cb.ResponseURL, now, 0, b.result(p, err, instance, cb.TriggerID))
+		b.answer(ctx, log, cb.ResponseURL, now, p, err, instance, cb.TriggerID)
 	}
 	// Each click brings a fresh response_url with a fresh budget: the
 	// service makes it the one the message's later edits go through.

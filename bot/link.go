@@ -153,7 +153,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 			b.show(ctx, p, showing{answer: onNone})
 			return
 		}
-		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
+		b.answer(ctx, log, req.ResponseURL, req.URLIssued, p, err, req.Instance.Name, cmd.TriggerID)
 	}}
 }
 
@@ -308,7 +308,7 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 		}
 		events, err := b.cfg.Service.History(ctx, q)
 		if errors.Is(err, pairing.ErrUnavailable) {
-			b.respond(ctx, log, cmd.ResponseURL, now, 0, UnavailableView())
+			b.postUncounted(ctx, log, cmd.ResponseURL, UnavailableView())
 			return
 		}
 		if err != nil {
@@ -346,7 +346,6 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 	case o == pairing.OutcomeEnded:
 		return EndedView()
 	case o == pairing.OutcomeUnavailable:
-		b.log.Warn("the database cannot be reached; the person is asked to try again", "request", requestID, "err", err)
 		return UnavailableView()
 	}
 	b.log.Error("request failed", "request", requestID, "err", err)

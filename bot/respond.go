@@ -45,6 +45,40 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 	return b.post(ctx, log, url, issued, keep, m, nil, nil)
 }
 
+// answer posts the outcome of a request or click (Start, Renew, Refresh,
+// Cancel) through url: its view (result), within the url's budget. When
+// the database cannot be reached (pairing.ErrUnavailable) nothing was
+// done, and the answer says so; it is posted without counting its use,
+// since the database that counts uses is the one that cannot be reached.
+// That is safe: it is the first post of a fresh response_url (a command's
+// or a click's), which no pairing recorded, so the bot never posts
+// through it again.
+func (b *Bot) answer(ctx context.Context, log *slog.Logger, url string, issued time.Time, p pairing.Pairing, err error, instance, requestID string) {
+	if pairing.OutcomeOf(err) == pairing.OutcomeUnavailable {
+		b.log.Warn("the database cannot be reached; the person is asked to try again", "request", requestID, "err", err)
+		b.postUncounted(ctx, log, url, UnavailableView())
+		return
+	}
+	b.respond(ctx, log, url, issued, 0, b.result(p, err, instance, requestID))
+}
+
+// postUncounted posts m through url once, without taking a use of its
+// budget (see answer), as a message of its own: through a click's url it
+// is added below the clicked message, which keeps showing its code (still
+// live: nothing was done).
+func (b *Bot) postUncounted(ctx context.Context, log *slog.Logger, url string, m Message) {
+	if url == "" {
+		return
+	}
+	w := m.webhook()
+	w.ReplaceOriginal = false
+	if err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, w); err != nil {
+		log.Warn("response_url post failed", "reason", postFailure(err, 0))
+		return
+	}
+	b.obs.ResponseURLUse()
+}
+
 // errClaimLost means an edit's claim was not won (another replica, or
 // another writer here, holds it or already showed the view): the post is
 // not made.

@@ -513,13 +513,59 @@ func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Tim
 		// pairing) shows what is due.
 		keepWatching = true
 	}
-	rctx, cancel := pairing.RecordContext(ctx)
-	defer cancel()
-	if ok, err := b.cfg.Service.FinishView(rctx, claim, pairing.Surface{LastView: shown}, unwatch && !keepWatching); err != nil {
-		log.Error("recording view", "err", err)
-	} else if !ok {
-		log.Warn("the edit's claim ran out before it was recorded; the newer claim's writer records what the message shows")
+	b.finishView(ctx, claim, pairing.Surface{LastView: shown}, unwatch && !keepWatching, log)
+}
+
+// finishRetry is the pause between attempts to finish a claim while the
+// database cannot be reached.
+const finishRetry = 250 * time.Millisecond
+
+// finishView ends claim c with shown (Service.FinishView), and reports
+// whether it was recorded. Slack has answered by then, so it is recorded
+// even if ctx ended (a shutdown; pairing.RecordContext). When the database
+// cannot be reached it goes on trying in the background, without the
+// message's lock (a click on the message is answered meanwhile), as long
+// as the claim holds and the work is not cut short: a claim left
+// unfinished would keep every other writer off the message, a click's
+// answer included, until it runs out, and the next writer would then post
+// the view again.
+func (b *Bot) finishView(ctx context.Context, c pairing.ViewClaim, shown pairing.Surface, unwatch bool, log *slog.Logger) bool {
+	try := func() (done bool, err error) {
+		rctx, cancel := pairing.RecordContext(ctx)
+		defer cancel()
+		ok, err := b.cfg.Service.FinishView(rctx, c, shown, unwatch)
+		if err == nil && !ok {
+			log.Warn("the edit's claim ran out before it was recorded; the newer claim's writer records what the message shows")
+		}
+		return ok, err
 	}
+	ok, err := try()
+	if err == nil {
+		return ok
+	}
+	if !errors.Is(err, pairing.ErrUnavailable) {
+		log.Error("recording view", "err", err)
+		return false
+	}
+	log.Warn("recording view: the database cannot be reached; trying again in the background", "err", err)
+	b.goWork(ctx, func(ctx context.Context) {
+		for c.HoldsAt(b.cfg.Service.Now()) {
+			select {
+			case <-ctx.Done():
+				log.Error("recording view: given up at shutdown", "err", err)
+				return
+			case <-time.After(finishRetry):
+			}
+			if _, err = try(); !errors.Is(err, pairing.ErrUnavailable) {
+				if err != nil {
+					log.Error("recording view", "err", err)
+				}
+				return
+			}
+		}
+		log.Error("recording view: the claim ran out before the database came back; the view may be posted again", "err", err)
+	})
+	return false
 }
 
 // showDM brings p's DM message up to date and returns p as it then
@@ -756,16 +802,11 @@ func (b *Bot) repost(ctx context.Context, p pairing.Pairing, c pairing.ViewClaim
 // ended meanwhile (a shutdown), or the next start would post or edit it
 // again.
 func (b *Bot) finishSurface(ctx context.Context, p pairing.Pairing, c pairing.ViewClaim, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
-	rctx, cancel := pairing.RecordContext(ctx)
-	defer cancel()
-	ok, err := b.cfg.Service.FinishView(rctx, c, sf, false)
-	if err != nil {
-		log.Error("recording the message", "err", err)
+	if !b.finishView(ctx, c, sf, false, log) {
 		return p.WithShown(c.Surface, sf)
 	}
-	if !ok {
-		log.Warn("the edit's claim ran out before it was recorded; the newer claim's writer records what the message shows")
-	}
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
 	stored, err := b.cfg.Service.Pairing(rctx, p.ID)
 	if err != nil {
 		return p.WithShown(c.Surface, sf)

@@ -58,3 +58,58 @@ func TestDuplicateDeliveryRequestsOneCode(t *testing.T) {
 		})
 	}
 }
+
+// TestDatabaseGap: the database becomes unreachable mid-run (a TCP proxy
+// the test controls drops every connection and refuses new ones; the
+// shared server is never restarted). A /link and a click during the gap
+// are answered "linkbot cannot reach its database right now; nothing was
+// done", Wawp is not called, /readyz says not ready, the process keeps
+// running; when the database is back, /readyz recovers and the same
+// command gets its code.
+func TestDatabaseGap(t *testing.T) {
+	h := newHarness(t)
+	proxy, dbURL := newDBProxy(t, pgURL(t))
+	h.env["LINKBOT_DATABASE_URL"] = dbURL
+	addr := freeAddr(t)
+	h.env["LINKBOT_HTTP_ADDR"] = addr
+	h.start()
+	ready := func() bool { st, _ := get(t, "http://"+addr+"/readyz"); return st == 200 }
+	if !eventually(waitLong, ready) {
+		t.Fatal("/readyz never ready")
+	}
+	first := h.command("U1", "support-eg +201112223333")
+	h.waitText(first.MessageID, "Enter this code")
+	calls := len(h.wawp.Calls(fakewawp.RequestCode))
+
+	proxy.cut()
+	const sorry = "linkbot cannot reach its database right now; nothing was done — try again in a minute"
+	gap := h.command("U2", "support-eg +201009998888")
+	h.waitText(gap.MessageID, sorry)
+	h.click(first.MessageID, "U1", "cancel")
+	if !eventually(waitLong, func() bool { return strings.Contains(screenText(h.slack.Thread(first.MessageID)), sorry) }) {
+		t.Errorf("a click during the gap is not answered with the clear message:\n%s", screenText(h.slack.Thread(first.MessageID)))
+	}
+	if got := len(h.wawp.Calls(fakewawp.RequestCode)); got != calls {
+		t.Errorf("request-code called %d times during the gap", got-calls)
+	}
+	if ready() {
+		t.Error("/readyz ok while the database is unreachable")
+	}
+
+	proxy.restore()
+	if !eventually(waitLong, ready) {
+		t.Fatal("/readyz did not recover after the gap")
+	}
+	// U1's code is still live (the Cancel did nothing): the instance is
+	// held, so the retried command is refused by the limit, not lost.
+	again := h.command("U2", "support-eg +201009998888")
+	h.waitText(again.MessageID, "already has a live code")
+	h.click(first.MessageID, "U1", "cancel")
+	h.waitText(first.MessageID, "Cancelled")
+	after := h.command("U2", "support-eg +201009998888")
+	h.waitText(after.MessageID, "Enter this code")
+	h.stop()
+	if logs := h.logs.String(); strings.Contains(logs, "panic") {
+		t.Errorf("a panic during the gap:\n%s", logs)
+	}
+}
