@@ -108,6 +108,18 @@ func TestDatabaseGap(t *testing.T) {
 	h.waitText(first.MessageID, "Cancelled")
 	after := h.command("U2", "support-eg +201009998888")
 	h.waitText(after.MessageID, "Enter this code")
+	_, metrics := get(t, "http://"+addr+"/metrics")
+	for _, want := range []string{
+		"linkbot_leader 1",
+		"linkbot_leader_terms_total ",
+		`linkbot_db_call_seconds_count{call="Reserve",result="ok"}`,
+		`linkbot_db_call_seconds_count{call="Reserve",result="unavailable"} 1`,
+		`linkbot_commands_total{outcome="db_unavailable"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	h.stop()
 	if logs := h.logs.String(); strings.Contains(logs, "panic") {
 		t.Errorf("a panic during the gap:\n%s", logs)

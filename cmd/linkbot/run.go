@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -270,6 +272,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	svc := pairing.NewService(client, pairing.ObserveStorage(db, m.StorageCall), pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, QRLimit: cfg.QRLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
+		// The ticker's leader lease lasts three ticks (issue 11): a replica
+		// that dies is replaced within about three ticks (at least a second:
+		// the tests' fast ticks would otherwise make a slow renewal look
+		// like a lost lease).
+		LeaderTTL: max(3*cfg.TickInterval, time.Second), LeaderID: leaderID(),
 	})
 	log.Info("linkbot starting", "version", versionString(), "db", where, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
@@ -299,6 +306,20 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 	}
 	log.Info("linkbot stopped")
 	return nil
+}
+
+// leaderID names this replica in the ticker's election and its logs: the
+// host name and process ID, which tell an operator which replica leads,
+// and a random suffix, so a restarted container that got the same PID
+// starts a term of its own.
+func leaderID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "linkbot"
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
 }
 
 // readiness is the database check of /readyz: PostgreSQL's ping; none for
