@@ -129,9 +129,13 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 			// Who it goes to is Slack's to say, and Slack is asked only
 			// after the ack.
 			if why, detail := b.checkRecipient(ctx, recipient); why != "" {
+				// The refusal's audit claims the command's key: a second
+				// delivery of it shows nothing more.
+				if !b.auditRefusalOnce(ctx, cmd, now, in, parsed.Phone, why, recipient, log) {
+					return
+				}
 				b.obs.Command(why)
 				log.Info("hand-off refused", "outcome", why, "recipient", recipient)
-				b.auditRefusal(cmd, now, in, parsed.Phone, why, recipient)(ctx, reqCtx, log)
 				again := fmt.Sprintf("`/link %s %s`", escape(parsed.Instance), escape(phone.International))
 				b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, RecipientRefusedView(why, recipient, again, detail))
 				return
@@ -254,17 +258,25 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 // recipient is who a refused hand-off named.
 func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome, recipient string) func(context.Context, context.Context, *slog.Logger) {
 	return func(ctx, _ context.Context, log *slog.Logger) {
-		if !b.claim(ctx, log) {
-			return
-		}
-		err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
-			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
-			Recipient: recipient,
-		})
-		if err != nil {
-			log.Error("audit", "err", err)
-		}
+		b.auditRefusalOnce(ctx, cmd, now, in, phone, why, recipient, log)
 	}
+}
+
+// auditRefusalOnce claims the command's dedupe key and, unless the
+// command was handled before (false: a duplicate, which must show
+// nothing), audits its refusal.
+func (b *Bot) auditRefusalOnce(ctx context.Context, cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome, recipient string, log *slog.Logger) bool {
+	if !b.claim(ctx, log) {
+		return false
+	}
+	err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
+		Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
+		Recipient: recipient,
+	})
+	if err != nil {
+		log.Error("audit", "err", err)
+	}
+	return true
 }
 
 // historyLimit is how many events /link history shows: the newest ones,
