@@ -82,6 +82,10 @@ type Bot struct {
 	sm     *socketmode.Client
 	log    *slog.Logger
 	teamID string
+	// enterpriseID is the Enterprise Grid organisation the workspace is
+	// in ("" outside Grid): a member of the workspace whose home is
+	// another workspace of it is no stranger (checkRecipient).
+	enterpriseID string
 	// botName is the bot user's name (auth.test), for "/invite @name".
 	botName string
 	work    sync.WaitGroup
@@ -96,7 +100,9 @@ type Bot struct {
 	ticking   atomic.Int64  // edits started by ticks and still running
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
-	updating  sync.Mutex    // one chat.update call at a time (see update)
+	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
+	posts     *postHolds    // chat.postMessage's Retry-Afters, per channel
+	posting   sync.Mutex    // one chat.postMessage call of a DM or card at a time
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
@@ -141,6 +147,7 @@ func New(cfg Config) *Bot {
 		clock = cfg.Service.Now
 	}
 	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
+	b.posts = newPostHolds(clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}
@@ -174,7 +181,16 @@ func (b *Bot) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("checking SLACK_BOT_TOKEN with Slack's auth.test: %w", err)
 	}
-	b.teamID, b.botName = auth.TeamID, auth.User
+	if auth.EnterpriseID != "" && (auth.TeamID == "" || auth.TeamID == auth.EnterpriseID) {
+		// An org-wide install (Enterprise Grid, org_deploy_enabled): its
+		// token stands for the organisation, and its methods need the
+		// workspace named on each call (team_id), which the bot does not
+		// do; its access rules, limits and checks are one workspace's.
+		// manifest.yml sets org_deploy_enabled: false; install the app to
+		// the workspace instead (README "Enterprise Grid").
+		return fmt.Errorf("SLACK_BOT_TOKEN: %w (an org-wide install of Enterprise Grid organisation %s: linkbot serves one workspace; install it to a workspace, with org_deploy_enabled: false as in manifest.yml)", ErrAuth, auth.EnterpriseID)
+	}
+	b.teamID, b.enterpriseID, b.botName = auth.TeamID, auth.EnterpriseID, auth.User
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
 	open := true
 	for _, a := range b.cfg.Access {

@@ -80,3 +80,52 @@ func (e *editBudget) block(d time.Duration) {
 	}
 	e.tokens, e.last = 0, now
 }
+
+// hold is a Retry-After that stops calls until it runs out.
+type hold interface {
+	blocked() bool
+	block(d time.Duration)
+}
+
+// postHolds are chat.postMessage's Retry-Afters, one per destination:
+// Slack limits posting per channel ("1 message per second to a specific
+// channel", api.slack.com/methods/chat.postMessage, Rate limiting), so a
+// 429 on one channel holds up that channel's posts, not the workspace's.
+// A DM's destination is its user, whose DM it is.
+type postHolds struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	until map[string]time.Time
+}
+
+// newPostHolds is postHolds on the clock now.
+func newPostHolds(now func() time.Time) *postHolds {
+	return &postHolds{now: now, until: map[string]time.Time{}}
+}
+
+// on is the hold of posts to destination to.
+func (h *postHolds) on(to string) hold { return postHold{h, to} }
+
+type postHold struct {
+	h  *postHolds
+	to string
+}
+
+func (p postHold) blocked() bool {
+	p.h.mu.Lock()
+	defer p.h.mu.Unlock()
+	until, ok := p.h.until[p.to]
+	if ok && !p.h.now().Before(until) {
+		delete(p.h.until, p.to) // run out: the map keeps only running holds
+		return false
+	}
+	return ok
+}
+
+func (p postHold) block(d time.Duration) {
+	p.h.mu.Lock()
+	defer p.h.mu.Unlock()
+	if until := p.h.now().Add(d); until.After(p.h.until[p.to]) {
+		p.h.until[p.to] = until
+	}
+}

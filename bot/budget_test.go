@@ -52,6 +52,9 @@ func TestCardsShareTheEditLimit(t *testing.T) {
 	r := newCountdownRig(t, t0)
 	r.slack.SetMessagesTab(true)
 	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	// The cards are posted at one instant as the test's setup: Slack's
+	// one post a second per channel is TestPostRateLimitIsHeld's.
+	r.slack.SetPostsPerSecond(0)
 	const n = 100
 	for i := range n {
 		r.startDMCard(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, true)
@@ -142,13 +145,13 @@ func TestDMEditsHonourRetryAfter(t *testing.T) {
 		t.Fatalf("%d 429s, want the one Slack answered at 30 s", n)
 	}
 	dm := r.slack.Message(r.slack.DMScreen("U1")[0].ID)
-	if len(dm.Versions) != 1 {
-		t.Errorf("the DM was edited %d times while Retry-After ran", len(dm.Versions)-1)
+	if len(dm.Versions) != 2 { // opened, then the code put in
+		t.Errorf("the DM was edited %d times while Retry-After ran", len(dm.Versions)-2)
 	}
 	r.clock.Set(t0.Add(50 * time.Second)) // the 429's Retry-After has run out
 	r.tick()
 	for _, user := range []string{"U1", "U2"} {
-		if dm := r.slack.DMScreen(user)[0]; len(dm.Versions) != 2 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓▓▓░░") {
+		if dm := r.slack.DMScreen(user)[0]; len(dm.Versions) != 3 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓▓▓░░") {
 			t.Errorf("%s's DM after Retry-After: %d versions\n%s\nwant the step due then", user, len(dm.Versions), screenText([]fakeslack.Message{dm}))
 		}
 	}
@@ -163,11 +166,12 @@ func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	r.slack.SetMessagesTab(true)
-	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s, one at a time
 	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
 	b := r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
 	c := r.startDM("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second))
-	versions := func(user string) int { return len(r.slack.DMScreen(user)[0].Versions) }
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s, one at a time
+	// Each DM was opened, then its code put in: its versions count from there.
+	versions := func(user string) int { return len(r.slack.DMScreen(user)[0].Versions) - 1 }
 	// At 32 s all three have a countdown step due; c is cancelled.
 	r.clock.Set(t0.Add(32 * time.Second))
 	if _, err := r.svc.Cancel(context.Background(), c.ID, "U3", pairing.Click{}); err != nil {
@@ -191,8 +195,142 @@ func TestFinalStatesFirstThenOldestSteps(t *testing.T) {
 	r.tick()
 	// b's first step never got its turn; by now its second is due, and
 	// that is what is drawn: a view no longer true is never posted late.
-	if dm := r.slack.DMScreen("U2")[0]; len(dm.Versions) != 2 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓░░░░") {
+	if dm := r.slack.DMScreen("U2")[0]; len(dm.Versions) != 3 || !strings.Contains(shownText(dm.Latest()), "▓▓▓▓▓▓░░░░") {
 		t.Errorf("b's DM: %d versions\n%s\nwant one edit, to the step due now", len(dm.Versions), screenText([]fakeslack.Message{dm}))
 	}
 	_, _ = a, b
+}
+
+// A chat.update Slack refuses for good (msg_too_long, is_archived,
+// channel_not_found, …) is not tried again every tick: it would spend the
+// shared edit budget on a call that can only fail, and starve the other
+// pairings. The message is stuck; at the end it is deleted and the final
+// state posted anew, once, while the other pairing gets every step.
+func TestPermanentEditRefusalStopsEditing(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0)
+	r.slack.Refuse("chat.update", a.DM.Channel, "msg_too_long")
+	for s := 5; s <= 200; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.Refused("chat.update", a.DM.Channel); n != 1 {
+		t.Errorf("chat.update refused for good was called %d times, want once", n)
+	}
+	dm := r.slack.DMScreen("U1")
+	if len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") || dm[0].Latest().ShowsCode() {
+		t.Errorf("a's DM at the end:\n%s\nwant the stuck message deleted and the final state posted anew", screenText(dm))
+	}
+	if b := r.slack.DMScreen("U2")[0]; len(b.Versions) != 1+1+dmSteps || !strings.Contains(shownText(b.Latest()), "Expired") {
+		t.Errorf("b's DM: %d versions\n%s\nwant opened, the code, %d steps and the end", len(b.Versions), screenText([]fakeslack.Message{b}), dmSteps-1)
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// When the final state of a message that can no longer be edited cannot
+// be posted anew either (not_in_channel, channel_not_found, …), the
+// surface ends there: no tick posts it again.
+func TestRefusedRepostIsNotRetried(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	a := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.slack.CloseEditWindow(a.DM.Channel, a.DM.TS)
+	r.slack.Refuse("chat.postMessage", a.DM.Channel, "channel_not_found")
+	for s := 5; s <= 200; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.Refused("chat.postMessage", a.DM.Channel); n != 1 {
+		t.Errorf("the refused post was made %d times, want once", n)
+	}
+	if dm := r.slack.DMScreen("U1"); len(dm) != 0 {
+		t.Errorf("U1's DM at the end:\n%s\nwant the stuck message (with its code) deleted", screenText(dm))
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// Status cards posted into one channel at once meet Slack's one post a
+// second per channel: the 429's Retry-After holds that channel's posts
+// (the fake fails the test on a post before it ran out), and every card
+// is posted by later ticks.
+func TestPostRateLimitIsHeld(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	for i := range 3 {
+		id, user, instance := fmt.Sprintf("p%d", i), fmt.Sprintf("U%d", i), fmt.Sprintf("INST0000000%d", i)
+		r.wawp.AddInstance(instance, "")
+		_, url := r.slack.OpenMessage(user, "⏳ Requesting…")
+		p := pairing.Pairing{
+			ID: id, Instance: instance, InstanceName: instance, Phone: fmt.Sprintf("2010100000%02d", i),
+			RequestedBy: user, Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+			Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: user}, Card: pairing.Surface{Channel: "C0SUPPORT"},
+			State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+		}
+		if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+			t.Fatal(err)
+		}
+		r.bot.show(context.Background(), p, showing{answer: onNone})
+	}
+	for s := range 4 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if cards := r.slack.Screen("U9NOBODY", "C0SUPPORT"); len(cards) != 3 {
+		t.Errorf("%d cards, want 3:\n%s", len(cards), screenText(cards))
+	}
+	for i := range 3 {
+		if dm := r.slack.DMScreen(fmt.Sprintf("U%d", i)); len(dm) != 1 || !shows(dm[0].Latest(), "ABCD1234") {
+			t.Errorf("U%d's DM:\n%s\nwant the code (another channel's 429 holds nothing here)", i, screenText(dm))
+		}
+	}
+}
+
+// A DM whose code Slack never lets into the message (every chat.update on
+// it refused for good) is replaced once, not over and over: the DM then
+// fails as a refused post does, the code is shown ephemerally, and no
+// tick loops on it.
+func TestCodeEditRefusedForGoodDoesNotLoop(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.Refuse("chat.update", fakeslack.DMChannel("U1"), "msg_too_long")
+	_, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: "a", Instance: rigInstance, InstanceName: "support", Phone: "201012345678",
+		RequestedBy: "U1", Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: "U1"},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	if got := shownText(r.slack.Screen("U1", "C0SUPPORT")[len(r.slack.Screen("U1", "C0SUPPORT"))-1].Latest()); !strings.Contains(got, "ABCD-1234") {
+		t.Errorf("the channel shows %q; want the code, ephemerally, since the DM would not take it", got)
+	}
+	for s := 5; s <= 200; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.Refused("chat.update", fakeslack.DMChannel("U1")); n > 2 {
+		t.Errorf("chat.update refused for good was called %d times, want at most twice (the message, then its one replacement)", n)
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+	for _, m := range r.slack.DMScreen("U1") {
+		if m.Latest().ShowsCode() {
+			t.Errorf("U1's DM shows a code at the end: %s", screenText([]fakeslack.Message{m}))
+		}
+	}
 }

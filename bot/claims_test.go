@@ -36,7 +36,14 @@ func TestClaimedEditsArePostedOnce(t *testing.T) {
 		{"DM with chat.update", func(r *countdownRig) (string, func() int) {
 			r.slack.SetMessagesTab(true)
 			p := r.startDM("pdm", "U7", "INST00000007", t0)
-			return p.ID, func() int { return r.slack.Calls("chat.update") }
+			// Every version of every message in U7's DM.
+			return p.ID, func() int {
+				n := 0
+				for _, m := range r.slack.DMScreen("U7") {
+					n += len(m.Versions)
+				}
+				return n
+			}
 		}},
 	}
 	for _, tt := range tests {

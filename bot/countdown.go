@@ -153,9 +153,9 @@ func (b *Bot) Tick(ctx context.Context) {
 		if !other && !update && !cardUpdate {
 			continue
 		}
-		// A hand-off's code not yet in its recipient's DM ranks with the
-		// final states: someone is waiting for it.
-		urgent := p.Final() || !showingCode(p, now) || p.DM.LastView == viewWaiting
+		// A code not yet in its DM (a hand-off's, or one opened without
+		// it) ranks with the final states: someone is waiting for it.
+		urgent := p.Final() || !showingCode(p, now) || p.DM.LastView == viewWaiting || p.DM.LastView == viewOpening || p.DM.LastView == viewDeleted
 		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, other: other, final: urgent})
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int {

@@ -1206,7 +1206,7 @@ func TestCrashMidRequestEndsInterrupted(t *testing.T) {
 		t.Errorf("still watching %d pairings", len(w))
 	}
 	events, _ := r.db.AuditEvents(t.Context(), time.Time{}, func(e pairing.Event) bool { return e.Kind == "interrupted" })
-	if len(events) != 1 || events[0].Pairing != "dead" || events[0].Phone != "+20 111 ••• 3333" {
+	if len(events) != 1 || events[0].Pairing != "dead" || events[0].Phone != "+20 11 ••• 333" {
 		t.Errorf("audit interrupted events = %+v", events)
 	}
 	// The instance is free, and the interrupted request counted.
@@ -1277,7 +1277,7 @@ func TestLostAnswerIsPostedAgain(t *testing.T) {
 			if err != nil || d.Refused != pairing.LimitNone {
 				r.t.Fatal(d, err)
 			}
-		}, "already has a live code, requested by <@U2> for +20 100 ••• 8888"},
+		}, "already has a live code, requested by <@U2> for +20 10 ••• 888"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -84,6 +84,8 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			// requested in.
 			Allowed:   func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
 			DedupeKey: dedupeKey(ctx),
+			// A hand-off's renewal runs its first request's checks again.
+			Prepare: b.prepareHandoffRenewal,
 		})
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, click)

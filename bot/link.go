@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -198,10 +199,40 @@ func (b *Bot) checkRecipient(ctx context.Context, user string) (pairing.Outcome,
 		return pairing.OutcomeRecipientBot, ""
 	case u.Deleted:
 		return pairing.OutcomeRecipientDeactivated, ""
-	case b.teamID != "" && u.TeamID != b.teamID:
+	case b.teamID != "" && u.TeamID != b.teamID && !b.memberHere(u):
 		return pairing.OutcomeRecipientForeign, ""
 	}
 	return "", ""
+}
+
+// memberHere reports whether u, whose home workspace is another, belongs
+// to this one all the same: in Enterprise Grid a member's team_id is their
+// home workspace, and enterprise_user lists every workspace of the
+// organisation they are in (api.slack.com/enterprise/apps/changes-apis).
+// A member of another organisation (Slack Connect) never is.
+func (b *Bot) memberHere(u *slack.User) bool {
+	return b.enterpriseID != "" && u.Enterprise.EnterpriseID == b.enterpriseID && slices.Contains(u.Enterprise.Teams, b.teamID)
+}
+
+// prepareHandoffRenewal is a renewal's Prepare (New code, Try again):
+// for a hand-off, the checks its first /link ran before request-code, run
+// again, since the recipient or Slack may have changed since: who the
+// recipient is (checkRecipient: a bot, deactivated, another organisation),
+// then their DM opened (openHandoffDM, when it is not open yet). A refusal
+// asks for no code; the requester is told why. Both share the 5 s a
+// request's lease keeps for its DM (handoffDMTimeout).
+func (b *Bot) prepareHandoffRenewal(ctx context.Context, p pairing.Pairing) error {
+	recipient := p.HandedTo()
+	if recipient == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, handoffDMTimeout)
+	defer cancel()
+	if why, detail := b.checkRecipient(ctx, recipient); why != "" {
+		b.log.Info("hand-off renewal refused", "pairing", p.ID, "outcome", why, "recipient", recipient, "detail", detail)
+		return &pairing.DMError{Code: string(why)}
+	}
+	return b.openHandoffDM(ctx, p)
 }
 
 // handoffDMTimeout bounds the post that opens a hand-off's DM: the margin
@@ -225,7 +256,17 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	log := b.log.With("pairing", p.ID, "recipient", p.DM.Recipient)
 	m := b.render(ctx, p, b.cfg.Service.Now(), onDM)
 	dm := p.DM
-	channel, ts, err := b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+	var channel, ts string
+	// Through the recipient's post hold: a 429 on their DM holds the
+	// next posts to it (a hand-off asked while one runs is refused:
+	// Slack said ratelimited).
+	sent, err := b.limited(&b.posting, b.posts.on(dm.Recipient), func() (err error) {
+		channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+		return err
+	})
+	if !sent {
+		err = slack.SlackErrorResponse{Err: "ratelimited"}
+	}
 	// Slack has answered: what it did is recorded even if ctx ended
 	// meanwhile (the 5 s ran out, a shutdown).
 	rctx, rcancel := pairing.RecordContext(ctx)

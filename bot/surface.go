@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -66,9 +67,16 @@ const (
 	// viewDMSent is the channel's line saying the code went to the DM.
 	viewDMSent = "dm_sent"
 	// viewStuck is the DM or card LastView of a message chat.update can no
-	// longer edit (edit_window_closed, message_not_found): no more
-	// countdown steps; its final state is posted anew.
+	// longer edit (edit_window_closed, message_not_found, or any other
+	// refusal but a 429's): no more countdown steps; once the pairing ends
+	// (or a new code is due) it is deleted and the view posted anew.
 	viewStuck = "stuck"
+	// viewDeleted is the LastView of a DM or card whose stuck message was
+	// deleted (its TS cleared): the view is posted anew.
+	viewDeleted = "deleted"
+	// viewOpening is a DM opened without the code (DMOpeningView): the
+	// code goes in with chat.update once the message is stored.
+	viewOpening = "opening"
 	// viewWaiting is a hand-off DM's LastView once it is opened, before
 	// the code is there: who is sending it, for which phone.
 	viewWaiting = "waiting"
@@ -126,8 +134,8 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 		// command's response_url takes it as its second post, below the
 		// line, as in the ephemeral flow.
 		if showingCode(p, now) {
-			if !p.DM.Posted() || p.HandedTo() != "" && !showsCode(p.DM.LastView) {
-				return ""
+			if !p.DM.Posted() || !showsCode(p.DM.LastView) && p.LastView != viewDMSent {
+				return "" // the line once the DM shows the code
 			}
 			return viewDMSent
 		}
@@ -135,6 +143,10 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 			return p.LastView
 		}
 		return endKey(p)
+	case showingCode(p, now) && p.HandedTo() != "":
+		// A hand-off whose DM failed: the code is its recipient's, never
+		// the requester's.
+		return ""
 	case showingCode(p, now) && editable:
 		step, _ := countdownStep(p, now)
 		return fmt.Sprintf("live:%d", step)
@@ -175,7 +187,7 @@ func dmDue(p pairing.Pairing, now time.Time) (post, update bool) {
 		return false, false
 	}
 	if p.DM.TS == "" {
-		return showingCode(p, now), false
+		return showingCode(p, now) || p.DM.LastView == viewDeleted && p.Final(), false
 	}
 	key := dmKey(p, now)
 	return false, key != p.DM.LastView && (p.DM.LastView != viewStuck || p.Final())
@@ -184,13 +196,8 @@ func dmDue(p pairing.Pairing, now time.Time) (post, update bool) {
 // dmDone reports whether p's DM shows all it ever will: it has none, it
 // failed, it was never posted and no code is due, or it shows its last view.
 func dmDone(p pairing.Pairing, now time.Time) bool {
-	switch {
-	case !p.InDM():
-		return true
-	case p.DM.TS == "":
-		return !showingCode(p, now)
-	}
-	return p.DM.LastView == dmKey(p, now)
+	post, update := dmDue(p, now)
+	return !post && !update
 }
 
 // cardKey names what p's status card should show at now ("": nothing,
@@ -205,7 +212,7 @@ func cardKey(p pairing.Pairing, now time.Time) string {
 		return p.Card.LastView // a renewal in flight: the card shows what it shows
 	case showingCode(p, now):
 		return fmt.Sprintf("card:live:%d", p.ExpiresAt.Unix())
-	case p.Card.TS == "":
+	case p.Card.TS == "" && (p.Card.LastView != viewDeleted || !p.Final()):
 		return ""
 	}
 	return "card:" + endKey(p)
@@ -290,6 +297,12 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:
 		if code, ok := pairing.ReasonDM(p.Reason); ok {
+			switch why := pairing.Outcome(code); why {
+			case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
+				// A renewal's recipient check (prepareHandoffRenewal).
+				again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
+				return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
+			}
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
@@ -582,6 +595,9 @@ func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how 
 	post, update := dmDue(p, now)
 	return b.showPosted(ctx, p, now, how.edit, postedSurface{
 		kind: onDM, s: p.DM, to: p.DM.Recipient, key: dmKey(p, now), post: post, update: update,
+		record: func(ctx context.Context, dm pairing.Surface) (pairing.Pairing, error) {
+			return b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
+		},
 		refused: b.logDMRefused,
 	})
 }
@@ -599,6 +615,9 @@ func (b *Bot) showCard(ctx context.Context, p pairing.Pairing, now time.Time, ed
 	}
 	return b.showPosted(ctx, p, now, edit, postedSurface{
 		kind: onCard, s: p.Card, to: p.Card.Channel, key: cardKey(p, now), post: post, update: update,
+		record: func(ctx context.Context, card pairing.Surface) (pairing.Pairing, error) {
+			return b.cfg.Service.RecordCard(ctx, p.ID, card)
+		},
 		refused: func(log *slog.Logger, code string) {
 			log.Warn("announce: Slack refused the status card; the pairing goes on without one, and the requester is told how to add the bot", "slack_error", code, "channel", p.Card.Channel)
 		},
@@ -631,107 +650,74 @@ type postedSurface struct {
 	to           string // where the first post goes: a user ID (DM), a channel (card)
 	key          string // the view it should show
 	post, update bool
-	refused      func(log *slog.Logger, code string) // Slack refused the first post
+	record       func(context.Context, pairing.Surface) (pairing.Pairing, error)
+	// fresh says the message was just posted by this show: an edit Slack
+	// refuses for good leaves it stuck, not replaced again (which could
+	// loop for a view Slack never takes).
+	fresh   bool
+	refused func(log *slog.Logger, code string) // Slack refused the first post
 }
 
 // showPosted brings one posted surface up to date (see showDM, showCard)
 // and returns p as it then stands. edit says whether this show may spend
-// the shared edit budget on a chat.update.
+// the shared edit budget on a chat.update (or the chat.delete of a message
+// that can no longer be edited).
+//
+// No two messages the bot can edit ever show one pairing's code: a DM is
+// opened without the code (DMOpeningView) and the code goes in with
+// chat.update only once the message's channel and ts are stored. A post
+// whose answer is lost (Slack posted it, the reply never came back) is
+// posted again by a later tick, and the lost message never shows a code.
+//
+// A chat.update Slack refuses for good (edit_window_closed,
+// message_not_found, channel_not_found, is_archived, invalid_blocks, …:
+// anything but a 429 or Slack's own trouble) is not tried again: the
+// message is stuck. Once the pairing ends, or a new code is due that the
+// stuck message does not show, the stuck message is deleted (chat.delete:
+// the code leaves the conversation) and the view is posted anew. A post
+// Slack refuses ends the surface (Failed), so nothing is retried every tick.
+//
+// Every call and post it makes is claimed in the database first (issue
+// 11): of two writers deciding it (two replicas that both believe they
+// lead, a tick and a click), only the one that wins the claim goes on, so
+// no view is posted twice and no edit budget is spent twice. The claim
+// covers the whole show (a DM opened and then given its code, a stuck
+// message deleted and posted anew); each step records the surface as it
+// goes, and the claim ends with the surface as it then stands.
 func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit, ps postedSurface) pairing.Pairing {
-	granted := edit == editGranted
-	defer func() {
-		if granted {
+	if !ps.post && !ps.update {
+		if edit == editGranted {
 			b.edits.refund() // the tick's grant went unused
 		}
-	}()
-	// A click is answered by the message being current: a view it already
-	// shows is never posted again (it would only spend the edit budget).
-	if !ps.post && !ps.update {
 		return p
 	}
-	sf := ps.s
 	log := b.log.With("pairing", p.ID, "surface", surfaceName(ps.kind), "surface_view", ps.key)
-	message := func() []slack.MsgOption {
-		m := b.render(ctx, p, now, ps.kind)
-		return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
-	}
-	isUpdate := !ps.post && sf.LastView != viewStuck
-	if isUpdate {
-		if edit == editNot || !granted && !b.edits.take() {
-			return p // the shared edit budget has no use left now: a later tick edits it
-		}
-		granted = false // spent, unless the claim is lost (refunded below)
-	}
-	// The post or edit is claimed in the database first (issue 11): of two
-	// writers deciding it (two replicas that both believe they lead, a
-	// tick and a click), only the one that wins the claim makes it, so no
-	// view is posted twice and no edit budget is spent twice.
-	c, won, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{ID: p.ID, Surface: surfaceKey(ps.kind), From: sf.LastView, To: ps.key})
+	c, won, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{ID: p.ID, Surface: surfaceKey(ps.kind), From: ps.s.LastView, To: ps.key})
 	if err != nil || !won {
 		if err != nil {
 			log.Warn("claiming the edit failed; the next tick tries again", "err", err)
 		} else {
 			log.Info("edit not made: another writer claimed it or made it already")
 		}
-		if isUpdate {
-			b.edits.refund()
+		if edit == editGranted {
+			b.edits.refund() // the tick's grant went unused
 		}
 		return p
 	}
-	// left releases the claim with the message as it was.
-	left := func() pairing.Pairing {
-		b.finishSurface(ctx, p, c, ps.s, log)
+	p = b.showPostedClaimed(ctx, p, now, edit, ps)
+	shown := p.DM
+	if ps.kind == onCard {
+		shown = p.Card
+	}
+	if !b.finishView(ctx, c, shown, false, log) {
 		return p
 	}
-	switch {
-	case sf.LastView == viewStuck:
-		// Its message can no longer be edited, and the final state is due:
-		// post it anew, with chat.postMessage (the edit budget's grant, if
-		// any, goes back).
-		return b.repost(ctx, p, c, ps, message(), log)
-	case ps.post:
-		opts := message()
-		channel, ts, err := b.api.PostMessageContext(ctx, ps.to, opts...)
-		if code, refused := slackRefusal(err); refused {
-			sf.Failed = code
-			ps.refused(log, code)
-		} else if err != nil {
-			log.Warn("posting the message failed; the next tick tries again", "reason", webFailure(err))
-			return left()
-		} else {
-			sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
-		}
-	default:
-		opts := message()
-		sent, err := b.update(ctx, sf, opts)
-		if !sent {
-			return left() // a 429 arrived meanwhile: no call until its Retry-After runs out
-		}
-		var (
-			rl     *slack.RateLimitedError
-			status slack.StatusCodeError
-		)
-		code, refused := slackRefusal(err)
-		switch {
-		case errors.As(err, &rl):
-			log.Warn("chat.update rate-limited: no edits until Retry-After runs out", "retry_after", rl.RetryAfter)
-			return left()
-		case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
-			return left()
-		case refused && (code == "edit_window_closed" || code == "message_not_found" || code == "cant_update_message"):
-			log.Warn("the message can no longer be edited", "reason", code)
-			if p.Final() {
-				return b.repost(ctx, p, c, ps, opts, log)
-			}
-			sf.LastView = viewStuck
-		case err != nil:
-			log.Warn("editing the message failed; the next tick tries again", "reason", webFailure(err))
-			return left()
-		default:
-			sf.LastView = ps.key
-		}
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	if stored, err := b.cfg.Service.Pairing(rctx, p.ID); err == nil {
+		return stored
 	}
-	return b.finishSurface(ctx, p, c, sf, log)
+	return p
 }
 
 // surfaceKey is the storage's name of surface s (pairing.SurfaceDM, …).
@@ -745,6 +731,147 @@ func surfaceKey(s surface) string {
 	return pairing.SurfaceEphemeral
 }
 
+// showPostedClaimed is showPosted under its claim.
+func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit, ps postedSurface) pairing.Pairing {
+	granted := edit == editGranted
+	defer func() {
+		if granted {
+			b.edits.refund() // the tick's grant went unused
+		}
+	}()
+	// A click is answered by the message being current: a view it already
+	// shows is never posted again (it would only spend the edit budget).
+	if !ps.post && !ps.update {
+		return p
+	}
+	sf := ps.s
+	log := b.log.With("pairing", p.ID, "surface", surfaceName(ps.kind), "surface_view", ps.key)
+	message := func(key string) []slack.MsgOption {
+		m := b.render(ctx, p, now, ps.kind)
+		if key == viewOpening {
+			m = DMOpeningView(pairing.PhoneFromDigits(p.Phone).International, p.InstanceName)
+		}
+		return []slack.MsgOption{slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...)}
+	}
+	if ps.update {
+		if edit == editNot || !granted && !b.edits.take() {
+			return p // the shared edit budget has no use left now: a later tick edits it
+		}
+		granted = false // spent
+		if sf.LastView != viewStuck {
+			sent, err := b.limited(&b.updating, b.edits, func() error {
+				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, message(ps.key)...)
+				return err
+			})
+			code, refused := slackRefusal(err)
+			switch {
+			case !sent:
+				return p // a 429 arrived meanwhile: no call until its Retry-After runs out
+			case rateLimited(err):
+				log.Warn("chat.update rate-limited: no edits until Retry-After runs out")
+				return p
+			case err == nil:
+				sf.LastView = ps.key
+				return b.recordSurface(ctx, p, ps, sf, log)
+			case !refused || transientRefusal(code):
+				log.Warn("editing the message failed; the next tick tries again", "reason", webFailure(err))
+				return p
+			}
+			log.Warn("Slack refused to edit the message for good: no more edits to it", "reason", code)
+			if ps.fresh {
+				// The code never goes into a message posted for it: the DM
+				// fails here, as a refused first post does (the code is
+				// shown ephemerally instead, unless it was handed off).
+				sf.Failed = code
+				ps.refused(log, code)
+				return b.recordSurface(ctx, p, ps, sf, log)
+			}
+			if !p.Final() && !(showsCode(ps.key) && !showsCode(sf.LastView)) {
+				// Its countdown stops here; it is deleted once the
+				// pairing ends (or a new code is due).
+				sf.LastView = viewStuck
+				return b.recordSurface(ctx, p, ps, sf, log)
+			}
+		}
+		// The message can no longer be edited, and the pairing ended or a
+		// new code is due: the old message goes (its code with it), and
+		// the view is posted anew.
+		var ok bool
+		if p, sf, ok = b.deleteStuck(ctx, p, ps, sf, log); !ok {
+			return p
+		}
+	}
+	// The first post, or a post anew in place of a message deleted.
+	key := ps.key
+	if ps.kind == onDM && showsCode(key) {
+		key = viewOpening
+	}
+	var channel, ts string
+	sent, err := b.limited(&b.posting, b.posts.on(ps.to), func() (err error) {
+		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, message(key)...)
+		return err
+	})
+	code, refused := slackRefusal(err)
+	switch {
+	case !sent:
+		return p // a 429's Retry-After is running: a later tick posts it
+	case rateLimited(err):
+		log.Warn("chat.postMessage rate-limited: no posts until Retry-After runs out")
+		return p
+	case err == nil:
+		sf.Channel, sf.TS, sf.LastView = channel, ts, key
+	case !refused || transientRefusal(code):
+		log.Warn("posting the message failed; the next tick tries again", "reason", webFailure(err))
+		return p
+	case sf.LastView == viewDeleted:
+		sf.Failed = code
+		log.Warn("posting anew the message of a message that could not be edited failed; the surface ends here", "slack_error", code)
+	default:
+		sf.Failed = code
+		ps.refused(log, code)
+	}
+	p, stored := b.recordSurfaceOK(ctx, p, ps, sf, log)
+	if key == ps.key || !stored || sf.Failed != "" {
+		// Unless its channel and ts are stored, the code never goes in: a
+		// retry would post another message, and the two would show it.
+		return p
+	}
+	// The DM is open and stored: the code goes in now if the budget has a
+	// use, else the next tick puts it in (urgently).
+	ps.s, ps.post, ps.update, ps.fresh = p.DM, false, true, true
+	return b.showPostedClaimed(ctx, p, now, editIfBudget, ps) // under the same claim
+}
+
+// deleteStuck deletes sf, a message of p that can no longer be edited
+// (chat.delete, from the shared edit budget's use taken for it), and
+// records the surface as deleted, to be posted anew. It reports whether
+// that is done; if not, a later tick tries again. A message already gone
+// (message_not_found) counts as deleted; any other refusal is logged, and
+// the view is posted anew all the same: the old message cannot be changed
+// by the bot any more.
+func (b *Bot) deleteStuck(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, pairing.Surface, bool) {
+	sent, err := b.limited(&b.updating, b.edits, func() error {
+		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
+		return err
+	})
+	code, refused := slackRefusal(err)
+	switch {
+	case !sent:
+		return p, sf, false
+	case rateLimited(err):
+		log.Warn("chat.delete rate-limited: no edits until Retry-After runs out")
+		return p, sf, false
+	case err != nil && (!refused || transientRefusal(code)):
+		log.Warn("deleting the message that can no longer be edited failed; the next tick tries again", "reason", webFailure(err))
+		return p, sf, false
+	case refused && code != "message_not_found":
+		log.Warn("Slack refused to delete the message that can no longer be edited: it stays as it is", "slack_error", code)
+	}
+	sf.TS, sf.LastView = "", viewDeleted
+	p, ok := b.recordSurfaceOK(ctx, p, ps, sf, log)
+	return p, sf, ok
+}
+
 // surfaceName names a surface in the log.
 func surfaceName(s surface) string {
 	switch s {
@@ -756,62 +883,82 @@ func surfaceName(s surface) string {
 	return "ephemeral"
 }
 
-// update makes one chat.update call, unless a 429's Retry-After is running
-// (then sent is false). Calls go one at a time, each after checking the
+// limited makes one call of a rate-limited Web API method, in turn with
+// the others guarded by mu, unless hold's Retry-After is running (then
+// sent is false). Calls go one at a time, each after checking the
 // Retry-After: a call started beside the one Slack answered 429 would
-// arrive after it, before its Retry-After ran out.
-func (b *Bot) update(ctx context.Context, sf pairing.Surface, opts []slack.MsgOption) (sent bool, err error) {
-	b.updating.Lock()
-	defer b.updating.Unlock()
-	if b.edits.blocked() {
+// arrive after it, before its Retry-After ran out. A 429 holds every call
+// guarded by hold until its Retry-After runs out.
+func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, err error) {
+	mu.Lock()
+	defer mu.Unlock()
+	if hold.blocked() {
 		return false, nil
 	}
-	_, _, _, err = b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
+	err = call()
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
 	)
 	switch {
 	case errors.As(err, &rl):
-		b.edits.block(rl.RetryAfter)
+		hold.block(rl.RetryAfter)
 	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
 		// A 429 without a Retry-After in seconds: wait a little.
-		b.edits.block(time.Second)
+		hold.block(time.Second)
 	}
 	return true, err
 }
 
-// repost posts p's final view anew where its surface was, as a new
-// message the surface follows from then on: the old one can no longer be
-// edited. c is the edit's claim.
-func (b *Bot) repost(ctx context.Context, p pairing.Pairing, c pairing.ViewClaim, ps postedSurface, opts []slack.MsgOption, log *slog.Logger) pairing.Pairing {
-	sf := ps.s
-	channel, ts, err := b.api.PostMessageContext(ctx, sf.Channel, opts...)
-	if err != nil {
-		log.Warn("posting the final state anew failed; the next tick tries again", "reason", webFailure(err))
-		b.finishSurface(ctx, p, c, ps.s, log)
-		return p
-	}
-	sf.Channel, sf.TS, sf.LastView = channel, ts, ps.key
-	return b.finishSurface(ctx, p, c, sf, log)
+// rateLimited reports whether err is Slack's 429.
+func rateLimited(err error) bool {
+	var (
+		rl     *slack.RateLimitedError
+		status slack.StatusCodeError
+	)
+	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests
 }
 
-// finishSurface ends claim c with sf as the surface's message (posted,
-// edited, refused, or as it was when nothing was made) and returns p as
-// stored. Slack has answered by then, so it is recorded even if ctx
-// ended meanwhile (a shutdown), or the next start would post or edit it
-// again.
-func (b *Bot) finishSurface(ctx context.Context, p pairing.Pairing, c pairing.ViewClaim, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
-	if !b.finishView(ctx, c, sf, false, log) {
-		return p.WithShown(c.Surface, sf)
+// transientRefusal reports whether Slack's error code may clear by
+// itself, so that the same call is worth trying again later: Slack's own
+// trouble and rate limits. Every other refusal (edit_window_closed,
+// message_not_found, cant_update_message, channel_not_found, is_archived,
+// not_in_channel, invalid_blocks, msg_too_long, not_authed, invalid_auth,
+// token_revoked, account_inactive, missing_scope, …) answers the same
+// call the same way every time (api.slack.com/methods/chat.update,
+// Errors).
+func transientRefusal(code string) bool {
+	switch code {
+	case "ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout":
+		return true
 	}
+	return false
+}
+
+// recordSurface stores sf as the surface ps of p and returns p as stored.
+// Slack has answered by then (the message posted, edited, or refused), so
+// it is recorded even if ctx ended meanwhile (a shutdown), or the next
+// start would post or edit it again.
+func (b *Bot) recordSurface(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) pairing.Pairing {
+	p, _ = b.recordSurfaceOK(ctx, p, ps, sf, log)
+	return p
+}
+
+// recordSurfaceOK is recordSurface that also reports whether sf was stored.
+func (b *Bot) recordSurfaceOK(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, bool) {
 	rctx, cancel := pairing.RecordContext(ctx)
 	defer cancel()
-	stored, err := b.cfg.Service.Pairing(rctx, p.ID)
+	stored, err := ps.record(rctx, sf)
 	if err != nil {
-		return p.WithShown(c.Surface, sf)
+		log.Error("recording the message", "err", err)
+		if ps.kind == onCard {
+			p.Card = sf
+		} else {
+			p.DM = sf
+		}
+		return p, false
 	}
-	return stored
+	return stored, true
 }
 
 // logDMRefused says, once per pairing, that Slack refused a DM and the code

@@ -74,6 +74,14 @@ func HandoffWaitingView(requester, phone, instance string) Message {
 	return notice("A pairing code is on its way", t)
 }
 
+// DMOpeningView opens the requester's DM (delivery: dm) without the code,
+// which chat.update then adds once the message's channel and ts are
+// stored: a post whose answer is lost leaves a message without a code.
+func DMOpeningView(phone, instance string) Message {
+	t := fmt.Sprintf("🔐 Your WhatsApp pairing code for the phone *%s*, to link it to *%s*, appears here in a moment.", escape(phone), escape(instance))
+	return notice("A pairing code is on its way", t)
+}
+
 // HandoffNoCodeView replaces the recipient's DM when the request ended
 // without a code they could use (Wawp failed, the bot was interrupted): the
 // requester has been told why.
@@ -112,7 +120,7 @@ type CardModel struct {
 	Requester string
 	Recipient string // who the code was handed to; "" when the requester has it
 	Instance  string
-	Masked    string // the masked phone, e.g. +20 111 ••• 3333
+	Masked    string // the masked phone, e.g. +20 11 ••• 333
 	State     pairing.State
 	ExpiresAt time.Time // for a live code
 	EndedAt   time.Time // for a linked one

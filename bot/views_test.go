@@ -45,7 +45,7 @@ func allViews() map[string]Message {
 	handoffDM.HandedBy = "U123"
 	withCardNote := posted
 	withCardNote.Note = cardNote("linkbot", "not_in_channel")
-	card := CardModel{Requester: "U123", Recipient: "U456", Instance: "support-eg", Masked: "+20 111 ••• 3333", State: pairing.StateLive, ExpiresAt: now.Add(150 * time.Second)}
+	card := CardModel{Requester: "U123", Recipient: "U456", Instance: "support-eg", Masked: "+20 11 ••• 333", State: pairing.StateLive, ExpiresAt: now.Add(150 * time.Second)}
 	cardState := func(st pairing.State, change func(*CardModel)) Message {
 		m := card
 		m.State = st
@@ -80,7 +80,7 @@ func allViews() map[string]Message {
 		"card_linked":         cardState(pairing.StateLinked, func(m *CardModel) { m.EndedAt = now.Add(70 * time.Second) }),
 		"card_expired":        cardState(pairing.StateExpired, nil),
 		"card_cancelled":      cardState(pairing.StateCancelled, nil),
-		"card_wrong_phone":    cardState(pairing.StateWrongPhone, func(m *CardModel) { m.LinkedMasked = "+20 100 ••• 8888" }),
+		"card_wrong_phone":    cardState(pairing.StateWrongPhone, func(m *CardModel) { m.LinkedMasked = "+20 10 ••• 888" }),
 		"card_failed":         cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = pairing.Reason(pairing.OutcomeInstanceFailed) }),
 		"card_failed_gone":    cardState(pairing.StateFailed, func(m *CardModel) { m.Reason = pairing.Reason(pairing.OutcomeInstanceGone) }),
 		"card_failed_no_code": cardState(pairing.StateInterrupted, nil),

@@ -435,7 +435,7 @@ type Event struct {
 	Team     string    `json:"team,omitempty"`
 	Channel  string    `json:"channel,omitempty"`
 	Instance string    `json:"instance,omitempty"` // alias as configured when the event happened, or the ID
-	Phone    string    `json:"phone,omitempty"`    // masked, e.g. +20 111 ••• 3333
+	Phone    string    `json:"phone,omitempty"`    // masked, e.g. +20 11 ••• 333
 	// PhoneKey finds a phone's events without storing its digits: a keyed
 	// hash of the digits, computed by the storage from Digits under a
 	// secret it keeps. Storage sets it and never returns it.

@@ -85,14 +85,14 @@ func TestParseOutcome(t *testing.T) {
 		"status_unknown":         OutcomeStatusUnknown,
 		"status_working":         OutcomeStatusWorking,
 		// Today's spellings, and what cannot be told apart, stay as they are.
-		"limit_phone":             OutcomeLimitPhone,
-		"access_denied":           OutcomeAccessDenied,
-		"error":                   "error",
-		"foreign_team":            OutcomeForeignTeam,
-		"instance_gone":           OutcomeInstanceGone,
-		"linked +20 100 ••• 8888": "linked +20 100 ••• 8888",
-		"limit:sideways":          "limit:sideways",
-		"":                        "",
+		"limit_phone":           OutcomeLimitPhone,
+		"access_denied":         OutcomeAccessDenied,
+		"error":                 "error",
+		"foreign_team":          OutcomeForeignTeam,
+		"instance_gone":         OutcomeInstanceGone,
+		"linked +20 10 ••• 888": "linked +20 10 ••• 888",
+		"limit:sideways":        "limit:sideways",
+		"":                      "",
 	}
 	for in, want := range tests {
 		if got := ParseOutcome(in); got != want {
@@ -178,7 +178,7 @@ func TestReason(t *testing.T) {
 		{"limit:phone", "limit_phone", OutcomeLimitPhone, nil, ""},
 		{"limit_phone", "limit_phone", OutcomeLimitPhone, nil, ""},
 		{"instance_gone", "instance_gone", OutcomeInstanceGone, nil, ""},
-		{"linked +20 100 ••• 8888", "linked +20 100 ••• 8888", "linked +20 100 ••• 8888", nil, ""},
+		{"linked +20 10 ••• 888", "linked +20 10 ••• 888", "linked +20 10 ••• 888", nil, ""},
 		{"", "", "", nil, ""},
 	}
 	for _, tt := range tests {

@@ -28,12 +28,16 @@ type Phone struct {
 	Extension string
 }
 
-// Masked is the number for logs and the audit trail: "+20 111 ••• 3333".
+// Masked is the number for logs and the audit trail: "+20 11 ••• 333".
 func (p Phone) Masked() string { return MaskPhone(p.International) }
 
 // MaskPhone hides the middle digits of an internationally formatted
-// number so logs identify a number without spelling it out:
-// "+20 11 12223333" becomes "+20 111 ••• 3333".
+// number so logs, the audit trail and status cards identify a number
+// without spelling it out: "+20 11 12223333" becomes "+20 11 ••• 333".
+// At least half of the national digits, and at least 4, are hidden
+// whatever the number's length (the few left are split between its start
+// and its end); a national number of 4 digits or fewer is hidden whole.
+// The country code stays: it says only where the number is from.
 func MaskPhone(intl string) string {
 	cc, national, ok := strings.Cut(strings.TrimPrefix(intl, "+"), " ")
 	if !ok {
@@ -45,15 +49,19 @@ func MaskPhone(intl string) string {
 		}
 		return -1
 	}, national)
-	head, tail := 3, 4
-	if len(national) < 9 {
-		head, tail = 2, 2
+	n := len(national)
+	hidden := max(minHiddenDigits, (n+1)/2)
+	if n <= hidden {
+		return "+" + strings.TrimSpace(cc+" "+strings.Repeat("•", n))
 	}
-	if len(national) <= head+tail {
-		return "+" + strings.TrimSpace(cc+" "+strings.Repeat("•", len(national)))
-	}
-	return "+" + strings.TrimSpace(cc+" "+national[:head]+" ••• "+national[len(national)-tail:])
+	shown := n - hidden
+	tail := (shown + 1) / 2
+	head := shown - tail
+	return "+" + strings.TrimSpace(cc+" "+strings.TrimSpace(national[:head]+" ••• "+national[n-tail:]))
 }
+
+// minHiddenDigits is the fewest national digits MaskPhone hides.
+const minHiddenDigits = 4
 
 // PhoneProblem says what is wrong with a phone number.
 type PhoneProblem string

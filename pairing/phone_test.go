@@ -104,18 +104,57 @@ func TestNormalizePhone(t *testing.T) {
 	}
 }
 
+// TestMaskPhone: at least half of the national digits, and at least 4,
+// are hidden, for numbers of every length in several regions; what is
+// shown is the start and the end of the national number.
 func TestMaskPhone(t *testing.T) {
-	tests := map[string]string{
-		"+20 11 12223333":   "+20 111 ••• 3333",
-		"+44 7400 123456":   "+44 740 ••• 3456",
-		"+1 415-555-2671":   "+1 415 ••• 2671",
-		"+33 6 12 34 56 78": "+33 612 ••• 5678",
-		"+2012":             "+••••",
+	tests := []struct {
+		in, want string
+	}{
+		{"+20 11 12223333", "+20 11 ••• 333"},     // Egypt, 10 digits
+		{"+44 7400 123456", "+44 74 ••• 456"},     // UK mobile, 10
+		{"+1 415-555-2671", "+1 41 ••• 671"},      // NANP, 10
+		{"+33 6 12 34 56 78", "+33 61 ••• 78"},    // France, 9
+		{"+49 1512 3456789", "+49 15 ••• 789"},    // Germany, 11
+		{"+86 138 0013 8000", "+86 13 ••• 000"},   // China, 11
+		{"+91 98765 43210", "+91 98 ••• 210"},     // India, 10
+		{"+39 312 345 678901", "+39 312 ••• 901"}, // Italy, 12
+		{"+354 611 1234", "+354 6 ••• 34"},        // Iceland, 7
+		{"+683 4002", "+683 ••••"},                // Niue, 4
+		{"+290 22001", "+290 ••• 1"},              // Saint Helena, 5
+		{"+2012", "+••••"},
+		{"+", "+"},
 	}
-	for in, want := range tests {
-		if got := MaskPhone(in); got != want {
-			t.Errorf("MaskPhone(%q) = %q, want %q", in, got, want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := MaskPhone(tt.in)
+			if got != tt.want {
+				t.Errorf("MaskPhone(%q) = %q, want %q", tt.in, got, tt.want)
+			}
+			_, national, ok := strings.Cut(strings.TrimPrefix(tt.in, "+"), " ")
+			if !ok {
+				national = strings.TrimPrefix(tt.in, "+")
+			}
+			digits := strings.Count(strings.Map(func(r rune) rune {
+				if r >= '0' && r <= '9' {
+					return 'd'
+				}
+				return -1
+			}, national), "d")
+			_, maskedNational, _ := strings.Cut(strings.TrimPrefix(got, "+"), " ")
+			if !ok {
+				maskedNational = strings.TrimPrefix(got, "+")
+			}
+			shown := 0
+			for _, r := range maskedNational {
+				if r >= '0' && r <= '9' {
+					shown++
+				}
+			}
+			if hidden := digits - shown; digits > 0 && (hidden < 4 && hidden < digits || 2*hidden < digits) {
+				t.Errorf("MaskPhone(%q) = %q hides %d of %d national digits, want at least half and at least 4", tt.in, got, hidden, digits)
+			}
+		})
 	}
 }
 

@@ -400,7 +400,7 @@ func TestQRRevokedInEveryEnding(t *testing.T) {
 		{"wrong phone", digits, func(r *qrRig, p pairing.Pairing) {
 			r.wawp.setStatus(inst1.ID, pairing.StatusWorking, otherNum)
 			r.advance()
-		}, pairing.StateWrongPhone, []string{session, revoke}, otherNum, []string{"wrong_phone:linked +20 100 ••• 8888", "qr_revoked"}},
+		}, pairing.StateWrongPhone, []string{session, revoke}, otherNum, []string{"wrong_phone:linked +20 10 ••• 888", "qr_revoked"}},
 		{"cancelled", digits, func(r *qrRig, p pairing.Pairing) {
 			if _, err := r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{ResponseURL: "https://hooks.slack.test/actions/cancel", Issued: r.clock.Now(), TS: "1700000000.000002"}); err != nil {
 				r.t.Fatal(err)

@@ -563,6 +563,10 @@ type Renewal struct {
 	// DedupeKey is the click's identity (see Dedupe): a click whose key
 	// was already claimed does nothing and returns ErrDuplicate.
 	DedupeKey string
+	// Prepare is the renewal's Request.Prepare: for a hand-off, the checks
+	// its first request ran before request-code (who the recipient is, the
+	// DM opened), run again, since either may have changed since.
+	Prepare func(ctx context.Context, p Pairing) error
 }
 
 // Renew asks again for the request behind pairing r.ID, through the same
@@ -652,14 +656,32 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	}
 	// The renewal is shown in the old pairing's DM message, which shows
 	// nothing of the renewal yet.
+	// A click in a hand-off's DM (the recipient's New code) brings no
+	// response_url the requester sees: they learn how the renewal goes
+	// through the old pairing's editor, as they did for the first code.
+	clickURL, clickIssued, clickTS := r.ResponseURL, r.URLIssued, r.ClickTS
+	var cmdURL string
+	var cmdIssued time.Time
+	if clickURL == "" && old.HandedTo() != "" {
+		if url, issued, replaces := old.Editor(); replaces {
+			clickURL, clickIssued, clickTS = url, issued, old.ClickTS
+		} else {
+			cmdURL, cmdIssued = url, issued
+		}
+	}
 	dm := old.DM
 	dm.LastView = ""
+	if old.HandedTo() != "" && dm.Failed != "" {
+		// A hand-off whose DM could not be posted: the renewal opens it
+		// anew (Prepare), or asks for no code.
+		dm = Surface{Recipient: old.DM.Recipient}
+	}
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
-		User: old.RequestedBy, Team: old.Team, Channel: old.Channel,
-		ClickURL: r.ResponseURL, ClickIssued: r.URLIssued, ClickTS: r.ClickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
+		User: old.RequestedBy, Team: old.Team, Channel: old.Channel, ResponseURL: cmdURL, URLIssued: cmdIssued,
+		ClickURL: clickURL, ClickIssued: clickIssued, ClickTS: clickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
 		Replaces: replaces, Message: old.MessageID(),
-		DedupeKey: r.DedupeKey,
+		DedupeKey: r.DedupeKey, Prepare: r.Prepare,
 	})
 }
 

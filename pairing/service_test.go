@@ -30,7 +30,7 @@ var t0 = time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 
 const (
 	digits   = "201112223333"
-	masked   = "+20 111 ••• 3333"
+	masked   = "+20 11 ••• 333"
 	otherNum = "201009998888"
 	code     = "ABCD1234"
 )
@@ -1124,7 +1124,7 @@ func TestAdvance(t *testing.T) {
 		audited   []string
 	}{
 		{"linked", time.Minute, pairing.StatusWorking, digits, nil, pairing.StateLinked, "", digits, []string{"linked"}},
-		{"wrong phone", time.Minute, pairing.StatusWorking, otherNum, nil, pairing.StateWrongPhone, "linked +20 100 ••• 8888", otherNum, []string{"wrong_phone:linked +20 100 ••• 8888"}},
+		{"wrong phone", time.Minute, pairing.StatusWorking, otherNum, nil, pairing.StateWrongPhone, "linked +20 10 ••• 888", otherNum, []string{"wrong_phone:linked +20 10 ••• 888"}},
 		{"working, nobody named yet", time.Minute, pairing.StatusWorking, "", nil, pairing.StateLive, "", "", nil},
 		{"still waiting", time.Minute, pairing.StatusScanQR, "", nil, pairing.StateLive, "", "", nil},
 		{"expired", pairing.DefaultCodeLifetime, pairing.StatusScanQR, "", nil, pairing.StateExpired, "", "", []string{"expired"}},

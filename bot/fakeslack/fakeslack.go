@@ -143,6 +143,13 @@ type Server struct {
 	dms         map[string]string       // the app's DM channels → their user
 	users       map[string]User         // members, for users.info
 	limits      map[string]*methodLimit // per-workspace limits of Web API methods
+
+	postsPerSecond int                     // chat.postMessage's limit per channel (0: none)
+	postLimits     map[string]*methodLimit // chat.postMessage's calls by channel
+	refusals       map[string]string       // "method channel" → the error code every call gets (Refuse)
+	enterpriseID   string                  // the Enterprise Grid organisation (SetEnterprise)
+	orgInstall     bool                    // installed org-wide
+	refusedCalls   map[string]int          // "method channel" → calls answered so
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -155,6 +162,7 @@ func New(onViolation func(string)) *Server {
 		changed: make(chan struct{}), onViolation: onViolation,
 		scopes:   map[string]bool{"commands": true, "chat:write": true, "users:read": true, "usergroups:read": true},
 		channels: map[string]Channel{}, dms: map[string]string{}, users: map[string]User{}, limits: map[string]*methodLimit{},
+		postsPerSecond: DefaultPostsPerSecond, postLimits: map[string]*methodLimit{},
 		// slack-go sends Origin: https://api.slack.com; accept it like Slack does.
 		upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
 	}
@@ -297,7 +305,29 @@ func (s *Server) authTest(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
 		return
 	}
-	writeJSON(w, map[string]any{"ok": true, "url": "https://linkbot-test.slack.com/", "team": "Linkbot Test", "user": "linkbot", "team_id": TeamID, "user_id": BotUser, "bot_id": "B0LINKBOT"})
+	s.mu.Lock()
+	enterprise, org := s.enterpriseID, s.orgInstall
+	s.mu.Unlock()
+	resp := map[string]any{"ok": true, "url": "https://linkbot-test.slack.com/", "team": "Linkbot Test", "user": "linkbot", "team_id": TeamID, "user_id": BotUser, "bot_id": "B0LINKBOT"}
+	if enterprise != "" {
+		resp["enterprise_id"] = enterprise
+	}
+	if org {
+		// An org-wide install's token stands for the organisation, not
+		// one workspace (api.slack.com/enterprise/apps/reference).
+		resp["team_id"], resp["team"], resp["is_enterprise_install"] = enterprise, "Linkbot Org", true
+	}
+	writeJSON(w, resp)
+}
+
+// SetEnterprise puts the workspace in an Enterprise Grid organisation:
+// auth.test answers its enterprise_id; if org, the app is installed
+// org-wide (manifest org_deploy_enabled), and auth.test answers for the
+// organisation (team_id is the enterprise's, is_enterprise_install true).
+func (s *Server) SetEnterprise(id string, org bool) {
+	s.mu.Lock()
+	s.enterpriseID, s.orgInstall = id, org
+	s.mu.Unlock()
 }
 
 // socket serves the Socket Mode WebSocket.

@@ -84,10 +84,14 @@ func post(t *testing.T, url, body string) int {
 }
 
 // ack acks env with an ephemeral reply, over a raw socket.
-func ackWith(t *testing.T, ws *websocket.Conn, env *Envelope, reply string) {
+func ackWith(t *testing.T, s *Server, ws *websocket.Conn, env *Envelope, reply string) {
 	t.Helper()
 	if err := ws.WriteJSON(map[string]any{"envelope_id": env.ID, "payload": json.RawMessage(reply)}); err != nil {
 		t.Fatal(err)
+	}
+	// The fake reads acks on the socket's goroutine: wait until it has.
+	if !s.WaitFor(time.Second, func() bool { return !s.Envelope(env.ID).AckedAt.IsZero() }) {
+		t.Fatal("the ack never arrived")
 	}
 }
 
@@ -135,7 +139,7 @@ func TestCommandResponseURLAddsMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
 	if !s.WaitFor(time.Second, func() bool { return len(s.Thread(env.MessageID)) == 1 }) {
 		t.Fatal("the ack never showed")
 	}
@@ -173,7 +177,7 @@ func vias(ms []Message) []string {
 func TestClickResponseURLReplacesTheClickedMessage(t *testing.T) {
 	s, ws := connected(t)
 	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
 	post(t, env.ResponseURL, withButton)
 	code := s.Thread(env.MessageID)[1]
 	if _, err := s.Click(code.ID, "U2", "refresh"); err == nil {
@@ -221,7 +225,7 @@ func TestAckCannotBeReplaced(t *testing.T) {
 	var got []string
 	s.onViolation = func(v string) { got = append(got, v) }
 	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"ack","blocks":[{"type":"actions","block_id":"a","elements":[{"type":"button","action_id":"go","value":"x","text":{"type":"plain_text","text":"Go"}}]}]}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"ack","blocks":[{"type":"actions","block_id":"a","elements":[{"type":"button","action_id":"go","value":"x","text":{"type":"plain_text","text":"Go"}}]}]}`)
 	if !s.WaitFor(time.Second, func() bool { return len(s.Thread(env.MessageID)) == 1 }) {
 		t.Fatal("no ack")
 	}
@@ -260,6 +264,7 @@ func msg(text string) slack.MsgOption { return slack.MsgOptionText(text, false) 
 func TestDirectMessages(t *testing.T) {
 	s := New(func(v string) { t.Errorf("%s", v) })
 	defer s.Close()
+	s.SetPostsPerSecond(0) // several posts to one channel at one instant (TestPostLimit tests the limit)
 	api := client(s)
 	ctx := t.Context()
 	if _, _, err := api.PostMessageContext(ctx, "U1", msg("code")); err == nil || err.Error() != "messages_tab_disabled" {
@@ -316,7 +321,7 @@ func TestEphemeralMessagesCannotBeUpdated(t *testing.T) {
 	s, ws := connected(t)
 	s.SetChannel(Channel{ID: "C0SUPPORT", Public: true, Member: true})
 	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"ack"}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"ack"}`)
 	post(t, env.ResponseURL, hi)
 	api := client(s)
 	ts, err := api.PostEphemeralContext(t.Context(), "C0SUPPORT", "U1", msg("eph"))
@@ -372,6 +377,7 @@ func TestCodeInPublicFails(t *testing.T) {
 	var got []string
 	s := New(func(v string) { got = append(got, v) })
 	defer s.Close()
+	s.SetPostsPerSecond(0) // several posts to one channel at one instant (TestPostLimit tests the limit)
 	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
 	s.SetMessagesTab(true)
 	api := client(s)
@@ -394,13 +400,14 @@ func TestCardChecks(t *testing.T) {
 	var got []string
 	s := New(func(v string) { got = append(got, v) })
 	defer s.Close()
+	s.SetPostsPerSecond(0) // several posts to one channel at one instant (TestPostLimit tests the limit)
 	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
 	s.SetMessagesTab(true)
 	api := client(s)
 	section := func(text string) slack.MsgOption {
 		return slack.MsgOptionBlocks(slack.NewSectionBlock(slack.NewTextBlockObject("mrkdwn", text, false, false), nil, nil))
 	}
-	fine := "📱 support-eg (INST00000001) · +20 111 ••• 3333 · <@U0123456789> · expires at <!date^1764080000^{time_secs}|14:13:20 UTC> · code 1 of 3"
+	fine := "📱 support-eg (INST00000001) · +20 11 ••• 333 · <@U0123456789> · expires at <!date^1764080000^{time_secs}|14:13:20 UTC> · code 1 of 3"
 	channel, ts, err := api.PostMessageContext(t.Context(), "CJOINED", msg("card"), section(fine))
 	if err != nil || len(got) != 0 {
 		t.Fatalf("a masked card: %v, violations %q", err, got)
@@ -634,5 +641,58 @@ func TestDropNextResponse(t *testing.T) {
 	}
 	if s.ResponseURLUses(env.ResponseURL) != 0 || len(s.Thread(env.MessageID)) != 0 {
 		t.Error("a dropped post took effect")
+	}
+}
+
+// chat.postMessage posts about one message a second to a channel: past
+// that the fake answers 429 with Retry-After, other channels unaffected,
+// and a post before the Retry-After ran out is a violation.
+func TestPostLimit(t *testing.T) {
+	var got []string
+	s := New(func(v string) { got = append(got, v) })
+	defer s.Close()
+	now := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	s.SetMessagesTab(true)
+	s.SetChannel(Channel{ID: "CJOINED", Public: true, Member: true})
+	api := client(s)
+	if _, _, err := api.PostMessageContext(t.Context(), "CJOINED", msg("one")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := api.PostMessageContext(t.Context(), "CJOINED", msg("two"))
+	var rl *slack.RateLimitedError
+	if !errors.As(err, &rl) || rl.RetryAfter != time.Second {
+		t.Errorf("a second post in the same second: %v, want 429 with Retry-After 1 s", err)
+	}
+	if _, _, err := api.PostMessageContext(t.Context(), "U1", msg("dm")); err != nil {
+		t.Errorf("a post to another channel: %v", err)
+	}
+	if _, _, err := api.PostMessageContext(t.Context(), "CJOINED", msg("too soon")); err == nil || len(got) != 1 {
+		t.Errorf("a post before Retry-After ran out: %v, violations %q", err, got)
+	}
+	now = now.Add(time.Second)
+	if _, _, err := api.PostMessageContext(t.Context(), "CJOINED", msg("three")); err != nil {
+		t.Errorf("a post a second later: %v", err)
+	}
+	if n := len(s.Screen("U9", "CJOINED")); n != 2 {
+		t.Errorf("%d messages in the channel, want 2", n)
+	}
+}
+
+// DropNextReply: the call is done, its answer lost.
+func TestDropNextReply(t *testing.T) {
+	s := New(func(v string) { t.Errorf("%s", v) })
+	defer s.Close()
+	s.SetMessagesTab(true)
+	api := client(s)
+	s.DropNextReply("chat.postMessage")
+	if _, _, err := api.PostMessageContext(t.Context(), "U1", msg("lost")); err == nil {
+		t.Error("a dropped reply answered")
+	}
+	if dm := s.DMScreen("U1"); len(dm) != 1 || dm[0].Latest().Text != "lost" {
+		t.Errorf("U1's DM: %+v, want the message posted", dm)
+	}
+	if _, _, err := api.PostMessageContext(t.Context(), "U2", msg("kept")); err != nil {
+		t.Errorf("the next post: %v", err)
 	}
 }

@@ -142,7 +142,7 @@ func (v Version) ShowsCode() bool { return codePattern.MatchString(v.Shown()) }
 // phonePattern is a phone number shown in full: seven digits or more in a
 // row, with the spaces, dashes, dots, slashes and parentheses numbers are
 // written with, not part of a word (an instance ID such as INST00000001). A
-// masked number (+20 111 ••• 3333) has at most five in a row. Slack markup in angle brackets (date tokens carry a Unix time, user
+// masked number (+20 11 ••• 333) has at most five in a row. Slack markup in angle brackets (date tokens carry a Unix time, user
 // IDs digits) is left out first (markup).
 var (
 	phonePattern = regexp.MustCompile(`(?:^|[^\p{L}\p{N}_])\+?\d(?:[ \-./()\x{00a0}]*\d){6,}(?:$|[^\p{L}_])`)

@@ -34,16 +34,69 @@ type User struct {
 	IsBot        bool
 	Deleted      bool // deactivated
 	IsRestricted bool // a guest
+	// EnterpriseID and Teams are an Enterprise Grid member's organisation
+	// and the workspaces of it they belong to (users.info's
+	// enterprise_user); TeamID is then their home workspace.
+	EnterpriseID string
+	Teams        []string
 }
 
-// methodLimit is the sliding one-minute window of one method's calls.
+// methodLimit is the sliding window (a minute, unless per says otherwise)
+// of one method's calls, or of chat.postMessage's calls to one channel.
 type methodLimit struct {
-	perMinute  int
-	calls      []time.Time // successful calls in the last minute
-	retryUntil time.Time   // the Retry-After of the last 429 runs out then
-	limited    int         // 429s answered
+	perMinute  int           // calls allowed in one window
+	per        time.Duration // the window; 0: a minute
+	calls      []time.Time   // successful calls in the last window
+	retryUntil time.Time     // the Retry-After of the last 429 runs out then
+	limited    int           // 429s answered
 	injected   []time.Duration
 	fail       []string // error codes for the next calls
+	drops      int      // the next calls are done, and their answers lost
+}
+
+// DefaultPostsPerSecond is how many messages a second chat.postMessage
+// may post to one channel before the fake answers 429 with Retry-After:
+// "chat.postMessage … will generally allow an app to post 1 message per
+// second to a specific channel" (api.slack.com/methods/chat.postMessage,
+// Rate limiting), taken without the burst Slack may grant.
+const DefaultPostsPerSecond = 1
+
+// SetPostsPerSecond sets how many messages a second chat.postMessage may
+// post to one channel (0: no limit).
+func (s *Server) SetPostsPerSecond(n int) {
+	s.mu.Lock()
+	s.postsPerSecond = n
+	s.mu.Unlock()
+}
+
+// DropNextReply makes the next call of method (chat.postMessage,
+// chat.update, chat.delete) do what it asks and then lose its answer: the
+// connection closes before a byte of the reply is sent, as when a reply is
+// lost or times out on the way back.
+func (s *Server) DropNextReply(method string) {
+	s.mu.Lock()
+	if s.limits[method] == nil {
+		s.limits[method] = &methodLimit{}
+	}
+	s.limits[method].drops++
+	s.mu.Unlock()
+}
+
+// dropReplyLocked reports whether method's answer is to be lost, and if so
+// closes the connection instead of answering. s.mu must be held.
+func (s *Server) dropReplyLocked(w http.ResponseWriter, method string) bool {
+	l := s.limits[method]
+	if l == nil || l.drops == 0 {
+		return false
+	}
+	l.drops--
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			c.Close()
+			return true
+		}
+	}
+	panic(http.ErrAbortHandler) // closes the connection without an answer
 }
 
 // SetMessagesTab turns the app's Messages tab on or off (manifest.yml's
@@ -135,6 +188,40 @@ func (s *Server) FailNextCall(method, errCode string) {
 	s.mu.Unlock()
 }
 
+// Refuse makes every call of method (chat.postMessage, chat.update,
+// chat.delete) on channel (its ID; a DM's D… ID) answer ok:false with
+// errCode from now on, as Slack does for a channel archived
+// (is_archived), gone (channel_not_found), or a message it will never
+// take (msg_too_long). Refused counts those answers.
+func (s *Server) Refuse(method, channel, errCode string) {
+	s.mu.Lock()
+	if s.refusals == nil {
+		s.refusals = map[string]string{}
+	}
+	s.refusals[method+" "+channel] = errCode
+	s.mu.Unlock()
+}
+
+// Refused counts the calls of method on channel answered by Refuse.
+func (s *Server) Refused(method, channel string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refusedCalls[method+" "+channel]
+}
+
+// refusalLocked returns the error code Refuse set for method on channel,
+// counting the call. s.mu must be held.
+func (s *Server) refusalLocked(method, channel string) string {
+	code := s.refusals[method+" "+channel]
+	if code != "" {
+		if s.refusedCalls == nil {
+			s.refusedCalls = map[string]int{}
+		}
+		s.refusedCalls[method+" "+channel]++
+	}
+	return code
+}
+
 // RateLimitedCalls counts the 429s the fake answered to method.
 func (s *Server) RateLimitedCalls(method string) int {
 	s.mu.Lock()
@@ -188,11 +275,19 @@ func (s *Server) byTSLocked(channel, ts string) *Message {
 // window drops the calls older than a minute and returns the rest.
 func (l *methodLimit) window(now time.Time) []time.Time {
 	i := 0
-	for i < len(l.calls) && now.Sub(l.calls[i]) >= time.Minute {
+	for i < len(l.calls) && now.Sub(l.calls[i]) >= l.span() {
 		i++
 	}
 	l.calls = l.calls[i:]
 	return l.calls
+}
+
+// span is the limit's window.
+func (l *methodLimit) span() time.Duration {
+	if l.per > 0 {
+		return l.per
+	}
+	return time.Minute
 }
 
 // admitLocked decides whether a call of a rate-limited method may go on
@@ -200,7 +295,11 @@ func (l *methodLimit) window(now time.Time) []time.Time {
 // the test for a call made before the Retry-After of an earlier 429 ran
 // out. s.mu must be held.
 func (s *Server) admitLocked(w http.ResponseWriter, method string, now time.Time) bool {
-	l := s.limits[method]
+	return s.admitOnLocked(w, method, s.limits[method], now)
+}
+
+// admitOnLocked is admitLocked for the limit l (nil: none).
+func (s *Server) admitOnLocked(w http.ResponseWriter, method string, l *methodLimit, now time.Time) bool {
 	if l == nil {
 		return true
 	}
@@ -212,7 +311,7 @@ func (s *Server) admitLocked(w http.ResponseWriter, method string, now time.Time
 	case len(l.injected) > 0:
 		retry, l.injected = l.injected[0], l.injected[1:]
 	case l.perMinute > 0 && len(calls) >= l.perMinute:
-		retry = calls[len(calls)-l.perMinute].Add(time.Minute).Sub(now)
+		retry = calls[len(calls)-l.perMinute].Add(l.span()).Sub(now)
 	default:
 		return true
 	}
@@ -314,6 +413,24 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": errCode})
 		return
 	}
+	if code := s.refusalLocked(method, channel); code != "" {
+		writeJSON(w, map[string]any{"ok": false, "error": code})
+		return
+	}
+	now := s.now()
+	var perChannel *methodLimit
+	if !ephemeral && s.postsPerSecond > 0 {
+		perChannel = s.postLimits[channel]
+		if perChannel == nil {
+			perChannel = &methodLimit{per: time.Second}
+			s.postLimits[channel] = perChannel
+		}
+		perChannel.perMinute = s.postsPerSecond
+		if !s.admitOnLocked(w, method+" to "+channel, perChannel, now) {
+			return
+		}
+		perChannel.calls = append(perChannel.calls, now)
+	}
 	m := &Message{Channel: channel, Via: method}
 	if ephemeral {
 		m.Ephemeral, m.User = true, r.Form.Get("user")
@@ -322,6 +439,9 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 		m.User = s.dmUser(channel)
 	}
 	m = s.addMessageLocked(m, v)
+	if s.dropReplyLocked(w, method) {
+		return
+	}
 	if ephemeral {
 		writeJSON(w, map[string]any{"ok": true, "message_ts": m.TS})
 		return
@@ -364,6 +484,10 @@ func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 		fail(code)
 		return
 	}
+	if code := s.refusalLocked(method, channel); code != "" {
+		fail(code)
+		return
+	}
 	m := s.byTSLocked(channel, ts)
 	switch {
 	case m == nil && strings.HasPrefix(channel, "D") && s.dms[channel] == "", m == nil && !strings.HasPrefix(channel, "D") && !s.knownChannelLocked(channel):
@@ -384,10 +508,16 @@ func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 	s.countLocked(method, now)
 	if method == "chat.delete" {
 		s.changeMessageLocked(m, Version{At: v.At, Via: ViaDelete})
+		if s.dropReplyLocked(w, method) {
+			return
+		}
 		writeJSON(w, map[string]any{"ok": true, "channel": channel, "ts": ts})
 		return
 	}
 	s.changeMessageLocked(m, v)
+	if s.dropReplyLocked(w, method) {
+		return
+	}
 	writeJSON(w, map[string]any{"ok": true, "channel": channel, "ts": ts, "text": v.Text})
 }
 
@@ -414,9 +544,13 @@ func (s *Server) usersInfo(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"ok": false, "error": "user_not_found"})
 		return
 	}
-	writeJSON(w, map[string]any{"ok": true, "user": map[string]any{
+	user := map[string]any{
 		"id": u.ID, "team_id": u.TeamID, "name": strings.ToLower(u.Name), "real_name": u.Name,
 		"deleted": u.Deleted, "is_bot": u.IsBot, "is_restricted": u.IsRestricted,
 		"profile": map[string]any{"display_name": u.Name, "real_name": u.Name},
-	}})
+	}
+	if u.EnterpriseID != "" {
+		user["enterprise_user"] = map[string]any{"id": u.ID, "enterprise_id": u.EnterpriseID, "teams": u.Teams}
+	}
+	writeJSON(w, map[string]any{"ok": true, "user": user})
 }

@@ -40,11 +40,11 @@ func TestDemo(t *testing.T) {
 		// code), the field agent's DM, and #field-ops's card.
 		"[linkbot → @coordinator, only they see it; answers at once]\n  ⏳ Requesting a pairing code for +20 12 23334444 on field-eg, to send to @field-agent privately…",
 		"[linkbot → @field-agent, in their DM with the bot; a new message]\n  📨 @coordinator is getting you a WhatsApp pairing code for the phone +20 12 23334444",
-		"[linkbot → #field-ops, everyone in the channel sees it; the status card, a new message]\n  📱 WhatsApp pairing · field-eg · +20 122 ••• 4444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ⏳ Waiting for the phone",
+		"[linkbot → #field-ops, everyone in the channel sees it; the status card, a new message]\n  📱 WhatsApp pairing · field-eg · +20 12 ••• 444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ⏳ Waiting for the phone",
 		"[linkbot → @field-agent, in their DM with the bot; updates that message]\n  ┃ ",
 		"Code 1 of 3 for this number in 15 min · sent to you by @coordinator in #field-ops · only you and the bot see this DM",
 		"[linkbot → @coordinator, only they see it; a new message below]\n  📨 Code sent to @field-agent privately",
-		"[linkbot → #field-ops, everyone in the channel sees it; updates the card]\n  📱 WhatsApp pairing · field-eg · +20 122 ••• 4444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ✅ Linked at",
+		"[linkbot → #field-ops, everyone in the channel sees it; updates the card]\n  📱 WhatsApp pairing · field-eg · +20 12 ••• 444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ✅ Linked at",
 		"[linkbot → @coordinator, only they see it; a new message below]\n  ✅ Linked — +20 12 23334444 is now connected to field-eg",
 		"Wawp received 5 code requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
 	} {

@@ -92,8 +92,8 @@ func TestDMDelivery(t *testing.T) {
 				h.tickAndWait()
 				h.checkCodes("U1", code, false, "countdown")
 			}
-			if got := h.dmMessage("Enter this code"); len(got.Versions) != 5 || got.ID != dm.ID {
-				t.Errorf("after 4 countdown steps the DM message has %d versions, want 5 (the code and 4 steps in place)", len(got.Versions))
+			if got := h.dmMessage("Enter this code"); len(got.Versions) != 6 || got.ID != dm.ID {
+				t.Errorf("after 4 countdown steps the DM message has %d versions, want 6 (opened without the code, the code, and 4 steps in place)", len(got.Versions))
 			}
 			tt.act(h, env, code)
 			end := h.dmMessage(tt.want)
@@ -175,7 +175,7 @@ func TestRestartResumesDMEdits(t *testing.T) {
 	h.start()
 	h.clock.advance(2 * time.Second)
 	h.tickAndWait()
-	if got := h.slack.Message(dm.ID); len(got.Versions) != 2 || !strings.Contains(shown(got.Latest()), "▓▓▓▓▓▓░░░░") {
+	if got := h.slack.Message(dm.ID); len(got.Versions) != 3 || !strings.Contains(shown(got.Latest()), "▓▓▓▓▓▓░░░░") {
 		t.Errorf("after the restart the DM message has %d versions, showing:\n%s\nwant the countdown step made in place", len(got.Versions), shown(got.Latest()))
 	}
 	h.clock.advance(3 * time.Second)
@@ -188,7 +188,8 @@ func TestRestartResumesDMEdits(t *testing.T) {
 }
 
 // A DM message chat.update can no longer edit (edit_window_closed,
-// message_not_found) gets no more countdown steps; its final state is
+// message_not_found) gets no more countdown steps; once the pairing ends it
+// is deleted (chat.delete: its code leaves the DM) and the final state is
 // posted anew, and the DM follows the new message.
 func TestDMEditFallback(t *testing.T) {
 	t.Parallel()
@@ -210,8 +211,8 @@ func TestDMEditFallback(t *testing.T) {
 				h.tickAndWait()
 				h.clock.advance(time.Second)
 				h.tickAndWait()
-				if got := h.slack.Message(dm.ID); len(got.Versions) != 1 {
-					t.Errorf("a message Slack will not edit got %d edits", len(got.Versions)-1)
+				if got := h.slack.Message(dm.ID); len(got.Versions) != len(dm.Versions) {
+					t.Errorf("a message Slack will not edit got %d edits", len(got.Versions)-len(dm.Versions))
 				}
 				h.clock.advance(2 * time.Second)
 			} else {
@@ -228,6 +229,78 @@ func TestDMEditFallback(t *testing.T) {
 			if n := len(h.slack.Message(end.ID).Versions); n != 1 {
 				t.Errorf("the final state was posted %d times", n)
 			}
+			if old := h.slack.Message(dm.ID); tt.steps && !old.Deleted {
+				t.Errorf("the message that could not be edited still shows the code after the end: %s", screenText([]fakeslack.Message{old}))
+			}
 		})
 	}
+}
+
+// A DM whose chat.postMessage answer is lost (Slack posted it, the reply
+// never came back) is posted again by a later tick, but no two messages
+// the bot can edit ever show the code: the DM is opened without the code,
+// and the code is added with chat.update once its channel and ts are
+// stored. The lost message never shows the code.
+func TestDMLostPostAnswerShowsOneCode(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setConfig("code_lifetime: 10s\ndelivery: dm\n")
+	h.manualTicks()
+	h.slack.DropNextReply("chat.postMessage")
+	h.start()
+	h.command("U1", "support-eg +201112223333")
+	var code string
+	if !eventually(waitLong, func() bool { code = h.wawp.Code(instanceEG); return code != "" }) {
+		t.Fatal("no code requested")
+	}
+	for range 3 {
+		h.clock.advance(time.Second)
+		h.tickAndWait()
+		h.checkCodes("U1", code, false, "after a lost answer")
+	}
+	h.dmMessage(code[:4] + "-" + code[4:])
+	h.clock.advance(10 * time.Second)
+	h.tickAndWait()
+	h.tickAndWait()
+	h.stop()
+	h.checkCodes("U1", code, true, "after the end")
+	for _, m := range h.slack.DMScreen("U1") {
+		for _, v := range m.Versions {
+			if strings.Contains(shown(v), code[:4]+"-"+code[4:]) && m.ID != h.slack.DMScreen("U1")[len(h.slack.DMScreen("U1"))-1].ID {
+				t.Errorf("a DM message other than the one kept showed the code: %s", screenText([]fakeslack.Message{m}))
+			}
+		}
+	}
+}
+
+// New code clicked in a DM message Slack no longer lets the bot edit: the
+// new code is shown where the requester sees it, in a fresh DM message,
+// and the stuck one (showing the old code) is deleted.
+func TestDMNewCodeOnAStuckMessage(t *testing.T) {
+	t.Parallel()
+	h, _, first := dmHarness(t, "")
+	dm := h.dmMessage("Code 1 of 3")
+	h.slack.CloseEditWindow(dm.Channel, dm.TS)
+	h.clock.advance(2 * time.Second)
+	h.tickAndWait() // a countdown step Slack refuses: the message is stuck
+	if _, err := h.slack.Click(dm.ID, "U1", "new_code"); err != nil {
+		t.Fatal(err)
+	}
+	h.dmMessage("Code 2 of 3")
+	second := h.wawp.Code(instanceEG)
+	if second == first {
+		t.Fatal("no new code")
+	}
+	dms := h.slack.DMScreen("U1")
+	if len(dms) != 1 || dms[0].ID == dm.ID || !strings.Contains(shown(dms[0].Latest()), second[:4]+"-"+second[4:]) {
+		t.Errorf("U1's DM:\n%s\nwant one fresh message showing the new code", screenText(dms))
+	}
+	if old := h.slack.Message(dm.ID); !old.Deleted {
+		t.Errorf("the stuck message: %s; want it deleted", screenText([]fakeslack.Message{old}))
+	}
+	h.clock.advance(10 * time.Second)
+	h.tickAndWait()
+	h.dmMessage("Expired")
+	h.stop()
+	h.checkCodes("U1", second, true, "after the end")
 }

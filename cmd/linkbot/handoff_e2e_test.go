@@ -21,7 +21,7 @@ const (
 	// (manifest.yml): the number it recognised wrapped as <tel:…|…>, the
 	// mention as <@U…|name>.
 	handoffText = "support-eg <tel:+201112223333|+20 111 222 3333> <@" + agent + "|agent>"
-	maskedEG    = "+20 111 ••• 3333"
+	maskedEG    = "+20 11 ••• 333"
 )
 
 // cardHarness runs the bot with 5 s codes and status cards (announce),
@@ -252,6 +252,8 @@ func TestHandOffNewCodeFromTheDM(t *testing.T) {
 	h.tickAndWait()
 	h.agentDM("Linked —")
 	h.card("✅ Linked at")
+	// The requester learns that the renewed code linked, as for the first.
+	h.waitText(env.MessageID, "Linked —")
 	h.stop()
 	if dms := h.slack.DMScreen(agent); len(dms) != 1 {
 		t.Errorf("the agent's DM:\n%s\nwant the one message", screenText(dms))
@@ -494,4 +496,76 @@ func TestHandOffToAGuest(t *testing.T) {
 	env := h.command("U1", handoffText)
 	h.waitText(env.MessageID, "Code sent to")
 	h.agentDM("Enter this code")
+}
+
+// Try again on a hand-off that failed before its DM was opened (the
+// instance was starting up) runs the checks the first /link ran: who the
+// recipient is now (deactivated since: refused), and the DM opened before
+// request-code (the Messages tab turned off since: refused). Neither asks
+// Wawp for a code, and no code reaches anyone.
+func TestHandOffTryAgainChecksTheRecipient(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name   string
+		change func(h *harness)
+		want   string
+	}{
+		{"deactivated since", func(h *harness) { h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent", Deleted: true}) }, "account is deactivated"},
+		{"Messages tab off since", func(h *harness) { h.slack.SetMessagesTab(false) }, "could not send <@" + agent + "> a DM"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := cardHarness(t, "", true)
+			h.wawp.SetStatus(instanceEG, "STARTING", "")
+			env := h.command("U1", handoffText)
+			h.waitText(env.MessageID, "still starting up")
+			h.wawp.SetStatus(instanceEG, "SCAN_QR_CODE", "")
+			h.clock.advance(time.Minute)
+			tt.change(h)
+			h.click(env.MessageID, "U1", "try_again")
+			h.waitText(env.MessageID, tt.want)
+			h.clock.advance(10 * time.Second)
+			h.tickAndWait()
+			h.stop()
+			if n := len(h.wawp.Calls(fakewawp.RequestCode)); n != 0 {
+				t.Errorf("Wawp was asked for %d codes", n)
+			}
+			for _, m := range h.slack.Messages() {
+				if slices.ContainsFunc(m.Versions, fakeslack.Version.ShowsCode) {
+					t.Errorf("a code was shown: %s", screenText([]fakeslack.Message{m}))
+				}
+			}
+		})
+	}
+}
+
+// Enterprise Grid, the app installed to one workspace of the organisation
+// (manifest.yml: org_deploy_enabled: false): a member of that workspace
+// whose home workspace is another of the organisation (users.info's
+// team_id) may be handed a code; a member of the organisation who is not
+// in this workspace, or of another organisation, may not.
+func TestHandOffInEnterpriseGrid(t *testing.T) {
+	t.Parallel()
+	const org = "E0LINKBOT"
+	for _, tt := range []struct {
+		name string
+		user fakeslack.User
+		want string
+	}{
+		{"a member of this workspace from another of the organisation", fakeslack.User{ID: agent, Name: "agent", TeamID: "T0OTHERWS", EnterpriseID: org, Teams: []string{"T0OTHERWS", fakeslack.TeamID}}, "Code sent to"},
+		{"a member of the organisation not in this workspace", fakeslack.User{ID: agent, Name: "agent", TeamID: "T0OTHERWS", EnterpriseID: org, Teams: []string{"T0OTHERWS"}}, "is in another organisation"},
+		{"a member of another organisation", fakeslack.User{ID: agent, Name: "agent", TeamID: "T0PARTNER", EnterpriseID: "E0PARTNER", Teams: []string{"T0PARTNER", fakeslack.TeamID}}, "is in another organisation"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.setConfig("code_lifetime: 5s\n")
+			h.manualTicks()
+			h.slack.SetEnterprise(org, false)
+			h.slack.SetUser(tt.user)
+			h.start()
+			env := h.command("U1", handoffText)
+			h.waitText(env.MessageID, tt.want)
+		})
+	}
 }

@@ -60,6 +60,25 @@ func TestRejectedTokens(t *testing.T) {
 	}
 }
 
+// An org-wide install of an Enterprise Grid organisation (its token
+// stands for the organisation, not a workspace) is refused at startup with
+// the reason, and exits 78: linkbot serves one workspace
+// (org_deploy_enabled: false in manifest.yml).
+func TestOrgWideInstallRefused(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.slack.SetEnterprise("E0LINKBOT", true)
+	done, cancel := h.runAsync()
+	defer cancel()
+	err := h.result(done)
+	if !errors.Is(err, bot.ErrAuth) || !strings.Contains(err.Error(), "org-wide install") || !strings.Contains(err.Error(), "org_deploy_enabled: false") {
+		t.Errorf("err = %v, want bot.ErrAuth naming the org-wide install and the manifest setting", err)
+	}
+	if status := exitStatus(err, io.Discard); status != exitConfig {
+		t.Errorf("exit status %d, want %d", status, exitConfig)
+	}
+}
+
 // TestStopDuringStartup: SIGTERM while the bot is still starting (Slack's
 // auth.test unanswered, or the socket not yet connected) stops it quietly:
 // exit 0, no error in the log.
