@@ -58,6 +58,9 @@ type Config struct {
 	EditsPerMinute int
 	// Observer is told about commands, acks and edits (metrics); may be nil.
 	Observer Observer
+	// Shared says the storage is shared by several replicas of the app
+	// (PostgreSQL): other Socket Mode connections of the app are expected.
+	Shared bool
 }
 
 // Observer receives the bot's events for metrics.

@@ -282,7 +282,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
-		Service: svc, Directory: dir,
+		Service: svc, Directory: dir, Shared: cfg.DatabaseURL != "",
 		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Delivery: cfg.Delivery, Announce: cfg.Announce, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
