@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -287,5 +288,50 @@ func TestReplicasDatabaseGap(t *testing.T) {
 	}
 	if n := len(rs.running()); n != 2 {
 		t.Errorf("%d replicas running after the gap; want 2 (none crashed)", n)
+	}
+}
+
+// TestEnvelopeOfAKilledReplicaIsRedelivered: a replica freezes (SIGSTOP)
+// with envelopes on its socket it never acks, and is then killed; Slack
+// redelivers them (retry_attempt 1) to the replica left, which handles
+// each once: every command answered, none answered twice.
+func TestEnvelopeOfAKilledReplicaIsRedelivered(t *testing.T) {
+	rs := newReplicaSet(t, pgURL(t), "30s")
+	rs.slack.SetRedelivery(time.Second, 3)
+	frozen := rs.start()
+	rs.start()
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var envs []*fakeslack.Envelope
+	// Sixteen, so that some go to the frozen replica (all sixteen missing
+	// it: one chance in 65,536).
+	for i := 1; i <= 16; i++ {
+		envs = append(envs, rs.command(fmt.Sprintf("U%d", i), fmt.Sprintf("fleet-%d +2011122233%02d", (i-1)%8+1, i)))
+	}
+	rs.kill(frozen) // before the first redelivery: it goes to the other
+	redelivered, codes := 0, 0
+	for _, env := range envs {
+		if !eventually(waitLong, func() bool { return len(rs.answered(env)) > 0 }) {
+			t.Errorf("command %s never answered (deliveries %d):\n%s", env.ID, rs.slack.Envelope(env.ID).Deliveries, screenText(rs.slack.Thread(env.MessageID)))
+			continue
+		}
+		if rs.slack.Envelope(env.ID).Deliveries > 1 {
+			redelivered++
+		}
+		if rs.threadShows(env, "Enter this code") {
+			codes++
+		} else if !rs.threadShows(env, "already has a live code") {
+			t.Errorf("neither a code nor the instance's refusal:\n%s", screenText(rs.slack.Thread(env.MessageID)))
+		}
+		if n := len(rs.answered(env)); n != 1 {
+			t.Errorf("command %s answered %d times:\n%s", env.ID, n, screenText(rs.slack.Thread(env.MessageID)))
+		}
+	}
+	if redelivered == 0 {
+		t.Error("no envelope went to the frozen replica: the test proved nothing (run it again)")
+	}
+	if n := rs.requestCodes(""); n != codes || codes != 8 {
+		t.Errorf("request-code called %d times, %d codes shown; want 8 each (one per instance)", n, codes)
 	}
 }
