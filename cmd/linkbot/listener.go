@@ -41,7 +41,13 @@ type metrics struct {
 	term      pairing.Term // the last term seen leading
 	elections prometheus.Counter
 	dbTime    *prometheus.HistogramVec
+	// leadership, once set (watchLeadership), answers linkbot_leader.
+	leadership atomic.Pointer[func() (pairing.Term, bool)]
 }
+
+// watchLeadership makes linkbot_leader read f (the service's Leadership)
+// at each scrape.
+func (m *metrics) watchLeadership(f func() (pairing.Term, bool)) { m.leadership.Store(&f) }
 
 // newMetrics makes the series; watched counts the pairings whose messages
 // are kept current (the store's WatchedCount).
@@ -85,7 +91,11 @@ func newMetrics(watched func() int) *metrics {
 	}, []string{"call", "result"})
 	leader := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "linkbot_leader", Help: "1 while this replica leads the ticker (only the leader ticks)."},
 		func() float64 {
-			if m.leading.Load() {
+			leading := m.leading.Load()
+			if f := m.leadership.Load(); f != nil {
+				_, leading = (*f)() // as of now: a lease not renewed in time ends without a tick
+			}
+			if leading {
 				return 1
 			}
 			return 0

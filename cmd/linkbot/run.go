@@ -278,6 +278,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		// like a lost lease).
 		LeaderTTL: max(3*cfg.TickInterval, time.Second), LeaderID: leaderID(),
 	})
+	m.watchLeadership(svc.Leadership)
 	log.Info("linkbot starting", "version", versionString(), "db", where, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
