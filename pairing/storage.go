@@ -87,8 +87,10 @@ type Storage interface {
 	WatchedPairings(ctx context.Context) ([]Pairing, error)
 	// RecordView remembers the key of the view pairing id's message shows
 	// now; unwatch stops keeping the message current for good. It claims
-	// nothing: ClaimView and FinishView are the edits' path.
-	// Kept for the Slack edge until it claims its edits.
+	// nothing: ClaimView and FinishView are the edits' path; the Slack
+	// edge records with it what it decides without posting (a superseded
+	// pairing's message left as it is, a final pairing no longer watched,
+	// a step skipped for want of a response_url use).
 	RecordView(ctx context.Context, id, key string, unwatch bool) error
 	// ClaimView claims the edit c names (see ViewClaim), in one step: it
 	// wins (true) when pairing c.ID shows c.From on c.Surface (View) and no
