@@ -85,3 +85,36 @@ func TestClaimedEditsArePostedOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestEditBudgetSharedByReplicas: Slack counts chat.update per workspace,
+// so two replicas together make at most Slack's 50 edits in a minute,
+// however much each one's own budget would allow; the next minute gives
+// 50 again.
+func TestEditBudgetSharedByReplicas(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	other := r.replica()
+	calls := 0
+	for _, b := range []*Bot{r.bot, other} {
+		b.edits = newEditBudget(6000, r.clock.Now) // each replica's own budget: far more than Slack's
+	}
+	attempt := func(from, to int) {
+		for s := from; s < to; s++ {
+			r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+			for range 5 {
+				for _, b := range []*Bot{r.bot, other} {
+					b.editLimited(context.Background(), func() error { calls++; return nil })
+				}
+			}
+		}
+	}
+	attempt(0, 60)
+	if calls != slackEditsPerMinute {
+		t.Errorf("two replicas made %d edits in one minute; want Slack's %d", calls, slackEditsPerMinute)
+	}
+	calls = 0
+	attempt(60, 61)
+	if calls == 0 {
+		t.Error("no edit in the next minute")
+	}
+}

@@ -759,7 +759,7 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 		}
 		granted = false // spent
 		if sf.LastView != viewStuck {
-			sent, err := b.limited(&b.updating, b.edits, func() error {
+			sent, err := b.editLimited(ctx, func() error {
 				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, message(ps.key)...)
 				return err
 			})
@@ -850,7 +850,7 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 // the view is posted anew all the same: the old message cannot be changed
 // by the bot any more.
 func (b *Bot) deleteStuck(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, pairing.Surface, bool) {
-	sent, err := b.limited(&b.updating, b.edits, func() error {
+	sent, err := b.editLimited(ctx, func() error {
 		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
 		return err
 	})
@@ -909,6 +909,38 @@ func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, 
 	}
 	return true, err
 }
+
+// editLimited is limited for a chat.update or chat.delete call: besides
+// this process's edit budget and Retry-After, the call takes one of the
+// workspace's edits this minute from the database (Service.TakeEdit),
+// shared by every replica, since Slack counts them per workspace (Tier 3,
+// about 50 a minute: api.slack.com/methods/chat.update). With none left
+// this minute, or the database unreachable, no call is made (sent is
+// false), as while a Retry-After runs: a later tick edits the message.
+func (b *Bot) editLimited(ctx context.Context, call func() error) (sent bool, err error) {
+	if b.edits.blocked() {
+		return false, nil
+	}
+	taken, err := b.cfg.Service.TakeEdit(ctx, b.sharedEdits())
+	if err != nil || !taken {
+		if err != nil && ctx.Err() == nil {
+			b.log.Warn("taking a shared edit failed; the edit waits", "err", err)
+		}
+		return false, nil
+	}
+	return b.limited(&b.updating, b.edits, call)
+}
+
+// slackEditsPerMinute is Slack's chat.update limit per workspace: Tier 3,
+// "50+ per minute" (api.slack.com/docs/rate-limits).
+const slackEditsPerMinute = 50
+
+// sharedEdits is how many chat.update and chat.delete calls all replicas
+// together make in one minute at most: Slack's limit, or the configured
+// budget when that is higher (an admin who knows their workspace's).
+// Each process's own budget (EditsPerMinute, with its burst) stays below
+// it, so a single process never meets it.
+func (b *Bot) sharedEdits() int { return max(slackEditsPerMinute, b.cfg.EditsPerMinute) }
 
 // rateLimited reports whether err is Slack's 429.
 func rateLimited(err error) bool {

@@ -152,6 +152,15 @@ type Storage interface {
 	// positive. Of any number of candidates racing, on any replicas, at
 	// most one holds a running lease.
 	Lead(ctx context.Context, leader string, held Term, ttl time.Duration, now time.Time) (Term, error)
+	// TakeEdit takes one of the perMinute chat.update and chat.delete
+	// calls the workspace allows in the minute now falls in, shared by
+	// every process on the storage (Slack counts them per workspace, not
+	// per process): true when taken; false, changing nothing, when
+	// perMinute were taken in that minute already. Minutes are fixed
+	// windows on the storage's clock (PostgreSQL's now(), as Lead's
+	// leases; elsewhere now). Of any number of callers racing, on any
+	// replicas, at most perMinute win in one minute.
+	TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error)
 	// Resign ends term's lease at once, so that another replica is
 	// elected at its next attempt instead of waiting the lease out (a
 	// replica stopping). A term that no longer holds the lease changes

@@ -93,8 +93,9 @@ func TestDedupeAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestReplicasMigrationBesideOlder: 00002_replicas.sql only expands. A
-// database at version 1 with data in it takes it without losing
+// TestReplicasMigrationBesideOlder: 00002_replicas.sql and
+// 00003_edit_budget.sql only expand. A database at version 1 with data in
+// it takes them without losing
 // anything; a binary that knows only version 1 then opens the database
 // (its migrations: nothing to run) and works on it, beside this one.
 func TestReplicasMigrationBesideOlder(t *testing.T) {
@@ -104,8 +105,8 @@ func TestReplicasMigrationBesideOlder(t *testing.T) {
 	db := mustOpenWith(t, url, v1)
 	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
 
-	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 2 {
-		t.Fatalf("migrating to version 2: %+v, %v", applied, err)
+	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 2 || applied[0].Version != 2 || applied[1].Version != 3 {
+		t.Fatalf("migrating to version 3: %+v, %v", applied, err)
 	}
 	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
 		t.Errorf("the pairing from version 1: %+v, %v", p, err)

@@ -85,6 +85,7 @@ var suite = []struct {
 	{"restart", restartCases},
 	{"dedupe", dedupeCases},
 	{"leader", leaderCases},
+	{"edits", editCases},
 	{"claims", claimCases},
 	{"qr", qrCases},
 	{"context", contextCases},
