@@ -105,7 +105,7 @@ type Bot struct {
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
 	posts     *postHolds    // chat.postMessage's Retry-Afters, per channel
-	posting   sync.Mutex    // one chat.postMessage call of a DM or card at a time
+	postLocks messageLocks  // one chat.postMessage call at a time per destination (see lockPosts)
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
@@ -195,6 +195,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	}
 	b.teamID, b.enterpriseID, b.botName = auth.TeamID, auth.EnterpriseID, auth.User
 	b.log.Info("slack bot authenticated", "team", auth.Team, "team_id", auth.TeamID, "bot_user", auth.UserID)
+	b.loadHolds(ctx)
 	open := true
 	for _, a := range b.cfg.Access {
 		open = open && a.Open()

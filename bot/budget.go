@@ -15,6 +15,7 @@ const DefaultEditsPerMinute = 40
 // so no minute ever sees more than burst + rate calls. A 429 blocks it
 // until its Retry-After runs out. It runs on the service's clock.
 type editBudget struct {
+	name         string // its hold's key in storage (Service.SetHold)
 	mu           sync.Mutex
 	now          func() time.Time
 	perSecond    float64
@@ -29,7 +30,7 @@ type editBudget struct {
 // Slack's ~50 a minute at the default rate.
 func newEditBudget(perMinute int, now func() time.Time) *editBudget {
 	burst := float64(min(10, max(1, perMinute/4)))
-	return &editBudget{now: now, perSecond: float64(perMinute) / 60, burst: burst, tokens: burst, last: now()}
+	return &editBudget{name: "chat.update", now: now, perSecond: float64(perMinute) / 60, burst: burst, tokens: burst, last: now()}
 }
 
 // refill adds what the time since the last call earned. e.mu must be held.
@@ -71,20 +72,33 @@ func (e *editBudget) blocked() bool {
 // bucket: Slack counted more calls in the workspace's minute than the
 // bucket let through (another process on the same workspace, or a
 // budget set above Slack's limit), so it starts again from nothing.
-func (e *editBudget) block(d time.Duration) {
+func (e *editBudget) block(d time.Duration) time.Time {
+	return e.blockUntil(e.now().Add(d))
+}
+
+// blockUntil is block until a moment (a hold read back from storage) and
+// returns when the hold runs out.
+func (e *editBudget) blockUntil(until time.Time) time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.now()
-	if until := now.Add(d); until.After(e.blockedUntil) {
+	if until.After(e.blockedUntil) {
 		e.blockedUntil = until
 	}
-	e.tokens, e.last = 0, now
+	e.tokens, e.last = 0, e.now()
+	return e.blockedUntil
 }
+
+// key is the hold's key in storage.
+func (e *editBudget) key() string { return e.name }
 
 // hold is a Retry-After that stops calls until it runs out.
 type hold interface {
 	blocked() bool
-	block(d time.Duration)
+	// block holds calls for d and returns when the hold runs out.
+	block(d time.Duration) time.Time
+	// key names the hold in storage (Service.SetHold), so that a
+	// restarted bot waits it out too.
+	key() string
 }
 
 // postHolds are chat.postMessage's Retry-Afters, one per destination:
@@ -122,10 +136,23 @@ func (p postHold) blocked() bool {
 	return ok
 }
 
-func (p postHold) block(d time.Duration) {
-	p.h.mu.Lock()
-	defer p.h.mu.Unlock()
-	if until := p.h.now().Add(d); until.After(p.h.until[p.to]) {
-		p.h.until[p.to] = until
+func (p postHold) block(d time.Duration) time.Time {
+	return p.h.blockUntil(p.to, p.h.now().Add(d))
+}
+
+func (p postHold) key() string { return postHoldPrefix + p.to }
+
+// postHoldPrefix starts the storage key of a post hold; the destination
+// follows.
+const postHoldPrefix = "chat.postMessage "
+
+// blockUntil holds posts to to until until and returns when that hold
+// runs out.
+func (h *postHolds) blockUntil(to string, until time.Time) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if until.After(h.until[to]) {
+		h.until[to] = until
 	}
+	return h.until[to]
 }

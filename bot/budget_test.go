@@ -334,3 +334,35 @@ func TestCodeEditRefusedForGoodDoesNotLoop(t *testing.T) {
 		}
 	}
 }
+
+// A 429's Retry-After outlives the process: it is stored, and a bot
+// started during it (a restart, another replica) makes no chat.update
+// before it runs out (the fake fails the test on any call before), then
+// edits what is due by then.
+func TestRetryAfterSurvivesARestart(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.slack.RateLimitNextCall("chat.update", 40*time.Second)
+	r.clock.Set(t0.Add(30 * time.Second))
+	r.tick() // the step due at 30 s: 429, Retry-After 40 s
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 1 {
+		t.Fatalf("%d 429s, want 1", n)
+	}
+	// The restart: a new bot on the same storage.
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken})
+	r.bot.loadHolds(t.Context())
+	for s := 35; s <= 65; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if dm := r.slack.DMScreen("U1")[0]; len(dm.Versions) != 2 {
+		t.Errorf("the DM was edited %d times during the Retry-After", len(dm.Versions)-2)
+	}
+	r.clock.Set(t0.Add(75 * time.Second)) // the Retry-After ran out at 70 s
+	r.tick()
+	if dm := r.slack.DMScreen("U1")[0]; len(dm.Versions) != 3 {
+		t.Errorf("after the Retry-After the DM has %d versions, want the step due then", len(dm.Versions))
+	}
+}

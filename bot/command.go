@@ -18,6 +18,9 @@ const (
 	CommandHelp CommandKind = iota
 	CommandLink
 	CommandHistory // /link history <phone|instance>
+	// CommandForm opens the form (issue 10): /link alone, or
+	// /link <instance> [@person] without a phone.
+	CommandForm
 )
 
 // Command is a parsed /link.
@@ -124,7 +127,13 @@ func ParseCommand(text string) (Command, error) {
 		}
 	}
 	fields := strings.Fields(text)
-	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
+	if len(fields) == 0 {
+		return Command{Kind: CommandForm, Recipient: recipient}, nil
+	}
+	if len(fields) == 1 && strings.EqualFold(fields[0], "help") {
+		if recipient != "" {
+			return Command{}, &UsageError{Problem: UsageMention, Input: text}
+		}
 		return Command{Kind: CommandHelp}, nil
 	}
 	if strings.EqualFold(fields[0], "history") {
@@ -140,7 +149,8 @@ func ParseCommand(text string) (Command, error) {
 		return Command{}, &UsageError{Problem: UsageBadInstance, Input: fields[0]}
 	}
 	if len(fields) == 1 {
-		return Command{}, &UsageError{Problem: UsageNoPhone, Input: fields[0]}
+		// No phone: the form asks for it, on a phone's keyboard.
+		return Command{Kind: CommandForm, Instance: fields[0], Recipient: recipient}, nil
 	}
 	return Command{Kind: CommandLink, Instance: fields[0], Phone: strings.Join(fields[1:], " "), Recipient: recipient}, nil
 }

@@ -17,7 +17,8 @@ func TestParseCommand(t *testing.T) {
 		want    Command
 		problem UsageProblem
 	}{
-		{"", Command{Kind: CommandHelp}, ""},
+		{"", Command{Kind: CommandForm}, ""},
+		{"help <@U0AGENT|agent>", Command{}, UsageMention},
 		{"  help ", Command{Kind: CommandHelp}, ""},
 		{"HELP", Command{Kind: CommandHelp}, ""},
 		{"A1B2C3D4E5F6 +20 111 222 3333", Command{Kind: CommandLink, Instance: "A1B2C3D4E5F6", Phone: "+20 111 222 3333"}, ""},
@@ -25,7 +26,7 @@ func TestParseCommand(t *testing.T) {
 		{"support-eg <tel:+201112223333|+20 111 222 3333>", Command{Kind: CommandLink, Instance: "support-eg", Phone: "+20 111 222 3333"}, ""},
 		{"support-eg <tel:+201112223333>", Command{Kind: CommandLink, Instance: "support-eg", Phone: "+201112223333"}, ""},
 		{"support-eg\t+20  111", Command{Kind: CommandLink, Instance: "support-eg", Phone: "+20 111"}, ""},
-		{"support-eg", Command{}, UsageNoPhone},
+		{"support-eg", Command{Kind: CommandForm, Instance: "support-eg"}, ""},
 		{"history +20 111 222 3333", Command{Kind: CommandHistory, Subject: "+20 111 222 3333"}, ""},
 		{"History support-eg", Command{Kind: CommandHistory, Subject: "support-eg"}, ""},
 		{"history", Command{}, UsageNoSubject},
@@ -43,7 +44,8 @@ func TestParseCommand(t *testing.T) {
 		{"support-eg 0111&amp;222 <@U0AGENT|agent>", Command{Kind: CommandLink, Instance: "support-eg", Phone: "0111&222", Recipient: "U0AGENT"}, ""},
 		{"support-eg &lt;0111&gt; 222", Command{Kind: CommandLink, Instance: "support-eg", Phone: "<0111> 222"}, ""},
 		{"&lt;!channel&gt; 123", Command{}, UsageBadInstance},
-		{"support-eg <@U0AGENT|agent>", Command{}, UsageNoPhone},
+		{"support-eg <@U0AGENT|agent>", Command{Kind: CommandForm, Instance: "support-eg", Recipient: "U0AGENT"}, ""},
+		{"<@U0AGENT|agent>", Command{Kind: CommandForm, Recipient: "U0AGENT"}, ""},
 		{"support-eg +20 111 @agent", Command{}, UsageMentionUnescaped},
 		{"support-eg <@U0AGENT|agent> +20 111", Command{}, UsageMention},
 		{"support-eg +20 111 <@U1AA|a> <@U2BB|b>", Command{}, UsageMention},

@@ -140,6 +140,7 @@ func (b *Bot) Tick(ctx context.Context) {
 		p          pairing.Pairing
 		update     bool // a DM edit is due
 		cardUpdate bool // a card edit is due
+		modal      bool // a window update is due
 		other      bool // something else is: a post, or stopping to watch it
 		final      bool
 	}
@@ -150,13 +151,14 @@ func (b *Bot) Tick(ctx context.Context) {
 		// A final pairing is still watched only until show stops watching
 		// it, even when its views are already shown (or gone).
 		other := ephemeralDue(p, now) || post || cardPost || p.Final()
-		if !other && !update && !cardUpdate {
+		modalUpdate := modalDue(p, now)
+		if !other && !update && !cardUpdate && !modalUpdate {
 			continue
 		}
 		// A code not yet in its DM (a hand-off's, or one opened without
 		// it) ranks with the final states: someone is waiting for it.
 		urgent := p.Final() || !showingCode(p, now) || p.DM.LastView == viewWaiting || p.DM.LastView == viewOpening || p.DM.LastView == viewDeleted
-		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, other: other, final: urgent})
+		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, modal: modalUpdate, other: other, final: urgent})
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int {
 		if a.final != b.final {
@@ -171,14 +173,17 @@ func (b *Bot) Tick(ctx context.Context) {
 		if _, busy := b.editing.LoadOrStore(j.p.ID, true); busy {
 			continue
 		}
-		how := showing{answer: onNone, edit: editNot, card: editNot}
+		how := showing{answer: onNone, edit: editNot, card: editNot, modal: editNot}
 		if j.update && b.edits.take() {
 			how.edit = editGranted
 		}
 		if j.cardUpdate && b.edits.take() {
 			how.card = editGranted
 		}
-		if !j.other && how.edit != editGranted && how.card != editGranted {
+		if j.modal && b.edits.take() {
+			how.modal = editGranted
+		}
+		if !j.other && how.edit != editGranted && how.card != editGranted && how.modal != editGranted {
 			b.editing.Delete(j.p.ID) // only edits are due, and the budget has none left now
 			continue
 		}
@@ -194,7 +199,7 @@ func (b *Bot) Tick(ctx context.Context) {
 			select {
 			case b.editSlots <- struct{}{}:
 			case <-ctx.Done():
-				for _, e := range []dmEdit{how.edit, how.card} {
+				for _, e := range []dmEdit{how.edit, how.card, how.modal} {
 					if e == editGranted {
 						b.edits.refund()
 					}

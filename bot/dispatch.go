@@ -61,6 +61,23 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 		b.command(ctx, evt.Request.EnvelopeID, cmd)
 	case socketmode.EventTypeInteractive:
 		cb, ok := evt.Data.(slack.InteractionCallback)
+		switch {
+		case ok && cb.Type == slack.InteractionTypeViewSubmission:
+			// Answered in the ack (response_action), decided without I/O.
+			payload, after := b.safeSubmission(cb)
+			b.ack(ctx, evt.Request, payload)
+			if after != nil {
+				b.goWork(ctx, after)
+			}
+			return nil
+		case ok && cb.Type == slack.InteractionTypeBlockSuggestion:
+			b.ack(ctx, evt.Request, b.suggestions(cb))
+			return nil
+		case ok && cb.Type == slack.InteractionTypeViewClosed:
+			b.ack(ctx, evt.Request, nil)
+			b.goWork(ctx, func(ctx context.Context) { b.windowClosed(ctx, cb) })
+			return nil
+		}
 		b.ack(ctx, evt.Request, nil)
 		if ok {
 			b.goWork(ctx, func(ctx context.Context) { b.interaction(ctx, cb) })

@@ -18,8 +18,20 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	ctx = withDedupeKey(ctx, clickKey(cb, action))
 	now := b.cfg.Service.Now()
 	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
+	inWindow := cb.Container.Type == "view" // a button in the code window: no response_url
+	reply := func(m Message) {
+		if inWindow {
+			b.showRefusalInWindow(ctx, cb.View.ID, m, log)
+			return
+		}
+		b.respond(ctx, log, cb.ResponseURL, now, 0, m)
+	}
 	if b.teamID != "" && cb.Team.ID != "" && cb.Team.ID != b.teamID {
-		b.respond(ctx, log, cb.ResponseURL, now, 0, ForeignTeamView())
+		reply(ForeignTeamView())
+		return
+	}
+	if action.ActionID == ActionShowWindow {
+		b.openWindow(ctx, cb, action.Value, log)
 		return
 	}
 	// Answers go to the message the click came from, in turn with its
@@ -35,9 +47,14 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	// keeps it as the pairing's ClickURL). The DM's click url is not kept:
 	// the DM is edited by channel and ts.
 	where, click := onEphemeral, pairing.Click{ResponseURL: cb.ResponseURL, Issued: now, TS: cb.Container.MessageTs}
-	if clicked, err := b.cfg.Service.Pairing(ctx, action.Value); err == nil {
+	clicked, cerr := b.cfg.Service.Pairing(ctx, action.Value)
+	if cerr == nil {
 		message, instance = clicked.MessageID(), clicked.InstanceName
-		if !cb.Container.IsEphemeral && clicked.DM.Posted() && cb.Container.ChannelID == clicked.DM.Channel {
+		switch {
+		case inWindow:
+			// Answered in the window, with views.update; it binds nothing.
+			where, click = onModal, pairing.Click{}
+		case !cb.Container.IsEphemeral && clicked.DM.Posted() && cb.Container.ChannelID == clicked.DM.Channel:
 			where, click = onDM, pairing.Click{}
 		}
 	}
@@ -57,7 +74,13 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		}
 		// A renewal refused by a limit has no pairing of its own: its
 		// refusal names the clicked pairing's instance.
-		b.answer(ctx, log, cb.ResponseURL, now, p, err, instance, cb.TriggerID)
+		if !inWindow {
+			// The database unreachable is answered below the clicked
+			// message, uncounted (see answer).
+			b.answer(ctx, log, cb.ResponseURL, now, p, err, instance, cb.TriggerID)
+			return
+		}
+		reply(b.result(p, err, instance, cb.TriggerID))
 	}
 	// Each click brings a fresh response_url with a fresh budget: the
 	// service makes it the one the message's later edits go through.
@@ -79,6 +102,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 	case ActionNewCode, ActionTryAgain:
 		p, err = b.cfg.Service.Renew(ctx, pairing.Renewal{
 			ID: action.Value, User: cb.User.ID, Team: cb.Team.ID, ResponseURL: click.ResponseURL, URLIssued: now, ClickTS: click.TS,
+			Window: where == onModal,
 			// Checked for the pairing's requester (a hand-off's recipient
 			// clicks on their behalf), against the channel it was
 			// requested in.
@@ -89,6 +113,9 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		})
 	case ActionCancel:
 		p, err = b.cfg.Service.Cancel(ctx, action.Value, cb.User.ID, click)
+	case ActionLinkByQR:
+		p, err = b.linkByQR(ctx, clicked, cerr, cb, click, where == onModal)
+		b.obs.Command(pairing.OutcomeOfQR(err))
 	default:
 		log.Warn("unknown action")
 		return

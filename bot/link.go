@@ -23,7 +23,11 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 	received := b.cfg.Service.Now()
 	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
 	reply := b.safePrepare(envelopeID, cmd, received, log)
-	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, reply.msg.ackPayload())
+	var payload any
+	if reply.msg.Text != "" { // the form's ack is empty: the modal answers it
+		payload = reply.msg.ackPayload()
+	}
+	b.ack(ctx, &socketmode.Request{EnvelopeID: envelopeID}, payload)
 	b.obs.Ack(time.Since(start))
 	if reply.outcome != "" {
 		b.obs.Command(reply.outcome)
@@ -91,6 +95,8 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: pairing.OutcomeHelp}
 	case CommandHistory:
 		return b.history(cmd, parsed.Subject, now)
+	case CommandForm:
+		return b.form(cmd, parsed, now)
 	}
 	in, err := b.cfg.Directory.Resolve(parsed.Instance)
 	if err != nil {
@@ -230,7 +236,7 @@ func (b *Bot) prepareHandoffRenewal(ctx context.Context, p pairing.Pairing) erro
 	defer cancel()
 	if why, detail := b.checkRecipient(ctx, recipient); why != "" {
 		b.log.Info("hand-off renewal refused", "pairing", p.ID, "outcome", why, "recipient", recipient, "detail", detail)
-		return &pairing.DMError{Code: string(why)}
+		return &pairing.DMError{Code: string(why), Refused: why}
 	}
 	return b.openHandoffDM(ctx, p)
 }
@@ -260,7 +266,7 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	// Through the recipient's post hold: a 429 on their DM holds the
 	// next posts to it (a hand-off asked while one runs is refused:
 	// Slack said ratelimited).
-	sent, err := b.limited(&b.posting, b.posts.on(dm.Recipient), func() (err error) {
+	sent, err := b.limited(b.lockPosts(dm.Recipient), b.posts.on(dm.Recipient), func() (err error) {
 		channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
 		return err
 	})
@@ -382,13 +388,19 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 	switch o := pairing.OutcomeOf(err); {
 	case o.Limit() != pairing.LimitNone:
 		if lerr, ok := errors.AsType[*pairing.LimitError](err); ok {
+			if p.ID != "" && p.HandedTo() == "" && b.cfg.Service.QRSuggested(p, err) {
+				return withQROffer(LimitView(lerr, instance, now), p.ID)
+			}
 			return LimitView(lerr, instance, now)
 		}
 	case o.IsStatus():
 		if serr, ok := errors.AsType[*pairing.StatusError](err); ok {
 			return StatusView(serr, instance, p.ID, now)
 		}
-	case o == pairing.OutcomeWawpError:
+	case o == pairing.OutcomeWawpError, o == pairing.OutcomeQRUnavailable:
+		if p.ID != "" && p.HandedTo() == "" && b.cfg.Service.QRSuggested(p, err) {
+			return withQROffer(WawpErrorView(err, instance), p.ID)
+		}
 		return WawpErrorView(err, instance)
 	case o == pairing.OutcomeTooSoon:
 		if terr, ok := errors.AsType[*pairing.TooSoonError](err); ok {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/slack-go/slack"
@@ -48,6 +47,7 @@ const (
 	onEphemeral surface = iota // the requester's ephemeral messages in the channel
 	onDM                       // the code's message in the DM
 	onCard                     // the status card in the channel
+	onModal                    // the live code window (window.go)
 	onNone      surface = -1
 )
 
@@ -98,8 +98,11 @@ func dmStep(p pairing.Pairing, now time.Time) (int, time.Time) {
 	return step, p.IssuedAt.Add(lifetime * time.Duration(step) / dmSteps)
 }
 
-// showingCode reports whether p's views show its code at now.
-func showingCode(p pairing.Pairing, now time.Time) bool { return p.Live(now) && p.Code != "" }
+// showingCode reports whether p's views show its code (or its QR link)
+// at now.
+func showingCode(p pairing.Pairing, now time.Time) bool {
+	return p.Live(now) && (p.Code != "" || p.Link != "")
+}
 
 // showsCode reports whether the view named key shows a code.
 func showsCode(key string) bool { return strings.HasPrefix(key, "live:") }
@@ -237,8 +240,18 @@ func cardDone(p pairing.Pairing, now time.Time) bool {
 	return !post && !update
 }
 
-// render is the message for p at now on surface s.
+// render is the message for p at now on surface s: with the offer of a
+// QR link when a code cannot do the job (issue 10), except on the card.
 func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s surface) Message {
+	m := b.renderView(ctx, p, now, s)
+	if s != onCard && p.Final() && p.HandedTo() == "" && b.cfg.Service.QRSuggested(p, nil) {
+		return withQROffer(m, p.ID)
+	}
+	return m
+}
+
+// renderView is render without the QR offer.
+func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, s surface) Message {
 	phone := pairing.PhoneFromDigits(p.Phone).International
 	limit := b.cfg.Service.PhoneLimit()
 	// nextCode is when the phone's limit next allows a code; only the code,
@@ -248,6 +261,24 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 	switch {
 	case s == onCard:
 		return b.renderCard(p, now)
+	case showingCode(p, now) && p.Method == pairing.MethodQR && (s != onEphemeral || !p.InDM()):
+		m := QRModel{
+			PairingID: p.ID, Link: p.Link, Instance: p.InstanceName, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
+			Window: s == onModal,
+		}
+		if p.Phone != "" {
+			m.Phone = phone
+		}
+		if s == onDM || s == onModal {
+			_, m.Now = dmStep(p, now)
+		} else if _, _, editable := p.Editor(); editable {
+			_, m.Now = countdownStep(p, now)
+		} else {
+			m.Static = true
+		}
+		return QRView(m)
+	case showingCode(p, now) && s == onModal && handedTo != "":
+		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, "")
 	case showingCode(p, now) && s == onEphemeral && handedTo != "":
 		return HandoffSentView(p.ID, phone, p.InstanceName, handedTo, p.ExpiresAt, b.cardNote(p))
 	case showingCode(p, now) && s == onEphemeral && p.InDM():
@@ -269,6 +300,9 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 			if handedTo != "" {
 				m.HandedBy = p.RequestedBy
 			}
+		} else if s == onModal {
+			_, m.Now = dmStep(p, now)
+			m.Window = true
 		} else if _, _, editable := p.Editor(); editable {
 			_, m.Now = countdownStep(p, now)
 		} else {
@@ -289,20 +323,24 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		// The request ended without a code (Wawp failed, the bot was
 		// interrupted): the requester is told why, in their own words.
 		return HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
+	case p.State == pairing.StateLinked && p.Method == pairing.MethodQR:
+		return QRLinkedView(qrLinkedPhone(p), p.InstanceName, p.EndedAt)
 	case p.State == pairing.StateLinked:
 		return LinkedView(phone, p.InstanceName, p.EndedAt)
 	case p.State == pairing.StateWrongPhone:
 		return WrongPhoneView(pairing.PhoneFromDigits(p.LinkedPhone).International, phone, p.InstanceName)
+	case p.State == pairing.StateCancelled && p.Method == pairing.MethodQR:
+		return QRCancelledView(p.InstanceName)
 	case p.State == pairing.StateCancelled:
 		return CancelledView(phone)
 	case p.State == pairing.StateFailed:
+		switch why := p.Reason.Outcome(); why {
+		case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
+			// A renewal's recipient check (prepareHandoffRenewal).
+			again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
+			return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
+		}
 		if code, ok := pairing.ReasonDM(p.Reason); ok {
-			switch why := pairing.Outcome(code); why {
-			case pairing.OutcomeRecipientBot, pairing.OutcomeRecipientDeactivated, pairing.OutcomeRecipientForeign, pairing.OutcomeRecipientUnknown:
-				// A renewal's recipient check (prepareHandoffRenewal).
-				again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
-				return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
-			}
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
@@ -322,6 +360,8 @@ func (b *Bot) render(ctx context.Context, p pairing.Pairing, now time.Time, s su
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
 		})
+	case (p.State == pairing.StateLive || p.State == pairing.StateExpired) && p.Method == pairing.MethodQR:
+		return QRExpiredView(p.InstanceName, p.ID)
 	case p.State == pairing.StateLive || p.State == pairing.StateExpired:
 		return ExpiredView(phone, p.ID, now, nextCode())
 	}
@@ -380,6 +420,7 @@ type showing struct {
 	answer surface
 	edit   dmEdit // for the DM
 	card   dmEdit // for the status card
+	modal  dmEdit // for the code window
 }
 
 // show brings p's messages up to date: each surface only when its view
@@ -404,7 +445,7 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 		p = fresh
 	}
 	if p.State == pairing.StateSuperseded {
-		for _, e := range []dmEdit{how.edit, how.card} {
+		for _, e := range []dmEdit{how.edit, how.card, how.modal} {
 			if e == editGranted {
 				b.edits.refund()
 			}
@@ -417,7 +458,8 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 	// says how to add the bot to the channel.
 	p = b.showCard(ctx, p, now, how.card)
 	p = b.showDM(ctx, p, now, how)
-	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now) && b.cardSettled(ctx, p, now))
+	p = b.showModal(ctx, p, now, how.modal)
+	b.showEphemeral(ctx, p, now, how.answer == onEphemeral, dmDone(p, now) && b.cardSettled(ctx, p, now) && modalDone(p, now))
 }
 
 // recordView records key as p's ephemeral view, and unwatch.
@@ -759,8 +801,9 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 		}
 		granted = false // spent
 		if sf.LastView != viewStuck {
+			opts := message(ps.key) // rendered before the call's turn: rendering reads the store
 			sent, err := b.editLimited(ctx, func() error {
-				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, message(ps.key)...)
+				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
 				return err
 			})
 			code, refused := slackRefusal(err)
@@ -807,8 +850,9 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 		key = viewOpening
 	}
 	var channel, ts string
-	sent, err := b.limited(&b.posting, b.posts.on(ps.to), func() (err error) {
-		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, message(key)...)
+	opts := message(key)
+	sent, err := b.limited(b.lockPosts(ps.to), b.posts.on(ps.to), func() (err error) {
+		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, opts...)
 		return err
 	})
 	code, refused := slackRefusal(err)
@@ -879,19 +923,21 @@ func surfaceName(s surface) string {
 		return "dm"
 	case onCard:
 		return "card"
+	case onModal:
+		return "modal"
 	}
 	return "ephemeral"
 }
 
 // limited makes one call of a rate-limited Web API method, in turn with
-// the others guarded by mu, unless hold's Retry-After is running (then
+// the others lock guards (every chat.update and chat.delete; the posts to
+// one destination), unless hold's Retry-After is running (then
 // sent is false). Calls go one at a time, each after checking the
 // Retry-After: a call started beside the one Slack answered 429 would
 // arrive after it, before its Retry-After ran out. A 429 holds every call
 // guarded by hold until its Retry-After runs out.
-func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, err error) {
-	mu.Lock()
-	defer mu.Unlock()
+func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error) (sent bool, err error) {
+	defer lock()()
 	if hold.blocked() {
 		return false, nil
 	}
@@ -899,13 +945,26 @@ func (b *Bot) limited(mu *sync.Mutex, hold hold, call func() error) (sent bool, 
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
+		until  time.Time
 	)
 	switch {
 	case errors.As(err, &rl):
-		hold.block(rl.RetryAfter)
+		until = hold.block(rl.RetryAfter)
 	case errors.As(err, &status) && status.Code == http.StatusTooManyRequests:
 		// A 429 without a Retry-After in seconds: wait a little.
-		hold.block(time.Second)
+		until = hold.block(time.Second)
+	case rateLimitedRefusal(err):
+		// ok:false, "ratelimited", without the 429: the same, a little.
+		until = hold.block(time.Second)
+	default:
+		return true, err
+	}
+	// Stored, so that a restarted bot (or a replica starting meanwhile) waits it out
+	// too; the call's ctx may be ending (a shutdown), the hold still counts.
+	rctx, cancel := pairing.RecordContext(b.workCtx)
+	defer cancel()
+	if serr := b.cfg.Service.SetHold(rctx, hold.key(), until); serr != nil {
+		b.log.Error("recording Slack's Retry-After", "hold", hold.key(), "err", serr)
 	}
 	return true, err
 }
@@ -928,7 +987,7 @@ func (b *Bot) editLimited(ctx context.Context, call func() error) (sent bool, er
 		}
 		return false, nil
 	}
-	return b.limited(&b.updating, b.edits, call)
+	return b.limited(b.lockUpdates, b.edits, call)
 }
 
 // slackEditsPerMinute is Slack's chat.update limit per workspace: Tier 3,
@@ -942,13 +1001,57 @@ const slackEditsPerMinute = 50
 // it, so a single process never meets it.
 func (b *Bot) sharedEdits() int { return max(slackEditsPerMinute, b.cfg.EditsPerMinute) }
 
-// rateLimited reports whether err is Slack's 429.
+// loadHolds waits out the Retry-Afters a previous run (or another
+// replica) recorded: a restart during one does not call Slack before it
+// runs out.
+func (b *Bot) loadHolds(ctx context.Context) {
+	holds, err := b.cfg.Service.Holds(ctx)
+	if err != nil {
+		b.log.Error("reading Slack's Retry-Afters; starting without them", "err", err)
+		return
+	}
+	for key, until := range holds {
+		switch {
+		case key == b.edits.key():
+			b.edits.blockUntil(until)
+		case strings.HasPrefix(key, postHoldPrefix):
+			b.posts.blockUntil(strings.TrimPrefix(key, postHoldPrefix), until)
+		default:
+			continue
+		}
+		b.log.Info("waiting out Slack's Retry-After from before the start", "hold", key, "until", until)
+	}
+}
+
+// lockUpdates takes the turn of chat.update and chat.delete calls: one at
+// a time in the workspace, whose limit they share.
+func (b *Bot) lockUpdates() func() {
+	b.updating.Lock()
+	return b.updating.Unlock
+}
+
+// lockPosts is the turn of chat.postMessage calls to destination to: one
+// at a time per channel (or person's DM), whose limit they share; posts
+// elsewhere go on meanwhile.
+func (b *Bot) lockPosts(to string) func() func() {
+	return func() func() { return b.postLocks.lock(to) }
+}
+
+// rateLimited reports whether err is Slack's 429 (or its ok:false
+// "ratelimited").
 func rateLimited(err error) bool {
 	var (
 		rl     *slack.RateLimitedError
 		status slack.StatusCodeError
 	)
-	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests
+	return errors.As(err, &rl) || errors.As(err, &status) && status.Code == http.StatusTooManyRequests || rateLimitedRefusal(err)
+}
+
+// rateLimitedRefusal reports whether err is ok:false with Slack's
+// rate-limit error code.
+func rateLimitedRefusal(err error) bool {
+	code, refused := slackRefusal(err)
+	return refused && (code == "ratelimited" || code == "rate_limited")
 }
 
 // transientRefusal reports whether Slack's error code may clear by

@@ -249,6 +249,9 @@ type CodeModel struct {
 	// where the code was asked for.
 	DM      bool
 	Channel string
+	// Window: the code is in the live code window (a modal, kept current
+	// by the tick): a status line, no Refresh.
+	Window bool
 	// HandedBy is the requester who handed the code to the DM's recipient
 	// (a hand-off); "" when the requester reads their own DM.
 	HandedBy string
@@ -285,7 +288,10 @@ func CodeView(m CodeModel) Message {
 	if m.InstanceID != "" && m.InstanceID != m.Instance {
 		where += fmt.Sprintf(" (`%s`)", escape(m.InstanceID))
 	}
-	buttons := []*slack.ButtonBlockElement{button(ActionRefresh, m.PairingID, "Refresh", "")}
+	var buttons []*slack.ButtonBlockElement
+	if !m.Window {
+		buttons = append(buttons, button(ActionRefresh, m.PairingID, "Refresh", ""))
+	}
 	limitNote := fmt.Sprintf("Code %d of %d for this number in %s", m.Attempt, m.PhoneLimit.Max, windowText(m.PhoneLimit.Period))
 	if m.NewCodeAt.IsZero() {
 		buttons = append(buttons, button(ActionNewCode, m.PairingID, "New code", ""))
@@ -293,6 +299,10 @@ func CodeView(m CodeModel) Message {
 		limitNote += " · next code allowed at " + slackTime(m.NewCodeAt, "{time}")
 	}
 	buttons = append(buttons, button(ActionCancel, m.PairingID, "Cancel", "danger"))
+	if !m.DM && !m.Window {
+		// The code large in a modal, kept current there (issue 10).
+		buttons = append(buttons, button(ActionShowWindow, m.PairingID, "Show code window", ""))
+	}
 	// A message nothing will edit shows only what stays true: the expiry
 	// as an absolute time (in the reader's zone), no time left, no bar.
 	countdown := fmt.Sprintf("⏱ Expires at %s (your time) · %s  %s", slackTime(m.ExpiresAt, "{time_secs}"), timeLeft(left), progress(left, m.Lifetime))
@@ -310,6 +320,9 @@ func CodeView(m CodeModel) Message {
 		}
 		meta += " · only you and the bot see this DM"
 	}
+	if m.Window {
+		meta = fmt.Sprintf("%s · requested by <@%s> · only you see this window; closing it cancels nothing", limitNote, escape(m.RequestedBy))
+	}
 	var blocks []slack.Block
 	if m.Note != "" {
 		blocks = append(blocks, contextBlock("note", m.Note))
@@ -319,6 +332,11 @@ func CodeView(m CodeModel) Message {
 		section("intro", fmt.Sprintf("Enter this code on the phone *%s* to link it to %s.", escape(m.Phone), where)),
 		section("steps", "1. Open WhatsApp on that phone\n2. *Settings → Linked devices → Link a device*\n3. Tap *Link with phone number instead*\n4. Type the code"),
 		contextBlock("countdown", countdown),
+	)
+	if m.Window {
+		blocks = append(blocks, contextBlock("status", "⏳ Waiting for the phone… this window updates by itself."))
+	}
+	blocks = append(blocks,
 		actions(buttons...),
 		contextBlock("meta", meta),
 	)
@@ -411,6 +429,10 @@ func WawpErrorView(err error, instance string) Message {
 		t = "⚠️ Wawp had an internal error. Wait a minute, then try again; if it keeps failing, check Wawp's status."
 	case errors.Is(err, pairing.ErrTimeout):
 		t = "⌛ Wawp did not answer in time. Wait a minute before trying again: the request may still have reached WhatsApp."
+	case errors.Is(err, pairing.ErrLockedOut):
+		t = "🔒 WhatsApp is refusing codes for this number for now: it asked for too many. Codes will not work for hours; link it by QR code instead, or try again much later."
+	case errors.Is(err, pairing.ErrQRUnavailable), errors.Is(err, pairing.ErrForbidden):
+		t = fmt.Sprintf("🚫 The Wawp plan of %s has no QR links (temporary links). Link with a pairing code instead, or ask the bot's admin about the plan.", in)
 	case errors.Is(err, pairing.ErrUnreachable):
 		t = "📡 The bot cannot reach Wawp right now. Try again in a minute; if it persists, tell the bot's admin."
 	default:

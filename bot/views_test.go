@@ -55,7 +55,25 @@ func allViews() map[string]Message {
 		return CardView(m)
 	}
 	again := "`/link support-eg +20 11 12223333`"
+	qr := QRModel{PairingID: "p4x7k2m9q3w8z5y6", Link: "https://app.wawp.net/temp-qr/9f86d081884c7d659a2feaa0c55ad015", Phone: "+20 11 12223333",
+		Instance: "support-eg", Now: now.Add(5 * time.Minute), ExpiresAt: now.Add(29 * time.Minute), Lifetime: 29 * time.Minute}
+	qrStatic := qr
+	qrStatic.Static = true
+	qrAny := qr
+	qrAny.Phone = ""
+	limitPhone := &pairing.LimitError{Limit: pairing.LimitPhone, Phone: pairing.PhoneFromDigits("201112223333"), Count: 3, Window: limit, RetryAt: now.Add(12 * time.Minute)}
 	return map[string]Message{
+		// The QR fallback (issue 10): the offer, the link, its ends.
+		"qr_offer_limit":      withQROffer(LimitView(limitPhone, "support-eg", now), "p4x7k2m9q3w8z5y6"),
+		"qr_offer_locked_out": withQROffer(WawpErrorView(&pairing.APIError{Kind: pairing.ErrLockedOut}, "support-eg"), "p4x7k2m9q3w8z5y6"),
+		"qr_offer_expired":    withQROffer(ExpiredView("+20 11 12223333", "p4x7k2m9q3w8z5y6", now, now), "p4x7k2m9q3w8z5y6"),
+		"qr_live":             QRView(qr),
+		"qr_live_static":      QRView(qrStatic),
+		"qr_live_any_phone":   QRView(qrAny),
+		"qr_linked":           QRLinkedView("+20 111 ••• 3333", "support-eg", now),
+		"qr_expired":          QRExpiredView("support-eg", "p4x7k2m9q3w8z5y6"),
+		"qr_cancelled":        QRCancelledView("support-eg"),
+		"qr_unavailable":      WawpErrorView(pairing.ErrQRUnavailable, "support-eg"),
 		// Hand-off (issue 9): the requester's views, then the agent's DM.
 		"handoff_requesting":        HandoffRequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg", "U456"),
 		"handoff_sent":              HandoffSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", "U456", now.Add(150*time.Second), ""),
@@ -67,6 +85,7 @@ func allViews() map[string]Message {
 		"handoff_recipient_foreign": RecipientRefusedView(pairing.OutcomeRecipientForeign, "U456", again, ""),
 		"handoff_recipient_unknown": RecipientRefusedView(pairing.OutcomeRecipientUnknown, "U456", again, "user_not_found"),
 		"handoff_dm_waiting":        HandoffWaitingView("U123", "+20 11 12223333", "support-eg"),
+		"dm_opening":                DMOpeningView("+20 11 12223333", "support-eg"),
 		"code_handoff_dm":           CodeView(handoffDM),
 		"handoff_dm_no_code":        HandoffNoCodeView("U123", "+20 11 12223333", "support-eg"),
 		"usage_mention":             UsageView(&UsageError{Problem: UsageMention, Input: "support-eg <@U1> 1"}),
@@ -169,6 +188,9 @@ func TestViewsWithinSlackLimits(t *testing.T) {
 			}
 			if strings.Contains(m.Text, testCode[:4]) {
 				t.Errorf("fallback text %q holds the code", m.Text)
+			}
+			if strings.Contains(m.Text, "temp-qr") {
+				t.Errorf("fallback text %q holds a QR link", m.Text)
 			}
 			if n := strings.Count(string(blocks), testCode[:4]+"-"+testCode[4:]); strings.HasPrefix(name, "code_") && n != 1 {
 				t.Errorf("code appears %d times, want once (in the header)", n)

@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -83,6 +84,18 @@ func (s *Service) RecordCard(ctx context.Context, id string, card Surface) (Pair
 	})
 }
 
+// RecordModal stores pairing id's live code window as the bot last left
+// it (the view ID and hash views.update returned, the view it shows, or
+// that it was closed), so later updates, a restart's included, go to that
+// modal. A pairing that ended keeps it: its final state is still shown
+// there.
+func (s *Service) RecordModal(ctx context.Context, id string, m ModalSurface) (Pairing, error) {
+	return s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
+		p.Modal = m
+		return nil
+	})
+}
+
 // NextCodeAt is when phone's limit next allows a code: now (or earlier)
 // when it already does. If the count cannot be read it answers a whole
 // window from now, so a message never offers a code the limit may refuse.
@@ -134,4 +147,23 @@ func (s *Service) UseResponseURL(ctx context.Context, url string, issued time.Ti
 // have counted, so the caller keeps the use spent.
 func (s *Service) RefundResponseURL(ctx context.Context, url string) error {
 	return s.db.RefundResponseURL(ctx, url)
+}
+
+// SetHold records a Slack Retry-After (see Storage.SetHold): the calls
+// named key wait until until, in this process and after a restart.
+func (s *Service) SetHold(ctx context.Context, key string, until time.Time) error {
+	if err := s.db.SetHold(ctx, key, until); err != nil {
+		return fmt.Errorf("set hold %s: %w", key, err)
+	}
+	return nil
+}
+
+// Holds returns the Slack Retry-Afters still running now, by key (see
+// Storage.Holds): a starting bot waits them out.
+func (s *Service) Holds(ctx context.Context) (map[string]time.Time, error) {
+	h, err := s.db.Holds(ctx, s.cfg.Now())
+	if err != nil {
+		return nil, fmt.Errorf("read holds: %w", err)
+	}
+	return h, nil
 }

@@ -91,6 +91,9 @@ type Pairing struct {
 	// Card is the pairing's status card in the channel (announce; zero
 	// otherwise): Channel is set when the card is wanted, TS once posted.
 	Card Surface `json:"card,omitzero"`
+	// Modal is the live code window (issue 10): a modal its requester
+	// opened, kept current with views.update (zero when none was opened).
+	Modal ModalSurface `json:"modal,omitzero"`
 
 	Code        string    `json:"code,omitempty"` // wiped when the pairing ends
 	RequestedAt time.Time `json:"requested_at"`
@@ -158,6 +161,30 @@ type Surface struct {
 	Failed string `json:"failed,omitempty"`
 }
 
+// ModalSurface is a modal a pairing is shown in (the live code window):
+// the bot updates it with views.update by ViewID, passing Hash so that an
+// update racing another one fails (hash_conflict) instead of overwriting
+// it (https://api.slack.com/methods/views.update).
+type ModalSurface struct {
+	ViewID string `json:"view_id,omitempty"`
+	// Hash is the view's hash as of the bot's last update; empty when it
+	// is not known (a response_action update answers no hash), and the
+	// next update then goes without one.
+	Hash string `json:"hash,omitempty"`
+	// User is whose modal it is (the requester's, or a hand-off's
+	// recipient's).
+	User string `json:"user,omitempty"`
+	// LastView is the key of the view the modal shows.
+	LastView string `json:"last_view,omitempty"`
+	// Closed says the user closed it (view_closed) or Slack no longer
+	// knows it (not_found): nothing more is shown in it. Closing cancels
+	// nothing.
+	Closed bool `json:"closed,omitempty"`
+}
+
+// Open reports whether the modal exists and is still open.
+func (m ModalSurface) Open() bool { return m.ViewID != "" && !m.Closed }
+
 // Posted reports whether the surface's message exists (was posted and has
 // not failed).
 func (s Surface) Posted() bool { return s.TS != "" && s.Failed == "" }
@@ -220,6 +247,8 @@ func (p Pairing) View(surface string) string {
 		return p.DM.LastView
 	case SurfaceCard:
 		return p.Card.LastView
+	case SurfaceModal:
+		return p.Modal.LastView
 	}
 	return ""
 }
@@ -229,7 +258,8 @@ func (p Pairing) View(surface string) string {
 // the card, shown is the whole message as the post left it (Channel and TS
 // of a message posted anew, Failed when Slack refused it), except its
 // Recipient, which stays p's. For the ephemeral message only LastView
-// counts. A surface p does not have changes nothing.
+// counts, and so it is for the modal (its view ID and hash stay p's). A
+// surface p does not have changes nothing.
 func (p Pairing) WithShown(surface string, shown Surface) Pairing {
 	switch surface {
 	case SurfaceEphemeral:
@@ -240,6 +270,8 @@ func (p Pairing) WithShown(surface string, shown Surface) Pairing {
 	case SurfaceCard:
 		shown.Recipient = p.Card.Recipient
 		p.Card = shown
+	case SurfaceModal:
+		p.Modal.LastView = shown.LastView
 	}
 	return p
 }

@@ -108,6 +108,16 @@ func (o *observed) RefundResponseURL(ctx context.Context, url string) (err error
 	return o.db.RefundResponseURL(ctx, url)
 }
 
+func (o *observed) SetHold(ctx context.Context, key string, until time.Time) (err error) {
+	defer o.report("SetHold", time.Now(), &err)
+	return o.db.SetHold(ctx, key, until)
+}
+
+func (o *observed) Holds(ctx context.Context, now time.Time) (h map[string]time.Time, err error) {
+	defer o.report("Holds", time.Now(), &err)
+	return o.db.Holds(ctx, now)
+}
+
 func (o *observed) Lead(ctx context.Context, leader string, held Term, ttl time.Duration, now time.Time) (term Term, err error) {
 	defer o.report("Lead", time.Now(), &err)
 	return o.db.Lead(ctx, leader, held, ttl, now)

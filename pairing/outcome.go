@@ -62,6 +62,7 @@ const (
 	OutcomeForeignTeam     Outcome = "foreign_team" // from another workspace (Slack Connect)
 	OutcomeUsage           Outcome = "usage"
 	OutcomeHelp            Outcome = "help"
+	OutcomeForm            Outcome = "form" // /link without a phone: the form was opened
 	OutcomeHistory         Outcome = "history"
 	OutcomeUnknownInstance Outcome = "unknown_instance"
 	OutcomeBadPhone        Outcome = "bad_phone"
@@ -120,7 +121,10 @@ func OutcomeOf(err error) Outcome {
 	if _, ok := errors.AsType[*APIError](err); ok {
 		return OutcomeWawpError
 	}
-	if _, ok := errors.AsType[*DMError](err); ok {
+	if derr, ok := errors.AsType[*DMError](err); ok {
+		if derr.Refused != "" {
+			return derr.Refused
+		}
 		return OutcomeDMRefused
 	}
 	switch {

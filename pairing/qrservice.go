@@ -57,6 +57,13 @@ const (
 	maxRevokeRetry   = 5 * time.Minute
 )
 
+// qrEndMargin is how long before Wawp's expiry a QR pairing ends (and
+// its link is revoked): the message showing the link is replaced through
+// the response_url of the click that asked for it ("Link by QR instead"),
+// which Slack honours for 30 minutes, as long as the link lives; ended a
+// minute early, the link still leaves the message (issue 10).
+const qrEndMargin = time.Minute
+
 // ErrQRUnavailable means QR links cannot be had for the instance: its
 // account's plan has no temporary links (Wawp answered 403 or 402; the
 // *APIError is wrapped too), QR links are turned off (Config.QRLimit.Max
@@ -96,6 +103,9 @@ type QRRequest struct {
 	ClickURL    string
 	ClickIssued time.Time
 	ClickTS     string // the clicked message's ts
+	// Modal is the live code window the request was made from (issue 10),
+	// if any; with Replaces, the replaced pairing's.
+	Modal ModalSurface
 	// Delivery is where the link goes, as a code (Request.Delivery): the
 	// requester's ephemeral messages, or their DM (DeliveryDM; with no DM,
 	// the requester's). Card asks for a status card (Request.Card), which
@@ -159,7 +169,7 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		ID: newID(), Method: MethodQR, Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
-		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Modal: req.Modal, Renews: req.Replaces,
 		// From the request on, a link may exist at Wawp until revoked.
 		RevokeDue: true,
 	}
@@ -178,8 +188,8 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		}
 		// Shown where the old pairing was: its DM message (which shows
 		// nothing of the link yet) and its card carry on with the link.
-		p.Delivery, p.DM, p.Card = old.Delivery, old.DM, old.Card
-		p.DM.LastView = ""
+		p.Delivery, p.DM, p.Card, p.Modal = old.Delivery, old.DM, old.Card, old.Modal
+		p.DM.LastView, p.Modal.LastView = "", ""
 		replacedAudit = s.event(time.Time{}, "", old, "")
 	}
 	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
@@ -288,11 +298,12 @@ func linkMayExist(err error) bool {
 	return true
 }
 
-// linkExpiry is when a link issued at issued runs out: Wawp's expiry, but
-// never later than QRLinkLifetime after issued (an expiry that is missing,
-// unreadable, too late, or not after issued reads as that).
+// linkExpiry is when the pairing of a link issued at issued ends: Wawp's
+// expiry, but never later than QRLinkLifetime less qrEndMargin after
+// issued (an expiry that is missing, unreadable, too late, or not after
+// issued reads as that).
 func linkExpiry(l TempLink, issued time.Time) time.Time {
-	exp := issued.Add(QRLinkLifetime)
+	exp := issued.Add(QRLinkLifetime - qrEndMargin)
 	if l.ExpiresAt.After(issued) && l.ExpiresAt.Before(exp) {
 		return l.ExpiresAt
 	}

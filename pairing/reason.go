@@ -60,7 +60,14 @@ var wawpReasons = []struct {
 // DMError says the DM a hand-off's code was to go to could not be posted:
 // Code is Slack's error (messages_tab_disabled, …), or how the call failed.
 // The request then ends before request-code, so it never counts.
-type DMError struct{ Code string }
+type DMError struct {
+	Code string
+	// Refused, when set, says the recipient may not get the code at all (a
+	// renewal's recipient check: OutcomeRecipientBot, …): it is the
+	// outcome and Reason recorded instead of dm_refused, as a first
+	// request refused for it audits.
+	Refused Outcome
+}
 
 func (e *DMError) Error() string { return "the recipient's DM could not be posted: " + e.Code }
 
@@ -80,6 +87,9 @@ func ReasonDM(r Reason) (string, bool) {
 // call failure ("wawp_error:timeout"), else ReasonInternal.
 func failureReason(cause error) Reason {
 	if derr, ok := errors.AsType[*DMError](cause); ok {
+		if derr.Refused != "" {
+			return Reason(derr.Refused)
+		}
 		return reasonOf(OutcomeDMRefused, derr.Code)
 	}
 	for _, r := range wawpReasons {

@@ -65,6 +65,9 @@ const (
 	// SurfaceCard is the status card in the channel, edited with
 	// chat.update; its view is Pairing.Card.LastView.
 	SurfaceCard = "card"
+	// SurfaceModal is the live code window, a modal edited with
+	// views.update; its view is Pairing.Modal.LastView.
+	SurfaceModal = "modal"
 )
 
 // ErrNoSurface means a claimed edit named a surface a pairing does not
@@ -75,7 +78,7 @@ var ErrNoSurface = errors.New("no such surface")
 // pairing's surfaces.
 func CheckSurface(surface string) error {
 	switch surface {
-	case SurfaceEphemeral, SurfaceDM, SurfaceCard:
+	case SurfaceEphemeral, SurfaceDM, SurfaceCard, SurfaceModal:
 		return nil
 	}
 	return fmt.Errorf("%w: %q", ErrNoSurface, surface)
@@ -94,7 +97,7 @@ const DefaultEditClaim = 90 * time.Second
 // the same edit, and only the one that wins the claim posts it (issue 11).
 type ViewClaim struct {
 	ID      string // the pairing
-	Surface string // SurfaceEphemeral, SurfaceDM or SurfaceCard
+	Surface string // SurfaceEphemeral, SurfaceDM, SurfaceCard or SurfaceModal
 	From    string // the view the claimer saw shown (Pairing.View(Surface)); "" for none
 	To      string // the view it will post
 	// Token names this claim, for FinishView; unique to each claim.

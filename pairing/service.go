@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -80,6 +81,23 @@ func (d *Directory) Resolve(name string) (Instance, error) {
 		in.Region = d.defaultRegion
 	}
 	return in, nil
+}
+
+// Instances lists the configured instances, each once, by name, with
+// their regions filled in.
+func (d *Directory) Instances() []Instance {
+	var out []Instance
+	for k, in := range d.byName {
+		if k != strings.ToLower(in.ID) {
+			continue // its alias's key: the ID's key lists it
+		}
+		if in.Region == "" {
+			in.Region = d.defaultRegion
+		}
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b Instance) int { return strings.Compare(strings.ToLower(a.Name), strings.ToLower(b.Name)) })
+	return out
 }
 
 // Names lists the configured aliases, for help messages.
@@ -195,6 +213,9 @@ type Config struct {
 	// QRLimit is how many QR links one instance may get per period
 	// (DefaultQRLimit when zero; a Max below zero turns QR links off).
 	QRLimit Window
+	// StatusTTL is how long a cached instance status is shown as current
+	// (DefaultStatusTTL when zero; see status.go).
+	StatusTTL time.Duration
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -205,6 +226,7 @@ type Service struct {
 
 	inFlight sync.Map // IDs of the requests between Reserve and their settlement
 	lead     leadership
+	statuses statusCache // instances' last known sessions (status.go)
 }
 
 // NewService returns a Service that asks wawp (the default account's
@@ -245,6 +267,9 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.QRLimit.Max == 0 {
 		cfg.QRLimit = DefaultQRLimit
+	}
+	if cfg.StatusTTL <= 0 {
+		cfg.StatusTTL = DefaultStatusTTL
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -290,6 +315,9 @@ type Request struct {
 	// Card is the status card: a renewal's, inherited; Channel alone asks
 	// for one to be posted there (announce).
 	Card Surface
+	// Modal is the live code window the request was made from (the /link
+	// form turned into it), or a renewal's, inherited (issue 10).
+	Modal ModalSurface
 	// Prepare, when set, runs once the request is past the limits and the
 	// session check, just before request-code. A hand-off opens the
 	// recipient's DM there: a DM Slack refuses then costs no attempt, and
@@ -321,7 +349,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		ID: newID(), Instance: req.Instance.ID, InstanceName: req.Instance.Name, Phone: req.Phone.Digits,
 		RequestedBy: req.User, Team: req.Team, Channel: req.Channel,
 		ResponseURL: req.ResponseURL, URLIssued: req.URLIssued, ClickURL: req.ClickURL, ClickIssued: req.ClickIssued, ClickTS: req.ClickTS,
-		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Renews: req.Replaces, Message: req.Message,
+		Delivery: req.Delivery, DM: req.DM, Card: req.Card, Modal: req.Modal, Renews: req.Replaces, Message: req.Message,
 	}
 	if p.Delivery == DeliveryDM && p.DM.Recipient == "" {
 		p.DM.Recipient = req.User
@@ -415,10 +443,16 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	return p, nil
 }
 
+// sessionInfo asks Wawp for instance's session, and keeps the answer in
+// the status cache (a call cut short by ctx tells nothing about Wawp).
 func (s *Service) sessionInfo(ctx context.Context, instance string) (Session, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	return s.client(instance).SessionInfo(ctx, instance)
+	sess, err := s.client(instance).SessionInfo(cctx, instance)
+	if ctx.Err() == nil {
+		s.statuses.put(instance, statusOf(sess, err, s.cfg.Now()))
+	}
+	return sess, err
 }
 
 // client is the Wawp client for instance's account.
@@ -556,6 +590,11 @@ type Renewal struct {
 	ResponseURL string
 	URLIssued   time.Time
 	ClickTS     string // the clicked message's ts
+	// Window says the click came from the pairing's live code window (a
+	// modal: no response_url of its own, issue 10). The renewal then keeps
+	// the old pairing's ephemeral editors (the command's response_url, the
+	// last click's), so the requester's messages follow it there as well.
+	Window bool
 	// Allowed says whether the access rules let user (the pairing's
 	// requester, whoever clicked) request codes for instanceID when asked in
 	// channel (where the pairing was requested); nil allows everyone.
@@ -578,7 +617,11 @@ type Renewal struct {
 // is audited and refused with ErrNotAllowed. The renewal is shown where
 // the old pairing was: the click's response_url edits the clicked
 // ephemeral message, and the old pairing's DM and card, if any, carry on
-// with the new code.
+// with the new code. A click in a hand-off's DM brings no response_url the
+// requester sees: the renewal takes the old pairing's editor, so the
+// requester learns how it goes. r.Prepare runs as the renewal's
+// Request.Prepare (a hand-off's checks, again); a hand-off whose DM failed
+// gets its DM opened anew there.
 //
 // A click whose DedupeKey was claimed before returns ErrDuplicate and does
 // nothing: a renewal claims it with its reservation (see Start), a refusal
@@ -654,23 +697,27 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 			Replaces: replaces, DedupeKey: r.DedupeKey,
 		})
 	}
-	// The renewal is shown in the old pairing's DM message, which shows
-	// nothing of the renewal yet.
 	// A click in a hand-off's DM (the recipient's New code) brings no
 	// response_url the requester sees: they learn how the renewal goes
 	// through the old pairing's editor, as they did for the first code.
 	clickURL, clickIssued, clickTS := r.ResponseURL, r.URLIssued, r.ClickTS
 	var cmdURL string
 	var cmdIssued time.Time
-	if clickURL == "" && old.HandedTo() != "" {
+	// So does a click in the code window (Renewal.Window), which brings
+	// none either.
+	if clickURL == "" && (old.HandedTo() != "" || r.Window) {
 		if url, issued, replaces := old.Editor(); replaces {
 			clickURL, clickIssued, clickTS = url, issued, old.ClickTS
 		} else {
 			cmdURL, cmdIssued = url, issued
 		}
 	}
+	// The renewal is shown in the old pairing's DM message, which shows
+	// nothing of the renewal yet.
 	dm := old.DM
 	dm.LastView = ""
+	modal := old.Modal // the window too, if it is open
+	modal.LastView = ""
 	if old.HandedTo() != "" && dm.Failed != "" {
 		// A hand-off whose DM could not be posted: the renewal opens it
 		// anew (Prepare), or asks for no code.
@@ -679,7 +726,7 @@ func (s *Service) Renew(ctx context.Context, r Renewal) (Pairing, error) {
 	return s.Start(ctx, Request{
 		Instance: Instance{ID: old.Instance, Name: old.InstanceName}, Phone: PhoneFromDigits(old.Phone),
 		User: old.RequestedBy, Team: old.Team, Channel: old.Channel, ResponseURL: cmdURL, URLIssued: cmdIssued,
-		ClickURL: clickURL, ClickIssued: clickIssued, ClickTS: clickTS, Delivery: old.Delivery, DM: dm, Card: old.Card,
+		ClickURL: clickURL, ClickIssued: clickIssued, ClickTS: clickTS, Delivery: old.Delivery, DM: dm, Card: old.Card, Modal: modal,
 		Replaces: replaces, Message: old.MessageID(),
 		DedupeKey: r.DedupeKey, Prepare: r.Prepare,
 	})

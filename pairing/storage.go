@@ -119,6 +119,15 @@ type Storage interface {
 	// surface pairings do not have. A claim that ran out but was not
 	// replaced can still be finished.
 	FinishView(ctx context.Context, id, surface, token string, shown Surface, unwatch bool) (bool, error)
+	// SetHold records that the Slack calls named key (a Web API method's
+	// Retry-After: "chat.update", "chat.postMessage U123") may not be
+	// made before until, so that a restarted process, or a replica starting meanwhile,
+	// honours it too. A later until replaces an earlier one; an earlier
+	// one changes nothing.
+	SetHold(ctx context.Context, key string, until time.Time) error
+	// Holds returns the holds still running at now (until after now), by
+	// key; a hold that ran out is never returned (and may be deleted).
+	Holds(ctx context.Context, now time.Time) (map[string]time.Time, error)
 	// NextAllowed returns when phone may next get a code under limit (now
 	// if it may already) and how many requests are in its window.
 	NextAllowed(ctx context.Context, phone string, now time.Time, limit Window) (time.Time, int, error)

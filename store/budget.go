@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -73,4 +74,63 @@ func (db *DB) RefundResponseURL(ctx context.Context, url string) error {
 		}
 		return putJSON(b, []byte(url), budget)
 	})
+}
+
+// SetHold records a Slack Retry-After (see pairing.Storage): key's calls
+// wait until until. A later until replaces an earlier one. Holds that ran
+// out before until are deleted on the way: the bucket keeps only the few
+// that may still run.
+func (db *DB) SetHold(ctx context.Context, key string, until time.Time) error {
+	err := db.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketHolds)
+		var stale [][]byte
+		err := b.ForEach(func(k, v []byte) error {
+			var t time.Time
+			if err := t.UnmarshalText(v); err != nil || string(k) != key && t.Add(24*time.Hour).Before(until) {
+				stale = append(stale, slices.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		if raw := b.Get([]byte(key)); raw != nil {
+			var old time.Time
+			if err := old.UnmarshalText(raw); err == nil && !until.After(old) {
+				return nil
+			}
+		}
+		v, err := until.UTC().MarshalText()
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), v)
+	})
+	if err != nil {
+		return fmt.Errorf("set hold: %w", err)
+	}
+	return nil
+}
+
+// Holds returns the holds running at now, by key.
+func (db *DB) Holds(ctx context.Context, now time.Time) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketHolds).ForEach(func(k, v []byte) error {
+			var t time.Time
+			if err := t.UnmarshalText(v); err == nil && t.After(now) {
+				out[string(k)] = t
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("holds: %w", err)
+	}
+	return out, nil
 }

@@ -34,8 +34,9 @@ var (
 	bucketWatched       = []byte("watched")
 	bucketDedupe        = []byte("dedupe")
 	bucketViewClaims    = []byte("view_claims")
+	bucketHolds         = []byte("slack_holds")
 	allBuckets          = [][]byte{bucketPhoneAttempts, bucketUserAttempts, bucketPairings, bucketLive, bucketResponseURLs, bucketAudit, bucketWatched,
-		bucketMeta, bucketAuditByPhone, bucketAuditByInstance, bucketDedupe, bucketViewClaims}
+		bucketMeta, bucketAuditByPhone, bucketAuditByInstance, bucketDedupe, bucketViewClaims, bucketHolds}
 )
 
 // ErrLocked means another process holds the database file. bbolt takes an

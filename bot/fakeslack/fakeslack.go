@@ -15,11 +15,21 @@
 // non-ephemeral messages, by channel ID and ts, within a per-workspace
 // rate limit (429 with Retry-After); chat.postMessage to a user ID needs
 // the Messages tab, to a channel the bot's membership or
-// chat:write.public; a method called without its scope answers
+// chat:write.public, and posts at most one message a second to a channel
+// (429 with Retry-After: SetPostsPerSecond); a reply can be lost after the
+// call was done (DropNextReply), and a method refused on a channel for
+// good (Refuse); auth.test and users.info can describe an Enterprise Grid
+// organisation (SetEnterprise, User.EnterpriseID); a method called without its scope answers
 // missing_scope (SetScopes: the end-to-end tests give it manifest.yml's).
 // Acks within 3 s, at most 5 uses of a response_url within 30 minutes,
 // Block Kit limits, and no pairing code, nor a whole phone number,
 // anywhere a channel can see (a status card shows the masked number only).
+// Modals (modal.go, issue 10): views.open and views.push take a trigger_id
+// once within 3 s, views.update checks the view's hash, views.* share a
+// per-workspace rate limit, modal limits are checked, and view_submission,
+// block_actions from views, block_suggestion and view_closed are sent and
+// answered through the ack payload; Modal is what each person's open modal
+// shows.
 // Every broken rule is recorded as a violation.
 package fakeslack
 
@@ -67,7 +77,11 @@ type Envelope struct {
 	ResponseURL string
 	// MessageID is, for a slash command, the ID its ack's message gets
 	// (and the ID of its Thread); for a click, the clicked message's.
-	MessageID  string
+	MessageID string
+	// TriggerID is the trigger_id the envelope carries (commands, clicks,
+	// view submissions): views.open and views.push take it once, within
+	// TriggerLifetime.
+	TriggerID  string
 	SentAt     time.Time
 	AckedAt    time.Time
 	AckPayload json.RawMessage
@@ -79,6 +93,9 @@ type Envelope struct {
 	user, channel string // who sent it, and where
 	acks          int    // acks received, one per delivery at most
 	frame         map[string]any
+	interaction   string // an interactive envelope's payload type (block_actions, view_submission, …)
+	viewID        string // the view a view_submission or block_suggestion came from
+	accepts       bool   // accepts_response_payload: the ack payload answers it
 }
 
 type conn struct {
@@ -150,6 +167,11 @@ type Server struct {
 	enterpriseID   string                  // the Enterprise Grid organisation (SetEnterprise)
 	orgInstall     bool                    // installed org-wide
 	refusedCalls   map[string]int          // "method channel" → calls answered so
+	triggers       map[string]*trigger     // trigger_ids handed out, by ID
+	views          map[string]*View        // every modal view ever opened, by ID
+	viewOrder      []string                // view IDs in the order they opened
+	stacks         map[string][]string     // each user's open modal: its stack of view IDs, root first
+	suggestions    map[string][]Option     // the options the last block_suggestion answered, by view ID + action_id
 }
 
 // New starts a fake Slack. onViolation, if set, is called for every rule the
@@ -163,6 +185,7 @@ func New(onViolation func(string)) *Server {
 		scopes:   map[string]bool{"commands": true, "chat:write": true, "users:read": true, "usergroups:read": true},
 		channels: map[string]Channel{}, dms: map[string]string{}, users: map[string]User{}, limits: map[string]*methodLimit{},
 		postsPerSecond: DefaultPostsPerSecond, postLimits: map[string]*methodLimit{},
+		triggers: map[string]*trigger{}, views: map[string]*View{}, stacks: map[string][]string{}, suggestions: map[string][]Option{},
 		// slack-go sends Origin: https://api.slack.com; accept it like Slack does.
 		upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }},
 	}
@@ -175,6 +198,9 @@ func New(onViolation func(string)) *Server {
 	mux.HandleFunc("/api/chat.delete", s.chatChange)
 	mux.HandleFunc("/api/users.info", s.usersInfo)
 	mux.HandleFunc("/api/usergroups.users.list", s.userGroupMembers)
+	mux.HandleFunc("/api/views.open", s.viewsOpen)
+	mux.HandleFunc("/api/views.update", s.viewsUpdate)
+	mux.HandleFunc("/api/views.push", s.viewsPush)
 	mux.HandleFunc("/socket", s.socket)
 	mux.HandleFunc("/response/", s.response)
 	s.srv = httptest.NewServer(mux)
@@ -182,6 +208,7 @@ func New(onViolation func(string)) *Server {
 	for _, m := range rateLimitedMethods {
 		s.limits[m] = &methodLimit{perMinute: DefaultMethodLimit}
 	}
+	s.limits[ViewsLimit] = &methodLimit{perMinute: DefaultViewsPerMinute}
 	return s
 }
 
@@ -429,6 +456,15 @@ func (s *Server) ack(id string, payload json.RawMessage) {
 		late = true
 	}
 	var msgErr error
+	if len(payload) >= MaxAckPayload {
+		// Slack drops an ack payload of 20 KB or more without a word
+		// (DESIGN.md "Slack facts"): nothing of it happens.
+		s.violateLocked("ack payload for %s (%s) is %d bytes; Slack drops payloads of %d bytes or more", id, env.Type, len(payload), MaxAckPayload)
+		payload = nil
+	}
+	if env.Type == "interactive" {
+		s.answerInteractionLocked(env, payload)
+	}
 	if env.Type == "slash_commands" && len(payload) > 0 && string(payload) != "null" {
 		var m struct {
 			Text         string          `json:"text"`
@@ -521,7 +557,7 @@ func (s *Server) send(env *Envelope, payload any) (*Envelope, error) {
 		return nil, err
 	}
 	env.Payload = raw
-	env.frame = map[string]any{"envelope_id": env.ID, "type": env.Type, "payload": json.RawMessage(raw), "accepts_response_payload": env.Type == "slash_commands", "retry_attempt": 0, "retry_reason": ""}
+	env.frame = map[string]any{"envelope_id": env.ID, "type": env.Type, "payload": json.RawMessage(raw), "accepts_response_payload": env.Type == "slash_commands" || env.accepts, "retry_attempt": 0, "retry_reason": ""}
 	s.mu.Lock()
 	c := s.randomConnLocked()
 	if c == nil {
@@ -621,12 +657,13 @@ func (s *Server) SendCommand(cmd Command) (*Envelope, error) {
 		s.users[cmd.User] = User{ID: cmd.User, Name: strings.ToLower(cmd.User), TeamID: cmd.Team}
 	}
 	url := s.newResponseURLLocked(commandURL, msgID, cmd.User, cmd.Channel)
+	trig := s.newTriggerLocked(cmd.User)
 	s.mu.Unlock()
-	env := &Envelope{ID: newID("E"), Type: "slash_commands", ResponseURL: url, MessageID: msgID, user: cmd.User, channel: cmd.Channel}
+	env := &Envelope{ID: newID("E"), Type: "slash_commands", ResponseURL: url, MessageID: msgID, TriggerID: trig, user: cmd.User, channel: cmd.Channel}
 	return s.send(env, map[string]any{
 		"token": "deprecated", "team_id": cmd.Team, "team_domain": "linkbot-test", "channel_id": cmd.Channel, "channel_name": "support",
 		"user_id": cmd.User, "user_name": strings.ToLower(cmd.User), "command": "/link", "text": cmd.Text,
-		"api_app_id": AppID, "is_enterprise_install": "false", "response_url": url, "trigger_id": newID("T"),
+		"api_app_id": AppID, "is_enterprise_install": "false", "response_url": url, "trigger_id": trig,
 	})
 }
 
@@ -651,6 +688,7 @@ func (s *Server) Click(msgID, user, actionID string) (*Envelope, error) {
 		return nil, fmt.Errorf("message %s shows no %q button", msgID, actionID)
 	}
 	url := s.newResponseURLLocked(clickURL, msgID, user, m.Channel)
+	trig := s.newTriggerLocked(user)
 	channel, ts, ephemeral := m.Channel, m.TS, m.Ephemeral
 	// Every click has an action_ts of its own (a redelivery of its
 	// envelope keeps it).
@@ -661,11 +699,11 @@ func (s *Server) Click(msgID, user, actionID string) (*Envelope, error) {
 		team = u.TeamID
 	}
 	s.mu.Unlock()
-	env := &Envelope{ID: newID("E"), Type: "interactive", ResponseURL: url, MessageID: msgID, user: user, channel: channel}
+	env := &Envelope{ID: newID("E"), Type: "interactive", ResponseURL: url, MessageID: msgID, TriggerID: trig, user: user, channel: channel, interaction: "block_actions"}
 	payload := map[string]any{
 		"type": "block_actions", "team": map[string]string{"id": TeamID, "domain": "linkbot-test"},
 		"user":       map[string]string{"id": user, "team_id": team, "username": strings.ToLower(user)},
-		"api_app_id": AppID, "token": "deprecated", "trigger_id": newID("T"),
+		"api_app_id": AppID, "token": "deprecated", "trigger_id": trig,
 		"container":    map[string]any{"type": "message", "is_ephemeral": ephemeral, "channel_id": channel, "message_ts": ts},
 		"channel":      map[string]string{"id": channel, "name": "support"},
 		"response_url": url,

@@ -136,6 +136,15 @@ func blockTexts(blocks json.RawMessage) []string {
 // channel can see, or in any message's fallback text.
 var codePattern = regexp.MustCompile(`\b[A-Z0-9]{4}-[A-Z0-9]{4}\b`)
 
+// qrLinkPattern is a hosted QR page's link (Wawp's temp-link, as
+// fakewawp makes them): a credential like the code (issue 10).
+var qrLinkPattern = regexp.MustCompile(`/temp-qr/[0-9a-f]{16,}`)
+
+// ShowsQRLink reports whether v shows (or links to) a hosted QR page.
+func (v Version) ShowsQRLink() bool {
+	return qrLinkPattern.MatchString(v.Text) || qrLinkPattern.Match(v.Blocks)
+}
+
 // ShowsCode reports whether v shows something that looks like a pairing code.
 func (v Version) ShowsCode() bool { return codePattern.MatchString(v.Shown()) }
 
@@ -208,6 +217,10 @@ func (s *Server) checkCodeLocked(m *Message, v Version) {
 	switch {
 	case codePattern.MatchString(v.Text):
 		s.violateLocked("message %s: fallback text shows a pairing code: %q", m.ID, v.Text)
+	case qrLinkPattern.MatchString(v.Text):
+		s.violateLocked("message %s: fallback text shows a QR link", m.ID)
+	case public && v.ShowsQRLink():
+		s.violateLocked("message %s in channel %s shows a QR link to everyone in it", m.ID, m.Channel)
 	case public && v.ShowsCode():
 		s.violateLocked("message %s in channel %s shows a pairing code to everyone in it", m.ID, m.Channel)
 	case public && v.ShowsPhone():

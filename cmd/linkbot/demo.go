@@ -187,6 +187,20 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	if err := wait(env3.MessageID, "already had 3 codes"); err != nil {
 		return err
 	}
+	step("A code cannot do it now, so the refusal offers a QR code instead. The agent clicks Link by QR instead: Wawp\n  makes a hosted QR page (valid 30 minutes), shown only to the agent, who opens it on a laptop for the customer.")
+	if err := click(env3.MessageID, "link_by_qr"); err != nil {
+		return err
+	}
+	if err := wait(env3.MessageID, "Open the QR page"); err != nil {
+		return err
+	}
+	step("The customer scans the QR code with WhatsApp; the page is revoked at once.")
+	if err := wawp.ScanLink(wawp.ActiveLink(demoInstance), "201001234567"); err != nil {
+		return err
+	}
+	if err := wait(env3.MessageID, "Linked by QR"); err != nil {
+		return err
+	}
 
 	step("A hand-off: a coordinator in #field-ops, where the bot was invited, sends a code to the field agent holding\n  the phone: /link field-eg 0122 333 4444 @field-agent. The code goes to the agent's DM, never to the coordinator;\n  field-eg has announce: true, so the channel gets a status card (masked number, never the code).")
 	if _, err := slack.SendCommand(fakeslack.Command{User: demoCoordinator, Channel: demoFieldOps, Text: "field-eg 0122 333 4444 <@" + demoFieldAgent + "|field-agent>"}); err != nil {
@@ -218,11 +232,76 @@ func demo(ctx context.Context, opts serveOptions, args []string, stdout, stderr 
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nWawp received %d code requests; WhatsApp's lock-out was never reached. Slack rules broken: %d.\n",
-		len(wawp.Calls(fakewawp.RequestCode)), len(violations))
+	step("On a phone, the agent types /link alone: a form opens at once, \"Link a WhatsApp number\", with each instance's\n  state (checked with Wawp right after it opened). The agent picks support-eg and types the number.")
+	wawp.SetStatus(demoInstance, "SCAN_QR_CODE", "")
+	if _, err := slack.SendCommand(fakeslack.Command{User: demoAgent, Text: ""}); err != nil {
+		return err
+	}
+	if !slack.WaitFor(15*time.Second, func() bool {
+		v, _ := slack.Modal(demoAgent)
+		return strings.Contains(v.Shown(), "Instance states as of now.")
+	}) {
+		return errors.New("demo: the form's states were never refreshed")
+	}
+	if err := slack.Fill(demoAgent, "instance", fakeslack.Input{Option: demoInstance}); err != nil {
+		return err
+	}
+	if err := slack.Fill(demoAgent, "phone", fakeslack.Input{Text: "0112 345 6789"}); err != nil {
+		return err
+	}
+	if err := p.waitModal(demoAgent, "Phone: 0112 345 6789"); err != nil {
+		return err
+	}
+	step("Get code: the form turns into the live code window, kept current by the tick.")
+	if _, err := slack.Submit(demoAgent); err != nil {
+		return err
+	}
+	if err := p.waitModal(demoAgent, "Waiting for the phone"); err != nil {
+		return err
+	}
+	step("The customer types the code; the window says so and the code leaves it.")
+	if err := wawp.EnterCode(demoInstance, wawp.Code(demoInstance)); err != nil {
+		return err
+	}
+	if err := p.waitModal(demoAgent, "✅ Linked"); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nWawp received %d code requests and %d QR link requests; WhatsApp's lock-out was never reached. Slack rules broken: %d.\n",
+		len(wawp.Calls(fakewawp.RequestCode)), countMethod(wawp.Calls(fakewawp.TempLink), "POST"), len(violations))
 	if len(violations) > 0 {
 		return fmt.Errorf("demo: the bot broke Slack's rules: %s", strings.Join(violations, "; "))
 	}
+	return nil
+}
+
+// countMethod counts the calls made with method.
+func countMethod(calls []fakewawp.Call, method string) int {
+	n := 0
+	for _, c := range calls {
+		if c.Method == method {
+			n++
+		}
+	}
+	return n
+}
+
+// waitModal flushes the messages, then waits until user's open modal
+// shows want and prints it as the user sees it.
+func (t *transcript) waitModal(user, want string) error {
+	var v fakeslack.View
+	if !t.slack.WaitFor(15*time.Second, func() bool {
+		var open bool
+		v, open = t.slack.Modal(user)
+		return open && strings.Contains(v.Shown(), want)
+	}) {
+		return fmt.Errorf("demo: the modal never showed %q", want)
+	}
+	t.flush()
+	var lines []string
+	for _, l := range strings.Split(v.Shown(), "\n") {
+		lines = append(lines, "  "+t.reader.mrkdwn(l))
+	}
+	fmt.Fprintf(t.out, "\n[linkbot → @%s, a window only they see]\n%s\n", t.reader.name(user), strings.Join(lines, "\n"))
 	return nil
 }
 

@@ -46,7 +46,15 @@ func TestDemo(t *testing.T) {
 		"[linkbot → @coordinator, only they see it; a new message below]\n  📨 Code sent to @field-agent privately",
 		"[linkbot → #field-ops, everyone in the channel sees it; updates the card]\n  📱 WhatsApp pairing · field-eg · +20 12 ••• 444\n  Requested by @coordinator for @field-agent, who gets the code privately\n  ✅ Linked at",
 		"[linkbot → @coordinator, only they see it; a new message below]\n  ✅ Linked — +20 12 23334444 is now connected to field-eg",
-		"Wawp received 5 code requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
+		// The QR fallback, then the form and its code window (issue 10).
+		"[ Link by QR instead ]",
+		"Open the QR page",
+		"✅ Linked by QR — +20 10 ••• 567 is now connected to support-eg",
+		"[linkbot → @agent, a window only they see]\n  Link a WhatsApp number",
+		"Instance: support-eg · 🟢 ready to pair",
+		"[linkbot → @agent, a window only they see]\n  WhatsApp pairing\n  ",
+		"⏳ Waiting for the phone… this window updates by itself.",
+		"Wawp received 6 code requests and 1 QR link requests; WhatsApp's lock-out was never reached. Slack rules broken: 0.",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("transcript lacks %q", want)
@@ -65,9 +73,10 @@ func TestDemo(t *testing.T) {
 	// The first code and its two countdown edits, the second phone's three
 	// codes (a countdown edit among them if the clicks lag), and the
 	// hand-off's code in the field agent's DM (a countdown step too if the
-	// phone is slow).
-	if n := strings.Count(got, "┃ "); n < 7 || n > 9 {
-		t.Errorf("transcript shows %d code headers, want 7 to 9", n)
+	// phone is slow); the QR page's header; the form's code in the
+	// requester's message (the window draws its header without the mark).
+	if n := strings.Count(got, "┃ "); n < 9 || n > 11 {
+		t.Errorf("transcript shows %d headers, want 9 to 11", n)
 	}
 	// What the coordinator and the channel see never holds the code.
 	for _, block := range strings.Split(got, "\n\n") {

@@ -274,9 +274,7 @@ func TestButtons(t *testing.T) {
 
 func TestInputProblemsAnsweredInAck(t *testing.T) {
 	tests := []struct{ text, want string }{
-		{"", "Link a WhatsApp number"},
 		{"help", "Link a WhatsApp number"},
-		{"support-eg", "Which phone?"},
 		{"<!channel> +201112223333", "is not an instance name"},
 		{"nosuch +201112223333", "There is no instance called `nosuch`"},
 		{"support-eg 0111 222 33", "is not a valid number for EG. It was read as"},

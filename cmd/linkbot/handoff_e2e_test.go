@@ -506,12 +506,13 @@ func TestHandOffToAGuest(t *testing.T) {
 func TestHandOffTryAgainChecksTheRecipient(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
-		name   string
-		change func(h *harness)
-		want   string
+		name    string
+		change  func(h *harness)
+		want    string
+		outcome pairing.Outcome // audited for the renewal, with the recipient
 	}{
-		{"deactivated since", func(h *harness) { h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent", Deleted: true}) }, "account is deactivated"},
-		{"Messages tab off since", func(h *harness) { h.slack.SetMessagesTab(false) }, "could not send <@" + agent + "> a DM"},
+		{"deactivated since", func(h *harness) { h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent", Deleted: true}) }, "account is deactivated", pairing.OutcomeRecipientDeactivated},
+		{"Messages tab off since", func(h *harness) { h.slack.SetMessagesTab(false) }, "could not send <@" + agent + "> a DM", pairing.OutcomeDMRefused},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -534,6 +535,10 @@ func TestHandOffTryAgainChecksTheRecipient(t *testing.T) {
 				if slices.ContainsFunc(m.Versions, fakeslack.Version.ShowsCode) {
 					t.Errorf("a code was shown: %s", screenText([]fakeslack.Message{m}))
 				}
+			}
+			events := h.auditEvents()
+			if !slices.ContainsFunc(events, func(e pairing.Event) bool { return e.Outcome == tt.outcome && e.Recipient == agent && e.User == "U1" }) {
+				t.Errorf("audit events %+v; want one with outcome %s for U1's hand-off to %s", events, tt.outcome, agent)
 			}
 		})
 	}

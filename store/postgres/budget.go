@@ -63,3 +63,48 @@ func (db *DB) RefundResponseURL(ctx context.Context, url string) error {
 	}
 	return nil
 }
+
+// SetHold records a Slack Retry-After (see pairing.Storage) in one
+// statement: a later until replaces an earlier one (GREATEST), so
+// replicas racing to record holds of one key keep the latest. Holds that
+// ran out a day before until are deleted on the way.
+func (db *DB) SetHold(ctx context.Context, key string, until time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM slack_holds WHERE until_ns < $1::bigint`, nanos(until.Add(-24*time.Hour)))
+	b.Queue(`INSERT INTO slack_holds (key, until_ns) VALUES ($1::text, $2::bigint)
+		ON CONFLICT (key) DO UPDATE SET until_ns = GREATEST(slack_holds.until_ns, EXCLUDED.until_ns)`, pgText(key), nanos(until))
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("set hold: %w", db.classify(ctx, err))
+	}
+	return nil
+}
+
+// Holds returns the holds running at now, by key.
+func (db *DB) Holds(ctx context.Context, now time.Time) (map[string]time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := db.pool.Query(ctx, `SELECT key, until_ns FROM slack_holds WHERE until_ns > $1::bigint`, nanos(now))
+	if err != nil {
+		return nil, fmt.Errorf("holds: %w", db.classify(ctx, err))
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var (
+			key   string
+			until int64
+		)
+		if err := rows.Scan(&key, &until); err != nil {
+			return nil, fmt.Errorf("holds: %w", db.classify(ctx, err))
+		}
+		out[key] = time.Unix(0, until).UTC()
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("holds: %w", db.classify(ctx, err))
+	}
+	return out, nil
+}

@@ -44,10 +44,7 @@ func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefo
 	if err == nil {
 		err = exec(&st.DedupeKeys, `DELETE FROM dedupe_keys WHERE until_ns <= $1`, nanos(now))
 	}
-	if err == nil {
-		// The edit budget's minutes that are over (one row a minute).
-		err = exec(nil, `DELETE FROM edit_budget WHERE minute < COALESCE($1::bigint, `+sqlNow+`) / 60000000000 - 1`, db.nowParam(now))
-	}
+
 	if err == nil {
 		err = exec(&st.ResponseURLs, `DELETE FROM response_urls WHERE issued_ns < $1`, nanos(now.Add(-pairing.ResponseURLLifetime)))
 	}

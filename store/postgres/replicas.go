@@ -87,7 +87,8 @@ func (db *DB) Lead(ctx context.Context, leader string, held pairing.Term, ttl ti
 // TakeEdit takes one of the minute's perMinute edits (see
 // pairing.Storage) in one statement on the minute's edit_budget row, the
 // minute on the database's clock (with CallerClock, now's): inserted at 1,
-// or incremented while it is below perMinute. Concurrent takers, on any
+// or incremented while it is below perMinute; earlier minutes are deleted.
+// Concurrent takers, on any
 // replicas, wait for each other on the row and each sees what the one
 // before it left, so at most perMinute win.
 func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error) {
@@ -98,7 +99,10 @@ func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool,
 		return false, nil
 	}
 	var taken bool
-	err := db.pool.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($1::bigint, `+sqlNow+`) AS now)
+	// The minutes that are over go in the same statement (a row or two
+	// by its primary key), so the table never holds more than a few rows.
+	err := db.pool.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($1::bigint, `+sqlNow+`) AS now),
+		gone AS (DELETE FROM edit_budget WHERE minute < (SELECT now FROM clock) / 60000000000 - 1)
 		INSERT INTO edit_budget AS e (minute, used)
 		SELECT clock.now / 60000000000, 1 FROM clock
 		ON CONFLICT (minute) DO UPDATE SET used = e.used + 1 WHERE e.used < $2
@@ -243,6 +247,10 @@ func (db *DB) FinishView(ctx context.Context, id, surface, token string, shown p
 			set, err = surfaceDoc(surface, p.DM)
 		case pairing.SurfaceCard:
 			set, err = surfaceDoc(surface, p.Card)
+		case pairing.SurfaceModal:
+			if p.Modal != (pairing.ModalSurface{}) {
+				set, err = encodeJSON(map[string]pairing.ModalSurface{surface: p.Modal})
+			}
 		}
 		if err != nil {
 			return err

@@ -93,9 +93,8 @@ func TestDedupeAcrossReplicas(t *testing.T) {
 	}
 }
 
-// TestReplicasMigrationBesideOlder: 00002_replicas.sql and
-// 00003_edit_budget.sql only expand. A database at version 1 with data in
-// it takes them without losing
+// TestReplicasMigrationBesideOlder: 00002_replicas.sql only expands. A
+// database at version 1 with data in it takes it without losing
 // anything; a binary that knows only version 1 then opens the database
 // (its migrations: nothing to run) and works on it, beside this one.
 func TestReplicasMigrationBesideOlder(t *testing.T) {
@@ -105,8 +104,9 @@ func TestReplicasMigrationBesideOlder(t *testing.T) {
 	db := mustOpenWith(t, url, v1)
 	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
 
-	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 2 || applied[0].Version != 2 || applied[1].Version != 3 {
-		t.Fatalf("migrating to version 3: %+v, %v", applied, err)
+	v2 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"]}
+	if applied, err := migrate(t.Context(), db.pool, v2); err != nil || len(applied) != 1 || applied[0].Version != 2 {
+		t.Fatalf("migrating to version 2: %+v, %v", applied, err)
 	}
 	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
 		t.Errorf("the pairing from version 1: %+v, %v", p, err)
@@ -130,6 +130,62 @@ func TestReplicasMigrationBesideOlder(t *testing.T) {
 	granted(t, db, r)
 	if d, err := db.Reserve(t.Context(), r); err != nil || !d.Duplicate {
 		t.Errorf("a redelivery to the newer binary: %+v, %v; want a duplicate", d, err)
+	}
+}
+
+// TestHoldsMigrationBesideOlder: 00003_holds.sql only expands. A database
+// at version 2 with data in it takes it without losing anything; a binary
+// that knows only version 2 then opens it and works on it, beside one that
+// records holds.
+func TestHoldsMigrationBesideOlder(t *testing.T) {
+	url := pgtest.URL(t)
+	all := mustReadDir(t)
+	v2 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"]}
+	db := mustOpenWith(t, url, v2)
+	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
+	v3 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"]}
+	if applied, err := migrate(t.Context(), db.pool, v3); err != nil || len(applied) != 1 || applied[0].Version != 3 {
+		t.Fatalf("migrating to version 3: %+v, %v", applied, err)
+	}
+	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
+		t.Errorf("the pairing from version 2: %+v, %v", p, err)
+	}
+	older := mustOpenWith(t, url, v2)
+	granted(t, older, reservation("b", "I2", "201112224444", "U2", t0))
+	if _, err := older.Prune(t.Context(), t0, pairing.PruneBefore{}); err != nil {
+		t.Error(err)
+	}
+	if err := db.SetHold(t.Context(), "chat.update", t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := db.Holds(t.Context(), t0); err != nil || len(h) != 1 {
+		t.Errorf("holds beside the older binary: %v, %v", h, err)
+	}
+}
+
+// TestEditBudgetMigrationBesideOlder: 00004_edit_budget.sql only
+// expands. A database at version 3 with data in it takes it; a binary
+// that knows only version 3 goes on working beside one that shares the
+// edit budget.
+func TestEditBudgetMigrationBesideOlder(t *testing.T) {
+	url := pgtest.URL(t)
+	all := mustReadDir(t)
+	v3 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"]}
+	db := mustOpenWith(t, url, v3)
+	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
+	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 4 {
+		t.Fatalf("migrating to version 4: %+v, %v", applied, err)
+	}
+	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
+		t.Errorf("the pairing from version 3: %+v, %v", p, err)
+	}
+	older := mustOpenWith(t, url, v3)
+	granted(t, older, reservation("b", "I2", "201112224444", "U2", t0))
+	if _, err := older.Prune(t.Context(), t0, pairing.PruneBefore{}); err != nil {
+		t.Error(err)
+	}
+	if taken, err := db.TakeEdit(t.Context(), t0, 1); err != nil || !taken {
+		t.Errorf("an edit beside the older binary: %v, %v", taken, err)
 	}
 }
 

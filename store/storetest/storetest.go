@@ -79,6 +79,7 @@ var suite = []struct {
 	{"renewal", renewalCases},
 	{"update", updateCases},
 	{"budget", budgetCases},
+	{"holds", holdCases},
 	{"watch", watchCases},
 	{"audit", auditCases},
 	{"prune", pruneCases},
@@ -88,6 +89,7 @@ var suite = []struct {
 	{"edits", editCases},
 	{"claims", claimCases},
 	{"qr", qrCases},
+	{"modal", modalCases},
 	{"context", contextCases},
 }
 

@@ -1,0 +1,197 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// The live code window (issue 10): a modal showing the pairing, opened by
+// submitting the form (the form turns into it) or with the code message's
+// "Show code window" button. It is the pairing's modal surface
+// (pairing.Pairing.Modal), kept current by the tick with views.update:
+// the code large, the steps, a countdown and a status line, then the
+// final state with the code removed. A modal has no use budget like a
+// response_url's, but views calls have a per-workspace rate limit, so
+// every update spends the shared edit budget as DM and card edits do, and
+// a 429 stops them all until its Retry-After runs out. Its countdown moves
+// in the DM's steps (dmSteps). Closing it (view_closed) cancels nothing:
+// the pairing goes on, and its end still reaches the requester where it
+// was configured to (ephemeral or DM).
+
+// viewRequesting is the window's view while the code is asked for (set
+// by the form's submission, whose answer draws it).
+const viewRequesting = "requesting"
+
+// windowTitle is the code window's title (at most 24 characters).
+const windowTitle = "WhatsApp pairing"
+
+// modalKey names what p's window should show at now ("": no window, or
+// nothing new).
+func modalKey(p pairing.Pairing, now time.Time) string {
+	switch {
+	case !p.Modal.Open():
+		return ""
+	case p.State == pairing.StateRequesting:
+		return p.Modal.LastView // in flight: it shows what it shows
+	case showingCode(p, now) && p.HandedTo() != "":
+		return "handoff:live" // the code is in the recipient's DM, never here
+	case showingCode(p, now):
+		step, _ := dmStep(p, now)
+		return fmt.Sprintf("live:%d", step)
+	}
+	return endKey(p)
+}
+
+// modalDue reports whether p's window needs an update at now.
+func modalDue(p pairing.Pairing, now time.Time) bool {
+	key := modalKey(p, now)
+	return key != "" && key != p.Modal.LastView
+}
+
+// modalDone reports whether p's window shows all it ever will (or there
+// is none, or it was closed).
+func modalDone(p pairing.Pairing, now time.Time) bool { return !modalDue(p, now) }
+
+// windowOf wraps m in the code window: its blocks, its buttons working
+// inside the modal (block_actions from a view), the pairing's ID in
+// private_metadata (for view_closed).
+func windowOf(m Message, pairingID string) slack.ModalViewRequest {
+	return slack.ModalViewRequest{
+		Type: slack.VTModal, Title: plain(windowTitle), Close: plain("Close"),
+		CallbackID: CallbackWindow, PrivateMetadata: pairingID, NotifyOnClose: true,
+		Blocks: slack.Blocks{BlockSet: m.Blocks},
+	}
+}
+
+// WindowRequestingView is the window right after the form was submitted:
+// the code is on its way (to recipient's DM for a hand-off).
+func WindowRequestingView(phone, instance, recipient string) slack.ModalViewRequest {
+	t := fmt.Sprintf("⏳ Requesting a pairing code for *%s* on *%s*…", escape(phone), escape(instance))
+	if recipient != "" {
+		t = fmt.Sprintf("⏳ Requesting a pairing code for *%s* on *%s*; it goes to %s's DM.", escape(phone), escape(instance), mention(recipient))
+	}
+	return windowOf(Message{Blocks: []slack.Block{
+		section("notice", t),
+		contextBlock("status", "Keep this window open to see the code; closing it cancels nothing."),
+	}}, "")
+}
+
+// showModal brings p's window up to date and returns p as it then stands:
+// one views.update with the hash of the last one (none known right after
+// the form turned into the window), spending the shared edit budget
+// (edit: see showing). hash_conflict means another writer updated the
+// view since: the next update goes without a hash, drawn from the stored
+// pairing. not_found (closed, or too old) ends the window for this
+// pairing.
+func (b *Bot) showModal(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit) pairing.Pairing {
+	granted := edit == editGranted
+	defer func() {
+		if granted {
+			b.edits.refund()
+		}
+	}()
+	if !modalDue(p, now) {
+		return p
+	}
+	if edit == editNot || !granted && !b.edits.take() {
+		return p
+	}
+	granted = false // spent
+	key := modalKey(p, now)
+	log := b.log.With("pairing", p.ID, "surface", "modal", "surface_view", key)
+	m := p.Modal
+	resp, err := b.updateView(ctx, m.ViewID, m.Hash, windowOf(b.render(ctx, p, now, onModal), p.ID))
+	code, refused := slackRefusal(err)
+	switch {
+	case err == errBlocked:
+		return p
+	case err == nil:
+		m.Hash, m.LastView = resp.Hash, key
+	case code == "hash_conflict":
+		log.Info("the window changed since the last update; the next one goes without a hash")
+		m.Hash = ""
+	case refused && code != "ratelimited":
+		// not_found: closed, or Slack no longer knows it; anything else
+		// Slack refuses will not change by trying again.
+		log.Info("the window can no longer be updated", "slack_error", code)
+		m.Closed = true
+	default:
+		log.Warn("updating the window failed; the next tick tries again", "reason", webFailure(err))
+		return p
+	}
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	stored, rerr := b.cfg.Service.RecordModal(rctx, p.ID, m)
+	if rerr != nil {
+		log.Error("recording the window", "err", rerr)
+		p.Modal = m
+		return p
+	}
+	return stored
+}
+
+// openWindow answers "Show code window": it opens the window on the
+// click's trigger (within its 3 seconds: one read of the pairing first)
+// and makes it the pairing's window.
+func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id string, log *slog.Logger) {
+	p, err := b.cfg.Service.Pairing(ctx, id)
+	if err != nil || !p.MayUse(cb.User.ID) {
+		b.respond(ctx, log, cb.ResponseURL, b.cfg.Service.Now(), 0, EndedView())
+		return
+	}
+	// The message's writers wait until the window is recorded: a tick
+	// ending the pairing meanwhile would not know it has a window.
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
+	if p, err = b.cfg.Service.Pairing(ctx, id); err != nil {
+		return
+	}
+	now := b.cfg.Service.Now()
+	opened, err := b.api.OpenViewContext(ctx, cb.TriggerID, windowOf(b.render(ctx, p, now, onModal), p.ID))
+	if err != nil {
+		log.Warn("the code window could not be opened", "reason", webFailure(err))
+		return
+	}
+	m := pairing.ModalSurface{ViewID: opened.ID, Hash: opened.Hash, User: cb.User.ID}
+	p.Modal = m
+	m.LastView = modalKey(p, now)
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	stored, err := b.cfg.Service.RecordModal(rctx, p.ID, m)
+	if err != nil {
+		log.Error("recording the window", "err", err)
+		return
+	}
+	// Whatever changed since it was drawn is shown now.
+	b.showLocked(ctx, stored, showing{answer: onNone, edit: editNot, card: editNot, modal: editIfBudget})
+}
+
+// windowClosed records that the person closed the window (view_closed):
+// nothing more is shown in it; the pairing goes on.
+func (b *Bot) windowClosed(ctx context.Context, cb slack.InteractionCallback) {
+	id := cb.View.PrivateMetadata
+	if cb.View.CallbackID != CallbackWindow || id == "" {
+		return
+	}
+	p, err := b.cfg.Service.Pairing(ctx, id)
+	if err != nil || p.Modal.ViewID != cb.View.ID {
+		return
+	}
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
+	if p, err = b.cfg.Service.Pairing(ctx, id); err != nil || p.Modal.ViewID != cb.View.ID {
+		return
+	}
+	m := p.Modal
+	m.Closed = true
+	if _, err := b.cfg.Service.RecordModal(ctx, id, m); err != nil {
+		b.log.Error("recording the closed window", "pairing", id, "err", err)
+	}
+	b.log.Info("code window closed; the pairing goes on", "pairing", id, "state", p.State)
+}

@@ -1,0 +1,121 @@
+package bot
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
+)
+
+// startWindow is startDM with the pairing's code window open too (as
+// Show code window opens it).
+func (r *countdownRig) startWindow(id, user, instance string, issued time.Time) pairing.Pairing {
+	r.t.Helper()
+	p := r.startDM(id, user, instance, issued)
+	opened, err := r.bot.api.OpenView(r.slack.NewTrigger(user), windowOf(r.bot.render(context.Background(), p, r.clock.Now(), onModal), p.ID))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	p.Modal = pairing.ModalSurface{ViewID: opened.ID, Hash: opened.Hash, User: user}
+	p.Modal.LastView = modalKey(p, r.clock.Now())
+	if p, err = r.svc.RecordModal(r.t.Context(), id, p.Modal); err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
+// TestWindowKeyFollowsTheCountdown: the window moves in the DM's steps,
+// shows no code for a hand-off, and ends with the pairing.
+func TestWindowKeyFollowsTheCountdown(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	p := pairing.Pairing{State: pairing.StateLive, Code: "ABCD1234", RequestedBy: "U1", IssuedAt: t0, ExpiresAt: t0.Add(150 * time.Second),
+		Modal: pairing.ModalSurface{ViewID: "V1", User: "U1"}}
+	handoff := p
+	handoff.DM = pairing.Surface{Recipient: "U2"}
+	linked := p
+	linked.State, linked.Code = pairing.StateLinked, ""
+	closed := p
+	closed.Modal.Closed = true
+	for _, tc := range []struct {
+		name string
+		p    pairing.Pairing
+		at   time.Duration
+		want string
+	}{
+		{"issued", p, 0, "live:0"},
+		{"a fifth in", p, 31 * time.Second, "live:1"},
+		{"the last fifth", p, 149 * time.Second, "live:4"},
+		{"past its expiry", p, 151 * time.Second, "expired"},
+		{"handed off", handoff, 10 * time.Second, "handoff:live"},
+		{"linked", linked, 10 * time.Second, "linked"},
+		{"closed", closed, 10 * time.Second, ""},
+	} {
+		if got := modalKey(tc.p, t0.Add(tc.at)); got != tc.want {
+			t.Errorf("%s: modalKey = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Window updates spend the shared edit budget and honour a views 429:
+// after Slack answered one, no views call is made until its Retry-After
+// ran out (the fake fails the test on any), then the step due is drawn.
+func TestWindowUpdatesHonourRetryAfter(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	a := r.startWindow("a", "U1", "INSTAAAAAAAA", t0)
+	r.startWindow("b", "U2", "INSTBBBBBBBB", t0)
+	r.slack.RateLimitNextCall(fakeslack.ViewsLimit, 20*time.Second)
+	for s := 5; s <= 45; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if n := r.slack.RateLimitedCalls(fakeslack.ViewsLimit); n != 1 {
+		t.Fatalf("%d views 429s, want the one Slack answered at 30 s", n)
+	}
+	if v, _ := r.slack.ViewByID(a.Modal.ViewID); len(v.Versions) != 1 {
+		t.Errorf("the window was updated %d times while Retry-After ran", len(v.Versions)-1)
+	}
+	r.clock.Set(t0.Add(65 * time.Second)) // Retry-After over; the second step due
+	r.tick()
+	for _, user := range []string{"U1", "U2"} {
+		v, _ := r.slack.Modal(user)
+		if len(v.Versions) != 2 || !strings.Contains(v.Shown(), "▓▓▓▓▓▓░░░░") || !strings.Contains(v.Shown(), "ABCD-1234") {
+			t.Errorf("%s's window after Retry-After: %d versions\n%s\nwant the step due then", user, len(v.Versions), v.Shown())
+		}
+	}
+	// The hash of each update is kept for the next one.
+	stored, _ := r.svc.Pairing(r.t.Context(), "a")
+	if v, _ := r.slack.ViewByID(a.Modal.ViewID); stored.Modal.Hash != v.Hash {
+		t.Errorf("stored hash %q, the view's %q", stored.Modal.Hash, v.Hash)
+	}
+}
+
+// A window another writer updated (hash_conflict) is not overwritten from
+// a stale hash; the next update goes without one, from the stored pairing.
+func TestWindowHashConflict(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	a := r.startWindow("a", "U1", "INSTAAAAAAAA", t0)
+	// Someone else updated the view (another replica, say).
+	if _, err := r.bot.api.UpdateView(windowOf(EndedView(), "a"), "", "", a.Modal.ViewID); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Set(t0.Add(31 * time.Second))
+	r.tick()
+	if v, _ := r.slack.Modal("U1"); len(v.Versions) != 2 || strings.Contains(v.Shown(), "ABCD-1234") {
+		t.Errorf("a stale hash overwrote the view: %d versions\n%s", len(v.Versions), v.Shown())
+	}
+	stored, _ := r.svc.Pairing(r.t.Context(), "a")
+	if stored.Modal.Hash != "" || stored.Modal.LastView != "live:0" {
+		t.Errorf("after hash_conflict: %+v; want no hash, the view still due", stored.Modal)
+	}
+	r.tick()
+	if v, _ := r.slack.Modal("U1"); len(v.Versions) != 3 || !strings.Contains(v.Shown(), "ABCD-1234") {
+		t.Errorf("the next update: %d versions\n%s", len(v.Versions), v.Shown())
+	}
+}
