@@ -67,7 +67,13 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 			payload, after := b.safeSubmission(cb)
 			b.ack(ctx, evt.Request, payload)
 			if after != nil {
-				b.goWork(ctx, after)
+				// Handled once, as a command (see dedupe.go): its
+				// envelope ID is its identity.
+				key := ""
+				if evt.Request != nil && evt.Request.EnvelopeID != "" {
+					key = "submit:" + evt.Request.EnvelopeID
+				}
+				b.goWork(ctx, func(ctx context.Context) { after(withDedupeKey(ctx, key)) })
 			}
 			return nil
 		case ok && cb.Type == slack.InteractionTypeBlockSuggestion:

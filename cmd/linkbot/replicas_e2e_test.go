@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
@@ -123,5 +124,35 @@ func TestDatabaseGap(t *testing.T) {
 	h.stop()
 	if logs := h.logs.String(); strings.Contains(logs, "panic") {
 		t.Errorf("a panic during the gap:\n%s", logs)
+	}
+}
+
+// TestFormSubmissionDeliveredTwice: the form's submission delivered twice
+// (issue 11) asks Wawp for one code, and the window shows it, not a
+// refusal of the second delivery.
+func TestFormSubmissionDeliveredTwice(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	h.command("U1", "")
+	h.modal("U1", "Instance states as of now.")
+	h.slack.DuplicateNext(1)
+	env := h.submitForm("U1", instanceEG, "0111 222 3333", "")
+	h.modal("U1", "Enter this code on the phone")
+	h.stop() // every delivery handled
+	if e := h.slack.Envelope(env.ID); e.Deliveries != 2 {
+		t.Errorf("the submission was delivered %d times; want 2", e.Deliveries)
+	}
+	if n := len(h.wawp.Calls(fakewawp.RequestCode)); n != 1 {
+		t.Errorf("request-code called %d times for one submission delivered twice", n)
+	}
+	if v, _ := h.slack.Modal("U1"); !strings.Contains(v.Shown(), "Enter this code on the phone") {
+		t.Errorf("the window shows\n%s\nwant the code", v.Shown())
+	}
+	// The second delivery decided nothing: no refusal stored or audited.
+	for _, e := range h.auditEvents() {
+		if e.Kind == pairing.EventRefused {
+			t.Errorf("the second delivery was refused as a request of its own: %+v", e)
+		}
 	}
 }
