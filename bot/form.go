@@ -80,6 +80,7 @@ type FormModel struct {
 	Recipient string       // the person /link @person named
 	Meta      string       // private_metadata
 	Checking  bool         // the statuses are being asked for
+	Cached    bool         // the cache's states, not refreshed in this form (no edit left for it)
 	Region    string       // the default region
 }
 
@@ -112,17 +113,24 @@ func statusLabel(st pairing.InstanceStatus) string {
 }
 
 // optionText is an instance's option: its name and state, within Slack's
-// 75 characters.
-func optionText(o FormOption) string {
-	t := o.Instance.Name + " · " + statusLabel(o.Status)
+// 75 characters. cached: the form will not be refreshed, so a state not
+// known is said as such, not as being checked.
+func optionText(o FormOption, cached bool) string {
+	label := statusLabel(o.Status)
+	if cached && !o.Status.Known() {
+		label = "❔ not checked yet"
+	}
+	t := o.Instance.Name + " · " + label
 	if utf8.RuneCountInString(t) > 75 {
 		t = string([]rune(t)[:74]) + "…"
 	}
 	return t
 }
 
-func option(o FormOption) *slack.OptionBlockObject {
-	return slack.NewOptionBlockObject(o.Instance.ID, slack.NewTextBlockObject(slack.PlainTextType, optionText(o), true, false), nil)
+func option(o FormOption) *slack.OptionBlockObject { return optionOf(o, false) }
+
+func optionOf(o FormOption, cached bool) *slack.OptionBlockObject {
+	return slack.NewOptionBlockObject(o.Instance.ID, slack.NewTextBlockObject(slack.PlainTextType, optionText(o, cached), true, false), nil)
 }
 
 // Bounds of the phone field's hint. Slack refuses a view whose input hint
@@ -190,13 +198,13 @@ func FormView(m FormModel) slack.ModalViewRequest {
 	} else {
 		var opts []*slack.OptionBlockObject
 		for _, o := range m.Options {
-			opts = append(opts, option(o))
+			opts = append(opts, optionOf(o, m.Cached))
 		}
 		sel = slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("Choose an instance"), BlockInstance, opts...)
 	}
 	for _, o := range m.Options {
 		if o.Instance.ID == m.Selected {
-			sel.InitialOption = option(o)
+			sel.InitialOption = optionOf(o, m.Cached)
 		}
 	}
 	instance := slack.NewInputBlock(BlockInstance, plain("Instance"), nil, sel)
@@ -209,8 +217,11 @@ func FormView(m FormModel) slack.ModalViewRequest {
 	deliver := slack.NewInputBlock(BlockDeliver, plain("Deliver to"), plain("Hand the code to the person holding the phone: it goes to their DM, not to you."), users)
 	deliver.Optional = true
 	status := "Instance states as of now."
-	if m.Checking {
+	switch {
+	case m.Checking:
 		status = "⏳ Checking the instances' states with Wawp…"
+	case m.Cached:
+		status = "Instance states as last seen; the one you pick is checked again before a code is asked for."
 	}
 	return slack.ModalViewRequest{
 		Type: slack.VTModal, Title: plain(formTitle), Submit: plain("Get code"), Close: plain("Cancel"),
@@ -277,25 +288,34 @@ func (b *Bot) form(cmd slack.SlashCommand, parsed Command, now time.Time) reply 
 }
 
 // openForm opens the form with what is known, then refreshes the
-// instances' states with views.update.
+// instances' states with views.update. The refresh spends the shared edit
+// budget; its use is taken before the form opens, so a form says it is
+// checking only when its refresh will come: with no use left, it opens
+// with the cached states, said as such (Wawp is asked all the same, for
+// the cache the submission reads).
 func (b *Bot) openForm(ctx context.Context, cmd slack.SlashCommand, m FormModel, now time.Time, log *slog.Logger) {
+	refresh := b.edits.take()
+	m.Checking, m.Cached = refresh, !refresh
 	opened, err := b.api.OpenViewContext(ctx, cmd.TriggerID, FormView(m))
 	if err != nil {
+		if refresh {
+			b.edits.refund()
+		}
 		log.Warn("the /link form could not be opened", "reason", webFailure(err))
 		b.respond(ctx, log, cmd.ResponseURL, now, 0, FormFailedView(b.cfg.Directory.Names()))
 		return
 	}
 	statuses := b.cfg.Service.CheckStatuses(ctx, checkedOptions(m.Options, m.Selected))
+	if !refresh {
+		log.Info("the form shows the cached states: the shared edit budget had no use left to refresh it")
+		return
+	}
 	for i, o := range m.Options {
 		if st, ok := statuses[o.Instance.ID]; ok {
 			m.Options[i].Status = st
 		}
 	}
 	m.Checking = false
-	if !b.edits.take() {
-		log.Info("the form's states are not refreshed: the shared edit budget has no use left now")
-		return
-	}
 	_, err = b.updateView(ctx, opened.ID, opened.Hash, FormView(m))
 	switch code, _ := slackRefusal(err); {
 	case code == "hash_conflict", code == "not_found":

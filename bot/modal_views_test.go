@@ -42,6 +42,7 @@ func allModals() map[string]slack.ModalViewRequest {
 	}
 	return map[string]slack.ModalViewRequest{
 		"form_checking":     FormView(FormModel{Options: options, Checking: true, Meta: `{"c":"C0SUPPORT"}`, Region: "EG"}),
+		"form_cached":       FormView(FormModel{Options: options, Cached: true, Meta: `{"c":"C0SUPPORT"}`, Region: "EG"}),
 		"form_states":       FormView(FormModel{Options: options, Meta: `{"c":"C0SUPPORT"}`, Region: "EG"}),
 		"form_selected":     FormView(FormModel{Options: options, Selected: eg.ID, Recipient: "U456", Region: "EG"}),
 		"form_external":     FormView(FormModel{Options: many, Region: "EG"}),
