@@ -18,10 +18,6 @@ import (
 type Message struct {
 	Text   string
 	Blocks []slack.Block
-	// Add posts it through a click's response_url as a new ephemeral
-	// message beside the one clicked on, which stays as it is (no
-	// replace_original; https://api.slack.com/interactivity/handling#message_responses).
-	Add bool
 }
 
 // ackPayload is m as a slash command's immediate answer: an ephemeral
@@ -34,12 +30,11 @@ func (m Message) ackPayload() any {
 	}{slack.ResponseTypeEphemeral, m.Text, m.Blocks}
 }
 
-// webhook is m as a response_url post that replaces the message it
-// belongs to (unless m.Add).
+// webhook is m as a response_url post that replaces the message it belongs to.
 func (m Message) webhook() *slack.WebhookMessage {
 	return &slack.WebhookMessage{
 		Text: m.Text, Blocks: &slack.Blocks{BlockSet: m.Blocks},
-		ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: !m.Add,
+		ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true,
 	}
 }
 

@@ -173,7 +173,11 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 	opened, err := b.api.OpenViewContext(ctx, cb.TriggerID, windowOf(b.render(ctx, p, now, onModal), p.ID))
 	if err != nil {
 		log.Warn("the code window could not be opened", "reason", webFailure(err))
-		b.respond(ctx, log, cb.ResponseURL, now, 0, WindowFailedView())
+		// Below the code message, which keeps its code: the click's url
+		// is no editor of it, so the post needs no use of a budget
+		// (https://api.slack.com/interactivity/handling#message_responses:
+		// without replace_original, a new ephemeral message).
+		b.postUncounted(ctx, log, cb.ResponseURL, WindowFailedView())
 		return
 	}
 	m := pairing.ModalSurface{ViewID: opened.ID, Hash: opened.Hash, User: cb.User.ID}
@@ -206,13 +210,11 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 	b.showLocked(ctx, stored, showing{answer: onNone, edit: editNot, card: editNot, modal: editIfBudget})
 }
 
-// WindowFailedView is said, beside the code message, when the code window
+// WindowFailedView is said, below the code message, when the code window
 // could not be opened (Slack refused it, or the click's 3 seconds ran
 // out): the message still has the code. It never holds the code.
 func WindowFailedView() Message {
-	m := notice("The code window could not be opened", "⚠️ The code window could not be opened. The code is still in the message above: click *Show code window* again to try once more.")
-	m.Add = true
-	return m
+	return notice("The code window could not be opened", "⚠️ The code window could not be opened. The code is still in the message above: click *Show code window* again to try once more.")
 }
 
 // WindowReplacedView is a code window opened on a code that a New code
