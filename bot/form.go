@@ -59,11 +59,13 @@ const (
 
 // formMeta is what the form carries in its private_metadata: where the
 // command was typed and its response_url, through which the pairing's
-// final state still reaches the requester if they close the window.
+// final state still reaches the requester if they close the window. The
+// response_url is a credential for the requester's messages, and the
+// metadata is readable in the Slack client: it is sealed (see sealer).
 type formMeta struct {
 	Channel     string `json:"c"`
 	Team        string `json:"t"`
-	ResponseURL string `json:"u"`
+	ResponseURL string `json:"u"` // sealed
 	Issued      int64  `json:"i"`
 }
 
@@ -280,7 +282,7 @@ func (b *Bot) form(cmd slack.SlashCommand, parsed Command, now time.Time) reply 
 		// No configured instance to choose from: the command's way.
 		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: pairing.OutcomeHelp}
 	}
-	meta, _ := json.Marshal(formMeta{Channel: cmd.ChannelID, Team: cmd.TeamID, ResponseURL: cmd.ResponseURL, Issued: now.Unix()})
+	meta, _ := json.Marshal(formMeta{Channel: cmd.ChannelID, Team: cmd.TeamID, ResponseURL: b.meta.seal(cmd.ResponseURL), Issued: now.Unix()})
 	m := FormModel{Options: opts, Selected: selected, Recipient: parsed.Recipient, Meta: string(meta), Checking: true, Region: b.cfg.Region}
 	return reply{outcome: pairing.OutcomeForm, after: func(ctx, _ context.Context, log *slog.Logger) {
 		b.openForm(ctx, cmd, m, now, log)
@@ -425,6 +427,11 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 	}
 	var meta formMeta
 	json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta)
+	responseURL, err := b.meta.open(meta.ResponseURL)
+	if err != nil {
+		// The requester's messages are not reached; the window still is.
+		log.Warn("the form's response_url could not be read back", "err", err)
+	}
 	var values map[string]map[string]slack.BlockAction
 	if cb.View.State != nil {
 		values = cb.View.State.Values
@@ -462,7 +469,7 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 	issued := time.Unix(meta.Issued, 0)
 	req := pairing.Request{
 		Instance: in, Phone: phone, User: cb.User.ID, Team: cb.Team.ID, Channel: meta.Channel,
-		ResponseURL: meta.ResponseURL, URLIssued: issued, Delivery: b.deliveryFor(in.ID),
+		ResponseURL: responseURL, URLIssued: issued, Delivery: b.deliveryFor(in.ID),
 		Modal: pairing.ModalSurface{ViewID: cb.View.ID, User: cb.User.ID, LastView: viewRequesting},
 	}
 	if b.announceFor(in.ID) && meta.Channel != "" && !strings.HasPrefix(meta.Channel, "D") {

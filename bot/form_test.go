@@ -54,3 +54,36 @@ func TestFormStatesWithoutEditBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestSealer: what the form's private_metadata carries for the bot alone
+// (the command's response_url) comes back as it went, reads as nothing to
+// a Slack client, and does not open under another bot token or altered.
+func TestSealer(t *testing.T) {
+	const url = "https://hooks.slack.com/commands/T0LINKBOT/123/abcdef"
+	s := newSealer("xoxb-one")
+	sealed := s.seal(url)
+	if strings.Contains(sealed, "hooks") || sealed == s.seal(url) {
+		t.Errorf("sealed %q: readable, or the same twice", sealed)
+	}
+	if got, err := s.open(sealed); err != nil || got != url {
+		t.Errorf("open = %q, %v; want %q", got, err, url)
+	}
+	altered := []byte(sealed)
+	altered[len(altered)/2] ^= 1
+	for name, in := range map[string]struct {
+		s      sealer
+		sealed string
+	}{
+		"another token": {newSealer("xoxb-two"), sealed},
+		"altered":       {s, string(altered)},
+		"not base64":    {s, "%%%"},
+		"too short":     {s, "AAAA"},
+	} {
+		if got, err := in.s.open(in.sealed); err == nil || got != "" {
+			t.Errorf("%s: open = %q, %v; want errUnsealed", name, got, err)
+		}
+	}
+	if got, err := s.open(s.seal("")); err != nil || got != "" {
+		t.Errorf("empty: %q, %v", got, err)
+	}
+}

@@ -195,7 +195,12 @@ func TestClosedWindowPairingEndsRight(t *testing.T) {
 	h.manualTicks()
 	h.start()
 	env := h.command("U1", "")
-	h.modal("U1", "Instance states as of now.")
+	form := h.modal("U1", "Instance states as of now.")
+	// The response_url reaches the end below, yet the form's
+	// private_metadata (readable in the Slack client) does not show it.
+	if meta := form.PrivateMetadata; strings.Contains(meta, env.ResponseURL) || strings.Contains(meta, "http") {
+		t.Errorf("the form's private_metadata shows the command's response_url: %s", meta)
+	}
 	h.submitForm("U1", instanceEG, "0111 222 3333", "")
 	v := h.modal("U1", "Enter this code on the phone")
 	if _, err := h.slack.CloseView("U1"); err != nil {
