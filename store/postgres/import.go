@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -51,7 +52,9 @@ type ImportStats struct {
 }
 
 // ErrNotEmpty means Import's target already holds pairings, attempts,
-// budgets or audit events: it copies into an empty database only, so
+// budgets, audit events, or anything a running bot writes (a leader
+// lease, handled commands, Slack holds, the edit budget, a phone-key
+// secret another process made): it copies into an empty database only, so
 // running it twice cannot double anything.
 var ErrNotEmpty = errors.New("the database is not empty")
 
@@ -68,19 +71,39 @@ func (db *DB) Import(ctx context.Context, in Import, audit func(add func(pairing
 	var st ImportStats
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		st = ImportStats{}
-		if _, err := tx.Exec(ctx, `LOCK TABLE pairings, live_by_instance, attempts, response_urls, audit_events IN EXCLUSIVE MODE`); err != nil {
+		// Every table a replica writes counts: a replica that has started
+		// on this database (it leads the ticker, has handled a command,
+		// recorded a Slack hold or spent the edit budget) keeps the phone-key
+		// secret in memory, so the file's must not replace it under it.
+		if _, err := tx.Exec(ctx, `LOCK TABLE pairings, live_by_instance, attempts, response_urls, audit_events,
+			leader_lease, dedupe_keys, slack_holds, edit_budget, linkbot_meta IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}
-		var counts [5]int64
+		var counts [9]int64
 		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM pairings), (SELECT count(*) FROM attempts),
-			(SELECT count(*) FROM response_urls), (SELECT count(*) FROM audit_events), (SELECT count(*) FROM live_by_instance)`).
-			Scan(&counts[0], &counts[1], &counts[2], &counts[3], &counts[4]); err != nil {
+			(SELECT count(*) FROM response_urls), (SELECT count(*) FROM audit_events), (SELECT count(*) FROM live_by_instance),
+			(SELECT count(*) FROM leader_lease), (SELECT count(*) FROM dedupe_keys), (SELECT count(*) FROM slack_holds),
+			(SELECT count(*) FROM edit_budget)`).
+			Scan(&counts[0], &counts[1], &counts[2], &counts[3], &counts[4], &counts[5], &counts[6], &counts[7], &counts[8]); err != nil {
 			return err
 		}
-		if counts != [5]int64{} {
-			return fmt.Errorf("%w: it holds %d pairings, %d attempts, %d response_url budgets and %d audit events", ErrNotEmpty, counts[0], counts[1], counts[2], counts[3])
+		if counts != [9]int64{} {
+			return fmt.Errorf("%w: it holds %d pairings, %d attempts, %d response_url budgets, %d audit events, %d instance slots, "+
+				"%d leader leases, %d handled commands, %d Slack holds and %d edit budget rows (a bot has run on it)",
+				ErrNotEmpty, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], counts[7], counts[8])
 		}
 		if in.PhoneKeySecret != nil {
+			// The secret is replaced only when this store made it (Open
+			// found none): one another process made is in use there.
+			var current []byte
+			err := tx.QueryRow(ctx, `SELECT value FROM linkbot_meta WHERE key = 'phone_key_secret'`).Scan(&current)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+			case err != nil:
+				return err
+			case !db.madeSecret || !bytes.Equal(current, db.phoneKeySecret()):
+				return fmt.Errorf("%w: its phone-key secret was made by another process (a bot has run on it)", ErrNotEmpty)
+			}
 			if _, err := tx.Exec(ctx, `INSERT INTO linkbot_meta (key, value) VALUES ('phone_key_secret', $1)
 				ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value`, in.PhoneKeySecret); err != nil {
 				return err

@@ -95,6 +95,9 @@ type DB struct {
 	// would otherwise wait on each other's keys. Empty for "public", whose
 	// lock IDs stay as before.
 	lockSpace string
+	// madeSecret: this store's Open made the phone-key secret (the
+	// database had none), so Import may replace it.
+	madeSecret bool
 }
 
 // Options tune Open. The zero value is the production store.
@@ -304,9 +307,11 @@ func (db *DB) loadSecret(ctx context.Context, create bool) error {
 		if _, err := rand.Read(secret); err != nil {
 			return err
 		}
-		if _, err := db.pool.Exec(ctx, `INSERT INTO linkbot_meta (key, value) VALUES ('phone_key_secret', $1) ON CONFLICT (key) DO NOTHING`, secret); err != nil {
+		tag, err := db.pool.Exec(ctx, `INSERT INTO linkbot_meta (key, value) VALUES ('phone_key_secret', $1) ON CONFLICT (key) DO NOTHING`, secret)
+		if err != nil {
 			return fmt.Errorf("create the phone key secret: %w", db.classify(ctx, err))
 		}
+		db.madeSecret = tag.RowsAffected() == 1
 	}
 	var secret []byte
 	err := db.pool.QueryRow(ctx, `SELECT value FROM linkbot_meta WHERE key = 'phone_key_secret'`).Scan(&secret)
