@@ -97,8 +97,8 @@ func (s *Service) Leadership() (Term, bool) {
 }
 
 // TakeEdit takes one of the perMinute chat.update and chat.delete calls
-// the workspace allows in the current minute, across every replica (see
-// Storage.TakeEdit): false when none is left this minute, and the edit
+// the workspace allows in any minute, across every replica (see
+// Storage.TakeEdit): false when the minute before now used them all, and the edit
 // waits for a later tick.
 func (s *Service) TakeEdit(ctx context.Context, perMinute int) (bool, error) {
 	return s.db.TakeEdit(ctx, s.cfg.Now(), perMinute)

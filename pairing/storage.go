@@ -162,13 +162,14 @@ type Storage interface {
 	// most one holds a running lease.
 	Lead(ctx context.Context, leader string, held Term, ttl time.Duration, now time.Time) (Term, error)
 	// TakeEdit takes one of the perMinute chat.update and chat.delete
-	// calls the workspace allows in the minute now falls in, shared by
-	// every process on the storage (Slack counts them per workspace, not
-	// per process): true when taken; false, changing nothing, when
-	// perMinute were taken in that minute already. Minutes are fixed
-	// windows on the storage's clock (PostgreSQL's now(), as Lead's
-	// leases; elsewhere now). Of any number of callers racing, on any
-	// replicas, at most perMinute win in one minute.
+	// calls the workspace allows in any minute, shared by every process
+	// on the storage (Slack counts them per workspace, not per process):
+	// true when taken; false, changing nothing, when perMinute were taken
+	// within the minute before now already. The minute slides, on the
+	// storage's clock (PostgreSQL's now(), as Lead's leases; elsewhere
+	// now): no minute, whichever instant it starts at, holds more than
+	// perMinute takes, as Slack counts. Of any number of callers racing,
+	// on any replicas, at most perMinute win in one minute.
 	TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error)
 	// Resign ends term's lease at once, so that another replica is
 	// elected at its next attempt instead of waiting the lease out (a

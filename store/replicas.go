@@ -114,16 +114,19 @@ func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
 	return nil
 }
 
-// editMinute counts the edits taken in one minute.
-type editMinute struct {
-	mu     sync.Mutex
-	minute int64 // Unix minute
-	used   int
+// editWindow lists when the edits of the last minute were taken.
+type editWindow struct {
+	mu    sync.Mutex
+	taken []time.Time // oldest first
 }
 
-// TakeEdit takes one of the minute's perMinute edits (see
-// pairing.Storage): in memory, as the lease, since one process uses the
-// file.
+// TakeEdit takes one of the perMinute edits of the sliding minute before
+// now (see pairing.Storage): in memory, as the lease, since one process
+// uses the file. As the PostgreSQL store's, an edit is taken only while
+// fewer than perMinute were taken within the minute before now, so no
+// minute, whichever second it starts at, holds more than perMinute (as
+// Slack counts them); times that left the minute, or lie more than a
+// minute ahead (a clock stepped back), are dropped.
 func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -131,13 +134,17 @@ func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool,
 	e := &db.edits
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if m := now.Unix() / 60; m != e.minute {
-		e.minute, e.used = m, 0
+	kept := e.taken[:0]
+	for _, t := range e.taken {
+		if t.After(now.Add(-time.Minute)) && t.Before(now.Add(time.Minute)) {
+			kept = append(kept, t)
+		}
 	}
-	if e.used >= perMinute {
+	e.taken = kept
+	if len(e.taken) >= perMinute {
 		return false, nil
 	}
-	e.used++
+	e.taken = append(e.taken, now)
 	return true, nil
 }
 

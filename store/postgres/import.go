@@ -76,14 +76,14 @@ func (db *DB) Import(ctx context.Context, in Import, audit func(add func(pairing
 		// recorded a Slack hold or spent the edit budget) keeps the phone-key
 		// secret in memory, so the file's must not replace it under it.
 		if _, err := tx.Exec(ctx, `LOCK TABLE pairings, live_by_instance, attempts, response_urls, audit_events,
-			leader_lease, dedupe_keys, slack_holds, edit_budget, linkbot_meta IN EXCLUSIVE MODE`); err != nil {
+			leader_lease, dedupe_keys, slack_holds, edit_budget, edit_window, linkbot_meta IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}
 		var counts [9]int64
 		if err := tx.QueryRow(ctx, `SELECT (SELECT count(*) FROM pairings), (SELECT count(*) FROM attempts),
 			(SELECT count(*) FROM response_urls), (SELECT count(*) FROM audit_events), (SELECT count(*) FROM live_by_instance),
 			(SELECT count(*) FROM leader_lease), (SELECT count(*) FROM dedupe_keys), (SELECT count(*) FROM slack_holds),
-			(SELECT count(*) FROM edit_budget)`).
+			(SELECT count(*) FROM edit_budget) + (SELECT count(*) FROM edit_window)`).
 			Scan(&counts[0], &counts[1], &counts[2], &counts[3], &counts[4], &counts[5], &counts[6], &counts[7], &counts[8]); err != nil {
 			return err
 		}

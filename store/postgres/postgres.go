@@ -21,8 +21,9 @@
 //   - dedupe_keys: Slack commands already handled, each until its Until
 //     (Reserve claims its key in its transaction; ClaimCommand alone).
 //   - leader_lease: the ticker's leader, at most one row (Lead).
-//   - edit_budget: the workspace's chat.update calls per minute, shared by
-//     every replica (TakeEdit).
+//   - edit_window: the workspace's chat.update calls of the last minute (a
+//     sliding minute), shared by every replica (TakeEdit). edit_budget, its
+//     fixed-minute predecessor, is left for version-4 replicas.
 //   - the pairing document's view_claims: edits claimed and not finished
 //     (ClaimView, FinishView), a key no write of the pairing drops.
 //

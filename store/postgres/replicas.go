@@ -84,13 +84,18 @@ func (db *DB) Lead(ctx context.Context, leader string, held pairing.Term, ttl ti
 	return pairing.Term{Leader: leader, ElectedAt: time.Unix(0, elected)}, nil
 }
 
-// TakeEdit takes one of the minute's perMinute edits (see
-// pairing.Storage) in one statement on the minute's edit_budget row, the
-// minute on the database's clock (with CallerClock, now's): inserted at 1,
-// or incremented while it is below perMinute; earlier minutes are deleted.
-// Concurrent takers, on any
-// replicas, wait for each other on the row and each sees what the one
-// before it left, so at most perMinute win.
+// TakeEdit takes one of the perMinute edits of the sliding minute before
+// now (see pairing.Storage) in one conditional statement on edit_window's
+// single row, whose taken_ns lists when the minute's edits were taken on
+// the database's clock (with CallerClock, now's): an edit is taken, and
+// its time appended, only while fewer than perMinute of the listed times
+// lie within the minute before now. Times that left the minute go on the
+// way (and times more than a minute ahead: a clock stepped back holds
+// nothing for long). Concurrent takers, on any replicas, wait for each
+// other on the row and each sees the list the previous one left, so no
+// minute — whichever second it starts at — holds more than perMinute,
+// as Slack counts them (Tier 3, about 50 a minute per workspace:
+// https://api.slack.com/docs/rate-limits).
 func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error) {
 	if err := ctx.Err(); err != nil {
 		return false, err
@@ -99,13 +104,14 @@ func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool,
 		return false, nil
 	}
 	var taken bool
-	// The minutes that are over go in the same statement (a row or two
-	// by its primary key), so the table never holds more than a few rows.
-	err := db.pool.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($1::bigint, `+sqlNow+`) AS now),
-		gone AS (DELETE FROM edit_budget WHERE minute < (SELECT now FROM clock) / 60000000000 - 1)
-		INSERT INTO edit_budget AS e (minute, used)
-		SELECT clock.now / 60000000000, 1 FROM clock
-		ON CONFLICT (minute) DO UPDATE SET used = e.used + 1 WHERE e.used < $2
+	err := db.pool.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($1::bigint, `+sqlNow+`) AS now)
+		INSERT INTO edit_window AS e (id, taken_ns)
+		SELECT 1, ARRAY[clock.now] FROM clock
+		ON CONFLICT (id) DO UPDATE SET taken_ns = ARRAY(
+			SELECT t FROM unnest(e.taken_ns) AS t
+			WHERE t > EXCLUDED.taken_ns[1] - 60000000000 AND t < EXCLUDED.taken_ns[1] + 60000000000 ORDER BY t) || EXCLUDED.taken_ns[1]
+		WHERE (SELECT count(*) FROM unnest(e.taken_ns) AS t
+			WHERE t > EXCLUDED.taken_ns[1] - 60000000000 AND t < EXCLUDED.taken_ns[1] + 60000000000) < $2
 		RETURNING true`, db.nowParam(now), perMinute).Scan(&taken)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil

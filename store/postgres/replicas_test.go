@@ -173,13 +173,44 @@ func TestEditBudgetMigrationBesideOlder(t *testing.T) {
 	v3 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"]}
 	db := mustOpenWith(t, url, v3)
 	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
-	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 4 {
+	v4 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"], "00004_edit_budget.sql": all["00004_edit_budget.sql"]}
+	if applied, err := migrate(t.Context(), db.pool, v4); err != nil || len(applied) != 1 || applied[0].Version != 4 {
 		t.Fatalf("migrating to version 4: %+v, %v", applied, err)
 	}
 	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
 		t.Errorf("the pairing from version 3: %+v, %v", p, err)
 	}
 	older := mustOpenWith(t, url, v3)
+	granted(t, older, reservation("b", "I2", "201112224444", "U2", t0))
+	if _, err := older.Prune(t.Context(), t0, pairing.PruneBefore{}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestEditWindowMigrationBesideOlder: 00005_edit_window.sql only expands.
+// A database at version 4, whose edit_budget a version-4 binary counts
+// minutes in, takes it; that binary's rows stay, the older binary goes on
+// working beside one that takes edits from the sliding minute.
+func TestEditWindowMigrationBesideOlder(t *testing.T) {
+	url := pgtest.URL(t)
+	all := mustReadDir(t)
+	v4 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"], "00004_edit_budget.sql": all["00004_edit_budget.sql"]}
+	db := mustOpenWith(t, url, v4)
+	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
+	if _, err := db.pool.Exec(t.Context(), `INSERT INTO edit_budget (minute, used) VALUES (29000000, 7)`); err != nil {
+		t.Fatal(err)
+	}
+	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 5 {
+		t.Fatalf("migrating to version 5: %+v, %v", applied, err)
+	}
+	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
+		t.Errorf("the pairing from version 4: %+v, %v", p, err)
+	}
+	var used int
+	if err := db.pool.QueryRow(t.Context(), `SELECT used FROM edit_budget WHERE minute = 29000000`).Scan(&used); err != nil || used != 7 {
+		t.Errorf("the older binary's edit_budget row: %d, %v; want 7", used, err)
+	}
+	older := mustOpenWith(t, url, v4)
 	granted(t, older, reservation("b", "I2", "201112224444", "U2", t0))
 	if _, err := older.Prune(t.Context(), t0, pairing.PruneBefore{}); err != nil {
 		t.Error(err)
