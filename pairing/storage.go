@@ -102,7 +102,10 @@ type Storage interface {
 	// when the claim would win but the url has no use it may take;
 	// ErrNotFound when the pairing is gone; ErrNoSurface for a surface
 	// pairings do not have. Of any number of claims racing for one
-	// surface, on any replicas, at most one wins. A claim changes no view
+	// surface, on any replicas, at most one wins. A superseded pairing's
+	// claim never wins (its renewal owns the message), nor does a claim of
+	// a renewal shown in its Renews pairing's message (Message set) while
+	// that pairing's claim on the surface holds. A claim changes no view
 	// (Pairing is as it was): FinishView does.
 	ClaimView(ctx context.Context, c ViewClaim) (bool, error)
 	// FinishView ends claim token on pairing id's surface: the surface is

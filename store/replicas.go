@@ -168,7 +168,10 @@ type viewClaim struct {
 func viewClaimKey(id, surface string) []byte { return []byte(id + "\x00" + surface) }
 
 // ClaimView claims the edit c names (see pairing.Storage), with its
-// response_url use, in one transaction.
+// response_url use, in one transaction. A superseded pairing claims
+// nothing (its renewal owns the message now), and a renewal shown in the
+// message of the pairing it renews claims nothing on a surface while
+// that pairing's claim there runs: the two never edit one message at once.
 func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
 	if err := checkSurface(ctx, c.Surface); err != nil {
 		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
@@ -184,14 +187,16 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 		}
 		claims := tx.Bucket(bucketViewClaims)
 		key := viewClaimKey(c.ID, c.Surface)
-		if p.View(c.Surface) != c.From {
+		if p.View(c.Surface) != c.From || p.State == pairing.StateSuperseded {
 			return nil
 		}
-		if raw := claims.Get(key); raw != nil {
+		running := func(key []byte) bool {
 			var held viewClaim
-			if json.Unmarshal(raw, &held) == nil && c.Now.Before(held.Until) {
-				return nil
-			}
+			raw := claims.Get(key)
+			return raw != nil && json.Unmarshal(raw, &held) == nil && c.Now.Before(held.Until)
+		}
+		if running(key) || (p.Message != "" && p.Renews != "" && p.Renews != p.ID && running(viewClaimKey(p.Renews, c.Surface))) {
+			return nil
 		}
 		if c.URL != "" {
 			if spent, err = takeUse(tx, c.URL, c.Issued, c.Now, c.Keep); err != nil || spent {

@@ -166,6 +166,14 @@ func viewPath(surface string) []string {
 // the other, each against what the one before left; the use is taken
 // after (lock order: pairing row, then response_url row), and a spent
 // budget rolls the claim back.
+//
+// A superseded pairing claims nothing: its renewal owns the message now.
+// A renewal shown in the message of the pairing it renews claims nothing
+// on a surface while that pairing's claim there runs. Together they keep
+// the two from editing one message at once: a claim of the old pairing
+// that won before the renewal settled is seen by the renewal's claims
+// (Settle waits on the old row's lock until the claim committed), and
+// one tried after it loses to the superseded state.
 func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
 	if err := checkSurface(ctx, c.Surface); err != nil {
 		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
@@ -179,6 +187,10 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 			FROM clock
 			WHERE id = $1 AND coalesce(doc #>> $3::text[], '') = $8::text
 				AND NOT coalesce((doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false)
+				AND state <> 'superseded'
+				AND NOT EXISTS (SELECT 1 FROM pairings o, clock
+					WHERE coalesce(pairings.doc->>'message', '') <> '' AND o.id = pairings.doc->>'renews' AND o.id <> pairings.id
+						AND coalesce((o.doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false))
 			RETURNING true`,
 			pgText(c.ID), pgText(c.Surface), viewPath(pgText(c.Surface)), pgText(c.Token), pgText(c.To), db.nowParam(c.Now), int64(c.For), pgText(c.From),
 		).Scan(&won)

@@ -23,6 +23,7 @@ var claimCases = []testCase{
 	{"a claim survives the pairing's other writes and a restart", testClaimKept},
 	{"a pairing that is gone", testClaimGone},
 	{"50 concurrent claimers of one edit", testClaimConcurrent},
+	{"a renewal and the pairing it renews never claim their message at once", testClaimSharedMessage},
 }
 
 // editFor is how long the suite's claims hold unfinished.
@@ -339,4 +340,26 @@ func testClaimConcurrent(t *testing.T, open func(*testing.T) Harness) {
 		use(t, s, hookURL, t0, t0, 0, nil, fmt.Sprintf("use %d after the claims", i+2))
 	}
 	use(t, s, hookURL, t0, t0, 0, pairing.ErrBudgetSpent, "6th use")
+}
+
+// testClaimSharedMessage: a renewal is shown in its old pairing's DM
+// message. While the old pairing's claim of the DM runs, the renewal's
+// loses; once the old pairing is superseded its claims lose (its renewal
+// owns the message), whatever view its caller last saw.
+func testClaimSharedMessage(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	const dm = pairing.SurfaceDM
+	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	claimView(t, s, claim("a", dm, "", "code:4", "TA", t0), true, "the old pairing's countdown step")
+	renewal(t, s, "b", "a", t0.Add(10*time.Second))
+	at := t0.Add(12 * time.Second)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a", ReplacedURL: clickURL,
+		ReplacedAudit: replacedAudit("a")}); err != nil {
+		t.Fatal(err)
+	}
+	claimView(t, s, claim("b", dm, "", "code:3", "TB", at), false, "the renewal, while the old pairing's claim of the message runs")
+	finishView(t, s, "a", dm, "TA", "code:4", false, true, "the old pairing's step landing")
+	claimView(t, s, claim("a", dm, "code:4", "code:3", "TA2", at), false, "the superseded pairing's next step")
+	claimView(t, s, claim("b", dm, "", "code:3", "TB2", at), true, "the renewal, once the old claim is finished")
+	finishView(t, s, "b", dm, "TB2", "code:3", false, true, "the renewal's step landing")
 }
