@@ -62,7 +62,11 @@ type Storage interface {
 	// replaced pairing that already reached a final state keeps it, and
 	// gets no second end in the audit log; one this call ends (superseded,
 	// or expired when its code ran out before an uncounted renewal
-	// settled) has s.ReplacedAudit appended with that end.
+	// settled) has s.ReplacedAudit appended with that end. A request
+	// that s.Change makes live is refused with ErrInterrupted, nothing
+	// stored, when it no longer holds its instance: its lease ran out on
+	// the storage's clock (PostgreSQL's now(), whatever s.Now says) or
+	// its instance slot names another pairing.
 	Settle(ctx context.Context, s Settlement) (Pairing, error)
 	// Interrupt ends a request still Requesting as interrupted (see
 	// Interruption); it reports whether this call ended it. A pairing the

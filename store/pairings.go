@@ -144,7 +144,23 @@ func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing
 	var p pairing.Pairing
 	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
-		if p, err = updatePairing(tx, s.ID, s.Now, s.Change); err != nil {
+		change := func(p *pairing.Pairing) error {
+			was := *p
+			if err := s.Change(p); err != nil {
+				return err
+			}
+			// A request whose lease ran out, or whose instance slot names
+			// another pairing, no longer holds its instance: its code never
+			// goes live, or one instance would have two live codes.
+			if was.State == pairing.StateRequesting && p.State == pairing.StateLive {
+				held := tx.Bucket(bucketLive).Get([]byte(was.Instance))
+				if !s.Now.Before(was.ExpiresAt) || string(held) != was.ID {
+					return pairing.ErrInterrupted
+				}
+			}
+			return nil
+		}
+		if p, err = updatePairing(tx, s.ID, s.Now, change); err != nil {
 			return err
 		}
 		if err := settleAttempt(tx, p, s.Counted); err != nil {

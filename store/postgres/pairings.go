@@ -370,9 +370,26 @@ func unwatch(ctx context.Context, tx pgx.Tx, id string) error {
 }
 
 // Settle applies s and returns the updated pairing, in one transaction.
+// A request that s would make live is refused with
+// pairing.ErrInterrupted, nothing changed, when its lease ran out on the
+// database's clock or its instance slot names another pairing.
 func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing, error) {
 	var out pairing.Pairing
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		// The instance's lock first, as Reserve takes it (before any row):
+		// whether the request still holds its slot is then decided with
+		// no Reserve for the instance in between.
+		var instance string
+		err := tx.QueryRow(ctx, `SELECT instance FROM pairings WHERE id = $1`, pgText(s.ID)).Scan(&instance)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return pairing.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, db.lockID("instance\x00"+instance)); err != nil {
+			return err
+		}
 		cur, dbNow, err := db.lockPairing(ctx, tx, s.ID, s.Now)
 		if err != nil {
 			return err
@@ -390,7 +407,28 @@ func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing
 				}
 			}
 		}
-		p, err := db.applyChange(ctx, tx, cur, dbNow, s.Now, s.Change)
+		change := func(p *pairing.Pairing) error {
+			if err := s.Change(p); err != nil {
+				return err
+			}
+			// A request whose lease ran out on the database's clock, or
+			// whose instance slot names another pairing, no longer holds
+			// its instance (another replica's request may have it): its
+			// code never goes live, whatever the caller's clock says, or
+			// one instance would have two live codes.
+			if cur.p.State == pairing.StateRequesting && p.State == pairing.StateLive {
+				var holder string
+				err := tx.QueryRow(ctx, `SELECT pairing_id FROM live_by_instance WHERE instance = $1`, pgText(cur.p.Instance)).Scan(&holder)
+				if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+					return err
+				}
+				if !holds(cur.p.State, cur.lease, dbNow) || holder != cur.p.ID {
+					return pairing.ErrInterrupted
+				}
+			}
+			return nil
+		}
+		p, err := db.applyChange(ctx, tx, cur, dbNow, s.Now, change)
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ var leaseCases = []testCase{
 	{"an unsettled request holds its instance only for its lease", testLeaseFreesInstance},
 	{"interrupt", testInterrupt},
 	{"interrupt and settle never both win", testInterruptOrSettle},
+	{"a request whose lease ran out never goes live, whatever its clock says", testSettleAfterLeaseLost},
 }
 
 var renewalCases = []testCase{
@@ -502,11 +503,14 @@ func testFinalNeverOverwritten(t *testing.T, open func(*testing.T) Harness) {
 				t.Run(name, func(t *testing.T) {
 					s := open(t).Storage
 					live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+					at := t0.Add(2 * time.Minute)
 					if inFlight {
-						renewal(t, s, "b", "a", t0.Add(30*time.Second))
+						// Settled within its lease (a request past it never
+						// goes live).
+						renewal(t, s, "b", "a", t0.Add(50*time.Second))
+						at = t0.Add(70 * time.Second)
 					}
 					ended := endLive(t, s, "a", t0.Add(time.Minute), ending, false)
-					at := t0.Add(2 * time.Minute)
 					if !inFlight {
 						renewal(t, s, "b", "a", at)
 					}
@@ -678,5 +682,31 @@ func testSurfaces(t *testing.T, open func(*testing.T) Harness) {
 	p, err = s.UpdatePairing(t.Context(), "a", end, func(p *pairing.Pairing) error { p.State = pairing.StateCancelled; return nil })
 	if err != nil || p.Code != "" || p.DM != dm || p.Card != want.Card || p.ClickURL != clickURL {
 		t.Errorf("ended: %+v, %v; want the code wiped and the surfaces kept", p, err)
+	}
+}
+
+// testSettleAfterLeaseLost: a request's lease ran out and another
+// request was granted its instance; when the first one's code comes from
+// a process whose clock lags (it reads a time within the lease, and its
+// Change trusts it), Settle still refuses to make it live
+// (ErrInterrupted), changes nothing, and the instance stays the other's:
+// one instance never has two live codes.
+func testSettleAfterLeaseLost(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	reserve(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	later := t0.Add(hold + time.Second)
+	reserve(t, s, reservation("b", "I1", phone(2), "U2", later))
+	b := settle(t, s, "b", later, pairing.StateLive, true)
+	lagging := t0.Add(time.Second)
+	_, err := s.Settle(t.Context(), pairing.Settlement{ID: "a", Now: lagging, Counted: true, Change: toState(pairing.StateLive, lagging)})
+	if !errors.Is(err, pairing.ErrInterrupted) {
+		t.Errorf("Settle of a request whose instance another request holds: %v; want ErrInterrupted", err)
+	}
+	if a := mustPairing(t, s, "a"); a.State != pairing.StateRequesting || a.Code != "" {
+		t.Errorf("the refused request = %+v; want it unchanged, requesting, without a code", a)
+	}
+	checkHolder(t, s, "I1", "b", later)
+	if got := mustPairing(t, s, "b"); got.State != pairing.StateLive || got.Code != b.Code {
+		t.Errorf("the holder = %+v; want it live with its code", got)
 	}
 }
