@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slack-go/slack"
+
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
 )
@@ -364,5 +366,127 @@ func TestRetryAfterSurvivesARestart(t *testing.T) {
 	r.tick()
 	if dm := r.slack.DMScreen("U1")[0]; len(dm.Versions) != 3 {
 		t.Errorf("after the Retry-After the DM has %d versions, want the step due then", len(dm.Versions))
+	}
+}
+
+// clickDM presses action as user on their newest DM message (a click on a
+// non-ephemeral message in the app's DM, as Slack sends it), and waits for
+// the work it started.
+func (r *countdownRig) clickDM(user, action, pairingID string) {
+	r.t.Helper()
+	dms := r.slack.DMScreen(user)
+	if len(dms) == 0 {
+		r.t.Fatalf("%s has no DM message to click", user)
+	}
+	dm := dms[len(dms)-1]
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = user
+	cb.ResponseURL = r.slack.NewResponseURL(dm.ID)
+	cb.Container = slack.Container{Type: "message", ChannelID: dm.Channel, MessageTs: dm.TS}
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+}
+
+// New code clicked in a DM while the shared edit budget is busy with
+// other pairings' countdown steps: the renewal's DM (its message still
+// showing the superseded code) ranks with the urgent edits, ahead of every
+// older pairing's countdown steps, so the superseded code leaves the DM
+// and the new one goes in with the next use of the budget.
+func TestDMNewCodeGoesAheadOfCountdownSteps(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
+	c := r.startDM("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second))
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s
+	r.clock.Set(t0.Add(32 * time.Second))
+	r.tick() // a's step takes the one use
+	r.clickDM("U3", ActionNewCode, c.ID)
+	newCode := r.wawp.Code("INSTCCCCCCCC")
+	if newCode == "" || newCode == "ABCD1234" {
+		t.Fatalf("no new code was requested: %q", newCode)
+	}
+	// The next use of the budget comes at 47 s.
+	r.clock.Set(t0.Add(47 * time.Second))
+	r.tick()
+	dm := r.slack.DMScreen("U3")
+	if len(dm) != 1 {
+		t.Fatalf("U3's DM:\n%s", screenText(dm))
+	}
+	got := shownText(dm[0].Latest())
+	if strings.Contains(got, "ABCD-1234") {
+		t.Errorf("the first use of the budget after New code left the superseded code ABCD-1234 in U3's DM:\n%s", got)
+	}
+	if !strings.Contains(got, newCode[:4]+"-"+newCode[4:]) {
+		t.Errorf("the first use of the budget after New code did not put the new code %s in U3's DM:\n%s", newCode, got)
+	}
+}
+
+// A hand-off's requester clicks New code on the final state below their
+// line while the shared edit budget is empty: the click is answered at
+// once ("Code sent to"), in place, through its own response_url, though
+// the new code reaches the recipient's DM only with the budget's next use.
+func TestHandOffNewCodeFromTheChannelIsAnsweredWithAnEmptyBudget(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetUser(fakeslack.User{ID: "U9", Name: "agent"})
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: "a", Instance: rigInstance, InstanceName: "support", Phone: "201012345678",
+		RequestedBy: "U1", Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: "U9"},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	r.clock.Set(t0.Add(pairing.DefaultCodeLifetime + time.Second))
+	r.tick()
+	if got := shownText(r.latest(msgID)); !strings.Contains(got, "Expired") {
+		t.Fatalf("the requester sees %q; want the expiry", got)
+	}
+	r.bot.edits = newEditBudget(4, r.clock.Now)
+	r.bot.edits.take()
+	r.click(msgID, ActionNewCode, "a")
+	if got := shownText(r.latest(msgID)); !strings.Contains(got, "Code sent to") {
+		t.Errorf("New code clicked with an empty edit budget: the requester sees\n%s\nwant the new code's line", got)
+	}
+	if dm := r.slack.DMScreen("U9"); len(dm) != 1 || shows(dm[0].Latest(), r.wawp.Code(rigInstance)) {
+		t.Errorf("the agent's DM shows the new code without a use of the budget:\n%s", screenText(dm))
+	}
+}
+
+// Three tiers share the edit budget: final states first, then codes going
+// into their DMs, then countdown steps. A pairing that ended (cancelled)
+// takes the next use ahead of older pairings whose DMs wait for their
+// codes: its DM, which the bot can edit, stops showing a code that is over.
+func TestFinalStatesGoBeforeCodeOpenings(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	b := r.startDM("b", "U9", "INSTBBBBBBBB", t0.Add(time.Second)) // its DM shows its code
+	r.bot.edits = newEditBudget(4, r.clock.Now)                    // one use every 15 s
+	r.bot.edits.take()
+	// Three older requests whose DMs are open, their codes not in yet.
+	for i, user := range []string{"U1", "U2", "U3"} {
+		r.startDM(fmt.Sprintf("o%d", i), user, fmt.Sprintf("INSTO000000%d", i), t0)
+	}
+	r.clock.Set(t0.Add(16 * time.Second))
+	if _, err := r.svc.Cancel(context.Background(), b.ID, "U9", pairing.Click{}); err != nil {
+		t.Fatal(err)
+	}
+	r.tick()
+	if dm := r.slack.DMScreen("U9"); len(dm) != 1 || shows(dm[0].Latest(), "ABCD1234") {
+		t.Errorf("the first use of the budget after b was cancelled went elsewhere: U9's DM still shows its code:\n%s", screenText(dm))
+	}
+	r.clock.Set(t0.Add(31 * time.Second))
+	r.tick()
+	if dm := r.slack.DMScreen("U1"); len(dm) != 1 || !shows(dm[0].Latest(), "ABCD1234") {
+		t.Errorf("the next use went elsewhere: the oldest opening's DM does not show its code:\n%s", screenText(dm))
 	}
 }

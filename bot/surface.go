@@ -137,7 +137,12 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 		// command's response_url takes it as its second post, below the
 		// line, as in the ephemeral flow.
 		if showingCode(p, now) {
-			if !p.DM.Posted() || !showsCode(p.DM.LastView) && p.LastView != viewDMSent {
+			// A renewal clicked from the line (its response_url edits the
+			// line in place) is answered at once: the DM it goes to exists
+			// (a renewal's, whose LastView is reset), and its code goes in
+			// first thing from the edit budget (tierFinal).
+			renewal := p.DM.Posted() && p.DM.LastView == "" && editable
+			if !p.DM.Posted() || !showsCode(p.DM.LastView) && p.LastView != viewDMSent && !renewal {
 				return "" // the line once the DM shows the code
 			}
 			return viewDMSent
