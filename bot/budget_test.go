@@ -490,3 +490,51 @@ func TestFinalStatesGoBeforeCodeOpenings(t *testing.T) {
 		t.Errorf("the next use went elsewhere: the oldest opening's DM does not show its code:\n%s", screenText(dm))
 	}
 }
+
+// A DM whose code Slack never lets into the message (every chat.update on
+// it refused for good), opened while the shared edit budget had no use
+// left, so the code goes in on a later tick: the refusal fails the DM
+// there as it would have right after the opening (the code is shown
+// ephemerally), instead of deleting and re-posting the opening on every
+// tick with a use (each a new DM notification), the code shown nowhere.
+func TestCodeEditRefusedForGoodOnALaterTickFailsTheDM(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.Refuse("chat.update", fakeslack.DMChannel("U1"), "msg_too_long")
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s
+	if !r.bot.edits.take() {                    // another pairing took the one use there was
+		t.Fatal("no use to take")
+	}
+	_, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: "a", Instance: rigInstance, InstanceName: "support", Phone: "201012345678",
+		RequestedBy: "U1", Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: "U1"},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	for s := 15; s <= 120; s += 15 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	posts := 0
+	for _, m := range r.slack.Messages() {
+		if m.Channel == fakeslack.DMChannel("U1") {
+			posts++
+		}
+	}
+	if posts != 1 {
+		t.Errorf("U1's DM was posted %d times in 2 minutes (each one a new DM notification), want once; chat.update refused %d times", posts, r.slack.Refused("chat.update", fakeslack.DMChannel("U1")))
+	}
+	var sawCode bool
+	for _, m := range r.slack.Screen("U1", "C0SUPPORT") {
+		sawCode = sawCode || shows(m.Latest(), "ABCD1234")
+	}
+	if !sawCode {
+		t.Errorf("the code was never shown to U1 (the DM never took it, and it never fell back to the ephemeral message):\n%s", screenText(r.slack.Screen("U1", "C0SUPPORT")))
+	}
+}

@@ -345,7 +345,9 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 			again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
 			return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
 		}
-		if code, ok := pairing.ReasonDM(p.Reason); ok {
+		if code, ok := pairing.ReasonDM(p.Reason); ok && !p.IssuedAt.IsZero() {
+			return HandoffCodeRefusedView(p.DM.Recipient, code, phone, p.InstanceName)
+		} else if ok {
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
@@ -551,15 +553,43 @@ func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Tim
 // never gets a code.) A chat.update that can no longer edit the message
 // (edit_window_closed, message_not_found) stops the countdown there; the
 // final state is then posted anew and the DM follows that message.
+//
+// A hand-off's code goes to its recipient only: if Slack will not put it
+// into their DM (the code's edit or the post anew refused for good), the
+// hand-off fails there (Service.FailHandoffDM: the code is withdrawn, the
+// instance freed) and its requester is told, rather than the code staying
+// live for nobody until it expires.
 func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how showing) pairing.Pairing {
 	post, update := dmDue(p, now)
-	return b.showPosted(ctx, p, now, how.edit, postedSurface{
+	refused := b.logDMRefused
+	if p.HandedTo() != "" {
+		refused = func(log *slog.Logger, code string) {
+			b.logDMRefusedFor(log, code, "the hand-off fails: its code is withdrawn, and the requester is told")
+		}
+	}
+	p = b.showPosted(ctx, p, now, how.edit, postedSurface{
 		kind: onDM, s: p.DM, to: p.DM.Recipient, key: dmKey(p, now), post: post, update: update,
 		record: func(ctx context.Context, dm pairing.Surface) (pairing.Pairing, error) {
 			return b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
 		},
-		refused: b.logDMRefused,
+		refused: refused,
 	})
+	if p.HandedTo() != "" && p.DM.Failed != "" && !p.IssuedAt.IsZero() && p.Live(now) {
+		rctx, cancel := pairing.RecordContext(ctx)
+		defer cancel()
+		failed, err := b.cfg.Service.FailHandoffDM(rctx, p.ID, p.DM.Failed)
+		switch {
+		case err == nil:
+			p = failed
+		case errors.Is(err, pairing.ErrEnded):
+			if fresh, err := b.cfg.Service.Pairing(rctx, p.ID); err == nil {
+				p = fresh
+			}
+		default:
+			b.log.Error("ending a hand-off whose DM refused its code; the next tick tries again", "pairing", p.ID, "err", err)
+		}
+	}
+	return p
 }
 
 // showCard brings p's status card up to date and returns p as it then
@@ -683,13 +713,19 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 				return p
 			}
 			log.Warn("Slack refused to edit the message for good: no more edits to it", "reason", code)
-			if ps.fresh {
-				// The code never goes into a message posted for it: the DM
-				// fails here, as a refused first post does (the code is
-				// shown ephemerally instead, unless it was handed off).
+			if ps.fresh || ps.kind == onDM && (sf.LastView == viewOpening || sf.LastView == viewWaiting) {
+				// The code never goes into a message opened for it (just
+				// now, or on an earlier tick when the budget had no use
+				// then): the DM fails here, as a refused first post does
+				// (the code is shown ephemerally instead; a hand-off
+				// fails: showDM). Deleting and posting the opening anew
+				// would loop on a code Slack never takes, a new DM
+				// notification each time.
 				sf.Failed = code
 				ps.refused(log, code)
-				return b.recordSurface(ctx, p, ps, sf, log)
+				p = b.recordSurface(ctx, p, ps, sf, log)
+				b.retractOpening(ctx, p, sf, code, log)
+				return p
 			}
 			if !p.Final() && !(showsCode(ps.key) && !showsCode(sf.LastView)) {
 				// Its countdown stops here; it is deleted once the
@@ -746,6 +782,31 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 	// use, else the next tick puts it in (urgently).
 	ps.s, ps.post, ps.update, ps.fresh = p.DM, false, true, true
 	return b.showPosted(ctx, p, now, editIfBudget, ps)
+}
+
+// retractOpening replaces the opening of a DM that failed before its code
+// went in ("… appears here in a moment"), so that it no longer promises a
+// code: with a short view saying where the code is instead (the channel)
+// or, for a hand-off, that the requester was told. It is tried once, only
+// when Slack refused the code for what it was (msg_too_long,
+// invalid_blocks: a short message may pass) and the edit budget has a use
+// now; else the opening stays as it is (it shows no code).
+func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.Surface, code string, log *slog.Logger) {
+	if sf.TS == "" || code != "msg_too_long" && code != "invalid_blocks" || !b.edits.take() {
+		return
+	}
+	phone := pairing.PhoneFromDigits(p.Phone).International
+	m := DMCodeElsewhereView(phone, p.InstanceName, p.Channel)
+	if p.HandedTo() != "" {
+		m = HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
+	}
+	sent, err := b.limited(b.lockUpdates, b.edits, func() error {
+		_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+		return err
+	})
+	if sent && err != nil {
+		log.Warn("the DM's opening could not be replaced: it stays as it is (it shows no code)", "reason", webFailure(err))
+	}
 }
 
 // deleteStuck deletes sf, a message of p that can no longer be edited

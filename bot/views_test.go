@@ -79,6 +79,8 @@ func allViews() map[string]Message {
 		"handoff_sent":              HandoffSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", "U456", now.Add(150*time.Second), ""),
 		"handoff_sent_card_note":    HandoffSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", "U456", now.Add(150*time.Second), cardNote("linkbot", "channel_not_found")),
 		"handoff_dm_refused":        HandoffDMRefusedView("U456", "messages_tab_disabled"),
+		"handoff_code_refused":      HandoffCodeRefusedView("U456", "msg_too_long", "+20 11 12223333", "support-eg"),
+		"dm_code_elsewhere":         DMCodeElsewhereView("+20 11 12223333", "support-eg", "C0SUPPORT"),
 		"handoff_recipient_self":    RecipientRefusedView(pairing.OutcomeRecipientSelf, "U123", again, ""),
 		"handoff_recipient_bot":     RecipientRefusedView(pairing.OutcomeRecipientBot, "U456", again, ""),
 		"handoff_recipient_gone":    RecipientRefusedView(pairing.OutcomeRecipientDeactivated, "U456", again, ""),

@@ -569,3 +569,47 @@ func TestHandOffInEnterpriseGrid(t *testing.T) {
 		})
 	}
 }
+
+// A hand-off whose recipient's DM Slack will not take the code into
+// (chat.update refused for good on that DM: msg_too_long, invalid_blocks,
+// …) fails there: the code is withdrawn (no message shows it, the
+// instance is free again), the requester is told why, the agent's opening
+// no longer promises a code, and the log says what happened (not that
+// the code was shown ephemerally: a hand-off's code never is).
+func TestHandOffCodeRefusedByTheDMTellsTheRequester(t *testing.T) {
+	t.Parallel()
+	h := cardHarness(t, "", false)
+	h.slack.Refuse("chat.update", fakeslack.DMChannel(agent), "msg_too_long")
+	env := h.command("U1", handoffText)
+	h.waitAck(env)
+	v := h.waitText(env.MessageID, "would not let the bot put the code into")
+	if !strings.Contains(shown(v), "msg_too_long") || !strings.Contains(shown(v), "withdrawn") {
+		t.Errorf("the requester is told: %s", shown(v))
+	}
+	h.tickAndWait()
+	h.tickAndWait()
+	for _, m := range h.slack.Messages() {
+		if slices.ContainsFunc(m.Versions, fakeslack.Version.ShowsCode) {
+			t.Errorf("a code was shown: %s", screenText([]fakeslack.Message{m}))
+		}
+	}
+	if dm := h.slack.DMScreen(agent); len(dm) != 1 {
+		t.Errorf("the agent's DM:\n%s\nwant the one opening", screenText(dm))
+	}
+	if n := h.slack.Refused("chat.update", fakeslack.DMChannel(agent)); n > 2 {
+		t.Errorf("chat.update refused for good was called %d times, want at most twice (the code, then the opening's retraction)", n)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "the hand-off fails") || strings.Contains(logs, "shown ephemerally") {
+		t.Errorf("logs:\n%s", logs)
+	}
+	// The instance is free: another request gets a code at once.
+	again := h.command("U3", "support-eg +201001234567")
+	h.waitText(again.MessageID, "Pairing code")
+	h.stop()
+	if !slices.ContainsFunc(h.auditEvents(), func(e pairing.Event) bool {
+		return e.Outcome == pairing.OutcomeDMRefused && e.Recipient == agent
+	}) {
+		t.Errorf("no audit event records the refused DM")
+	}
+}
