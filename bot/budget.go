@@ -156,3 +156,13 @@ func (h *postHolds) blockUntil(to string, until time.Time) time.Time {
 	}
 	return h.until[to]
 }
+
+// heldUntil is when the hold of posts to to runs out (zero: none runs).
+func (h *postHolds) heldUntil(to string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if until, ok := h.until[to]; ok && h.now().Before(until) {
+		return until
+	}
+	return time.Time{}
+}

@@ -1015,8 +1015,13 @@ func slackRefusal(err error) (string, bool) {
 
 // webFailure describes a Web API error without anything but its kind.
 func webFailure(err error) string {
-	var code slack.StatusCodeError
+	var (
+		code slack.StatusCodeError
+		rl   *slack.RateLimitedError
+	)
 	switch {
+	case errors.As(err, &rl):
+		return "ratelimited"
 	case errors.As(err, &code):
 		return fmt.Sprintf("HTTP %d", code.Code)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

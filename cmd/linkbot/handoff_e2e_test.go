@@ -613,3 +613,26 @@ func TestHandOffCodeRefusedByTheDMTellsTheRequester(t *testing.T) {
 		t.Errorf("no audit event records the refused DM")
 	}
 }
+
+// Two hand-offs to the same field agent within a second (two coordinators,
+// or one handing off two phones): Slack allows about one post a second
+// into one conversation, and the second DM's opening is answered 429
+// (Retry-After 1 s). The bot waits that second out (it runs after the
+// ack, within the DM's 5 s) and delivers both, rather than refusing a
+// valid request.
+func TestTwoHandOffsToOneAgentAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setConfig("  - alias: field-two\n    id: B1B2C3D4E5F6\n    region: EG\ncode_lifetime: 60s\n")
+	h.wawp.AddInstance("B1B2C3D4E5F6", "")
+	h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent"})
+	h.start()
+	first := h.command("U1", handoffText)
+	second := h.command("U3", "field-two <tel:+201001234567|+20 100 123 4567> <@"+agent+"|agent>")
+	for _, env := range []*fakeslack.Envelope{first, second} {
+		if _, ok := h.waitMessage(env.MessageID, "Code sent to"); !ok {
+			t.Errorf("a hand-off to an agent who got another one a moment before was not delivered; its requester sees:\n%s\nthe agent's DM:\n%s\nlogs:\n%s",
+				screenText(h.slack.Thread(env.MessageID)), screenText(h.slack.DMScreen(agent)), h.logs.String())
+		}
+	}
+}
