@@ -102,6 +102,7 @@ type Bot struct {
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
 	posts     *postHolds    // chat.postMessage's Retry-Afters, per channel
+	urlHolds  *postHolds    // response_url Retry-Afters, per url (by urlHoldID)
 	postLocks messageLocks  // one chat.postMessage call at a time per destination (see lockPosts)
 	groups    groupMembers
 	obs       Observer
@@ -148,6 +149,7 @@ func New(cfg Config) *Bot {
 	}
 	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
 	b.posts = newPostHolds(clock)
+	b.urlHolds = newPostHolds(clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}

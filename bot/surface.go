@@ -907,6 +907,8 @@ func (b *Bot) loadHolds(ctx context.Context) {
 			b.edits.blockUntil(until)
 		case strings.HasPrefix(key, postHoldPrefix):
 			b.posts.blockUntil(strings.TrimPrefix(key, postHoldPrefix), until)
+		case strings.HasPrefix(key, urlHoldPrefix):
+			b.urlHolds.blockUntil(strings.TrimPrefix(key, urlHoldPrefix), until)
 		default:
 			continue
 		}
