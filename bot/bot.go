@@ -96,8 +96,12 @@ type Bot struct {
 	workCtx  context.Context
 	stopWork context.CancelFunc
 
-	editing   sync.Map      // pairing ID → an edit is in flight
-	ticking   atomic.Int64  // edits started by ticks and still running
+	editing sync.Map     // pairing ID → an edit is in flight
+	ticking atomic.Int64 // edits started by ticks and still running
+	// backlog is how many urgent edits (final states, codes going into
+	// DMs) wait for the edit budget: counted by each tick, plus the DMs
+	// opened since whose code did not go in at once (codeGoesInSoon).
+	backlog   atomic.Int64
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)

@@ -166,3 +166,22 @@ func (h *postHolds) heldUntil(to string) time.Time {
 	}
 	return time.Time{}
 }
+
+// within is how many uses the budget can give within d from now: what it
+// holds now and what it earns meanwhile, less the time a Retry-After
+// still blocks it.
+func (e *editBudget) within(d time.Duration) float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	e.refill(now)
+	tokens := e.tokens
+	if now.Before(e.blockedUntil) {
+		d -= e.blockedUntil.Sub(now)
+		tokens = 0
+	}
+	if d <= 0 {
+		return 0
+	}
+	return tokens + d.Seconds()*e.perSecond
+}

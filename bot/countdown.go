@@ -157,8 +157,12 @@ func (b *Bot) Tick(ctx context.Context) {
 		}
 		return a.p.IssuedAt.Compare(b.p.IssuedAt)
 	})
+	var backlog int64
 	for _, j := range jobs {
 		if _, busy := b.editing.LoadOrStore(j.p.ID, true); busy {
+			if j.tier <= tierCode && (j.update || j.cardUpdate) {
+				backlog++
+			}
 			continue
 		}
 		how := showing{answer: onNone, edit: editNot, card: editNot, modal: editNot}
@@ -170,6 +174,9 @@ func (b *Bot) Tick(ctx context.Context) {
 		}
 		if j.modal && b.edits.take() {
 			how.modal = editGranted
+		}
+		if j.tier <= tierCode && (j.update && how.edit != editGranted || j.cardUpdate && how.card != editGranted) {
+			backlog++
 		}
 		if !j.other && how.edit != editGranted && how.card != editGranted && how.modal != editGranted {
 			b.editing.Delete(j.p.ID) // only edits are due, and the budget has none left now
@@ -198,6 +205,7 @@ func (b *Bot) Tick(ctx context.Context) {
 			b.showLocked(ctx, j.p, how)
 		})
 	}
+	b.backlog.Store(backlog)
 }
 
 // Tiers of the tick's edit budget, most urgent first (Tick).

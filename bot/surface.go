@@ -80,7 +80,37 @@ const (
 	// viewWaiting is a hand-off DM's LastView once it is opened, before
 	// the code is there: who is sending it, for which phone.
 	viewWaiting = "waiting"
+	// viewUndelivered is the end of a code that expired before it reached
+	// its DM (undelivered): not "not entered in time".
+	viewUndelivered = "expired:undelivered"
 )
+
+// undelivered reports whether p's code, meant for a DM, expired before it
+// got there: the DM was never posted (its posts held by Slack's
+// Retry-After), or still showed its opening (or, a renewal's, the code it
+// superseded) when the code expired, because the shared edit budget never
+// got to it (Slack's rate limit, as the bot keeps to it). Its requester
+// (and the DM) are told so, not that the code was not entered in time.
+func undelivered(p pairing.Pairing) bool {
+	if !p.InDM() || p.State != pairing.StateLive && p.State != pairing.StateExpired || p.IssuedAt.IsZero() {
+		return false
+	}
+	switch p.DM.LastView {
+	case "", viewOpening, viewWaiting, viewUndelivered:
+		return true
+	}
+	return false
+}
+
+// dmEndKey is endKey for p's DM and, while p's code is meant for a DM,
+// its requester's channel messages: viewUndelivered for a code that
+// never reached the DM.
+func dmEndKey(p pairing.Pairing) string {
+	if undelivered(p) {
+		return viewUndelivered
+	}
+	return endKey(p)
+}
 
 // dmSteps is how many steps a DM's countdown has: a DM has no use budget,
 // only the shared edit budget, so it moves every fifth of the lifetime.
@@ -150,7 +180,7 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 		if !editable && p.LastView != "" && p.HandedTo() == "" {
 			return p.LastView
 		}
-		return endKey(p)
+		return dmEndKey(p)
 	case showingCode(p, now) && p.HandedTo() != "":
 		// A hand-off whose DM failed: the code is its recipient's, never
 		// the requester's.
@@ -178,7 +208,7 @@ func dmKey(p pairing.Pairing, now time.Time) string {
 		step, _ := dmStep(p, now)
 		return fmt.Sprintf("live:%d", step)
 	}
-	return endKey(p)
+	return dmEndKey(p)
 }
 
 // ephemeralDue reports whether p's ephemeral message needs a post at now.
@@ -366,6 +396,11 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 	case p.State == pairing.StateInterrupted:
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
+		})
+	case undelivered(p):
+		return UndeliveredView(UndeliveredModel{
+			PairingID: p.ID, Phone: phone, Instance: p.InstanceName, Recipient: handedTo, QR: p.Method == pairing.MethodQR,
+			Now: now, NewCodeAt: nextCode(),
 		})
 	case (p.State == pairing.StateLive || p.State == pairing.StateExpired) && p.Method == pairing.MethodQR:
 		return QRExpiredView(p.InstanceName, p.ID)
@@ -746,6 +781,13 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 	key := ps.key
 	if ps.kind == onDM && showsCode(key) {
 		key = viewOpening
+		if sf.TS == "" && sf.LastView == "" && p.HandedTo() == "" && !b.codeGoesInSoon(p) {
+			// The code would reach the DM too late: it is shown to the
+			// requester ephemerally instead, and the DM is never opened.
+			sf.Failed = dmBusy
+			log.Warn("the shared edit budget cannot put the code into the DM soon (too many codes at once, or a Retry-After): the code is shown ephemerally instead", "backlog", b.backlog.Load())
+			return b.recordSurface(ctx, p, ps, sf, log)
+		}
 	}
 	var channel, ts string
 	opts := message(key)
@@ -781,7 +823,32 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 	// The DM is open and stored: the code goes in now if the budget has a
 	// use, else the next tick puts it in (urgently).
 	ps.s, ps.post, ps.update, ps.fresh = p.DM, false, true, true
-	return b.showPosted(ctx, p, now, editIfBudget, ps)
+	p = b.showPosted(ctx, p, now, editIfBudget, ps)
+	if p.DM.LastView == viewOpening && p.DM.Failed == "" {
+		b.backlog.Add(1) // it waits for the budget with the others
+	}
+	return p
+}
+
+// dmBusy is the Failed of a DM never opened because its code could not
+// have gone in soon (codeGoesInSoon): Slack's rate limit, as the bot
+// keeps to it.
+const dmBusy = "ratelimited"
+
+// dmCodeWait is the fraction of a code's lifetime it may wait for the
+// edit budget to put it into its DM: a quarter (37 s of a 150 s code).
+const dmCodeWait = 4
+
+// codeGoesInSoon reports whether the shared edit budget can put p's code
+// into a DM opened for it now within a quarter of its lifetime, behind
+// the urgent edits already waiting (the backlog). The budget's 40 a
+// minute (Slack allows chat.update about 50 times a minute per
+// workspace, api.slack.com/methods/chat.update) cannot carry hundreds of
+// codes asked in one minute into their DMs before they expire; a
+// requester whose code would wait past that sees it ephemerally instead,
+// at once (the slash command's response_url has a budget of its own).
+func (b *Bot) codeGoesInSoon(p pairing.Pairing) bool {
+	return b.edits.within(p.ExpiresAt.Sub(p.IssuedAt)/dmCodeWait) >= float64(b.backlog.Load()+1)
 }
 
 // retractOpening replaces the opening of a DM that failed before its code

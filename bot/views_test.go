@@ -81,6 +81,8 @@ func allViews() map[string]Message {
 		"handoff_dm_refused":        HandoffDMRefusedView("U456", "messages_tab_disabled"),
 		"handoff_code_refused":      HandoffCodeRefusedView("U456", "msg_too_long", "+20 11 12223333", "support-eg"),
 		"dm_code_elsewhere":         DMCodeElsewhereView("+20 11 12223333", "support-eg", "C0SUPPORT"),
+		"undelivered":               UndeliveredView(UndeliveredModel{PairingID: "p4x7k2m9q3w8z5y6", Phone: "+20 11 12223333", Instance: "support-eg", Now: now}),
+		"undelivered_handoff_later": UndeliveredView(UndeliveredModel{PairingID: "p1", Phone: "+20 11 12223333", Instance: "support-eg", Recipient: "U456", Now: now, NewCodeAt: now.Add(10 * time.Minute)}),
 		"handoff_recipient_self":    RecipientRefusedView(pairing.OutcomeRecipientSelf, "U123", again, ""),
 		"handoff_recipient_bot":     RecipientRefusedView(pairing.OutcomeRecipientBot, "U456", again, ""),
 		"handoff_recipient_gone":    RecipientRefusedView(pairing.OutcomeRecipientDeactivated, "U456", again, ""),
