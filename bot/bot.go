@@ -58,6 +58,9 @@ type Config struct {
 	EditsPerMinute int
 	// Observer is told about commands, acks and edits (metrics); may be nil.
 	Observer Observer
+	// Shared says the storage is shared by several replicas of the app
+	// (PostgreSQL): other Socket Mode connections of the app are expected.
+	Shared bool
 }
 
 // Observer receives the bot's events for metrics.
@@ -235,7 +238,10 @@ func (b *Bot) Run(ctx context.Context) error {
 	// finish. Run returns only when every goroutine it started has.
 	defer b.drain()
 	defer closeSocket()
-	defer func() { <-c.Stop().Done() }()
+	defer func() {
+		<-c.Stop().Done()
+		b.resign() // no more ticks here: another replica may lead now
+	}()
 	for {
 		select {
 		case <-ctx.Done():

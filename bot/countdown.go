@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -122,9 +123,16 @@ const maxEditsInFlight = 32
 // gives it back if, once it has the message, the click already showed
 // what was due.
 func (b *Bot) Tick(ctx context.Context) {
+	if !b.lead(ctx) {
+		return
+	}
 	pairings, err := b.cfg.Service.Advance(ctx)
 	if err != nil {
-		if ctx.Err() == nil { // else the shutdown stopped it: not a failure
+		switch {
+		case ctx.Err() != nil: // the shutdown stopped it: not a failure
+		case errors.Is(err, pairing.ErrUnavailable):
+			b.log.Warn("tick skipped: the database cannot be reached", "err", err)
+		default:
 			b.log.Error("tick", "err", err)
 		}
 		return
@@ -236,6 +244,50 @@ func editTier(p pairing.Pairing, now time.Time) int {
 	return tierStep
 }
 
+// lead renews this replica's leader lease, or tries to win it, before a
+// tick (issue 11): only the leader ticks. Several replicas on one
+// database each run the cron, and each tick first asks the storage; a
+// leader that cannot renew goes on acting only while its last renewal is
+// safely inside its lease (pairing.Service.Lead stops it a third of the
+// lease, a tick, before another replica could be elected), then stops.
+// With the bbolt file there is one process, and it always leads. Every
+// edit is claimed in the database too (ClaimView): a lease is not a mutex.
+func (b *Bot) lead(ctx context.Context) bool {
+	leading, err := b.cfg.Service.Lead(ctx)
+	term, _ := b.cfg.Service.Leadership()
+	if lo, ok := b.obs.(LeaderObserver); ok {
+		lo.Leader(leading, term)
+	}
+	if err != nil && ctx.Err() == nil {
+		if leading {
+			b.log.Warn("cannot renew the ticker's leader lease; still inside it, ticking", "err", err)
+		} else {
+			b.log.Debug("not leading the ticker", "err", err)
+		}
+	}
+	return leading
+}
+
+// LeaderObserver, when the Config's Observer implements it, is told before
+// every tick whether this replica leads the ticker, and its term (zero
+// when none), for the leadership metrics.
+type LeaderObserver interface {
+	Leader(leading bool, term pairing.Term)
+}
+
+// resign gives up the ticker's leadership on the way out, so another
+// replica takes over at its next tick rather than when the lease runs out.
+func (b *Bot) resign() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.cfg.Service.Resign(ctx); err != nil {
+		b.log.Warn("resigning the ticker's leadership failed; another replica takes over when the lease runs out", "err", err)
+	}
+	if lo, ok := b.obs.(LeaderObserver); ok {
+		lo.Leader(false, pairing.Term{})
+	}
+}
+
 // EditsInFlight is how many edits started by ticks are still running.
 func (b *Bot) EditsInFlight() int { return int(b.ticking.Load()) }
 
@@ -275,6 +327,9 @@ func (b *Bot) startCron(ctx context.Context) (*cron.Cron, error) {
 		cron.WithChain(cron.SkipIfStillRunning(l), cron.Recover(l)))
 	c.Schedule(tickSchedule(b.cfg.TickInterval), cron.FuncJob(func() { b.Tick(ctx) }))
 	if _, err := c.AddFunc("@every 10m", func() {
+		if _, leading := b.cfg.Service.Leadership(); !leading {
+			return // the leader prunes
+		}
 		st, err := b.cfg.Service.Prune(ctx)
 		if err != nil {
 			if ctx.Err() == nil { // else the shutdown stopped it: not a failure

@@ -551,6 +551,14 @@ func (s *flakyBudget) UseResponseURL(ctx context.Context, url string, issued, no
 	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
 }
 
+// ClaimView takes a claimed edit's use with its claim: it fails alike.
+func (s *flakyBudget) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	if c.URL != "" && s.fail.Add(-1) >= 0 {
+		return false, fmt.Errorf("claim view: %w", pairing.ErrUnavailable)
+	}
+	return s.Storage.ClaimView(ctx, c)
+}
+
 // A storage failure while taking a response_url use is not a spent
 // budget: the final view (here: linked) is posted by the next tick, and
 // the code leaves the message. (Before, any error counted as "spent",

@@ -10,10 +10,20 @@ import (
 	"github.com/slack-go/slack/socketmode"
 )
 
+// maxSockets is how many Socket Mode connections Slack allows one app
+// (https://api.slack.com/apis/socket-mode: up to 10).
+const maxSockets = 10
+
 // dispatch handles one Socket Mode event. It never does network I/O before
 // the ack and never blocks: slow work runs in goroutines, so pings and
 // other envelopes are never held up.
 func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
+	if r := evt.Request; r != nil && r.RetryAttempt > 0 {
+		// Slack sends an envelope again when no ack reached it (a replica
+		// that died or stopped with it unacked): handled once all the
+		// same (see dedupe.go).
+		b.log.Info("slack redelivered an envelope", "envelope", r.EnvelopeID, "retry_attempt", r.RetryAttempt, "retry_reason", r.RetryReason)
+	}
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
 		b.obs.Connected(false)
@@ -25,10 +35,13 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 		if evt.Request != nil {
 			n = evt.Request.NumConnections
 		}
-		// Slack spreads commands over up to 10 connections per app: a second
-		// process on the same token steals commands from this one.
+		// Slack spreads commands over up to 10 connections per app: on a
+		// storage of its own, a second process on the same token steals
+		// commands from this one; replicas sharing a database are meant to
+		// (issue 11), but near the ceiling of 10 a deploy's new sockets are
+		// refused (too_many_websockets).
 		level := slog.LevelInfo
-		if n > 1 {
+		if n > 1 && !b.cfg.Shared || n >= maxSockets-1 {
 			level = slog.LevelWarn
 		}
 		b.log.Log(ctx, level, "slack socket ready", "num_connections", n)
@@ -54,7 +67,13 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 			payload, after := b.safeSubmission(cb)
 			b.ack(ctx, evt.Request, payload)
 			if after != nil {
-				b.goWork(ctx, after)
+				// Handled once, as a command (see dedupe.go): its
+				// envelope ID is its identity.
+				key := ""
+				if evt.Request != nil && evt.Request.EnvelopeID != "" {
+					key = "submit:" + evt.Request.EnvelopeID
+				}
+				b.goWork(ctx, func(ctx context.Context) { after(withDedupeKey(ctx, key)) })
 			}
 			return nil
 		case ok && cb.Type == slack.InteractionTypeBlockSuggestion:

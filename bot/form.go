@@ -445,7 +445,14 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 				return
 			}
 		}
+		req.DedupeKey = dedupeKey(ctx)
 		p, err := b.cfg.Service.Start(ctx, req)
+		if errors.Is(err, pairing.ErrDuplicate) {
+			// Slack delivered the submission twice (or again): the first
+			// delivery answers it.
+			b.obs.Command(pairing.OutcomeDuplicate)
+			return
+		}
 		b.obs.Command(pairing.OutcomeOf(err))
 		if p.ID != "" && p.State != pairing.StateRequesting {
 			b.show(ctx, p, showing{answer: onModal})

@@ -15,6 +15,7 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		return
 	}
 	action := cb.ActionCallback.BlockActions[0]
+	ctx = withDedupeKey(ctx, clickKey(cb, action))
 	now := b.cfg.Service.Now()
 	log := b.log.With("action", action.ActionID, "user", cb.User.ID, "pairing", action.Value)
 	inWindow := cb.Container.Type == "view" // a button in the code window: no response_url
@@ -73,6 +74,12 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		}
 		// A renewal refused by a limit has no pairing of its own: its
 		// refusal names the clicked pairing's instance.
+		if !inWindow {
+			// The database unreachable is answered below the clicked
+			// message, uncounted (see answer).
+			b.answer(ctx, log, cb.ResponseURL, now, p, err, instance, cb.TriggerID)
+			return
+		}
 		reply(b.result(p, err, instance, cb.TriggerID))
 	}
 	// Each click brings a fresh response_url with a fresh budget: the
@@ -81,6 +88,14 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		p   pairing.Pairing
 		err error
 	)
+	switch action.ActionID {
+	case ActionRefresh, ActionCancel:
+		// They reserve nothing: the click's key is claimed first.
+		if !b.claim(ctx, log) {
+			log.Info("duplicate click dropped")
+			return
+		}
+	}
 	switch action.ActionID {
 	case ActionRefresh:
 		p, err = b.cfg.Service.Refresh(ctx, action.Value, cb.User.ID, click)
@@ -91,7 +106,8 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 			// Checked for the pairing's requester (a hand-off's recipient
 			// clicks on their behalf), against the channel it was
 			// requested in.
-			Allowed: func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
+			Allowed:   func(user, instanceID, channel string) bool { return b.allowed(instanceID, user, channel) },
+			DedupeKey: dedupeKey(ctx),
 			// A hand-off's renewal runs its first request's checks again.
 			Prepare: b.prepareHandoffRenewal,
 		})
@@ -102,6 +118,12 @@ func (b *Bot) interaction(ctx context.Context, cb slack.InteractionCallback) {
 		b.obs.Command(pairing.OutcomeOfQR(err))
 	default:
 		log.Warn("unknown action")
+		return
+	}
+	if errors.Is(err, pairing.ErrDuplicate) {
+		// Slack delivered the click twice (or again): the first delivery
+		// answers it.
+		log.Info("duplicate click dropped")
 		return
 	}
 	log.Info("button handled", "err", err)

@@ -304,6 +304,14 @@ func (s *postCtxStorage) UseResponseURL(ctx context.Context, url string, issued,
 	return s.Storage.UseResponseURL(ctx, url, issued, now, keep)
 }
 
+// ClaimView takes a claimed edit's use with its claim.
+func (s *postCtxStorage) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	if c.URL != "" {
+		s.ctx = ctx
+	}
+	return s.Storage.ClaimView(ctx, c)
+}
+
 // cancelAfterWatch is a storage that cancels the tick's context right
 // after the watch list is read: the shutdown landing while a tick polls
 // Wawp (the tick's first storage call succeeded, the rest are refused

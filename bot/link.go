@@ -22,7 +22,7 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 	start := time.Now()
 	received := b.cfg.Service.Now()
 	log := b.log.With("request", envelopeID, "user", cmd.UserID, "channel", cmd.ChannelID)
-	reply := b.safePrepare(cmd, received, log)
+	reply := b.safePrepare(envelopeID, cmd, received, log)
 	var payload any
 	if reply.msg.Text != "" { // the form's ack is empty: the modal answers it
 		payload = reply.msg.ackPayload()
@@ -37,20 +37,35 @@ func (b *Bot) command(ctx context.Context, envelopeID string, cmd slack.SlashCom
 		return
 	}
 	b.goWork(ctx, func(ctx context.Context) {
+		ctx = withDedupeKey(ctx, reply.dedupeKey)
 		reply.after(ctx, pairing.WithRequestID(ctx, envelopeID), log)
 	})
 }
 
 // safePrepare is prepare that survives its own bugs: a panic becomes an
 // "internal error" answer instead of a crashed process and a Slack timeout.
-func (b *Bot) safePrepare(cmd slack.SlashCommand, now time.Time, log *slog.Logger) (r reply) {
+func (b *Bot) safePrepare(envelopeID string, cmd slack.SlashCommand, now time.Time, log *slog.Logger) (r reply) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("panic preparing a command", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			r = reply{msg: InternalErrorView(cmd.TriggerID), outcome: pairing.OutcomeInternalError}
 		}
 	}()
-	return b.prepare(cmd, now)
+	r = b.prepare(cmd, now)
+	r.dedupeKey = commandKey(envelopeID)
+	return r
+}
+
+// commandKey is a slash command's dedupe key (pairing.Dedupe): its
+// envelope ID, which Slack keeps when it redelivers an envelope it got no
+// ack for (retry_attempt; https://api.slack.com/apis/socket-mode,
+// "Acknowledging events"), and which a doubled delivery shares. "" (no
+// dedupe) without one.
+func commandKey(envelopeID string) string {
+	if envelopeID == "" {
+		return ""
+	}
+	return "cmd:" + envelopeID
 }
 
 // reply is the immediate answer to a command and the work that follows it.
@@ -58,6 +73,10 @@ type reply struct {
 	msg     Message
 	outcome pairing.Outcome // for metrics and the log, when the command ends with the ack
 	after   func(ctx, reqCtx context.Context, log *slog.Logger)
+	// dedupeKey is the command's identity (commandKey): the work after the
+	// ack records it in the same transaction as its first write, and a
+	// duplicate does nothing.
+	dedupeKey string
 }
 
 // prepare decides the immediate reply to a command (pure CPU: no network,
@@ -117,15 +136,26 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 			// Who it goes to is Slack's to say, and Slack is asked only
 			// after the ack.
 			if why, detail := b.checkRecipient(ctx, recipient); why != "" {
+				// The refusal's audit claims the command's key: a second
+				// delivery of it shows nothing more.
+				if !b.auditRefusalOnce(ctx, cmd, now, in, parsed.Phone, why, recipient, log) {
+					return
+				}
 				b.obs.Command(why)
 				log.Info("hand-off refused", "outcome", why, "recipient", recipient)
-				b.auditRefusal(cmd, now, in, parsed.Phone, why, recipient)(ctx, reqCtx, log)
 				again := fmt.Sprintf("`/link %s %s`", escape(parsed.Instance), escape(phone.International))
 				b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, RecipientRefusedView(why, recipient, again, detail))
 				return
 			}
 		}
+		req.DedupeKey = dedupeKey(ctx)
 		p, err := b.cfg.Service.Start(reqCtx, req)
+		if errors.Is(err, pairing.ErrDuplicate) {
+			// Slack delivered the command twice (or again): the first
+			// delivery answers it.
+			b.obs.Command(pairing.OutcomeDuplicate)
+			return
+		}
 		b.obs.Command(pairing.OutcomeOf(err))
 		if p.ID != "" && p.State != pairing.StateRequesting {
 			// Every request past the limits has a stored pairing, watched
@@ -134,7 +164,7 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 			b.show(ctx, p, showing{answer: onNone})
 			return
 		}
-		b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, b.result(p, err, req.Instance.Name, cmd.TriggerID))
+		b.answer(ctx, log, req.ResponseURL, req.URLIssued, p, err, req.Instance.Name, cmd.TriggerID)
 	}}
 }
 
@@ -310,14 +340,25 @@ func (b *Bot) waitHold(ctx context.Context, until time.Time) bool {
 // recipient is who a refused hand-off named.
 func (b *Bot) auditRefusal(cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome, recipient string) func(context.Context, context.Context, *slog.Logger) {
 	return func(ctx, _ context.Context, log *slog.Logger) {
-		err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
-			Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
-			Recipient: recipient,
-		})
-		if err != nil {
-			log.Error("audit", "err", err)
-		}
+		b.auditRefusalOnce(ctx, cmd, now, in, phone, why, recipient, log)
 	}
+}
+
+// auditRefusalOnce claims the command's dedupe key and, unless the
+// command was handled before (false: a duplicate, which must show
+// nothing), audits its refusal.
+func (b *Bot) auditRefusalOnce(ctx context.Context, cmd slack.SlashCommand, now time.Time, in pairing.Instance, phone string, why pairing.Outcome, recipient string, log *slog.Logger) bool {
+	if !b.claim(ctx, log) {
+		return false
+	}
+	err := b.cfg.Service.AuditRefusal(ctx, pairing.Refusal{
+		Time: now, User: cmd.UserID, Team: cmd.TeamID, Channel: cmd.ChannelID, Instance: in, Phone: phone, Outcome: why,
+		Recipient: recipient,
+	})
+	if err != nil {
+		log.Error("audit", "err", err)
+	}
+	return true
 }
 
 // historyLimit is how many events /link history shows: the newest ones,
@@ -356,7 +397,14 @@ func (b *Bot) history(cmd slack.SlashCommand, subject string, now time.Time) rep
 	// another instance now.
 	q.Allowed = func(instanceID string) bool { return b.allowed(instanceID, cmd.UserID, cmd.ChannelID) }
 	return reply{msg: notice("Looking up history…", "📜 Looking up the history…"), outcome: pairing.OutcomeHistory, after: func(ctx, _ context.Context, log *slog.Logger) {
+		if !b.claim(ctx, log) {
+			return
+		}
 		events, err := b.cfg.Service.History(ctx, q)
+		if errors.Is(err, pairing.ErrUnavailable) {
+			b.postUncounted(ctx, log, cmd.ResponseURL, UnavailableView())
+			return
+		}
 		if err != nil {
 			log.Error("reading audit", "err", err)
 			b.respond(ctx, log, cmd.ResponseURL, now, 0, InternalErrorView(cmd.TriggerID))
@@ -397,6 +445,8 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 		return AccessDeniedView(p.InstanceName, b.rulesFor(p.Instance).Ask)
 	case o == pairing.OutcomeEnded:
 		return EndedView()
+	case o == pairing.OutcomeUnavailable:
+		return UnavailableView()
 	}
 	b.log.Error("request failed", "request", requestID, "err", err)
 	return InternalErrorView(requestID)

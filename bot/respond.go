@@ -44,8 +44,47 @@ const maxRetryWait = 10 * time.Second
 // logged, never shown, and the url itself is never logged (it is a
 // credential for the message).
 func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message) postOutcome {
-	return b.post(ctx, log, url, issued, keep, m, nil)
+	return b.post(ctx, log, url, issued, keep, m, nil, nil)
 }
+
+// answer posts the outcome of a request or click (Start, Renew, Refresh,
+// Cancel) through url: its view (result), within the url's budget. When
+// the database cannot be reached (pairing.ErrUnavailable) nothing was
+// done, and the answer says so; it is posted without counting its use,
+// since the database that counts uses is the one that cannot be reached.
+// That is safe: it is the first post of a fresh response_url (a command's
+// or a click's), which no pairing recorded, so the bot never posts
+// through it again.
+func (b *Bot) answer(ctx context.Context, log *slog.Logger, url string, issued time.Time, p pairing.Pairing, err error, instance, requestID string) {
+	if pairing.OutcomeOf(err) == pairing.OutcomeUnavailable {
+		b.log.Warn("the database cannot be reached; the person is asked to try again", "request", requestID, "err", err)
+		b.postUncounted(ctx, log, url, UnavailableView())
+		return
+	}
+	b.respond(ctx, log, url, issued, 0, b.result(p, err, instance, requestID))
+}
+
+// postUncounted posts m through url once, without taking a use of its
+// budget (see answer), as a message of its own: through a click's url it
+// is added below the clicked message, which keeps showing its code (still
+// live: nothing was done).
+func (b *Bot) postUncounted(ctx context.Context, log *slog.Logger, url string, m Message) {
+	if url == "" {
+		return
+	}
+	w := m.webhook()
+	w.ReplaceOriginal = false
+	if err := slack.PostWebhookCustomHTTPContext(ctx, url, b.cfg.HTTP, w); err != nil {
+		log.Warn("response_url post failed", "reason", postFailure(err, 0))
+		return
+	}
+	b.obs.ResponseURLUse()
+}
+
+// errClaimLost means an edit's claim was not won (another replica, or
+// another writer here, holds it or already showed the view): the post is
+// not made.
+var errClaimLost = errors.New("the edit is claimed elsewhere")
 
 // post is respond for a message that follows stored state: before every
 // retry, again (when set) says what the message should show now, or false
@@ -53,12 +92,17 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 // outlast the state it was rendered from (a New code click lands in it),
 // and a retry must never post a view that is no longer true.
 //
+// take, when set, takes the first try's use instead of UseResponseURL: a
+// claimed edit (ClaimView takes the use with the claim), which returns
+// errClaimLost when the claim was not won (postDropped, nothing posted).
+// Its retries take their uses as any post does, while the claim holds.
+//
 // A 429's Retry-After is honoured whatever its length: one up to
 // MaxRetryWait is waited out here; a longer one (or one still due after
 // the last try) holds the url (urlHolds, stored with the other holds so a
 // restart waits it out too), and every post to it fails at once until it
 // runs out: the tick that next shows the pairing posts what is due then.
-func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool)) postOutcome {
+func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool), take func() error) postOutcome {
 	held := b.urlHolds.on(urlHoldID(url))
 	for try := 1; ; try++ {
 		if ctx.Err() != nil {
@@ -75,7 +119,14 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 				return postDropped
 			}
 		}
-		if err := b.cfg.Service.UseResponseURL(ctx, url, issued, keep); err != nil {
+		use := func() error { return b.cfg.Service.UseResponseURL(ctx, url, issued, keep) }
+		if try == 1 && take != nil {
+			use = take
+		}
+		if err := use(); err != nil {
+			if errors.Is(err, errClaimLost) {
+				return postDropped
+			}
 			if !errors.Is(err, pairing.ErrBudgetSpent) {
 				// The storage failed, not the budget: nothing was posted or
 				// taken, and the next tick (or the next start) tries again.

@@ -537,45 +537,132 @@ func (b *Bot) showEphemeral(ctx context.Context, p pairing.Pairing, now time.Tim
 	if final {
 		keep = 0
 	}
+	// The edit is claimed in the database first, with its response_url
+	// use (issue 11): of two writers deciding the same edit (two replicas
+	// that both believe they lead, a tick and a click), only the one that
+	// wins the claim posts it.
+	var claim pairing.ViewClaim
+	won := false
+	take := func() error {
+		c, ok, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{
+			ID: p.ID, Surface: pairing.SurfaceEphemeral, From: p.LastView, To: key, URL: url, Issued: issued, Keep: keep,
+		})
+		claim, won = c, ok
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			log.Info("edit not posted: another writer claimed it or showed it already")
+			return errClaimLost
+		}
+		return nil
+	}
 	// Before a retry, re-read the pairing: if what it should show changed
 	// (or a click gave it another response_url), whoever changed it shows
-	// the new state, and this post is dropped.
+	// the new state, and this post is dropped; so is a retry that would
+	// come after its claim stops holding.
 	again := func() (Message, bool) {
+		now := b.cfg.Service.Now()
+		if won && !claim.HoldsAt(now) {
+			return Message{}, false
+		}
 		fresh, err := b.cfg.Service.Pairing(ctx, p.ID)
 		if err != nil {
 			return Message{}, false
 		}
-		now := b.cfg.Service.Now()
 		if u, _, _ := fresh.Editor(); u != url || ephemeralKey(fresh, now) != key {
 			return Message{}, false
 		}
 		return b.render(ctx, fresh, now, onEphemeral), true
 	}
-	switch b.post(ctx, log, url, issued, keep, b.render(ctx, p, now, onEphemeral), again) {
-	case budgetSpent:
-		if final && showsCode(p.LastView) {
-			// Every use is spent (its final posts were lost, or something
-			// else used them): Slack allows nothing more, and the message
-			// keeps showing a code that no longer works.
-			log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
+	outcome := b.post(ctx, log, url, issued, keep, b.render(ctx, p, now, onEphemeral), again, take)
+	if !won {
+		switch outcome {
+		case budgetSpent:
+			if final && showsCode(p.LastView) {
+				// Every use is spent (its final posts were lost, or something
+				// else used them): Slack allows nothing more, and the message
+				// keeps showing a code that no longer works.
+				log.Warn("no response_url use left for the final state: the message still shows the code, and Slack allows no more edits to it", "shown", p.LastView)
+			}
+			// Without budget this step is skipped for good; a final state
+			// without budget can never be shown, so editing ends.
+			b.recordView(ctx, p, key, unwatch)
 		}
-		// Without budget this step is skipped for good; a final state
-		// without budget can never be shown, so editing ends.
-		b.recordView(ctx, p, key, unwatch)
+		return // the claim was lost, or the storage failed: nothing was posted
+	}
+	// Slack has answered (or the post was given up): the claim ends with
+	// what the message shows now, recorded even if ctx ended meanwhile (a
+	// shutdown), or the next start would post it again.
+	shown, keepWatching := p.LastView, false
+	switch outcome {
 	case posted:
-		// The post reached Slack: that is recorded even if ctx ended
-		// meanwhile (a shutdown), or the next start posts it again.
-		rctx, cancel := pairing.RecordContext(ctx)
-		b.recordView(rctx, p, key, unwatch)
-		cancel()
+		shown = key
+	case budgetSpent:
+		// A retry found no use left: this step is skipped for good.
+		shown = key
 	case urlGone:
 		// The message is gone, not the pairing: it goes on being watched
 		// (advanced) until it ends, with no more posts.
-		b.recordView(ctx, p, viewGone, unwatch)
+		shown = viewGone
 	case postFailed, postDropped:
 		// Left as it was: the next tick (or the writer that changed the
 		// pairing) shows what is due.
+		keepWatching = true
 	}
+	b.finishView(ctx, claim, pairing.Surface{LastView: shown}, unwatch && !keepWatching, log)
+}
+
+// finishRetry is the pause between attempts to finish a claim while the
+// database cannot be reached.
+const finishRetry = 250 * time.Millisecond
+
+// finishView ends claim c with shown (Service.FinishView), and reports
+// whether it was recorded. Slack has answered by then, so it is recorded
+// even if ctx ended (a shutdown; pairing.RecordContext). When the database
+// cannot be reached it goes on trying in the background, without the
+// message's lock (a click on the message is answered meanwhile), as long
+// as the claim holds and the work is not cut short: a claim left
+// unfinished would keep every other writer off the message, a click's
+// answer included, until it runs out, and the next writer would then post
+// the view again.
+func (b *Bot) finishView(ctx context.Context, c pairing.ViewClaim, shown pairing.Surface, unwatch bool, log *slog.Logger) bool {
+	try := func() (done bool, err error) {
+		rctx, cancel := pairing.RecordContext(ctx)
+		defer cancel()
+		ok, err := b.cfg.Service.FinishView(rctx, c, shown, unwatch)
+		if err == nil && !ok {
+			log.Warn("the edit's claim ran out before it was recorded; the newer claim's writer records what the message shows")
+		}
+		return ok, err
+	}
+	ok, err := try()
+	if err == nil {
+		return ok
+	}
+	if !errors.Is(err, pairing.ErrUnavailable) {
+		log.Error("recording view", "err", err)
+		return false
+	}
+	log.Warn("recording view: the database cannot be reached; trying again in the background", "err", err)
+	b.goWork(ctx, func(ctx context.Context) {
+		for c.HoldsAt(b.cfg.Service.Now()) {
+			select {
+			case <-ctx.Done():
+				log.Error("recording view: given up at shutdown", "err", err)
+				return
+			case <-time.After(finishRetry):
+			}
+			if _, err = try(); !errors.Is(err, pairing.ErrUnavailable) {
+				if err != nil {
+					log.Error("recording view", "err", err)
+				}
+				return
+			}
+		}
+		log.Error("recording view: the claim ran out before the database came back; the view may be posted again", "err", err)
+	})
+	return false
 }
 
 // showDM brings p's DM message up to date and returns p as it then
@@ -701,7 +788,63 @@ type postedSurface struct {
 // stuck message does not show, the stuck message is deleted (chat.delete:
 // the code leaves the conversation) and the view is posted anew. A post
 // Slack refuses ends the surface (Failed), so nothing is retried every tick.
+//
+// Every call and post it makes is claimed in the database first (issue
+// 11): of two writers deciding it (two replicas that both believe they
+// lead, a tick and a click), only the one that wins the claim goes on, so
+// no view is posted twice and no edit budget is spent twice. The claim
+// covers the whole show (a DM opened and then given its code, a stuck
+// message deleted and posted anew); each step records the surface as it
+// goes, and the claim ends with the surface as it then stands.
 func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit, ps postedSurface) pairing.Pairing {
+	if !ps.post && !ps.update {
+		if edit == editGranted {
+			b.edits.refund() // the tick's grant went unused
+		}
+		return p
+	}
+	log := b.log.With("pairing", p.ID, "surface", surfaceName(ps.kind), "surface_view", ps.key)
+	c, won, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{ID: p.ID, Surface: surfaceKey(ps.kind), From: ps.s.LastView, To: ps.key})
+	if err != nil || !won {
+		if err != nil {
+			log.Warn("claiming the edit failed; the next tick tries again", "err", err)
+		} else {
+			log.Info("edit not made: another writer claimed it or made it already")
+		}
+		if edit == editGranted {
+			b.edits.refund() // the tick's grant went unused
+		}
+		return p
+	}
+	p = b.showPostedClaimed(ctx, p, now, edit, ps)
+	shown := p.DM
+	if ps.kind == onCard {
+		shown = p.Card
+	}
+	if !b.finishView(ctx, c, shown, false, log) {
+		return p
+	}
+	rctx, cancel := pairing.RecordContext(ctx)
+	defer cancel()
+	if stored, err := b.cfg.Service.Pairing(rctx, p.ID); err == nil {
+		return stored
+	}
+	return p
+}
+
+// surfaceKey is the storage's name of surface s (pairing.SurfaceDM, …).
+func surfaceKey(s surface) string {
+	switch s {
+	case onDM:
+		return pairing.SurfaceDM
+	case onCard:
+		return pairing.SurfaceCard
+	}
+	return pairing.SurfaceEphemeral
+}
+
+// showPostedClaimed is showPosted under its claim.
+func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time.Time, edit dmEdit, ps postedSurface) pairing.Pairing {
 	granted := edit == editGranted
 	defer func() {
 		if granted {
@@ -729,7 +872,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		granted = false // spent
 		if sf.LastView != viewStuck {
 			opts := message(ps.key) // rendered before the call's turn: rendering reads the store
-			sent, err := b.limited(b.lockUpdates, b.edits, func() error {
+			sent, err := b.editLimited(ctx, func() error {
 				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
 				return err
 			})
@@ -823,7 +966,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 	// The DM is open and stored: the code goes in now if the budget has a
 	// use, else the next tick puts it in (urgently).
 	ps.s, ps.post, ps.update, ps.fresh = p.DM, false, true, true
-	p = b.showPosted(ctx, p, now, editIfBudget, ps)
+	p = b.showPostedClaimed(ctx, p, now, editIfBudget, ps) // under the same claim
 	if p.DM.LastView == viewOpening && p.DM.Failed == "" {
 		b.backlog.Add(1) // it waits for the budget with the others
 	}
@@ -867,7 +1010,7 @@ func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.
 	if p.HandedTo() != "" {
 		m = HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
 	}
-	sent, err := b.limited(b.lockUpdates, b.edits, func() error {
+	sent, err := b.editLimited(ctx, func() error {
 		_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
 		return err
 	})
@@ -884,7 +1027,7 @@ func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.
 // the view is posted anew all the same: the old message cannot be changed
 // by the bot any more.
 func (b *Bot) deleteStuck(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, pairing.Surface, bool) {
-	sent, err := b.limited(b.lockUpdates, b.edits, func() error {
+	sent, err := b.editLimited(ctx, func() error {
 		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
 		return err
 	})
@@ -958,6 +1101,38 @@ func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error)
 	}
 	return true, err
 }
+
+// editLimited is limited for a chat.update or chat.delete call: besides
+// this process's edit budget and Retry-After, the call takes one of the
+// workspace's edits this minute from the database (Service.TakeEdit),
+// shared by every replica, since Slack counts them per workspace (Tier 3,
+// about 50 a minute: api.slack.com/methods/chat.update). With none left
+// this minute, or the database unreachable, no call is made (sent is
+// false), as while a Retry-After runs: a later tick edits the message.
+func (b *Bot) editLimited(ctx context.Context, call func() error) (sent bool, err error) {
+	if b.edits.blocked() {
+		return false, nil
+	}
+	taken, err := b.cfg.Service.TakeEdit(ctx, b.sharedEdits())
+	if err != nil || !taken {
+		if err != nil && ctx.Err() == nil {
+			b.log.Warn("taking a shared edit failed; the edit waits", "err", err)
+		}
+		return false, nil
+	}
+	return b.limited(b.lockUpdates, b.edits, call)
+}
+
+// slackEditsPerMinute is Slack's chat.update limit per workspace: Tier 3,
+// "50+ per minute" (api.slack.com/docs/rate-limits).
+const slackEditsPerMinute = 50
+
+// sharedEdits is how many chat.update and chat.delete calls all replicas
+// together make in one minute at most: Slack's limit, or the configured
+// budget when that is higher (an admin who knows their workspace's).
+// Each process's own budget (EditsPerMinute, with its burst) stays below
+// it, so a single process never meets it.
+func (b *Bot) sharedEdits() int { return max(slackEditsPerMinute, b.cfg.EditsPerMinute) }
 
 // loadHolds waits out the Retry-Afters a previous run (or another
 // replica) recorded: a restart during one does not call Slack before it

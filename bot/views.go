@@ -449,6 +449,14 @@ func InternalErrorView(requestID string) Message {
 	return notice("Something went wrong", fmt.Sprintf("⚠️ Something went wrong inside the bot. Try again; if it keeps failing, give the admin this reference: `%s`.", escape(requestID)))
 }
 
+// UnavailableView answers a command or click while linkbot's database
+// cannot be reached (pairing.ErrUnavailable, issue 11): nothing was
+// done — no code requested, nothing counted — and the same command works
+// once the database is back.
+func UnavailableView() Message {
+	return notice("linkbot cannot reach its database", "⏳ linkbot cannot reach its database right now; nothing was done — try again in a minute.")
+}
+
 // LinkedView is the final state after the phone entered the code.
 func LinkedView(phone, instance string, at time.Time) Message {
 	t := fmt.Sprintf("✅ Linked — %s is now connected to %s (%s).", escape(phone), escape(instance), slackTime(at, "{time_secs}"))

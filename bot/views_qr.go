@@ -112,7 +112,7 @@ func (b *Bot) linkByQR(ctx context.Context, old pairing.Pairing, err error, cb s
 		Instance: pairing.Instance{ID: old.Instance, Name: old.InstanceName}, Phone: pairing.PhoneFromDigits(old.Phone),
 		User: cb.User.ID, Team: cb.Team.ID, Channel: old.Channel,
 		ClickURL: click.ResponseURL, ClickIssued: click.Issued, ClickTS: click.TS,
-		Replaces: old.ID,
+		Replaces: old.ID, DedupeKey: dedupeKey(ctx),
 	}
 	if old.Phone == "" {
 		req.Phone = pairing.Phone{}

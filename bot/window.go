@@ -105,7 +105,22 @@ func (b *Bot) showModal(ctx context.Context, p pairing.Pairing, now time.Time, e
 	granted = false // spent
 	key := modalKey(p, now)
 	log := b.log.With("pairing", p.ID, "surface", "modal", "surface_view", key)
+	// Claimed first, as every edit (issue 11): two replicas never update
+	// the window to the same view twice.
+	c, won, err := b.cfg.Service.ClaimView(ctx, pairing.ViewClaim{ID: p.ID, Surface: pairing.SurfaceModal, From: p.Modal.LastView, To: key})
+	if err != nil || !won {
+		if err != nil {
+			log.Warn("claiming the window's update failed; the next tick tries again", "err", err)
+		}
+		granted = true // unused: refunded
+		return p
+	}
 	m := p.Modal
+	defer func() {
+		// The claim ends with what the window shows now (recorded below,
+		// or as it was).
+		b.finishView(ctx, c, pairing.Surface{LastView: m.LastView}, false, log)
+	}()
 	resp, err := b.updateView(ctx, m.ViewID, m.Hash, windowOf(b.render(ctx, p, now, onModal), p.ID))
 	code, refused := slackRefusal(err)
 	switch {

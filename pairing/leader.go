@@ -96,6 +96,14 @@ func (s *Service) Leadership() (Term, bool) {
 	return l.term, s.cfg.Now().Before(l.trusted)
 }
 
+// TakeEdit takes one of the perMinute chat.update and chat.delete calls
+// the workspace allows in the current minute, across every replica (see
+// Storage.TakeEdit): false when none is left this minute, and the edit
+// waits for a later tick.
+func (s *Service) TakeEdit(ctx context.Context, perMinute int) (bool, error) {
+	return s.db.TakeEdit(ctx, s.cfg.Now(), perMinute)
+}
+
 // Resign gives the leadership up at once, for a replica that stops: it
 // no longer acts as the leader, and another replica is elected at its
 // next tick instead of waiting the lease out. An error (the storage

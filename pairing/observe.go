@@ -123,6 +123,11 @@ func (o *observed) Lead(ctx context.Context, leader string, held Term, ttl time.
 	return o.db.Lead(ctx, leader, held, ttl, now)
 }
 
+func (o *observed) TakeEdit(ctx context.Context, now time.Time, perMinute int) (taken bool, err error) {
+	defer o.report("TakeEdit", time.Now(), &err)
+	return o.db.TakeEdit(ctx, now, perMinute)
+}
+
 func (o *observed) Resign(ctx context.Context, term Term) (err error) {
 	defer o.report("Resign", time.Now(), &err)
 	return o.db.Resign(ctx, term)

@@ -37,6 +37,12 @@ const (
 	// OutcomeDMRefused: Slack refused the DM a hand-off's code was to go
 	// to (the app's Messages tab is off, …), so no code was requested.
 	OutcomeDMRefused Outcome = "dm_refused"
+	// OutcomeDuplicate: Slack delivered a command or click again (a
+	// redelivered or doubled envelope) and it was dropped (ErrDuplicate).
+	OutcomeDuplicate Outcome = "duplicate"
+	// OutcomeUnavailable: the database could not be reached, and nothing
+	// was done (ErrUnavailable); the person is asked to try again.
+	OutcomeUnavailable Outcome = "db_unavailable"
 )
 
 // Outcomes of a hand-off (/link <instance> <phone> @agent) refused because
@@ -96,6 +102,12 @@ func OutcomeOf(err error) Outcome {
 	}
 	if lerr, ok := errors.AsType[*LimitError](err); ok {
 		return lerr.Limit.Outcome()
+	}
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		return OutcomeDuplicate
+	case errors.Is(err, ErrUnavailable):
+		return OutcomeUnavailable
 	}
 	if serr, ok := errors.AsType[*StatusError](err); ok {
 		return StatusOutcome(serr.Status)

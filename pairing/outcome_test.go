@@ -43,6 +43,10 @@ func TestOutcomeOf(t *testing.T) {
 		{fmt.Errorf("%w: %w", ErrQRUnavailable, &APIError{Kind: ErrForbidden}), "qr_unavailable"},
 		{&LimitError{Limit: LimitQR}, "limit_qr"},
 		{fmt.Errorf("hand-off: %w", &DMError{Code: "messages_tab_disabled"}), "dm_refused"},
+		{ErrDuplicate, "duplicate"},
+		{fmt.Errorf("reserve: %w: dial tcp: connection refused", ErrUnavailable), "db_unavailable"},
+		// A pairing the database could not read is not "ended".
+		{fmt.Errorf("pairing %q: %w: %w", "x", ErrUnavailable, ErrNotFound), "db_unavailable"},
 		{fmt.Errorf("disk full"), "internal_error"},
 	}
 	for _, tt := range tests {

@@ -87,8 +87,10 @@ type Storage interface {
 	WatchedPairings(ctx context.Context) ([]Pairing, error)
 	// RecordView remembers the key of the view pairing id's message shows
 	// now; unwatch stops keeping the message current for good. It claims
-	// nothing: ClaimView and FinishView are the edits' path.
-	// Kept for the Slack edge until it claims its edits.
+	// nothing: ClaimView and FinishView are the edits' path; the Slack
+	// edge records with it what it decides without posting (a superseded
+	// pairing's message left as it is, a final pairing no longer watched,
+	// a step skipped for want of a response_url use).
 	RecordView(ctx context.Context, id, key string, unwatch bool) error
 	// ClaimView claims the edit c names (see ViewClaim), in one step: it
 	// wins (true) when pairing c.ID shows c.From on c.Surface (View) and no
@@ -159,6 +161,15 @@ type Storage interface {
 	// positive. Of any number of candidates racing, on any replicas, at
 	// most one holds a running lease.
 	Lead(ctx context.Context, leader string, held Term, ttl time.Duration, now time.Time) (Term, error)
+	// TakeEdit takes one of the perMinute chat.update and chat.delete
+	// calls the workspace allows in the minute now falls in, shared by
+	// every process on the storage (Slack counts them per workspace, not
+	// per process): true when taken; false, changing nothing, when
+	// perMinute were taken in that minute already. Minutes are fixed
+	// windows on the storage's clock (PostgreSQL's now(), as Lead's
+	// leases; elsewhere now). Of any number of callers racing, on any
+	// replicas, at most perMinute win in one minute.
+	TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error)
 	// Resign ends term's lease at once, so that another replica is
 	// elected at its next attempt instead of waiting the lease out (a
 	// replica stopping). A term that no longer holds the lease changes

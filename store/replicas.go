@@ -114,6 +114,33 @@ func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
 	return nil
 }
 
+// editMinute counts the edits taken in one minute.
+type editMinute struct {
+	mu     sync.Mutex
+	minute int64 // Unix minute
+	used   int
+}
+
+// TakeEdit takes one of the minute's perMinute edits (see
+// pairing.Storage): in memory, as the lease, since one process uses the
+// file.
+func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	e := &db.edits
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if m := now.Unix() / 60; m != e.minute {
+		e.minute, e.used = m, 0
+	}
+	if e.used >= perMinute {
+		return false, nil
+	}
+	e.used++
+	return true, nil
+}
+
 // checkSurface refuses a surface pairings do not have (pairing.ErrNoSurface),
 // after ctx: a call whose context is done says so first, as every other.
 func checkSurface(ctx context.Context, surface string) error {

@@ -54,6 +54,9 @@ type DB struct {
 	// lease is the ticker's leader lease (see Lead): in memory, since
 	// bbolt's file lock lets only one process use the file at a time.
 	lease leaderLease
+	// edits counts the workspace's chat.update calls this minute (see
+	// TakeEdit): in memory, for the same reason.
+	edits editMinute
 }
 
 // Options tune Open. The zero value is a durable database that waits up to

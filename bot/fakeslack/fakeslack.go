@@ -38,6 +38,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,8 +50,13 @@ import (
 
 // Slack's rules the fake enforces.
 const (
-	AckDeadline         = 3 * time.Second
-	ResponseURLUses     = 5
+	AckDeadline     = 3 * time.Second
+	ResponseURLUses = 5
+	// MaxSockets is how many Socket Mode connections an app may hold at
+	// once; one more is told too_many_websockets and closed
+	// (https://api.slack.com/apis/socket-mode "up to 10 open connections";
+	// slackapi/node-slack-sdk issue 1654 for the disconnect reason).
+	MaxSockets          = 10
 	ResponseURLLifetime = 30 * time.Minute
 )
 
@@ -79,8 +85,14 @@ type Envelope struct {
 	SentAt     time.Time
 	AckedAt    time.Time
 	AckPayload json.RawMessage
+	// Deliveries is how many times it was sent over a socket: more than
+	// one when it was delivered twice (SetDuplicates, DuplicateNext) or
+	// redelivered for want of an ack (SetRedelivery).
+	Deliveries int
 
 	user, channel string // who sent it, and where
+	acks          int    // acks received, one per delivery at most
+	frame         map[string]any
 	interaction   string // an interactive envelope's payload type (block_actions, view_submission, …)
 	viewID        string // the view a view_submission or block_suggestion came from
 	accepts       bool   // accepts_response_payload: the ack payload answers it
@@ -135,6 +147,12 @@ type Server struct {
 	rateLimited  int
 	outage       bool
 	closed       bool
+	refusedWS    int // sockets turned away with too_many_websockets
+
+	dupRate      float64       // chance that an envelope is delivered twice
+	dupNext      int           // the next envelopes delivered twice for sure
+	redeliver    time.Duration // resend an envelope not acked after this (0: never)
+	maxRedeliver int           // redeliveries of one envelope at most
 
 	messagesTab bool                    // the app's Messages tab is on (manifest: features.app_home.messages_tab_enabled)
 	scopes      map[string]bool         // the bot token's scopes
@@ -347,6 +365,15 @@ func (s *Server) socket(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{ws: ws, done: make(chan struct{})}
 	s.mu.Lock()
+	if len(s.conns) >= MaxSockets {
+		// Slack keeps the open ones and turns the newcomer away.
+		s.refusedWS++
+		s.notifyLocked()
+		s.mu.Unlock()
+		c.write(map[string]any{"type": "disconnect", "reason": "too_many_websockets", "debug_info": map[string]string{"host": "fakeslack"}})
+		ws.Close()
+		return
+	}
 	s.conns[c] = true
 	s.connects++
 	n := len(s.conns)
@@ -409,9 +436,16 @@ func (s *Server) ack(id string, payload json.RawMessage) {
 		s.violate("ack for unknown envelope %s", id)
 		return
 	}
-	if !env.AckedAt.IsZero() {
+	env.acks++
+	if env.acks > env.Deliveries {
 		s.mu.Unlock()
 		s.violate("second ack for envelope %s", id)
+		return
+	}
+	if !env.AckedAt.IsZero() {
+		// The ack of another delivery of it: Slack goes by the first.
+		s.notifyLocked()
+		s.mu.Unlock()
 		return
 	}
 	env.AckedAt, env.AckPayload = now, payload
@@ -477,34 +511,83 @@ func (s *Server) WaitConnected(timeout time.Duration) bool {
 	return s.WaitFor(timeout, func() bool { n, _ := s.Connections(); return n > 0 })
 }
 
-func (s *Server) anyConn() *conn {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Slack spreads envelopes over the app's connections at random; map
-	// iteration order is random enough.
+// randomConn is one open socket chosen at random (nil: none): Slack
+// delivers each envelope to one of the app's connections. s.mu must be
+// held.
+func (s *Server) randomConnLocked() *conn {
+	if len(s.conns) == 0 {
+		return nil
+	}
+	i := mathrand.IntN(len(s.conns))
 	for c := range s.conns {
-		return c
+		if i == 0 {
+			return c
+		}
+		i--
 	}
 	return nil
 }
 
+// SetDuplicates makes every envelope sent from now on be delivered a
+// second time with probability p (0 ≤ p ≤ 1), on a connection chosen at
+// random again: Slack has been seen to deliver one envelope twice, and
+// several replicas must handle it once.
+func (s *Server) SetDuplicates(p float64) { s.mu.Lock(); s.dupRate = p; s.mu.Unlock() }
+
+// DuplicateNext makes the next n envelopes be delivered twice.
+func (s *Server) DuplicateNext(n int) { s.mu.Lock(); s.dupNext += n; s.mu.Unlock() }
+
+// SetRedelivery makes the fake send an envelope again, with retry_attempt
+// counting up and retry_reason "timeout", when no ack came after d, at
+// most max times, as Slack does. With it, an envelope that is never acked
+// is redelivered rather than reported late (the replica it went to may
+// have died); d ≤ 0 turns it off.
+func (s *Server) SetRedelivery(d time.Duration, max int) {
+	s.mu.Lock()
+	s.redeliver, s.maxRedeliver = d, max
+	s.mu.Unlock()
+}
+
+// RefusedSockets counts the sockets turned away with too_many_websockets.
+func (s *Server) RefusedSockets() int { s.mu.Lock(); defer s.mu.Unlock(); return s.refusedWS }
+
 func (s *Server) send(env *Envelope, payload any) (*Envelope, error) {
-	c := s.anyConn()
-	if c == nil {
-		return nil, fmt.Errorf("no socket connected")
-	}
 	raw, err := json.Marshal(payload)
 	if err != nil {
 		return nil, err
 	}
 	env.Payload = raw
+	env.frame = map[string]any{"envelope_id": env.ID, "type": env.Type, "payload": json.RawMessage(raw), "accepts_response_payload": env.Type == "slash_commands" || env.accepts, "retry_attempt": 0, "retry_reason": ""}
 	s.mu.Lock()
+	c := s.randomConnLocked()
+	if c == nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("no socket connected")
+	}
 	env.SentAt = time.Now()
+	env.Deliveries = 1
 	s.envelopes[env.ID] = env
 	s.envOrder = append(s.envOrder, env.ID)
+	twice := s.dupNext > 0 || (s.dupRate > 0 && mathrand.Float64() < s.dupRate)
+	if s.dupNext > 0 {
+		s.dupNext--
+	}
+	var second *conn
+	if twice {
+		second = s.randomConnLocked()
+		env.Deliveries++
+	}
+	redeliver, maxRedeliver := s.redeliver, s.maxRedeliver
 	s.mu.Unlock()
-	if err := c.write(map[string]any{"envelope_id": env.ID, "type": env.Type, "payload": json.RawMessage(raw), "accepts_response_payload": env.Type == "slash_commands" || env.accepts, "retry_attempt": 0, "retry_reason": ""}); err != nil {
+	if err := c.write(env.frame); err != nil && second == nil && redeliver <= 0 {
 		return nil, err
+	}
+	if second != nil {
+		second.write(env.frame)
+	}
+	if redeliver > 0 {
+		s.watchRedelivery(env, redeliver, maxRedeliver, 1)
+		return env, nil
 	}
 	time.AfterFunc(AckDeadline, func() {
 		s.mu.Lock()
@@ -515,6 +598,35 @@ func (s *Server) send(env *Envelope, payload any) (*Envelope, error) {
 		}
 	})
 	return env, nil
+}
+
+// watchRedelivery sends env again after d unless it was acked by then.
+func (s *Server) watchRedelivery(env *Envelope, d time.Duration, max, attempt int) {
+	if attempt > max {
+		return
+	}
+	time.AfterFunc(d, func() {
+		s.mu.Lock()
+		if !env.AckedAt.IsZero() || s.closed {
+			s.mu.Unlock()
+			return
+		}
+		c := s.randomConnLocked()
+		if c == nil {
+			s.mu.Unlock()
+			s.watchRedelivery(env, d, max, attempt) // no socket now: wait for one
+			return
+		}
+		env.Deliveries++
+		frame := map[string]any{}
+		for k, v := range env.frame {
+			frame[k] = v
+		}
+		frame["retry_attempt"], frame["retry_reason"] = attempt, "timeout"
+		s.mu.Unlock()
+		c.write(frame)
+		s.watchRedelivery(env, d, max, attempt+1)
+	})
 }
 
 // Command is a slash command as a user types it.
@@ -578,6 +690,10 @@ func (s *Server) Click(msgID, user, actionID string) (*Envelope, error) {
 	url := s.newResponseURLLocked(clickURL, msgID, user, m.Channel)
 	trig := s.newTriggerLocked(user)
 	channel, ts, ephemeral := m.Channel, m.TS, m.Ephemeral
+	// Every click has an action_ts of its own (a redelivery of its
+	// envelope keeps it).
+	s.seq++
+	actionTS := fmt.Sprintf("%d.%06d", s.now().Unix(), s.seq)
 	team := TeamID
 	if u, ok := s.users[user]; ok && u.TeamID != "" {
 		team = u.TeamID
@@ -593,7 +709,7 @@ func (s *Server) Click(msgID, user, actionID string) (*Envelope, error) {
 		"response_url": url,
 		"actions": []map[string]any{{
 			"type": "button", "action_id": actionID, "block_id": blockID, "value": btn["value"],
-			"text": btn["text"], "action_ts": "1700000000.000200",
+			"text": btn["text"], "action_ts": actionTS,
 		}},
 	}
 	if !ephemeral {

@@ -84,10 +84,14 @@ func post(t *testing.T, url, body string) int {
 }
 
 // ack acks env with an ephemeral reply, over a raw socket.
-func ackWith(t *testing.T, ws *websocket.Conn, env *Envelope, reply string) {
+func ackWith(t *testing.T, s *Server, ws *websocket.Conn, env *Envelope, reply string) {
 	t.Helper()
 	if err := ws.WriteJSON(map[string]any{"envelope_id": env.ID, "payload": json.RawMessage(reply)}); err != nil {
 		t.Fatal(err)
+	}
+	// The fake reads acks on the socket's goroutine: wait until it has.
+	if !s.WaitFor(time.Second, func() bool { return !s.Envelope(env.ID).AckedAt.IsZero() }) {
+		t.Fatal("the ack never arrived")
 	}
 }
 
@@ -135,7 +139,7 @@ func TestCommandResponseURLAddsMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
 	if !s.WaitFor(time.Second, func() bool { return len(s.Thread(env.MessageID)) == 1 }) {
 		t.Fatal("the ack never showed")
 	}
@@ -173,7 +177,7 @@ func vias(ms []Message) []string {
 func TestClickResponseURLReplacesTheClickedMessage(t *testing.T) {
 	s, ws := connected(t)
 	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"requesting"}`)
 	post(t, env.ResponseURL, withButton)
 	code := s.Thread(env.MessageID)[1]
 	if _, err := s.Click(code.ID, "U2", "refresh"); err == nil {
@@ -221,7 +225,7 @@ func TestAckCannotBeReplaced(t *testing.T) {
 	var got []string
 	s.onViolation = func(v string) { got = append(got, v) }
 	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"ack","blocks":[{"type":"actions","block_id":"a","elements":[{"type":"button","action_id":"go","value":"x","text":{"type":"plain_text","text":"Go"}}]}]}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"ack","blocks":[{"type":"actions","block_id":"a","elements":[{"type":"button","action_id":"go","value":"x","text":{"type":"plain_text","text":"Go"}}]}]}`)
 	if !s.WaitFor(time.Second, func() bool { return len(s.Thread(env.MessageID)) == 1 }) {
 		t.Fatal("no ack")
 	}
@@ -317,7 +321,7 @@ func TestEphemeralMessagesCannotBeUpdated(t *testing.T) {
 	s, ws := connected(t)
 	s.SetChannel(Channel{ID: "C0SUPPORT", Public: true, Member: true})
 	env, _ := s.SendCommand(Command{User: "U1", Text: "help"})
-	ackWith(t, ws, env, `{"response_type":"ephemeral","text":"ack"}`)
+	ackWith(t, s, ws, env, `{"response_type":"ephemeral","text":"ack"}`)
 	post(t, env.ResponseURL, hi)
 	api := client(s)
 	ts, err := api.PostEphemeralContext(t.Context(), "C0SUPPORT", "U1", msg("eph"))

@@ -299,12 +299,17 @@ func TestHandOffRefused(t *testing.T) {
 			if tt.user != nil {
 				h.slack.SetUser(*tt.user)
 			}
+			// Delivered twice (issue 11): refused, shown and audited once.
+			h.slack.DuplicateNext(1)
 			env := h.command("U1", "support-eg <tel:+201112223333|+20 111 222 3333> <@"+tt.mention+"|x>")
 			v := h.waitText(env.MessageID, tt.want)
 			if !strings.Contains(shown(v), "Nothing was requested") {
 				t.Errorf("the refusal: %s", shown(v))
 			}
 			h.stop()
+			if n := strings.Count(screenText(h.slack.Thread(env.MessageID)), tt.want); n != 1 {
+				t.Errorf("the refusal shows %d times for one command delivered twice:\n%s", n, screenText(h.slack.Thread(env.MessageID)))
+			}
 			if n := len(h.wawp.Calls(fakewawp.RequestCode)); n != 0 {
 				t.Errorf("Wawp was asked for %d codes", n)
 			}

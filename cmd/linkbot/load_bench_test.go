@@ -10,15 +10,20 @@ import (
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/internal/procstat"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/store/postgres/pgtest"
 )
 
 // wawpLatency is how long fake Wawp takes to answer each call.
 const wawpLatency = 50 * time.Millisecond
 
 // loadRun sends n /link commands (one instance, phone and user each) at
-// the given rate (0 = all at once) and waits until every code is shown.
-func loadRun(b *testing.B, n int, rate float64) (acks, overhead []time.Duration) {
+// the given rate (0 = all at once) and waits until every code is shown;
+// on PostgreSQL when dbURL is set, else on the bbolt file.
+func loadRun(b *testing.B, n int, rate float64, dbURL string) (acks, overhead []time.Duration) {
 	h := newHarness(b)
+	if dbURL != "" {
+		h.env["LINKBOT_DATABASE_URL"] = dbURL
+	}
 	h.opts = serveOptions{} // the bot as it runs (the config file's 1 s ticks), not the tests' fast settings
 	h.env["LINKBOT_LOG_FORMAT"] = "json"
 	h.wawp.SetDelay(wawpLatency)
@@ -84,11 +89,19 @@ func percentile(d []time.Duration, p float64) time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // BenchmarkLinkSteady: 1,000 /link at 200 per second against fake Wawp
-// answering in 50 ms, durable bbolt. Run with -benchtime=1x.
+// answering in 50 ms, on durable bbolt and on PostgreSQL (the local
+// server; each command's dedupe key, claims and the leader lease on it).
+// The ack comes before any database I/O on either, so its latency must
+// not move. Run with -benchtime=1x.
 func BenchmarkLinkSteady(b *testing.B) {
+	b.Run("bbolt", func(b *testing.B) { benchmarkLinkSteady(b, "") })
+	b.Run("postgres", func(b *testing.B) { benchmarkLinkSteady(b, pgtest.URL(b)) })
+}
+
+func benchmarkLinkSteady(b *testing.B, dbURL string) {
 	var acks, overhead []time.Duration
 	for b.Loop() {
-		a, o := loadRun(b, 1000, 200)
+		a, o := loadRun(b, 1000, 200, dbURL)
 		acks, overhead = append(acks, a...), append(overhead, o...)
 	}
 	b.ReportMetric(ms(percentile(acks, 0.50)), "ack-p50-ms")
@@ -104,7 +117,7 @@ func BenchmarkLinkSteady(b *testing.B) {
 func BenchmarkLinkBurst(b *testing.B) {
 	var acks, overhead []time.Duration
 	for b.Loop() {
-		a, o := loadRun(b, 1000, 0)
+		a, o := loadRun(b, 1000, 0, "")
 		acks, overhead = append(acks, a...), append(overhead, o...)
 	}
 	b.ReportMetric(ms(percentile(acks, 0.99)), "ack-p99-ms")

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -267,19 +269,25 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		accounts[id] = wawp.NewClient(cfg.WawpBaseURL, token, wawpHTTP).Observe(m)
 	}
 	dir := pairing.NewDirectory(cfg.Instances, cfg.DefaultRegion)
-	svc := pairing.NewService(client, db, pairing.Config{
+	svc := pairing.NewService(client, pairing.ObserveStorage(db, m.StorageCall), pairing.Config{
 		PhoneLimit: cfg.PhoneLimit, UserLimit: cfg.UserLimit, QRLimit: cfg.QRLimit, CodeLifetime: cfg.CodeLifetime, CallTimeout: cfg.WawpTimeout, Log: log,
 		Accounts: accounts, AuditRetention: cfg.AuditRetention, Directory: dir, Now: opts.now,
+		// The ticker's leader lease lasts three ticks (issue 11): a replica
+		// that dies is replaced within about three ticks (at least a second:
+		// the tests' fast ticks would otherwise make a slow renewal look
+		// like a lost lease).
+		LeaderTTL: max(3*cfg.TickInterval, time.Second), LeaderID: leaderID(),
 	})
+	m.watchLeadership(svc.Leadership)
 	log.Info("linkbot starting", "version", versionString(), "db", where, "instances", len(cfg.Instances),
 		"default_region", cfg.DefaultRegion, "phone_limit", cfg.PhoneLimit.Max, "phone_window", cfg.PhoneLimit.Period.String())
 	b := bot.New(bot.Config{
 		AppToken: cfg.AppToken, BotToken: cfg.BotToken, APIURL: cfg.SlackAPIURL,
-		Service: svc, Directory: dir,
+		Service: svc, Directory: dir, Shared: cfg.DatabaseURL != "",
 		Log: log, Region: cfg.DefaultRegion, TickInterval: cfg.TickInterval, MaxRetryWait: opts.maxRetryWait, Access: cfg.Access, Delivery: cfg.Delivery, Announce: cfg.Announce, Observer: m, HTTP: &http.Client{Timeout: 10 * time.Second, Transport: transport},
 	})
 	if cfg.HTTPAddr != "" {
-		stop, err := listen(cfg.HTTPAddr, m, log)
+		stop, err := listen(cfg.HTTPAddr, m, readiness(db), log)
 		switch {
 		case errors.Is(err, syscall.EADDRINUSE):
 			// Another process may free it: a restart can succeed.
@@ -298,6 +306,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, opts serveOptions)
 		return err
 	}
 	log.Info("linkbot stopped")
+	return nil
+}
+
+// leaderID names this replica in the ticker's election and its logs: the
+// host name and process ID, which tell an operator which replica leads,
+// and a random suffix, so a restarted container that got the same PID
+// starts a term of its own.
+func leaderID() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "linkbot"
+	}
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("%s/%d/%x", host, os.Getpid(), b)
+}
+
+// readiness is the database check of /readyz: PostgreSQL's ping; none for
+// the bbolt file, which is open as long as the process runs.
+func readiness(db storage) func(context.Context) error {
+	if p, ok := db.(interface{ Ping(context.Context) error }); ok {
+		return p.Ping
+	}
 	return nil
 }
 

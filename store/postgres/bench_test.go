@@ -83,3 +83,55 @@ func BenchmarkWatchedPairings10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkClaimEditParallel: the path of every Slack edit on several
+// replicas (issue 11), 50 concurrent callers each on its own pairing:
+// ClaimView (the claim and a response_url use, one transaction), then
+// FinishView (the view shown, the claim ended, one transaction).
+func BenchmarkClaimEditParallel(b *testing.B) {
+	db := mustOpen(b, pgtest.URL(b), Options{})
+	const pairings = 1000
+	now := time.Now()
+	var ps []pairing.Pairing
+	for i := range pairings {
+		ps = append(ps, pairing.Pairing{
+			ID: fmt.Sprintf("p%05d", i), Instance: fmt.Sprintf("INST%08d", i), InstanceName: "x", Phone: fmt.Sprintf("20101%07d", i),
+			RequestedBy: "U1", State: pairing.StateLive, Code: "ABCD1234", IssuedAt: now, RequestedAt: now,
+			ExpiresAt: now.Add(time.Hour), LastView: "live:0", ResponseURL: "https://hooks.slack.test/unused",
+		})
+	}
+	if err := db.Restore(b.Context(), ps); err != nil {
+		b.Fatal(err)
+	}
+	var n atomic.Int64
+	b.SetParallelism(max(1, 50/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			id := fmt.Sprintf("p%05d", i%pairings)
+			// Each claim moves the view on by one: from whatever it shows.
+			p, err := db.Pairing(b.Context(), id)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			to := fmt.Sprint("live:", i)
+			c := pairing.ViewClaim{ID: id, Surface: pairing.SurfaceEphemeral, From: p.LastView, To: to, Token: fmt.Sprint("t", i),
+				Now: time.Now(), For: pairing.DefaultEditClaim, URL: fmt.Sprintf("https://hooks.slack.test/%d", i), Issued: time.Now()}
+			won, err := db.ClaimView(b.Context(), c)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if !won {
+				continue // another caller moved it first
+			}
+			if _, err := db.FinishView(b.Context(), id, c.Surface, c.Token, pairing.Surface{LastView: to}, false); err != nil {
+				b.Error(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "edits/s")
+}

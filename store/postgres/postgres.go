@@ -21,6 +21,8 @@
 //   - dedupe_keys: Slack commands already handled, each until its Until
 //     (Reserve claims its key in its transaction; ClaimCommand alone).
 //   - leader_lease: the ticker's leader, at most one row (Lead).
+//   - edit_budget: the workspace's chat.update calls per minute, shared by
+//     every replica (TakeEdit).
 //   - the pairing document's view_claims: edits claimed and not finished
 //     (ClaimView, FinishView), a key no write of the pairing drops.
 //
@@ -262,6 +264,15 @@ func (db *DB) open(ctx context.Context, opts Options) error {
 // Close closes every connection.
 func (db *DB) Close() error {
 	db.pool.Close()
+	return nil
+}
+
+// Ping reports whether the database answers now (ErrUnavailable,
+// errors.Is, when it does not), for /readyz.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping: %w", db.classify(ctx, err))
+	}
 	return nil
 }
 

@@ -70,17 +70,17 @@ func TestMigrateIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(applied) != 3 || applied[0].File != "00001_init.sql" || applied[1].File != "00002_replicas.sql" || applied[2].File != "00003_holds.sql" || version != 3 {
-		t.Errorf("first Migrate applied %+v, version %d; want 00001_init.sql, 00002_replicas.sql and 00003_holds.sql, version 3", applied, version)
+	if len(applied) != 4 || applied[0].File != "00001_init.sql" || applied[1].File != "00002_replicas.sql" || applied[2].File != "00003_holds.sql" || applied[3].File != "00004_edit_budget.sql" || version != 4 {
+		t.Errorf("first Migrate applied %+v, version %d; want 00001_init.sql, 00002_replicas.sql, 00003_holds.sql and 00004_edit_budget.sql, version 4", applied, version)
 	}
 	db := mustOpen(t, url, Options{})
 	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
 	applied, version, err = Migrate(t.Context(), url, nil)
-	if err != nil || len(applied) != 0 || version != 3 {
-		t.Errorf("Migrate again: applied %+v, version %d, %v; want nothing, version 3", applied, version, err)
+	if err != nil || len(applied) != 0 || version != 4 {
+		t.Errorf("Migrate again: applied %+v, version %d, %v; want nothing, version 4", applied, version, err)
 	}
 	db2 := mustOpen(t, url, Options{})
-	if diff := cmp.Diff([]int64{1, 2, 3}, appliedVersions(t, db2)); diff != "" {
+	if diff := cmp.Diff([]int64{1, 2, 3, 4}, appliedVersions(t, db2)); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 	if _, err := db2.Pairing(t.Context(), "a"); err != nil {
@@ -113,7 +113,7 @@ func TestOpenConcurrently(t *testing.T) {
 		}
 		t.Cleanup(func() { dbs[i].Close() })
 	}
-	if diff := cmp.Diff([]int64{1, 2, 3}, appliedVersions(t, dbs[0])); diff != "" {
+	if diff := cmp.Diff([]int64{1, 2, 3, 4}, appliedVersions(t, dbs[0])); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 	e := pairing.Event{Time: t0, Kind: pairing.EventLinked, User: "U1", Digits: "201112223333", Pairing: "x"}
@@ -149,7 +149,7 @@ ALTER TABLE pairings DROP COLUMN claimed_view;
 	}
 	old := mustOpen(t, url, Options{CallerClock: true})
 	granted(t, old, reservation("a", "I1", "201112223333", "U1", t0))
-	if diff := cmp.Diff([]int64{1, 2, 3, 99}, appliedVersions(t, old)); diff != "" {
+	if diff := cmp.Diff([]int64{1, 2, 3, 4, 99}, appliedVersions(t, old)); diff != "" {
 		t.Errorf("applied migrations (-want +got):\n%s", diff)
 	}
 }
@@ -157,7 +157,7 @@ ALTER TABLE pairings DROP COLUMN claimed_view;
 func mustReadDir(t *testing.T) fstest.MapFS {
 	t.Helper()
 	out := fstest.MapFS{}
-	for _, name := range []string{"00001_init.sql", "00002_replicas.sql", "00003_holds.sql"} {
+	for _, name := range []string{"00001_init.sql", "00002_replicas.sql", "00003_holds.sql", "00004_edit_budget.sql"} {
 		data, err := migrationFiles.ReadFile("migrations/" + name)
 		if err != nil {
 			t.Fatal(err)

@@ -44,6 +44,7 @@ func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefo
 	if err == nil {
 		err = exec(&st.DedupeKeys, `DELETE FROM dedupe_keys WHERE until_ns <= $1`, nanos(now))
 	}
+
 	if err == nil {
 		err = exec(&st.ResponseURLs, `DELETE FROM response_urls WHERE issued_ns < $1`, nanos(now.Add(-pairing.ResponseURLLifetime)))
 	}

@@ -84,6 +84,38 @@ func (db *DB) Lead(ctx context.Context, leader string, held pairing.Term, ttl ti
 	return pairing.Term{Leader: leader, ElectedAt: time.Unix(0, elected)}, nil
 }
 
+// TakeEdit takes one of the minute's perMinute edits (see
+// pairing.Storage) in one statement on the minute's edit_budget row, the
+// minute on the database's clock (with CallerClock, now's): inserted at 1,
+// or incremented while it is below perMinute; earlier minutes are deleted.
+// Concurrent takers, on any
+// replicas, wait for each other on the row and each sees what the one
+// before it left, so at most perMinute win.
+func (db *DB) TakeEdit(ctx context.Context, now time.Time, perMinute int) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if perMinute <= 0 {
+		return false, nil
+	}
+	var taken bool
+	// The minutes that are over go in the same statement (a row or two
+	// by its primary key), so the table never holds more than a few rows.
+	err := db.pool.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($1::bigint, `+sqlNow+`) AS now),
+		gone AS (DELETE FROM edit_budget WHERE minute < (SELECT now FROM clock) / 60000000000 - 1)
+		INSERT INTO edit_budget AS e (minute, used)
+		SELECT clock.now / 60000000000, 1 FROM clock
+		ON CONFLICT (minute) DO UPDATE SET used = e.used + 1 WHERE e.used < $2
+		RETURNING true`, db.nowParam(now), perMinute).Scan(&taken)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("take edit: %w", db.classify(ctx, err))
+	}
+	return taken, nil
+}
+
 // Resign deletes term's lease row, if it is still term's.
 func (db *DB) Resign(ctx context.Context, term pairing.Term) error {
 	if err := ctx.Err(); err != nil {

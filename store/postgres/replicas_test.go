@@ -143,7 +143,8 @@ func TestHoldsMigrationBesideOlder(t *testing.T) {
 	v2 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"]}
 	db := mustOpenWith(t, url, v2)
 	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
-	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 3 {
+	v3 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"]}
+	if applied, err := migrate(t.Context(), db.pool, v3); err != nil || len(applied) != 1 || applied[0].Version != 3 {
 		t.Fatalf("migrating to version 3: %+v, %v", applied, err)
 	}
 	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
@@ -159,6 +160,32 @@ func TestHoldsMigrationBesideOlder(t *testing.T) {
 	}
 	if h, err := db.Holds(t.Context(), t0); err != nil || len(h) != 1 {
 		t.Errorf("holds beside the older binary: %v, %v", h, err)
+	}
+}
+
+// TestEditBudgetMigrationBesideOlder: 00004_edit_budget.sql only
+// expands. A database at version 3 with data in it takes it; a binary
+// that knows only version 3 goes on working beside one that shares the
+// edit budget.
+func TestEditBudgetMigrationBesideOlder(t *testing.T) {
+	url := pgtest.URL(t)
+	all := mustReadDir(t)
+	v3 := fstest.MapFS{"00001_init.sql": all["00001_init.sql"], "00002_replicas.sql": all["00002_replicas.sql"], "00003_holds.sql": all["00003_holds.sql"]}
+	db := mustOpenWith(t, url, v3)
+	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
+	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 4 {
+		t.Fatalf("migrating to version 4: %+v, %v", applied, err)
+	}
+	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {
+		t.Errorf("the pairing from version 3: %+v, %v", p, err)
+	}
+	older := mustOpenWith(t, url, v3)
+	granted(t, older, reservation("b", "I2", "201112224444", "U2", t0))
+	if _, err := older.Prune(t.Context(), t0, pairing.PruneBefore{}); err != nil {
+		t.Error(err)
+	}
+	if taken, err := db.TakeEdit(t.Context(), t0, 1); err != nil || !taken {
+		t.Errorf("an edit beside the older binary: %v, %v", taken, err)
 	}
 }
 

@@ -86,6 +86,7 @@ var suite = []struct {
 	{"restart", restartCases},
 	{"dedupe", dedupeCases},
 	{"leader", leaderCases},
+	{"edits", editCases},
 	{"claims", claimCases},
 	{"qr", qrCases},
 	{"modal", modalCases},
