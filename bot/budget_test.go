@@ -631,3 +631,33 @@ func TestCodeThatNeverReachedItsDMSaysSo(t *testing.T) {
 		t.Errorf("%d pairings still watched", len(w))
 	}
 }
+
+// A DM that fails before its code went in does not keep promising a code:
+// its opening is replaced by where the code is instead when Slack refused
+// the code for what it was (a short message may pass), or deleted when
+// Slack refuses any edit of the message.
+func TestFailedDMTakesBackItsOpening(t *testing.T) {
+	for _, tt := range []struct {
+		code string
+		want string // what the DM shows at the end ("": nothing)
+	}{
+		{"msg_too_long", "shown in <#C0SUPPORT> instead"},
+		{"cant_update_message", ""},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+			r := newCountdownRig(t, t0)
+			r.slack.SetMessagesTab(true)
+			r.slack.FailNextCall("chat.update", tt.code)
+			r.requestDM("a", "U1", rigInstance, t0, false)
+			if !r.sawCode("U1", "ABCD1234") {
+				t.Errorf("U1 never saw the code:\n%s", screenText(r.slack.Screen("U1", "C0SUPPORT")))
+			}
+			dm := r.slack.DMScreen("U1")
+			switch {
+			case tt.want == "" && len(dm) != 0, tt.want != "" && (len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), tt.want)):
+				t.Errorf("U1's DM:\n%s\nwant %q", screenText(dm), tt.want)
+			}
+		})
+	}
+}

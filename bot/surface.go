@@ -994,28 +994,41 @@ func (b *Bot) codeGoesInSoon(p pairing.Pairing) bool {
 	return b.edits.within(p.ExpiresAt.Sub(p.IssuedAt)/dmCodeWait) >= float64(b.backlog.Load()+1)
 }
 
-// retractOpening replaces the opening of a DM that failed before its code
-// went in ("… appears here in a moment"), so that it no longer promises a
-// code: with a short view saying where the code is instead (the channel)
-// or, for a hand-off, that the requester was told. It is tried once, only
-// when Slack refused the code for what it was (msg_too_long,
-// invalid_blocks: a short message may pass) and the edit budget has a use
-// now; else the opening stays as it is (it shows no code).
+// retractOpening takes back the opening of a DM that failed before its
+// code went in ("… appears here in a moment"), so that it no longer
+// promises a code. When Slack refused the code for what it was
+// (msg_too_long, invalid_blocks: a short message may pass) it is replaced
+// by a short view saying where the code is instead (the channel) or, for
+// a hand-off, that the requester was told; when it refused any edit of
+// the message (edit_window_closed, cant_update_message, …) it is deleted.
+// It is tried once, if the edit budget has a use now; else, or if Slack
+// refuses that too, the opening stays as it is (it shows no code).
 func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.Surface, code string, log *slog.Logger) {
-	if sf.TS == "" || code != "msg_too_long" && code != "invalid_blocks" || !b.edits.take() {
+	switch code {
+	case "channel_not_found", "is_archived", "message_not_found", "not_in_channel", "not_authed", "invalid_auth", "token_revoked", "account_inactive", "missing_scope":
+		return // the message (or the bot's access to it) is gone: nothing to take back
+	}
+	if sf.TS == "" || !b.edits.take() {
 		return
 	}
-	phone := pairing.PhoneFromDigits(p.Phone).International
-	m := DMCodeElsewhereView(phone, p.InstanceName, p.Channel)
-	if p.HandedTo() != "" {
-		m = HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
-	}
-	sent, err := b.editLimited(ctx, func() error {
-		_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+	call := func() error {
+		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
 		return err
-	})
+	}
+	if code == "msg_too_long" || code == "invalid_blocks" {
+		phone := pairing.PhoneFromDigits(p.Phone).International
+		m := DMCodeElsewhereView(phone, p.InstanceName, p.Channel)
+		if p.HandedTo() != "" {
+			m = HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
+		}
+		call = func() error {
+			_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+			return err
+		}
+	}
+	sent, err := b.editLimited(ctx, call)
 	if sent && err != nil {
-		log.Warn("the DM's opening could not be replaced: it stays as it is (it shows no code)", "reason", webFailure(err))
+		log.Warn("the DM's opening could not be taken back: it stays as it is (it shows no code)", "reason", webFailure(err))
 	}
 }
 
