@@ -661,3 +661,34 @@ func TestFailedDMTakesBackItsOpening(t *testing.T) {
 		})
 	}
 }
+
+// After New code, the status card's new expiry ranks with the codes going
+// into their DMs: ahead of older pairings' countdown steps.
+func TestCardsNewExpiryGoesAheadOfCountdownSteps(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
+	c := r.startDMCard("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second), true)
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s
+	r.clock.Set(t0.Add(32 * time.Second))
+	r.tick() // a's step takes the one use
+	r.clickDM("U3", ActionNewCode, c.ID)
+	for _, s := range []int{47, 62} { // c's DM, then its card
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	renewal := r.watched()
+	var expires int64
+	for _, p := range renewal {
+		if p.Instance == "INSTCCCCCCCC" {
+			expires = p.ExpiresAt.Unix()
+		}
+	}
+	cards := r.slack.Screen("U9NOBODY", "C0SUPPORT")
+	if len(cards) != 1 || expires == 0 || !strings.Contains(string(cards[0].Latest().Blocks), fmt.Sprint(expires)) {
+		t.Errorf("two uses of the budget after New code, the card (want the new expiry %d):\n%s", expires, screenText(cards))
+	}
+}

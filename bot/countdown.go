@@ -174,10 +174,16 @@ func (b *Bot) Tick(ctx context.Context) {
 			continue
 		}
 		how := showing{answer: onNone, edit: editNot, card: editNot, modal: editNot}
+		// A card's new expiry (tierCode) goes before the same pairing's DM
+		// when that is only a countdown step.
+		cardFirst := j.tier == tierCode && j.cardUpdate && showsCode(j.p.DM.LastView)
+		if cardFirst && b.edits.take() {
+			how.card = editGranted
+		}
 		if j.update && b.edits.take() {
 			how.edit = editGranted
 		}
-		if j.cardUpdate && b.edits.take() {
+		if j.cardUpdate && !cardFirst && b.edits.take() {
 			how.card = editGranted
 		}
 		if j.modal && b.edits.take() {
