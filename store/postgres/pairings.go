@@ -121,20 +121,23 @@ func pgText(s string) string {
 }
 
 // lockID is the advisory lock of key ("phone\x00…", "user\x00…",
-// "instance\x00…"): 64 bits of FNV-1a. A collision only makes two keys
-// wait for each other.
-func lockID(key string) int64 {
+// "instance\x00…") in the store's schema: 64 bits of FNV-1a. A collision
+// only makes two keys wait for each other.
+func (db *DB) lockID(key string) int64 {
 	h := fnv.New64a()
+	if db.lockSpace != "" {
+		h.Write([]byte("schema\x00" + db.lockSpace + "\x00"))
+	}
 	h.Write([]byte("linkbot\x00" + key))
 	return int64(h.Sum64())
 }
 
 // queueLocks queues the advisory locks of keys on b, sorted and once each,
 // one statement each so they are taken in that order.
-func queueLocks(b *pgx.Batch, keys ...string) {
+func (db *DB) queueLocks(b *pgx.Batch, keys ...string) {
 	var ids []int64
 	for _, k := range keys {
-		ids = append(ids, lockID(k))
+		ids = append(ids, db.lockID(k))
 	}
 	slices.Sort(ids)
 	for _, id := range slices.Compact(ids) {
@@ -208,7 +211,7 @@ func (db *DB) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decis
 		})
 	}
 	// The phone's window, or for a QR link the instance's QR window.
-	queueLocks(reads, "phone\x00"+p.AttemptKey(), "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
+	db.queueLocks(reads, "phone\x00"+p.AttemptKey(), "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
 	reads.Queue(`SELECT COALESCE($1::bigint, `+sqlNow+`)`, db.nowParam(r.Now)).QueryRow(func(row pgx.Row) error { return row.Scan(&dbNow) })
 	reads.Queue(`SELECT l.pairing_id, p.state, p.lease_until_ns, p.doc FROM live_by_instance l
 		LEFT JOIN pairings p ON p.id = l.pairing_id WHERE l.instance = $1`, pgText(p.Instance)).Query(func(rows pgx.Rows) error {
@@ -382,7 +385,7 @@ func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing
 			if old != nil && !s.Counted {
 				// The old code may take its instance back: hold the
 				// instance's lock, as Reserve does, before any slot.
-				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID("instance\x00"+old.p.Instance)); err != nil {
+				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, db.lockID("instance\x00"+old.p.Instance)); err != nil {
 					return err
 				}
 			}

@@ -89,6 +89,12 @@ type DB struct {
 	// secret is the phone-key secret (nil for a read-only store of a
 	// database that has none yet). Import replaces it.
 	secret atomic.Pointer[[]byte]
+	// lockSpace scopes the advisory locks to the schema the store lives
+	// in: PostgreSQL's advisory locks are database-wide, so two linkbot
+	// installations (or two tests) in different schemas of one database
+	// would otherwise wait on each other's keys. Empty for "public", whose
+	// lock IDs stay as before.
+	lockSpace string
 }
 
 // Options tune Open. The zero value is the production store.
@@ -252,6 +258,13 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 func (db *DB) open(ctx context.Context, opts Options) error {
 	if err := db.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("cannot connect: %w", db.classify(ctx, err))
+	}
+	var schema string
+	if err := db.pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("read the current schema: %w", db.classify(ctx, err))
+	}
+	if schema != "public" {
+		db.lockSpace = schema
 	}
 	if !opts.ReadOnly {
 		if _, err := migrate(ctx, db.pool, migrations); err != nil {

@@ -530,3 +530,35 @@ func TestRenewalsAgainstRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestAdvisoryLocksScopedToSchema: a transaction holding a phone's lock in
+// one schema does not hold up a Reserve for that phone in another schema
+// of the same database (advisory locks are database-wide), while it does
+// in its own.
+func TestAdvisoryLocksScopedToSchema(t *testing.T) {
+	a := mustOpen(t, pgtest.URL(t), Options{CallerClock: true})
+	b := mustOpen(t, pgtest.URL(t), Options{CallerClock: true})
+	const phone = "201011112222"
+	r := reservation("p1", "I1", phone, "U1", t0)
+
+	tx, err := a.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(t.Context(), `SELECT pg_advisory_xact_lock($1)`, a.lockID("phone\x00"+r.Pairing.AttemptKey())); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if d, err := b.Reserve(ctx, r); err != nil || d.Refused != pairing.LimitNone {
+		t.Fatalf("Reserve in another schema while the first holds the phone's lock: %+v, %v", d, err)
+	}
+
+	blocked, cancelBlocked := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancelBlocked()
+	if _, err := a.Reserve(blocked, reservation("p2", "I2", phone, "U2", t0)); err == nil {
+		t.Fatal("Reserve in the lock holder's own schema went through while the phone's lock was held")
+	}
+}
