@@ -114,6 +114,7 @@ type Bot struct {
 	groups    groupMembers
 	obs       Observer
 	locks     messageLocks // one writer per Slack message
+	meta      sealer       // seals what a view's private_metadata must hide from Slack clients
 
 	// beforeEdit, when set (tests only), runs in a tick's edit goroutine
 	// before it takes its message's lock: a test's way to decide an edit
@@ -149,7 +150,7 @@ func New(cfg Config) *Bot {
 		opts = append(opts, slack.OptionAPIURL(cfg.APIURL))
 	}
 	api := slack.New(cfg.BotToken, opts...)
-	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight), obs: cfg.Observer}
+	b := &Bot{cfg: cfg, api: api, log: cfg.Log, editSlots: make(chan struct{}, maxEditsInFlight), obs: cfg.Observer, meta: newSealer(cfg.BotToken)}
 	clock := time.Now
 	if cfg.Service != nil {
 		clock = cfg.Service.Now

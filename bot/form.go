@@ -59,11 +59,13 @@ const (
 
 // formMeta is what the form carries in its private_metadata: where the
 // command was typed and its response_url, through which the pairing's
-// final state still reaches the requester if they close the window.
+// final state still reaches the requester if they close the window. The
+// response_url is a credential for the requester's messages, and the
+// metadata is readable in the Slack client: it is sealed (see sealer).
 type formMeta struct {
 	Channel     string `json:"c"`
 	Team        string `json:"t"`
-	ResponseURL string `json:"u"`
+	ResponseURL string `json:"u"` // sealed
 	Issued      int64  `json:"i"`
 }
 
@@ -80,6 +82,7 @@ type FormModel struct {
 	Recipient string       // the person /link @person named
 	Meta      string       // private_metadata
 	Checking  bool         // the statuses are being asked for
+	Cached    bool         // the cache's states, not refreshed in this form (no edit left for it)
 	Region    string       // the default region
 }
 
@@ -112,23 +115,41 @@ func statusLabel(st pairing.InstanceStatus) string {
 }
 
 // optionText is an instance's option: its name and state, within Slack's
-// 75 characters.
-func optionText(o FormOption) string {
-	t := o.Instance.Name + " · " + statusLabel(o.Status)
+// 75 characters. cached: the form will not be refreshed, so a state not
+// known is said as such, not as being checked.
+func optionText(o FormOption, cached bool) string {
+	label := statusLabel(o.Status)
+	if cached && !o.Status.Known() {
+		label = "❔ not checked yet"
+	}
+	t := o.Instance.Name + " · " + label
 	if utf8.RuneCountInString(t) > 75 {
 		t = string([]rune(t)[:74]) + "…"
 	}
 	return t
 }
 
-func option(o FormOption) *slack.OptionBlockObject {
-	return slack.NewOptionBlockObject(o.Instance.ID, slack.NewTextBlockObject(slack.PlainTextType, optionText(o), true, false), nil)
+func option(o FormOption) *slack.OptionBlockObject { return optionOf(o, false) }
+
+func optionOf(o FormOption, cached bool) *slack.OptionBlockObject {
+	return slack.NewOptionBlockObject(o.Instance.ID, slack.NewTextBlockObject(slack.PlainTextType, optionText(o, cached), true, false), nil)
 }
 
+// Bounds of the phone field's hint. Slack refuses a view whose input hint
+// is longer than 2,000 characters (views.open answers invalid_arguments;
+// https://api.slack.com/reference/block-kit/blocks#input), so the hint
+// never lists instances, only regions, and at most hintRegions of them.
+const (
+	maxHint     = 2000
+	hintRegions = 3
+)
+
 // regionHint is the phone field's hint: how a number without + is read,
-// with an example.
+// with an example: one short line per region of the instances offered
+// (never their names: there may be hundreds), at most hintRegions of
+// them, then "…".
 func regionHint(m FormModel) string {
-	regions := map[string][]string{}
+	seen := map[string]bool{}
 	var order []string
 	for _, o := range m.Options {
 		if m.Selected != "" && o.Instance.ID != m.Selected {
@@ -138,29 +159,35 @@ func regionHint(m FormModel) string {
 		if r == "" {
 			r = m.Region
 		}
-		if _, ok := regions[r]; !ok {
+		if !seen[r] {
+			seen[r] = true
 			order = append(order, r)
 		}
-		regions[r] = append(regions[r], o.Instance.Name)
 	}
+	var hint string
 	switch {
 	case len(order) == 1 && order[0] != "":
-		return fmt.Sprintf("Without a +, the number is read as one from %s, e.g. %s.", order[0], pairing.RegionExample(order[0]))
+		hint = fmt.Sprintf("Without a +, the number is read as one from %s, e.g. %s.", order[0], pairing.RegionExample(order[0]))
 	case len(order) <= 1:
-		return "Include the country code, e.g. +20 111 222 3333."
-	}
-	var parts []string
-	for _, r := range order {
-		if len(parts) == 4 {
-			parts = append(parts, "…")
-			break
+		hint = "Include the country code, e.g. +20 111 222 3333."
+	default:
+		lines := []string{"Without a +, the number is read in the chosen instance's region:"}
+		for _, r := range order {
+			if r == "" {
+				continue
+			}
+			if len(lines) > hintRegions {
+				lines = append(lines, "…")
+				break
+			}
+			lines = append(lines, fmt.Sprintf("%s: e.g. %s", r, pairing.RegionExample(r)))
 		}
-		if r == "" {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s for %s (e.g. %s)", r, strings.Join(regions[r], ", "), pairing.RegionExample(r)))
+		hint = strings.Join(lines, "\n")
 	}
-	return "Without a +, the number is read in the instance's region: " + strings.Join(parts, "; ") + "."
+	if utf8.RuneCountInString(hint) > maxHint { // a region code from a config gone wrong
+		hint = string([]rune(hint)[:maxHint-1]) + "…"
+	}
+	return hint
 }
 
 // FormView is the /link form.
@@ -173,13 +200,13 @@ func FormView(m FormModel) slack.ModalViewRequest {
 	} else {
 		var opts []*slack.OptionBlockObject
 		for _, o := range m.Options {
-			opts = append(opts, option(o))
+			opts = append(opts, optionOf(o, m.Cached))
 		}
 		sel = slack.NewOptionsSelectBlockElement(slack.OptTypeStatic, plain("Choose an instance"), BlockInstance, opts...)
 	}
 	for _, o := range m.Options {
 		if o.Instance.ID == m.Selected {
-			sel.InitialOption = option(o)
+			sel.InitialOption = optionOf(o, m.Cached)
 		}
 	}
 	instance := slack.NewInputBlock(BlockInstance, plain("Instance"), nil, sel)
@@ -192,8 +219,11 @@ func FormView(m FormModel) slack.ModalViewRequest {
 	deliver := slack.NewInputBlock(BlockDeliver, plain("Deliver to"), plain("Hand the code to the person holding the phone: it goes to their DM, not to you."), users)
 	deliver.Optional = true
 	status := "Instance states as of now."
-	if m.Checking {
+	switch {
+	case m.Checking:
 		status = "⏳ Checking the instances' states with Wawp…"
+	case m.Cached:
+		status = "Instance states as last seen; the one you pick is checked again before a code is asked for."
 	}
 	return slack.ModalViewRequest{
 		Type: slack.VTModal, Title: plain(formTitle), Submit: plain("Get code"), Close: plain("Cancel"),
@@ -252,7 +282,7 @@ func (b *Bot) form(cmd slack.SlashCommand, parsed Command, now time.Time) reply 
 		// No configured instance to choose from: the command's way.
 		return reply{msg: HelpView(b.cfg.Directory.Names(), b.cfg.Region), outcome: pairing.OutcomeHelp}
 	}
-	meta, _ := json.Marshal(formMeta{Channel: cmd.ChannelID, Team: cmd.TeamID, ResponseURL: cmd.ResponseURL, Issued: now.Unix()})
+	meta, _ := json.Marshal(formMeta{Channel: cmd.ChannelID, Team: cmd.TeamID, ResponseURL: b.meta.seal(cmd.ResponseURL), Issued: now.Unix()})
 	m := FormModel{Options: opts, Selected: selected, Recipient: parsed.Recipient, Meta: string(meta), Checking: true, Region: b.cfg.Region}
 	return reply{outcome: pairing.OutcomeForm, after: func(ctx, _ context.Context, log *slog.Logger) {
 		b.openForm(ctx, cmd, m, now, log)
@@ -260,25 +290,34 @@ func (b *Bot) form(cmd slack.SlashCommand, parsed Command, now time.Time) reply 
 }
 
 // openForm opens the form with what is known, then refreshes the
-// instances' states with views.update.
+// instances' states with views.update. The refresh spends the shared edit
+// budget; its use is taken before the form opens, so a form says it is
+// checking only when its refresh will come: with no use left, it opens
+// with the cached states, said as such (Wawp is asked all the same, for
+// the cache the submission reads).
 func (b *Bot) openForm(ctx context.Context, cmd slack.SlashCommand, m FormModel, now time.Time, log *slog.Logger) {
+	refresh := b.edits.take()
+	m.Checking, m.Cached = refresh, !refresh
 	opened, err := b.api.OpenViewContext(ctx, cmd.TriggerID, FormView(m))
 	if err != nil {
+		if refresh {
+			b.edits.refund()
+		}
 		log.Warn("the /link form could not be opened", "reason", webFailure(err))
 		b.respond(ctx, log, cmd.ResponseURL, now, 0, FormFailedView(b.cfg.Directory.Names()))
 		return
 	}
 	statuses := b.cfg.Service.CheckStatuses(ctx, checkedOptions(m.Options, m.Selected))
+	if !refresh {
+		log.Info("the form shows the cached states: the shared edit budget had no use left to refresh it")
+		return
+	}
 	for i, o := range m.Options {
 		if st, ok := statuses[o.Instance.ID]; ok {
 			m.Options[i].Status = st
 		}
 	}
 	m.Checking = false
-	if !b.edits.take() {
-		log.Info("the form's states are not refreshed: the shared edit budget has no use left now")
-		return
-	}
 	_, err = b.updateView(ctx, opened.ID, opened.Hash, FormView(m))
 	switch code, _ := slackRefusal(err); {
 	case code == "hash_conflict", code == "not_found":
@@ -388,6 +427,11 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 	}
 	var meta formMeta
 	json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta)
+	responseURL, err := b.meta.open(meta.ResponseURL)
+	if err != nil {
+		// The requester's messages are not reached; the window still is.
+		log.Warn("the form's response_url could not be read back", "err", err)
+	}
 	var values map[string]map[string]slack.BlockAction
 	if cb.View.State != nil {
 		values = cb.View.State.Values
@@ -425,7 +469,7 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 	issued := time.Unix(meta.Issued, 0)
 	req := pairing.Request{
 		Instance: in, Phone: phone, User: cb.User.ID, Team: cb.Team.ID, Channel: meta.Channel,
-		ResponseURL: meta.ResponseURL, URLIssued: issued, Delivery: b.deliveryFor(in.ID),
+		ResponseURL: responseURL, URLIssued: issued, Delivery: b.deliveryFor(in.ID),
 		Modal: pairing.ModalSurface{ViewID: cb.View.ID, User: cb.User.ID, LastView: viewRequesting},
 	}
 	if b.announceFor(in.ID) && meta.Channel != "" && !strings.HasPrefix(meta.Channel, "D") {
@@ -473,25 +517,60 @@ func (b *Bot) showRefusalInWindow(ctx context.Context, viewID string, m Message,
 	}
 }
 
+// maxSuggestionBytes bounds a block_suggestion answer's JSON. The answer
+// goes in the envelope's ack, and Slack silently drops a Socket Mode
+// message of 20 KB or more (slack-go refuses to send one:
+// socketmode.maxResponseSize; https://api.slack.com/apis/socket-mode
+// "Payloads ... must be less than 20KB"). 100 options of 75 characters in
+// Arabic or emoji (2–4 bytes each, 6 for <, > and & as json escapes them)
+// are well past it; 1 KB is left for the envelope's own fields.
+const maxSuggestionBytes = 19 * 1024
+
 // suggestions answers a block_suggestion for the form's external select,
 // in the ack (no I/O): the instances whose name contains what was typed.
 func (b *Bot) suggestions(cb slack.InteractionCallback) any {
 	var meta formMeta
 	json.Unmarshal([]byte(cb.View.PrivateMetadata), &meta)
-	q := strings.ToLower(strings.TrimSpace(cb.Value))
-	var opts []*slack.OptionBlockObject
-	for _, o := range b.formOptions(cb.User.ID, meta.Channel) {
-		if len(opts) == maxStaticOptions {
-			break
-		}
-		if q == "" || strings.Contains(strings.ToLower(o.Instance.Name), q) || strings.Contains(strings.ToLower(o.Instance.ID), q) {
-			opts = append(opts, option(o))
-		}
+	resp, matching := suggestionsFor(b.formOptions(cb.User.ID, meta.Channel), cb.Value)
+	if matching > len(resp.Options) {
+		b.log.Info("suggestions cut to fit Slack's limits", "user", cb.User.ID, "shown", len(resp.Options), "matching", matching)
 	}
-	if opts == nil {
-		opts = []*slack.OptionBlockObject{}
+	return resp
+}
+
+// suggestionsFor is the answer for query: the first options whose name or
+// ID contains it, at most 100 and at most maxSuggestionBytes of JSON, and
+// how many matched in all.
+func suggestionsFor(all []FormOption, query string) (slack.OptionsResponse, int) {
+	q := strings.ToLower(strings.TrimSpace(query))
+	resp := slack.OptionsResponse{Options: []*slack.OptionBlockObject{}}
+	empty, _ := json.Marshal(resp)
+	size, matching := len(empty), 0
+	for _, o := range all {
+		if q != "" && !strings.Contains(strings.ToLower(o.Instance.Name), q) && !strings.Contains(strings.ToLower(o.Instance.ID), q) {
+			continue
+		}
+		matching++
+		if len(resp.Options) == maxStaticOptions || size > maxSuggestionBytes {
+			continue
+		}
+		opt := option(o)
+		enc, err := json.Marshal(opt)
+		if err != nil {
+			continue
+		}
+		n := len(enc)
+		if len(resp.Options) > 0 {
+			n++ // the comma
+		}
+		if size+n > maxSuggestionBytes {
+			size = maxSuggestionBytes + 1 // full: the rest are only counted
+			continue
+		}
+		size += n
+		resp.Options = append(resp.Options, opt)
 	}
-	return slack.OptionsResponse{Options: opts}
+	return resp, matching
 }
 
 // FormFailedView is said when the form could not be opened (Slack

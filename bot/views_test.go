@@ -147,6 +147,7 @@ func allViews() map[string]Message {
 		"too_soon":           TooSoonView("support-eg", "p4x7k2m9q3w8z5y6", now.Add(4*time.Second), now),
 		"ended":              EndedView(),
 		"replaced":           ReplacedView(false),
+		"window_failed":      WindowFailedView(),
 		"interrupted": InterruptedView(InterruptedModel{Phone: "+20 11 12223333", Instance: "support-eg", Attempt: 2, PhoneLimit: limit,
 			Now: now, NewCodeAt: now}),
 		"interrupted_limited": InterruptedView(InterruptedModel{Phone: "+20 11 12223333", Instance: "support-eg", Attempt: 3, PhoneLimit: limit,

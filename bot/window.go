@@ -151,31 +151,54 @@ func (b *Bot) showModal(ctx context.Context, p pairing.Pairing, now time.Time, e
 	return stored
 }
 
-// openWindow answers "Show code window": it opens the window on the
-// click's trigger (within its 3 seconds: one read of the pairing first)
-// and makes it the pairing's window.
+// openWindow answers "Show code window". views.open must come within the
+// click's trigger's 3 seconds (https://api.slack.com/methods/views.open:
+// expired_trigger_id), so the window is opened first, drawn from one read
+// of the stored pairing, without waiting for anyone: the message's lock
+// may be held for a whole Wawp round trip (a New code click asks Wawp
+// under it), and Wawp may be slow. Then the lock is taken (the message's
+// writers wait until the window is recorded: a tick ending the pairing
+// meanwhile would not know it has a window), the pairing read again, the
+// window recorded as the pairing's, and whatever changed since it was
+// drawn shown with views.update, passing the hash views.open returned.
+// When Slack refuses to open it, the person is told, privately, beside
+// the message they clicked on.
 func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id string, log *slog.Logger) {
 	p, err := b.cfg.Service.Pairing(ctx, id)
 	if err != nil || !p.MayUse(cb.User.ID) {
 		b.respond(ctx, log, cb.ResponseURL, b.cfg.Service.Now(), 0, EndedView())
 		return
 	}
-	// The message's writers wait until the window is recorded: a tick
-	// ending the pairing meanwhile would not know it has a window.
-	unlock := b.locks.lock(p.MessageID())
-	defer unlock()
-	if p, err = b.cfg.Service.Pairing(ctx, id); err != nil {
-		return
-	}
 	now := b.cfg.Service.Now()
 	opened, err := b.api.OpenViewContext(ctx, cb.TriggerID, windowOf(b.render(ctx, p, now, onModal), p.ID))
 	if err != nil {
 		log.Warn("the code window could not be opened", "reason", webFailure(err))
+		// Below the code message, which keeps its code: the click's url
+		// is no editor of it, so the post needs no use of a budget
+		// (https://api.slack.com/interactivity/handling#message_responses:
+		// without replace_original, a new ephemeral message).
+		b.postUncounted(ctx, log, cb.ResponseURL, WindowFailedView())
 		return
 	}
 	m := pairing.ModalSurface{ViewID: opened.ID, Hash: opened.Hash, User: cb.User.ID}
-	p.Modal = m
-	m.LastView = modalKey(p, now)
+	drawn := p
+	drawn.Modal = m
+	m.LastView = modalKey(drawn, now) // what it shows
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
+	if p, err = b.cfg.Service.Pairing(ctx, id); err != nil {
+		log.Error("reading the pairing of an opened window", "err", err)
+		return
+	}
+	if p.State == pairing.StateSuperseded {
+		// A New code click replaced it while the window opened: the new
+		// code is in the message, with a button of its own.
+		b.edits.take() // spent if there is one; the answer goes anyway
+		if _, err := b.updateView(ctx, opened.ID, opened.Hash, windowOf(WindowReplacedView(), "")); err != nil {
+			log.Warn("showing the replacement in the code window failed", "reason", webFailure(err))
+		}
+		return
+	}
 	rctx, cancel := pairing.RecordContext(ctx)
 	defer cancel()
 	stored, err := b.cfg.Service.RecordModal(rctx, p.ID, m)
@@ -185,6 +208,19 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 	}
 	// Whatever changed since it was drawn is shown now.
 	b.showLocked(ctx, stored, showing{answer: onNone, edit: editNot, card: editNot, modal: editIfBudget})
+}
+
+// WindowFailedView is said, below the code message, when the code window
+// could not be opened (Slack refused it, or the click's 3 seconds ran
+// out): the message still has the code. It never holds the code.
+func WindowFailedView() Message {
+	return notice("The code window could not be opened", "⚠️ The code window could not be opened. The code is still in the message above: click *Show code window* again to try once more.")
+}
+
+// WindowReplacedView is a code window opened on a code that a New code
+// click replaced meanwhile.
+func WindowReplacedView() Message {
+	return notice("This code was replaced", "↪️ This code was replaced by a newer one while the window opened. The new code is in your message: click *Show code window* there to follow it here.")
 }
 
 // windowClosed records that the person closed the window (view_closed):

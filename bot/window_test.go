@@ -119,3 +119,83 @@ func TestWindowHashConflict(t *testing.T) {
 		t.Errorf("the next update: %d versions\n%s", len(v.Versions), v.Shown())
 	}
 }
+
+// TestWindowOpensWhileMessageLocked: "Show code window" opens the window
+// at once, however long another writer holds the code message's lock (a
+// New code click holds it across its Wawp round trip, longer than the
+// trigger's 3 s); once the lock is free, the window becomes the pairing's
+// and shows what happened meanwhile.
+func TestWindowOpensWhileMessageLocked(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		meanwhile func(r *countdownRig, p pairing.Pairing, msgID string)
+		want      string // what the window shows at the end
+		recorded  bool   // the window is the pairing's
+	}{
+		{"nothing", func(*countdownRig, pairing.Pairing, string) {}, "Enter this code on the phone", true},
+		{"the phone linked", func(r *countdownRig, p pairing.Pairing, _ string) {
+			r.wawp.EnterCode(rigInstance, r.wawp.Code(rigInstance))
+			r.clock.Set(t0.Add(5 * time.Second))
+			if _, err := r.svc.Advance(r.t.Context()); err != nil {
+				r.t.Fatal(err)
+			}
+		}, "✅ Linked", true},
+		{"a New code replaced it", func(r *countdownRig, p pairing.Pairing, msgID string) {
+			r.clock.Set(t0.Add(5 * time.Second))
+			click := r.clickBy("U1", msgID, ActionNewCode, p.ID)
+			if _, err := r.svc.Renew(r.t.Context(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()}); err != nil {
+				r.t.Fatal(err)
+			}
+		}, "This code was replaced by a newer one", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			msgID := r.start()
+			p := r.watched()[0]
+			unlock := r.bot.locks.lock(p.MessageID())
+			cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+			cb.TriggerID = r.slack.NewTrigger("U1")
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				r.bot.interaction(context.Background(), cb)
+			}()
+			if !r.slack.WaitFor(time.Second, func() bool { _, open := r.slack.Modal("U1"); return open }) {
+				unlock()
+				t.Fatal("the window did not open while the message's lock was held")
+			}
+			v, _ := r.slack.Modal("U1")
+			if code := r.wawp.Code(rigInstance); !strings.Contains(v.Shown(), code[:4]+"-"+code[4:]) {
+				t.Errorf("the window opened without the live code:\n%s", v.Shown())
+			}
+			tc.meanwhile(r, p, msgID)
+			select {
+			case <-done:
+				t.Fatal("the window was recorded while another writer held the message")
+			default:
+			}
+			unlock()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("openWindow never finished")
+			}
+			r.bot.work.Wait()
+			v, _ = r.slack.Modal("U1")
+			if !strings.Contains(v.Shown(), tc.want) {
+				t.Errorf("the window shows\n%s\nwant %q", v.Shown(), tc.want)
+			}
+			stored, err := r.svc.Pairing(t.Context(), p.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stored.Modal.ViewID == v.ID; got != tc.recorded {
+				t.Errorf("window recorded as the pairing's: %v, want %v (%+v)", got, tc.recorded, stored.Modal)
+			}
+			if tc.recorded && stored.Modal.Hash != v.Hash {
+				t.Errorf("stored hash %q, the view's %q", stored.Modal.Hash, v.Hash)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
@@ -194,7 +195,12 @@ func TestClosedWindowPairingEndsRight(t *testing.T) {
 	h.manualTicks()
 	h.start()
 	env := h.command("U1", "")
-	h.modal("U1", "Instance states as of now.")
+	form := h.modal("U1", "Instance states as of now.")
+	// The response_url reaches the end below, yet the form's
+	// private_metadata (readable in the Slack client) does not show it.
+	if meta := form.PrivateMetadata; strings.Contains(meta, env.ResponseURL) || strings.Contains(meta, "http") {
+		t.Errorf("the form's private_metadata shows the command's response_url: %s", meta)
+	}
 	h.submitForm("U1", instanceEG, "0111 222 3333", "")
 	v := h.modal("U1", "Enter this code on the phone")
 	if _, err := h.slack.CloseView("U1"); err != nil {
@@ -233,6 +239,68 @@ func TestShowCodeWindowButton(t *testing.T) {
 	}
 	h.tick()
 	h.modal("U1", "✅ Linked")
+}
+
+// TestShowWindowNotHeldBySlowWawp: "Show code window" opens the window
+// within its trigger's 3 seconds whatever Wawp does. A New code click
+// holds the code message's lock for its whole Wawp round trip (4 s here,
+// Wawp hanging); the window must not wait for it before views.open, or
+// the trigger has expired and nothing opens (found by the issue 10
+// review). Once the click is done, the window shows what it left.
+func TestShowWindowNotHeldBySlowWawp(t *testing.T) {
+	h := newHarness(t)
+	writeFile(t, h.configPath, strings.Replace(baseConfig, "wawp_timeout: 500ms", "wawp_timeout: 4s", 1))
+	h.manualTicks()
+	h.start()
+	env := h.command("U1", "support-eg 0111 222 3333")
+	h.waitText(env.MessageID, "Show code window")
+	code := h.wawp.Code(instanceEG)
+	arrived := make(chan struct{}, 1)
+	h.wawp.FailNext(instanceEG, fakewawp.SessionInfo, fakewawp.Failure{Hang: true, Arrived: arrived})
+	h.click(env.MessageID, "U1", "new_code")
+	select {
+	case <-arrived:
+	case <-time.After(waitLong):
+		t.Fatalf("New code never asked Wawp; logs:\n%s", h.logs.String())
+	}
+	h.click(env.MessageID, "U1", "show_window")
+	v := h.modal("U1", "Enter this code on the phone")
+	if !strings.Contains(v.Shown(), code[:4]+"-"+code[4:]) {
+		t.Errorf("the window does not show the live code %s:\n%s", code, v.Shown())
+	}
+	// New code gives up on Wawp (its timeout), which leaves the code it
+	// meant to replace working: the window, recorded as that pairing's
+	// once the click let go of the message, follows it to the end.
+	h.waitText(env.MessageID, "Wawp did not answer in time")
+	if err := h.wawp.EnterCode(instanceEG, code); err != nil {
+		t.Fatal(err)
+	}
+	h.tick()
+	h.modal("U1", "✅ Linked")
+}
+
+// TestShowWindowNotOpened: when Slack refuses to open the code window
+// (the click's trigger ran out), the person is told, privately, in a
+// message of its own: the code message keeps its code.
+func TestShowWindowNotOpened(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	env := h.command("U1", "support-eg 0111 222 3333")
+	h.waitText(env.MessageID, "Show code window")
+	code := h.wawp.Code(instanceEG)
+	h.slack.FailNextCall("views.open", "expired_trigger_id")
+	h.click(env.MessageID, "U1", "show_window")
+	told := h.waitText(env.MessageID, "The code window could not be opened. The code is still in the message above")
+	if strings.Contains(shown(told), code[:4]) {
+		t.Errorf("the notice shows the code:\n%s", shown(told))
+	}
+	if got := h.editableCode("U1", code); len(got) != 1 {
+		t.Errorf("%d editable messages show the code, want the code message only:\n%s", len(got), screenText(h.slack.Thread(env.MessageID)))
+	}
+	if _, open := h.slack.Modal("U1"); open {
+		t.Error("a modal is open")
+	}
 }
 
 // TestWindowButtons: New code and Cancel work inside the window, answered
@@ -331,5 +399,46 @@ func TestFormNotOpened(t *testing.T) {
 	h.waitText(env.MessageID, "The form could not be opened. Type the instance and the number instead")
 	if _, open := h.slack.Modal("U1"); open {
 		t.Error("a modal is open")
+	}
+}
+
+// TestFormHintWithManyInstancesInTwoRegions: 95 instances in NG plus
+// support-eg in EG fit a static select (≤ 100); the phone field's hint
+// must stay within Slack's 2,000 characters whatever the instances are
+// called, or views.open is refused and the form never opens (found by the
+// issue 10 review).
+func TestFormHintWithManyInstancesInTwoRegions(t *testing.T) {
+	h := newHarness(t)
+	var cfg strings.Builder
+	for i := range 95 {
+		fmt.Fprintf(&cfg, "  - alias: field-agents-lagos-%03d\n    id: F%011d\n    region: NG\n", i, i)
+	}
+	h.setConfig(cfg.String())
+	h.start()
+	h.command("U1", "")
+	h.modal("U1", "Link a WhatsApp number")
+}
+
+// TestSuggestionsAckUnder20KB: past 100 instances the select is external
+// and block_suggestion is answered in the ack. With instance names in
+// Arabic (2 bytes a letter in UTF-8), 100 options of up to 75 characters
+// are more than Slack's 20 KB for an ack: the answer must stop at what
+// fits, or it is dropped and the person sees no instance to choose (found
+// by the issue 10 review).
+func TestSuggestionsAckUnder20KB(t *testing.T) {
+	h := newHarness(t)
+	var cfg strings.Builder
+	name := strings.Repeat("دعم", 22) // 66 letters
+	for i := range 120 {
+		fmt.Fprintf(&cfg, "  - alias: %s-%03d\n    id: F%011d\n    region: EG\n", name, i, i)
+		h.wawp.AddInstance(fmt.Sprintf("F%011d", i), "SCAN_QR_CODE")
+	}
+	h.setConfig(cfg.String())
+	h.start()
+	h.command("U1", "")
+	h.modal("U1", "Link a WhatsApp number")
+	opts, err := h.slack.Suggest("U1", "instance", "")
+	if err != nil || len(opts) == 0 {
+		t.Errorf("suggestions for nothing typed: %d options, %v; want some\nlogs:\n%s", len(opts), err, h.logs.String())
 	}
 }

@@ -35,6 +35,20 @@ type Failure struct {
 	Body        string
 	// Hang makes the fake never answer (until the client gives up).
 	Hang bool
+	// Arrived, when set, is sent to (without blocking: give it room) when
+	// a call takes this failure, so a test can wait for the call with a
+	// select instead of polling Calls.
+	Arrived chan<- struct{}
+}
+
+// arrived tells f's Arrived, if any, that a call took f.
+func (f Failure) arrived() {
+	if f.Arrived != nil {
+		select {
+		case f.Arrived <- struct{}{}:
+		default:
+		}
+	}
 }
 
 type instance struct {
@@ -302,9 +316,11 @@ func (s *Server) answer(r *http.Request, reqBody []byte) (status int, ctype, bod
 	if q := in.failures[key]; len(q) > 0 {
 		f := q[0]
 		in.failures[key] = q[1:]
+		f.arrived()
 		return f.Status, f.ContentType, f.Body, f.Hang
 	}
 	if f := in.alwaysFail[key]; f != nil {
+		f.arrived()
 		return f.Status, f.ContentType, f.Body, f.Hang
 	}
 	if r.URL.Path == TempLink {
