@@ -188,7 +188,66 @@ func parseURL(raw string) (*pgxpool.Config, string, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "linkbot"
 	}
+	for _, d := range sessionDefaults {
+		if !setsParam(cfg.ConnConfig.RuntimeParams, d.name) {
+			cfg.ConnConfig.RuntimeParams[d.name] = d.value
+		}
+	}
+	dialer := &net.Dialer{Timeout: cfg.ConnConfig.ConnectTimeout, KeepAliveConfig: keepAlive}
+	cfg.ConnConfig.DialFunc = dialer.DialContext
 	return cfg, password, nil
+}
+
+// sessionDefaults bound how long one session may keep others waiting, so
+// a replica whose connection went half-open in the middle of a
+// transaction (a network partition, a host frozen) cannot hold the
+// phone's, the user's or the instance's advisory locks for the hours TCP
+// takes to notice, with every other replica's requests for them waiting
+// behind it (the bot sets no deadline of its own on a request). Each is
+// a session setting sent at connection start; one the URL sets (as a
+// query parameter, or with -c in options) or PGOPTIONS is kept as it is.
+// A statement or lock wait they cut short fails with an error classify
+// turns into pairing.ErrUnavailable: the person is told to try again.
+// https://www.postgresql.org/docs/current/runtime-config-client.html
+var sessionDefaults = []struct{ name, value string }{
+	// A transaction whose client went silent is ended by the server (its
+	// session terminated), releasing its locks. linkbot's transactions
+	// never wait on anything but the database between statements.
+	{"idle_in_transaction_session_timeout", "10s"},
+	// A statement waiting for a lock (a row, an advisory lock) gives up:
+	// the request is answered "try again" instead of waiting without end.
+	{"lock_timeout", "5s"},
+	// No statement of linkbot's runs for long (copy-store's COPYs carry
+	// 5,000 events each); one that does is stuck.
+	{"statement_timeout", "60s"},
+	// The server probes an idle client connection after 30 s, so it also
+	// notices a replica that vanished between transactions.
+	{"tcp_keepalives_idle", "30"},
+	{"tcp_keepalives_interval", "10"},
+	{"tcp_keepalives_count", "3"},
+}
+
+// keepAlive makes the client probe an idle connection after 15 s and
+// drop it after three unanswered probes, 5 s apart: a server that went
+// away without closing the socket is noticed in about half a minute
+// rather than the system's default of hours.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
+
+// setsParam says whether the runtime parameters (from the URL or the
+// environment) set name, directly or with "-c name=…" in options.
+func setsParam(params map[string]string, name string) bool {
+	if _, ok := params[name]; ok {
+		return true
+	}
+	opts := params["options"]
+	for _, f := range strings.Fields(opts) {
+		f = strings.TrimPrefix(f, "-c")
+		f = strings.TrimPrefix(f, "--")
+		if k, _, ok := strings.Cut(f, "="); ok && strings.ReplaceAll(k, "-", "_") == name {
+			return true
+		}
+	}
+	return false
 }
 
 // scrub removes secret (and its URL-escaped forms) from s.
@@ -360,7 +419,8 @@ func (db *DB) classify(ctx context.Context, err error) error {
 // dropped the connection: a failed connect, a network error, a connection
 // closed under the call, or the server saying it is shutting down,
 // starting up, out of connection slots or a read-only standby (a
-// failover in progress).
+// failover in progress), or a session limit (sessionDefaults) cutting a
+// wait short.
 func unreachable(err error) bool {
 	var (
 		connectErr *pgconn.ConnectError
@@ -375,7 +435,14 @@ func unreachable(err error) bool {
 			pgErr.Code == "57P02", // crash_shutdown
 			pgErr.Code == "57P03", // cannot_connect_now
 			pgErr.Code == "53300", // too_many_connections
-			pgErr.Code == "25006": // read_only_sql_transaction: a standby
+			pgErr.Code == "25006", // read_only_sql_transaction: a standby
+			// The session limits (sessionDefaults): a lock another session
+			// held too long, this session ended for idling in a
+			// transaction, a statement that ran too long. Nothing of the
+			// transaction was stored; asking again may succeed.
+			pgErr.Code == "55P03", // lock_not_available (lock_timeout)
+			pgErr.Code == "25P03", // idle_in_transaction_session_timeout
+			pgErr.Code == "57014": // query_canceled (statement_timeout)
 			return true
 		}
 		return false
