@@ -412,6 +412,8 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 		return EndedView()
 	case o == pairing.OutcomeUnavailable:
 		return UnavailableView()
+	case o == pairing.OutcomeCodeUnrecorded:
+		return CodeUnrecordedView(instance)
 	}
 	b.log.Error("request failed", "request", requestID, "err", err)
 	return InternalErrorView(requestID)

@@ -216,6 +216,10 @@ type Config struct {
 	// StatusTTL is how long a cached instance status is shown as current
 	// (DefaultStatusTTL when zero; see status.go).
 	StatusTTL time.Duration
+	// Sleep waits d or until ctx ends (ctx.Err() then), between retries of
+	// a write the database did not answer (see settleRetrying); a timer
+	// when nil. Tests inject one that moves their clock instead.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -270,6 +274,9 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.StatusTTL <= 0 {
 		cfg.StatusTTL = DefaultStatusTTL
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -412,7 +419,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	// The code came: it is recorded even if ctx ended meanwhile.
 	rctx, cancel := RecordContext(ctx)
 	defer cancel()
-	settled, err := s.db.Settle(rctx, Settlement{
+	settled, err := s.settleRetrying(ctx, p.ExpiresAt, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
 			// A request past its lease no longer holds the instance, which
@@ -435,12 +442,64 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		log.Warn("code arrived after the request's lease ran out or it was interrupted")
 		return s.stored(rctx, p), ErrInterrupted
 	}
+	if errors.Is(err, ErrUnavailable) {
+		// WhatsApp issued a code nobody will see: the request stays
+		// counted, and the ticker ends it as interrupted once its lease
+		// is over. The person is told so, not "nothing was done".
+		log.Error("code issued but the database never answered within the request's lease: not shown", "err", err)
+		return p, fmt.Errorf("%w: %w", ErrCodeUnrecorded, err)
+	}
 	if err != nil {
 		return Pairing{}, err
 	}
 	p = settled
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
 	return p, nil
+}
+
+// settleRetrying applies st, retrying it with backoff while the database
+// cannot be reached (ErrUnavailable) and the request's lease, which ends
+// at leaseEnd by the service's clock, still runs: a Wawp answer (a code)
+// is a fact that must not be lost to a blip of the database. Retrying is
+// safe because Settle is all-or-nothing and its Change checks the state
+// (a retry after a settlement that did land but whose reply was lost
+// finds the pairing no longer Requesting: ErrInterrupted, as when the
+// countdown ended it). Only the write is retried, never the Wawp call.
+// Each try has RecordTimeout; ctx's cancellation does not stop it (see
+// RecordContext).
+func (s *Service) settleRetrying(ctx context.Context, leaseEnd time.Time, st Settlement) (Pairing, error) {
+	ctx = context.WithoutCancel(ctx)
+	wait := retryFirst
+	for {
+		rctx, cancel := context.WithTimeout(ctx, RecordTimeout)
+		p, err := s.db.Settle(rctx, st)
+		cancel()
+		if !errors.Is(err, ErrUnavailable) || !s.cfg.Now().Add(wait).Before(leaseEnd) {
+			return p, err
+		}
+		if serr := s.cfg.Sleep(ctx, wait); serr != nil {
+			return p, err
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// The backoff between retries of a write the database did not answer.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // sessionInfo asks Wawp for instance's session, and keeps the answer in
