@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/store"
@@ -249,5 +251,46 @@ func TestCopyStore(t *testing.T) {
 		db.Close()
 	} else {
 		t.Errorf("the file cannot be opened after the copy: %v", err)
+	}
+}
+
+// TestCopyStoreKeepsHolds (issue 11 review: copy-store copies "limits,
+// live pairings, budgets"): a Slack Retry-After the bot recorded in its
+// file (holds live in the store, so a restarted bot waits them out) is
+// still running when the bot is stopped for the move. The replicas
+// starting on PostgreSQL must wait it out too, and copy-store says it
+// copied it.
+func TestCopyStoreKeepsHolds(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "linkbot.db")
+	src, err := store.Open(file, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	if err := src.SetHold(t.Context(), "chat.update", until); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+
+	dbURL := pgURL(t)
+	var out bytes.Buffer
+	getenv := func(string) string { return "" }
+	if err := copyStoreCommand(t.Context(), []string{"--from", file, "--to", dbURL}, getenv, &out); err != nil {
+		t.Fatalf("copy-store: %v\n%s", err, out.String())
+	}
+	dst, err := postgres.Open(t.Context(), dbURL, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	holds, err := dst.Holds(t.Context(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := holds["chat.update"]; !ok || !got.Equal(until) {
+		t.Errorf("holds on PostgreSQL after copy-store: %v; want chat.update held until %s (copy-store said:\n%s)", holds, until, out.String())
+	}
+	if want := "  1 Slack Retry-After holds"; !strings.Contains(out.String(), want) {
+		t.Errorf("copy-store's output lacks %q:\n%s", want, out.String())
 	}
 }
