@@ -203,6 +203,9 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		Refused: s.event(now, EventRefused, p, ""),
 		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
+	if errors.Is(err, ErrUnavailable) {
+		s.undoReserve(ctx, p.ID, log, func(found Pairing) { s.failQR(ctx, found, req, log, err, false, replacedAudit) })
+	}
 	if err != nil {
 		return Pairing{}, err
 	}

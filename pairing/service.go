@@ -369,6 +369,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		Refused: s.event(now, EventRefused, p, ""),
 		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
+	if errors.Is(err, ErrUnavailable) {
+		s.undoReserve(ctx, p.ID, log, func(found Pairing) { s.fail(ctx, found, req, log, err, false) })
+	}
 	if err != nil {
 		return Pairing{}, err
 	}
@@ -483,6 +486,47 @@ func (s *Service) settleRetrying(ctx context.Context, leaseEnd time.Time, st Set
 		wait = min(2*wait, retryMax)
 	}
 }
+
+// undoReserve ends, uncounted, a reservation of pairing id that Reserve
+// answered with ErrUnavailable. Such a call usually stored nothing, but a
+// connection lost while its COMMIT was on the way leaves the outcome
+// unknown: the attempt may be counted and the instance held by a request
+// nobody makes, so the "try again" the person is told would be refused.
+// Once the storage answers again (retried with backoff for up to
+// reserveCheckWithin), the pairing is looked up by its ID: one still
+// Requesting is ended by end (the caller's uncounted failure: Wawp was
+// never asked) and so frees its instance; ErrNotFound means nothing was
+// stored. Wawp is never called from here.
+func (s *Service) undoReserve(ctx context.Context, id string, log *slog.Logger, end func(found Pairing)) {
+	ctx = context.WithoutCancel(ctx)
+	deadline := s.cfg.Now().Add(reserveCheckWithin)
+	wait := retryFirst
+	for {
+		rctx, cancel := context.WithTimeout(ctx, RecordTimeout)
+		found, err := s.db.Pairing(rctx, id)
+		cancel()
+		switch {
+		case errors.Is(err, ErrUnavailable):
+		case err != nil: // ErrNotFound: the reservation was not stored
+			return
+		default:
+			if found.State == StateRequesting {
+				log.Warn("the reservation the database did not confirm was stored after all: ended uncounted")
+				end(found)
+			}
+			return
+		}
+		if !s.cfg.Now().Add(wait).Before(deadline) || s.cfg.Sleep(ctx, wait) != nil {
+			log.Error("could not check whether an unconfirmed reservation was stored; if it was, it holds its instance until its lease ends", "err", err)
+			return
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// reserveCheckWithin bounds undoReserve's retries (the person's "try
+// again" answer waits for them).
+const reserveCheckWithin = 10 * time.Second
 
 // The backoff between retries of a write the database did not answer.
 const (
