@@ -99,12 +99,17 @@ type Bot struct {
 	workCtx  context.Context
 	stopWork context.CancelFunc
 
-	editing   sync.Map      // pairing ID → an edit is in flight
-	ticking   atomic.Int64  // edits started by ticks and still running
+	editing sync.Map     // pairing ID → an edit is in flight
+	ticking atomic.Int64 // edits started by ticks and still running
+	// backlog is how many urgent edits (final states, codes going into
+	// DMs) wait for the edit budget: counted by each tick, plus the DMs
+	// opened since whose code did not go in at once (codeGoesInSoon).
+	backlog   atomic.Int64
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs
 	updating  sync.Mutex    // one chat.update or chat.delete call at a time (see limited)
 	posts     *postHolds    // chat.postMessage's Retry-Afters, per channel
+	urlHolds  *postHolds    // response_url Retry-Afters, per url (by urlHoldID)
 	postLocks messageLocks  // one chat.postMessage call at a time per destination (see lockPosts)
 	groups    groupMembers
 	obs       Observer
@@ -152,6 +157,7 @@ func New(cfg Config) *Bot {
 	}
 	b.edits = newEditBudget(cfg.EditsPerMinute, clock)
 	b.posts = newPostHolds(clock)
+	b.urlHolds = newPostHolds(clock)
 	b.workCtx, b.stopWork = context.WithCancel(context.Background())
 	if b.obs == nil {
 		b.obs = nopObserver{}

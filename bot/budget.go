@@ -156,3 +156,32 @@ func (h *postHolds) blockUntil(to string, until time.Time) time.Time {
 	}
 	return h.until[to]
 }
+
+// heldUntil is when the hold of posts to to runs out (zero: none runs).
+func (h *postHolds) heldUntil(to string) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if until, ok := h.until[to]; ok && h.now().Before(until) {
+		return until
+	}
+	return time.Time{}
+}
+
+// within is how many uses the budget can give within d from now: what it
+// holds now and what it earns meanwhile, less the time a Retry-After
+// still blocks it.
+func (e *editBudget) within(d time.Duration) float64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.now()
+	e.refill(now)
+	tokens := e.tokens
+	if now.Before(e.blockedUntil) {
+		d -= e.blockedUntil.Sub(now)
+		tokens = 0
+	}
+	if d <= 0 {
+		return 0
+	}
+	return tokens + d.Seconds()*e.perSecond
+}

@@ -3,9 +3,12 @@ package bot
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/slack-go/slack"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
@@ -21,6 +24,17 @@ func (r *countdownRig) startDM(id, user, instance string, issued time.Time) pair
 // startDMCard is startDM with, if card, a status card in C0SUPPORT
 // (announce), posted with the code.
 func (r *countdownRig) startDMCard(id, user, instance string, issued time.Time, card bool) pairing.Pairing {
+	r.t.Helper()
+	p := r.requestDM(id, user, instance, issued, card)
+	if !p.DM.Posted() || card && !p.Card.Posted() {
+		r.t.Fatalf("the DM or card of %s was not posted: %+v, %+v", id, p.DM, p.Card)
+	}
+	return p
+}
+
+// requestDM is startDMCard without requiring the DM (or the card) to be
+// posted: the code may be shown ephemerally instead.
+func (r *countdownRig) requestDM(id, user, instance string, issued time.Time, card bool) pairing.Pairing {
 	r.t.Helper()
 	r.wawp.AddInstance(instance, "")
 	_, url := r.slack.OpenMessage(user, "⏳ Requesting…")
@@ -38,10 +52,32 @@ func (r *countdownRig) startDMCard(id, user, instance string, issued time.Time, 
 	}
 	r.bot.show(context.Background(), p, showing{answer: onNone})
 	p, err := r.db.Pairing(r.t.Context(), id)
-	if err != nil || !p.DM.Posted() || card && !p.Card.Posted() {
-		r.t.Fatalf("the DM or card of %s was not posted: %+v, %+v, %v", id, p.DM, p.Card, err)
+	if err != nil {
+		r.t.Fatal(err)
 	}
 	return p
+}
+
+// sawCode reports whether user has seen code so far, in their DM or
+// ephemerally in C0SUPPORT.
+func (r *countdownRig) sawCode(user, code string) bool {
+	for _, m := range append(r.slack.DMScreen(user), r.slack.Screen(user, "C0SUPPORT")...) {
+		if slices.ContainsFunc(m.Versions, func(v fakeslack.Version) bool { return shows(v, code) }) {
+			return true
+		}
+	}
+	return false
+}
+
+// unseen lists the users of U000…U(n-1) who have not seen code so far.
+func (r *countdownRig) unseen(n int, code string) []string {
+	var out []string
+	for i := range n {
+		if user := fmt.Sprintf("U%03d", i); !r.sawCode(user, code) {
+			out = append(out, user)
+		}
+	}
+	return out
 }
 
 // Status cards share the workspace's chat.update limit with the DMs: 100
@@ -57,13 +93,18 @@ func TestCardsShareTheEditLimit(t *testing.T) {
 	r.slack.SetPostsPerSecond(0)
 	const n = 100
 	for i := range n {
-		r.startDMCard(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, true)
+		r.requestDM(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, true)
 	}
 	maxCalls := 0
 	for s := 5; s <= 600; s += 5 {
 		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 		r.tick()
 		maxCalls = max(maxCalls, r.slack.Calls("chat.update"))
+		if s == 145 { // the codes expire at 150 s
+			if u := r.unseen(n, "ABCD1234"); len(u) > 0 {
+				t.Errorf("%d requesters never saw their code before it expired: %v", len(u), u)
+			}
+		}
 	}
 	if n := r.slack.RateLimitedCalls("chat.update"); n != 0 {
 		t.Errorf("Slack answered %d chat.update calls with 429", n)
@@ -81,7 +122,9 @@ func TestCardsShareTheEditLimit(t *testing.T) {
 		}
 	}
 	for i := range n {
-		if dm := r.slack.DMScreen(fmt.Sprintf("U%03d", i)); len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") {
+		// A code the budget could not put into its DM soon was shown
+		// ephemerally instead, and its DM never opened.
+		if dm := r.slack.DMScreen(fmt.Sprintf("U%03d", i)); len(dm) > 1 || len(dm) == 1 && !strings.Contains(shownText(dm[0].Latest()), "Expired") {
 			t.Fatalf("a DM at the end:\n%s", screenText(dm))
 		}
 	}
@@ -90,24 +133,34 @@ func TestCardsShareTheEditLimit(t *testing.T) {
 	}
 }
 
-// 200 live DM pairings ticking at once share the workspace's chat.update
-// limit (the fake's 50 a minute, on the test's clock): the bot stays inside
-// it (the fake never has to answer 429, and fails the test on any call
-// made before a Retry-After ran out), every DM still ends showing its final
-// state, and nothing stays watched.
+// 200 DM pairings asked at once share the workspace's chat.update limit
+// (the fake's 50 a minute, on the test's clock), which cannot carry 200
+// codes into their DMs before they expire (150 s). The bot stays inside it
+// (the fake never has to answer 429, and fails the test on any call made
+// before a Retry-After ran out); the codes the budget can put into their
+// DMs within a quarter of their lifetime go there, and every other
+// requester sees theirs ephemerally at once, so every requester sees
+// their code before it expires, and none is told it was not entered in
+// time without having seen it. Every DM ends showing its final state, and
+// nothing stays watched.
 func TestTwoHundredDMsStayWithinTheEditLimit(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
 	r := newCountdownRig(t, t0)
 	r.slack.SetMessagesTab(true)
 	const n = 200
 	for i := range n {
-		r.startDM(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0)
+		r.requestDM(fmt.Sprintf("p%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i%20), t0, false)
 	}
 	maxCalls := 0
 	for s := 5; s <= 600; s += 5 {
 		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
 		r.tick()
 		maxCalls = max(maxCalls, r.slack.Calls("chat.update"))
+		if s == 145 { // the codes expire at 150 s
+			if u := r.unseen(n, "ABCD1234"); len(u) > 0 {
+				t.Errorf("%d requesters never saw their code before it expired: %v", len(u), u)
+			}
+		}
 	}
 	if n := r.slack.RateLimitedCalls("chat.update"); n != 0 {
 		t.Errorf("Slack answered %d chat.update calls with 429", n)
@@ -115,12 +168,17 @@ func TestTwoHundredDMsStayWithinTheEditLimit(t *testing.T) {
 	if maxCalls > fakeslack.DefaultMethodLimit {
 		t.Errorf("%d chat.update calls in one minute, more than Slack's %d", maxCalls, fakeslack.DefaultMethodLimit)
 	}
+	inDM := 0
 	for i := range n {
 		user := fmt.Sprintf("U%03d", i)
 		dm := r.slack.DMScreen(user)
-		if len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "Expired") || shows(dm[0].Latest(), "ABCD1234") {
-			t.Fatalf("%s's DM at the end:\n%s\nwant its one message showing the expiry, no code", user, screenText(dm))
+		if len(dm) > 1 || len(dm) == 1 && (!strings.Contains(shownText(dm[0].Latest()), "Expired") || shows(dm[0].Latest(), "ABCD1234")) {
+			t.Fatalf("%s's DM at the end:\n%s\nwant its one message showing the expiry, no code (or none)", user, screenText(dm))
 		}
+		inDM += len(dm)
+	}
+	if inDM < 30 {
+		t.Errorf("only %d codes went to their DMs; the budget carries about 35 within a quarter of their lifetime", inDM)
 	}
 	if w := r.watched(); len(w) != 0 {
 		t.Errorf("%d pairings still watched", len(w))
@@ -364,5 +422,273 @@ func TestRetryAfterSurvivesARestart(t *testing.T) {
 	r.tick()
 	if dm := r.slack.DMScreen("U1")[0]; len(dm.Versions) != 3 {
 		t.Errorf("after the Retry-After the DM has %d versions, want the step due then", len(dm.Versions))
+	}
+}
+
+// clickDM presses action as user on their newest DM message (a click on a
+// non-ephemeral message in the app's DM, as Slack sends it), and waits for
+// the work it started.
+func (r *countdownRig) clickDM(user, action, pairingID string) {
+	r.t.Helper()
+	dms := r.slack.DMScreen(user)
+	if len(dms) == 0 {
+		r.t.Fatalf("%s has no DM message to click", user)
+	}
+	dm := dms[len(dms)-1]
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = user
+	cb.ResponseURL = r.slack.NewResponseURL(dm.ID)
+	cb.Container = slack.Container{Type: "message", ChannelID: dm.Channel, MessageTs: dm.TS}
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: action, Value: pairingID}}
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+}
+
+// New code clicked in a DM while the shared edit budget is busy with
+// other pairings' countdown steps: the renewal's DM (its message still
+// showing the superseded code) ranks with the urgent edits, ahead of every
+// older pairing's countdown steps, so the superseded code leaves the DM
+// and the new one goes in with the next use of the budget.
+func TestDMNewCodeGoesAheadOfCountdownSteps(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
+	c := r.startDM("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second))
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s
+	r.clock.Set(t0.Add(32 * time.Second))
+	r.tick() // a's step takes the one use
+	r.clickDM("U3", ActionNewCode, c.ID)
+	newCode := r.wawp.Code("INSTCCCCCCCC")
+	if newCode == "" || newCode == "ABCD1234" {
+		t.Fatalf("no new code was requested: %q", newCode)
+	}
+	// The next use of the budget comes at 47 s.
+	r.clock.Set(t0.Add(47 * time.Second))
+	r.tick()
+	dm := r.slack.DMScreen("U3")
+	if len(dm) != 1 {
+		t.Fatalf("U3's DM:\n%s", screenText(dm))
+	}
+	got := shownText(dm[0].Latest())
+	if strings.Contains(got, "ABCD-1234") {
+		t.Errorf("the first use of the budget after New code left the superseded code ABCD-1234 in U3's DM:\n%s", got)
+	}
+	if !strings.Contains(got, newCode[:4]+"-"+newCode[4:]) {
+		t.Errorf("the first use of the budget after New code did not put the new code %s in U3's DM:\n%s", newCode, got)
+	}
+}
+
+// A hand-off's requester clicks New code on the final state below their
+// line while the shared edit budget is empty: the click is answered at
+// once ("Code sent to"), in place, through its own response_url, though
+// the new code reaches the recipient's DM only with the budget's next use.
+func TestHandOffNewCodeFromTheChannelIsAnsweredWithAnEmptyBudget(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetUser(fakeslack.User{ID: "U9", Name: "agent"})
+	msgID, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: "a", Instance: rigInstance, InstanceName: "support", Phone: "201012345678",
+		RequestedBy: "U1", Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: "U9"},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	r.clock.Set(t0.Add(pairing.DefaultCodeLifetime + time.Second))
+	r.tick()
+	if got := shownText(r.latest(msgID)); !strings.Contains(got, "Expired") {
+		t.Fatalf("the requester sees %q; want the expiry", got)
+	}
+	r.bot.edits = newEditBudget(4, r.clock.Now)
+	r.bot.edits.take()
+	r.click(msgID, ActionNewCode, "a")
+	if got := shownText(r.latest(msgID)); !strings.Contains(got, "Code sent to") {
+		t.Errorf("New code clicked with an empty edit budget: the requester sees\n%s\nwant the new code's line", got)
+	}
+	if dm := r.slack.DMScreen("U9"); len(dm) != 1 || shows(dm[0].Latest(), r.wawp.Code(rigInstance)) {
+		t.Errorf("the agent's DM shows the new code without a use of the budget:\n%s", screenText(dm))
+	}
+}
+
+// Three tiers share the edit budget: final states first, then codes going
+// into their DMs, then countdown steps. A pairing that ended (cancelled)
+// takes the next use ahead of older pairings whose DMs wait for their
+// codes: its DM, which the bot can edit, stops showing a code that is over.
+func TestFinalStatesGoBeforeCodeOpenings(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	b := r.startDM("b", "U9", "INSTBBBBBBBB", t0.Add(time.Second)) // its DM shows its code
+	r.bot.edits = newEditBudget(4, r.clock.Now)                    // one use every 15 s
+	r.bot.edits.take()
+	// Two older requests whose DMs are open, their codes not in yet (a
+	// third would see its code ephemerally: the budget could not put it
+	// in within a quarter of its lifetime).
+	for i, user := range []string{"U1", "U2"} {
+		r.startDM(fmt.Sprintf("o%d", i), user, fmt.Sprintf("INSTO000000%d", i), t0)
+	}
+	r.clock.Set(t0.Add(16 * time.Second))
+	if _, err := r.svc.Cancel(context.Background(), b.ID, "U9", pairing.Click{}); err != nil {
+		t.Fatal(err)
+	}
+	r.tick()
+	if dm := r.slack.DMScreen("U9"); len(dm) != 1 || shows(dm[0].Latest(), "ABCD1234") {
+		t.Errorf("the first use of the budget after b was cancelled went elsewhere: U9's DM still shows its code:\n%s", screenText(dm))
+	}
+	r.clock.Set(t0.Add(31 * time.Second))
+	r.tick()
+	if dm := r.slack.DMScreen("U1"); len(dm) != 1 || !shows(dm[0].Latest(), "ABCD1234") {
+		t.Errorf("the next use went elsewhere: the oldest opening's DM does not show its code:\n%s", screenText(dm))
+	}
+}
+
+// A DM whose code Slack never lets into the message (every chat.update on
+// it refused for good), opened while the shared edit budget had no use
+// left, so the code goes in on a later tick: the refusal fails the DM
+// there as it would have right after the opening (the code is shown
+// ephemerally), instead of deleting and re-posting the opening on every
+// tick with a use (each a new DM notification), the code shown nowhere.
+func TestCodeEditRefusedForGoodOnALaterTickFailsTheDM(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.Refuse("chat.update", fakeslack.DMChannel("U1"), "msg_too_long")
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s
+	if !r.bot.edits.take() {                    // another pairing took the one use there was
+		t.Fatal("no use to take")
+	}
+	_, url := r.slack.OpenMessage("U1", "⏳ Requesting…")
+	p := pairing.Pairing{
+		ID: "a", Instance: rigInstance, InstanceName: "support", Phone: "201012345678",
+		RequestedBy: "U1", Team: fakeslack.TeamID, Channel: "C0SUPPORT", ResponseURL: url, URLIssued: t0,
+		Delivery: pairing.DeliveryDM, DM: pairing.Surface{Recipient: "U1"},
+		State: pairing.StateLive, Code: "ABCD1234", Attempt: 1, RequestedAt: t0, IssuedAt: t0, ExpiresAt: t0.Add(pairing.DefaultCodeLifetime),
+	}
+	if err := r.db.Restore([]pairing.Pairing{p}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.show(context.Background(), p, showing{answer: onNone})
+	for s := 15; s <= 120; s += 15 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	posts := 0
+	for _, m := range r.slack.Messages() {
+		if m.Channel == fakeslack.DMChannel("U1") {
+			posts++
+		}
+	}
+	if posts != 1 {
+		t.Errorf("U1's DM was posted %d times in 2 minutes (each one a new DM notification), want once; chat.update refused %d times", posts, r.slack.Refused("chat.update", fakeslack.DMChannel("U1")))
+	}
+	var sawCode bool
+	for _, m := range r.slack.Screen("U1", "C0SUPPORT") {
+		sawCode = sawCode || shows(m.Latest(), "ABCD1234")
+	}
+	if !sawCode {
+		t.Errorf("the code was never shown to U1 (the DM never took it, and it never fell back to the ephemeral message):\n%s", screenText(r.slack.Screen("U1", "C0SUPPORT")))
+	}
+}
+
+// A code that expires before Slack lets the bot put it into its DM (here a
+// long Retry-After on chat.update, from other apps' calls) is not reported
+// as "not entered in time": the requester is told, in the channel and in
+// the DM once it can be edited, that Slack's rate limit held it up, and
+// offered a new code.
+func TestCodeThatNeverReachedItsDMSaysSo(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.RateLimitNextCall("chat.update", 200*time.Second)
+	p := r.requestDM("a", "U1", rigInstance, t0, false)
+	if p.DM.LastView != viewOpening {
+		t.Fatalf("the DM: %+v; want it opened, its code held up by the 429", p.DM)
+	}
+	for s := 5; s <= 210; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	if r.sawCode("U1", "ABCD1234") {
+		t.Fatal("U1 saw the code")
+	}
+	ch := r.slack.Screen("U1", "C0SUPPORT")
+	got := shownText(ch[len(ch)-1].Latest())
+	if !strings.Contains(got, "rate limit") || !strings.Contains(got, "New code") || strings.Contains(got, "not entered in time") {
+		t.Errorf("the requester is told:\n%s\nwant Slack's rate limit named, and New code", got)
+	}
+	dm := r.slack.DMScreen("U1")
+	if len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), "never reached your DM") {
+		t.Errorf("U1's DM at the end:\n%s", screenText(dm))
+	}
+	if w := r.watched(); len(w) != 0 {
+		t.Errorf("%d pairings still watched", len(w))
+	}
+}
+
+// A DM that fails before its code went in does not keep promising a code:
+// its opening is replaced by where the code is instead when Slack refused
+// the code for what it was (a short message may pass), or deleted when
+// Slack refuses any edit of the message.
+func TestFailedDMTakesBackItsOpening(t *testing.T) {
+	for _, tt := range []struct {
+		code string
+		want string // what the DM shows at the end ("": nothing)
+	}{
+		{"msg_too_long", "shown in <#C0SUPPORT> instead"},
+		{"cant_update_message", ""},
+	} {
+		t.Run(tt.code, func(t *testing.T) {
+			t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+			r := newCountdownRig(t, t0)
+			r.slack.SetMessagesTab(true)
+			r.slack.FailNextCall("chat.update", tt.code)
+			r.requestDM("a", "U1", rigInstance, t0, false)
+			if !r.sawCode("U1", "ABCD1234") {
+				t.Errorf("U1 never saw the code:\n%s", screenText(r.slack.Screen("U1", "C0SUPPORT")))
+			}
+			dm := r.slack.DMScreen("U1")
+			switch {
+			case tt.want == "" && len(dm) != 0, tt.want != "" && (len(dm) != 1 || !strings.Contains(shownText(dm[0].Latest()), tt.want)):
+				t.Errorf("U1's DM:\n%s\nwant %q", screenText(dm), tt.want)
+			}
+		})
+	}
+}
+
+// After New code, the status card's new expiry ranks with the codes going
+// into their DMs: ahead of older pairings' countdown steps.
+func TestCardsNewExpiryGoesAheadOfCountdownSteps(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	r.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+	r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.startDM("b", "U2", "INSTBBBBBBBB", t0.Add(time.Second))
+	c := r.startDMCard("c", "U3", "INSTCCCCCCCC", t0.Add(2*time.Second), true)
+	r.bot.edits = newEditBudget(4, r.clock.Now) // one use every 15 s
+	r.clock.Set(t0.Add(32 * time.Second))
+	r.tick() // a's step takes the one use
+	r.clickDM("U3", ActionNewCode, c.ID)
+	for _, s := range []int{47, 62} { // c's DM, then its card
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	renewal := r.watched()
+	var expires int64
+	for _, p := range renewal {
+		if p.Instance == "INSTCCCCCCCC" {
+			expires = p.ExpiresAt.Unix()
+		}
+	}
+	cards := r.slack.Screen("U9NOBODY", "C0SUPPORT")
+	if len(cards) != 1 || expires == 0 || !strings.Contains(string(cards[0].Latest().Blocks), fmt.Sprint(expires)) {
+		t.Errorf("two uses of the budget after New code, the card (want the new expiry %d):\n%s", expires, screenText(cards))
 	}
 }

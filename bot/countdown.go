@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,9 +101,10 @@ const maxEditsInFlight = 32
 // edit is still in flight is skipped until it lands.
 //
 // DM and card edits (chat.update) share the workspace's rate limit, so the tick
-// hands out the shared edit budget (editBudget) in order of importance:
-// final states first (they take a code off the screen), then countdown
-// steps, the oldest pairing first. A pairing left without a use is edited
+// hands out the shared edit budget (editBudget) in order of importance
+// (editTier): final states first (they take a code off the screen), then
+// codes going into their DMs (someone is waiting for them), then countdown
+// steps; the oldest pairing first within each. A pairing left without a use is edited
 // by a later tick, which then draws its view as it is by then: a step
 // that never got its turn is skipped, never posted late.
 //
@@ -142,7 +144,7 @@ func (b *Bot) Tick(ctx context.Context) {
 		cardUpdate bool // a card edit is due
 		modal      bool // a window update is due
 		other      bool // something else is: a post, or stopping to watch it
-		final      bool
+		tier       int  // editTier
 	}
 	var jobs []job
 	for _, p := range pairings {
@@ -155,33 +157,40 @@ func (b *Bot) Tick(ctx context.Context) {
 		if !other && !update && !cardUpdate && !modalUpdate {
 			continue
 		}
-		// A code not yet in its DM (a hand-off's, or one opened without
-		// it) ranks with the final states: someone is waiting for it.
-		urgent := p.Final() || !showingCode(p, now) || p.DM.LastView == viewWaiting || p.DM.LastView == viewOpening || p.DM.LastView == viewDeleted
-		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, modal: modalUpdate, other: other, final: urgent})
+		jobs = append(jobs, job{p: p, update: update, cardUpdate: cardUpdate, modal: modalUpdate, other: other, tier: editTier(p, now)})
 	}
 	slices.SortStableFunc(jobs, func(a, b job) int {
-		if a.final != b.final {
-			if a.final {
-				return -1
-			}
-			return 1
+		if a.tier != b.tier {
+			return a.tier - b.tier
 		}
 		return a.p.IssuedAt.Compare(b.p.IssuedAt)
 	})
+	var backlog int64
 	for _, j := range jobs {
 		if _, busy := b.editing.LoadOrStore(j.p.ID, true); busy {
+			if j.tier <= tierCode && (j.update || j.cardUpdate) {
+				backlog++
+			}
 			continue
 		}
 		how := showing{answer: onNone, edit: editNot, card: editNot, modal: editNot}
+		// A card's new expiry (tierCode) goes before the same pairing's DM
+		// when that is only a countdown step.
+		cardFirst := j.tier == tierCode && j.cardUpdate && showsCode(j.p.DM.LastView)
+		if cardFirst && b.edits.take() {
+			how.card = editGranted
+		}
 		if j.update && b.edits.take() {
 			how.edit = editGranted
 		}
-		if j.cardUpdate && b.edits.take() {
+		if j.cardUpdate && !cardFirst && b.edits.take() {
 			how.card = editGranted
 		}
 		if j.modal && b.edits.take() {
 			how.modal = editGranted
+		}
+		if j.tier <= tierCode && (j.update && how.edit != editGranted || j.cardUpdate && how.card != editGranted) {
+			backlog++
 		}
 		if !j.other && how.edit != editGranted && how.card != editGranted && how.modal != editGranted {
 			b.editing.Delete(j.p.ID) // only edits are due, and the budget has none left now
@@ -210,6 +219,35 @@ func (b *Bot) Tick(ctx context.Context) {
 			b.showLocked(ctx, j.p, how)
 		})
 	}
+	b.backlog.Store(backlog)
+}
+
+// Tiers of the tick's edit budget, most urgent first (Tick).
+const (
+	// tierFinal: a message shows a code that is over. A final state (or a
+	// code past its expiry not marked yet), and a renewal's DM, whose
+	// message still shows the code it superseded (its LastView is reset
+	// while the message stays: Service.Renew).
+	tierFinal = iota
+	// tierCode: a code not yet where its reader looks. A DM opened
+	// without its code (a hand-off's, or one opened for it), one posted
+	// anew, and a card still showing the expiry of the code a New code
+	// replaced.
+	tierCode
+	// tierStep: countdown steps.
+	tierStep
+)
+
+// editTier is p's tier at now (see tierFinal, tierCode, tierStep).
+func editTier(p pairing.Pairing, now time.Time) int {
+	switch {
+	case p.Final() || !showingCode(p, now), p.DM.Posted() && p.DM.LastView == "":
+		return tierFinal
+	case p.DM.LastView == viewWaiting || p.DM.LastView == viewOpening || p.DM.LastView == viewDeleted,
+		p.Card.Posted() && strings.HasPrefix(p.Card.LastView, "card:live:") && p.Card.LastView != cardKey(p, now):
+		return tierCode
+	}
+	return tierStep
 }
 
 // lead renews this replica's leader lease, or tries to win it, before a

@@ -1383,3 +1383,63 @@ func TestSupersededPairingIsAudited(t *testing.T) {
 		}
 	})
 }
+
+// postClock records, on the rig's clock, when each response_url post went
+// out.
+type postClock struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	times []time.Time
+	next  http.RoundTripper
+}
+
+func (p *postClock) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.Contains(req.URL.Path, "/response/") {
+		p.mu.Lock()
+		p.times = append(p.times, p.now())
+		p.mu.Unlock()
+	}
+	return p.next.RoundTrip(req)
+}
+
+// A response_url post answered 429 with a Retry-After longer than the bot
+// waits in one call (MaxRetryWait) holds that url: nothing is posted to it
+// until the Retry-After has run out (the fake fails the test on a post
+// before), then the tick posts what is due by then. The hold is stored: a
+// restarted bot waits it out too.
+func TestResponseURLRetryAfterIsHonoured(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	rec := &postClock{now: r.clock.Now, next: http.DefaultTransport}
+	r.bot.cfg.HTTP = &http.Client{Timeout: 10 * time.Second, Transport: rec}
+	msgID := r.startRefreshed() // the click's response_url edits the message in place
+	const retryAfter = 30 * time.Second
+	r.slack.RateLimitNext(retryAfter)
+	r.clock.Set(t0.Add(75 * time.Second)) // the countdown step at half time
+	r.tick()
+	if r.slack.RateLimited() != 1 {
+		t.Fatalf("%d 429s, want 1", r.slack.RateLimited())
+	}
+	// A restart in the middle of it.
+	r.bot = New(Config{Service: r.svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken,
+		HTTP: &http.Client{Timeout: 10 * time.Second, Transport: rec}})
+	r.bot.loadHolds(t.Context())
+	for _, s := range []int{80, 90, 100, 106} {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	rec.mu.Lock()
+	times := slices.Clone(rec.times)
+	rec.mu.Unlock()
+	n := len(times)
+	if n < 2 {
+		t.Fatalf("%d response_url posts, want the one answered 429 and the one after its Retry-After", n)
+	}
+	limited, retried := times[n-2], times[n-1]
+	if gap := retried.Sub(limited); gap < retryAfter {
+		t.Errorf("the post Slack answered 429 with Retry-After %s was posted again %s later", retryAfter, gap)
+	}
+	if got := shownText(r.latest(msgID)); !strings.Contains(got, "▓▓▓▓▓░░░░░") {
+		t.Errorf("after the Retry-After the message shows\n%s\nwant the step due then", got)
+	}
+}

@@ -273,12 +273,26 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 	dm := p.DM
 	var channel, ts string
 	// Through the recipient's post hold: a 429 on their DM holds the
-	// next posts to it (a hand-off asked while one runs is refused:
-	// Slack said ratelimited).
-	sent, err := b.limited(b.lockPosts(dm.Recipient), b.posts.on(dm.Recipient), func() (err error) {
-		channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
-		return err
-	})
+	// next posts to it. Slack allows about one post a second into one
+	// conversation ("1 message per second to a specific channel",
+	// api.slack.com/methods/chat.postMessage, Rate limiting), so two
+	// hand-offs to one person a moment apart meet a short Retry-After:
+	// it is waited out when it runs out within the DM's 5 s (this runs
+	// after the ack), and only a longer one refuses the hand-off (Slack
+	// said ratelimited).
+	var (
+		sent bool
+		err  error
+	)
+	for try := 0; ; try++ {
+		sent, err = b.limited(b.lockPosts(dm.Recipient), b.posts.on(dm.Recipient), func() (err error) {
+			channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+			return err
+		})
+		if sent && !rateLimited(err) || try == 2 || !b.waitHold(ctx, b.posts.heldUntil(dm.Recipient)) {
+			break
+		}
+	}
 	if !sent {
 		err = slack.SlackErrorResponse{Err: "ratelimited"}
 	}
@@ -307,6 +321,27 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 		return &pairing.DMError{Code: "internal"}
 	}
 	return nil
+}
+
+// waitHold waits until a Retry-After's hold runs out at until (on the
+// service's clock), if it does before ctx ends; it reports whether it
+// waited (false: no hold, or ctx would end first).
+func (b *Bot) waitHold(ctx context.Context, until time.Time) bool {
+	if until.IsZero() {
+		return false
+	}
+	d := until.Sub(b.cfg.Service.Now())
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // auditRefusal records a refusal decided before the ack (writing is disk

@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -99,10 +101,21 @@ var errClaimLost = errors.New("the edit is claimed elsewhere")
 // claimed edit (ClaimView takes the use with the claim), which returns
 // errClaimLost when the claim was not won (postDropped, nothing posted).
 // Its retries take their uses as any post does, while the claim holds.
+//
+// A 429's Retry-After is honoured whatever its length: one up to
+// MaxRetryWait is waited out here; a longer one (or one still due after
+// the last try) holds the url (urlHolds, stored with the other holds so a
+// restart waits it out too), and every post to it fails at once until it
+// runs out: the tick that next shows the pairing posts what is due then.
 func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool), take func() error) postOutcome {
+	held := b.urlHolds.on(urlHoldID(url))
 	for try := 1; ; try++ {
 		if ctx.Err() != nil {
 			return postFailed // shutting down: keep the use for the next start
+		}
+		if held.blocked() {
+			log.Info("response_url held by Slack's Retry-After: a later tick posts what is due then")
+			return postFailed
 		}
 		if try > 1 && again != nil {
 			var ok bool
@@ -157,8 +170,12 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			log.Warn("response_url gone; no more edits to this message", "status", code.Code)
 			return urlGone
 		}
-		wait = min(wait, b.cfg.MaxRetryWait)
-		if wait == 0 || try >= maxPostTries {
+		if answer.status != http.StatusTooManyRequests {
+			wait = min(wait, b.cfg.MaxRetryWait)
+		} else if wait > b.cfg.MaxRetryWait || try >= maxPostTries {
+			b.holdURL(url, wait)
+		}
+		if wait == 0 || wait > b.cfg.MaxRetryWait || try >= maxPostTries {
 			log.Warn("response_url post failed", "reason", postFailure(err, answer.status), "try", try)
 			return postFailed
 		}
@@ -167,6 +184,29 @@ func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued tim
 			return postFailed
 		case <-time.After(wait):
 		}
+	}
+}
+
+// urlHoldPrefix starts the storage key of a response_url's hold; a hash
+// of the url follows (urlHoldID): the url is a credential for its
+// message, and hold keys are logged.
+const urlHoldPrefix = "response_url "
+
+// urlHoldID names url's hold: a hash of it, never the url itself.
+func urlHoldID(url string) string {
+	sum := sha256.Sum256([]byte(url))
+	return hex.EncodeToString(sum[:16])
+}
+
+// holdURL holds posts to url for d (Slack's Retry-After), and stores the
+// hold so that a restarted bot waits it out too.
+func (b *Bot) holdURL(url string, d time.Duration) {
+	id := urlHoldID(url)
+	until := b.urlHolds.on(id).block(d)
+	rctx, cancel := pairing.RecordContext(b.workCtx)
+	defer cancel()
+	if err := b.cfg.Service.SetHold(rctx, urlHoldPrefix+id, until); err != nil {
+		b.log.Error("recording Slack's Retry-After", "hold", urlHoldPrefix+id, "err", err)
 	}
 }
 

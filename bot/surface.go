@@ -80,7 +80,37 @@ const (
 	// viewWaiting is a hand-off DM's LastView once it is opened, before
 	// the code is there: who is sending it, for which phone.
 	viewWaiting = "waiting"
+	// viewUndelivered is the end of a code that expired before it reached
+	// its DM (undelivered): not "not entered in time".
+	viewUndelivered = "expired:undelivered"
 )
+
+// undelivered reports whether p's code, meant for a DM, expired before it
+// got there: the DM was never posted (its posts held by Slack's
+// Retry-After), or still showed its opening (or, a renewal's, the code it
+// superseded) when the code expired, because the shared edit budget never
+// got to it (Slack's rate limit, as the bot keeps to it). Its requester
+// (and the DM) are told so, not that the code was not entered in time.
+func undelivered(p pairing.Pairing) bool {
+	if !p.InDM() || p.State != pairing.StateLive && p.State != pairing.StateExpired || p.IssuedAt.IsZero() {
+		return false
+	}
+	switch p.DM.LastView {
+	case "", viewOpening, viewWaiting, viewUndelivered:
+		return true
+	}
+	return false
+}
+
+// dmEndKey is endKey for p's DM and, while p's code is meant for a DM,
+// its requester's channel messages: viewUndelivered for a code that
+// never reached the DM.
+func dmEndKey(p pairing.Pairing) string {
+	if undelivered(p) {
+		return viewUndelivered
+	}
+	return endKey(p)
+}
 
 // dmSteps is how many steps a DM's countdown has: a DM has no use budget,
 // only the shared edit budget, so it moves every fifth of the lifetime.
@@ -137,7 +167,12 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 		// command's response_url takes it as its second post, below the
 		// line, as in the ephemeral flow.
 		if showingCode(p, now) {
-			if !p.DM.Posted() || !showsCode(p.DM.LastView) && p.LastView != viewDMSent {
+			// A renewal clicked from the line (its response_url edits the
+			// line in place) is answered at once: the DM it goes to exists
+			// (a renewal's, whose LastView is reset), and its code goes in
+			// first thing from the edit budget (tierFinal).
+			renewal := p.DM.Posted() && p.DM.LastView == "" && editable
+			if !p.DM.Posted() || !showsCode(p.DM.LastView) && p.LastView != viewDMSent && !renewal {
 				return "" // the line once the DM shows the code
 			}
 			return viewDMSent
@@ -145,7 +180,7 @@ func ephemeralKey(p pairing.Pairing, now time.Time) string {
 		if !editable && p.LastView != "" && p.HandedTo() == "" {
 			return p.LastView
 		}
-		return endKey(p)
+		return dmEndKey(p)
 	case showingCode(p, now) && p.HandedTo() != "":
 		// A hand-off whose DM failed: the code is its recipient's, never
 		// the requester's.
@@ -173,7 +208,7 @@ func dmKey(p pairing.Pairing, now time.Time) string {
 		step, _ := dmStep(p, now)
 		return fmt.Sprintf("live:%d", step)
 	}
-	return endKey(p)
+	return dmEndKey(p)
 }
 
 // ephemeralDue reports whether p's ephemeral message needs a post at now.
@@ -340,7 +375,9 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 			again := fmt.Sprintf("`/link %s %s`", escape(p.InstanceName), escape(phone))
 			return RecipientRefusedView(why, p.DM.Recipient, again, "no answer")
 		}
-		if code, ok := pairing.ReasonDM(p.Reason); ok {
+		if code, ok := pairing.ReasonDM(p.Reason); ok && !p.IssuedAt.IsZero() {
+			return HandoffCodeRefusedView(p.DM.Recipient, code, phone, p.InstanceName)
+		} else if ok {
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
 		if err := pairing.ReasonError(p.Reason); err != nil {
@@ -359,6 +396,11 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 	case p.State == pairing.StateInterrupted:
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),
+		})
+	case undelivered(p):
+		return UndeliveredView(UndeliveredModel{
+			PairingID: p.ID, Phone: phone, Instance: p.InstanceName, Recipient: handedTo, QR: p.Method == pairing.MethodQR,
+			Now: now, NewCodeAt: nextCode(),
 		})
 	case (p.State == pairing.StateLive || p.State == pairing.StateExpired) && p.Method == pairing.MethodQR:
 		return QRExpiredView(p.InstanceName, p.ID)
@@ -633,15 +675,43 @@ func (b *Bot) finishView(ctx context.Context, c pairing.ViewClaim, shown pairing
 // never gets a code.) A chat.update that can no longer edit the message
 // (edit_window_closed, message_not_found) stops the countdown there; the
 // final state is then posted anew and the DM follows that message.
+//
+// A hand-off's code goes to its recipient only: if Slack will not put it
+// into their DM (the code's edit or the post anew refused for good), the
+// hand-off fails there (Service.FailHandoffDM: the code is withdrawn, the
+// instance freed) and its requester is told, rather than the code staying
+// live for nobody until it expires.
 func (b *Bot) showDM(ctx context.Context, p pairing.Pairing, now time.Time, how showing) pairing.Pairing {
 	post, update := dmDue(p, now)
-	return b.showPosted(ctx, p, now, how.edit, postedSurface{
+	refused := b.logDMRefused
+	if p.HandedTo() != "" {
+		refused = func(log *slog.Logger, code string) {
+			b.logDMRefusedFor(log, code, "the hand-off fails: its code is withdrawn, and the requester is told")
+		}
+	}
+	p = b.showPosted(ctx, p, now, how.edit, postedSurface{
 		kind: onDM, s: p.DM, to: p.DM.Recipient, key: dmKey(p, now), post: post, update: update,
 		record: func(ctx context.Context, dm pairing.Surface) (pairing.Pairing, error) {
 			return b.cfg.Service.RecordDM(ctx, p.ID, dm, false)
 		},
-		refused: b.logDMRefused,
+		refused: refused,
 	})
+	if p.HandedTo() != "" && p.DM.Failed != "" && !p.IssuedAt.IsZero() && p.Live(now) {
+		rctx, cancel := pairing.RecordContext(ctx)
+		defer cancel()
+		failed, err := b.cfg.Service.FailHandoffDM(rctx, p.ID, p.DM.Failed)
+		switch {
+		case err == nil:
+			p = failed
+		case errors.Is(err, pairing.ErrEnded):
+			if fresh, err := b.cfg.Service.Pairing(rctx, p.ID); err == nil {
+				p = fresh
+			}
+		default:
+			b.log.Error("ending a hand-off whose DM refused its code; the next tick tries again", "pairing", p.ID, "err", err)
+		}
+	}
+	return p
 }
 
 // showCard brings p's status card up to date and returns p as it then
@@ -846,13 +916,19 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 				return p
 			}
 			log.Warn("Slack refused to edit the message for good: no more edits to it", "reason", code)
-			if ps.fresh {
-				// The code never goes into a message posted for it: the DM
-				// fails here, as a refused first post does (the code is
-				// shown ephemerally instead, unless it was handed off).
+			if ps.fresh || ps.kind == onDM && (sf.LastView == viewOpening || sf.LastView == viewWaiting) {
+				// The code never goes into a message opened for it (just
+				// now, or on an earlier tick when the budget had no use
+				// then): the DM fails here, as a refused first post does
+				// (the code is shown ephemerally instead; a hand-off
+				// fails: showDM). Deleting and posting the opening anew
+				// would loop on a code Slack never takes, a new DM
+				// notification each time.
 				sf.Failed = code
 				ps.refused(log, code)
-				return b.recordSurface(ctx, p, ps, sf, log)
+				p = b.recordSurface(ctx, p, ps, sf, log)
+				b.retractOpening(ctx, p, sf, code, log)
+				return p
 			}
 			if !p.Final() && !(showsCode(ps.key) && !showsCode(sf.LastView)) {
 				// Its countdown stops here; it is deleted once the
@@ -873,6 +949,13 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 	key := ps.key
 	if ps.kind == onDM && showsCode(key) {
 		key = viewOpening
+		if sf.TS == "" && sf.LastView == "" && p.HandedTo() == "" && !b.codeGoesInSoon(p) {
+			// The code would reach the DM too late: it is shown to the
+			// requester ephemerally instead, and the DM is never opened.
+			sf.Failed = dmBusy
+			log.Warn("the shared edit budget cannot put the code into the DM soon (too many codes at once, or a Retry-After): the code is shown ephemerally instead", "backlog", b.backlog.Load())
+			return b.recordSurface(ctx, p, ps, sf, log)
+		}
 	}
 	var channel, ts string
 	opts := message(key)
@@ -913,7 +996,70 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 	// The DM is open and stored: the code goes in now if the budget has a
 	// use, else the next tick puts it in (urgently).
 	ps.s, ps.post, ps.update, ps.fresh = p.DM, false, true, true
-	return b.showPostedClaimed(ctx, p, now, editIfBudget, ps) // under the same claim
+	p = b.showPostedClaimed(ctx, p, now, editIfBudget, ps) // under the same claim
+	if p.DM.LastView == viewOpening && p.DM.Failed == "" {
+		b.backlog.Add(1) // it waits for the budget with the others
+	}
+	return p
+}
+
+// dmBusy is the Failed of a DM never opened because its code could not
+// have gone in soon (codeGoesInSoon): Slack's rate limit, as the bot
+// keeps to it.
+const dmBusy = "ratelimited"
+
+// dmCodeWait is the fraction of a code's lifetime it may wait for the
+// edit budget to put it into its DM: a quarter (37 s of a 150 s code).
+const dmCodeWait = 4
+
+// codeGoesInSoon reports whether the shared edit budget can put p's code
+// into a DM opened for it now within a quarter of its lifetime, behind
+// the urgent edits already waiting (the backlog). The budget's 40 a
+// minute (Slack allows chat.update about 50 times a minute per
+// workspace, api.slack.com/methods/chat.update) cannot carry hundreds of
+// codes asked in one minute into their DMs before they expire; a
+// requester whose code would wait past that sees it ephemerally instead,
+// at once (the slash command's response_url has a budget of its own).
+func (b *Bot) codeGoesInSoon(p pairing.Pairing) bool {
+	return b.edits.within(p.ExpiresAt.Sub(p.IssuedAt)/dmCodeWait) >= float64(b.backlog.Load()+1)
+}
+
+// retractOpening takes back the opening of a DM that failed before its
+// code went in ("… appears here in a moment"), so that it no longer
+// promises a code. When Slack refused the code for what it was
+// (msg_too_long, invalid_blocks: a short message may pass) it is replaced
+// by a short view saying where the code is instead (the channel) or, for
+// a hand-off, that the requester was told; when it refused any edit of
+// the message (edit_window_closed, cant_update_message, …) it is deleted.
+// It is tried once, if the edit budget has a use now; else, or if Slack
+// refuses that too, the opening stays as it is (it shows no code).
+func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.Surface, code string, log *slog.Logger) {
+	switch code {
+	case "channel_not_found", "is_archived", "message_not_found", "not_in_channel", "not_authed", "invalid_auth", "token_revoked", "account_inactive", "missing_scope":
+		return // the message (or the bot's access to it) is gone: nothing to take back
+	}
+	if sf.TS == "" || !b.edits.take() {
+		return
+	}
+	call := func() error {
+		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
+		return err
+	}
+	if code == "msg_too_long" || code == "invalid_blocks" {
+		phone := pairing.PhoneFromDigits(p.Phone).International
+		m := DMCodeElsewhereView(phone, p.InstanceName, p.Channel)
+		if p.HandedTo() != "" {
+			m = HandoffNoCodeView(p.RequestedBy, phone, p.InstanceName)
+		}
+		call = func() error {
+			_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
+			return err
+		}
+	}
+	sent, err := b.editLimited(ctx, call)
+	if sent && err != nil {
+		log.Warn("the DM's opening could not be taken back: it stays as it is (it shows no code)", "reason", webFailure(err))
+	}
 }
 
 // deleteStuck deletes sf, a message of p that can no longer be edited
@@ -1048,6 +1194,8 @@ func (b *Bot) loadHolds(ctx context.Context) {
 			b.edits.blockUntil(until)
 		case strings.HasPrefix(key, postHoldPrefix):
 			b.posts.blockUntil(strings.TrimPrefix(key, postHoldPrefix), until)
+		case strings.HasPrefix(key, urlHoldPrefix):
+			b.urlHolds.blockUntil(strings.TrimPrefix(key, urlHoldPrefix), until)
 		default:
 			continue
 		}
@@ -1156,8 +1304,13 @@ func slackRefusal(err error) (string, bool) {
 
 // webFailure describes a Web API error without anything but its kind.
 func webFailure(err error) string {
-	var code slack.StatusCodeError
+	var (
+		code slack.StatusCodeError
+		rl   *slack.RateLimitedError
+	)
 	switch {
+	case errors.As(err, &rl):
+		return "ratelimited"
 	case errors.As(err, &code):
 		return fmt.Sprintf("HTTP %d", code.Code)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

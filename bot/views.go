@@ -357,8 +357,11 @@ func DMSentView(pairingID, phone, instance string, expiresAt time.Time) Message 
 // dmFailedNote says why a code meant for a DM is shown ephemerally: Slack
 // refused the DM (errCode is Slack's error).
 func dmFailedNote(errCode string) string {
-	if errCode == "messages_tab_disabled" {
+	switch errCode {
+	case "messages_tab_disabled":
 		return "📨 The bot cannot send you DMs (its Messages tab is off: ask the admin to turn on App Home → Messages Tab), so the code is here, where only you can see it."
+	case dmBusy:
+		return "📨 Many codes are being sent at once, and Slack's rate limit would hold up your DM: the code is here instead, where only you can see it."
 	}
 	return fmt.Sprintf("📨 Slack did not let the bot send you a DM (%s), so the code is here, where only you can see it.", escape(errCode))
 }
@@ -481,6 +484,34 @@ func ExpiredView(phone, pairingID string, now, newCodeAt time.Time) Message {
 		return notice("Pairing code expired", t+fmt.Sprintf(" A new code is allowed at %s.", slackTime(newCodeAt, "{time}")))
 	}
 	return notice("Pairing code expired", t+" Request a new one when the phone is ready.", actions(button(ActionNewCode, pairingID, "New code", "primary")))
+}
+
+// UndeliveredModel is what UndeliveredView shows.
+type UndeliveredModel struct {
+	PairingID, Phone, Instance string
+	Recipient                  string // a hand-off's; "" for the requester's own DM
+	QR                         bool   // a QR link, not a code
+	Now, NewCodeAt             time.Time
+}
+
+// UndeliveredView ends a code (or QR link) that expired before Slack let
+// the bot put it into its DM: Slack's rate limit held it up. It says so,
+// rather than that the code was not entered in time, and offers a new one.
+func UndeliveredView(m UndeliveredModel) Message {
+	what := "code"
+	if m.QR {
+		what = "QR link"
+	}
+	where := "your DM"
+	if m.Recipient != "" {
+		where = mention(m.Recipient) + "'s DM"
+	}
+	t := fmt.Sprintf("⌛ Expired before it could be shown — Slack's rate limit held up the bot's messages, so the %s for %s on %s never reached %s. Nobody could enter it.",
+		what, escape(m.Phone), escape(m.Instance), where)
+	if m.NewCodeAt.After(m.Now) {
+		return notice("Pairing code expired undelivered", t+fmt.Sprintf(" A new code is allowed at %s.", slackTime(m.NewCodeAt, "{time}")))
+	}
+	return notice("Pairing code expired undelivered", t+" Ask for a new one.", actions(button(ActionNewCode, m.PairingID, "New code", "primary")))
 }
 
 // CancelledView replaces a cancelled code.

@@ -103,6 +103,25 @@ func HandoffDMRefusedView(recipient, errCode string) Message {
 	return notice("No code: the DM could not be sent", t)
 }
 
+// HandoffCodeRefusedView tells a hand-off's requester that Slack would not
+// let the bot put the code into recipient's DM (errCode is Slack's error),
+// so it was withdrawn: nobody saw it. Unlike HandoffDMRefusedView the code
+// was requested, so it counted against the phone.
+func HandoffCodeRefusedView(recipient, errCode, phone, instance string) Message {
+	t := fmt.Sprintf("📨 Slack would not let the bot put the code into %s's DM (Slack said %s), so the code for %s on %s was withdrawn: nobody saw it. It still counts as one code for this number. Run `/link %s %s` to get the code yourself.",
+		mention(recipient), quote(errCode), escape(phone), escape(instance), escape(instance), escape(phone))
+	return notice("No code: it could not be put in the DM", t)
+}
+
+// DMCodeElsewhereView replaces the opening of a requester's DM (delivery:
+// dm) when Slack would not take the code into it: the code is shown in
+// channel instead, where only the requester sees it.
+func DMCodeElsewhereView(phone, instance, channel string) Message {
+	t := fmt.Sprintf("📨 Slack would not let the bot put the pairing code for the phone *%s* on *%s* here, so it is shown in <#%s> instead, where only you can see it.",
+		escape(phone), escape(instance), escape(channel))
+	return notice("The pairing code is shown in the channel instead", t)
+}
+
 // cardNote tells the requester, once (in their first answer), that the
 // status card could not be posted (errCode is Slack's error) and how to
 // add the bot to the channel. The pairing goes on without a card.

@@ -935,6 +935,31 @@ func (s *Service) Cancel(ctx context.Context, id, user string, click Click) (Pai
 	return p, nil
 }
 
+// FailHandoffDM ends a live hand-off whose code Slack would not put into
+// its recipient's DM (errCode: chat.update or the post refused for good):
+// nobody can see the code, so it is withdrawn (wiped) and the instance
+// freed, and the pairing fails with dm_refused and Slack's error, which
+// its requester is shown. Unlike a DM refused before request-code
+// (Prepare), the code was asked for: it counted against the phone. A
+// pairing that ended meanwhile is returned as it is, with ErrEnded.
+func (s *Service) FailHandoffDM(ctx context.Context, id, errCode string) (Pairing, error) {
+	now := s.cfg.Now()
+	p, err := s.db.UpdatePairing(ctx, id, now, func(p *Pairing) error {
+		if !p.Live(now) {
+			return ErrEnded
+		}
+		p.State, p.Reason = StateFailed, reasonOf(OutcomeDMRefused, errCode)
+		return nil
+	})
+	if err != nil {
+		return p, err
+	}
+	if err := s.db.AppendAudit(ctx, s.event(now, EventError, p, OutcomeDMRefused)); err != nil {
+		s.cfg.Log.Error("audit", "err", err)
+	}
+	return p, nil
+}
+
 // event is the audit record of p: masked phone, never the code.
 func (s *Service) event(at time.Time, kind EventKind, p Pairing, outcome Outcome) Event {
 	return Event{

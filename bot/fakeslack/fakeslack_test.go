@@ -474,6 +474,29 @@ func TestChatUpdateRateLimit(t *testing.T) {
 	}
 }
 
+// Slack counts calls, not successes: chat.update calls it refuses spend
+// the workspace's limit as well.
+func TestRefusedChatUpdatesCountTowardTheLimit(t *testing.T) {
+	s := New(func(v string) { t.Errorf("%s", v) })
+	defer s.Close()
+	now := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	s.SetClock(func() time.Time { return now })
+	s.SetMessagesTab(true)
+	s.SetMethodLimit("chat.update", 2)
+	api := client(s)
+	channel, ts, _ := api.PostMessageContext(t.Context(), "U1", msg("code"))
+	s.Refuse("chat.update", channel, "msg_too_long")
+	for range 2 {
+		if _, _, _, err := api.UpdateMessageContext(t.Context(), channel, ts, msg("x")); err == nil || !strings.Contains(err.Error(), "msg_too_long") {
+			t.Fatalf("a refused update: %v", err)
+		}
+	}
+	var rl *slack.RateLimitedError
+	if _, _, _, err := api.UpdateMessageContext(t.Context(), channel, ts, msg("x")); !errors.As(err, &rl) {
+		t.Errorf("a 3rd update in a minute after two refused: %v, want 429", err)
+	}
+}
+
 func TestUsersInfo(t *testing.T) {
 	s := New(nil)
 	defer s.Close()

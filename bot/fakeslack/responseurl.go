@@ -28,6 +28,9 @@ type responseURL struct {
 	channel   string // where they appear
 	issued    time.Time
 	uses      int
+	// retryUntil and retryUntilReal are when the Retry-After of the url's
+	// last 429 runs out, on the fake's clock and on the real one.
+	retryUntil, retryUntilReal time.Time
 }
 
 // newResponseURLLocked issues a response_url. s.mu must be held.
@@ -37,7 +40,9 @@ func (s *Server) newResponseURLLocked(kind urlKind, messageID, user, channel str
 	return s.URL + "/response/" + id
 }
 
-// RateLimitNext makes the next response_url post answer 429 with Retry-After.
+// RateLimitNext makes the next response_url post answer 429 with
+// Retry-After; a post to that url before it runs out (on the fake's clock
+// and in real time) fails the test.
 func (s *Server) RateLimitNext(retryAfter time.Duration) {
 	s.mu.Lock()
 	s.rateLimit = append(s.rateLimit, retryAfter)
@@ -144,10 +149,17 @@ func (s *Server) response(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no_such_url", http.StatusNotFound)
 		return
 	}
+	// A post before the Retry-After of the url's 429 ran out fails the
+	// test. A bot may wait it out in the call (real time) or across ticks
+	// (the test's clock): either one having passed it will do.
+	if s.now().Before(u.retryUntil) && time.Now().Before(u.retryUntilReal) {
+		s.violateLocked("response_url posted %s before the Retry-After of its 429 ran out", u.retryUntil.Sub(s.now()).Round(time.Millisecond))
+	}
 	if len(s.rateLimit) > 0 {
 		ra := s.rateLimit[0]
 		s.rateLimit = s.rateLimit[1:]
 		s.rateLimited++
+		u.retryUntil, u.retryUntilReal = s.now().Add(ra), time.Now().Add(ra)
 		s.notifyLocked()
 		s.mu.Unlock()
 		w.Header().Set("Retry-After", fmt.Sprint(int(ra.Seconds())))

@@ -46,7 +46,7 @@ type User struct {
 type methodLimit struct {
 	perMinute  int           // calls allowed in one window
 	per        time.Duration // the window; 0: a minute
-	calls      []time.Time   // successful calls in the last window
+	calls      []time.Time   // calls in the last window (refused ones too; not 429s)
 	retryUntil time.Time     // the Retry-After of the last 429 runs out then
 	limited    int           // 429s answered
 	injected   []time.Duration
@@ -232,7 +232,8 @@ func (s *Server) RateLimitedCalls(method string) int {
 	return 0
 }
 
-// Calls counts the successful calls of method in the last minute.
+// Calls counts the calls of method in the last minute that Slack took
+// (refused ones included; not those answered 429).
 func (s *Server) Calls(method string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -479,6 +480,9 @@ func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 	if !s.admitLocked(w, method, now) {
 		return
 	}
+	// Slack counts calls, not successes: a call it refuses (message_not_found,
+	// msg_too_long, …) spends the workspace's limit too.
+	s.countLocked(method, now)
 	fail := func(code string) { writeJSON(w, map[string]any{"ok": false, "error": code}) }
 	if code := s.injectedFailureLocked(method); code != "" {
 		fail(code)
@@ -505,7 +509,6 @@ func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
 		fail("edit_window_closed")
 		return
 	}
-	s.countLocked(method, now)
 	if method == "chat.delete" {
 		s.changeMessageLocked(m, Version{At: v.At, Via: ViaDelete})
 		if s.dropReplyLocked(w, method) {

@@ -574,3 +574,70 @@ func TestHandOffInEnterpriseGrid(t *testing.T) {
 		})
 	}
 }
+
+// A hand-off whose recipient's DM Slack will not take the code into
+// (chat.update refused for good on that DM: msg_too_long, invalid_blocks,
+// …) fails there: the code is withdrawn (no message shows it, the
+// instance is free again), the requester is told why, the agent's opening
+// no longer promises a code, and the log says what happened (not that
+// the code was shown ephemerally: a hand-off's code never is).
+func TestHandOffCodeRefusedByTheDMTellsTheRequester(t *testing.T) {
+	t.Parallel()
+	h := cardHarness(t, "", false)
+	h.slack.Refuse("chat.update", fakeslack.DMChannel(agent), "msg_too_long")
+	env := h.command("U1", handoffText)
+	h.waitAck(env)
+	v := h.waitText(env.MessageID, "would not let the bot put the code into")
+	if !strings.Contains(shown(v), "msg_too_long") || !strings.Contains(shown(v), "withdrawn") {
+		t.Errorf("the requester is told: %s", shown(v))
+	}
+	h.tickAndWait()
+	h.tickAndWait()
+	for _, m := range h.slack.Messages() {
+		if slices.ContainsFunc(m.Versions, fakeslack.Version.ShowsCode) {
+			t.Errorf("a code was shown: %s", screenText([]fakeslack.Message{m}))
+		}
+	}
+	if dm := h.slack.DMScreen(agent); len(dm) != 1 {
+		t.Errorf("the agent's DM:\n%s\nwant the one opening", screenText(dm))
+	}
+	if n := h.slack.Refused("chat.update", fakeslack.DMChannel(agent)); n > 2 {
+		t.Errorf("chat.update refused for good was called %d times, want at most twice (the code, then the opening's retraction)", n)
+	}
+	logs := h.logs.String()
+	if !strings.Contains(logs, "the hand-off fails") || strings.Contains(logs, "shown ephemerally") {
+		t.Errorf("logs:\n%s", logs)
+	}
+	// The instance is free: another request gets a code at once.
+	again := h.command("U3", "support-eg +201001234567")
+	h.waitText(again.MessageID, "Pairing code")
+	h.stop()
+	if !slices.ContainsFunc(h.auditEvents(), func(e pairing.Event) bool {
+		return e.Outcome == pairing.OutcomeDMRefused && e.Recipient == agent
+	}) {
+		t.Errorf("no audit event records the refused DM")
+	}
+}
+
+// Two hand-offs to the same field agent within a second (two coordinators,
+// or one handing off two phones): Slack allows about one post a second
+// into one conversation, and the second DM's opening is answered 429
+// (Retry-After 1 s). The bot waits that second out (it runs after the
+// ack, within the DM's 5 s) and delivers both, rather than refusing a
+// valid request.
+func TestTwoHandOffsToOneAgentAtOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setConfig("  - alias: field-two\n    id: B1B2C3D4E5F6\n    region: EG\ncode_lifetime: 60s\n")
+	h.wawp.AddInstance("B1B2C3D4E5F6", "")
+	h.slack.SetUser(fakeslack.User{ID: agent, Name: "agent"})
+	h.start()
+	first := h.command("U1", handoffText)
+	second := h.command("U3", "field-two <tel:+201001234567|+20 100 123 4567> <@"+agent+"|agent>")
+	for _, env := range []*fakeslack.Envelope{first, second} {
+		if _, ok := h.waitMessage(env.MessageID, "Code sent to"); !ok {
+			t.Errorf("a hand-off to an agent who got another one a moment before was not delivered; its requester sees:\n%s\nthe agent's DM:\n%s\nlogs:\n%s",
+				screenText(h.slack.Thread(env.MessageID)), screenText(h.slack.DMScreen(agent)), h.logs.String())
+		}
+	}
+}
