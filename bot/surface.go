@@ -927,7 +927,7 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 				sf.Failed = code
 				ps.refused(log, code)
 				p = b.recordSurface(ctx, p, ps, sf, log)
-				b.retractOpening(ctx, p, sf, code, log)
+				b.retractOpening(ctx, p, ps, sf, code, log)
 				return p
 			}
 			if !p.Final() && !(showsCode(ps.key) && !showsCode(sf.LastView)) {
@@ -1031,9 +1031,10 @@ func (b *Bot) codeGoesInSoon(p pairing.Pairing) bool {
 // by a short view saying where the code is instead (the channel) or, for
 // a hand-off, that the requester was told; when it refused any edit of
 // the message (edit_window_closed, cant_update_message, …) it is deleted.
-// It is tried once, if the edit budget has a use now; else, or if Slack
-// refuses that too, the opening stays as it is (it shows no code).
-func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.Surface, code string, log *slog.Logger) {
+// It is tried once, if the edit budget has a use now and ps's claim still
+// holds; else, or if Slack refuses that too, the opening stays as it is
+// (it shows no code).
+func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, code string, log *slog.Logger) {
 	switch code {
 	case "channel_not_found", "is_archived", "message_not_found", "not_in_channel", "not_authed", "invalid_auth", "token_revoked", "account_inactive", "missing_scope":
 		return // the message (or the bot's access to it) is gone: nothing to take back
@@ -1056,7 +1057,7 @@ func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.
 			return err
 		}
 	}
-	sent, err := b.editLimited(ctx, call)
+	sent, err := b.editLimited(ctx, func() error { return ps.claimed(call) })
 	if sent && err != nil {
 		log.Warn("the DM's opening could not be taken back: it stays as it is (it shows no code)", "reason", webFailure(err))
 	}
