@@ -428,6 +428,10 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 			// A request past its lease no longer holds the instance, which
 			// may be another request's by now: its code is never shown, or
 			// one instance would have two live codes.
+			if p.State == StateLive && p.Code == code && p.IssuedAt.Equal(issued) {
+				// A retry whose earlier try was applied, its reply lost.
+				return errSettledBefore
+			}
 			if p.State != StateRequesting || !issued.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
@@ -444,6 +448,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		s.interrupt(rctx, p.ID, true)
 		log.Warn("code arrived after the request's lease ran out or it was interrupted")
 		return s.stored(rctx, p), ErrInterrupted
+	}
+	if errors.Is(err, errSettledBefore) {
+		settled, err = s.db.Pairing(rctx, p.ID)
 	}
 	if errors.Is(err, ErrUnavailable) {
 		// WhatsApp issued a code nobody will see: the request stays
@@ -527,6 +534,11 @@ func (s *Service) undoReserve(ctx context.Context, id string, log *slog.Logger, 
 // reserveCheckWithin bounds undoReserve's retries (the person's "try
 // again" answer waits for them).
 const reserveCheckWithin = 10 * time.Second
+
+// errSettledBefore is what a retried settlement's Change returns when it
+// finds its own earlier try applied (a settlement whose reply was lost):
+// nothing more is written, and the stored pairing is the result.
+var errSettledBefore = errors.New("settled by an earlier try")
 
 // The backoff between retries of a write the database did not answer.
 const (

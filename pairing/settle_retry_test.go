@@ -19,6 +19,8 @@ type flakySettle struct {
 	mu      sync.Mutex
 	fails   int
 	settles int
+	// applied: a failing Settle is applied first (its reply was lost).
+	applied bool
 }
 
 func (f *flakySettle) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing, error) {
@@ -30,6 +32,11 @@ func (f *flakySettle) Settle(ctx context.Context, s pairing.Settlement) (pairing
 	}
 	f.mu.Unlock()
 	if fail {
+		if f.applied {
+			if _, err := f.Storage.Settle(ctx, s); err != nil {
+				return pairing.Pairing{}, err
+			}
+		}
 		return pairing.Pairing{}, fmt.Errorf("settle pairing %q: %w: read tcp: connection reset by peer", s.ID, pairing.ErrUnavailable)
 	}
 	return f.Storage.Settle(ctx, s)
@@ -88,5 +95,31 @@ func TestCodeUnrecordedAfterLease(t *testing.T) {
 	}
 	if flaky.settles < 3 {
 		t.Errorf("%d Settle calls; want retries with backoff", flaky.settles)
+	}
+}
+
+// TestCodeSettledBeforeReplyLost: the settlement of a code was applied but
+// its reply was lost. The retry finds its own earlier try (the pairing
+// live with this code) and Start returns it live, not "interrupted", with
+// one code_issued in the audit log.
+func TestCodeSettledBeforeReplyLost(t *testing.T) {
+	r := newRig(t, pairing.Config{})
+	flaky := &flakySettle{Storage: r.db, fails: 1, applied: true}
+	svc := pairing.NewService(r.wawp, flaky, pairing.Config{Now: r.clock.Now, Sleep: func(_ context.Context, d time.Duration) error {
+		r.clock.Add(d)
+		return nil
+	}})
+	p, err := svc.Start(t.Context(), request(inst1, digits, "U1"))
+	if err != nil || p.State != pairing.StateLive || p.Code == "" {
+		t.Errorf("Start: state %q, code set %v, err %v; want live with its code", p.State, p.Code != "", err)
+	}
+	issued := 0
+	for _, e := range r.events() {
+		if e.Kind == pairing.EventCodeIssued {
+			issued++
+		}
+	}
+	if issued != 1 {
+		t.Errorf("%d code_issued events; want 1:\n%v", issued, kinds(r.events()))
 	}
 }
