@@ -165,10 +165,18 @@ func TestFormSubmitShowsLiveWindow(t *testing.T) {
 // code window.
 func TestSubmitRacingStatusRefresh(t *testing.T) {
 	h := newHarness(t)
-	h.wawp.FailNext(instanceEG, fakewawp.SessionInfo, fakewawp.Failure{Hang: true}) // the refresh's call, until wawp_timeout
+	arrived := make(chan struct{}, 1)
+	h.wawp.FailNext(instanceEG, fakewawp.SessionInfo, fakewawp.Failure{Hang: true, Arrived: arrived}) // the refresh's call, until wawp_timeout
 	h.start()
 	h.command("U1", "")
 	h.modal("U1", "Checking the instances' states")
+	// The refresh's call must be the one hanging (not the submission's
+	// later one): submit only once it reached Wawp.
+	select {
+	case <-arrived:
+	case <-time.After(waitLong):
+		t.Fatal("the form's status refresh never asked Wawp")
+	}
 	h.submitForm("U1", instanceEG, "0111 222 3333", "")
 	h.modal("U1", "Enter this code on the phone")
 	// The refresh has answered by the time its session call timed out.
