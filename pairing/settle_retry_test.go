@@ -123,3 +123,30 @@ func TestCodeSettledBeforeReplyLost(t *testing.T) {
 		t.Errorf("%d code_issued events; want 1:\n%v", issued, kinds(r.events()))
 	}
 }
+
+// TestQRLinkKeptThroughDatabaseBlip: as TestCodeKeptThroughDatabaseBlip,
+// for a QR link (a credential too): its settlement is retried within the
+// request's lease, the link is stored and shown, not revoked, and
+// CreateTempLink is called once.
+func TestQRLinkKeptThroughDatabaseBlip(t *testing.T) {
+	for _, applied := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reply lost %v", applied), func(t *testing.T) {
+			r := newQRRig(t, pairing.Config{})
+			flaky := &flakySettle{Storage: r.db, fails: 1, applied: applied}
+			r.svc = pairing.NewService(r.qr, flaky, pairing.Config{Now: r.clock.Now, Sleep: func(_ context.Context, d time.Duration) error {
+				r.clock.Add(d)
+				return nil
+			}})
+			p, err := r.svc.StartQR(t.Context(), qrRequest(inst1, "", "U1"))
+			if err != nil || p.State != pairing.StateLive || p.Link == "" {
+				t.Errorf("StartQR with the database gone for one call after the link was made: state %q, link set %v, err %v; want live", p.State, p.Link != "", err)
+			}
+			if n := flaky.settles; n != 2 {
+				t.Errorf("%d Settle calls; want 2", n)
+			}
+			if calls := r.wawp.takeCalls(); len(calls) != 2 {
+				t.Errorf("wawp calls %v; want the session check and one link, never revoked", calls)
+			}
+		})
+	}
+}
