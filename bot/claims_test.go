@@ -118,3 +118,72 @@ func TestEditBudgetSharedByReplicas(t *testing.T) {
 		t.Error("no edit in the next minute")
 	}
 }
+
+// stalledClaims is storage whose claimer is held up right after each
+// claim it wins (a pause, a slow network): the clock moves on by stall.
+type stalledClaims struct {
+	pairing.Storage
+	clock *clock
+	stall time.Duration
+}
+
+func (s stalledClaims) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
+	won, err := s.Storage.ClaimView(ctx, c)
+	if won {
+		s.clock.Set(s.clock.Now().Add(s.stall))
+	}
+	return won, err
+}
+
+// TestNoPostAfterClaimRanOut (issue 11 review: "never the same edit
+// twice"): a claimer held up past its claim's time (DefaultEditClaim)
+// after winning it must not make the Slack call: by then another replica
+// may have claimed the same view and posted it, and two DMs (or windows)
+// would show the code twice. HoldsAt is asked, by the clock, right before
+// every Slack call made under a claim: the DM's chat.update and the code
+// window's views.update are not made, and the views stay due.
+func TestNoPostAfterClaimRanOut(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	p := r.startWindow("a", "U1", "INSTAAAAAAAA", t0)
+	dmVersions := func() int {
+		n := 0
+		for _, m := range r.slack.DMScreen("U1") {
+			n += len(m.Versions)
+		}
+		return n
+	}
+	windowVersions := func() int { v, _ := r.slack.ViewByID(p.Modal.ViewID); return len(v.Versions) }
+	dm, window := dmVersions(), windowVersions()
+
+	svc := pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), stalledClaims{Storage: r.db, clock: r.clock, stall: pairing.DefaultEditClaim},
+		pairing.Config{Now: r.clock.Now, LeaderID: "replica-2"})
+	stalled := New(Config{Service: svc, Directory: pairing.NewDirectory(nil, ""), APIURL: r.slack.APIURL(), BotToken: fakeslack.BotToken})
+	r.clock.Set(t0.Add(80 * time.Second)) // a step of the countdown is due on the DM and the window
+	p, err := r.db.Pairing(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled.show(context.Background(), p, showing{answer: onNone, edit: editIfBudget})
+	if got := dmVersions() - dm; got != 0 {
+		t.Errorf("the DM was edited %d times after its claim ran out", got)
+	}
+	if got := windowVersions() - window; got != 0 {
+		t.Errorf("the window was updated %d times after its claim ran out", got)
+	}
+	stored, err := r.db.Pairing(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.DM.LastView != p.DM.LastView || stored.Modal.LastView != p.Modal.LastView {
+		t.Errorf("views recorded as shown: DM %q (was %q), window %q (was %q); want unchanged, the steps still due",
+			stored.DM.LastView, p.DM.LastView, stored.Modal.LastView, p.Modal.LastView)
+	}
+
+	// A claimer on time posts them (the test can fail).
+	r.bot.show(context.Background(), stored, showing{answer: onNone, edit: editIfBudget})
+	if dmVersions() == dm || windowVersions() == window {
+		t.Errorf("a claimer on time did not post the due steps (DM %d→%d, window %d→%d)", dm, dmVersions(), window, windowVersions())
+	}
+}

@@ -14,6 +14,9 @@ import (
 // redelivery (issue 11): Socket Mode redelivers an envelope it got no ack
 // for, and has been seen to deliver one twice
 // (https://api.slack.com/apis/socket-mode: retry_attempt, retry_reason).
+// A command's and a submission's identity is their trigger_id, not the
+// envelope's ID, which a redelivery may not keep (see commandKey); a
+// click's is its action_ts (clickKey).
 // The ack comes first, always (no database I/O before it); the work after
 // it records the command's key (pairing.Dedupe) in the same transaction as
 // its first write, and a duplicate does nothing more.
@@ -41,6 +44,19 @@ func clickKey(cb slack.InteractionCallback, a *slack.BlockAction) string {
 		return "" // no identity to dedupe by
 	}
 	return "click:" + a.Value + ":" + a.ActionID + ":" + cb.User.ID + ":" + a.ActionTs
+}
+
+// submitKey is a view submission's dedupe key: its trigger_id (Slack
+// makes one per submission, and a redelivery carries it unchanged), else
+// its envelope ID, as commandKey.
+func submitKey(triggerID, envelopeID string) string {
+	switch {
+	case triggerID != "":
+		return "submit:" + triggerID
+	case envelopeID != "":
+		return "submit:env:" + envelopeID
+	}
+	return ""
 }
 
 // claim claims ctx's dedupe key for work that reserves nothing (a

@@ -68,11 +68,12 @@ func (b *Bot) dispatch(ctx context.Context, evt socketmode.Event) error {
 			b.ack(ctx, evt.Request, payload)
 			if after != nil {
 				// Handled once, as a command (see dedupe.go): its
-				// envelope ID is its identity.
-				key := ""
-				if evt.Request != nil && evt.Request.EnvelopeID != "" {
-					key = "submit:" + evt.Request.EnvelopeID
+				// trigger_id is its identity (see commandKey).
+				envelopeID := ""
+				if evt.Request != nil {
+					envelopeID = evt.Request.EnvelopeID
 				}
+				key := submitKey(cb.TriggerID, envelopeID)
 				b.goWork(ctx, func(ctx context.Context) { after(withDedupeKey(ctx, key)) })
 			}
 			return nil

@@ -355,10 +355,20 @@ func checkedOptions(opts []FormOption, first string) []string {
 // not chat.update's Tier 3, but every edit the bot makes spends the one
 // budget (issue 10), and a 429 on either stops both until it runs out.
 func (b *Bot) updateView(ctx context.Context, viewID, hash string, view slack.ModalViewRequest) (*slack.ViewResponse, error) {
+	return b.updateViewClaimed(ctx, nil, viewID, hash, view)
+}
+
+// updateViewClaimed is updateView under a claim: holds (when set) is asked
+// right before the call, after its turn came, and errClaimRanOut returned,
+// with no call, when the claim no longer holds.
+func (b *Bot) updateViewClaimed(ctx context.Context, holds func() bool, viewID, hash string, view slack.ModalViewRequest) (*slack.ViewResponse, error) {
 	b.updating.Lock()
 	defer b.updating.Unlock()
 	if b.edits.blocked() {
 		return nil, errBlocked
+	}
+	if holds != nil && !holds() {
+		return nil, errClaimRanOut
 	}
 	resp, err := b.api.UpdateViewContext(ctx, view, "", hash, viewID)
 	var (

@@ -52,20 +52,29 @@ func (b *Bot) safePrepare(envelopeID string, cmd slack.SlashCommand, now time.Ti
 		}
 	}()
 	r = b.prepare(cmd, now)
-	r.dedupeKey = commandKey(envelopeID)
+	r.dedupeKey = commandKey(cmd.TriggerID, envelopeID)
 	return r
 }
 
 // commandKey is a slash command's dedupe key (pairing.Dedupe): its
-// envelope ID, which Slack keeps when it redelivers an envelope it got no
-// ack for (retry_attempt; https://api.slack.com/apis/socket-mode,
-// "Acknowledging events"), and which a doubled delivery shares. "" (no
-// dedupe) without one.
-func commandKey(envelopeID string) string {
-	if envelopeID == "" {
-		return ""
+// trigger_id, which Slack makes for each invocation (one person's one
+// /link; https://api.slack.com/interactivity/handling#modal_responses)
+// and which a redelivery carries unchanged, being the same payload. Not
+// the envelope ID: Slack does not document that a retried envelope keeps
+// its envelope_id (https://api.slack.com/apis/socket-mode, "Acknowledging
+// events", says only that unacknowledged envelopes are retried, with
+// retry_attempt and retry_reason), and a retried Socket Mode delivery has
+// been reported arriving in a new envelope (gugu91/pinet#226: "A retried
+// Slack event gets a new envelope"). The envelope ID is the fallback for
+// a payload without a trigger_id; "" (no dedupe) without either.
+func commandKey(triggerID, envelopeID string) string {
+	switch {
+	case triggerID != "":
+		return "cmd:" + triggerID
+	case envelopeID != "":
+		return "cmd:env:" + envelopeID
 	}
-	return "cmd:" + envelopeID
+	return ""
 }
 
 // reply is the immediate answer to a command and the work that follows it.
@@ -447,6 +456,8 @@ func (b *Bot) result(p pairing.Pairing, err error, instance, requestID string) M
 		return EndedView()
 	case o == pairing.OutcomeUnavailable:
 		return UnavailableView()
+	case o == pairing.OutcomeCodeUnrecorded:
+		return CodeUnrecordedView(instance)
 	}
 	b.log.Error("request failed", "request", requestID, "err", err)
 	return InternalErrorView(requestID)

@@ -56,9 +56,14 @@ func (b *Bot) respond(ctx context.Context, log *slog.Logger, url string, issued 
 // or a click's), which no pairing recorded, so the bot never posts
 // through it again.
 func (b *Bot) answer(ctx context.Context, log *slog.Logger, url string, issued time.Time, p pairing.Pairing, err error, instance, requestID string) {
-	if pairing.OutcomeOf(err) == pairing.OutcomeUnavailable {
+	switch pairing.OutcomeOf(err) {
+	case pairing.OutcomeUnavailable:
 		b.log.Warn("the database cannot be reached; the person is asked to try again", "request", requestID, "err", err)
 		b.postUncounted(ctx, log, url, UnavailableView())
+		return
+	case pairing.OutcomeCodeUnrecorded:
+		// The database that counts the url's uses did not answer either.
+		b.postUncounted(ctx, log, url, CodeUnrecordedView(instance))
 		return
 	}
 	b.respond(ctx, log, url, issued, 0, b.result(p, err, instance, requestID))

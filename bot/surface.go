@@ -768,6 +768,25 @@ type postedSurface struct {
 	// loop for a view Slack never takes).
 	fresh   bool
 	refused func(log *slog.Logger, code string) // Slack refused the first post
+	// holds says whether the claim this show is made under still lets a
+	// post be made now (pairing.ViewClaim.HoldsAt by the service's clock);
+	// it is asked right before every Slack call, since the call may wait
+	// its turn (the rate limits' locks) long enough for the claim to run
+	// out and another replica to claim and post the same view.
+	holds func() bool
+}
+
+// errClaimRanOut means a Slack call under a claim was not made: the claim
+// no longer held (postedSurface.holds, pairing.ViewClaim.HoldsAt).
+var errClaimRanOut = errors.New("the edit's claim ran out before the call")
+
+// claimed runs call, a Slack call under ps's claim, if the claim still
+// holds; errClaimRanOut, and no call, otherwise.
+func (ps postedSurface) claimed(call func() error) error {
+	if ps.holds != nil && !ps.holds() {
+		return errClaimRanOut
+	}
+	return call()
 }
 
 // showPosted brings one posted surface up to date (see showDM, showCard)
@@ -816,6 +835,7 @@ func (b *Bot) showPosted(ctx context.Context, p pairing.Pairing, now time.Time, 
 		}
 		return p
 	}
+	ps.holds = func() bool { return c.HoldsAt(b.cfg.Service.Now()) }
 	p = b.showPostedClaimed(ctx, p, now, edit, ps)
 	shown := p.DM
 	if ps.kind == onCard {
@@ -873,13 +893,18 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 		if sf.LastView != viewStuck {
 			opts := message(ps.key) // rendered before the call's turn: rendering reads the store
 			sent, err := b.editLimited(ctx, func() error {
-				_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
-				return err
+				return ps.claimed(func() error {
+					_, _, _, err := b.api.UpdateMessageContext(ctx, sf.Channel, sf.TS, opts...)
+					return err
+				})
 			})
 			code, refused := slackRefusal(err)
 			switch {
 			case !sent:
 				return p // a 429 arrived meanwhile: no call until its Retry-After runs out
+			case errors.Is(err, errClaimRanOut):
+				log.Info("edit not made: its claim ran out while it waited its turn")
+				return p
 			case rateLimited(err):
 				log.Warn("chat.update rate-limited: no edits until Retry-After runs out")
 				return p
@@ -902,7 +927,7 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 				sf.Failed = code
 				ps.refused(log, code)
 				p = b.recordSurface(ctx, p, ps, sf, log)
-				b.retractOpening(ctx, p, sf, code, log)
+				b.retractOpening(ctx, p, ps, sf, code, log)
 				return p
 			}
 			if !p.Final() && !(showsCode(ps.key) && !showsCode(sf.LastView)) {
@@ -934,14 +959,19 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 	}
 	var channel, ts string
 	opts := message(key)
-	sent, err := b.limited(b.lockPosts(ps.to), b.posts.on(ps.to), func() (err error) {
-		channel, ts, err = b.api.PostMessageContext(ctx, ps.to, opts...)
-		return err
+	sent, err := b.limited(b.lockPosts(ps.to), b.posts.on(ps.to), func() error {
+		return ps.claimed(func() (err error) {
+			channel, ts, err = b.api.PostMessageContext(ctx, ps.to, opts...)
+			return err
+		})
 	})
 	code, refused := slackRefusal(err)
 	switch {
 	case !sent:
 		return p // a 429's Retry-After is running: a later tick posts it
+	case errors.Is(err, errClaimRanOut):
+		log.Info("post not made: its claim ran out while it waited its turn")
+		return p
 	case rateLimited(err):
 		log.Warn("chat.postMessage rate-limited: no posts until Retry-After runs out")
 		return p
@@ -1001,9 +1031,10 @@ func (b *Bot) codeGoesInSoon(p pairing.Pairing) bool {
 // by a short view saying where the code is instead (the channel) or, for
 // a hand-off, that the requester was told; when it refused any edit of
 // the message (edit_window_closed, cant_update_message, …) it is deleted.
-// It is tried once, if the edit budget has a use now; else, or if Slack
-// refuses that too, the opening stays as it is (it shows no code).
-func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.Surface, code string, log *slog.Logger) {
+// It is tried once, if the edit budget has a use now and ps's claim still
+// holds; else, or if Slack refuses that too, the opening stays as it is
+// (it shows no code).
+func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, code string, log *slog.Logger) {
 	switch code {
 	case "channel_not_found", "is_archived", "message_not_found", "not_in_channel", "not_authed", "invalid_auth", "token_revoked", "account_inactive", "missing_scope":
 		return // the message (or the bot's access to it) is gone: nothing to take back
@@ -1026,7 +1057,7 @@ func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.
 			return err
 		}
 	}
-	sent, err := b.editLimited(ctx, call)
+	sent, err := b.editLimited(ctx, func() error { return ps.claimed(call) })
 	if sent && err != nil {
 		log.Warn("the DM's opening could not be taken back: it stays as it is (it shows no code)", "reason", webFailure(err))
 	}
@@ -1041,12 +1072,14 @@ func (b *Bot) retractOpening(ctx context.Context, p pairing.Pairing, sf pairing.
 // by the bot any more.
 func (b *Bot) deleteStuck(ctx context.Context, p pairing.Pairing, ps postedSurface, sf pairing.Surface, log *slog.Logger) (pairing.Pairing, pairing.Surface, bool) {
 	sent, err := b.editLimited(ctx, func() error {
-		_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
-		return err
+		return ps.claimed(func() error {
+			_, _, err := b.api.DeleteMessageContext(ctx, sf.Channel, sf.TS)
+			return err
+		})
 	})
 	code, refused := slackRefusal(err)
 	switch {
-	case !sent:
+	case !sent, errors.Is(err, errClaimRanOut):
 		return p, sf, false
 	case rateLimited(err):
 		log.Warn("chat.delete rate-limited: no edits until Retry-After runs out")

@@ -457,6 +457,14 @@ func UnavailableView() Message {
 	return notice("linkbot cannot reach its database", "⏳ linkbot cannot reach its database right now; nothing was done — try again in a minute.")
 }
 
+// CodeUnrecordedView answers a request whose code Wawp issued while
+// linkbot's database could not record it (pairing.ErrCodeUnrecorded): the
+// code is not shown, and unlike UnavailableView's case the request counts
+// against the phone's limit.
+func CodeUnrecordedView(instance string) Message {
+	return notice("No code: linkbot could not record it", fmt.Sprintf("⚠️ WhatsApp issued a code for %s, but linkbot could not reach its database to record it, so it is not shown. This request counts against the phone's limit; try again in a minute.", escape(instance)))
+}
+
 // LinkedView is the final state after the phone entered the code.
 func LinkedView(phone, instance string, at time.Time) Message {
 	t := fmt.Sprintf("✅ Linked — %s is now connected to %s (%s).", escape(phone), escape(instance), slackTime(at, "{time_secs}"))

@@ -121,10 +121,11 @@ func (b *Bot) showModal(ctx context.Context, p pairing.Pairing, now time.Time, e
 		// or as it was).
 		b.finishView(ctx, c, pairing.Surface{LastView: m.LastView}, false, log)
 	}()
-	resp, err := b.updateView(ctx, m.ViewID, m.Hash, windowOf(b.render(ctx, p, now, onModal), p.ID))
+	holds := func() bool { return c.HoldsAt(b.cfg.Service.Now()) }
+	resp, err := b.updateViewClaimed(ctx, holds, m.ViewID, m.Hash, windowOf(b.render(ctx, p, now, onModal), p.ID))
 	code, refused := slackRefusal(err)
 	switch {
-	case err == errBlocked:
+	case err == errBlocked, err == errClaimRanOut:
 		return p
 	case err == nil:
 		m.Hash, m.LastView = resp.Hash, key

@@ -339,6 +339,13 @@ var ErrNotFound = errors.New("not found")
 // again" (issue 11); the bbolt file never returns it.
 var ErrUnavailable = errors.New("storage unreachable, try again")
 
+// ErrCodeUnrecorded means Wawp issued a code but the storage could not be
+// reached to record it, for as long as the request's lease ran: the code
+// is never shown, the request counts (WhatsApp counted it), and it ends
+// as interrupted when its lease is over. It wraps the ErrUnavailable that
+// caused it, but is answered on its own: something was done.
+var ErrCodeUnrecorded = errors.New("a code was issued but could not be recorded")
+
 // Reservation asks to record a code request and create its pairing, if the
 // limits allow it.
 type Reservation struct {

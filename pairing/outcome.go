@@ -43,6 +43,10 @@ const (
 	// OutcomeUnavailable: the database could not be reached, and nothing
 	// was done (ErrUnavailable); the person is asked to try again.
 	OutcomeUnavailable Outcome = "db_unavailable"
+	// OutcomeCodeUnrecorded: Wawp issued a code but the database could
+	// not record it within the request's lease (ErrCodeUnrecorded): the
+	// code is not shown and the request counts.
+	OutcomeCodeUnrecorded Outcome = "code_unrecorded"
 )
 
 // Outcomes of a hand-off (/link <instance> <phone> @agent) refused because
@@ -106,6 +110,8 @@ func OutcomeOf(err error) Outcome {
 	switch {
 	case errors.Is(err, ErrDuplicate):
 		return OutcomeDuplicate
+	case errors.Is(err, ErrCodeUnrecorded):
+		return OutcomeCodeUnrecorded
 	case errors.Is(err, ErrUnavailable):
 		return OutcomeUnavailable
 	}

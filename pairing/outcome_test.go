@@ -45,6 +45,7 @@ func TestOutcomeOf(t *testing.T) {
 		{fmt.Errorf("hand-off: %w", &DMError{Code: "messages_tab_disabled"}), "dm_refused"},
 		{ErrDuplicate, "duplicate"},
 		{fmt.Errorf("reserve: %w: dial tcp: connection refused", ErrUnavailable), "db_unavailable"},
+		{fmt.Errorf("%w: settle: %w: connection reset", ErrCodeUnrecorded, ErrUnavailable), "code_unrecorded"},
 		// A pairing the database could not read is not "ended".
 		{fmt.Errorf("pairing %q: %w: %w", "x", ErrUnavailable, ErrNotFound), "db_unavailable"},
 		{fmt.Errorf("disk full"), "internal_error"},

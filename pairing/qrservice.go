@@ -203,6 +203,9 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		Refused: s.event(now, EventRefused, p, ""),
 		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
+	if errors.Is(err, ErrUnavailable) {
+		s.undoReserve(ctx, p.ID, log, func(found Pairing) { s.failQR(ctx, found, req, log, err, false, replacedAudit) })
+	}
 	if err != nil {
 		return Pairing{}, err
 	}
@@ -242,9 +245,14 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 	// The link came: it is recorded even if ctx ended meanwhile.
 	rctx, cancelRecord := RecordContext(ctx)
 	defer cancelRecord()
-	settled, err := s.db.Settle(rctx, Settlement{
+	// Retried while the database does not answer, as a code's (see
+	// settleRetrying): the link is made, and is not lost to a blip.
+	settled, err := s.settleRetrying(ctx, p.ExpiresAt, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(q *Pairing) error {
+			if q.State == StateLive && q.Link == link.URL && q.IssuedAt.Equal(issued) {
+				return errSettledBefore // an earlier try applied, its reply lost
+			}
 			// As with a code: a request past its lease no longer holds the
 			// instance, and its link is never shown.
 			if q.State != StateRequesting || !issued.Before(q.ExpiresAt) {
@@ -256,6 +264,9 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		Audit:         s.event(issued, EventQRIssued, p, ""),
 		ReplacedAudit: replacedAudit,
 	})
+	if errors.Is(err, errSettledBefore) {
+		settled, err = s.db.Pairing(rctx, p.ID)
+	}
 	if errors.Is(err, ErrInterrupted) {
 		// The link came too late to be shown: it ends as interrupted, and
 		// the link is revoked at once (or by later ticks).

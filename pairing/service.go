@@ -216,6 +216,10 @@ type Config struct {
 	// StatusTTL is how long a cached instance status is shown as current
 	// (DefaultStatusTTL when zero; see status.go).
 	StatusTTL time.Duration
+	// Sleep waits d or until ctx ends (ctx.Err() then), between retries of
+	// a write the database did not answer (see settleRetrying); a timer
+	// when nil. Tests inject one that moves their clock instead.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 // Service runs pairings: limits, Wawp calls, state and audit.
@@ -270,6 +274,9 @@ func NewService(wawp Wawp, db Storage, cfg Config) *Service {
 	}
 	if cfg.StatusTTL <= 0 {
 		cfg.StatusTTL = DefaultStatusTTL
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
 	}
 	return &Service{wawp: wawp, db: db, cfg: cfg}
 }
@@ -362,6 +369,9 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		Refused: s.event(now, EventRefused, p, ""),
 		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
+	if errors.Is(err, ErrUnavailable) {
+		s.undoReserve(ctx, p.ID, log, func(found Pairing) { s.fail(ctx, found, req, log, err, false) })
+	}
 	if err != nil {
 		return Pairing{}, err
 	}
@@ -412,12 +422,16 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 	// The code came: it is recorded even if ctx ended meanwhile.
 	rctx, cancel := RecordContext(ctx)
 	defer cancel()
-	settled, err := s.db.Settle(rctx, Settlement{
+	settled, err := s.settleRetrying(ctx, p.ExpiresAt, Settlement{
 		ID: p.ID, Now: issued, Counted: true, Replaced: req.Replaces,
 		Change: func(p *Pairing) error {
 			// A request past its lease no longer holds the instance, which
 			// may be another request's by now: its code is never shown, or
 			// one instance would have two live codes.
+			if p.State == StateLive && p.Code == code && p.IssuedAt.Equal(issued) {
+				// A retry whose earlier try was applied, its reply lost.
+				return errSettledBefore
+			}
 			if p.State != StateRequesting || !issued.Before(p.ExpiresAt) {
 				return ErrInterrupted
 			}
@@ -435,12 +449,113 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		log.Warn("code arrived after the request's lease ran out or it was interrupted")
 		return s.stored(rctx, p), ErrInterrupted
 	}
+	if errors.Is(err, errSettledBefore) {
+		settled, err = s.db.Pairing(rctx, p.ID)
+	}
+	if errors.Is(err, ErrUnavailable) {
+		// WhatsApp issued a code nobody will see: the request stays
+		// counted, and the ticker ends it as interrupted once its lease
+		// is over. The person is told so, not "nothing was done".
+		log.Error("code issued but the database never answered within the request's lease: not shown", "err", err)
+		return p, fmt.Errorf("%w: %w", ErrCodeUnrecorded, err)
+	}
 	if err != nil {
 		return Pairing{}, err
 	}
 	p = settled
 	log.Info("code issued", "attempt", p.Attempt, "expires_at", p.ExpiresAt)
 	return p, nil
+}
+
+// settleRetrying applies st, retrying it with backoff while the database
+// cannot be reached (ErrUnavailable) and the request's lease, which ends
+// at leaseEnd by the service's clock, still runs: a Wawp answer (a code)
+// is a fact that must not be lost to a blip of the database. Retrying is
+// safe because Settle is all-or-nothing and its Change checks the state
+// (a retry after a settlement that did land but whose reply was lost
+// finds the pairing no longer Requesting: ErrInterrupted, as when the
+// countdown ended it). Only the write is retried, never the Wawp call.
+// Each try has RecordTimeout; ctx's cancellation does not stop it (see
+// RecordContext).
+func (s *Service) settleRetrying(ctx context.Context, leaseEnd time.Time, st Settlement) (Pairing, error) {
+	ctx = context.WithoutCancel(ctx)
+	wait := retryFirst
+	for {
+		rctx, cancel := context.WithTimeout(ctx, RecordTimeout)
+		p, err := s.db.Settle(rctx, st)
+		cancel()
+		if !errors.Is(err, ErrUnavailable) || !s.cfg.Now().Add(wait).Before(leaseEnd) {
+			return p, err
+		}
+		if serr := s.cfg.Sleep(ctx, wait); serr != nil {
+			return p, err
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// undoReserve ends, uncounted, a reservation of pairing id that Reserve
+// answered with ErrUnavailable. Such a call usually stored nothing, but a
+// connection lost while its COMMIT was on the way leaves the outcome
+// unknown: the attempt may be counted and the instance held by a request
+// nobody makes, so the "try again" the person is told would be refused.
+// Once the storage answers again (retried with backoff for up to
+// reserveCheckWithin), the pairing is looked up by its ID: one still
+// Requesting is ended by end (the caller's uncounted failure: Wawp was
+// never asked) and so frees its instance; ErrNotFound means nothing was
+// stored. Wawp is never called from here.
+func (s *Service) undoReserve(ctx context.Context, id string, log *slog.Logger, end func(found Pairing)) {
+	ctx = context.WithoutCancel(ctx)
+	deadline := s.cfg.Now().Add(reserveCheckWithin)
+	wait := retryFirst
+	for {
+		rctx, cancel := context.WithTimeout(ctx, RecordTimeout)
+		found, err := s.db.Pairing(rctx, id)
+		cancel()
+		switch {
+		case errors.Is(err, ErrUnavailable):
+		case err != nil: // ErrNotFound: the reservation was not stored
+			return
+		default:
+			if found.State == StateRequesting {
+				log.Warn("the reservation the database did not confirm was stored after all: ended uncounted")
+				end(found)
+			}
+			return
+		}
+		if !s.cfg.Now().Add(wait).Before(deadline) || s.cfg.Sleep(ctx, wait) != nil {
+			log.Error("could not check whether an unconfirmed reservation was stored; if it was, it holds its instance until its lease ends", "err", err)
+			return
+		}
+		wait = min(2*wait, retryMax)
+	}
+}
+
+// reserveCheckWithin bounds undoReserve's retries (the person's "try
+// again" answer waits for them).
+const reserveCheckWithin = 10 * time.Second
+
+// errSettledBefore is what a retried settlement's Change returns when it
+// finds its own earlier try applied (a settlement whose reply was lost):
+// nothing more is written, and the stored pairing is the result.
+var errSettledBefore = errors.New("settled by an earlier try")
+
+// The backoff between retries of a write the database did not answer.
+const (
+	retryFirst = 100 * time.Millisecond
+	retryMax   = 2 * time.Second
+)
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // sessionInfo asks Wawp for instance's session, and keeps the answer in

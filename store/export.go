@@ -26,7 +26,11 @@ type Export struct {
 	Watched        []string          // IDs of the pairings whose messages are kept current
 	Holders        map[string]string // instance → the pairing in its slot
 	ResponseURLs   []ResponseURL
-	Damaged        int
+	// SlackHolds are the Slack Retry-After holds the file recorded
+	// (SetHold), by key: a bot started on the other store waits out the
+	// ones still running.
+	SlackHolds map[string]time.Time
+	Damaged    int
 }
 
 // Attempt is one code request as the limits count it.
@@ -49,7 +53,7 @@ type ResponseURL struct {
 func (db *DB) Export(ctx context.Context) (Export, error) {
 	var out Export
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		out = Export{Holders: map[string]string{}}
+		out = Export{Holders: map[string]string{}, SlackHolds: map[string]time.Time{}}
 		if meta := tx.Bucket(bucketMeta); meta != nil {
 			if s := meta.Get(metaPhoneKeySecret); s != nil {
 				out.PhoneKeySecret = slices.Clone(s)
@@ -106,7 +110,18 @@ func (db *DB) Export(ctx context.Context) (Export, error) {
 			out.ResponseURLs = append(out.ResponseURLs, ResponseURL{URL: string(k), Issued: b.Issued, Used: b.Used})
 			return nil
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return forEach(bucketHolds, func(k, v []byte) error {
+			var until time.Time
+			if until.UnmarshalText(v) != nil {
+				out.Damaged++
+				return nil
+			}
+			out.SlackHolds[string(k)] = until
+			return nil
+		})
 	})
 	if err != nil {
 		return Export{}, fmt.Errorf("export: %w", err)

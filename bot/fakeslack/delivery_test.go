@@ -12,11 +12,12 @@ import (
 
 // frame is what a socket received.
 type frame struct {
-	Type         string `json:"type"`
-	Reason       string `json:"reason"`
-	EnvelopeID   string `json:"envelope_id"`
-	RetryAttempt int    `json:"retry_attempt"`
-	RetryReason  string `json:"retry_reason"`
+	Type         string          `json:"type"`
+	Reason       string          `json:"reason"`
+	EnvelopeID   string          `json:"envelope_id"`
+	RetryAttempt int             `json:"retry_attempt"`
+	RetryReason  string          `json:"retry_reason"`
+	Payload      json.RawMessage `json:"payload"`
 }
 
 // reader opens a raw socket and sends what it receives after hello to
@@ -183,5 +184,44 @@ func TestRedelivery(t *testing.T) {
 	ws.WriteJSON(map[string]any{"envelope_id": env.ID})
 	if !s.WaitFor(time.Second, func() bool { return !s.Envelope(env.ID).AckedAt.IsZero() }) {
 		t.Fatal("ack not seen")
+	}
+}
+
+// TestRedeliveryInNewEnvelope: with SetRedeliveryNewEnvelopes, an envelope
+// whose ack was lost (DropAckNext) comes again with a new envelope_id and
+// the same payload; acking the new ID acks it.
+func TestRedeliveryInNewEnvelope(t *testing.T) {
+	s := New(func(v string) { t.Error(v) })
+	defer s.Close()
+	s.SetRedelivery(50*time.Millisecond, 3)
+	s.SetRedeliveryNewEnvelopes(true)
+	s.DropAckNext(1)
+	ws, frames := reader(t, s, false)
+	if !s.WaitConnected(time.Second) {
+		t.Fatal("not connected")
+	}
+	env, err := s.SendCommand(Command{User: "U1", Text: "help"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, ok := next(t, frames, 2*time.Second)
+	if !ok || first.EnvelopeID != env.ID {
+		t.Fatalf("first delivery %+v", first)
+	}
+	ws.WriteJSON(map[string]any{"envelope_id": env.ID}) // lost
+	again, ok := next(t, frames, 2*time.Second)
+	if !ok {
+		t.Fatal("not redelivered")
+	}
+	if again.EnvelopeID == env.ID || again.RetryAttempt != 1 || string(again.Payload) != string(first.Payload) {
+		t.Errorf("redelivery: envelope %s (first %s), retry_attempt %d, same payload %v; want a new ID, 1, true",
+			again.EnvelopeID, env.ID, again.RetryAttempt, string(again.Payload) == string(first.Payload))
+	}
+	if !s.Envelope(env.ID).AckedAt.IsZero() {
+		t.Error("the lost ack counted")
+	}
+	ws.WriteJSON(map[string]any{"envelope_id": again.EnvelopeID})
+	if !s.WaitFor(time.Second, func() bool { return !s.Envelope(env.ID).AckedAt.IsZero() }) {
+		t.Fatal("the redelivery's ack did not ack the envelope")
 	}
 }

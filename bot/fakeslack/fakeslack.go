@@ -92,6 +92,7 @@ type Envelope struct {
 
 	user, channel string // who sent it, and where
 	acks          int    // acks received, one per delivery at most
+	lostAcks      int    // acks of it still to be lost (DropAckNext)
 	frame         map[string]any
 	interaction   string // an interactive envelope's payload type (block_actions, view_submission, …)
 	viewID        string // the view a view_submission or block_suggestion came from
@@ -153,6 +154,8 @@ type Server struct {
 	dupNext      int           // the next envelopes delivered twice for sure
 	redeliver    time.Duration // resend an envelope not acked after this (0: never)
 	maxRedeliver int           // redeliveries of one envelope at most
+	redeliverNew bool          // a redelivery comes in a new envelope_id
+	dropAckNext  int           // the next envelopes whose first ack is lost
 
 	messagesTab bool                    // the app's Messages tab is on (manifest: features.app_home.messages_tab_enabled)
 	scopes      map[string]bool         // the bot token's scopes
@@ -437,6 +440,11 @@ func (s *Server) ack(id string, payload json.RawMessage) {
 		return
 	}
 	env.acks++
+	if env.lostAcks > 0 {
+		env.lostAcks--
+		s.mu.Unlock()
+		return
+	}
 	if env.acks > env.Deliveries {
 		s.mu.Unlock()
 		s.violate("second ack for envelope %s", id)
@@ -548,6 +556,22 @@ func (s *Server) SetRedelivery(d time.Duration, max int) {
 	s.mu.Unlock()
 }
 
+// SetRedeliveryNewEnvelopes makes each redelivery (SetRedelivery) come in
+// an envelope with a new envelope_id, the payload unchanged: Slack does
+// not document that a retry keeps its envelope_id, and a retried Socket
+// Mode delivery has been reported in a new envelope (gugu91/pinet#226).
+// The ack of either ID acks the envelope.
+func (s *Server) SetRedeliveryNewEnvelopes(on bool) {
+	s.mu.Lock()
+	s.redeliverNew = on
+	s.mu.Unlock()
+}
+
+// DropAckNext makes the first ack of each of the next n envelopes be lost
+// on its way (the socket carrying it closed): Slack, having no ack, sends
+// the envelope again (SetRedelivery) while the app may be handling it.
+func (s *Server) DropAckNext(n int) { s.mu.Lock(); s.dropAckNext += n; s.mu.Unlock() }
+
 // RefusedSockets counts the sockets turned away with too_many_websockets.
 func (s *Server) RefusedSockets() int { s.mu.Lock(); defer s.mu.Unlock(); return s.refusedWS }
 
@@ -566,6 +590,10 @@ func (s *Server) send(env *Envelope, payload any) (*Envelope, error) {
 	}
 	env.SentAt = time.Now()
 	env.Deliveries = 1
+	if s.dropAckNext > 0 {
+		s.dropAckNext--
+		env.lostAcks = 1
+	}
 	s.envelopes[env.ID] = env
 	s.envOrder = append(s.envOrder, env.ID)
 	twice := s.dupNext > 0 || (s.dupRate > 0 && mathrand.Float64() < s.dupRate)
@@ -623,6 +651,11 @@ func (s *Server) watchRedelivery(env *Envelope, d time.Duration, max, attempt in
 			frame[k] = v
 		}
 		frame["retry_attempt"], frame["retry_reason"] = attempt, "timeout"
+		if s.redeliverNew {
+			id := newID("E")
+			s.envelopes[id] = env // its ack acks env
+			frame["envelope_id"] = id
+		}
 		s.mu.Unlock()
 		c.write(frame)
 		s.watchRedelivery(env, d, max, attempt+1)

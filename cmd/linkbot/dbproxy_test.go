@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/url"
@@ -20,6 +21,30 @@ type dbProxy struct {
 	mu    sync.Mutex
 	down  bool
 	conns map[net.Conn]bool
+	// dropReply, when set, is a reply the server sends that the client
+	// never gets: the first chunk from the server containing it is not
+	// passed on and the connection drops (the server did the work; the
+	// client never hears how). It acts once, then clears itself.
+	dropReply []byte
+}
+
+// dropNextReply arms dropReply with reply.
+func (p *dbProxy) dropNextReply(reply []byte) {
+	p.mu.Lock()
+	p.dropReply = reply
+	p.mu.Unlock()
+}
+
+// dropping reports whether chunk, from the server, is the armed reply to
+// drop, and disarms it if so.
+func (p *dbProxy) dropping(chunk []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dropReply == nil || !bytes.Contains(chunk, p.dropReply) {
+		return false
+	}
+	p.dropReply = nil
+	return true
 }
 
 // newDBProxy starts a proxy to the server in dbURL and returns it with
@@ -63,7 +88,11 @@ func (p *dbProxy) serve() {
 		p.conns[c], p.conns[s] = true, true
 		p.mu.Unlock()
 		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
+			if src == s {
+				p.copyReplies(dst, src)
+			} else {
+				io.Copy(dst, src)
+			}
 			dst.Close()
 			src.Close()
 			p.mu.Lock()
@@ -73,6 +102,26 @@ func (p *dbProxy) serve() {
 		}
 		go pipe(c, s)
 		go pipe(s, c)
+	}
+}
+
+// copyReplies copies the server's replies to the client until either side
+// ends, or until the reply dropReply names comes (not passed on).
+func (p *dbProxy) copyReplies(dst, src net.Conn) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if p.dropping(buf[:n]) {
+				return
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
 	}
 }
 

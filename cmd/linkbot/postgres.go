@@ -96,7 +96,7 @@ func copyStoreCommand(ctx context.Context, args []string, getenv func(string) st
 	if err != nil {
 		return fmt.Errorf("copy-store: %w", err)
 	}
-	in := postgres.Import{PhoneKeySecret: ex.PhoneKeySecret, Pairings: ex.Pairings, Watched: ex.Watched, Holders: ex.Holders}
+	in := postgres.Import{PhoneKeySecret: ex.PhoneKeySecret, Pairings: ex.Pairings, Watched: ex.Watched, Holders: ex.Holders, SlackHolds: ex.SlackHolds}
 	for _, a := range ex.Attempts {
 		in.Attempts = append(in.Attempts, postgres.Attempt(a))
 	}
@@ -120,6 +120,7 @@ func copyStoreCommand(ctx context.Context, args []string, getenv func(string) st
 	fmt.Fprintf(stdout, "  %d attempts (the limits' windows)\n", st.Attempts)
 	fmt.Fprintf(stdout, "  %d pairings (%d watched, %d holding their instance)\n", st.Pairings, st.Watched, st.Holders)
 	fmt.Fprintf(stdout, "  %d response_url budgets\n", st.ResponseURLs)
+	fmt.Fprintf(stdout, "  %d Slack Retry-After holds (replicas wait out the ones still running)\n", st.SlackHolds)
 	fmt.Fprintf(stdout, "  %d audit events\n", st.AuditEvents)
 	if st.Secret {
 		fmt.Fprintln(stdout, "  the phone-key secret (copied events are found by phone as before)")

@@ -8,10 +8,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/pairing/fakewawp"
+	"github.com/linkbot/linkbot/pairing/wawp"
 	"github.com/linkbot/linkbot/store"
 	"github.com/linkbot/linkbot/store/postgres"
 	"github.com/linkbot/linkbot/store/postgres/pgtest"
@@ -250,5 +254,82 @@ func TestCopyStore(t *testing.T) {
 		db.Close()
 	} else {
 		t.Errorf("the file cannot be opened after the copy: %v", err)
+	}
+}
+
+// TestCopyStoreKeepsHolds (issue 11 review: copy-store copies "limits,
+// live pairings, budgets"): a Slack Retry-After the bot recorded in its
+// file (holds live in the store, so a restarted bot waits them out) is
+// still running when the bot is stopped for the move. The replicas
+// starting on PostgreSQL must wait it out too, and copy-store says it
+// copied it.
+func TestCopyStoreKeepsHolds(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "linkbot.db")
+	src, err := store.Open(file, store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	if err := src.SetHold(t.Context(), "chat.update", until); err != nil {
+		t.Fatal(err)
+	}
+	src.Close()
+
+	dbURL := pgURL(t)
+	var out bytes.Buffer
+	getenv := func(string) string { return "" }
+	if err := copyStoreCommand(t.Context(), []string{"--from", file, "--to", dbURL}, getenv, &out); err != nil {
+		t.Fatalf("copy-store: %v\n%s", err, out.String())
+	}
+	dst, err := postgres.Open(t.Context(), dbURL, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	holds, err := dst.Holds(t.Context(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := holds["chat.update"]; !ok || !got.Equal(until) {
+		t.Errorf("holds on PostgreSQL after copy-store: %v; want chat.update held until %s (copy-store said:\n%s)", holds, until, out.String())
+	}
+	if want := "  1 Slack Retry-After holds"; !strings.Contains(out.String(), want) {
+		t.Errorf("copy-store's output lacks %q:\n%s", want, out.String())
+	}
+}
+
+// TestReserveLostCommitReplyOnPostgres (issue 11 review: "nothing is left
+// half-done"): the connection drops after Reserve's COMMIT reached the
+// server but before its reply came back. Reserve answers ErrUnavailable
+// (the person is told "try again", Wawp is never called) though all was
+// recorded; the service then looks the request up and ends it uncounted,
+// so the attempt does not count and the try again is granted.
+func TestReserveLostCommitReplyOnPostgres(t *testing.T) {
+	proxy, viaProxy := newDBProxy(t, pgURL(t))
+	db, err := postgres.Open(t.Context(), viaProxy, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	wp := fakewawp.New("tok")
+	defer wp.Close()
+	wp.AddInstance("INST00000001", "")
+	svc := pairing.NewService(wawp.NewClient(wp.URL, "tok", nil), db, pairing.Config{})
+	req := pairing.Request{Instance: pairing.Instance{ID: "INST00000001", Name: "support"}, Phone: pairing.PhoneFromDigits("201112223333"), User: "U1", Team: "T1"}
+
+	proxy.dropNextReply([]byte("C\x00\x00\x00\x0bCOMMIT\x00")) // CommandComplete of a COMMIT
+	_, err = svc.Start(t.Context(), req)
+	if !errors.Is(err, pairing.ErrUnavailable) {
+		t.Fatalf("Start with Reserve's COMMIT reply lost: %v; want ErrUnavailable (\"try again\")", err)
+	}
+	if calls := wp.Calls(fakewawp.RequestCode); len(calls) != 0 {
+		t.Errorf("request-code called %d times; want none", len(calls))
+	}
+	if _, n, err := db.NextAllowed(t.Context(), "201112223333", time.Now(), svc.PhoneLimit()); err != nil || n != 0 {
+		t.Errorf("after the answer \"try again\": %d attempt(s) counted (%v); want 0", n, err)
+	}
+	p, err := svc.Start(t.Context(), req)
+	if err != nil || p.State != pairing.StateLive {
+		t.Errorf("the person's \"try again\": %s, %v; want granted and live", p.State, err)
 	}
 }

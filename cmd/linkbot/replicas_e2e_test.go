@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
@@ -154,5 +155,34 @@ func TestFormSubmissionDeliveredTwice(t *testing.T) {
 		if e.Kind == pairing.EventRefused {
 			t.Errorf("the second delivery was refused as a request of its own: %+v", e)
 		}
+	}
+}
+
+// TestRedeliveryInNewEnvelopeRequestsOneCode (issue 11 review): the ack of
+// a /link is lost, and Slack sends the command again in a new envelope
+// (a new envelope_id, the same payload: Slack does not promise to keep
+// the ID, and a retry in a new envelope has been reported,
+// gugu91/pinet#226) while the bot already handles it. The command's
+// identity is its trigger_id, so it is handled once: one request-code.
+func TestRedeliveryInNewEnvelopeRequestsOneCode(t *testing.T) {
+	h := newHarness(t)
+	h.start()
+	h.slack.SetRedelivery(200*time.Millisecond, 2)
+	h.slack.SetRedeliveryNewEnvelopes(true)
+	h.slack.DropAckNext(1)
+	env := h.command("U1", "support-eg +201112223333")
+	h.waitText(env.MessageID, "Enter this code")
+	if !eventually(waitLong, func() bool { e := h.slack.Envelope(env.ID); return e.Deliveries == 2 && !e.AckedAt.IsZero() }) {
+		t.Fatalf("the command was not redelivered and acked: %+v", h.slack.Envelope(env.ID))
+	}
+	if !eventually(waitLong, func() bool { return strings.Contains(h.logs.String(), "duplicate") }) {
+		t.Errorf("the redelivery in a new envelope was not dropped as a duplicate:\n%s", h.logs.String())
+	}
+	h.stop()
+	if got := len(h.wawp.Calls(fakewawp.RequestCode)); got != 1 {
+		t.Errorf("request-code called %d times for one command redelivered in a new envelope; want 1", got)
+	}
+	if screen := screenText(h.slack.Thread(env.MessageID)); strings.Contains(screen, "already has a live code") {
+		t.Errorf("the redelivery was handled as a second command:\n%s", screen)
 	}
 }

@@ -24,6 +24,9 @@ type Import struct {
 	Watched        []string          // IDs of the pairings whose messages are kept current
 	Holders        map[string]string // instance → the pairing in its slot
 	ResponseURLs   []ResponseURL
+	// SlackHolds are Slack Retry-After holds (SetHold), by key, so the
+	// replicas wait out the ones still running.
+	SlackHolds map[string]time.Time
 }
 
 // Attempt is one code request as the limits count it.
@@ -47,6 +50,7 @@ type ImportStats struct {
 	Watched      int
 	Holders      int
 	ResponseURLs int
+	SlackHolds   int
 	AuditEvents  int
 	Secret       bool // the phone-key secret was taken over
 }
@@ -165,6 +169,15 @@ func (db *DB) Import(ctx context.Context, in Import, audit func(add func(pairing
 		}
 		if st.ResponseURLs, err = copyRows("response_urls", []string{"url", "issued_ns", "used"}, rows); err != nil {
 			return fmt.Errorf("response_url budgets: %w", err)
+		}
+
+		for key, until := range in.SlackHolds {
+			// As SetHold: a hold a replica recorded meanwhile may be later.
+			if _, err := tx.Exec(ctx, `INSERT INTO slack_holds (key, until_ns) VALUES ($1::text, $2::bigint)
+				ON CONFLICT (key) DO UPDATE SET until_ns = GREATEST(slack_holds.until_ns, EXCLUDED.until_ns)`, pgText(key), nanos(until)); err != nil {
+				return fmt.Errorf("slack holds: %w", err)
+			}
+			st.SlackHolds++
 		}
 
 		rows = nil
