@@ -296,6 +296,8 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 	switch {
 	case s == onCard:
 		return b.renderCard(p, now)
+	case s == onModal && p.State == pairing.StateSuperseded:
+		return WindowReplacedView()
 	case showingCode(p, now) && p.Method == pairing.MethodQR && (s != onEphemeral || !p.InDM()):
 		m := QRModel{
 			PairingID: p.ID, Link: p.Link, Instance: p.InstanceName, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
@@ -486,16 +488,22 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
 		p = fresh
 	}
+	now := b.cfg.Service.Now()
 	if p.State == pairing.StateSuperseded {
-		for _, e := range []dmEdit{how.edit, how.card, how.modal} {
+		for _, e := range []dmEdit{how.edit, how.card} {
 			if e == editGranted {
 				b.edits.refund()
 			}
 		}
-		b.recordView(ctx, p, p.LastView, true)
+		// Its renewal owns the message. Only a window recorded on it
+		// when it was replaced while the window opened is its own: it is
+		// told so (the code removed), and then the pairing is left.
+		p = b.showModal(ctx, p, now, how.modal)
+		if modalDone(p, now) {
+			b.recordView(ctx, p, p.LastView, true)
+		}
 		return
 	}
-	now := b.cfg.Service.Now()
 	// The card first: if it cannot be posted, the requester's first answer
 	// says how to add the bot to the channel.
 	p = b.showCard(ctx, p, now, how.card)

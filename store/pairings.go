@@ -383,6 +383,31 @@ func (db *DB) UpdatePairing(ctx context.Context, id string, now time.Time, chang
 	return p, nil
 }
 
+// RecordModal stores m as pairing id's window and watches the pairing
+// while m is open, in one transaction; a superseded pairing is refused
+// (pairing.ErrReplaced) unless superseded is set.
+func (db *DB) RecordModal(ctx context.Context, id string, m pairing.ModalSurface, now time.Time, superseded bool) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		var err error
+		p, err = updatePairing(tx, id, now, func(p *pairing.Pairing) error {
+			if p.State == pairing.StateSuperseded && !superseded {
+				return pairing.ErrReplaced
+			}
+			p.Modal = m
+			return nil
+		})
+		if err != nil || !m.Open() {
+			return err
+		}
+		return tx.Bucket(bucketWatched).Put([]byte(id), nil)
+	})
+	if err != nil {
+		return p, fmt.Errorf("record window of pairing %q: %w", id, err)
+	}
+	return p, nil
+}
+
 func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
 	pairings := tx.Bucket(bucketPairings)
 	p, err := loadPairing(pairings, []byte(id))

@@ -684,6 +684,36 @@ func (db *DB) UpdatePairing(ctx context.Context, id string, now time.Time, chang
 	return p, nil
 }
 
+// RecordModal stores m as pairing id's window and watches the pairing
+// while m is open, in one transaction holding the pairing's row: a
+// renewal another replica settled before is seen (pairing.ErrReplaced,
+// unless superseded is set).
+func (db *DB) RecordModal(ctx context.Context, id string, m pairing.ModalSurface, now time.Time, superseded bool) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		cur, dbNow, err := db.lockPairing(ctx, tx, id, now)
+		if err != nil {
+			return err
+		}
+		p, err = db.applyChange(ctx, tx, cur, dbNow, now, func(p *pairing.Pairing) error {
+			if p.State == pairing.StateSuperseded && !superseded {
+				return pairing.ErrReplaced
+			}
+			p.Modal = m
+			return nil
+		})
+		if err != nil || !m.Open() {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE pairings SET watched = true WHERE id = $1 AND NOT watched`, pgText(id))
+		return err
+	})
+	if err != nil {
+		return p, fmt.Errorf("record window of pairing %q: %w", id, err)
+	}
+	return p, nil
+}
+
 // WatchedPairings returns the pairings whose messages are still kept
 // current, by ID. A record that does not parse is skipped.
 func (db *DB) WatchedPairings(ctx context.Context) ([]pairing.Pairing, error) {
