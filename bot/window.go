@@ -175,8 +175,23 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 		b.respond(ctx, log, cb.ResponseURL, b.cfg.Service.Now(), 0, EndedView())
 		return
 	}
+	// A click delivered twice (a Socket Mode redelivery, or one envelope
+	// reaching two replicas) opens one window: its key is claimed first
+	// (issue 11), as every click's. A second views.open would reuse the
+	// trigger (trigger_exchanged) and tell the person that the window
+	// they see could not be opened.
+	if !b.claim(ctx, log) {
+		return
+	}
 	now := b.cfg.Service.Now()
 	opened, err := b.api.OpenViewContext(ctx, cb.TriggerID, windowOf(b.render(ctx, p, now, onModal), p.ID))
+	if code, _ := slackRefusal(err); code == "trigger_exchanged" {
+		// The trigger opened a view already (the key could not be claimed,
+		// the database unreachable): that window is open; nothing to say.
+		// https://api.slack.com/methods/views.open: trigger_exchanged.
+		log.Info("the click's trigger was used already: its window is open")
+		return
+	}
 	if err != nil {
 		log.Warn("the code window could not be opened", "reason", webFailure(err))
 		// Below the code message, which keeps its code: the click's url

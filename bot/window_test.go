@@ -454,3 +454,32 @@ func TestWindowReplacedDuringRetryAfterIsFinished(t *testing.T) {
 		}
 	}
 }
+
+// TestShowWindowDeliveredTwiceOpensOnce (review r9b): a "Show code window" click Slack delivers twice (a Socket
+// Mode redelivery, or the same envelope reaching two replicas) is not
+// deduplicated as other clicks are (interaction returns to openWindow
+// before any claim): the second views.open reuses the trigger
+// (trigger_exchanged) and the requester is told, below the code message,
+// that the window could not be opened, while it is open.
+func TestShowWindowDeliveredTwiceOpensOnce(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	p := r.watched()[0]
+	cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+	cb.TriggerID = r.slack.NewTrigger("U1")
+	cb.ActionCallback.BlockActions[0].ActionTs = "1795615200.000100"
+	for range 2 {
+		r.bot.interaction(context.Background(), cb)
+		r.bot.work.Wait()
+	}
+	if _, open := r.slack.Modal("U1"); !open {
+		t.Fatal("the window is not open")
+	}
+	for _, m := range r.slack.Screen("U1", "C0SUPPORT") {
+		if strings.Contains(shownText(m.Latest()), "could not be opened") {
+			t.Errorf("the requester is told the open window could not be opened:\n%s", screenText(r.slack.Screen("U1", "C0SUPPORT")))
+			break
+		}
+	}
+}
