@@ -741,3 +741,37 @@ func TestFollowerBacklogFollowsStoredState(t *testing.T) {
 		})
 	}
 }
+
+// TestRetryAfterHonouredByRunningReplica (review r9b): Slack's Retry-After holds are stored (SetHold) but read
+// back only when a bot starts (loadHolds): a 429 one replica met on
+// chat.update (a per-workspace limit) does not stop another replica
+// already running, which edits during the Retry-After (the fake fails the
+// test on that call). Here the leader's tick meets the 429; a click
+// answered by the other replica 5 s later edits the DM at once.
+func TestRetryAfterHonouredByRunningReplica(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	other := r.replica()
+	p := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.slack.RateLimitNextCall("chat.update", 40*time.Second)
+	r.clock.Set(t0.Add(30 * time.Second))
+	r.tick() // the step due at 30 s: 429, Retry-After 40 s, stored
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 1 {
+		t.Fatalf("%d 429s, want 1", n)
+	}
+	r.clock.Set(t0.Add(35 * time.Second))
+	dms := r.slack.DMScreen("U1")
+	dm := dms[len(dms)-1]
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = "U1"
+	cb.ResponseURL = r.slack.NewResponseURL(dm.ID)
+	cb.Container = slack.Container{Type: "message", ChannelID: dm.Channel, MessageTs: dm.TS}
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionCancel, Value: p.ID, ActionTs: "1795615235.000100"}}
+	other.interaction(context.Background(), cb)
+	other.work.Wait()
+	if got := len(r.slack.DMScreen("U1")[0].Versions); got != 2 {
+		t.Errorf("the DM has %d versions; the other replica edited it during the Retry-After", got)
+	}
+}
