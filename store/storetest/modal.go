@@ -17,6 +17,55 @@ var modalCases = []testCase{
 	{"the window is kept with its pairing, across restarts and its end", testModalKept},
 	{"the window's view is claimed like any surface's", testModalClaim},
 	{"RecordModal watches its pairing and refuses a superseded one", testRecordModal},
+	{"a renewal takes the window it carries; one it does not stays watched", testModalRenewed},
+}
+
+// testModalRenewed: when a renewal supersedes a pairing, a window the
+// renewal carries (the same view) is closed on the old pairing (it is the
+// renewal's now), and the old pairing is unwatched as before; a window
+// recorded on the old pairing after the renewal was reserved (it does not
+// carry it) keeps the old pairing watched, so that its window is told.
+func testModalRenewed(t *testing.T, open func(*testing.T) Harness) {
+	for _, carried := range []bool{true, false} {
+		t.Run(map[bool]string{true: "carried", false: "recorded meanwhile"}[carried], func(t *testing.T) {
+			s := open(t).Storage
+			live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+			window := pairing.ModalSurface{ViewID: "V1", Hash: "h1", User: "U1", LastView: "live:0"}
+			r := reservation("b", "I1", phone(1), "U1", t0.Add(10*time.Second))
+			r.Replaces, r.Pairing.Renews, r.Pairing.Message = "a", "a", "a"
+			if carried {
+				if _, err := s.RecordModal(t.Context(), "a", window, t0, false); err != nil {
+					t.Fatal(err)
+				}
+				r.Pairing.Modal = window
+			}
+			reserve(t, s, r)
+			if !carried {
+				if _, err := s.RecordModal(t.Context(), "a", window, t0.Add(11*time.Second), false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			at := t0.Add(12 * time.Second)
+			if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			a := mustPairing(t, s, "a")
+			if a.State != pairing.StateSuperseded {
+				t.Fatalf("a is %s, want superseded", a.State)
+			}
+			if carried {
+				if a.Modal.Open() || !mustPairing(t, s, "b").Modal.Open() {
+					t.Errorf("a's window %+v, b's %+v; want it closed on a, open on b", a.Modal, mustPairing(t, s, "b").Modal)
+				}
+				checkWatched(t, s, "b")
+				return
+			}
+			if a.Modal != window {
+				t.Errorf("a's window %+v, want %+v", a.Modal, window)
+			}
+			checkWatched(t, s, "a", "b")
+		})
+	}
 }
 
 // testRecordModal: a window recorded on a pairing that ended and stopped
