@@ -483,3 +483,81 @@ func TestShowWindowDeliveredTwiceOpensOnce(t *testing.T) {
 		}
 	}
 }
+
+// reserveHook runs onRenewal after a renewal's Reserve (once armed).
+type reserveHook struct {
+	pairing.Storage
+	mu        sync.Mutex
+	onRenewal func()
+}
+
+func (s *reserveHook) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decision, error) {
+	d, err := s.Storage.Reserve(ctx, r)
+	s.mu.Lock()
+	f := s.onRenewal
+	if r.Replaces == "" {
+		f = nil
+	}
+	s.onRenewal = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return d, err
+}
+
+// TestWindowRecordedWhileRenewalInFlight: a Show code window click
+// answered while a New code (here, or on another replica) is between its
+// Reserve and its Settle records the window on the pairing, still live
+// (RecordModal accepts it), and the renewal, read before, does not carry
+// it. Its settlement keeps the replaced pairing watched for that window,
+// and the ticks tell it the code was replaced: the old code does not stay
+// there.
+func TestWindowRecordedWhileRenewalInFlight(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	hook := &reserveHook{Storage: db}
+	r := newCountdownRigOn(t, t0, hook)
+	r.db = db
+	msgID := r.start()
+	p := r.watched()[0]
+	oldCode := r.wawp.Code(rigInstance)
+	shown := oldCode[:4] + "-" + oldCode[4:]
+	opened := false
+	hook.mu.Lock()
+	hook.onRenewal = func() {
+		opened = true
+		cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+		cb.TriggerID = r.slack.NewTrigger("U1")
+		r.bot.interaction(context.Background(), cb)
+		r.bot.work.Wait()
+	}
+	hook.mu.Unlock()
+	r.clock.Set(t0.Add(5 * time.Second))
+	click := r.clickBy("U1", msgID, ActionNewCode, p.ID)
+	if _, err := r.svc.Renew(t.Context(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if !opened {
+		t.Fatal("the window was never opened")
+	}
+	if _, open := r.slack.Modal("U1"); !open {
+		t.Fatal("the window is not open")
+	}
+	for s := 10; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window still shows the superseded code %s:\n%s", shown, v.Shown())
+		}
+		if !strings.Contains(v.Shown(), "replaced") {
+			t.Errorf("the window does not say the code was replaced:\n%s", v.Shown())
+		}
+	}
+}
