@@ -491,31 +491,21 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 	}
 	window := WindowRequestingView(phone.International, in.Name, recipient)
 	log.Info("form submitted", "instance", in.Name, "phone", phone.Masked())
+	who := slack.SlashCommand{UserID: cb.User.ID, TeamID: cb.Team.ID, ChannelID: meta.Channel}
+	again := fmt.Sprintf("`/link %s %s`", escape(in.Name), escape(phone.International))
 	return slack.NewUpdateViewSubmissionResponse(&window), func(ctx context.Context) {
-		if recipient != "" {
-			if why, detail := b.checkRecipient(ctx, recipient); why != "" {
-				b.obs.Command(why)
-				again := fmt.Sprintf("`/link %s %s`", escape(in.Name), escape(phone.International))
-				b.showRefusalInWindow(ctx, cb.View.ID, RecipientRefusedView(why, recipient, again, detail), log)
-				return
-			}
-		}
-		req.DedupeKey = dedupeKey(ctx)
-		p, err := b.cfg.Service.Start(ctx, req)
-		if errors.Is(err, pairing.ErrDuplicate) {
-			// Slack delivered the submission twice (or again): the first
-			// delivery answers it.
-			b.obs.Command(pairing.OutcomeDuplicate)
-			return
-		}
-		b.obs.Command(pairing.OutcomeOf(err))
-		if p.ID != "" && p.State != pairing.StateRequesting {
-			b.show(ctx, p, showing{answer: onModal})
-			return
-		}
-		// No pairing of its own (a duplicate, a storage failure): the
-		// window says what the command would.
-		b.showRefusalInWindow(ctx, cb.View.ID, b.result(p, err, in.Name, cb.View.ID), log)
+		b.startAfterAck(ctx, ctx, log, started{
+			req: req, who: who, now: now, phoneText: phoneText, recipient: recipient, again: again,
+			shown: onModal,
+			refuse: func(ctx context.Context, m Message) {
+				b.showRefusalInWindow(ctx, cb.View.ID, m, log)
+			},
+			// No pairing of its own (a storage failure, a refusal): the
+			// window says what the command would.
+			answer: func(ctx context.Context, p pairing.Pairing, err error) {
+				b.showRefusalInWindow(ctx, cb.View.ID, b.result(p, err, in.Name, cb.View.ID), log)
+			},
+		})
 	}
 }
 

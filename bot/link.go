@@ -140,41 +140,77 @@ func (b *Bot) prepare(cmd slack.SlashCommand, now time.Time) reply {
 		req.Delivery, req.DM, req.Prepare = pairing.DeliveryDM, pairing.Surface{Recipient: recipient}, b.openHandoffDM
 		msg = HandoffRequestingView(phone, in.Name, recipient)
 	}
+	again := fmt.Sprintf("`/link %s %s`", escape(parsed.Instance), escape(phone.International))
 	return reply{msg: msg, after: func(ctx, reqCtx context.Context, log *slog.Logger) {
-		if recipient != "" {
-			// Who it goes to is Slack's to say, and Slack is asked only
-			// after the ack.
-			if why, detail := b.checkRecipient(ctx, recipient); why != "" {
-				// The refusal's audit claims the command's key: a second
-				// delivery of it shows nothing more.
-				if !b.auditRefusalOnce(ctx, cmd, now, in, parsed.Phone, why, recipient, log) {
-					return
-				}
-				b.obs.Command(why)
-				log.Info("hand-off refused", "outcome", why, "recipient", recipient)
-				again := fmt.Sprintf("`/link %s %s`", escape(parsed.Instance), escape(phone.International))
-				b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, RecipientRefusedView(why, recipient, again, detail))
+		b.startAfterAck(ctx, reqCtx, log, started{
+			req: req, who: cmd, now: now, phoneText: parsed.Phone, recipient: recipient, again: again,
+			shown: onNone,
+			refuse: func(ctx context.Context, m Message) {
+				b.respond(ctx, log, req.ResponseURL, req.URLIssued, 0, m)
+			},
+			answer: func(ctx context.Context, p pairing.Pairing, err error) {
+				b.answer(ctx, log, req.ResponseURL, req.URLIssued, p, err, req.Instance.Name, cmd.TriggerID)
+			},
+		})
+	}}
+}
+
+// started is a request past its pre-ack checks, the command's or the
+// form's, and where its answers go.
+type started struct {
+	req pairing.Request
+	// who asked, where (user, team, channel: for the refusal's audit), and
+	// when; phoneText is the phone as typed, audited masked.
+	who       slack.SlashCommand
+	now       time.Time
+	phoneText string
+	// recipient is whom the code is handed off to ("": the requester);
+	// again is the command that asks without them.
+	recipient, again string
+	// shown is the surface a stored pairing's answer goes to (onNone for
+	// the command, onModal for the form).
+	shown surface
+	// refuse shows a refused hand-off; answer shows what became of a Start
+	// with no stored pairing to show.
+	refuse func(ctx context.Context, m Message)
+	answer func(ctx context.Context, p pairing.Pairing, err error)
+}
+
+// startAfterAck is the work after the ack of a /link or a form
+// submission: who the recipient is (Slack is asked only after the ack),
+// a refusal audited once and shown, else Start, and its outcome shown.
+func (b *Bot) startAfterAck(ctx, reqCtx context.Context, log *slog.Logger, s started) {
+	if s.recipient != "" {
+		if why, detail := b.checkRecipient(ctx, s.recipient); why != "" {
+			// The refusal's audit claims the request's key: a second
+			// delivery of it shows nothing more.
+			if !b.auditRefusalOnce(ctx, s.who, s.now, s.req.Instance, s.phoneText, why, s.recipient, log) {
 				return
 			}
-		}
-		req.DedupeKey = dedupeKey(ctx)
-		p, err := b.cfg.Service.Start(reqCtx, req)
-		if errors.Is(err, pairing.ErrDuplicate) {
-			// Slack delivered the command twice (or again): the first
-			// delivery answers it.
-			b.obs.Command(pairing.OutcomeDuplicate)
+			b.obs.Command(why)
+			log.Info("hand-off refused", "outcome", why, "recipient", s.recipient)
+			s.refuse(ctx, RecipientRefusedView(why, s.recipient, s.again, detail))
 			return
 		}
-		b.obs.Command(pairing.OutcomeOf(err))
-		if p.ID != "" && p.State != pairing.StateRequesting {
-			// Every request past the limits has a stored pairing, watched
-			// until its message shows how it ended; shown from the store, an
-			// answer whose post is lost is posted again by the next tick.
-			b.show(ctx, p, showing{answer: onNone})
-			return
-		}
-		b.answer(ctx, log, req.ResponseURL, req.URLIssued, p, err, req.Instance.Name, cmd.TriggerID)
-	}}
+	}
+	req := s.req
+	req.DedupeKey = dedupeKey(ctx)
+	p, err := b.cfg.Service.Start(reqCtx, req)
+	if errors.Is(err, pairing.ErrDuplicate) {
+		// Slack delivered the request twice (or again): the first
+		// delivery answers it.
+		b.obs.Command(pairing.OutcomeDuplicate)
+		return
+	}
+	b.obs.Command(pairing.OutcomeOf(err))
+	if p.ID != "" && p.State != pairing.StateRequesting {
+		// Every request past the limits has a stored pairing, watched
+		// until its message shows how it ended; shown from the store, an
+		// answer whose post is lost is posted again by the next tick.
+		b.show(ctx, p, showing{answer: s.shown})
+		return
+	}
+	s.answer(ctx, p, err)
 }
 
 // deliveryFor is where instance's codes go: its own setting, else the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
+	"github.com/linkbot/linkbot/pairing"
 	"github.com/linkbot/linkbot/pairing/fakewawp"
 )
 
@@ -448,5 +449,34 @@ func TestSuggestionsAckUnder20KB(t *testing.T) {
 	opts, err := h.slack.Suggest("U1", "instance", "")
 	if err != nil || len(opts) == 0 {
 		t.Errorf("suggestions for nothing typed: %d options, %v; want some\nlogs:\n%s", len(opts), err, h.logs.String())
+	}
+}
+
+// TestFormHandOffRefusedIsAudited: a hand-off the form refuses for its
+// recipient (here a bot) is shown in the window and audited as the
+// command's is, with the requester and the recipient, once for a
+// submission delivered twice; no code is requested.
+func TestFormHandOffRefusedIsAudited(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	h.slack.SetUser(fakeslack.User{ID: "U0ROBOT", Name: "robot", IsBot: true})
+	h.command("U1", "")
+	h.modal("U1", "Instance states as of now.")
+	h.slack.DuplicateNext(1)
+	h.submitForm("U1", instanceEG, "0111 222 3333", "U0ROBOT")
+	h.modal("U1", "is a bot")
+	h.stop()
+	if n := len(h.wawp.Calls(fakewawp.RequestCode)); n != 0 {
+		t.Errorf("Wawp was asked for %d codes", n)
+	}
+	var got []pairing.Event
+	for _, e := range h.auditEvents() {
+		if e.Kind == pairing.EventRefused {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 1 || got[0].Outcome != pairing.OutcomeRecipientBot || got[0].User != "U1" || got[0].Recipient != "U0ROBOT" || got[0].Phone != maskedEG {
+		t.Errorf("audited %+v; want one %s refusal of U1's hand-off to U0ROBOT", got, pairing.OutcomeRecipientBot)
 	}
 }
