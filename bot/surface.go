@@ -383,11 +383,16 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 		} else if ok {
 			return HandoffDMRefusedView(p.DM.Recipient, code)
 		}
-		if err := pairing.ReasonError(p.Reason); err != nil {
+		if err := pairing.ReasonError(p.Reason); err != nil && p.Method == pairing.MethodQR {
+			return QRWawpErrorView(err, p.InstanceName)
+		} else if err != nil {
 			return WawpErrorView(err, p.InstanceName)
 		}
 		if p.Reason == pairing.ReasonInternal {
 			return InternalErrorView(p.ID)
+		}
+		if p.Method == pairing.MethodQR {
+			return QRFailedView(p.InstanceName, string(p.Reason))
 		}
 		return FailedView(phone, p.InstanceName, string(p.Reason))
 	case p.RefusedBy() != pairing.LimitNone:
@@ -396,6 +401,8 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 		return StatusView(&pairing.StatusError{Status: pairing.ReasonStatus(p.Reason), Me: p.LinkedPhone}, p.InstanceName, p.ID, now)
 	case p.State == pairing.StateWarmingUp:
 		return StatusView(&pairing.StatusError{Status: pairing.StatusStarting, RetryAt: later(p.RetryAt, now)}, p.InstanceName, p.ID, now)
+	case p.State == pairing.StateInterrupted && p.Method == pairing.MethodQR:
+		return QRInterruptedView(p.InstanceName)
 	case p.State == pairing.StateInterrupted:
 		return InterruptedView(InterruptedModel{
 			Phone: phone, Instance: p.InstanceName, Attempt: p.Attempt, PhoneLimit: limit, Now: now, NewCodeAt: nextCode(),

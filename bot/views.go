@@ -415,6 +415,11 @@ func StatusView(err *pairing.StatusError, instance, pairingID string, now time.T
 
 // WawpErrorView explains a failed Wawp call without internals.
 func WawpErrorView(err error, instance string) Message {
+	return notice("No code: Wawp reported a problem", wawpErrorText(err, instance))
+}
+
+// wawpErrorText is WawpErrorView's sentence for err.
+func wawpErrorText(err error, instance string) string {
 	in := escape(instance)
 	var t string
 	switch {
@@ -441,7 +446,7 @@ func WawpErrorView(err error, instance string) Message {
 	default:
 		t = "⚠️ Wawp answered with something the bot could not read. Wait a minute, then try again; if it keeps happening, tell the bot's admin."
 	}
-	return notice("No code: Wawp reported a problem", t)
+	return t
 }
 
 // InternalErrorView is for failures of the bot itself.

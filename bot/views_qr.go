@@ -136,3 +136,31 @@ func QRExpiredView(instance, pairingID string) Message {
 func QRCancelledView(instance string) Message {
 	return notice("QR link cancelled", fmt.Sprintf("🛑 Cancelled — the QR page for %s was revoked. Run /link again when the phone is ready.", escape(instance)))
 }
+
+// QRFailedView is a QR pairing whose instance failed, or left Wawp, while
+// the phone had not scanned the page: its link was revoked (the pairing's
+// end revokes it first, pairing.Service), and this message no longer
+// shows it.
+func QRFailedView(instance, reason string) Message {
+	what := "failed"
+	if reason == string(pairing.OutcomeInstanceGone) {
+		what = "no longer exists in Wawp"
+	}
+	t := fmt.Sprintf("⚠️ %s %s before the phone scanned the QR page, so the QR link was revoked and removed from here. Check the instance in the Wawp dashboard, then run /link again.", escape(instance), what)
+	return notice("QR pairing failed", t)
+}
+
+// QRWawpErrorView is a QR link Wawp did not make (temp-link POST
+// failed): nothing to revoke, or what Wawp may have made was revoked.
+func QRWawpErrorView(err error, instance string) Message {
+	return notice("No QR link: Wawp reported a problem", wawpErrorText(err, instance))
+}
+
+// QRInterruptedView is a QR link request the bot stopped in the middle
+// of (a restart or a crash): no link is shown, and any link Wawp made is
+// revoked (pairing.Service revokes an interrupted QR request's link,
+// retrying on the ticks until Wawp confirms).
+func QRInterruptedView(instance string) Message {
+	t := fmt.Sprintf("⚠️ *Interrupted* — the bot stopped (a restart or a crash) while it was asking Wawp for a QR link for %s, so no QR link is shown, and any link Wawp made is revoked. Run `/link %s` again when the phone is ready.", escape(instance), escape(instance))
+	return notice("QR link request interrupted", t)
+}

@@ -74,6 +74,10 @@ func allViews() map[string]Message {
 		"qr_expired":          QRExpiredView("support-eg", "p4x7k2m9q3w8z5y6"),
 		"qr_cancelled":        QRCancelledView("support-eg"),
 		"qr_unavailable":      WawpErrorView(pairing.ErrQRUnavailable, "support-eg"),
+		"qr_failed":           QRFailedView("support-eg", string(pairing.OutcomeInstanceFailed)),
+		"qr_failed_gone":      QRFailedView("support-eg", string(pairing.OutcomeInstanceGone)),
+		"qr_wawp_error":       QRWawpErrorView(pairing.ErrServer, "support-eg"),
+		"qr_interrupted":      QRInterruptedView("support-eg"),
 		// Hand-off (issue 9): the requester's views, then the agent's DM.
 		"handoff_requesting":        HandoffRequestingView(pairing.Phone{Digits: "201112223333", International: "+20 11 12223333"}, "support-eg", "U456"),
 		"handoff_sent":              HandoffSentView("p4x7k2m9q3w8z5y6", "+20 11 12223333", "support-eg", "U456", now.Add(150*time.Second), ""),
