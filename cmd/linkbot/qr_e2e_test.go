@@ -158,3 +158,103 @@ func TestFormLimitInWindowThenQR(t *testing.T) {
 		t.Error("the link was never revoked")
 	}
 }
+
+// TestQROfferedWhenCodesCannotWork: each case issue 10 names besides the
+// phone's limit (TestQRLinkRevokedInEveryEnding) offers "Link by QR
+// instead" on the requester's own message, and the offer works from
+// there: the link is shown to the requester only (never in a message the
+// channel sees, never in any fallback text), the phone scans it, and the
+// link is revoked.
+func TestQROfferedWhenCodesCannotWork(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// reach brings U1's /link (thread) to the message that offers QR.
+		reach func(h *harness, thread string)
+		want  string // what that message says
+	}{
+		{"locked out", func(h *harness, _ string) {}, "WhatsApp is refusing codes for this number"},
+		{"wrong phone", func(h *harness, thread string) {
+			h.waitText(thread, "Enter this code")
+			if err := h.wawp.EnterCode(instanceEG, h.wawp.Code(instanceEG)); err != nil {
+				h.t.Fatal(err)
+			}
+			h.wawp.SetStatus(instanceEG, "WORKING", "201009998888")
+			h.tick()
+			h.waitText(thread, "Linked the WRONG phone")
+			// Whoever sees it logs the wrong phone out in Wawp.
+			h.wawp.SetStatus(instanceEG, "SCAN_QR_CODE", "")
+		}, "Linked the WRONG phone"},
+		{"two codes expired", func(h *harness, thread string) {
+			for i := range 2 {
+				h.waitText(thread, fmt.Sprintf("Code %d of 3", i+1))
+				h.clock.advance(5 * time.Second)
+				h.tick()
+				h.waitText(thread, "Expired")
+				if i == 0 {
+					h.click(thread, "U1", "new_code")
+				}
+			}
+		}, "Expired"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.setConfig("code_lifetime: 5s\nannounce: true\n")
+			h.manualTicks()
+			h.slack.SetChannel(fakeslack.Channel{ID: "C0SUPPORT", Public: true, Member: true})
+			if tc.name == "locked out" {
+				h.wawp.SetLockout(0, time.Hour) // WhatsApp locks the number at its first request
+			}
+			h.start()
+			env := h.command("U1", "support-eg 0111 222 3333")
+			tc.reach(h, env.MessageID)
+			v := h.waitText(env.MessageID, "Link by QR instead")
+			if !strings.Contains(shown(v), tc.want) {
+				t.Errorf("the offer is on\n%s\nwant it on the message saying %q", shown(v), tc.want)
+			}
+			if tc.name == "locked out" && !h.wawp.LockedOut("201112223333") {
+				t.Error("the fake did not lock the number out")
+			}
+			h.click(env.MessageID, "U1", "link_by_qr")
+			v = h.waitText(env.MessageID, "Open the QR page")
+			link := h.wawp.ActiveLink(instanceEG)
+			if link == "" || !strings.Contains(string(v.Blocks), link) {
+				t.Fatalf("the message shows\n%s\nwant Wawp's active link %q", shown(v), link)
+			}
+			// Someone else in the channel sees the status card, and no link.
+			channel := h.slack.Screen("U2", "C0SUPPORT")
+			if len(channel) == 0 {
+				t.Error("U2 sees no status card in the channel")
+			}
+			for _, m := range channel {
+				if strings.Contains(fmt.Sprint(m.Versions), link) {
+					t.Errorf("U2 sees the link in the channel: %s", shown(m.Latest()))
+				}
+			}
+			if err := h.wawp.ScanLink(link, "201112223333"); err != nil {
+				t.Fatal(err)
+			}
+			h.tick()
+			v = h.waitText(env.MessageID, "✅ Linked by QR")
+			if strings.Contains(string(v.Blocks), link) {
+				t.Error("the linked message still shows the link")
+			}
+			if !h.slack.WaitFor(waitLong, h.revoked) {
+				t.Errorf("the link was never revoked; Wawp calls %+v", h.wawp.Calls(fakewawp.TempLink))
+			}
+			h.stop()
+			for _, m := range h.slack.Messages() {
+				for _, ver := range m.Versions {
+					if strings.Contains(ver.Text, link) {
+						t.Errorf("message %s's fallback text holds the link: %q", m.ID, ver.Text)
+					}
+					if (!m.Ephemeral && !strings.HasPrefix(m.Channel, "D")) && strings.Contains(string(ver.Blocks), link) {
+						t.Errorf("channel message %s showed the link: %s", m.ID, ver.Blocks)
+					}
+				}
+			}
+			if h.wawp.ActiveLink(instanceEG) != "" {
+				t.Error("Wawp still has an active link")
+			}
+		})
+	}
+}
