@@ -68,6 +68,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -99,6 +100,10 @@ type DB struct {
 	// limits is SET LOCAL statements run at the start of every
 	// transaction (limitsSQL).
 	limits []string
+	// opener is this store's row in linkbot_meta ("opened:…"), written
+	// by a non-read-only Open before it reads the phone-key secret and
+	// deleted by Close: Import refuses while another process's is there.
+	opener string
 	// madeSecret: this store's Open made the phone-key secret (the
 	// database had none), so Import may replace it.
 	madeSecret bool
@@ -362,8 +367,14 @@ func (db *DB) open(ctx context.Context, opts Options) error {
 	return db.loadSecret(ctx, !opts.ReadOnly)
 }
 
-// Close closes every connection.
+// Close removes this store's registration (opener; best effort, a few
+// seconds at most) and closes every connection.
 func (db *DB) Close() error {
+	if db.opener != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		db.pool.Exec(ctx, `DELETE FROM linkbot_meta WHERE key = $1`, db.opener)
+		cancel()
+	}
 	db.pool.Close()
 	return nil
 }
@@ -383,11 +394,30 @@ func (db *DB) Where() string { return db.where }
 // phoneKeySecretSize is the HMAC key's length, as the bbolt store's.
 const phoneKeySecretSize = 32
 
+// openerPrefix starts the linkbot_meta keys of the processes that have
+// the database open and keep its phone-key secret in memory (DB.opener).
+const openerPrefix = "opened:"
+
 // loadSecret reads the phone-key secret, first making one (32 random
 // bytes) when create is set and the database has none. Replicas opening a
 // new database together agree: the first insert wins and all read it.
+// With create, the store first registers itself (opener), so an Import
+// that has not yet begun sees it and refuses, and one under way (it
+// locks linkbot_meta) makes the registration wait until it committed, so
+// the secret read after it is the imported one.
 func (db *DB) loadSecret(ctx context.Context, create bool) error {
 	if create {
+		id := make([]byte, 12)
+		if _, err := rand.Read(id); err != nil {
+			return err
+		}
+		host, _ := os.Hostname()
+		key := fmt.Sprintf("%s%x", openerPrefix, id)
+		who := fmt.Sprintf("%s host %s pid %d", time.Now().UTC().Format(time.RFC3339), host, os.Getpid())
+		if _, err := db.pool.Exec(ctx, `INSERT INTO linkbot_meta (key, value) VALUES ($1, $2)`, key, []byte(who)); err != nil {
+			return fmt.Errorf("register this process: %w", db.classify(ctx, err))
+		}
+		db.opener = key
 		secret := make([]byte, phoneKeySecretSize)
 		if _, err := rand.Read(secret); err != nil {
 			return err
