@@ -102,8 +102,10 @@ type Bot struct {
 	editing sync.Map     // pairing ID → an edit is in flight
 	ticking atomic.Int64 // edits started by ticks and still running
 	// backlog is how many urgent edits (final states, codes going into
-	// DMs) wait for the edit budget: counted by each tick, plus the DMs
-	// opened since whose code did not go in at once (codeGoesInSoon).
+	// DMs) wait for the edit budget: counted by each tick (from the
+	// stored pairings on a replica that does not lead: followBacklog),
+	// plus the DMs opened since whose code did not go in at once
+	// (codeGoesInSoon).
 	backlog   atomic.Int64
 	editSlots chan struct{} // bounds concurrent edits
 	edits     *editBudget   // the workspace's chat.update budget, shared by all DMs

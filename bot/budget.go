@@ -88,6 +88,16 @@ func (e *editBudget) blockUntil(until time.Time) time.Time {
 	return e.blockedUntil
 }
 
+// heldUntil is when the running Retry-After runs out (zero: none runs).
+func (e *editBudget) heldUntil() time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.now().Before(e.blockedUntil) {
+		return e.blockedUntil
+	}
+	return time.Time{}
+}
+
 // key is the hold's key in storage.
 func (e *editBudget) key() string { return e.name }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/pairing/wawp"
 )
 
 // startDM stores a live pairing of user's with delivery dm, its code issued
@@ -690,5 +691,87 @@ func TestCardsNewExpiryGoesAheadOfCountdownSteps(t *testing.T) {
 	cards := r.slack.Screen("U9NOBODY", "C0SUPPORT")
 	if len(cards) != 1 || expires == 0 || !strings.Contains(string(cards[0].Latest().Blocks), fmt.Sprint(expires)) {
 		t.Errorf("two uses of the budget after New code, the card (want the new expiry %d):\n%s", expires, screenText(cards))
+	}
+}
+
+// TestFollowerBacklogFollowsStoredState (review r9b): the DM backlog (codes waiting for the edit budget) is set
+// only by Tick, after lead: on a replica that does not lead the ticker it
+// only ever grows (surface.go backlog.Add on each opening that waits), so
+// after one burst of DM requests answered there, codeGoesInSoon counts
+// codes long expired (and put in by the leader) and that replica shows
+// later codes ephemerally although the budget is full. Ten minutes after
+// a burst, 20 DM requests in a quiet workspace must all open their DMs
+// (the budget carries ~35 within a quarter of a code's lifetime), as they
+// do on the leader.
+func TestFollowerBacklogFollowsStoredState(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	for _, leads := range []bool{true, false} {
+		t.Run(map[bool]string{true: "leader", false: "follower"}[leads], func(t *testing.T) {
+			r := newCountdownRig(t, t0)
+			r.slack.SetMessagesTab(true)
+			other := pairing.NewService(wawp.NewClient(r.wawp.URL, "tok", nil), r.db, pairing.Config{Now: r.clock.Now, LeaderID: "other-replica"})
+			tick := func() {
+				if !leads {
+					if ok, err := other.Lead(t.Context()); !ok || err != nil {
+						t.Fatalf("the other replica's Lead = %v, %v", ok, err)
+					}
+				}
+				r.tick()
+			}
+			tick()
+			for i := range 40 {
+				r.requestDM(fmt.Sprintf("a%03d", i), fmt.Sprintf("U%03d", i), fmt.Sprintf("INST%08d", i), t0, false)
+			}
+			// Ten quiet minutes (the other replica, leading, ends them all).
+			for s := 5; s <= 600; s += 5 {
+				r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+				tick()
+			}
+			t1 := r.clock.Now()
+			var ephemeral []string
+			for i := range 20 {
+				p := r.requestDM(fmt.Sprintf("b%03d", i), fmt.Sprintf("U%03d", 100+i), fmt.Sprintf("INST%08d", 100+i), t1, false)
+				if !p.DM.Posted() {
+					ephemeral = append(ephemeral, p.ID+":"+p.DM.Failed)
+				}
+			}
+			if len(ephemeral) > 0 {
+				t.Errorf("backlog %d: %d of 20 DM requests in a quiet workspace were shown ephemerally instead: %v", r.bot.backlog.Load(), len(ephemeral), ephemeral)
+			}
+		})
+	}
+}
+
+// TestRetryAfterHonouredByRunningReplica (review r9b): Slack's Retry-After holds are stored (SetHold) but read
+// back only when a bot starts (loadHolds): a 429 one replica met on
+// chat.update (a per-workspace limit) does not stop another replica
+// already running, which edits during the Retry-After (the fake fails the
+// test on that call). Here the leader's tick meets the 429; a click
+// answered by the other replica 5 s later edits the DM at once.
+func TestRetryAfterHonouredByRunningReplica(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	r.slack.SetMessagesTab(true)
+	other := r.replica()
+	p := r.startDM("a", "U1", "INSTAAAAAAAA", t0)
+	r.slack.RateLimitNextCall("chat.update", 40*time.Second)
+	r.clock.Set(t0.Add(30 * time.Second))
+	r.tick() // the step due at 30 s: 429, Retry-After 40 s, stored
+	if n := r.slack.RateLimitedCalls("chat.update"); n != 1 {
+		t.Fatalf("%d 429s, want 1", n)
+	}
+	r.clock.Set(t0.Add(35 * time.Second))
+	dms := r.slack.DMScreen("U1")
+	dm := dms[len(dms)-1]
+	var cb slack.InteractionCallback
+	cb.Type = slack.InteractionTypeBlockActions
+	cb.User.ID = "U1"
+	cb.ResponseURL = r.slack.NewResponseURL(dm.ID)
+	cb.Container = slack.Container{Type: "message", ChannelID: dm.Channel, MessageTs: dm.TS}
+	cb.ActionCallback.BlockActions = []*slack.BlockAction{{ActionID: ActionCancel, Value: p.ID, ActionTs: "1795615235.000100"}}
+	other.interaction(context.Background(), cb)
+	other.work.Wait()
+	if got := len(r.slack.DMScreen("U1")[0].Versions); got != 2 {
+		t.Errorf("the DM has %d versions; the other replica edited it during the Retry-After", got)
 	}
 }

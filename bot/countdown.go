@@ -124,6 +124,7 @@ const maxEditsInFlight = 32
 // what was due.
 func (b *Bot) Tick(ctx context.Context) {
 	if !b.lead(ctx) {
+		b.followBacklog(ctx)
 		return
 	}
 	pairings, err := b.cfg.Service.Advance(ctx)
@@ -220,6 +221,40 @@ func (b *Bot) Tick(ctx context.Context) {
 		})
 	}
 	b.backlog.Store(backlog)
+}
+
+// urgent reports whether p has an urgent edit due at now: one the
+// backlog counts (a final state, or a code going into its DM or card).
+func urgent(p pairing.Pairing, now time.Time) bool {
+	_, update := dmDue(p, now)
+	_, cardUpdate := cardDue(p, now)
+	return editTier(p, now) <= tierCode && (update || cardUpdate)
+}
+
+// followBacklog sets the backlog, on a replica that does not lead the
+// ticker, from the stored pairings: the leader's ticks put the waiting
+// codes into their DMs, and the count this replica added to since its
+// last look (codes it opened) would otherwise only grow, sending later
+// codes ephemeral in a quiet workspace. A code that ran out but is not
+// marked yet is left out: the leader's next Advance ends it (and its
+// final state then counts), while a leader gone quiet must not make the
+// codes of its past burst count for ever. A read that fails leaves it.
+func (b *Bot) followBacklog(ctx context.Context) {
+	ps, err := b.cfg.Service.Watched(ctx)
+	if err != nil {
+		return
+	}
+	now := b.cfg.Service.Now()
+	var n int64
+	for _, p := range ps {
+		if p.State == pairing.StateLive && !now.Before(p.ExpiresAt) {
+			continue
+		}
+		if urgent(p, now) {
+			n++
+		}
+	}
+	b.backlog.Store(n)
 }
 
 // Tiers of the tick's edit budget, most urgent first (Tick).

@@ -362,6 +362,7 @@ func (b *Bot) updateView(ctx context.Context, viewID, hash string, view slack.Mo
 // right before the call, after its turn came, and errClaimRanOut returned,
 // with no call, when the claim no longer holds.
 func (b *Bot) updateViewClaimed(ctx context.Context, holds func() bool, viewID, hash string, view slack.ModalViewRequest) (*slack.ViewResponse, error) {
+	b.refreshHolds(ctx) // a Retry-After another replica met holds this one too
 	b.updating.Lock()
 	defer b.updating.Unlock()
 	if b.edits.blocked() {

@@ -285,6 +285,7 @@ func (b *Bot) openHandoffDM(ctx context.Context, p pairing.Pairing) error {
 		err  error
 	)
 	for try := 0; ; try++ {
+		b.refreshHolds(ctx)
 		sent, err = b.limited(b.lockPosts(dm.Recipient), b.posts.on(dm.Recipient), func() (err error) {
 			channel, ts, err = b.api.PostMessageContext(ctx, dm.Recipient, slack.MsgOptionText(m.Text, false), slack.MsgOptionBlocks(m.Blocks...))
 			return err

@@ -109,6 +109,7 @@ var errClaimLost = errors.New("the edit is claimed elsewhere")
 // runs out: the tick that next shows the pairing posts what is due then.
 func (b *Bot) post(ctx context.Context, log *slog.Logger, url string, issued time.Time, keep int, m Message, again func() (Message, bool), take func() error) postOutcome {
 	held := b.urlHolds.on(urlHoldID(url))
+	b.refreshHolds(ctx) // a Retry-After another replica met on url holds this one too
 	for try := 1; ; try++ {
 		if ctx.Err() != nil {
 			return postFailed // shutting down: keep the use for the next start

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -296,6 +297,8 @@ func (b *Bot) renderView(ctx context.Context, p pairing.Pairing, now time.Time, 
 	switch {
 	case s == onCard:
 		return b.renderCard(p, now)
+	case s == onModal && p.State == pairing.StateSuperseded:
+		return WindowReplacedView()
 	case showingCode(p, now) && p.Method == pairing.MethodQR && (s != onEphemeral || !p.InDM()):
 		m := QRModel{
 			PairingID: p.ID, Link: p.Link, Instance: p.InstanceName, Now: now, ExpiresAt: p.ExpiresAt, Lifetime: p.ExpiresAt.Sub(p.IssuedAt),
@@ -486,16 +489,22 @@ func (b *Bot) showLocked(ctx context.Context, p pairing.Pairing, how showing) {
 	if fresh, err := b.cfg.Service.Pairing(ctx, p.ID); err == nil {
 		p = fresh
 	}
+	now := b.cfg.Service.Now()
 	if p.State == pairing.StateSuperseded {
-		for _, e := range []dmEdit{how.edit, how.card, how.modal} {
+		for _, e := range []dmEdit{how.edit, how.card} {
 			if e == editGranted {
 				b.edits.refund()
 			}
 		}
-		b.recordView(ctx, p, p.LastView, true)
+		// Its renewal owns the message. Only a window recorded on it
+		// when it was replaced while the window opened is its own: it is
+		// told so (the code removed), and then the pairing is left.
+		p = b.showModal(ctx, p, now, how.modal)
+		if modalDone(p, now) {
+			b.recordView(ctx, p, p.LastView, true)
+		}
 		return
 	}
-	now := b.cfg.Service.Now()
 	// The card first: if it cannot be posted, the requester's first answer
 	// says how to add the bot to the channel.
 	p = b.showCard(ctx, p, now, how.card)
@@ -959,6 +968,7 @@ func (b *Bot) showPostedClaimed(ctx context.Context, p pairing.Pairing, now time
 	}
 	var channel, ts string
 	opts := message(key)
+	b.refreshHolds(ctx)
 	sent, err := b.limited(b.lockPosts(ps.to), b.posts.on(ps.to), func() error {
 		return ps.claimed(func() (err error) {
 			channel, ts, err = b.api.PostMessageContext(ctx, ps.to, opts...)
@@ -1156,6 +1166,7 @@ func (b *Bot) limited(lock func() (unlock func()), hold hold, call func() error)
 // this minute, or the database unreachable, no call is made (sent is
 // false), as while a Retry-After runs: a later tick edits the message.
 func (b *Bot) editLimited(ctx context.Context, call func() error) (sent bool, err error) {
+	b.refreshHolds(ctx) // a Retry-After another replica met holds this one too
 	if b.edits.blocked() {
 		return false, nil
 	}
@@ -1189,19 +1200,57 @@ func (b *Bot) loadHolds(ctx context.Context) {
 		b.log.Error("reading Slack's Retry-Afters; starting without them", "err", err)
 		return
 	}
+	for _, key := range b.adoptHolds(holds) {
+		b.log.Info("waiting out Slack's Retry-After from before the start", "hold", key, "until", holds[key])
+	}
+}
+
+// refreshHolds adopts the Retry-Afters another replica met since (Slack
+// limits chat.update and chat.delete per workspace, posts per channel,
+// and a response_url's posts per url, whichever process makes them): one
+// read of the stored holds, before the calls they may stop (never before
+// an ack). A read that fails leaves the holds this process knows.
+func (b *Bot) refreshHolds(ctx context.Context) {
+	holds, err := b.cfg.Service.Holds(ctx)
+	if err != nil {
+		b.log.Debug("reading Slack's Retry-Afters failed; going on with the ones known here", "err", err)
+		return
+	}
+	for _, key := range b.adoptHolds(holds) {
+		b.log.Info("waiting out Slack's Retry-After another replica met", "hold", key, "until", holds[key])
+	}
+}
+
+// adoptHolds applies the stored holds that run later than this process's
+// own, and returns their keys.
+func (b *Bot) adoptHolds(holds map[string]time.Time) []string {
+	var adopted []string
 	for key, until := range holds {
+		var was time.Time
 		switch {
 		case key == b.edits.key():
-			b.edits.blockUntil(until)
+			if was = b.edits.heldUntil(); until.After(was) {
+				b.edits.blockUntil(until)
+			}
 		case strings.HasPrefix(key, postHoldPrefix):
-			b.posts.blockUntil(strings.TrimPrefix(key, postHoldPrefix), until)
+			to := strings.TrimPrefix(key, postHoldPrefix)
+			if was = b.posts.heldUntil(to); until.After(was) {
+				b.posts.blockUntil(to, until)
+			}
 		case strings.HasPrefix(key, urlHoldPrefix):
-			b.urlHolds.blockUntil(strings.TrimPrefix(key, urlHoldPrefix), until)
+			id := strings.TrimPrefix(key, urlHoldPrefix)
+			if was = b.urlHolds.heldUntil(id); until.After(was) {
+				b.urlHolds.blockUntil(id, until)
+			}
 		default:
 			continue
 		}
-		b.log.Info("waiting out Slack's Retry-After from before the start", "hold", key, "until", until)
+		if until.After(was) {
+			adopted = append(adopted, key)
+		}
 	}
+	slices.Sort(adopted)
+	return adopted
 }
 
 // lockUpdates takes the turn of chat.update and chat.delete calls: one at

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -143,7 +144,11 @@ func (b *Bot) showModal(ctx context.Context, p pairing.Pairing, now time.Time, e
 	}
 	rctx, cancel := pairing.RecordContext(ctx)
 	defer cancel()
-	stored, rerr := b.cfg.Service.RecordModal(rctx, p.ID, m)
+	record := b.cfg.Service.RecordModal
+	if p.State == pairing.StateSuperseded {
+		record = b.cfg.Service.RecordReplacedModal // its window told it was replaced
+	}
+	stored, rerr := record(rctx, p.ID, m)
 	if rerr != nil {
 		log.Error("recording the window", "err", rerr)
 		p.Modal = m
@@ -170,8 +175,23 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 		b.respond(ctx, log, cb.ResponseURL, b.cfg.Service.Now(), 0, EndedView())
 		return
 	}
+	// A click delivered twice (a Socket Mode redelivery, or one envelope
+	// reaching two replicas) opens one window: its key is claimed first
+	// (issue 11), as every click's. A second views.open would reuse the
+	// trigger (trigger_exchanged) and tell the person that the window
+	// they see could not be opened.
+	if !b.claim(ctx, log) {
+		return
+	}
 	now := b.cfg.Service.Now()
 	opened, err := b.api.OpenViewContext(ctx, cb.TriggerID, windowOf(b.render(ctx, p, now, onModal), p.ID))
+	if code, _ := slackRefusal(err); code == "trigger_exchanged" {
+		// The trigger opened a view already (the key could not be claimed,
+		// the database unreachable): that window is open; nothing to say.
+		// https://api.slack.com/methods/views.open: trigger_exchanged.
+		log.Info("the click's trigger was used already: its window is open")
+		return
+	}
 	if err != nil {
 		log.Warn("the code window could not be opened", "reason", webFailure(err))
 		// Below the code message, which keeps its code: the click's url
@@ -191,18 +211,17 @@ func (b *Bot) openWindow(ctx context.Context, cb slack.InteractionCallback, id s
 		log.Error("reading the pairing of an opened window", "err", err)
 		return
 	}
-	if p.State == pairing.StateSuperseded {
-		// A New code click replaced it while the window opened: the new
-		// code is in the message, with a button of its own.
-		b.edits.take() // spent if there is one; the answer goes anyway
-		if _, err := b.updateView(ctx, opened.ID, opened.Hash, windowOf(WindowReplacedView(), "")); err != nil {
-			log.Warn("showing the replacement in the code window failed", "reason", webFailure(err))
-		}
-		return
-	}
 	rctx, cancel := pairing.RecordContext(ctx)
 	defer cancel()
 	stored, err := b.cfg.Service.RecordModal(rctx, p.ID, m)
+	if errors.Is(err, pairing.ErrReplaced) || err == nil && p.State == pairing.StateSuperseded {
+		// A New code click (here, or on another replica before the window
+		// was recorded) replaced it while the window opened: the new code
+		// is in the message, with a button of its own. The window is
+		// recorded on the replaced pairing, watched until the window says
+		// so: a Retry-After or a failed update leaves it to the ticks.
+		stored, err = b.cfg.Service.RecordReplacedModal(rctx, p.ID, m)
+	}
 	if err != nil {
 		log.Error("recording the window", "err", err)
 		return

@@ -2,12 +2,15 @@ package bot
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/linkbot/linkbot/bot/fakeslack"
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store"
 )
 
 // startWindow is startDM with the pairing's code window open too (as
@@ -147,7 +150,9 @@ func TestWindowOpensWhileMessageLocked(t *testing.T) {
 			if _, err := r.svc.Renew(r.t.Context(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()}); err != nil {
 				r.t.Fatal(err)
 			}
-		}, "This code was replaced by a newer one", false},
+			// Recorded on the replaced pairing (watched until it says so):
+			// a held update would otherwise leave the old code there.
+		}, "This code was replaced by a newer one", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newCountdownRig(t, t0)
@@ -197,5 +202,362 @@ func TestWindowOpensWhileMessageLocked(t *testing.T) {
 				t.Errorf("stored hash %q, the view's %q", stored.Modal.Hash, v.Hash)
 			}
 		})
+	}
+}
+
+// TestWindowOpenedDuringCancelIsFinished (review r9b): the same in one process (bbolt): a Cancel click holds the
+// message's lock while Show code window opens the window; the Cancel's
+// answer finishes the pairing's messages and unwatches it; openWindow then
+// records the window on the ended, unwatched pairing and tries one update,
+// which a running Retry-After refuses. No tick reads the pairing again.
+func TestWindowOpenedDuringCancelIsFinished(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	p := r.watched()[0]
+	code := r.wawp.Code(rigInstance)
+	shown := code[:4] + "-" + code[4:]
+	unlock := r.bot.locks.lock(p.MessageID()) // the Cancel click's
+	cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+	cb.TriggerID = r.slack.NewTrigger("U1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.bot.interaction(context.Background(), cb)
+	}()
+	if !r.slack.WaitFor(time.Second, func() bool { _, open := r.slack.Modal("U1"); return open }) {
+		unlock()
+		t.Fatal("the window did not open")
+	}
+	r.clock.Set(t0.Add(5 * time.Second))
+	click := r.clickBy("U1", msgID, ActionCancel, p.ID)
+	c, err := r.svc.Cancel(context.Background(), p.ID, "U1", pairing.Click{ResponseURL: click.ResponseURL, Issued: r.clock.Now(), TS: click.Container.MessageTs})
+	if err != nil {
+		unlock()
+		t.Fatal(err)
+	}
+	r.bot.showLocked(context.Background(), c, showing{answer: onEphemeral})
+	r.bot.edits.block(20 * time.Second) // a views 429 met meanwhile
+	unlock()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("openWindow never finished")
+	}
+	r.bot.work.Wait()
+	for s := 10; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window still shows the cancelled code %s (watched: %d):\n%s", shown, len(r.watched()), v.Shown())
+		}
+	}
+}
+
+// readHook runs onRead after a read of pairing id (once armed).
+type readHook struct {
+	pairing.Storage
+	mu     sync.Mutex
+	id     string
+	onRead func()
+}
+
+func (s *readHook) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
+	p, err := s.Storage.Pairing(ctx, id)
+	s.mu.Lock()
+	f := s.onRead
+	if id != s.id {
+		f = nil
+	}
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return p, err
+}
+
+// TestWindowRecordedOnPairingCancelledElsewhere (review r9b): as above, but the other replica's click is Cancel, and it
+// finishes the pairing's messages (unwatching it) before openWindow
+// records the window. The window's one update after recording finds a
+// Retry-After running; no tick ever reads an unwatched pairing again, so
+// the cancelled code stays in the window.
+func TestWindowRecordedOnPairingCancelledElsewhere(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	hook := &readHook{Storage: db}
+	r := newCountdownRigOn(t, t0, hook)
+	r.db = db
+	msgID := r.start()
+	p := r.watched()[0]
+	code := r.wawp.Code(rigInstance)
+	shown := code[:4] + "-" + code[4:]
+	reads := 0
+	done := false
+	other := r.replica()
+	hook.mu.Lock()
+	hook.id = p.ID
+	hook.onRead = func() {
+		reads++
+		if reads != 2 || done {
+			return
+		}
+		done = true
+		r.clock.Set(t0.Add(5 * time.Second))
+		click := r.clickBy("U1", msgID, ActionCancel, p.ID)
+		c, err := other.cfg.Service.Cancel(context.Background(), p.ID, "U1", pairing.Click{ResponseURL: click.ResponseURL, Issued: r.clock.Now(), TS: click.Container.MessageTs})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		other.show(context.Background(), c, showing{answer: onEphemeral})
+		other.work.Wait()
+		r.bot.edits.block(20 * time.Second) // a views 429 met meanwhile
+	}
+	hook.mu.Unlock()
+	cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+	cb.TriggerID = r.slack.NewTrigger("U1")
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+	hook.mu.Lock()
+	hook.onRead = nil
+	hook.mu.Unlock()
+	if !done {
+		t.Fatal("the cancel never ran")
+	}
+	for s := 10; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window still shows the cancelled code %s (watched: %d):\n%s", shown, len(r.watched()), v.Shown())
+		}
+	}
+}
+
+// TestWindowRecordedOnPairingRenewedElsewhere (review r9b): openWindow's message lock is this process's only; another
+// replica's New code click is not kept out by it. If that renewal lands
+// between openWindow's second read (live) and its RecordModal, the window
+// is recorded on the superseded pairing (RecordModal accepts any state),
+// the renewal carried the pairing's earlier Modal (none), and showLocked
+// stops watching a superseded pairing at once: the window shows the old
+// code for good.
+func TestWindowRecordedOnPairingRenewedElsewhere(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	hook := &readHook{Storage: db}
+	r := newCountdownRigOn(t, t0, hook)
+	r.db = db
+	msgID := r.start()
+	p := r.watched()[0]
+	oldCode := r.wawp.Code(rigInstance)
+	shown := oldCode[:4] + "-" + oldCode[4:]
+	// Another replica renews it right after openWindow's second read.
+	reads := 0
+	renewed := false
+	other := r.replica()
+	hook.mu.Lock()
+	hook.id = p.ID
+	hook.onRead = func() {
+		reads++
+		if reads != 2 || renewed {
+			return
+		}
+		renewed = true
+		r.clock.Set(t0.Add(5 * time.Second))
+		click := r.clickBy("U1", msgID, ActionNewCode, p.ID)
+		if _, err := other.cfg.Service.Renew(context.Background(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()}); err != nil {
+			t.Error(err)
+		}
+	}
+	hook.mu.Unlock()
+	cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+	cb.TriggerID = r.slack.NewTrigger("U1")
+	r.bot.interaction(context.Background(), cb)
+	r.bot.work.Wait()
+	hook.mu.Lock()
+	hook.onRead = nil
+	hook.mu.Unlock()
+	if !renewed {
+		t.Fatal("the renewal never ran")
+	}
+	for s := 10; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window still shows the superseded code %s after the pairings ended:\n%s", shown, v.Shown())
+		}
+	}
+}
+
+// TestWindowReplacedDuringRetryAfterIsFinished (review r9b): a Show code window opened on a code that a New code click
+// replaced while the window opened, at a moment the views methods are held
+// by a Retry-After: openWindow's one try to draw "replaced" is refused
+// (errBlocked), nothing records the window, and the superseded code stays
+// in a modal the bot could still edit, for ever. It must be gone once the
+// hold is over (issue 9: no code in a message the bot can edit after its
+// pairing ended).
+func TestWindowReplacedDuringRetryAfterIsFinished(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	p := r.watched()[0]
+	oldCode := r.wawp.Code(rigInstance)
+	shown := oldCode[:4] + "-" + oldCode[4:]
+	unlock := r.bot.locks.lock(p.MessageID())
+	cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+	cb.TriggerID = r.slack.NewTrigger("U1")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.bot.interaction(context.Background(), cb)
+	}()
+	if !r.slack.WaitFor(time.Second, func() bool { _, open := r.slack.Modal("U1"); return open }) {
+		unlock()
+		t.Fatal("the window did not open")
+	}
+	// Meanwhile: New code replaces the pairing, and a views 429's
+	// Retry-After (20 s) is running.
+	r.clock.Set(t0.Add(5 * time.Second))
+	click := r.clickBy("U1", msgID, ActionNewCode, p.ID)
+	if _, err := r.svc.Renew(r.t.Context(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	r.bot.edits.block(20 * time.Second)
+	unlock()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("openWindow never finished")
+	}
+	r.bot.work.Wait()
+	// The hold runs out; ticks go on until the new code's end.
+	for s := 30; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window %s still shows the superseded code %s after the hold and the pairing's end:\n%s", v.ID, shown, v.Shown())
+		}
+	}
+}
+
+// TestShowWindowDeliveredTwiceOpensOnce (review r9b): a "Show code window" click Slack delivers twice (a Socket
+// Mode redelivery, or the same envelope reaching two replicas) is not
+// deduplicated as other clicks are (interaction returns to openWindow
+// before any claim): the second views.open reuses the trigger
+// (trigger_exchanged) and the requester is told, below the code message,
+// that the window could not be opened, while it is open.
+func TestShowWindowDeliveredTwiceOpensOnce(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	r := newCountdownRig(t, t0)
+	msgID := r.start()
+	p := r.watched()[0]
+	cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+	cb.TriggerID = r.slack.NewTrigger("U1")
+	cb.ActionCallback.BlockActions[0].ActionTs = "1795615200.000100"
+	for range 2 {
+		r.bot.interaction(context.Background(), cb)
+		r.bot.work.Wait()
+	}
+	if _, open := r.slack.Modal("U1"); !open {
+		t.Fatal("the window is not open")
+	}
+	for _, m := range r.slack.Screen("U1", "C0SUPPORT") {
+		if strings.Contains(shownText(m.Latest()), "could not be opened") {
+			t.Errorf("the requester is told the open window could not be opened:\n%s", screenText(r.slack.Screen("U1", "C0SUPPORT")))
+			break
+		}
+	}
+}
+
+// reserveHook runs onRenewal after a renewal's Reserve (once armed).
+type reserveHook struct {
+	pairing.Storage
+	mu        sync.Mutex
+	onRenewal func()
+}
+
+func (s *reserveHook) Reserve(ctx context.Context, r pairing.Reservation) (pairing.Decision, error) {
+	d, err := s.Storage.Reserve(ctx, r)
+	s.mu.Lock()
+	f := s.onRenewal
+	if r.Replaces == "" {
+		f = nil
+	}
+	s.onRenewal = nil
+	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	return d, err
+}
+
+// TestWindowRecordedWhileRenewalInFlight: a Show code window click
+// answered while a New code (here, or on another replica) is between its
+// Reserve and its Settle records the window on the pairing, still live
+// (RecordModal accepts it), and the renewal, read before, does not carry
+// it. Its settlement keeps the replaced pairing watched for that window,
+// and the ticks tell it the code was replaced: the old code does not stay
+// there.
+func TestWindowRecordedWhileRenewalInFlight(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	hook := &reserveHook{Storage: db}
+	r := newCountdownRigOn(t, t0, hook)
+	r.db = db
+	msgID := r.start()
+	p := r.watched()[0]
+	oldCode := r.wawp.Code(rigInstance)
+	shown := oldCode[:4] + "-" + oldCode[4:]
+	opened := false
+	hook.mu.Lock()
+	hook.onRenewal = func() {
+		opened = true
+		cb := r.clickBy("U1", msgID, ActionShowWindow, p.ID)
+		cb.TriggerID = r.slack.NewTrigger("U1")
+		r.bot.interaction(context.Background(), cb)
+		r.bot.work.Wait()
+	}
+	hook.mu.Unlock()
+	r.clock.Set(t0.Add(5 * time.Second))
+	click := r.clickBy("U1", msgID, ActionNewCode, p.ID)
+	if _, err := r.svc.Renew(t.Context(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if !opened {
+		t.Fatal("the window was never opened")
+	}
+	if _, open := r.slack.Modal("U1"); !open {
+		t.Fatal("the window is not open")
+	}
+	for s := 10; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window still shows the superseded code %s:\n%s", shown, v.Shown())
+		}
+		if !strings.Contains(v.Shown(), "replaced") {
+			t.Errorf("the window does not say the code was replaced:\n%s", v.Shown())
+		}
 	}
 }

@@ -10,6 +10,13 @@ import (
 // pollConcurrency bounds the session-info calls one Advance makes at once.
 const pollConcurrency = 16
 
+// Watched returns every watched pairing as stored, moving none on (see
+// Advance): what a replica that does not lead the ticker reads to know
+// how many edits wait.
+func (s *Service) Watched(ctx context.Context) ([]Pairing, error) {
+	return s.db.WatchedPairings(ctx)
+}
+
 // Advance moves every watched pairing on: it asks Wawp once per instance
 // that has a live pairing, then ends pairings whose phone linked (the
 // right one or not), whose instance failed or vanished, or whose code

@@ -88,12 +88,18 @@ func (s *Service) RecordCard(ctx context.Context, id string, card Surface) (Pair
 // it (the view ID and hash views.update returned, the view it shows, or
 // that it was closed), so later updates, a restart's included, go to that
 // modal. A pairing that ended keeps it: its final state is still shown
-// there.
+// there, and the pairing is watched until it is (Storage.RecordModal).
+// ErrReplaced: the pairing was superseded (here or on another replica)
+// and nothing was recorded; RecordReplacedModal records it anyway.
 func (s *Service) RecordModal(ctx context.Context, id string, m ModalSurface) (Pairing, error) {
-	return s.db.UpdatePairing(ctx, id, s.cfg.Now(), func(p *Pairing) error {
-		p.Modal = m
-		return nil
-	})
+	return s.db.RecordModal(ctx, id, m, s.cfg.Now(), false)
+}
+
+// RecordReplacedModal records m on pairing id, which a renewal superseded
+// while the window opened: the pairing is watched until the window says
+// the code was replaced.
+func (s *Service) RecordReplacedModal(ctx context.Context, id string, m ModalSurface) (Pairing, error) {
+	return s.db.RecordModal(ctx, id, m, s.cfg.Now(), true)
 }
 
 // NextCodeAt is when phone's limit next allows a code: now (or earlier)

@@ -73,6 +73,11 @@ func (o *observed) WatchedPairings(ctx context.Context) (ps []Pairing, err error
 	return o.db.WatchedPairings(ctx)
 }
 
+func (o *observed) RecordModal(ctx context.Context, id string, m ModalSurface, now time.Time, superseded bool) (p Pairing, err error) {
+	defer o.report("RecordModal", time.Now(), &err)
+	return o.db.RecordModal(ctx, id, m, now, superseded)
+}
+
 func (o *observed) RecordView(ctx context.Context, id, key string, unwatch bool) (err error) {
 	defer o.report("RecordView", time.Now(), &err)
 	return o.db.RecordView(ctx, id, key, unwatch)

@@ -96,6 +96,16 @@ type Storage interface {
 	// WatchedPairings returns the pairings whose messages are still kept
 	// current: live ones, and ended ones whose final view is not shown yet.
 	WatchedPairings(ctx context.Context) ([]Pairing, error)
+	// RecordModal stores m as pairing id's code window, in one step, and
+	// watches the pairing while m is open (not Closed): a window recorded
+	// on a pairing that ended and stopped being watched meanwhile (a
+	// Cancel on any replica) is kept current again until it shows the
+	// final state (the Slack edge then stops watching it, as any
+	// pairing's). A superseded pairing is refused with ErrReplaced,
+	// nothing changed (its renewal, on any replica, owns the message),
+	// unless superseded is set: the caller knows it was replaced and
+	// records the window so that it is told so.
+	RecordModal(ctx context.Context, id string, m ModalSurface, now time.Time, superseded bool) (Pairing, error)
 	// RecordView remembers the key of the view pairing id's message shows
 	// now; unwatch stops keeping the message current for good. It claims
 	// nothing: ClaimView and FinishView are the edits' path; the Slack
@@ -114,7 +124,9 @@ type Storage interface {
 	// ErrNotFound when the pairing is gone; ErrNoSurface for a surface
 	// pairings do not have. Of any number of claims racing for one
 	// surface, on any replicas, at most one wins. A superseded pairing's
-	// claim never wins (its renewal owns the message), nor does a claim of
+	// claim never wins (its renewal owns the message) but on its code
+	// window (SurfaceModal: a window recorded on it as it was replaced is
+	// its own, told it was replaced), nor does a claim of
 	// a renewal shown in its Renews pairing's message (Message set) while
 	// that pairing's claim on the surface holds. A claim changes no view
 	// (Pairing is as it was): FinishView does.

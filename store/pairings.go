@@ -184,7 +184,7 @@ func (db *DB) Settle(ctx context.Context, s pairing.Settlement) (pairing.Pairing
 // it: the renewal, or a reinstated old pairing whose code still works.
 func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) error {
 	if s.Counted {
-		ended, err := endPairing(tx, s.Replaced, pairing.StateSuperseded, s.Now)
+		ended, err := endPairing(tx, s.Replaced, pairing.StateSuperseded, s.Now, renewal)
 		if err != nil || !ended {
 			return err
 		}
@@ -206,7 +206,7 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 		if old.State != pairing.StateLive {
 			return watched.Delete([]byte(s.Replaced))
 		}
-		ended, err := endPairing(tx, old.ID, pairing.StateExpired, s.Now)
+		ended, err := endPairing(tx, old.ID, pairing.StateExpired, s.Now, renewal)
 		if err != nil || !ended {
 			return err
 		}
@@ -219,7 +219,7 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 		// on WhatsApp, and one instance never has two live codes. The old
 		// pairing ends as superseded, code wiped and audited; left live
 		// and unwatched, nothing would ever end it.
-		ended, err := endPairing(tx, old.ID, pairing.StateSuperseded, s.Now)
+		ended, err := endPairing(tx, old.ID, pairing.StateSuperseded, s.Now, renewal)
 		if err != nil || !ended {
 			return err
 		}
@@ -400,6 +400,31 @@ func (db *DB) UpdatePairing(ctx context.Context, id string, now time.Time, chang
 	return p, nil
 }
 
+// RecordModal stores m as pairing id's window and watches the pairing
+// while m is open, in one transaction; a superseded pairing is refused
+// (pairing.ErrReplaced) unless superseded is set.
+func (db *DB) RecordModal(ctx context.Context, id string, m pairing.ModalSurface, now time.Time, superseded bool) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		var err error
+		p, err = updatePairing(tx, id, now, func(p *pairing.Pairing) error {
+			if p.State == pairing.StateSuperseded && !superseded {
+				return pairing.ErrReplaced
+			}
+			p.Modal = m
+			return nil
+		})
+		if err != nil || !m.Open() {
+			return err
+		}
+		return tx.Bucket(bucketWatched).Put([]byte(id), nil)
+	})
+	if err != nil {
+		return p, fmt.Errorf("record window of pairing %q: %w", id, err)
+	}
+	return p, nil
+}
+
 func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.Pairing) error) (pairing.Pairing, error) {
 	pairings := tx.Bucket(bucketPairings)
 	p, err := loadPairing(pairings, []byte(id))
@@ -428,22 +453,41 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.P
 // message, which now shows the pairing that replaced it. A pairing that
 // reached a final state meanwhile (it linked while New code was in flight,
 // or a "New code" on an expired code) keeps it: a final state is never
-// overwritten. It reports whether it ended the pairing.
-func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time) (bool, error) {
-	ended := false
+// overwritten. It reports whether it ended the pairing. Its code window
+// (see keepsWindow) goes to renewal when renewal carries it, else a
+// superseded pairing stays watched until the window says it was replaced.
+func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time, renewal pairing.Pairing) (bool, error) {
+	ended, own := false, false
 	_, err := updatePairing(tx, id, now, func(p *pairing.Pairing) error {
 		if !p.Final() {
 			p.State, ended = state, true
 		}
+		own = keepsWindow(p, renewal)
 		return nil
 	})
 	if errors.Is(err, pairing.ErrNotFound) {
 		return false, nil
 	}
-	if err != nil {
-		return false, err
+	if err != nil || own {
+		return ended, err
 	}
 	return ended, tx.Bucket(bucketWatched).Delete([]byte(id))
+}
+
+// keepsWindow settles the code window of p, which renewal replaced: a
+// window renewal carries (the same view) is renewal's from now on, closed
+// on p; a superseded p's window of its own (recorded while the renewal
+// was on its way, on any replica) keeps p watched (true) until the Slack
+// edge shows there that the code was replaced.
+func keepsWindow(p *pairing.Pairing, renewal pairing.Pairing) bool {
+	switch {
+	case !p.Modal.Open():
+		return false
+	case renewal.Modal.ViewID == p.Modal.ViewID:
+		p.Modal.Closed = true
+		return false
+	}
+	return p.State == pairing.StateSuperseded
 }
 
 // appendEndAudit appends e, the audit record of a pairing that ended as

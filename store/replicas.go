@@ -189,7 +189,7 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 		}
 		claims := tx.Bucket(bucketViewClaims)
 		key := viewClaimKey(c.ID, c.Surface)
-		if p.View(c.Surface) != c.From || p.State == pairing.StateSuperseded {
+		if p.View(c.Surface) != c.From || p.State == pairing.StateSuperseded && c.Surface != pairing.SurfaceModal {
 			return nil
 		}
 		running := func(key []byte) bool {

@@ -461,7 +461,7 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 		return nil
 	}
 	if s.Counted {
-		ended, err := db.endPairing(ctx, tx, *old, pairing.StateSuperseded, dbNow, s.Now)
+		ended, err := db.endPairing(ctx, tx, *old, pairing.StateSuperseded, dbNow, s.Now, renewal)
 		if err != nil || !ended {
 			return err
 		}
@@ -474,7 +474,7 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 		if old.p.State != pairing.StateLive {
 			return unwatch(ctx, tx, old.p.ID)
 		}
-		ended, err := db.endPairing(ctx, tx, *old, pairing.StateExpired, dbNow, s.Now)
+		ended, err := db.endPairing(ctx, tx, *old, pairing.StateExpired, dbNow, s.Now, renewal)
 		if err != nil || !ended {
 			return err
 		}
@@ -491,7 +491,7 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 	if tag.RowsAffected() == 0 {
 		// Someone else's pairing holds it: the old code is void (see the
 		// bbolt store's settleReplaced), so it ends as superseded.
-		ended, err := db.endPairing(ctx, tx, *old, pairing.StateSuperseded, dbNow, s.Now)
+		ended, err := db.endPairing(ctx, tx, *old, pairing.StateSuperseded, dbNow, s.Now, renewal)
 		if err != nil || !ended {
 			return err
 		}
@@ -514,16 +514,36 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 // editing its message, which now shows the pairing that replaced it. A
 // pairing that reached a final state meanwhile keeps it: a final state is
 // never overwritten. It reports whether it ended the pairing.
-func (db *DB) endPairing(ctx context.Context, tx pgx.Tx, old stored, state pairing.State, dbNow int64, now time.Time) (bool, error) {
+func (db *DB) endPairing(ctx context.Context, tx pgx.Tx, old stored, state pairing.State, dbNow int64, now time.Time, renewal pairing.Pairing) (bool, error) {
 	p := old.p
 	ended := false
 	if !p.Final() {
 		p.State, ended = state, true
 	}
+	own := keepsWindow(&p, renewal)
 	if err := db.save(ctx, tx, old, &p, dbNow, now); err != nil {
 		return false, err
 	}
+	if own {
+		return ended, nil
+	}
 	return ended, unwatch(ctx, tx, p.ID)
+}
+
+// keepsWindow settles the code window of p, which renewal replaced: a
+// window renewal carries (the same view) is renewal's from now on, closed
+// on p; a superseded p's window of its own (recorded while the renewal
+// was on its way, on any replica) keeps p watched (true) until the Slack
+// edge shows there that the code was replaced.
+func keepsWindow(p *pairing.Pairing, renewal pairing.Pairing) bool {
+	switch {
+	case !p.Modal.Open():
+		return false
+	case renewal.Modal.ViewID == p.Modal.ViewID:
+		p.Modal.Closed = true
+		return false
+	}
+	return p.State == pairing.StateSuperseded
 }
 
 // appendEndAudit appends e, the audit record of a pairing that ended as
@@ -717,6 +737,36 @@ func (db *DB) UpdatePairing(ctx context.Context, id string, now time.Time, chang
 	if err != nil {
 		// p is the pairing as change left it (unsaved), as documented.
 		return p, fmt.Errorf("update pairing %q: %w", id, err)
+	}
+	return p, nil
+}
+
+// RecordModal stores m as pairing id's window and watches the pairing
+// while m is open, in one transaction holding the pairing's row: a
+// renewal another replica settled before is seen (pairing.ErrReplaced,
+// unless superseded is set).
+func (db *DB) RecordModal(ctx context.Context, id string, m pairing.ModalSurface, now time.Time, superseded bool) (pairing.Pairing, error) {
+	var p pairing.Pairing
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		cur, dbNow, err := db.lockPairing(ctx, tx, id, now)
+		if err != nil {
+			return err
+		}
+		p, err = db.applyChange(ctx, tx, cur, dbNow, now, func(p *pairing.Pairing) error {
+			if p.State == pairing.StateSuperseded && !superseded {
+				return pairing.ErrReplaced
+			}
+			p.Modal = m
+			return nil
+		})
+		if err != nil || !m.Open() {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE pairings SET watched = true WHERE id = $1 AND NOT watched`, pgText(id))
+		return err
+	})
+	if err != nil {
+		return p, fmt.Errorf("record window of pairing %q: %w", id, err)
 	}
 	return p, nil
 }

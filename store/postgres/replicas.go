@@ -167,7 +167,8 @@ func viewPath(surface string) []string {
 // after (lock order: pairing row, then response_url row), and a spent
 // budget rolls the claim back.
 //
-// A superseded pairing claims nothing: its renewal owns the message now.
+// A superseded pairing claims nothing but its code window (its own, not
+// the message's): its renewal owns the message now.
 // A renewal shown in the message of the pairing it renews claims nothing
 // on a surface while that pairing's claim there runs, and the other way
 // round (an old pairing reinstated after its renewal failed uncounted
@@ -205,7 +206,7 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 			FROM clock
 			WHERE id = $1 AND coalesce(doc #>> $3::text[], '') = $8::text
 				AND NOT coalesce((doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false)
-				AND state <> 'superseded'
+				AND (state <> 'superseded' OR $2::text = 'modal')
 				AND NOT EXISTS (SELECT 1 FROM pairings o, clock
 					WHERE coalesce(pairings.doc->>'message', '') <> '' AND o.id = pairings.doc->>'renews' AND o.id <> pairings.id
 						AND coalesce((o.doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false))

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -15,6 +16,106 @@ import (
 var modalCases = []testCase{
 	{"the window is kept with its pairing, across restarts and its end", testModalKept},
 	{"the window's view is claimed like any surface's", testModalClaim},
+	{"RecordModal watches its pairing and refuses a superseded one", testRecordModal},
+	{"a renewal takes the window it carries; one it does not stays watched", testModalRenewed},
+}
+
+// testModalRenewed: when a renewal supersedes a pairing, a window the
+// renewal carries (the same view) is closed on the old pairing (it is the
+// renewal's now), and the old pairing is unwatched as before; a window
+// recorded on the old pairing after the renewal was reserved (it does not
+// carry it) keeps the old pairing watched, so that its window is told.
+func testModalRenewed(t *testing.T, open func(*testing.T) Harness) {
+	for _, carried := range []bool{true, false} {
+		t.Run(map[bool]string{true: "carried", false: "recorded meanwhile"}[carried], func(t *testing.T) {
+			s := open(t).Storage
+			live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+			window := pairing.ModalSurface{ViewID: "V1", Hash: "h1", User: "U1", LastView: "live:0"}
+			r := reservation("b", "I1", phone(1), "U1", t0.Add(10*time.Second))
+			r.Replaces, r.Pairing.Renews, r.Pairing.Message = "a", "a", "a"
+			if carried {
+				if _, err := s.RecordModal(t.Context(), "a", window, t0, false); err != nil {
+					t.Fatal(err)
+				}
+				r.Pairing.Modal = window
+			}
+			reserve(t, s, r)
+			if !carried {
+				if _, err := s.RecordModal(t.Context(), "a", window, t0.Add(11*time.Second), false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			at := t0.Add(12 * time.Second)
+			if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "a"}); err != nil {
+				t.Fatal(err)
+			}
+			a := mustPairing(t, s, "a")
+			if a.State != pairing.StateSuperseded {
+				t.Fatalf("a is %s, want superseded", a.State)
+			}
+			if carried {
+				if a.Modal.Open() || !mustPairing(t, s, "b").Modal.Open() {
+					t.Errorf("a's window %+v, b's %+v; want it closed on a, open on b", a.Modal, mustPairing(t, s, "b").Modal)
+				}
+				checkWatched(t, s, "b")
+				return
+			}
+			if a.Modal != window {
+				t.Errorf("a's window %+v, want %+v", a.Modal, window)
+			}
+			checkWatched(t, s, "a", "b")
+		})
+	}
+}
+
+// testRecordModal: a window recorded on a pairing that ended and stopped
+// being watched meanwhile watches it again (its final state is still to
+// be shown there); a closed one does not. A superseded pairing is refused
+// (ErrReplaced, nothing changed) unless the caller says it knows; then
+// the window is recorded, watched, and its claim (only its) may win.
+func testRecordModal(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	endLive(t, s, "a", t0.Add(time.Second), pairing.StateCancelled, true)
+	checkWatched(t, s)
+	window := pairing.ModalSurface{ViewID: "V1", Hash: "h1", User: "U1", LastView: "live:0"}
+	p, err := s.RecordModal(t.Context(), "a", window, t0.Add(2*time.Second), false)
+	if err != nil || p.Modal != window {
+		t.Fatalf("RecordModal on an ended pairing = %+v, %v; want it recorded", p.Modal, err)
+	}
+	checkWatched(t, s, "a")
+	if err := s.RecordView(t.Context(), "a", "cancelled", true); err != nil {
+		t.Fatal(err)
+	}
+	window.Closed = true
+	if _, err := s.RecordModal(t.Context(), "a", window, t0.Add(3*time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	checkWatched(t, s)
+
+	live(t, s, reservation("b", "I2", phone(2), "U1", t0))
+	r := reservation("c", "I2", phone(2), "U1", t0.Add(10*time.Second))
+	r.Replaces, r.Pairing.Renews, r.Pairing.Message = "b", "b", "b"
+	reserve(t, s, r)
+	at := t0.Add(12 * time.Second)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "c", Now: at, Counted: true, Change: toState(pairing.StateLive, at), Replaced: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	checkWatched(t, s, "c")
+	other := pairing.ModalSurface{ViewID: "V2", Hash: "h2", User: "U1", LastView: "live:0"}
+	if _, err := s.RecordModal(t.Context(), "b", other, at, false); !errors.Is(err, pairing.ErrReplaced) {
+		t.Errorf("RecordModal on a superseded pairing: %v, want ErrReplaced", err)
+	}
+	if got := mustPairing(t, s, "b"); got.Modal.Open() {
+		t.Errorf("the refused window was recorded: %+v", got.Modal)
+	}
+	checkWatched(t, s, "c")
+	if p, err := s.RecordModal(t.Context(), "b", other, at, true); err != nil || p.Modal != other {
+		t.Fatalf("RecordModal on a pairing known superseded = %+v, %v", p.Modal, err)
+	}
+	checkWatched(t, s, "b", "c")
+	claimView(t, s, claim("b", pairing.SurfaceModal, "live:0", "superseded", "T-modal", at), true, "the superseded pairing's window")
+	claimView(t, s, claim("b", pairing.SurfaceDM, "", "dm:x", "T-dm", at), false, "the superseded pairing's DM")
 }
 
 // testModalKept: a window recorded with UpdatePairing is read back as
