@@ -139,6 +139,13 @@ func TestHalfOpenTransactionDoesNotBlockLimits(t *testing.T) {
 			wantWithin: 10 * time.Second,
 		},
 		{
+			// Nothing in A's URL: the default, SET LOCAL at BEGIN, ends it.
+			name:       "linkbot's own idle limit ends the transaction",
+			bParams:    []string{"lock_timeout", "30s"},
+			wantGrant:  true,
+			wantWithin: 16 * time.Second,
+		},
+		{
 			name:       "the lock wait gives up: try again",
 			aParams:    []string{"idle_in_transaction_session_timeout", "60s"},
 			bParams:    []string{"lock_timeout", "300ms"},
