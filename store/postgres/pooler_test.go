@@ -85,9 +85,8 @@ func pgbouncerLike(t *testing.T, target string) string {
 // for). Since b07d648 every connection's startup packet carries
 // idle_in_transaction_session_timeout, lock_timeout, statement_timeout and
 // tcp_keepalives_*, which PgBouncer refuses by default: the bot no longer
-// starts at all. The session limits belong in something a pooler passes
-// (SET after connecting / SET LOCAL per transaction, or ALTER ROLE … SET
-// documented), or the defaults must be skippable.
+// starts at all. The limits are SET LOCAL in each transaction instead,
+// which a pooler passes.
 func TestOpenThroughPooler(t *testing.T) {
 	raw := pgtest.URL(t)
 	u, err := url.Parse(raw)
@@ -101,5 +100,7 @@ func TestOpenThroughPooler(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open through a pooler that tracks PgBouncer's default startup parameters: %v", err)
 	}
-	db.Close()
+	defer db.Close()
+	// Transactions (their limits are SET LOCAL) run through it too.
+	granted(t, db, reservation("a", "I1", "201112223333", "U1", t0))
 }
