@@ -53,6 +53,11 @@ func (o *observed) Pairing(ctx context.Context, id string) (p Pairing, err error
 	return o.db.Pairing(ctx, id)
 }
 
+func (o *observed) ReservedPairing(ctx context.Context, p Pairing) (found Pairing, err error) {
+	defer o.report("ReservedPairing", time.Now(), &err)
+	return o.db.ReservedPairing(ctx, p)
+}
+
 func (o *observed) Holder(ctx context.Context, instance string, now time.Time) (p Pairing, err error) {
 	defer o.report("Holder", time.Now(), &err)
 	return o.db.Holder(ctx, instance, now)

@@ -204,7 +204,7 @@ func (s *Service) StartQR(ctx context.Context, req QRRequest) (Pairing, error) {
 		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
 	if errors.Is(err, ErrUnavailable) {
-		s.undoReserve(ctx, p.ID, log, func(found Pairing) { s.failQR(ctx, found, req, log, err, false, replacedAudit) })
+		s.undoReserve(ctx, p, log, func(found Pairing) { s.failQR(ctx, found, req, log, err, false, replacedAudit) })
 	}
 	if err != nil {
 		return Pairing{}, err

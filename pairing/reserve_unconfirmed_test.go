@@ -29,12 +29,12 @@ func (l *lostCommitReply) Reserve(ctx context.Context, r pairing.Reservation) (p
 	return d, err
 }
 
-func (l *lostCommitReply) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
+func (l *lostCommitReply) ReservedPairing(ctx context.Context, p pairing.Pairing) (pairing.Pairing, error) {
 	if l.downLookup > 0 {
 		l.downLookup--
-		return pairing.Pairing{}, fmt.Errorf("pairing %q: %w: dial tcp: connection refused", id, pairing.ErrUnavailable)
+		return pairing.Pairing{}, fmt.Errorf("pairing %q: %w: dial tcp: connection refused", p.ID, pairing.ErrUnavailable)
 	}
-	return l.Storage.Pairing(ctx, id)
+	return l.Storage.ReservedPairing(ctx, p)
 }
 
 // TestReserveLostCommitReplyUndone (issue 11 review: "commands during the

@@ -370,7 +370,7 @@ func (s *Service) Start(ctx context.Context, req Request) (Pairing, error) {
 		Dedupe:  s.dedupe(req.DedupeKey, now),
 	})
 	if errors.Is(err, ErrUnavailable) {
-		s.undoReserve(ctx, p.ID, log, func(found Pairing) { s.fail(ctx, found, req, log, err, false) })
+		s.undoReserve(ctx, p, log, func(found Pairing) { s.fail(ctx, found, req, log, err, false) })
 	}
 	if err != nil {
 		return Pairing{}, err
@@ -500,17 +500,19 @@ func (s *Service) settleRetrying(ctx context.Context, leaseEnd time.Time, st Set
 // unknown: the attempt may be counted and the instance held by a request
 // nobody makes, so the "try again" the person is told would be refused.
 // Once the storage answers again (retried with backoff for up to
-// reserveCheckWithin), the pairing is looked up by its ID: one still
+// reserveCheckWithin), the pairing is looked up by its ID with
+// ReservedPairing, which first waits for a Reserve of it still in flight
+// (a COMMIT not yet visible would otherwise be missed): one still
 // Requesting is ended by end (the caller's uncounted failure: Wawp was
 // never asked) and so frees its instance; ErrNotFound means nothing was
 // stored. Wawp is never called from here.
-func (s *Service) undoReserve(ctx context.Context, id string, log *slog.Logger, end func(found Pairing)) {
+func (s *Service) undoReserve(ctx context.Context, p Pairing, log *slog.Logger, end func(found Pairing)) {
 	ctx = context.WithoutCancel(ctx)
 	deadline := s.cfg.Now().Add(reserveCheckWithin)
 	wait := retryFirst
 	for {
 		rctx, cancel := context.WithTimeout(ctx, RecordTimeout)
-		found, err := s.db.Pairing(rctx, id)
+		found, err := s.db.ReservedPairing(rctx, p)
 		cancel()
 		switch {
 		case errors.Is(err, ErrUnavailable):

@@ -75,6 +75,13 @@ type Storage interface {
 
 	// Pairing returns the pairing with id, or ErrNotFound.
 	Pairing(ctx context.Context, id string) (Pairing, error)
+	// ReservedPairing returns the pairing a Reserve of p stored (by
+	// p.ID), or ErrNotFound, once no Reserve of p is in flight any more:
+	// it first waits for what Reserve holds while it decides (the phone's,
+	// the user's and the instance's locks, in Reserve's order), so a
+	// Reserve whose reply was lost while its COMMIT was still on the way
+	// is seen, not missed (undoReserve).
+	ReservedPairing(ctx context.Context, p Pairing) (Pairing, error)
 	// Holder returns the pairing that holds instance at now (one live code
 	// per instance), without its code or link (WipeCredentials), or
 	// ErrNotFound when none does. A refusal's Decision.Holder is wiped

@@ -341,6 +341,23 @@ func (db *DB) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
 	return p, nil
 }
 
+// ReservedPairing returns the pairing a Reserve of p stored, or
+// ErrNotFound. It reads in a write transaction: bbolt has one writer at a
+// time, so a Reserve still in flight ends (committed or not) before the
+// read.
+func (db *DB) ReservedPairing(ctx context.Context, p pairing.Pairing) (pairing.Pairing, error) {
+	var found pairing.Pairing
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		var err error
+		found, err = loadPairing(tx.Bucket(bucketPairings), []byte(p.ID))
+		return err
+	})
+	if err != nil {
+		return pairing.Pairing{}, fmt.Errorf("pairing %q: %w", p.ID, err)
+	}
+	return found, nil
+}
+
 // Holder returns the pairing that holds instance at now (one live code per
 // instance), or ErrNotFound when none does. Its code is left out.
 func (db *DB) Holder(ctx context.Context, instance string, now time.Time) (pairing.Pairing, error) {

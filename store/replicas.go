@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -171,7 +172,8 @@ func viewClaimKey(id, surface string) []byte { return []byte(id + "\x00" + surfa
 // response_url use, in one transaction. A superseded pairing claims
 // nothing (its renewal owns the message now), and a renewal shown in the
 // message of the pairing it renews claims nothing on a surface while
-// that pairing's claim there runs: the two never edit one message at once.
+// that pairing's claim there runs, nor that pairing while the renewal's
+// runs: the two never edit one message at once.
 func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
 	if err := checkSurface(ctx, c.Surface); err != nil {
 		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
@@ -197,6 +199,23 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 		}
 		if running(key) || (p.Message != "" && p.Renews != "" && p.Renews != p.ID && running(viewClaimKey(p.Renews, c.Surface))) {
 			return nil
+		}
+		// The other way round: a renewal of p shown in p's message holds a
+		// running claim on the surface. Only unfinished claims are in the
+		// bucket, so this looks at few.
+		renewalClaims := false
+		err = claims.ForEach(func(k, _ []byte) error {
+			id, surface, ok := bytes.Cut(k, []byte{0})
+			if !ok || string(surface) != c.Surface || string(id) == c.ID || !running(k) {
+				return nil
+			}
+			if n, err := loadPairing(tx.Bucket(bucketPairings), id); err == nil && n.Renews == c.ID && n.Message != "" {
+				renewalClaims = true
+			}
+			return nil
+		})
+		if err != nil || renewalClaims {
+			return err
 		}
 		if c.URL != "" {
 			if spent, err = takeUse(tx, c.URL, c.Issued, c.Now, c.Keep); err != nil || spent {

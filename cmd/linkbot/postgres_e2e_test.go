@@ -168,12 +168,12 @@ func TestMigrateCommand(t *testing.T) {
 	out, err = h.runCommand("migrate")
 	if err != nil || !strings.Contains(out, "applied 00001_init.sql") || !strings.Contains(out, "applied 00002_replicas.sql") ||
 		!strings.Contains(out, "applied 00003_holds.sql") || !strings.Contains(out, "applied 00004_edit_budget.sql") ||
-		!strings.Contains(out, "applied 00005_edit_window.sql") ||
-		!strings.Contains(out, "PostgreSQL at postgres@127.0.0.1:5432/test is now at schema version 5") {
+		!strings.Contains(out, "applied 00005_edit_window.sql") || !strings.Contains(out, "applied 00006_renews_index.sql") ||
+		!strings.Contains(out, "PostgreSQL at postgres@127.0.0.1:5432/test is now at schema version 6") {
 		t.Errorf("first migrate: %v\n%s", err, out)
 	}
 	out, err = h.runCommand("migrate")
-	if err != nil || strings.Contains(out, "applied") || !strings.Contains(out, "up to date: schema version 5, nothing to apply") {
+	if err != nil || strings.Contains(out, "applied") || !strings.Contains(out, "up to date: schema version 6, nothing to apply") {
 		t.Errorf("second migrate: %v\n%s", err, out)
 	}
 	noPassword(t, "migrate's output", out)

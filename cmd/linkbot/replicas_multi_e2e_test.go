@@ -206,6 +206,19 @@ func TestRollingRestart(t *testing.T) {
 	)
 	stop := make(chan struct{})
 	sent := make(chan struct{})
+	progress := make(chan struct{}, 1000) // one per command sent
+	// flow waits until n more commands were sent: the restart's steps
+	// happen while commands flow, however fast this machine is.
+	flow := func(n int) {
+		t.Helper()
+		for range n {
+			select {
+			case <-progress:
+			case <-time.After(waitLong):
+				t.Fatal("commands stopped flowing during the restart")
+			}
+		}
+	}
 	go func() {
 		defer close(sent)
 		for i := 0; ; i++ {
@@ -221,11 +234,18 @@ func TestRollingRestart(t *testing.T) {
 			mu.Lock()
 			envs = append(envs, env)
 			mu.Unlock()
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
 		}
 	}()
+	flow(4)
 	for _, old := range rs.running() {
 		rs.start()
+		flow(4)
 		rs.stop(old)
+		flow(4)
 	}
 	close(stop)
 	<-sent

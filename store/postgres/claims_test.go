@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/linkbot/linkbot/pairing"
+	"github.com/linkbot/linkbot/store/postgres/pgtest"
 )
 
 // TestSupersededPairingLosesClaimOnSharedMessage (issue 11,
@@ -64,5 +65,66 @@ func TestSupersededPairingLosesClaimOnSharedMessage(t *testing.T) {
 	}
 	if won {
 		t.Errorf("a superseded pairing won a claim on the DM message its renewal now shows (and B holds a claim on): A would post the void code over the live one")
+	}
+}
+
+// TestOldPairingClaimWaitsForRenewalClaim: the concurrent case of the
+// shared-message rule, old pairing's side. An old pairing reinstated
+// after its renewal failed uncounted goes on counting down in the
+// message the renewal's failure answer is being written to: while the
+// renewal's claim of that message is not yet committed (its transaction
+// holds the renewal's row), the old pairing's claim waits for it, and
+// then loses to it instead of claiming the same message at once.
+func TestOldPairingClaimWaitsForRenewalClaim(t *testing.T) {
+	db := mustOpen(t, pgtest.URL(t), Options{CallerClock: true})
+	ctx := t.Context()
+	granted(t, db, reservation("old", "I1", "201112223333", "U1", t0))
+	rr := reservation("new", "I2", "201112224444", "U2", t0)
+	rr.Pairing.Message, rr.Pairing.Renews = "old", "old"
+	granted(t, db, rr)
+
+	// The renewal's claim, in flight: its row written, not yet committed.
+	tx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `UPDATE pairings SET doc = jsonb_set(doc, '{view_claims}', jsonb_build_object('dm', jsonb_build_object('token', 'TB', 'to', 'failed', 'until_ns', $1::bigint))) WHERE id = 'new'`,
+		nanos(t0.Add(time.Minute))); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var won bool
+	go func() {
+		var err error
+		won, err = db.ClaimView(ctx, pairing.ViewClaim{ID: "old", Surface: pairing.SurfaceDM, From: "", To: "code:4", Token: "TA", Now: t0.Add(time.Second), For: time.Minute})
+		done <- err
+	}()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(10 * time.Second)
+	for waiting := false; !waiting; {
+		select {
+		case err := <-done:
+			t.Fatalf("the old pairing's claim answered (%v, %v) while its renewal's claim of their message was in flight; want it to wait", won, err)
+		case <-timeout:
+			t.Fatal("the old pairing's claim never waited for its renewal's claim")
+		case <-tick.C:
+			if err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+				AND datname = current_database() AND query LIKE '%doc->>''renews'' = $1%FOR SHARE%')`).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil || won {
+			t.Errorf("the old pairing's claim once its renewal's committed: %v, %v; want lost", won, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the old pairing's claim still waits after its renewal's claim committed")
 	}
 }

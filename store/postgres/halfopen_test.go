@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/linkbot/linkbot/pairing"
@@ -118,9 +119,9 @@ func withParams(t *testing.T, raw string, kv ...string) string {
 // phone's, the user's and the instance's locks, until TCP notices (hours
 // by default), and the bot sets no deadline of its own: replica B's
 // request for that phone must still be decided, or refused as
-// unavailable ("try again"), within seconds. The session limits Open
-// sets by default (sessionDefaults: 10 s idle in transaction, 5 s lock
-// wait) are shortened here through the URL, which also shows that a
+// unavailable ("try again"), within seconds. The limits every
+// transaction sets by default (sessionDefaults: 10 s idle in transaction,
+// 5 s lock wait) are shortened here through the URL, which also shows that a
 // URL's own settings are kept.
 func TestHalfOpenTransactionDoesNotBlockLimits(t *testing.T) {
 	for _, tc := range []struct {
@@ -136,6 +137,13 @@ func TestHalfOpenTransactionDoesNotBlockLimits(t *testing.T) {
 			bParams:    []string{"lock_timeout", "20s"},
 			wantGrant:  true,
 			wantWithin: 10 * time.Second,
+		},
+		{
+			// Nothing in A's URL: the default, SET LOCAL at BEGIN, ends it.
+			name:       "linkbot's own idle limit ends the transaction",
+			bParams:    []string{"lock_timeout", "30s"},
+			wantGrant:  true,
+			wantWithin: 16 * time.Second,
 		},
 		{
 			name:       "the lock wait gives up: try again",
@@ -203,40 +211,88 @@ func TestHalfOpenTransactionDoesNotBlockLimits(t *testing.T) {
 	}
 }
 
-// TestSessionDefaults: Open bounds lock waits, idle transactions and
-// statements, and has TCP keepalives probe both ends, unless the URL (or
-// its options) sets a limit itself; the server answers with them.
+// TestSessionDefaults: every transaction the store runs (inTx, and the
+// pipelined one Reserve runs) bounds lock waits, idle time and
+// statements with SET LOCAL, unless the URL (or its options) sets a limit
+// itself; nothing of it travels as a startup parameter (poolers refuse
+// those: TestOpenThroughPooler), and the client's keepalives are set on
+// its dialer.
 func TestSessionDefaults(t *testing.T) {
-	show := func(t *testing.T, db *DB) map[string]string {
+	names := []string{"idle_in_transaction_session_timeout", "lock_timeout", "statement_timeout"}
+	const q = `SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('lock_timeout'), current_setting('statement_timeout')`
+	show := func(t *testing.T, db *DB) (inTx, pipelined, outside map[string]string) {
 		t.Helper()
-		got := map[string]string{}
-		for _, name := range []string{"idle_in_transaction_session_timeout", "lock_timeout", "statement_timeout"} {
-			var v string
-			if err := db.pool.QueryRow(t.Context(), `SELECT current_setting($1)`, name).Scan(&v); err != nil {
+		scan := func(row pgx.Row) map[string]string {
+			v := make([]string, len(names))
+			if err := row.Scan(&v[0], &v[1], &v[2]); err != nil {
 				t.Fatal(err)
 			}
-			got[name] = v
+			got := map[string]string{}
+			for i, n := range names {
+				got[n] = v[i]
+			}
+			return got
 		}
-		return got
+		if err := db.inTx(t.Context(), func(tx pgx.Tx) error {
+			inTx = scan(tx.QueryRow(t.Context(), q))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		reads := &pgx.Batch{}
+		reads.Queue(q).QueryRow(func(row pgx.Row) error { pipelined = scan(row); return nil })
+		if err := db.inPipelinedTx(t.Context(), reads, func() (*pgx.Batch, error) { return &pgx.Batch{}, nil }); err != nil {
+			t.Fatal(err)
+		}
+		outside = scan(db.pool.QueryRow(t.Context(), q))
+		return inTx, pipelined, outside
 	}
 	base := pgtest.URL(t)
+	db := mustOpen(t, base, Options{})
+	var server map[string]string
+	{
+		conn, err := pgx.Connect(t.Context(), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		v := make([]string, 3)
+		if err := conn.QueryRow(t.Context(), q).Scan(&v[0], &v[1], &v[2]); err != nil {
+			t.Fatal(err)
+		}
+		server = map[string]string{names[0]: v[0], names[1]: v[1], names[2]: v[2]}
+	}
 	want := map[string]string{"idle_in_transaction_session_timeout": "10s", "lock_timeout": "5s", "statement_timeout": "1min"}
-	got := show(t, mustOpen(t, base, Options{}))
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("defaults (-want +got):\n%s", diff)
+	inTx, pipelined, outside := show(t, db)
+	if diff := cmp.Diff(want, inTx); diff != "" {
+		t.Errorf("defaults in inTx (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, pipelined); diff != "" {
+		t.Errorf("defaults in the pipelined transaction (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(server, outside); diff != "" {
+		t.Errorf("the session itself keeps the server's settings (-want +got):\n%s", diff)
 	}
 	explicit := withParams(t, base, "lock_timeout", "250ms", "options", "-c statement_timeout=0 -c idle_in_transaction_session_timeout=2s")
 	want = map[string]string{"idle_in_transaction_session_timeout": "2s", "lock_timeout": "250ms", "statement_timeout": "0"}
-	got = show(t, mustOpen(t, explicit, Options{}))
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("the URL's own settings (-want +got):\n%s", diff)
+	inTx, pipelined, _ = show(t, mustOpen(t, explicit, Options{}))
+	if diff := cmp.Diff(want, inTx); diff != "" {
+		t.Errorf("the URL's own settings in inTx (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, pipelined); diff != "" {
+		t.Errorf("the URL's own settings in the pipelined transaction (-want +got):\n%s", diff)
 	}
 	cfg, _, err := parseURL(base)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ConnConfig.RuntimeParams["tcp_keepalives_idle"] != "30" || cfg.ConnConfig.DialFunc == nil {
-		t.Errorf("keepalives: server idle %q, dialer set %v", cfg.ConnConfig.RuntimeParams["tcp_keepalives_idle"], cfg.ConnConfig.DialFunc != nil)
+	for name := range cfg.ConnConfig.RuntimeParams {
+		if name != "application_name" && name != "search_path" { // search_path: pgtest's schema
+			t.Errorf("startup parameter %q sent for a URL that sets none", name)
+		}
+	}
+	if cfg.ConnConfig.DialFunc == nil {
+		t.Error("no dialer with client-side keepalives")
 	}
 }
 

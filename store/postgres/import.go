@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,8 +59,10 @@ type ImportStats struct {
 // ErrNotEmpty means Import's target already holds pairings, attempts,
 // budgets, audit events, or anything a running bot writes (a leader
 // lease, handled commands, Slack holds, the edit budget, a phone-key
-// secret another process made): it copies into an empty database only, so
-// running it twice cannot double anything.
+// secret another process made), or another process has it open (a bot
+// that has read its phone-key secret): it copies into an empty database
+// nobody else uses only, so running it twice cannot double anything and
+// no running bot keeps a secret the database no longer has.
 var ErrNotEmpty = errors.New("the database is not empty")
 
 // importChunk is how many audit events one COPY carries.
@@ -95,6 +98,23 @@ func (db *DB) Import(ctx context.Context, in Import, audit func(add func(pairing
 			return fmt.Errorf("%w: it holds %d pairings, %d attempts, %d response_url budgets, %d audit events, %d instance slots, "+
 				"%d leader leases, %d handled commands, %d Slack holds and %d edit budget rows (a bot has run on it)",
 				ErrNotEmpty, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], counts[7], counts[8])
+		}
+		// Every process that opened the database to write (a bot, another
+		// copy-store) registered itself when it read the phone-key secret
+		// (DB.opener) and keeps that secret in memory until it closes.
+		var others []string
+		openers, err := tx.Query(ctx, `SELECT convert_from(value, 'UTF8') FROM linkbot_meta WHERE key LIKE $1 AND key <> $2 ORDER BY key`,
+			openerPrefix+"%", db.opener)
+		if err == nil {
+			others, err = pgx.CollectRows(openers, pgx.RowTo[string])
+		}
+		if err != nil {
+			return err
+		}
+		if len(others) > 0 {
+			return fmt.Errorf("%w: %d other process(es) have it open (opened %s): stop every bot on it first; "+
+				"one that stopped without closing leaves its row: once none runs, DELETE FROM linkbot_meta WHERE key LIKE '%s%%'",
+				ErrNotEmpty, len(others), strings.Join(others, "; "), openerPrefix)
 		}
 		if in.PhoneKeySecret != nil {
 			// The secret is replaced only when this store made it (Open

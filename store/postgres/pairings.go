@@ -659,6 +659,43 @@ func (db *DB) Pairing(ctx context.Context, id string) (pairing.Pairing, error) {
 	return p, nil
 }
 
+// ReservedPairing returns the pairing a Reserve of p stored, or
+// ErrNotFound, after waiting for any Reserve of p still in flight: in one
+// transaction it takes the advisory locks Reserve takes (p's phone, user
+// and instance, in the same sorted order) and then reads the row. A
+// Reserve holds those locks until its COMMIT is done, so a COMMIT whose
+// reply was lost is visible once they are granted; one whose session is
+// stuck is ended by idle_in_transaction_session_timeout, or this lookup by
+// lock_timeout (ErrUnavailable: the caller asks again). BEGIN, the locks
+// and the read take two round trips, COMMIT a third.
+func (db *DB) ReservedPairing(ctx context.Context, p pairing.Pairing) (pairing.Pairing, error) {
+	var raw []byte
+	err := db.inTx(ctx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		db.queueLocks(b, "phone\x00"+p.AttemptKey(), "user\x00"+p.RequestedBy, "instance\x00"+p.Instance)
+		b.Queue(`SELECT doc FROM pairings WHERE id = $1`, pgText(p.ID)).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				if err := rows.Scan(&raw); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+		return send(ctx, tx, b)
+	})
+	if err == nil && raw == nil {
+		err = pairing.ErrNotFound
+	}
+	var found pairing.Pairing
+	if err == nil {
+		err = json.Unmarshal(raw, &found)
+	}
+	if err != nil {
+		return pairing.Pairing{}, fmt.Errorf("pairing %q: %w", p.ID, db.classify(ctx, err))
+	}
+	return found, nil
+}
+
 // Holder returns the pairing that holds instance (one live code per
 // instance) by its lease on the database's clock, or ErrNotFound when none
 // does. Its code is left out.

@@ -68,6 +68,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -96,6 +97,13 @@ type DB struct {
 	// would otherwise wait on each other's keys. Empty for "public", whose
 	// lock IDs stay as before.
 	lockSpace string
+	// limits is SET LOCAL statements run at the start of every
+	// transaction (limitsSQL).
+	limits []string
+	// opener is this store's row in linkbot_meta ("opened:…"), written
+	// by a non-read-only Open before it reads the phone-key secret and
+	// deleted by Close: Import refuses while another process's is there.
+	opener string
 	// madeSecret: this store's Open made the phone-key secret (the
 	// database had none), so Import may replace it.
 	madeSecret bool
@@ -188,24 +196,34 @@ func parseURL(raw string) (*pgxpool.Config, string, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "linkbot"
 	}
-	for _, d := range sessionDefaults {
-		if !setsParam(cfg.ConnConfig.RuntimeParams, d.name) {
-			cfg.ConnConfig.RuntimeParams[d.name] = d.value
-		}
-	}
 	dialer := &net.Dialer{Timeout: cfg.ConnConfig.ConnectTimeout, KeepAliveConfig: keepAlive}
 	cfg.ConnConfig.DialFunc = dialer.DialContext
 	return cfg, password, nil
 }
 
-// sessionDefaults bound how long one session may keep others waiting, so
-// a replica whose connection went half-open in the middle of a
-// transaction (a network partition, a host frozen) cannot hold the
+// sessionDefaults bound how long one transaction may keep others
+// waiting, so a replica whose connection went half-open in the middle of
+// a transaction (a network partition, a host frozen) cannot hold the
 // phone's, the user's or the instance's advisory locks for the hours TCP
 // takes to notice, with every other replica's requests for them waiting
-// behind it (the bot sets no deadline of its own on a request). Each is
-// a session setting sent at connection start; one the URL sets (as a
-// query parameter, or with -c in options) or PGOPTIONS is kept as it is.
+// behind it (the bot sets no deadline of its own on a request).
+//
+// They are applied with SET LOCAL at the start of every transaction the
+// store runs (limitsSQL, sent in the same round trip as BEGIN), never as
+// startup parameters: PgBouncer refuses a connection whose startup packet
+// carries a parameter it does not track ("unsupported startup parameter",
+// https://github.com/pgbouncer/pgbouncer/issues/1074), and under
+// transaction pooling only a SET LOCAL is sure to apply to the server
+// session the transaction runs on
+// (https://www.pgbouncer.org/features.html). Precedence: a limit the URL
+// sets (as a query parameter, or with -c in options) or PGOPTIONS sets is
+// left alone (not SET LOCAL, so the session's value applies); otherwise
+// linkbot's default wins over the server's, the database's and the role's
+// (ALTER DATABASE/ROLE … SET) settings inside linkbot's transactions.
+// Single statements outside a transaction keep the session's settings;
+// the locks they may wait for are held only by transactions, which these
+// limits end.
+//
 // A statement or lock wait they cut short fails with an error classify
 // turns into pairing.ErrUnavailable: the person is told to try again.
 // https://www.postgresql.org/docs/current/runtime-config-client.html
@@ -220,17 +238,28 @@ var sessionDefaults = []struct{ name, value string }{
 	// No statement of linkbot's runs for long (copy-store's COPYs carry
 	// 5,000 events each); one that does is stuck.
 	{"statement_timeout", "60s"},
-	// The server probes an idle client connection after 30 s, so it also
-	// notices a replica that vanished between transactions.
-	{"tcp_keepalives_idle", "30"},
-	{"tcp_keepalives_interval", "10"},
-	{"tcp_keepalives_count", "3"},
+}
+
+// limitsSQL is the SET LOCAL statements of the sessionDefaults that
+// params (the URL's and PGOPTIONS' runtime parameters) do not set, one
+// per element.
+func limitsSQL(params map[string]string) []string {
+	var out []string
+	for _, d := range sessionDefaults {
+		if !setsParam(params, d.name) {
+			out = append(out, fmt.Sprintf("SET LOCAL %s = '%s'", d.name, d.value))
+		}
+	}
+	return out
 }
 
 // keepAlive makes the client probe an idle connection after 15 s and
 // drop it after three unanswered probes, 5 s apart: a server that went
 // away without closing the socket is noticed in about half a minute
-// rather than the system's default of hours.
+// rather than the system's default of hours. Only the client's end is
+// set (a server's tcp_keepalives_* would be startup parameters, which
+// poolers refuse); the server's end of a vanished replica's transaction
+// is ended by idle_in_transaction_session_timeout.
 var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
 
 // setsParam says whether the runtime parameters (from the URL or the
@@ -310,7 +339,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, &scrubbed{fmt.Errorf("PostgreSQL at %s: %w", describe(cfg.ConnConfig), err), password}
 	}
-	db := &DB{pool: pool, log: log, callerClock: opts.CallerClock, where: describe(cfg.ConnConfig), password: password}
+	db := &DB{pool: pool, log: log, callerClock: opts.CallerClock, where: describe(cfg.ConnConfig), password: password,
+		limits: limitsSQL(cfg.ConnConfig.RuntimeParams)}
 	if err := db.open(ctx, opts); err != nil {
 		pool.Close()
 		return nil, db.scrub(fmt.Errorf("PostgreSQL at %s: %w", db.where, err))
@@ -337,8 +367,14 @@ func (db *DB) open(ctx context.Context, opts Options) error {
 	return db.loadSecret(ctx, !opts.ReadOnly)
 }
 
-// Close closes every connection.
+// Close removes this store's registration (opener; best effort, a few
+// seconds at most) and closes every connection.
 func (db *DB) Close() error {
+	if db.opener != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		db.pool.Exec(ctx, `DELETE FROM linkbot_meta WHERE key = $1`, db.opener)
+		cancel()
+	}
 	db.pool.Close()
 	return nil
 }
@@ -358,11 +394,30 @@ func (db *DB) Where() string { return db.where }
 // phoneKeySecretSize is the HMAC key's length, as the bbolt store's.
 const phoneKeySecretSize = 32
 
+// openerPrefix starts the linkbot_meta keys of the processes that have
+// the database open and keep its phone-key secret in memory (DB.opener).
+const openerPrefix = "opened:"
+
 // loadSecret reads the phone-key secret, first making one (32 random
 // bytes) when create is set and the database has none. Replicas opening a
 // new database together agree: the first insert wins and all read it.
+// With create, the store first registers itself (opener), so an Import
+// that has not yet begun sees it and refuses, and one under way (it
+// locks linkbot_meta) makes the registration wait until it committed, so
+// the secret read after it is the imported one.
 func (db *DB) loadSecret(ctx context.Context, create bool) error {
 	if create {
+		id := make([]byte, 12)
+		if _, err := rand.Read(id); err != nil {
+			return err
+		}
+		host, _ := os.Hostname()
+		key := fmt.Sprintf("%s%x", openerPrefix, id)
+		who := fmt.Sprintf("%s host %s pid %d", time.Now().UTC().Format(time.RFC3339), host, os.Getpid())
+		if _, err := db.pool.Exec(ctx, `INSERT INTO linkbot_meta (key, value) VALUES ($1, $2)`, key, []byte(who)); err != nil {
+			return fmt.Errorf("register this process: %w", db.classify(ctx, err))
+		}
+		db.opener = key
 		secret := make([]byte, phoneKeySecretSize)
 		if _, err := rand.Read(secret); err != nil {
 			return err
@@ -419,7 +474,7 @@ func (db *DB) classify(ctx context.Context, err error) error {
 // dropped the connection: a failed connect, a network error, a connection
 // closed under the call, or the server saying it is shutting down,
 // starting up, out of connection slots or a read-only standby (a
-// failover in progress), or a session limit (sessionDefaults) cutting a
+// failover in progress), or a transaction limit (sessionDefaults) cutting a
 // wait short.
 func unreachable(err error) bool {
 	var (
@@ -461,7 +516,7 @@ func (db *DB) inTx(ctx context.Context, f func(pgx.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	tx, err := db.pool.BeginTx(ctx, db.txOptions())
 	if err != nil {
 		return db.classify(ctx, err)
 	}
@@ -472,6 +527,16 @@ func (db *DB) inTx(ctx context.Context, f func(pgx.Tx) error) error {
 		return db.classify(ctx, err)
 	}
 	return db.classify(ctx, tx.Commit(ctx))
+}
+
+// txOptions begins a READ COMMITTED transaction with the session limits
+// set in it, in one round trip: BEGIN and the SET LOCALs travel as one
+// simple-protocol query.
+func (db *DB) txOptions() pgx.TxOptions {
+	if len(db.limits) == 0 {
+		return pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+	}
+	return pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL READ COMMITTED; " + strings.Join(db.limits, "; ")}
 }
 
 // inPipelinedTx runs one READ COMMITTED transaction in two round trips,
@@ -491,6 +556,9 @@ func (db *DB) inPipelinedTx(ctx context.Context, reads *pgx.Batch, decide func()
 	defer conn.Release()
 	first := &pgx.Batch{}
 	first.Queue(`BEGIN ISOLATION LEVEL READ COMMITTED`)
+	for _, l := range db.limits {
+		first.Queue(l)
+	}
 	first.QueuedQueries = append(first.QueuedQueries, reads.QueuedQueries...)
 	err = conn.SendBatch(ctx, first).Close()
 	var writes *pgx.Batch

@@ -14,9 +14,11 @@ import (
 // pairing no longer holds them, ended pairings (no longer watched or
 // holding an instance) that ended before before.Pairings, response_url
 // budgets past Slack's 30 minutes, and audit events older than
-// before.AuditEvents (none when it is zero). Each step is a statement of
-// its own (pruning needs no single snapshot, and short statements hold
-// few locks). PostgreSQL reuses the space of deleted rows after (auto)
+// before.AuditEvents (none when it is zero). Each step deletes in batches
+// of pruneBatch rows, a statement each, until a batch comes up short
+// (pruning needs no single snapshot): a backlog of millions of rows is
+// never one statement that runs into statement_timeout, holds its locks
+// for minutes or writes all its WAL at once. PostgreSQL reuses the space of deleted rows after (auto)
 // VACUUM, so tables reach a plateau instead of growing with the bot's
 // age.
 func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefore) (pairing.PruneStats, error) {
@@ -24,38 +26,53 @@ func (db *DB) Prune(ctx context.Context, now time.Time, before pairing.PruneBefo
 		return pairing.PruneStats{}, err
 	}
 	var st pairing.PruneStats
-	exec := func(n *int, sql string, args ...any) error {
-		tag, err := db.pool.Exec(ctx, sql, args...)
-		if n != nil {
-			*n = int(tag.RowsAffected())
+	// exec deletes the rows of table that match where (args are its
+	// parameters), pruneBatch at a time, adding the count to *n.
+	exec := func(n *int, table, where string, args ...any) error {
+		sql := fmt.Sprintf(`DELETE FROM %[1]s WHERE ctid IN (SELECT ctid FROM %[1]s p WHERE %[2]s LIMIT %[3]d)`, table, where, pruneBatch)
+		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			tag, err := db.pool.Exec(ctx, sql, args...)
+			if err != nil {
+				return err
+			}
+			*n += int(tag.RowsAffected())
+			if tag.RowsAffected() < int64(pruneBatch) {
+				return nil
+			}
 		}
-		return err
 	}
-	err := exec(&st.Attempts, `DELETE FROM attempts WHERE at_ns < $1`, nanos(before.Attempts))
+	err := exec(&st.Attempts, "attempts", `at_ns < $1`, nanos(before.Attempts))
 	if err == nil {
 		err = db.pruneSlots(ctx, now)
 	}
 	if err == nil {
-		err = exec(&st.Pairings, `DELETE FROM pairings p WHERE NOT p.watched
+		err = exec(&st.Pairings, "pairings", `NOT p.watched
 			AND NOT EXISTS (SELECT 1 FROM live_by_instance l WHERE l.pairing_id = p.id)
 			AND NOT (p.state IN ('requesting', 'live') AND p.lease_until_ns > COALESCE($1::bigint, `+sqlNow+`))
 			AND p.ended_ns < $2`, db.nowParam(now), nanos(before.Pairings))
 	}
 	if err == nil {
-		err = exec(&st.DedupeKeys, `DELETE FROM dedupe_keys WHERE until_ns <= $1`, nanos(now))
+		err = exec(&st.DedupeKeys, "dedupe_keys", `until_ns <= $1`, nanos(now))
 	}
 
 	if err == nil {
-		err = exec(&st.ResponseURLs, `DELETE FROM response_urls WHERE issued_ns < $1`, nanos(now.Add(-pairing.ResponseURLLifetime)))
+		err = exec(&st.ResponseURLs, "response_urls", `issued_ns < $1`, nanos(now.Add(-pairing.ResponseURLLifetime)))
 	}
 	if err == nil && !before.AuditEvents.IsZero() {
-		err = exec(&st.AuditEvents, `DELETE FROM audit_events WHERE at_ns < $1`, nanos(before.AuditEvents))
+		err = exec(&st.AuditEvents, "audit_events", `at_ns < $1`, nanos(before.AuditEvents))
 	}
 	if err != nil {
 		return pairing.PruneStats{}, fmt.Errorf("prune: %w", db.classify(ctx, err))
 	}
 	return st, nil
 }
+
+// pruneBatch is how many rows one of Prune's DELETE statements removes
+// (a variable for tests).
+var pruneBatch = 5000
 
 // pruneSlots frees the instance slots whose pairing no longer holds them
 // (one left by a request that never settled, say). It first finds them,

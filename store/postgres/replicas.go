@@ -170,11 +170,17 @@ func viewPath(surface string) []string {
 // A superseded pairing claims nothing but its code window (its own, not
 // the message's): its renewal owns the message now.
 // A renewal shown in the message of the pairing it renews claims nothing
-// on a surface while that pairing's claim there runs. Together they keep
-// the two from editing one message at once: a claim of the old pairing
-// that won before the renewal settled is seen by the renewal's claims
-// (Settle waits on the old row's lock until the claim committed), and
-// one tried after it loses to the superseded state.
+// on a surface while that pairing's claim there runs, and the other way
+// round (an old pairing reinstated after its renewal failed uncounted
+// loses while the renewal's claim of their message runs). Together they
+// keep the two from editing one message at once: a claim of the old
+// pairing that won before the renewal settled is seen by the renewal's
+// claims (Settle waits on the old row's lock until the claim committed),
+// and one tried after it loses to the superseded state. Claims of the two
+// racing each other are decided one after the other: each first locks
+// the renewals of its pairing (FOR SHARE, through the pairings_renews
+// index) and then its own row, in statements before the UPDATE, so the
+// UPDATE's snapshot holds whatever claim the other committed meanwhile.
 func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) {
 	if err := checkSurface(ctx, c.Surface); err != nil {
 		return false, fmt.Errorf("claim view of %q: %w", c.ID, err)
@@ -182,7 +188,19 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 	var won bool
 	err := db.inTx(ctx, func(tx pgx.Tx) error {
 		won = false
-		err := tx.QueryRow(ctx, `WITH clock AS (SELECT COALESCE($6::bigint, `+sqlNow+`) AS now)
+		b := &pgx.Batch{}
+		// Lock order: the renewals first (newer before older), then the
+		// row itself, each in a statement of its own, so that the UPDATE
+		// after them reads (with a snapshot of its own) what a claim of the
+		// renewal or of the renewed pairing committed while these waited.
+		b.Queue(`SELECT 1 FROM pairings WHERE doc->>'renews' = $1 AND doc->>'renews' <> '' AND id <> $1 ORDER BY id FOR SHARE`, pgText(c.ID))
+		exists := false
+		b.Queue(`SELECT 1 FROM pairings WHERE id = $1 FOR NO KEY UPDATE`, pgText(c.ID)).Query(func(rows pgx.Rows) error {
+			exists = rows.Next()
+			rows.Close()
+			return rows.Err()
+		})
+		b.Queue(`WITH clock AS (SELECT COALESCE($6::bigint, `+sqlNow+`) AS now)
 			UPDATE pairings SET doc = jsonb_set(doc || jsonb_build_object('view_claims', coalesce(doc->'view_claims', '{}'::jsonb)),
 				ARRAY['view_claims', $2::text], jsonb_build_object('token', $4::text, 'to', $5::text, 'until_ns', clock.now + $7::bigint))
 			FROM clock
@@ -192,14 +210,19 @@ func (db *DB) ClaimView(ctx context.Context, c pairing.ViewClaim) (bool, error) 
 				AND NOT EXISTS (SELECT 1 FROM pairings o, clock
 					WHERE coalesce(pairings.doc->>'message', '') <> '' AND o.id = pairings.doc->>'renews' AND o.id <> pairings.id
 						AND coalesce((o.doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false))
+				AND NOT EXISTS (SELECT 1 FROM pairings n, clock
+					WHERE n.doc->>'renews' = pairings.id AND n.doc->>'renews' <> '' AND n.id <> pairings.id
+						AND coalesce(n.doc->>'message', '') <> ''
+						AND coalesce((n.doc->'view_claims'->$2::text->>'until_ns')::bigint > clock.now, false))
 			RETURNING true`,
 			pgText(c.ID), pgText(c.Surface), viewPath(pgText(c.Surface)), pgText(c.Token), pgText(c.To), db.nowParam(c.Now), int64(c.For), pgText(c.From),
-		).Scan(&won)
-		if errors.Is(err, pgx.ErrNoRows) {
-			var exists bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pairings WHERE id = $1)`, pgText(c.ID)).Scan(&exists); err != nil {
-				return err
-			}
+		).Query(func(rows pgx.Rows) error {
+			won = rows.Next()
+			rows.Close()
+			return rows.Err()
+		})
+		err := send(ctx, tx, b)
+		if err == nil && !won {
 			if !exists {
 				return pairing.ErrNotFound
 			}

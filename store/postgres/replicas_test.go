@@ -200,7 +200,11 @@ func TestEditWindowMigrationBesideOlder(t *testing.T) {
 	if _, err := db.pool.Exec(t.Context(), `INSERT INTO edit_budget (minute, used) VALUES (29000000, 7)`); err != nil {
 		t.Fatal(err)
 	}
-	if applied, err := migrate(t.Context(), db.pool, all); err != nil || len(applied) != 1 || applied[0].Version != 5 {
+	v5 := fstest.MapFS{"00005_edit_window.sql": all["00005_edit_window.sql"]}
+	for name, f := range v4 {
+		v5[name] = f
+	}
+	if applied, err := migrate(t.Context(), db.pool, v5); err != nil || len(applied) != 1 || applied[0].Version != 5 {
 		t.Fatalf("migrating to version 5: %+v, %v", applied, err)
 	}
 	if p, err := db.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateRequesting {

@@ -24,6 +24,7 @@ var claimCases = []testCase{
 	{"a pairing that is gone", testClaimGone},
 	{"50 concurrent claimers of one edit", testClaimConcurrent},
 	{"a renewal and the pairing it renews never claim their message at once", testClaimSharedMessage},
+	{"the old pairing loses while its renewal claims their message", testClaimSharedMessageRenewalFirst},
 }
 
 // editFor is how long the suite's claims hold unfinished.
@@ -362,4 +363,28 @@ func testClaimSharedMessage(t *testing.T, open func(*testing.T) Harness) {
 	claimView(t, s, claim("a", dm, "code:4", "code:3", "TA2", at), false, "the superseded pairing's next step")
 	claimView(t, s, claim("b", dm, "", "code:3", "TB2", at), true, "the renewal, once the old claim is finished")
 	finishView(t, s, "b", dm, "TB2", "code:3", false, true, "the renewal's step landing")
+}
+
+// testClaimSharedMessageRenewalFirst: the reverse order of
+// testClaimSharedMessage. A renewal that failed without a code (settled
+// uncounted: its old pairing is reinstated and goes on counting down in
+// the same message) claims the message to show its failure (the click's
+// answer, bot/interaction.go show); the old pairing, live again, must then
+// lose its claim of that same message while the renewal's runs, or both
+// edit it at once. Only the renewal's side is checked (testClaimSharedMessage).
+func testClaimSharedMessageRenewalFirst(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	const dm = pairing.SurfaceDM
+	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	renewal(t, s, "b", "a", t0.Add(10*time.Second))
+	at := t0.Add(11 * time.Second)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Counted: false, Change: toState(pairing.StateFailed, at), Replaced: "a", ReplacedURL: clickURL,
+		ReplacedAudit: replacedAudit("a")}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Pairing(t.Context(), "a"); err != nil || p.State != pairing.StateLive {
+		t.Fatalf("old pairing after its renewal failed: %s, %v; want live (reinstated)", p.State, err)
+	}
+	claimView(t, s, claim("b", dm, "", "failed", "TB", at), true, "the failed renewal's answer, no claim of the old pairing running")
+	claimView(t, s, claim("a", dm, "", "code:4", "TA", at), false, "the reinstated old pairing's step, while its renewal's claim of their shared message runs")
 }

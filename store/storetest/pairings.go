@@ -16,6 +16,7 @@ var instanceCases = []testCase{
 	{"a live code holds its instance", testInstanceHeld},
 	{"an ended or expired code frees it", testInstanceFreed},
 	{"Holder names who holds it, never the code", testHolder},
+	{"ReservedPairing finds what Reserve stored, or ErrNotFound", testReservedPairing},
 }
 
 var leaseCases = []testCase{
@@ -708,5 +709,36 @@ func testSettleAfterLeaseLost(t *testing.T, open func(*testing.T) Harness) {
 	checkHolder(t, s, "I1", "b", later)
 	if got := mustPairing(t, s, "b"); got.State != pairing.StateLive || got.Code != b.Code {
 		t.Errorf("the holder = %+v; want it live with its code", got)
+	}
+}
+
+// testReservedPairing: ReservedPairing, undoReserve's lookup after a
+// Reserve answered ErrUnavailable, finds the pairing a Reserve stored (by
+// ID) and ErrNotFound when none did. (That it waits for a Reserve in flight is each store's own
+// test: TestReservedPairingWaitsForReserve in store/postgres; bbolt has
+// one writer at a time.)
+func testReservedPairing(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	r := reservation("a", "I1", phone(1), "U1", t0)
+	if p, err := s.ReservedPairing(t.Context(), r.Pairing); !errors.Is(err, pairing.ErrNotFound) {
+		t.Errorf("before Reserve: %q, %v; want ErrNotFound", p.ID, err)
+	}
+	want := reserve(t, s, r)
+	got, err := s.ReservedPairing(t.Context(), r.Pairing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("after Reserve (-want +got):\n%s", diff)
+	}
+	refused := reservation("b", "I1", phone(2), "U2", t0)
+	if d, err := s.Reserve(t.Context(), refused); err != nil || d.Refused == pairing.LimitNone {
+		t.Fatalf("Reserve of a held instance: %+v, %v; want refused", d, err)
+	}
+	// A refusal may be kept (bbolt and PostgreSQL keep it): never as
+	// Requesting, which undoReserve would end.
+	if p, err := s.ReservedPairing(t.Context(), refused.Pairing); err == nil && p.State == pairing.StateRequesting ||
+		err != nil && !errors.Is(err, pairing.ErrNotFound) {
+		t.Errorf("after a refused Reserve: %q %s, %v; want ErrNotFound or not Requesting", p.ID, p.State, err)
 	}
 }
