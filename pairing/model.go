@@ -547,3 +547,20 @@ type PruneStats struct {
 	// DedupeKeys counts the command keys whose Until had passed.
 	DedupeKeys int
 }
+
+// KeepsWindow settles the code window of p, which renewal replaced (both
+// stores call it in the renewal's transaction): a window renewal carries
+// (the same view) is renewal's from now on and is closed on p; a
+// superseded p's window of its own (recorded while the renewal was on its
+// way, on any replica) keeps p watched (true) until the Slack edge shows
+// there that the code was replaced.
+func (p *Pairing) KeepsWindow(renewal Pairing) bool {
+	switch {
+	case !p.Modal.Open():
+		return false
+	case renewal.Modal.ViewID == p.Modal.ViewID:
+		p.Modal.Closed = true
+		return false
+	}
+	return p.State == StateSuperseded
+}

@@ -454,7 +454,7 @@ func updatePairing(tx *bolt.Tx, id string, now time.Time, change func(*pairing.P
 // reached a final state meanwhile (it linked while New code was in flight,
 // or a "New code" on an expired code) keeps it: a final state is never
 // overwritten. It reports whether it ended the pairing. Its code window
-// (see keepsWindow) goes to renewal when renewal carries it, else a
+// (see pairing.Pairing.KeepsWindow) goes to renewal when renewal carries it, else a
 // superseded pairing stays watched until the window says it was replaced.
 func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time, renewal pairing.Pairing) (bool, error) {
 	ended, own := false, false
@@ -462,7 +462,7 @@ func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time, rene
 		if !p.Final() {
 			p.State, ended = state, true
 		}
-		own = keepsWindow(p, renewal)
+		own = p.KeepsWindow(renewal)
 		return nil
 	})
 	if errors.Is(err, pairing.ErrNotFound) {
@@ -472,22 +472,6 @@ func endPairing(tx *bolt.Tx, id string, state pairing.State, now time.Time, rene
 		return ended, err
 	}
 	return ended, tx.Bucket(bucketWatched).Delete([]byte(id))
-}
-
-// keepsWindow settles the code window of p, which renewal replaced: a
-// window renewal carries (the same view) is renewal's from now on, closed
-// on p; a superseded p's window of its own (recorded while the renewal
-// was on its way, on any replica) keeps p watched (true) until the Slack
-// edge shows there that the code was replaced.
-func keepsWindow(p *pairing.Pairing, renewal pairing.Pairing) bool {
-	switch {
-	case !p.Modal.Open():
-		return false
-	case renewal.Modal.ViewID == p.Modal.ViewID:
-		p.Modal.Closed = true
-		return false
-	}
-	return p.State == pairing.StateSuperseded
 }
 
 // appendEndAudit appends e, the audit record of a pairing that ended as

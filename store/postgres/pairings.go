@@ -520,7 +520,7 @@ func (db *DB) endPairing(ctx context.Context, tx pgx.Tx, old stored, state pairi
 	if !p.Final() {
 		p.State, ended = state, true
 	}
-	own := keepsWindow(&p, renewal)
+	own := p.KeepsWindow(renewal)
 	if err := db.save(ctx, tx, old, &p, dbNow, now); err != nil {
 		return false, err
 	}
@@ -528,22 +528,6 @@ func (db *DB) endPairing(ctx context.Context, tx pgx.Tx, old stored, state pairi
 		return ended, nil
 	}
 	return ended, unwatch(ctx, tx, p.ID)
-}
-
-// keepsWindow settles the code window of p, which renewal replaced: a
-// window renewal carries (the same view) is renewal's from now on, closed
-// on p; a superseded p's window of its own (recorded while the renewal
-// was on its way, on any replica) keeps p watched (true) until the Slack
-// edge shows there that the code was replaced.
-func keepsWindow(p *pairing.Pairing, renewal pairing.Pairing) bool {
-	switch {
-	case !p.Modal.Open():
-		return false
-	case renewal.Modal.ViewID == p.Modal.ViewID:
-		p.Modal.Closed = true
-		return false
-	}
-	return p.State == pairing.StateSuperseded
 }
 
 // appendEndAudit appends e, the audit record of a pairing that ended as
