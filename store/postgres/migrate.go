@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -88,7 +89,37 @@ func Migrate(ctx context.Context, url string, log *slog.Logger) (applied []Migra
 
 // migrate runs the migrations in fsys that the database (the schema the
 // pool's search_path names first) has not run, under goose's lock.
-func migrate(ctx context.Context, pool *pgxpool.Pool, fsys fs.FS) ([]Migration, error) {
+//
+// The migrations run on a pool of their own whose sessions carry the
+// sessionDefaults (and the server's end of TCP keepalives) with a plain
+// SET: goose's transactions are not the store's (no SET LOCAL there), and
+// its lock is held by a session outside any transaction, which only the
+// server's keepalives can end when the replica holding it vanishes. A
+// session-level SET is sound here because goose's session lock needs a
+// direct (or session-pooled) connection anyway.
+func migrate(ctx context.Context, base *pgxpool.Pool, fsys fs.FS) ([]Migration, error) {
+	cfg := base.Config()
+	cfg.MaxConns = 2 // the lock's session and the migration's
+	sets := sessionSQL(cfg.ConnConfig.RuntimeParams)
+	after := cfg.AfterConnect
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if after != nil {
+			if err := after(ctx, conn); err != nil {
+				return err
+			}
+		}
+		for _, set := range sets {
+			if _, err := conn.Exec(ctx, set); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
 	var schema *string
 	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
 		return nil, err

@@ -253,6 +253,23 @@ func limitsSQL(params map[string]string) []string {
 	return out
 }
 
+// sessionSQL is limitsSQL for a whole session (the migrations' own pool,
+// see migrate): plain SETs of the sessionDefaults params do not set, and
+// the server's end of TCP keepalives (a vanished client's session, and any
+// session-level lock it holds, ends within about a minute).
+func sessionSQL(params map[string]string) []string {
+	var out []string
+	for _, set := range limitsSQL(params) {
+		out = append(out, strings.Replace(set, "SET LOCAL ", "SET ", 1))
+	}
+	for _, ka := range []struct{ name, value string }{{"tcp_keepalives_idle", "30"}, {"tcp_keepalives_interval", "10"}, {"tcp_keepalives_count", "3"}} {
+		if !setsParam(params, ka.name) {
+			out = append(out, fmt.Sprintf("SET %s = '%s'", ka.name, ka.value))
+		}
+	}
+	return out
+}
+
 // keepAlive makes the client probe an idle connection after 15 s and
 // drop it after three unanswered probes, 5 s apart: a server that went
 // away without closing the socket is noticed in about half a minute
@@ -342,7 +359,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	db := &DB{pool: pool, log: log, callerClock: opts.CallerClock, where: describe(cfg.ConnConfig), password: password,
 		limits: limitsSQL(cfg.ConnConfig.RuntimeParams)}
 	if err := db.open(ctx, opts); err != nil {
-		pool.Close()
+		db.Close() // its registration too, if it got that far
 		return nil, db.scrub(fmt.Errorf("PostgreSQL at %s: %w", db.where, err))
 	}
 	return db, nil
