@@ -561,3 +561,74 @@ func TestWindowRecordedWhileRenewalInFlight(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowRecordedThenPairingEndsBeforeRenewalSettles: a window drawn
+// with the code is recorded on the pairing while a New code is between
+// its Reserve and its Settle (as TestWindowRecordedWhileRenewalInFlight),
+// and the pairing then ends on its own (here: the phone linked, seen by
+// an Advance) before the renewal settles. The settlement finds the old
+// pairing final (not superseded) and stops watching it although its own
+// window still shows the code: the ticks must still take the code out of
+// that window.
+func TestWindowRecordedThenPairingEndsBeforeRenewalSettles(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	db, err := store.Open(filepath.Join(t.TempDir(), "c.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	hook := &reserveHook{Storage: db}
+	r := newCountdownRigOn(t, t0, hook)
+	r.db = db
+	msgID := r.start()
+	p := r.watched()[0]
+	oldCode := r.wawp.Code(rigInstance)
+	shown := oldCode[:4] + "-" + oldCode[4:]
+	var viewID string
+	hook.mu.Lock()
+	hook.onRenewal = func() {
+		// The window, drawn with the live code, recorded on the pairing.
+		now := r.clock.Now()
+		opened, err := r.bot.api.OpenView(r.slack.NewTrigger("U1"), windowOf(r.bot.render(context.Background(), p, now, onModal), p.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		viewID = opened.ID
+		m := pairing.ModalSurface{ViewID: opened.ID, Hash: opened.Hash, User: "U1"}
+		drawn := p
+		drawn.Modal = m
+		m.LastView = modalKey(drawn, now)
+		if _, err := r.svc.RecordModal(t.Context(), p.ID, m); err != nil {
+			t.Fatal(err)
+		}
+		// The phone links with the old code; an Advance ends the pairing.
+		if err := r.wawp.EnterCode(rigInstance, oldCode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.svc.Advance(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook.mu.Unlock()
+	r.clock.Set(t0.Add(5 * time.Second))
+	click := r.clickBy("U1", msgID, ActionNewCode, p.ID)
+	r.svc.Renew(t.Context(), pairing.Renewal{ID: p.ID, User: "U1", ResponseURL: click.ResponseURL, URLIssued: r.clock.Now()})
+	if viewID == "" {
+		t.Fatal("the window was never opened")
+	}
+	if got, err := r.svc.Pairing(t.Context(), p.ID); err == nil {
+		t.Logf("old pairing after the renewal: state %s, window %+v", got.State, got.Modal)
+		for _, w := range r.watched() {
+			t.Logf("watched %s %s modal %+v", w.ID, w.State, w.Modal)
+		}
+	}
+	for s := 10; s <= 400; s += 5 {
+		r.clock.Set(t0.Add(time.Duration(s) * time.Second))
+		r.tick()
+	}
+	for _, v := range r.slack.Modals("U1") {
+		if v.ID == viewID && strings.Contains(v.Shown(), shown) {
+			t.Errorf("the window still shows the old pairing's code %s after it ended:\n%s", shown, v.Shown())
+		}
+	}
+}

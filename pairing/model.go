@@ -550,10 +550,11 @@ type PruneStats struct {
 
 // KeepsWindow settles the code window of p, which renewal replaced (both
 // stores call it in the renewal's transaction): a window renewal carries
-// (the same view) is renewal's from now on and is closed on p; a
-// superseded p's window of its own (recorded while the renewal was on its
-// way, on any replica) keeps p watched (true) until the Slack edge shows
-// there that the code was replaced.
+// (the same view) is renewal's from now on and is closed on p; a window
+// of p's own (recorded while the renewal was on its way, on any replica)
+// keeps p watched (true), whatever p's state (superseded, or ended on its
+// own meanwhile: linked, expired), until the Slack edge has shown there
+// how p ended and taken the code out of it.
 func (p *Pairing) KeepsWindow(renewal Pairing) bool {
 	switch {
 	case !p.Modal.Open():
@@ -562,5 +563,5 @@ func (p *Pairing) KeepsWindow(renewal Pairing) bool {
 		p.Modal.Closed = true
 		return false
 	}
-	return p.State == StateSuperseded
+	return true
 }

@@ -203,9 +203,9 @@ func settleReplaced(tx *bolt.Tx, s pairing.Settlement, renewal pairing.Pairing) 
 		// while the renewal was on its way (New code clicked just past the
 		// expiry, before a tick ended it) ends here as expired, code wiped
 		// and audited: nothing watches it any more to end it later.
-		if old.State != pairing.StateLive {
-			return watched.Delete([]byte(s.Replaced))
-		}
+		// A pairing that ended on its own meanwhile keeps its final state;
+		// endPairing stops watching it unless a window of its own (recorded
+		// while the renewal was on its way) still shows the code.
 		ended, err := endPairing(tx, old.ID, pairing.StateExpired, s.Now, renewal)
 		if err != nil || !ended {
 			return err

@@ -471,9 +471,9 @@ func (db *DB) settleReplaced(ctx context.Context, tx pgx.Tx, s pairing.Settlemen
 		// The renewal's view replaces its last one. A code that ran out
 		// while the renewal was on its way ends here as expired, code
 		// wiped and audited: nothing watches it any more to end it later.
-		if old.p.State != pairing.StateLive {
-			return unwatch(ctx, tx, old.p.ID)
-		}
+		// A pairing that ended on its own meanwhile keeps its final state;
+		// endPairing stops watching it unless a window of its own (recorded
+		// while the renewal was on its way) still shows the code.
 		ended, err := db.endPairing(ctx, tx, *old, pairing.StateExpired, dbNow, s.Now, renewal)
 		if err != nil || !ended {
 			return err

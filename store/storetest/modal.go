@@ -18,6 +18,44 @@ var modalCases = []testCase{
 	{"the window's view is claimed like any surface's", testModalClaim},
 	{"RecordModal watches its pairing and refuses a superseded one", testRecordModal},
 	{"a renewal takes the window it carries; one it does not stays watched", testModalRenewed},
+	{"a refused renewal leaves watched an old pairing that ended with a window of its own", testModalEndedMeanwhile},
+}
+
+// testModalEndedMeanwhile: a window is recorded on a pairing while its
+// renewal is between Reserve and Settle, and the pairing then ends on its
+// own (linked, shown in its message); the renewal is refused. The old
+// pairing keeps its final state and stays watched: its window still shows
+// the code until the Slack edge shows there how it ended.
+func testModalEndedMeanwhile(t *testing.T, open func(*testing.T) Harness) {
+	s := open(t).Storage
+	live(t, s, reservation("a", "I1", phone(1), "U1", t0))
+	r := reservation("b", "I1", phone(1), "U1", t0.Add(10*time.Second))
+	r.Replaces, r.Pairing.Renews, r.Pairing.Message = "a", "a", "a"
+	reserve(t, s, r)
+	window := pairing.ModalSurface{ViewID: "V1", Hash: "h1", User: "U1", LastView: "live:0"}
+	if _, err := s.RecordModal(t.Context(), "a", window, t0.Add(11*time.Second), false); err != nil {
+		t.Fatal(err)
+	}
+	endLive(t, s, "a", t0.Add(12*time.Second), pairing.StateLinked, false)
+	at := t0.Add(13 * time.Second)
+	if _, err := s.Settle(t.Context(), pairing.Settlement{ID: "b", Now: at, Change: toState(pairing.StateFailed, at), Replaced: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	a := mustPairing(t, s, "a")
+	if a.State != pairing.StateLinked || a.Modal != window {
+		t.Errorf("a is %s with window %+v; want linked with %+v", a.State, a.Modal, window)
+	}
+	watched, err := s.WatchedPairings(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range watched {
+		found = found || p.ID == "a"
+	}
+	if !found {
+		t.Errorf("a is not watched (%d watched); its window still shows the code", len(watched))
+	}
 }
 
 // testModalRenewed: when a renewal supersedes a pairing, a window the
