@@ -496,7 +496,7 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 	return slack.NewUpdateViewSubmissionResponse(&window), func(ctx context.Context) {
 		b.startAfterAck(ctx, ctx, log, started{
 			req: req, who: who, now: now, phoneText: phoneText, recipient: recipient, again: again,
-			shown: onModal,
+			shown: onModal, redrawn: true,
 			refuse: func(ctx context.Context, m Message) {
 				b.showRefusalInWindow(ctx, cb.View.ID, m, log)
 			},

@@ -174,6 +174,11 @@ type started struct {
 	// with no stored pairing to show.
 	refuse func(ctx context.Context, m Message)
 	answer func(ctx context.Context, p pairing.Pairing, err error)
+	// redrawn is set for the form: a redelivery's ack (Socket Mode
+	// redelivers an envelope whose ack was lost) turns the window back
+	// into "Requesting…" over what the first delivery's work showed, so a
+	// duplicate shows a refusal again (only its audit is claimed once).
+	redrawn bool
 }
 
 // startAfterAck is the work after the ack of a /link or a form
@@ -183,8 +188,12 @@ func (b *Bot) startAfterAck(ctx, reqCtx context.Context, log *slog.Logger, s sta
 	if s.recipient != "" {
 		if why, detail := b.checkRecipient(ctx, s.recipient); why != "" {
 			// The refusal's audit claims the request's key: a second
-			// delivery of it shows nothing more.
+			// delivery of it shows nothing more, unless its ack drew over
+			// the refusal (the form): then it is shown again.
 			if !b.auditRefusalOnce(ctx, s.who, s.now, s.req.Instance, s.phoneText, why, s.recipient, log) {
+				if s.redrawn {
+					s.refuse(ctx, RecipientRefusedView(why, s.recipient, s.again, detail))
+				}
 				return
 			}
 			b.obs.Command(why)

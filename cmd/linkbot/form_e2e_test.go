@@ -480,3 +480,28 @@ func TestFormHandOffRefusedIsAudited(t *testing.T) {
 		t.Errorf("audited %+v; want one %s refusal of U1's hand-off to U0ROBOT", got, pairing.OutcomeRecipientBot)
 	}
 }
+
+// TestFormHandOffRefusedRedeliveredStillShown: a submission whose ack was
+// lost is delivered again; its refusal (here the recipient is a bot) was
+// already shown by the first delivery's work, and the redelivery's ack
+// turns the window back into "Requesting…". The window must end showing
+// the refusal, not a request that never comes.
+func TestFormHandOffRefusedRedeliveredStillShown(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	h.slack.SetUser(fakeslack.User{ID: "U0ROBOT", Name: "robot", IsBot: true})
+	h.command("U1", "")
+	h.modal("U1", "Instance states as of now.")
+	h.slack.SetRedelivery(500*time.Millisecond, 1)
+	h.slack.DropAckNext(1)
+	h.submitForm("U1", instanceEG, "0111 222 3333", "U0ROBOT") // returns once the redelivery was acked
+	h.stop()
+	v, open := h.slack.Modal("U1")
+	if !open || !strings.Contains(v.Shown(), "is a bot") {
+		t.Errorf("after the redelivered submission the window (open: %v) shows:\n%s\nwant the refusal (\"is a bot\")", open, v.Shown())
+	}
+	if n := len(h.wawp.Calls(fakewawp.RequestCode)); n != 0 {
+		t.Errorf("Wawp was asked for %d codes", n)
+	}
+}
