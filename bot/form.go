@@ -497,6 +497,7 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 		b.startAfterAck(ctx, ctx, log, started{
 			req: req, who: who, now: now, phoneText: phoneText, recipient: recipient, again: again,
 			shown: onModal, redrawn: true,
+			duplicate: func(ctx context.Context) { b.reshowWindow(ctx, cb.View.ID, log) },
 			refuse: func(ctx context.Context, m Message) {
 				b.showRefusalInWindow(ctx, cb.View.ID, m, log)
 			},
@@ -507,6 +508,49 @@ func (b *Bot) submission(cb slack.InteractionCallback) (any, func(ctx context.Co
 			},
 		})
 	}
+}
+
+// reshowWindow shows again, in the code window viewID, the pairing a
+// redelivered form submission started the first time: the redelivery's
+// ack turned the window back into "Requesting…" (with a hash the bot
+// never saw), and its Start was a duplicate. The window is recorded as
+// showing that, so the next update (now, else the next tick) redraws it.
+// A pairing no longer watched has nothing more to show.
+func (b *Bot) reshowWindow(ctx context.Context, viewID string, log *slog.Logger) {
+	ps, err := b.cfg.Service.Watched(ctx)
+	if err != nil {
+		log.Warn("finding the redelivered submission's pairing failed", "err", err)
+		return
+	}
+	id := ""
+	for _, p := range ps {
+		if p.Modal.ViewID == viewID && !p.Modal.Closed {
+			id = p.ID
+			break
+		}
+	}
+	if id == "" {
+		return
+	}
+	p, err := b.cfg.Service.Pairing(ctx, id)
+	if err != nil {
+		return
+	}
+	unlock := b.locks.lock(p.MessageID())
+	defer unlock()
+	if p, err = b.cfg.Service.Pairing(ctx, id); err != nil || p.Modal.ViewID != viewID || p.Modal.Closed {
+		return
+	}
+	m := p.Modal
+	m.LastView, m.Hash = viewRequesting, ""
+	rctx, cancel := pairing.RecordContext(ctx)
+	stored, err := b.cfg.Service.RecordModal(rctx, p.ID, m)
+	cancel()
+	if err != nil {
+		log.Warn("recording the redrawn window failed", "err", err)
+		return
+	}
+	b.showLocked(ctx, stored, showing{answer: onNone, edit: editNot, card: editNot, modal: editIfBudget})
 }
 
 // showRefusalInWindow turns the code window into m (an answer with no

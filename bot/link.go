@@ -178,7 +178,10 @@ type started struct {
 	// redelivers an envelope whose ack was lost) turns the window back
 	// into "Requesting…" over what the first delivery's work showed, so a
 	// duplicate shows a refusal again (only its audit is claimed once).
-	redrawn bool
+	// duplicate, when set (the form), shows again what a duplicate Start's
+	// first delivery stored; nil for the command, whose ack draws nothing.
+	redrawn   bool
+	duplicate func(ctx context.Context)
 }
 
 // startAfterAck is the work after the ack of a /link or a form
@@ -209,6 +212,9 @@ func (b *Bot) startAfterAck(ctx, reqCtx context.Context, log *slog.Logger, s sta
 		// Slack delivered the request twice (or again): the first
 		// delivery answers it.
 		b.obs.Command(pairing.OutcomeDuplicate)
+		if s.duplicate != nil {
+			s.duplicate(ctx)
+		}
 		return
 	}
 	b.obs.Command(pairing.OutcomeOf(err))

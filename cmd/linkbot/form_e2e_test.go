@@ -505,3 +505,25 @@ func TestFormHandOffRefusedRedeliveredStillShown(t *testing.T) {
 		t.Errorf("Wawp was asked for %d codes", n)
 	}
 }
+
+// TestFormRedeliveredShowsCode: a submission whose ack was lost is
+// delivered again after its work already put the code in the window; the
+// redelivery's ack turns the window back into "Requesting…" and its work
+// is a duplicate. After a tick the window must show the live code again.
+func TestFormRedeliveredShowsCode(t *testing.T) {
+	h := newHarness(t)
+	h.manualTicks()
+	h.start()
+	h.command("U1", "")
+	h.modal("U1", "Instance states as of now.")
+	h.slack.SetRedelivery(500*time.Millisecond, 1)
+	h.slack.DropAckNext(1)
+	h.submitForm("U1", instanceEG, "0111 222 3333", "") // returns once the redelivery was acked
+	h.tickAndWait()
+	h.stop()
+	v, open := h.slack.Modal("U1")
+	code := h.wawp.Code(instanceEG)
+	if !open || code == "" || !strings.Contains(v.Shown(), code[:4]+"-"+code[4:]) {
+		t.Errorf("after the redelivered submission and a tick the window (open: %v) shows:\n%s\nwant the live code", open, v.Shown())
+	}
+}
