@@ -1216,8 +1216,12 @@ func (b *Bot) loadHolds(ctx context.Context) {
 // limits chat.update and chat.delete per workspace, posts per channel,
 // and a response_url's posts per url, whichever process makes them): one
 // read of the stored holds, before the calls they may stop (never before
-// an ack). A read that fails leaves the holds this process knows.
+// an ack). A read that fails leaves the holds this process knows. It
+// waits at most RecordTimeout, as the recording writes do: a slow
+// database must not hold up the posts it only informs.
 func (b *Bot) refreshHolds(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, pairing.RecordTimeout)
+	defer cancel()
 	holds, err := b.cfg.Service.Holds(ctx)
 	if err != nil {
 		b.log.Debug("reading Slack's Retry-Afters failed; going on with the ones known here", "err", err)
