@@ -297,22 +297,52 @@ type wawpBody struct {
 	} `json:"me"`
 }
 
-// pairingCode matches a code with or without the dash, e.g. ABCD-1234.
-var pairingCode = regexp.MustCompile(`^[A-Za-z0-9]{4}-?[A-Za-z0-9]{4}$`)
+// pairingCode matches a code with or without its separator, e.g.
+// ABCD-1234 or ABCD 1234.
+var pairingCode = regexp.MustCompile(`^[A-Za-z0-9]{4}[- ]?[A-Za-z0-9]{4}$`)
 
+// byteOrderMark is stripped from a body before it is read as JSON.
+const byteOrderMark = "\ufeff"
+
+// decodeCode reads request-code's answer. A 2xx answer the bot cannot
+// read may still carry a working code in a shape not recognised (Wawp's
+// page types the answer only as "application/json string",
+// seed-wawp-request-code.txt), and the error is logged: such an error
+// keeps no text of the body, and no "code" that looks like a pairing code
+// (WhatsApp's error names, such as rate-overlimit, stay).
 func decodeCode(status int, body []byte, token string) (string, error) {
 	const endpoint = pathRequestCode
 	r := redactor{token: token}
+	body = bytes.TrimPrefix(bytes.TrimSpace(body), []byte(byteOrderMark))
+	var bare string
+	if status >= 200 && status <= 299 && json.Unmarshal(body, &bare) == nil && pairingCode.MatchString(bare) {
+		return normaliseCode(bare), nil // a bare JSON string: the page's own type
+	}
 	b, err := decodeBody(endpoint, status, body, r)
-	if err != nil {
-		return "", lockedOut(err)
-	}
-	code := jsonString(b.Code)
-	if !pairingCode.MatchString(code) {
+	if err == nil {
+		code := jsonString(b.Code)
+		if pairingCode.MatchString(code) {
+			return normaliseCode(code), nil
+		}
 		// "code" then holds an error name such as "invalid_session", or is missing.
-		return "", lockedOut(errorIn2xx(endpoint, status, b, body, r))
+		err = errorIn2xx(endpoint, status, b, body, r)
 	}
-	return strings.ToUpper(strings.ReplaceAll(code, "-", "")), nil
+	var aerr *APIError
+	if errors.As(err, &aerr) && aerr.Status >= 200 && aerr.Status <= 299 {
+		aerr.Message = ""
+		if looksLikeCode.MatchString(aerr.Code) {
+			aerr.Code = ""
+		}
+	}
+	return "", lockedOut(err)
+}
+
+// looksLikeCode finds a pairing code anywhere in a string.
+var looksLikeCode = regexp.MustCompile(`(?i)\b[a-z0-9]{4}[-\s]?[a-z0-9]{4}\b`)
+
+// normaliseCode is a code as the bot keeps it: upper case, no separator.
+func normaliseCode(code string) string {
+	return strings.ToUpper(strings.NewReplacer("-", "", " ", "").Replace(code))
 }
 
 // lockedOutCode is the code of WhatsApp's refusal to pair a phone that

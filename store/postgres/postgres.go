@@ -156,14 +156,12 @@ func CheckURL(raw string) error {
 func parseURL(raw string) (*pgxpool.Config, string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		// url.Error quotes the whole URL, password included: say only
-		// what is wrong.
-		var uerr *url.Error
-		msg := "it does not parse"
-		if errors.As(err, &uerr) {
-			msg = uerr.Err.Error()
-		}
-		return nil, "", &URLError{"is not a valid URL (" + msg + "); want postgres://USER:PASSWORD@HOST:5432/DATABASE"}
+		// url.Error quotes the whole URL, and even its inner message can
+		// quote the password (a password with an unescaped / # or ? is
+		// read as the host's port: `invalid port ":secret" after host`),
+		// so the parser's words are never repeated: say what usually
+		// causes it instead.
+		return nil, "", &URLError{"is not a valid URL; want postgres://USER:PASSWORD@HOST:5432/DATABASE, with any of / # ? @ : % in the user name or password percent-encoded (/ as %2F, # as %23, ? as %3F, @ as %40, : as %3A, % as %25)"}
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return nil, "", &URLError{fmt.Sprintf("must be a postgres:// URL, not %q; e.g. postgres://USER:PASSWORD@HOST:5432/DATABASE", u.Scheme+"://…")}
