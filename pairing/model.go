@@ -2,6 +2,7 @@ package pairing
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 )
 
@@ -564,4 +565,17 @@ func (p *Pairing) KeepsWindow(renewal Pairing) bool {
 		return false
 	}
 	return true
+}
+
+// LogValue is what a log line shows of a pairing: who, where and how it
+// stands, never its code, QR link, response_url or whole number (the code
+// and the link are credentials; BRIEF: never logged). It guards a future
+// `"pairing", p` log line.
+func (p Pairing) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("id", p.ID),
+		slog.String("instance", p.InstanceName),
+		slog.String("state", string(p.State)),
+		slog.String("requested_by", p.RequestedBy),
+	)
 }
