@@ -342,16 +342,7 @@ func (s *Service) failQR(ctx context.Context, p Pairing, req QRRequest, log *slo
 	if made {
 		rev, revErr = s.revokeLink(ctx, p, now)
 	}
-	state, reason := StateFailed, failureReason(cause)
-	var serr *StatusError
-	switch {
-	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
-		state, reason = StateWarmingUp, ""
-		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
-		cause = serr
-	case serr != nil:
-		state, reason = StateRefused, statusReason(serr.Status)
-	}
+	state, reason, serr, cause := settledFailure(cause, now, s.cfg.Warmup)
 	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: made,

@@ -3,6 +3,7 @@ package pairing
 import (
 	"errors"
 	"strings"
+	"time"
 )
 
 // Reason is why a pairing ended as it did, kept so its message can be
@@ -98,6 +99,23 @@ func failureReason(cause error) Reason {
 		}
 	}
 	return ReasonInternal
+}
+
+// settledFailure is how a request that got no code (or QR link) because
+// of cause is settled at now: warming up (a 422 or a STARTING session:
+// try again after warmup, with cause made that StatusError), refused (a
+// session status that cannot pair, serr says which), else failed with
+// failureReason. Start and StartQR settle their failures alike.
+func settledFailure(cause error, now time.Time, warmup time.Duration) (state State, reason Reason, serr *StatusError, settled error) {
+	state, reason = StateFailed, failureReason(cause)
+	switch {
+	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
+		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(warmup)}
+		return StateWarmingUp, "", serr, serr
+	case serr != nil:
+		return StateRefused, statusReason(serr.Status), serr, cause
+	}
+	return state, reason, nil, cause
 }
 
 // statusReason is the Reason of a request session status st refused: its

@@ -594,16 +594,7 @@ func (s *Service) fail(ctx context.Context, p Pairing, req Request, log *slog.Lo
 		return s.stored(rctx, p), ErrInterrupted
 	}
 	now := s.cfg.Now()
-	state, reason := StateFailed, failureReason(cause)
-	var serr *StatusError
-	switch {
-	case errors.Is(cause, ErrNotReady) || errors.As(cause, &serr) && serr.Status == StatusStarting:
-		state, reason = StateWarmingUp, ""
-		serr = &StatusError{Status: StatusStarting, RetryAt: now.Add(s.cfg.Warmup)}
-		cause = serr
-	case serr != nil:
-		state, reason = StateRefused, statusReason(serr.Status)
-	}
+	state, reason, serr, cause := settledFailure(cause, now, s.cfg.Warmup)
 	outcome := OutcomeOf(cause)
 	updated, err := s.db.Settle(rctx, Settlement{
 		ID: p.ID, Now: now, Counted: counted,
