@@ -579,3 +579,15 @@ func (p Pairing) LogValue() slog.Value {
 		slog.String("requested_by", p.RequestedBy),
 	)
 }
+
+// SetModal records m as p's code window (both stores call it in
+// RecordModal's transaction). A superseded pairing takes one only when
+// superseded says the caller knows (its window is to show that the code
+// was replaced); otherwise ErrReplaced.
+func (p *Pairing) SetModal(m ModalSurface, superseded bool) error {
+	if p.State == StateSuperseded && !superseded {
+		return ErrReplaced
+	}
+	p.Modal = m
+	return nil
+}

@@ -407,13 +407,7 @@ func (db *DB) RecordModal(ctx context.Context, id string, m pairing.ModalSurface
 	var p pairing.Pairing
 	err := db.update(ctx, func(tx *bolt.Tx) error {
 		var err error
-		p, err = updatePairing(tx, id, now, func(p *pairing.Pairing) error {
-			if p.State == pairing.StateSuperseded && !superseded {
-				return pairing.ErrReplaced
-			}
-			p.Modal = m
-			return nil
-		})
+		p, err = updatePairing(tx, id, now, func(p *pairing.Pairing) error { return p.SetModal(m, superseded) })
 		if err != nil || !m.Open() {
 			return err
 		}

@@ -736,13 +736,7 @@ func (db *DB) RecordModal(ctx context.Context, id string, m pairing.ModalSurface
 		if err != nil {
 			return err
 		}
-		p, err = db.applyChange(ctx, tx, cur, dbNow, now, func(p *pairing.Pairing) error {
-			if p.State == pairing.StateSuperseded && !superseded {
-				return pairing.ErrReplaced
-			}
-			p.Modal = m
-			return nil
-		})
+		p, err = db.applyChange(ctx, tx, cur, dbNow, now, func(p *pairing.Pairing) error { return p.SetModal(m, superseded) })
 		if err != nil || !m.Open() {
 			return err
 		}
