@@ -826,11 +826,7 @@ func (s *Server) SetUserGroup(group string, users ...string) {
 }
 
 func (s *Server) userGroupMembers(w http.ResponseWriter, r *http.Request) {
-	if bearer(r) != BotToken {
-		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
-		return
-	}
-	if !s.hasScope(w, "usergroups:read") {
+	if !s.authorised(w, r, "usergroups:read") {
 		return
 	}
 	r.ParseForm()

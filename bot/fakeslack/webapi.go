@@ -122,6 +122,17 @@ func (s *Server) SetScopes(scopes ...string) {
 	s.mu.Unlock()
 }
 
+// authorised reports whether the call carries the bot token and the
+// token has scope; if not, it answers invalid_auth or missing_scope, as
+// Slack does.
+func (s *Server) authorised(w http.ResponseWriter, r *http.Request, scope string) bool {
+	if bearer(r) != BotToken {
+		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
+		return false
+	}
+	return s.hasScope(w, scope)
+}
+
 // hasScope reports whether the bot token has scope; if not, it answers the
 // call missing_scope, as Slack does.
 func (s *Server) hasScope(w http.ResponseWriter, scope string) bool {
@@ -384,20 +395,13 @@ func (s *Server) conversationLocked(channel string, ephemeral bool) (string, str
 }
 
 func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
-	if bearer(r) != BotToken {
-		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
-		return
-	}
-	if !s.hasScope(w, "chat:write") {
+	if !s.authorised(w, r, "chat:write") {
 		return
 	}
 	r.ParseForm()
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
 	ephemeral := method == "chat.postEphemeral"
-	v := Version{Text: r.Form.Get("text"), Blocks: json.RawMessage(r.Form.Get("blocks")), At: time.Now(), Via: method}
-	if len(v.Blocks) == 0 {
-		v.Blocks = nil
-	}
+	v := formVersion(r, method)
 	if err := ValidateMessage(v.Text, v.Blocks); err != nil {
 		s.violate("%s: %v", method, err)
 		writeJSON(w, map[string]any{"ok": false, "error": "invalid_blocks"})
@@ -450,23 +454,26 @@ func (s *Server) chatPost(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"ok": true, "channel": channel, "ts": m.TS, "message": map[string]any{"text": v.Text, "ts": m.TS}})
 }
 
+// formVersion is the message version a chat.* call's form carries (its
+// text and blocks), made by via.
+func formVersion(r *http.Request, via string) Version {
+	v := Version{Text: r.Form.Get("text"), Blocks: json.RawMessage(r.Form.Get("blocks")), At: time.Now(), Via: via}
+	if len(v.Blocks) == 0 {
+		v.Blocks = nil
+	}
+	return v
+}
+
 // chatChange serves chat.update and chat.delete: the bot's own
 // non-ephemeral messages only, by channel ID and ts, rate-limited.
 func (s *Server) chatChange(w http.ResponseWriter, r *http.Request) {
-	if bearer(r) != BotToken {
-		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
-		return
-	}
-	if !s.hasScope(w, "chat:write") {
+	if !s.authorised(w, r, "chat:write") {
 		return
 	}
 	r.ParseForm()
 	method := strings.TrimPrefix(r.URL.Path, "/api/")
 	channel, ts := r.Form.Get("channel"), r.Form.Get("ts")
-	v := Version{Text: r.Form.Get("text"), Blocks: json.RawMessage(r.Form.Get("blocks")), At: time.Now(), Via: ViaUpdate}
-	if len(v.Blocks) == 0 {
-		v.Blocks = nil
-	}
+	v := formVersion(r, ViaUpdate)
 	if method == "chat.update" {
 		if err := ValidateMessage(v.Text, v.Blocks); err != nil {
 			s.violate("%s: %v", method, err)
@@ -532,11 +539,7 @@ func (s *Server) knownChannelLocked(id string) bool {
 // usersInfo serves users.info: who a member is (bot, deactivated, guest,
 // which organisation).
 func (s *Server) usersInfo(w http.ResponseWriter, r *http.Request) {
-	if bearer(r) != BotToken {
-		writeJSON(w, map[string]any{"ok": false, "error": "invalid_auth"})
-		return
-	}
-	if !s.hasScope(w, "users:read") {
+	if !s.authorised(w, r, "users:read") {
 		return
 	}
 	r.ParseForm()
